@@ -1,0 +1,65 @@
+# Distributed Test System — every user-facing command. `make help` lists them.
+.DEFAULT_GOAL := help
+SHELL := /bin/sh
+
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+WORKERS ?= auto
+QUEUE   ?=
+COUNT   ?=
+TASKS   ?= 20
+PYTEST_ARGS ?=
+
+.PHONY: help install broker up down run test lint logs ps status scale scale-all clean
+
+help: ## List the targets
+	@echo "usage: make TARGET [VAR=value]   (WORKERS=auto|docker|local, QUEUE=worker-a COUNT=3, TASKS=20)"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: $(VENV)/.installed ## Create .venv and install the pinned requirements (+ dev tools)
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+broker: ## Make sure RabbitMQ answers on localhost (installs it on Debian/Ubuntu as root)
+	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh
+
+up: install broker ## Start the workers at their configured sizes and wait until they answer ping
+	$(PY) scale.py up --mode $(WORKERS)
+
+down: ## Stop every worker (warm shutdown)
+	@if [ -x $(PY) ]; then $(PY) scale.py down --mode $(WORKERS); fi
+
+run: up ## Set up everything (venv, broker, workers), then run the dispatcher
+	$(PY) dispatch.py
+
+test: install broker ## Run the whole test suite (unit + integration against a real RabbitMQ)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install ## ruff check + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+status: install ## Workers, consumers and messages ready per queue
+	$(PY) scale.py status --mode $(WORKERS)
+
+ps: status ## Same as status
+
+scale: install ## Resize one pool: make scale QUEUE=worker-a COUNT=3
+	@if [ -z "$(QUEUE)" ] || [ -z "$(COUNT)" ]; then echo "usage: make scale QUEUE=worker-a COUNT=3" >&2; exit 2; fi
+	$(PY) scale.py $(QUEUE) $(COUNT) --mode $(WORKERS)
+
+scale-all: install ## Resize every pool: make scale-all COUNT=4
+	@if [ -z "$(COUNT)" ]; then echo "usage: make scale-all COUNT=4" >&2; exit 2; fi
+	$(PY) scale.py --all $(COUNT) --mode $(WORKERS)
+
+logs: ## Show the last lines of every worker's log
+	@for f in .run/*.log; do [ -f "$$f" ] || continue; echo "==> $$f <=="; tail -n 20 "$$f"; done
+
+clean: down ## Stop the workers, remove .venv, .run and caches (nothing outside this project)
+	rm -rf $(VENV) .run .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,216 @@
+"""Worker pools: how many workers each pool has and how to change that.
+
+The local back end runs real `celery worker` processes (the same command line as the containers),
+with pid and log files under .run/. Used by scale.py (`up`, `down`, scaling) and by the tests.
+
+    pool = LocalPool(config)
+    pool.scale({"worker-a": 3})        # start/stop processes, return when the new ones answer ping
+    pool.running()                     # {"worker-a": {1: pid, 2: pid, 3: pid}, "worker-b": {...}}
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from celery.utils.nodenames import host_format
+
+from celery_app import PROJECT_DIR, CliError, Config, ExitCode, app, worker_argv, worker_nodename
+
+log = logging.getLogger("dts.pools")
+RUN_DIR = PROJECT_DIR / ".run"
+
+
+# --------------------------------------------------------------------------- pure plan
+
+
+def scale_plan(current: dict[str, int], desired: dict[str, int]) -> dict[str, int]:
+    """Workers to add (>0) or remove (<0) per pool: desired - current, for the pools named in desired."""
+    return {pool: count - current.get(pool, 0) for pool, count in desired.items()}
+
+
+def indices_to_start(existing: set[int], count: int) -> list[int]:
+    """Lowest free worker indices (1-based) so that `count` workers exist."""
+    free = (i for i in range(1, count + len(existing) + 1) if i not in existing)
+    return [next(free) for _ in range(max(0, count - len(existing)))]
+
+
+def indices_to_stop(existing: set[int], count: int) -> list[int]:
+    """Highest indices first, so that `count` workers remain."""
+    return sorted(existing, reverse=True)[: max(0, len(existing) - count)]
+
+
+def validate_count(pool: str, count: int, config: Config) -> None:
+    if pool not in config.pools:
+        raise CliError(f"unknown pool {pool!r}: use one of {', '.join(config.pools)}", ExitCode.USAGE)
+    if not 0 <= count <= config.max_workers:
+        raise CliError(
+            f"{pool}: count must be between 0 and workers.max_workers={config.max_workers} (got {count}); "
+            f"raise workers.max_workers in {config.path.name} for more",
+            ExitCode.USAGE,
+        )
+
+
+# --------------------------------------------------------------------------- ping
+
+
+def wait_for_pong(names: list[str], deadline: float, alive=lambda name: True) -> None:
+    """Poll `celery inspect ping` until every node in `names` answered, `alive` says one died, or the
+    deadline passes (CliError)."""
+    waiting = set(names)
+    while waiting:
+        replies = app.control.ping(destination=sorted(waiting), timeout=0.5) or []
+        for reply in replies:
+            waiting -= set(reply)
+        dead = [name for name in waiting if not alive(name)]
+        if dead:
+            raise CliError(f"worker {dead[0]} exited during start-up; see its log with `make logs`")
+        if waiting and time.monotonic() > deadline:
+            raise CliError(
+                f"{len(waiting)} worker(s) did not answer ping in time ({', '.join(sorted(waiting))}); "
+                "see `make logs`, or raise workers.start_timeout"
+            )
+
+
+# --------------------------------------------------------------------------- local back end
+
+
+class LocalPool:
+    """Workers as local `celery worker` processes, tracked by pid files in run_dir."""
+
+    mode = "local"
+
+    def __init__(self, config: Config, run_dir: Path = RUN_DIR, env: dict[str, str] | None = None):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.env = dict(os.environ if env is None else env)
+        self.env.update({"DTS_CONFIG": str(config.path), "BROKER_URL": config.broker_url})
+        self._procs: dict[int, subprocess.Popen] = {}
+
+    # -- files
+    def _pidfile(self, pool: str, index: int) -> Path:
+        return self.run_dir / f"{pool}-{index}.pid"
+
+    def logfile(self, pool: str, index: int) -> Path:
+        return self.run_dir / f"{pool}-{index}.log"
+
+    def _alive(self, pid: int) -> bool:
+        proc = self._procs.get(pid)
+        if proc is not None:
+            return proc.poll() is None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if cmdline.exists():  # guard against a recycled pid; a zombie has an empty cmdline
+            return b"celery_app" in cmdline.read_bytes()
+        return True
+
+    def running(self) -> dict[str, dict[int, int]]:
+        """{pool: {index: pid}} of live workers; stale pid files are removed."""
+        found: dict[str, dict[int, int]] = {pool: {} for pool in self.config.pools}
+        for pidfile in sorted(self.run_dir.glob("*.pid")):
+            pool, _, index = pidfile.stem.rpartition("-")
+            try:
+                pid = int(pidfile.read_text())
+            except (ValueError, OSError):
+                pid = 0
+            if pool in found and index.isdigit() and pid and self._alive(pid):
+                found[pool][int(index)] = pid
+            else:
+                pidfile.unlink(missing_ok=True)
+        return found
+
+    def counts(self) -> dict[str, int]:
+        return {pool: len(workers) for pool, workers in self.running().items()}
+
+    def nodename(self, pool: str, index: int) -> str:
+        return host_format(worker_nodename(pool, index))
+
+    # -- start / stop
+    def _start(self, pool: str, index: int) -> str:
+        spec = self.config.pools[pool]
+        argv = worker_argv(spec, worker_nodename(pool, index), self.config.prefetch_multiplier)
+        argv = [sys.executable, "-m", *argv]  # the same command, from this interpreter's environment
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.logfile(pool, index), "ab") as logf:
+            proc = subprocess.Popen(
+                argv, cwd=PROJECT_DIR, env=self.env, stdout=logf, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+        self._procs[proc.pid] = proc
+        self._pidfile(pool, index).write_text(f"{proc.pid}\n")
+        log.info("started %s (pid %d, log %s)", self.nodename(pool, index), proc.pid, self.logfile(pool, index))
+        return self.nodename(pool, index)
+
+    def _stop(self, targets: list[tuple[str, int, int]]) -> None:
+        """Warm shutdown: SIGTERM, wait up to stop_timeout for running tasks to finish, then SIGKILL."""
+        for pool, index, pid in targets:
+            log.info("stopping %s (pid %d, SIGTERM)", self.nodename(pool, index), pid)
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + self.config.stop_timeout
+        pending = list(targets)
+        while pending:
+            pending = [t for t in pending if self._alive(t[2])]
+            if pending and time.monotonic() > deadline:
+                for pool, index, pid in pending:
+                    log.warning(
+                        "%s did not stop within %.0fs: SIGKILL", self.nodename(pool, index), self.config.stop_timeout
+                    )
+                    os.kill(pid, signal.SIGKILL)
+                deadline = float("inf")
+                continue
+            if pending:
+                time.sleep(0.05)  # polling a process state, not synchronising on time
+        for pool, index, pid in targets:
+            self._pidfile(pool, index).unlink(missing_ok=True)
+            proc = self._procs.pop(pid, None)
+            if proc is not None:
+                proc.wait()
+
+    def scale(self, desired: dict[str, int]) -> dict[str, int]:
+        """Bring each named pool to its desired size; returns the change per pool."""
+        for pool, count in desired.items():
+            validate_count(pool, count, self.config)
+        running = self.running()
+        plan = scale_plan({p: len(w) for p, w in running.items()}, desired)
+        to_stop = [
+            (pool, i, running[pool][i])
+            for pool, delta in plan.items() if delta < 0
+            for i in indices_to_stop(set(running[pool]), desired[pool])
+        ]  # fmt: skip
+        if to_stop:
+            self._stop(to_stop)
+        started: dict[str, tuple[str, int]] = {}
+        for pool, delta in plan.items():
+            if delta > 0:
+                for i in indices_to_start(set(running[pool]), desired[pool]):
+                    started[self._start(pool, i)] = (pool, i)
+        if started:
+            pids = {name: self.running()[pool].get(i) for name, (pool, i) in started.items()}
+            wait_for_pong(
+                list(started),
+                time.monotonic() + self.config.start_timeout,
+                alive=lambda name: bool(pids.get(name)) and self._alive(pids[name]),
+            )
+        return plan
+
+    def up(self) -> dict[str, int]:
+        return self.scale({name: spec.replicas for name, spec in self.config.pools.items()})
+
+    def down(self) -> dict[str, int]:
+        return self.scale({name: 0 for name in self.config.pools})
+
+    def workers(self) -> dict[str, list[str]]:
+        return {pool: [self.nodename(pool, i) for i in sorted(w)] for pool, w in self.running().items()}

@@ -1,0 +1,58 @@
+#!/bin/sh
+# Make sure a RabbitMQ answers on localhost:5672: start an installed one; on Debian/Ubuntu as root,
+# install rabbitmq-server first; otherwise print the command that installs it on this OS.
+set -eu
+PORT="${DTS_BROKER_PORT:-5672}"
+DEADLINE_S="${DTS_BROKER_WAIT:-90}"
+PY="${PYTHON:-python3}"
+
+answers() {
+    "$PY" -c "import socket,sys; s=socket.socket(); s.settimeout(1); sys.exit(s.connect_ex(('127.0.0.1', $PORT)))" 2>/dev/null
+}
+
+wait_for_broker() {
+    end=$(( $(date +%s) + DEADLINE_S ))
+    while ! answers; do
+        if [ "$(date +%s)" -ge "$end" ]; then
+            echo "RabbitMQ did not answer on localhost:$PORT within ${DEADLINE_S}s; see /var/log/rabbitmq/" >&2
+            exit 1
+        fi
+        sleep 1
+    done
+}
+
+if answers; then
+    echo "RabbitMQ answers on localhost:$PORT"
+    exit 0
+fi
+
+if ! command -v rabbitmq-server >/dev/null 2>&1 && [ ! -x /usr/sbin/rabbitmq-server ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing rabbitmq-server (apt-get)..."
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
+    else
+        echo "RabbitMQ is not installed. Install and start it, then re-run:" >&2
+        echo "  Debian/Ubuntu: sudo apt-get install -y rabbitmq-server && sudo systemctl start rabbitmq-server" >&2
+        echo "  Fedora/RHEL:   sudo dnf install -y rabbitmq-server && sudo systemctl start rabbitmq-server" >&2
+        echo "  macOS:         brew install rabbitmq && brew services start rabbitmq" >&2
+        exit 1
+    fi
+fi
+
+if answers; then   # the package's post-install may have started it
+    echo "RabbitMQ answers on localhost:$PORT"
+    exit 0
+fi
+
+echo "starting RabbitMQ..."
+if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then systemctl start rabbitmq-server; else sudo systemctl start rabbitmq-server; fi
+elif [ "$(id -u)" = 0 ]; then
+    PATH="$PATH:/usr/sbin" rabbitmq-server -detached
+else
+    echo "cannot start RabbitMQ without root: run 'sudo rabbitmq-server -detached' (or 'sudo systemctl start rabbitmq-server')" >&2
+    exit 1
+fi
+wait_for_broker
+echo "RabbitMQ answers on localhost:$PORT"

@@ -1,0 +1,147 @@
+"""Integration tests: a real RabbitMQ (vhost dts-test) and real `celery worker` processes.
+
+The session starts 2 worker-a and 2 worker-b processes (tests/conftest.py). Nothing here is mocked
+and nothing waits on a sleep: every wait is a result.get(timeout) or a deadline-bounded poll.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import IDLE_BROKER_URL, ROOT, write_config
+
+pytestmark = pytest.mark.integration
+
+
+def run_cli(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_dispatch_prints_both_results_and_exits_0(config_path, clean_queues, capsys):
+    import dispatch
+
+    assert dispatch.main(["--config", str(config_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "Loaded config: Integration test config" in out
+    assert "Dispatching tasks..." in out
+    assert any(line.startswith("Task A sent with ID: ") for line in out)
+    assert "Result from task_a: Hello from Task A" in out
+    assert "Result from task_b: Hello from Task B" in out
+    assert "Task A retries: 0" in out and "Task B retries: 0" in out
+    assert any(line.startswith("Total dispatcher time: ") for line in out)
+    assert out[-1] == "Isolation: OK (task_a on worker-a, task_b on worker-b)"
+
+
+def test_dispatch_as_a_subprocess_json(config_path, clean_queues):
+    proc = run_cli("dispatch.py", "--config", str(config_path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    results = {t["task"]: t["result"] for t in doc["tasks"]}
+    assert results["task_a"]["message"] == "Hello from Task A"
+    assert results["task_b"]["message"] == "Hello from Task B"
+    assert results["task_a"]["worker"].startswith("worker-a-")
+    assert results["task_b"]["worker"].startswith("worker-b-")
+    assert doc["exit_code"] == 0 and doc["summary"]["failed"] == []
+
+
+def test_concurrency_total_is_well_below_the_sum(config_path, clean_queues):
+    proc = run_cli("dispatch.py", "--config", str(config_path), "--json")
+    summary = json.loads(proc.stdout)["summary"]
+    assert summary["sum_execution_time"] == pytest.approx(0.3, abs=0.05)
+    # run one after the other they would take >= 0.3 s; concurrently about the longer one (0.2 s)
+    assert summary["total_time"] < 0.85 * summary["sum_execution_time"], summary
+
+
+def test_isolation_every_task_runs_on_its_own_pool(config, workers, clean_queues):
+    from celery import group
+
+    from celery_app import app, task_a, task_b
+
+    burst = group([task_a.s(duration=0.02) for _ in range(10)] + [task_b.s(duration=0.02) for _ in range(10)])
+    results = burst.apply_async().get(timeout=60)
+    by_task = {"task_a": set(), "task_b": set()}
+    for r in results:
+        by_task[r["task"]].add(r["worker"])
+        assert r["queue"] == {"task_a": "queue_a", "task_b": "queue_b"}[r["task"]]
+    assert by_task["task_a"] and all(w.startswith("worker-a-") for w in by_task["task_a"]), by_task
+    assert by_task["task_b"] and all(w.startswith("worker-b-") for w in by_task["task_b"]), by_task
+
+    names = [name for pool in workers.workers().values() for name in pool]
+    active = app.control.inspect(destination=names, timeout=5).active_queues()
+    assert set(active) == set(names)
+    for worker, queues in active.items():
+        expected = "queue_a" if worker.startswith("worker-a-") else "queue_b"
+        assert [q["name"] for q in queues] == [expected], (worker, queues)
+
+
+def test_transient_failures_are_retried_with_growing_delays(config, clean_queues):
+    from celery_app import task_a
+
+    t0 = time.monotonic()
+    result = task_a.apply_async(kwargs={"fail_times": 3}).get(timeout=30)
+    elapsed = time.monotonic() - t0
+    assert result["message"] == "Hello from Task A"
+    assert result["retries"] == 3
+    assert result["retry_delays"] == [0.05, 0.1, 0.2]  # backoff_base 0.05 * 2**n, no jitter
+    assert elapsed >= sum(result["retry_delays"]) + 4 * 0.1 * 0.9  # really waited: 3 delays + 4 attempts
+
+
+def test_dispatch_reports_retries(config_path, clean_queues, capsys):
+    import dispatch
+
+    assert dispatch.main(["--config", str(config_path), "--fail-times", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "Task A retries: 2 (backoff 0.05s, 0.10s)" in out
+    assert "Task B retries: 2 (backoff 0.05s, 0.10s)" in out
+    assert "Total retries: 4" in out
+
+
+def test_failure_rate_1_fails_after_max_retries_with_exit_1(config_path, clean_queues):
+    proc = run_cli("dispatch.py", "--config", str(config_path), "--fail-rate", "1")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert (
+        "Task A FAILED: TransientError: simulated transient failure in task_a (attempt 4); gave up after 4 attempts"
+        in proc.stdout
+    )
+    assert "FAILED: task_a, task_b" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_broker_unreachable_exits_3_quickly_with_one_line(config_path):
+    t0 = time.monotonic()
+    proc = run_cli(
+        "dispatch.py", "--config", str(config_path), env_extra={"BROKER_URL": "amqp://guest:secret@127.0.0.1:1//"}
+    )
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 3
+    assert elapsed < 10
+    err = proc.stderr.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert "cannot reach the broker at amqp://guest:***@127.0.0.1:1//" in err and "make broker" in err
+    assert "secret" not in err
+
+
+def test_queue_without_consumer_exits_4(rabbitmq, tmp_path):
+    cfg = write_config(tmp_path / "idle.yml")
+    proc = run_cli("dispatch.py", "--config", str(cfg), env_extra={"BROKER_URL": IDLE_BROKER_URL})
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    err = proc.stderr.strip()
+    assert "\n" not in err and "queue_a has no consumer" in err and "make up" in err
+
+
+def test_bad_config_from_the_command_line_exits_2(tmp_path):
+    for text, key in [("retry: {max_retries: [1\n", "YAML syntax error"), ("colour: red\n", "colour is not a known key"),
+                      ("retry: {max_retries: x}\n", "retry.max_retries must be an integer"),
+                      ("retry: {max_retries: -3}\n", "retry.max_retries")]:  # fmt: skip
+        path = Path(tmp_path / "bad.yml")
+        path.write_text(text)
+        proc = run_cli("dispatch.py", "--config", str(path))
+        assert proc.returncode == 2 and key in proc.stderr and "bad.yml" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
