@@ -71,6 +71,7 @@ def summarise(outcomes: list[Outcome], total: float) -> dict[str, Any]:
         "overhead": round(total - max(times, default=0.0), 6),
         "speedup": round(work / total, 3) if total > 0 else None,
         "total_retries": sum(o.result["retries"] for o in outcomes if o.result),
+        "max_backoff": round(max((sum(o.result["retry_delays"]) for o in outcomes if o.result), default=0.0), 6),
         "failed": [o.task for o in outcomes if not o.ok],
     }
 
@@ -104,7 +105,12 @@ def format_report(config: Config, outcomes: list[Outcome], summary: dict[str, An
         if o.isolation_breach:
             lines.append(f"{name} ISOLATION BREACH: {o.isolation_breach}")
     lines.append(f"Total dispatcher time: {summary['total_time']:.3f}s (concurrent execution)")
-    if not summary["failed"]:
+    if not summary["failed"] and summary["total_retries"]:
+        lines.append(
+            f"Time includes backoff waits of up to {summary['max_backoff']:.3f}s per task; "
+            "speed-up is reported for runs without retries"
+        )
+    elif not summary["failed"]:
         lines.append(
             f"Sum of task execution times: {summary['sum_execution_time']:.3f}s "
             f"(what running them one after the other would take at least)"
