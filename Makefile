@@ -11,7 +11,12 @@ COUNT   ?=
 TASKS   ?= 20
 PYTEST_ARGS ?=
 
-.PHONY: help install broker up down run test lint logs ps status scale scale-all clean
+COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+MODE     = $$($(PY) scale.py mode --mode $(WORKERS))
+export DOCKER_BUILDKIT ?= 0
+export COMPOSE_DOCKER_CLI_BUILD ?= 0
+
+.PHONY: help install broker build up down run test lint logs monitor ps status scale scale-all clean
 
 help: ## List the targets
 	@echo "usage: make TARGET [VAR=value]   (WORKERS=auto|docker|local, QUEUE=worker-a COUNT=3, TASKS=20)"
@@ -25,13 +30,19 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-broker: ## Make sure RabbitMQ answers on localhost (installs it on Debian/Ubuntu as root)
+broker: install ## RabbitMQ answers on localhost (installed if needed) + the workers' vhost/user in .env
 	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh
+	$(PY) broker.py provision
 
-up: install broker ## Start the workers at their configured sizes and wait until they answer ping
-	$(PY) scale.py up --mode $(WORKERS)
+build: install ## Build the worker image (BASE_IMAGE=...; a local Debian base when no registry answers)
+	PY=$(PY) sh scripts/build-image.sh
 
-down: ## Stop every worker (warm shutdown)
+up: install broker ## Start the workers (containers if an engine answers, else processes); waits for ping
+	@mode=$(MODE); echo "workers: $$mode"; \
+	if [ "$$mode" = docker ]; then PY=$(PY) sh scripts/build-image.sh; fi; \
+	$(PY) scale.py up --mode $$mode
+
+down: ## Stop every worker, containers and processes (warm shutdown)
 	@if [ -x $(PY) ]; then $(PY) scale.py down --mode $(WORKERS); fi
 
 run: up ## Set up everything (venv, broker, workers), then run the dispatcher
@@ -57,8 +68,12 @@ scale-all: install ## Resize every pool: make scale-all COUNT=4
 	@if [ -z "$(COUNT)" ]; then echo "usage: make scale-all COUNT=4" >&2; exit 2; fi
 	$(PY) scale.py --all $(COUNT) --mode $(WORKERS)
 
-logs: ## Show the last lines of every worker's log
+logs: install ## Show the last lines of every worker's log
+	@if [ "$(MODE)" = docker ]; then $(COMPOSE) logs --tail 20; fi
 	@for f in .run/*.log; do [ -f "$$f" ] || continue; echo "==> $$f <=="; tail -n 20 "$$f"; done
+
+monitor: install ## Follow the workers' logs (Ctrl-C to stop)
+	@if [ "$(MODE)" = docker ]; then $(COMPOSE) logs -f --tail 5; else tail -n 5 -F .run/*.log; fi
 
 clean: down ## Stop the workers, remove .venv, .run and caches (nothing outside this project)
 	rm -rf $(VENV) .run .pytest_cache .ruff_cache

@@ -1,8 +1,9 @@
-"""Broker checks shared by the CLIs: is RabbitMQ reachable, who consumes each queue, how deep is it.
+"""Broker checks shared by the CLIs (reachable? consumers? depth?) and the workers' vhost and user.
 
 from broker import check_broker, queue_stats
 check_broker(app, timeout=5)            # raises CliError(exit 3) with a one-line fix
 queue_stats(app, ["queue_a"])            # {"queue_a": QueueStats(ready=0, consumers=1)}
+python broker.py provision               # vhost + user for the workers, written to .env (`make broker`)
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from amqp.exceptions import AccessRefused, NotFound
@@ -134,3 +136,120 @@ def ensure_vhost(vhost: str, user: str, password: str | None = None) -> None:
         else:
             rabbitmqctl("add_user", user, password)
     rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+
+
+# --------------------------------------------------------------------------- the project's vhost and user
+
+MANAGEMENT_API = "http://localhost:15672/api"
+
+
+def _management_put(path: str, body: dict, auth: tuple[str, str] = ("guest", "guest")) -> None:
+    import base64
+    import json
+    import urllib.request
+
+    token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    req = urllib.request.Request(
+        f"{MANAGEMENT_API}/{path}",
+        data=json.dumps(body).encode(),
+        method="PUT",
+        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=5):
+        pass
+
+
+def create_vhost_user(vhost: str, user: str, password: str) -> str:
+    """Create vhost and user (idempotent) with rabbitmqctl, else the management HTTP API.
+    Returns which one did it; CliError with the exact commands to run when neither can."""
+    try:
+        ensure_vhost(vhost, user, password)
+        return "rabbitmqctl"
+    except (CliError, OSError, subprocess.SubprocessError) as exc:
+        log_reason = str(exc)
+    try:
+        from urllib.parse import quote as q
+
+        _management_put(f"vhosts/{q(vhost, safe='')}", {})
+        _management_put(f"users/{q(user, safe='')}", {"password": password, "tags": ""})
+        _management_put(
+            f"permissions/{q(vhost, safe='')}/{q(user, safe='')}", {"configure": ".*", "write": ".*", "read": ".*"}
+        )
+        return "management API"
+    except OSError as exc:
+        raise CliError(
+            f"cannot create vhost {vhost!r} and user {user!r} ({log_reason}; management API: {exc}); run on the broker host: "
+            f"sudo rabbitmqctl add_vhost {vhost} && sudo rabbitmqctl add_user {user} '<password>' && "
+            f'sudo rabbitmqctl set_permissions -p {vhost} {user} ".*" ".*" ".*"  then put DTS_BROKER_USER, '
+            "DTS_BROKER_PASSWORD and DTS_BROKER_VHOST in .env"
+        ) from None
+
+
+def write_env_file(path, values: dict[str, str]) -> None:
+    """Write KEY=VALUE lines to a file readable by its owner only (mode 600)."""
+    text = "# Written by `make broker`: the workers' RabbitMQ vhost and user. Keep private (mode 600).\n"
+    text += "".join(f"{k}={v}\n" for k, v in values.items())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+
+
+def login_works(url: str, timeout: float = 5) -> bool:
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=timeout) as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not usable"
+        return False
+
+
+def provision(env_path, vhost: str = "dts", user: str = "dts") -> str:
+    """Make sure .env names a vhost and user that can log in; create them when needed. Returns a report."""
+    import secrets
+
+    from celery_app import broker_url_from_env_file, read_env_file
+
+    env_path = Path(env_path)
+    values = read_env_file(env_path)
+    url = broker_url_from_env_file(values)
+    if url and login_works(url):
+        return f"broker vhost {values['DTS_BROKER_VHOST']!r}, user {values['DTS_BROKER_USER']!r}: ok ({env_path})"
+    values = {"DTS_BROKER_USER": user, "DTS_BROKER_PASSWORD": secrets.token_hex(16), "DTS_BROKER_VHOST": vhost}
+    how = create_vhost_user(vhost, user, values["DTS_BROKER_PASSWORD"])
+    write_env_file(env_path, values)
+    url = broker_url_from_env_file(values)
+    if not login_works(url):
+        raise CliError(f"created user {user!r} on vhost {vhost!r} but cannot log in as it at {redact_url(url)}")
+    return f"broker vhost {vhost!r}, user {user!r}: created with {how}; credentials in {env_path} (mode 600)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python broker.py provision`: the vhost/user for the workers, written to .env (used by `make broker`)."""
+    import argparse
+    import sys
+
+    from celery_app import ENV_FILE
+
+    parser = argparse.ArgumentParser(
+        prog="broker.py",
+        description="Create the workers' RabbitMQ vhost and user and write them to .env (idempotent).",
+        epilog="example: python broker.py provision --vhost dts --user dts",
+    )
+    parser.add_argument("action", choices=["provision"])
+    parser.add_argument("--vhost", default="dts")
+    parser.add_argument("--user", default="dts")
+    parser.add_argument("--env-file", default=str(ENV_FILE))
+    args = parser.parse_args(argv)
+    try:
+        print(provision(args.env_file, args.vhost, args.user))
+    except CliError as exc:
+        print(f"broker.py: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,7 +1,10 @@
 """Worker pools: how many workers each pool has and how to change that.
 
-The local back end runs real `celery worker` processes (the same command line as the containers),
-with pid and log files under .run/. Used by scale.py (`up`, `down`, scaling) and by the tests.
+Two back ends with the same interface (scale, up, down, workers, counts):
+- LocalPool: real `celery worker` processes (the same command line as the containers), pid and log files
+  under .run/;
+- ComposePool: replicas of the docker compose services worker-a / worker-b.
+Used by scale.py (`up`, `down`, scaling), load_test.py and the tests.
 
     pool = LocalPool(config)
     pool.scale({"worker-a": 3})        # start/stop processes, return when the new ones answer ping
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +24,7 @@ from pathlib import Path
 
 from celery.utils.nodenames import host_format
 
+from broker import redact_url
 from celery_app import PROJECT_DIR, CliError, Config, ExitCode, app, worker_argv, worker_nodename
 
 log = logging.getLogger("dts.pools")
@@ -59,7 +64,7 @@ def validate_count(pool: str, count: int, config: Config) -> None:
 # --------------------------------------------------------------------------- ping
 
 
-def wait_for_pong(names: list[str], deadline: float, alive=lambda name: True) -> None:
+def wait_for_pong(names: list[str], deadline: float, alive=lambda name: True, app=app) -> None:
     """Poll `celery inspect ping` until every node in `names` answered, `alive` says one died, or the
     deadline passes (CliError)."""
     waiting = set(names)
@@ -85,12 +90,13 @@ class LocalPool:
 
     mode = "local"
 
-    def __init__(self, config: Config, run_dir: Path = RUN_DIR, env: dict[str, str] | None = None):
-        self.config = config
+    def __init__(self, config: Config, run_dir: Path = RUN_DIR, env: dict[str, str] | None = None, app=app):
+        self.config, self.app = config, app
         self.run_dir = Path(run_dir)
         self.env = dict(os.environ if env is None else env)
         self.env.update({"DTS_CONFIG": str(config.path), "BROKER_URL": config.broker_url})
         self._procs: dict[int, subprocess.Popen] = {}
+        self._broker_id = redact_url(config.broker_url)
 
     # -- files
     def _pidfile(self, pool: str, index: int) -> Path:
@@ -120,13 +126,23 @@ class LocalPool:
         for pidfile in sorted(self.run_dir.glob("*.pid")):
             pool, _, index = pidfile.stem.rpartition("-")
             try:
-                pid = int(pidfile.read_text())
-            except (ValueError, OSError):
+                pid = int(pidfile.read_text().split()[0])
+            except (ValueError, OSError, IndexError):
                 pid = 0
             if pool in found and index.isdigit() and pid and self._alive(pid):
                 found[pool][int(index)] = pid
             else:
                 pidfile.unlink(missing_ok=True)
+        return found
+
+    def stale(self) -> list[tuple[str, int, int]]:
+        """Live workers started for another broker URL or vhost than the current config's."""
+        found = []
+        for pool, workers in self.running().items():
+            for index, pid in workers.items():
+                lines = self._pidfile(pool, index).read_text().splitlines()
+                if (lines[1] if len(lines) > 1 else "") != self._broker_id:
+                    found.append((pool, index, pid))
         return found
 
     def counts(self) -> dict[str, int]:
@@ -147,7 +163,7 @@ class LocalPool:
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
         self._procs[proc.pid] = proc
-        self._pidfile(pool, index).write_text(f"{proc.pid}\n")
+        self._pidfile(pool, index).write_text(f"{proc.pid}\n{self._broker_id}\n")
         log.info("started %s (pid %d, log %s)", self.nodename(pool, index), proc.pid, self.logfile(pool, index))
         return self.nodename(pool, index)
 
@@ -183,6 +199,10 @@ class LocalPool:
         """Bring each named pool to its desired size; returns the change per pool."""
         for pool, count in desired.items():
             validate_count(pool, count, self.config)
+        stale = [t for t in self.stale() if t[0] in desired]
+        if stale:
+            log.warning("restarting %d worker(s) started for another broker/vhost", len(stale))
+            self._stop(stale)
         running = self.running()
         plan = scale_plan({p: len(w) for p, w in running.items()}, desired)
         to_stop = [
@@ -203,6 +223,7 @@ class LocalPool:
                 list(started),
                 time.monotonic() + self.config.start_timeout,
                 alive=lambda name: bool(pids.get(name)) and self._alive(pids[name]),
+                app=self.app,
             )
         return plan
 
@@ -214,3 +235,136 @@ class LocalPool:
 
     def workers(self) -> dict[str, list[str]]:
         return {pool: [self.nodename(pool, i) for i in sorted(w)] for pool, w in self.running().items()}
+
+
+# --------------------------------------------------------------------------- docker compose back end
+
+
+def compose_command() -> list[str] | None:
+    """`docker compose` (v2) when the plugin exists, else `docker-compose` (v1.29), else None."""
+    if shutil.which("docker") and _quiet(["docker", "compose", "version"]):
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+def engine_answers(timeout: float = 10) -> bool:
+    return bool(shutil.which("docker")) and _quiet(["docker", "info"], timeout)
+
+
+def _quiet(argv: list[str], timeout: float = 10) -> bool:
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=timeout).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def compose_env(config: Config) -> dict[str, str]:
+    """Variables docker-compose.yml substitutes, from the config (so both back ends run the same command)."""
+    return {
+        "DTS_WORKER_A_CONCURRENCY": str(config.pools["worker-a"].concurrency),
+        "DTS_WORKER_B_CONCURRENCY": str(config.pools["worker-b"].concurrency),
+        "DTS_PREFETCH": str(config.prefetch_multiplier),
+        "DOCKER_BUILDKIT": os.environ.get("DOCKER_BUILDKIT", "0"),  # legacy builder: no buildx needed
+        "COMPOSE_DOCKER_CLI_BUILD": os.environ.get("COMPOSE_DOCKER_CLI_BUILD", "0"),
+    }
+
+
+class ComposePool:
+    """Workers as docker compose service replicas (worker-a, worker-b) of one compose project."""
+
+    mode = "docker"
+
+    def __init__(self, config: Config, project: str | None = None, env: dict[str, str] | None = None, app=app):
+        cmd = compose_command()
+        if cmd is None:
+            raise CliError(
+                "neither `docker compose` nor `docker-compose` is installed; use WORKERS=local", ExitCode.USAGE
+            )
+        self.config, self.app = config, app
+        self.project = project or os.environ.get("COMPOSE_PROJECT_NAME") or "dts"
+        self.cmd = [*cmd, "-f", str(PROJECT_DIR / "docker-compose.yml"), "-p", self.project]
+        self.env = {**os.environ, **compose_env(config), **(env or {})}
+
+    def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        log.info("%s %s", " ".join(self.cmd[:1] + self.cmd[-2:]), " ".join(args))
+        proc = subprocess.run([*self.cmd, *args], cwd=PROJECT_DIR, env=self.env, capture_output=True, text=True,
+                              timeout=timeout)  # fmt: skip
+        if proc.returncode != 0:
+            last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
+            raise CliError(f"`compose {' '.join(args)}` failed: {last[0]}")
+        return proc
+
+    def containers(self, pool: str) -> list[str]:
+        """Ids of the running containers of one service."""
+        out = subprocess.run(
+            ["docker", "ps", "-q", "--no-trunc", "--filter", f"label=com.docker.compose.project={self.project}",
+             "--filter", f"label=com.docker.compose.service={pool}", "--filter", "status=running"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        return out.stdout.split()
+
+    def workers(self) -> dict[str, list[str]]:
+        """{pool: [worker-a@<container hostname>, ...]} of running containers."""
+        found = {}
+        for pool in self.config.pools:
+            ids = self.containers(pool)
+            hosts = []
+            if ids:
+                out = subprocess.run(["docker", "inspect", "-f", "{{.Config.Hostname}}", *ids],
+                                     capture_output=True, text=True, timeout=30)  # fmt: skip
+                hosts = out.stdout.split()
+            found[pool] = sorted(f"{pool}@{host}" for host in hosts)
+        return found
+
+    def counts(self) -> dict[str, int]:
+        return {pool: len(names) for pool, names in self.workers().items()}
+
+    def _check_credentials(self) -> None:
+        from celery_app import read_env_file
+
+        values = {**read_env_file(), **self.env}
+        if not values.get("DTS_BROKER_PASSWORD"):
+            raise CliError("no broker user for the containers (guest only works over loopback): run `make broker` "
+                           "to create one and write it to .env", ExitCode.USAGE)  # fmt: skip
+
+    def build(self) -> None:
+        self.compose("build")
+
+    def scale(self, desired: dict[str, int]) -> dict[str, int]:
+        for pool, count in desired.items():
+            validate_count(pool, count, self.config)
+        self._check_credentials()
+        plan = scale_plan(self.counts(), desired)
+        for pool, count in desired.items():
+            # compose stops surplus replicas with SIGTERM and waits stop_grace_period: a warm shutdown
+            self.compose("up", "-d", "--no-recreate", "--scale", f"{pool}={count}", pool)
+        names = [name for pool in desired for name in self.workers()[pool]]
+        wait_for_pong(names, time.monotonic() + self.config.start_timeout, app=self.app)
+        return plan
+
+    def up(self) -> dict[str, int]:
+        return self.scale({name: spec.replicas for name, spec in self.config.pools.items()})
+
+    def down(self) -> dict[str, int]:
+        before = self.counts()
+        self.compose("down", "--remove-orphans", "--timeout", str(int(self.config.stop_timeout)))
+        return {pool: -count for pool, count in before.items()}
+
+
+def resolve_mode(mode: str) -> str:
+    """auto -> docker when an engine answers and compose is installed, else local."""
+    if mode != "auto":
+        return mode
+    return "docker" if engine_answers() and compose_command() else "local"
+
+
+def make_backend(config: Config, mode: str, **kwargs):
+    mode = resolve_mode(mode)
+    if mode == "docker":
+        if not engine_answers():
+            raise CliError("no Docker engine answers (`docker info` failed): start one, or use WORKERS=local",
+                           ExitCode.USAGE)  # fmt: skip
+        return ComposePool(config, **kwargs)
+    return LocalPool(config, **kwargs)

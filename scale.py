@@ -17,10 +17,10 @@ from typing import Any
 
 from broker import check_broker, queue_stats
 from celery_app import POOL_NAMES, CliError, Config, ExitCode, load_config, use_config
-from pools import LocalPool, validate_count
+from pools import make_backend, resolve_mode, validate_count
 
 log = logging.getLogger("dts.scale")
-ACTIONS = ("up", "down", "status")
+ACTIONS = ("up", "down", "status", "mode", "build")
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -80,12 +80,6 @@ def format_status(rows: list[dict[str, Any]], mode: str) -> list[str]:
 # --------------------------------------------------------------------------- I/O
 
 
-def make_backend(config: Config, mode: str):
-    if mode in ("auto", "local"):
-        return LocalPool(config)
-    raise CliError(f"workers mode {mode!r} is not available here; use --mode local", ExitCode.USAGE)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scale.py",
@@ -101,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
 pools: {", ".join(POOL_NAMES)}
 exit codes: 0 ok, 1 a worker failed to start, 2 bad usage or config, 3 broker unreachable""",
     )
-    parser.add_argument("target", nargs="?", help="up, down, status, or a pool name")
+    parser.add_argument(
+        "target", nargs="?", help="up, down, status, mode (print the resolved back end), build, or a pool name"
+    )
     parser.add_argument("count", nargs="?", help="new size of the pool")
     parser.add_argument("--all", dest="all_count", metavar="COUNT", help="resize every pool to COUNT")
     parser.add_argument("--mode", choices=("auto", "docker", "local"), help="worker back end (default: workers.mode)")
@@ -118,7 +114,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.target is None and args.all_count is None:
         raise CliError("nothing to do: give up, down, status, POOL COUNT or --all COUNT (see --help)", ExitCode.USAGE)
+    if args.target == "mode":
+        print(resolve_mode(args.mode or config.worker_mode))
+        return ExitCode.OK
     backend = make_backend(config, args.mode or config.worker_mode)
+    if args.target == "build":
+        if backend.mode != "docker":
+            raise CliError(
+                "build needs the docker back end (a Docker engine); local workers need no image", ExitCode.USAGE
+            )
+        backend.build()
+        return ExitCode.OK
     if args.target == "status":
         workers = backend.workers()
         try:
@@ -135,8 +141,12 @@ def run(args: argparse.Namespace) -> int:
         )
         return ExitCode.OK if stats else ExitCode.BROKER_UNREACHABLE
     if args.target == "down":
-        backend.down()
-        print("all workers stopped")
+        backends = [backend]
+        if (args.mode or config.worker_mode) == "auto" and backend.mode == "docker":
+            backends.append(make_backend(config, "local"))  # stop what either back end started
+        for each in backends:
+            stopped = -sum(each.down().values())
+            print(f"{each.mode}: stopped {stopped} worker(s)")
         return ExitCode.OK
     if args.target == "up":
         desired = {name: spec.replicas for name, spec in config.pools.items()}

@@ -5,8 +5,9 @@
 # Use it as the project's base: docker build --build-arg BASE_IMAGE=dts-base:bookworm .
 #
 # Usage: tests/base_image.sh [--rebuild] [IMAGE_NAME]
-# Idempotent: does nothing when the image exists with the current recipe version; the debootstrap
-# rootfs tarball is cached in ${XDG_CACHE_HOME:-$HOME/.cache}/dts and reused across runs.
+# Idempotent: does nothing when the image exists with the current recipe version. The debootstrap
+# rootfs tarball is cached in ${XDG_CACHE_HOME:-$HOME/.cache}/dts and reused across runs, also by
+# --rebuild (which remakes the image only); delete that directory to run debootstrap again.
 # Needs root (debootstrap) and a running engine (.ci/install-docker.sh).
 # Env: DEBIAN_MIRROR (default http://deb.debian.org/debian), HOST_CA_BUNDLE
 #      (default /etc/ssl/certs/ca-certificates.crt; skipped when absent).
@@ -52,7 +53,7 @@ arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
 tarball=$CACHE_DIR/rootfs-$SUITE-$arch-v$RECIPE_VERSION.tar
 
 # 1. rootfs tarball (cached)
-if [[ -s $tarball && $rebuild -eq 0 ]]; then
+if [[ -s $tarball ]]; then
     say "reusing cached rootfs $tarball"
 else
     [[ $EUID -eq 0 ]] || die "debootstrap needs root; run: sudo $0"

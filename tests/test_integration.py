@@ -145,3 +145,22 @@ def test_bad_config_from_the_command_line_exits_2(tmp_path):
         proc = run_cli("dispatch.py", "--config", str(path))
         assert proc.returncode == 2 and key in proc.stderr and "bad.yml" in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_make_broker_provisions_a_private_vhost_user_and_env_file(rabbitmq, tmp_path):
+    env_file = tmp_path / ".env"
+    proc = run_cli("broker.py", "provision", "--vhost", "dts-test-provision", "--user", "dts-test-provision",
+                   "--env-file", str(env_file))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "created with rabbitmqctl" in proc.stdout
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    from broker import login_works
+    from celery_app import broker_url_from_env_file, read_env_file
+
+    values = read_env_file(env_file)
+    assert len(values["DTS_BROKER_PASSWORD"]) == 32 and values["DTS_BROKER_VHOST"] == "dts-test-provision"
+    assert login_works(broker_url_from_env_file(values))
+    again = run_cli("broker.py", "provision", "--vhost", "dts-test-provision", "--user", "dts-test-provision",
+                    "--env-file", str(env_file))  # fmt: skip
+    assert again.returncode == 0 and ": ok" in again.stdout  # idempotent: the working credentials are kept
+    assert read_env_file(env_file) == values

@@ -1,0 +1,30 @@
+# Worker image: `celery -A celery_app worker`, one image for both pools (compose picks the queue).
+# BASE_IMAGE lets a machine without a registry supply a local base (see tests/base_image.sh);
+# it must provide python3 with the venv module.
+ARG BASE_IMAGE=python:3.12-slim
+FROM ${BASE_IMAGE}
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    HOME=/tmp \
+    DTS_CONFIG=/app/test-config.yml \
+    DTS_POOL=worker-a
+
+WORKDIR /app
+COPY requirements.txt ./
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install -r requirements.txt
+COPY celery_app.py test-config.yml ./
+
+# An unprivileged user (no home, no shell needed); the worker needs no writable path but /tmp.
+USER 10001:10001
+
+# Healthy when this container's own worker answers ping (node name DTS_POOL@container hostname).
+HEALTHCHECK --interval=30s --timeout=20s --start-period=30s --retries=3 \
+    CMD celery -A celery_app inspect ping --destination "$DTS_POOL@$HOSTNAME" --timeout 10 >/dev/null || exit 1
+
+# exec form: celery is PID 1 and receives SIGTERM (warm shutdown) from `docker stop`.
+CMD ["celery", "-A", "celery_app", "worker", "-Q", "queue_a", "-n", "worker-a@%h", "--concurrency", "1", "--prefetch-multiplier", "1", "--without-mingle", "--without-gossip", "--loglevel", "INFO"]
