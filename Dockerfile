@@ -22,9 +22,10 @@ COPY celery_app.py test-config.yml ./
 # An unprivileged user (no home, no shell needed); the worker needs no writable path but /tmp.
 USER 10001:10001
 
-# Healthy when this container's own worker answers ping (node name DTS_POOL@container hostname).
-HEALTHCHECK --interval=30s --timeout=20s --start-period=30s --retries=3 \
+# Healthy when this container's own worker answers ping (node name DTS_POOL@container hostname). Each check
+# starts a Python process (about a CPU-second), hence the 60 s interval.
+HEALTHCHECK --interval=60s --timeout=20s --start-period=30s --retries=3 \
     CMD celery -A celery_app inspect ping --destination "$DTS_POOL@$HOSTNAME" --timeout 10 >/dev/null || exit 1
 
 # exec form: celery is PID 1 and receives SIGTERM (warm shutdown) from `docker stop`.
-CMD ["celery", "-A", "celery_app", "worker", "-Q", "queue_a", "-n", "worker-a@%h", "--concurrency", "1", "--prefetch-multiplier", "1", "--without-mingle", "--without-gossip", "--loglevel", "INFO"]
+CMD ["celery", "-A", "celery_app", "worker", "-Q", "queue_a", "-n", "worker-a@%h", "--pool", "prefork", "--concurrency", "1", "--prefetch-multiplier", "1", "--without-mingle", "--without-gossip", "--loglevel", "INFO"]

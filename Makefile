@@ -9,6 +9,7 @@ WORKERS ?= auto
 QUEUE   ?=
 COUNT   ?=
 TASKS   ?= 20
+SWEEP   ?=
 PYTEST_ARGS ?=
 
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
@@ -16,7 +17,7 @@ MODE     = $$($(PY) scale.py mode --mode $(WORKERS))
 export DOCKER_BUILDKIT ?= 0
 export COMPOSE_DOCKER_CLI_BUILD ?= 0
 
-.PHONY: help install broker build up down run test lint logs monitor ps status scale scale-all clean
+.PHONY: help install broker build up down run test lint logs monitor ps status scale scale-all load-test clean
 
 help: ## List the targets
 	@echo "usage: make TARGET [VAR=value]   (WORKERS=auto|docker|local, QUEUE=worker-a COUNT=3, TASKS=20)"
@@ -24,7 +25,7 @@ help: ## List the targets
 
 install: $(VENV)/.installed ## Create .venv and install the pinned requirements (+ dev tools)
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-plot.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
@@ -68,6 +69,9 @@ scale-all: install ## Resize every pool: make scale-all COUNT=4
 	@if [ -z "$(COUNT)" ]; then echo "usage: make scale-all COUNT=4" >&2; exit 2; fi
 	$(PY) scale.py --all $(COUNT) --mode $(WORKERS)
 
+load-test: install ## Load the running pools: make load-test TASKS=20 [SWEEP=1,2,4,8]
+	$(PY) load_test.py --tasks $(TASKS) $(if $(SWEEP),--sweep $(SWEEP) --mode $(WORKERS))
+
 logs: install ## Show the last lines of every worker's log
 	@if [ "$(MODE)" = docker ]; then $(COMPOSE) logs --tail 20; fi
 	@for f in .run/*.log; do [ -f "$$f" ] || continue; echo "==> $$f <=="; tail -n 20 "$$f"; done
@@ -76,5 +80,5 @@ monitor: install ## Follow the workers' logs (Ctrl-C to stop)
 	@if [ "$(MODE)" = docker ]; then $(COMPOSE) logs -f --tail 5; else tail -n 5 -F .run/*.log; fi
 
 clean: down ## Stop the workers, remove .venv, .run and caches (nothing outside this project)
-	rm -rf $(VENV) .run .pytest_cache .ruff_cache
+	rm -rf $(VENV) .run results .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -32,6 +32,7 @@ TASK_NAMES = ("task_a", "task_b")
 POOL_NAMES = ("worker-a", "worker-b")
 MESSAGES = {"task_a": "Hello from Task A", "task_b": "Hello from Task B"}
 WORKER_MODES = ("auto", "docker", "local")
+EXECUTION_POOLS = ("prefork", "threads", "solo")
 
 
 class ExitCode(enum.IntEnum):
@@ -80,6 +81,7 @@ class PoolSpec:
     queue: str
     replicas: int = 1
     concurrency: int = 1
+    pool: str = "prefork"  # celery execution pool: prefork (processes), threads, solo
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,9 @@ class Config:
     start_timeout: float = 60.0
     dispatch_timeout: float = 60.0
     max_workers: int = 10
+    load_timeout: float = 300.0
+    min_efficiency: float = 0.0  # 0 = no threshold
+    max_p95: float = 0.0  # seconds; 0 = no threshold
 
     def pool_for_task(self, task: str) -> PoolSpec:
         queue = self.tasks[task].queue
@@ -212,7 +217,10 @@ def parse_config(data: Any, path: Path, env: dict[str, str] | None = None) -> Co
             queue=sec.get("queue", str, f"queue_{pool[-1]}"),
             replicas=sec.integer("replicas", 1, lo=0, hi=max_workers),
             concurrency=sec.integer("concurrency", 1, lo=1, hi=256),
+            pool=sec.get("pool", str, "prefork"),
         )
+        if pools[pool].pool not in EXECUTION_POOLS:
+            raise _rule(path, f"workers.{pool}.pool", pools[pool].pool, f"must be one of {', '.join(EXECUTION_POOLS)}")
         sec.done()
     workers.done()
 
@@ -228,6 +236,12 @@ def parse_config(data: Any, path: Path, env: dict[str, str] | None = None) -> Co
     dispatch = root.section("dispatch")
     dispatch_timeout = dispatch.number("timeout", 60.0, lo=0.1, hi=86400)
     dispatch.done()
+
+    load = root.section("load_test")
+    load_timeout = load.number("timeout", 300.0, lo=1, hi=86400)
+    min_efficiency = load.number("min_efficiency", 0.0, hi=1.0)
+    max_p95 = load.number("max_p95", 0.0, hi=86400)
+    load.done()
     root.done()
 
     queues = {p.queue for p in pools.values()}
@@ -255,6 +269,9 @@ def parse_config(data: Any, path: Path, env: dict[str, str] | None = None) -> Co
         start_timeout=start_timeout,
         dispatch_timeout=dispatch_timeout,
         max_workers=max_workers,
+        load_timeout=load_timeout,
+        min_efficiency=min_efficiency,
+        max_p95=max_p95,
     )
 
 
@@ -359,6 +376,7 @@ def worker_argv(pool: PoolSpec, nodename: str, prefetch_multiplier: int) -> list
         "celery", "-A", "celery_app", "worker",
         "-Q", pool.queue,
         "-n", nodename,
+        "--pool", pool.pool,
         "--concurrency", str(pool.concurrency),
         "--prefetch-multiplier", str(prefetch_multiplier),
         "--without-mingle", "--without-gossip",

@@ -28,7 +28,7 @@ from broker import redact_url
 from celery_app import PROJECT_DIR, CliError, Config, ExitCode, app, worker_argv, worker_nodename
 
 log = logging.getLogger("dts.pools")
-RUN_DIR = PROJECT_DIR / ".run"
+RUN_DIR = Path(os.environ.get("DTS_RUN_DIR") or PROJECT_DIR / ".run")  # pid and log files of local workers
 
 
 # --------------------------------------------------------------------------- pure plan
@@ -64,9 +64,11 @@ def validate_count(pool: str, count: int, config: Config) -> None:
 # --------------------------------------------------------------------------- ping
 
 
-def wait_for_pong(names: list[str], deadline: float, alive=lambda name: True, app=app) -> None:
+def wait_for_pong(
+    names: list[str], deadline: float, alive=lambda name: True, app=app, last_words=lambda name: ""
+) -> None:
     """Poll `celery inspect ping` until every node in `names` answered, `alive` says one died, or the
-    deadline passes (CliError)."""
+    deadline passes (CliError). `last_words(name)` is the dead worker's last log line, for the error."""
     waiting = set(names)
     while waiting:
         replies = app.control.ping(destination=sorted(waiting), timeout=0.5) or []
@@ -74,7 +76,10 @@ def wait_for_pong(names: list[str], deadline: float, alive=lambda name: True, ap
             waiting -= set(reply)
         dead = [name for name in waiting if not alive(name)]
         if dead:
-            raise CliError(f"worker {dead[0]} exited during start-up; see its log with `make logs`")
+            said = last_words(dead[0])
+            raise CliError(
+                f"worker {dead[0]} exited during start-up" + (f" ({said})" if said else "") + "; see `make logs`"
+            )
         if waiting and time.monotonic() > deadline:
             raise CliError(
                 f"{len(waiting)} worker(s) did not answer ping in time ({', '.join(sorted(waiting))}); "
@@ -224,6 +229,7 @@ class LocalPool:
                 time.monotonic() + self.config.start_timeout,
                 alive=lambda name: bool(pids.get(name)) and self._alive(pids[name]),
                 app=self.app,
+                last_words=lambda name: _last_line(self.logfile(*started[name])),
             )
         return plan
 
@@ -238,6 +244,14 @@ class LocalPool:
 
 
 # --------------------------------------------------------------------------- docker compose back end
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1][-300:] if lines else ""
 
 
 def compose_command() -> list[str] | None:
@@ -265,6 +279,8 @@ def compose_env(config: Config) -> dict[str, str]:
     return {
         "DTS_WORKER_A_CONCURRENCY": str(config.pools["worker-a"].concurrency),
         "DTS_WORKER_B_CONCURRENCY": str(config.pools["worker-b"].concurrency),
+        "DTS_WORKER_A_POOL": config.pools["worker-a"].pool,
+        "DTS_WORKER_B_POOL": config.pools["worker-b"].pool,
         "DTS_PREFETCH": str(config.prefetch_multiplier),
         "DOCKER_BUILDKIT": os.environ.get("DOCKER_BUILDKIT", "0"),  # legacy builder: no buildx needed
         "COMPOSE_DOCKER_CLI_BUILD": os.environ.get("COMPOSE_DOCKER_CLI_BUILD", "0"),
@@ -297,26 +313,36 @@ class ComposePool:
         return proc
 
     def containers(self, pool: str) -> list[str]:
-        """Ids of the running containers of one service."""
+        """Ids of the running (or crash-looping: restarting) containers of one service."""
         out = subprocess.run(
             ["docker", "ps", "-q", "--no-trunc", "--filter", f"label=com.docker.compose.project={self.project}",
-             "--filter", f"label=com.docker.compose.service={pool}", "--filter", "status=running"],
+             "--filter", f"label=com.docker.compose.service={pool}", "--filter", "status=running",
+             "--filter", "status=restarting"],
             capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         return out.stdout.split()
 
+    def _named_containers(self, pool: str) -> dict[str, str]:
+        """{worker-a@<container hostname>: container id} of the service's running containers."""
+        ids = self.containers(pool)
+        if not ids:
+            return {}
+        out = subprocess.run(["docker", "inspect", "-f", "{{.Config.Hostname}}", *ids],
+                             capture_output=True, text=True, timeout=30)  # fmt: skip
+        return {f"{pool}@{host}": cid for host, cid in zip(out.stdout.split(), ids, strict=False)}
+
+    def _restarts(self, cid: str) -> int:
+        """How often docker restarted the container (a crash during start-up shows here)."""
+        out = subprocess.run(["docker", "inspect", "-f", "{{.RestartCount}}", cid], capture_output=True, text=True)
+        return int(out.stdout.strip() or 0)
+
+    def _last_log_line(self, cid: str) -> str:
+        out = subprocess.run(["docker", "logs", "--tail", "1", cid], capture_output=True, text=True)
+        return (out.stdout + out.stderr).strip()[-300:]
+
     def workers(self) -> dict[str, list[str]]:
         """{pool: [worker-a@<container hostname>, ...]} of running containers."""
-        found = {}
-        for pool in self.config.pools:
-            ids = self.containers(pool)
-            hosts = []
-            if ids:
-                out = subprocess.run(["docker", "inspect", "-f", "{{.Config.Hostname}}", *ids],
-                                     capture_output=True, text=True, timeout=30)  # fmt: skip
-                hosts = out.stdout.split()
-            found[pool] = sorted(f"{pool}@{host}" for host in hosts)
-        return found
+        return {pool: sorted(self._named_containers(pool)) for pool in self.config.pools}
 
     def counts(self) -> dict[str, int]:
         return {pool: len(names) for pool, names in self.workers().items()}
@@ -332,20 +358,34 @@ class ComposePool:
     def build(self) -> None:
         self.compose("build")
 
-    def scale(self, desired: dict[str, int]) -> dict[str, int]:
+    def scale(self, desired: dict[str, int], recreate: bool = False) -> dict[str, int]:
+        """Resize services. Existing replicas are kept as they are (--no-recreate) unless `recreate`,
+        which lets compose replace containers whose image or config changed (what `up` wants)."""
         for pool, count in desired.items():
             validate_count(pool, count, self.config)
         self._check_credentials()
         plan = scale_plan(self.counts(), desired)
         for pool, count in desired.items():
             # compose stops surplus replicas with SIGTERM and waits stop_grace_period: a warm shutdown
-            self.compose("up", "-d", "--no-recreate", "--scale", f"{pool}={count}", pool)
-        names = [name for pool in desired for name in self.workers()[pool]]
-        wait_for_pong(names, time.monotonic() + self.config.start_timeout, app=self.app)
+            keep = [] if recreate else ["--no-recreate"]
+            self.compose("up", "-d", *keep, "--scale", f"{pool}={count}", pool)
+        ids = {name: cid for pool in desired for name, cid in self._named_containers(pool).items()}
+        for pool, count in desired.items():
+            have = sum(1 for name in ids if name.startswith(f"{pool}@"))
+            if have != count:
+                raise CliError(f"{pool}: compose runs {have} container(s), expected {count}; see `make logs`")
+        restarts = {name: self._restarts(cid) for name, cid in ids.items()}
+        wait_for_pong(
+            list(ids),
+            time.monotonic() + self.config.start_timeout,
+            alive=lambda name: self._restarts(ids[name]) == restarts[name],
+            app=self.app,
+            last_words=lambda name: self._last_log_line(ids[name]),
+        )
         return plan
 
     def up(self) -> dict[str, int]:
-        return self.scale({name: spec.replicas for name, spec in self.config.pools.items()})
+        return self.scale({name: spec.replicas for name, spec in self.config.pools.items()}, recreate=True)
 
     def down(self) -> dict[str, int]:
         before = self.counts()

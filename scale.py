@@ -49,35 +49,66 @@ def desired_sizes(target: str | None, count: int | None, all_count: int | None, 
     return {target: count}
 
 
-def status_rows(config: Config, workers: dict[str, list[str]], stats: dict[str, Any]) -> list[dict[str, Any]]:
+def status_rows(config: Config, workers: dict[str, list[str]], stats: dict[str, Any],
+                activity: dict[str, dict[str, int]]) -> list[dict[str, Any]]:  # fmt: skip
+    """Per pool: its workers (alive = answered ping; running/reserved tasks; concurrency), worker slots,
+    and the broker's view of its queue (consumers, messages ready). unacked = running + reserved."""
     rows = []
     for pool in config.pools.values():
         q = stats.get(pool.queue)
+        members = [{"name": name, **activity.get(name, {"alive": False})} for name in workers.get(pool.name, [])]
+        alive = [m for m in members if m["alive"]]
         rows.append({
             "pool": pool.name,
             "queue": pool.queue,
-            "workers": workers.get(pool.name, []),
-            "concurrency": pool.concurrency,
-            "slots": len(workers.get(pool.name, [])) * pool.concurrency,
+            "workers": members,
+            "alive": len(alive),
+            "slots": sum(m.get("concurrency", pool.concurrency) for m in alive),
             "consumers": q.consumers if q else None,
             "ready": q.ready if q else None,
+            "unacked": sum(m.get("running", 0) + m.get("reserved", 0) for m in alive),
         })  # fmt: skip
     return rows
 
 
 def format_status(rows: list[dict[str, Any]], mode: str) -> list[str]:
-    lines = [f"mode: {mode}", f"{'pool':<10} {'queue':<9} {'workers':>7} {'slots':>5} {'consumers':>9} {'ready':>6}"]
+    head = f"{'pool':<10} {'queue':<9} {'workers':>7} {'alive':>5} {'slots':>5} {'consumers':>9} {'ready':>6} {'unacked':>7}"
+    lines = [f"mode: {mode}", head]
     for r in rows:
         consumers = "?" if r["consumers"] is None else r["consumers"]
         ready = "?" if r["ready"] is None else r["ready"]
         lines.append(
-            f"{r['pool']:<10} {r['queue']:<9} {len(r['workers']):>7} {r['slots']:>5} {consumers:>9} {ready:>6}"
+            f"{r['pool']:<10} {r['queue']:<9} {len(r['workers']):>7} {r['alive']:>5} {r['slots']:>5} "
+            f"{consumers:>9} {ready:>6} {r['unacked']:>7}"
         )
-        lines.extend(f"  {name}" for name in r["workers"])
+        for m in r["workers"]:
+            state = (
+                f"concurrency {m['concurrency']}, running {m['running']}, reserved {m['reserved']}"
+                if m["alive"] else "not answering ping"
+            )  # fmt: skip
+            lines.append(f"  {m['name']}  ({state})")
     return lines
 
 
 # --------------------------------------------------------------------------- I/O
+
+
+def worker_activity(app, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Ask the workers themselves: who answers, its pool's concurrency, tasks running and reserved."""
+    if not names:
+        return {}
+    inspect = app.control.inspect(destination=names, timeout=2.0)
+    pongs = inspect.ping() or {}
+    active, reserved, stats = inspect.active() or {}, inspect.reserved() or {}, inspect.stats() or {}
+    return {
+        name: {
+            "alive": name in pongs,
+            "concurrency": int(stats.get(name, {}).get("pool", {}).get("max-concurrency", 0)),
+            "running": len(active.get(name, [])),
+            "reserved": len(reserved.get(name, [])),
+        }
+        for name in names
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,18 +157,22 @@ def run(args: argparse.Namespace) -> int:
         backend.build()
         return ExitCode.OK
     if args.target == "status":
-        workers = backend.workers()
+        workers, mode = backend.workers(), backend.mode
+        if (args.mode or config.worker_mode) == "auto" and backend.mode == "docker":
+            local = make_backend(config, "local").workers()  # show what either back end started
+            if any(local.values()):
+                workers = {pool: workers[pool] + local[pool] for pool in workers}
+                mode = "docker+local"
         try:
             check_broker(app, config.connect_timeout)
             stats = queue_stats(app, [p.queue for p in config.pools.values()])
+            activity = worker_activity(app, [name for names in workers.values() for name in names])
         except CliError as exc:
             log.warning("%s", exc)
-            stats = {}
-        rows = status_rows(config, workers, stats)
+            stats, activity = {}, {}
+        rows = status_rows(config, workers, stats, activity)
         print(
-            json.dumps({"mode": backend.mode, "pools": rows}, indent=2)
-            if args.json
-            else "\n".join(format_status(rows, backend.mode))
+            json.dumps({"mode": mode, "pools": rows}, indent=2) if args.json else "\n".join(format_status(rows, mode))
         )
         return ExitCode.OK if stats else ExitCode.BROKER_UNREACHABLE
     if args.target == "down":
@@ -157,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     for pool, size in desired.items():
         validate_count(pool, size, config)
     check_broker(app, config.connect_timeout)
-    plan = backend.scale(desired)
+    plan = backend.up() if args.target == "up" else backend.scale(desired)
     for pool, workers in backend.workers().items():
         change = plan.get(pool, 0)
         print(

@@ -55,8 +55,15 @@ def test_bad_input_exits_2_with_one_line(argv, message, capsys):
     assert message in err and "\n" not in err
 
 
-def test_status_table():
-    rows = scale.status_rows(CFG, {"worker-a": ["worker-a-1@h", "worker-a-2@h"]}, {})
-    assert rows[0]["slots"] == 2 and rows[1]["workers"] == []
+def test_status_counts_slots_of_live_workers_and_unacked_tasks():
+    activity = {
+        "worker-a-1@h": {"alive": True, "concurrency": 4, "running": 2, "reserved": 1},
+        "worker-a-2@h": {"alive": False},
+    }
+    rows = scale.status_rows(CFG, {"worker-a": ["worker-a-1@h", "worker-a-2@h"]}, {}, activity)
+    assert (rows[0]["alive"], rows[0]["slots"], rows[0]["unacked"]) == (1, 4, 3)
+    assert rows[1]["workers"] == []
     lines = scale.format_status(rows, "local")
-    assert lines[2].split() == ["worker-a", "queue_a", "2", "2", "?", "?"]
+    assert lines[2].split() == ["worker-a", "queue_a", "2", "1", "4", "?", "?", "3"]
+    assert lines[3].strip() == "worker-a-1@h  (concurrency 4, running 2, reserved 1)"
+    assert lines[4].strip() == "worker-a-2@h  (not answering ping)"

@@ -1,0 +1,125 @@
+"""Integration tests of scaling and load testing: real RabbitMQ, real `celery worker` processes.
+
+Scaling runs scale.py as a subprocess on its own vhost (dts-test-scale) and run folder, so it never
+touches the session's workers or a user's .run/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from celery import Celery
+from celery.result import ResultSet
+from conftest import BROKER_HOST, ROOT, write_config
+
+pytestmark = pytest.mark.integration
+SCALE_VHOST = "dts-test-scale"
+
+
+@pytest.fixture(scope="module")
+def scaling(rabbitmq, tmp_path_factory):
+    from broker import ensure_vhost
+    from celery_app import celery_settings, load_config
+
+    ensure_vhost(SCALE_VHOST, "guest")
+    url = f"amqp://guest:guest@{BROKER_HOST}:5672/{SCALE_VHOST}"
+    cfg_path = write_config(tmp_path_factory.mktemp("scale") / "scale.yml", replicas="1")
+    env = dict(os.environ, BROKER_URL=url, DTS_CONFIG=str(cfg_path), DTS_RUN_DIR=str(tmp_path_factory.mktemp("run")))
+    config = load_config(cfg_path)
+    app = Celery("celery_app")
+    app.conf.update(celery_settings(type(config)(**{**config.__dict__, "broker_url": url})))
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "scale.py", *args, "--mode", "local"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    started = cli("up")
+    assert started.returncode == 0, started.stderr
+    yield cli, app
+    cli("down")
+    app.close()
+
+
+def status(cli) -> dict:
+    proc = cli("status", "--json")
+    assert proc.returncode == 0, proc.stderr
+    return {row["pool"]: row for row in json.loads(proc.stdout)["pools"]}
+
+
+def test_local_scale_up_and_down_changes_the_live_consumer_count(scaling):
+    cli, _ = scaling
+    up = cli("worker-a", "3")
+    assert up.returncode == 0, up.stderr
+    assert "worker-a: 3 worker(s) up (+2)" in up.stdout
+    row = status(cli)["worker-a"]
+    assert (len(row["workers"]), row["alive"], row["consumers"], row["slots"]) == (3, 3, 3, 3)
+    assert {w["name"].split("@")[0] for w in row["workers"]} == {"worker-a-1", "worker-a-2", "worker-a-3"}
+    down = cli("worker-a", "1")
+    assert down.returncode == 0, down.stderr
+    row = status(cli)["worker-a"]
+    assert (len(row["workers"]), row["consumers"]) == (1, 1)
+    both = cli("--all", "2")
+    assert both.returncode == 0, both.stderr
+    rows = status(cli)
+    assert rows["worker-a"]["consumers"] == 2 and rows["worker-b"]["consumers"] == 2
+
+
+def test_scale_down_during_a_load_loses_nothing(scaling):
+    cli, app = scaling
+    assert cli("worker-a", "3").returncode == 0
+    sent = [app.send_task("celery_app.task_a", kwargs={"duration": 0.3}) for _ in range(18)]
+    sent[0].get(timeout=30)  # the load is under way on all three workers
+    down = cli("worker-a", "1")  # warm shutdown of worker-a-3 and worker-a-2 while tasks run and wait
+    assert down.returncode == 0, down.stderr
+    values = ResultSet(sent).get(timeout=60)
+    assert sorted(v["task_id"] for v in values) == sorted(r.id for r in sent)  # every task, once
+    assert status(cli)["worker-a"]["consumers"] == 1
+
+
+def test_scale_bad_input_exits_2(scaling):
+    cli, _ = scaling
+    for args, message in [(("worker-a", "-1"), "COUNT must be >= 0"), (("worker-a", "lots"), "whole number"),
+                          (("worker-a", "11"), "max_workers=10"), (("queue_a", "2"), "unknown pool 'queue_a'")]:  # fmt: skip
+        proc = cli(*args)
+        assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_load_test_20_plus_20(config_path, workers, clean_queues, tmp_path, capsys):
+    import load_test
+
+    out, png = tmp_path / "run.json", tmp_path / "run.png"
+    code = load_test.main(
+        ["--config", str(config_path), "--tasks", "20", "--json", "--output", str(out), "--plot", str(png)]
+    )
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)["reports"][0]
+    assert (report["tasks"], report["completed"], report["failed"]) == (40, 40, 0)
+    assert sum(report["per_worker"].values()) == 40
+    assert report["slots"] == {"worker-a": 2, "worker-b": 2}  # asked from the live workers
+    assert report["pools"]["task_a"]["pool"] == "worker-a" and report["pools"]["task_b"]["pool"] == "worker-b"
+    for worker, count in report["per_worker"].items():
+        assert count > 0 and worker.split("-")[1] in "ab"
+    lat = report["latency"]
+    assert lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+    assert report["execution"]["max"] < lat["max"]
+    assert 0 < report["efficiency"] <= 1
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == 1 and len(doc["runs"][0]["samples"]) == 40
+    assert all(s["ok"] and s["worker"] for s in doc["runs"][0]["samples"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_load_test_failures_and_missed_thresholds_exit_1(config_path, workers, clean_queues, tmp_path, capsys):
+    import load_test
+
+    assert load_test.main(["--config", str(config_path), "--tasks", "2", "--fail-rate", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "Tasks: 4 sent, 0 completed, 4 failed" in out and "FAILED: 4 task(s) failed or did not complete" in out
+    strict = write_config(tmp_path / "strict.yml")
+    strict.write_text(strict.read_text() + "load_test: {max_p95: 0.001}\n")
+    assert load_test.main(["--config", str(strict), "--tasks", "2"]) == 1
+    assert "THRESHOLD: p95 latency" in capsys.readouterr().out
