@@ -5,22 +5,22 @@ SHELL := /bin/sh
 VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
-WORKERS ?= auto
+WORKERS ?=
 QUEUE   ?=
 COUNT   ?=
 TASKS   ?= 20
 SWEEP   ?=
 PYTEST_ARGS ?=
 
-COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
-MODE     = $$($(PY) scale.py mode --mode $(WORKERS))
+MODE_ARG = $(if $(WORKERS),--mode $(WORKERS))
+MODE     = $$($(PY) scale.py mode $(MODE_ARG))
 export DOCKER_BUILDKIT ?= 0
 export COMPOSE_DOCKER_CLI_BUILD ?= 0
 
 .PHONY: help install broker build up down run test lint logs monitor ps status scale scale-all load-test clean
 
 help: ## List the targets
-	@echo "usage: make TARGET [VAR=value]   (WORKERS=auto|docker|local, QUEUE=worker-a COUNT=3, TASKS=20)"
+	@echo "usage: make TARGET [VAR=value]   (WORKERS=auto|docker|local (default: workers.mode), QUEUE=worker-a COUNT=3, TASKS=20)"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: $(VENV)/.installed ## Create .venv and install the pinned requirements (+ dev tools)
@@ -44,12 +44,13 @@ up: install broker ## Start the workers (containers if an engine answers, else p
 	$(PY) scale.py up --mode $$mode
 
 down: ## Stop every worker, containers and processes (warm shutdown)
-	@if [ -x $(PY) ]; then $(PY) scale.py down --mode $(WORKERS); fi
+	@if [ -x $(PY) ]; then $(PY) scale.py down $(MODE_ARG); fi
 
 run: up ## Set up everything (venv, broker, workers), then run the dispatcher
 	$(PY) dispatch.py
 
-test: install broker ## Run the whole test suite (unit + integration against a real RabbitMQ)
+test: install ## Run the whole test suite (unit, integration against a real RabbitMQ, containers if Docker runs)
+	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install ## ruff check + format check
@@ -57,27 +58,26 @@ lint: install ## ruff check + format check
 	$(VENV)/bin/ruff format --check .
 
 status: install ## Workers, consumers and messages ready per queue
-	$(PY) scale.py status --mode $(WORKERS)
+	$(PY) scale.py status $(MODE_ARG)
 
 ps: status ## Same as status
 
 scale: install ## Resize one pool: make scale QUEUE=worker-a COUNT=3
 	@if [ -z "$(QUEUE)" ] || [ -z "$(COUNT)" ]; then echo "usage: make scale QUEUE=worker-a COUNT=3" >&2; exit 2; fi
-	$(PY) scale.py $(QUEUE) $(COUNT) --mode $(WORKERS)
+	$(PY) scale.py $(QUEUE) $(COUNT) $(MODE_ARG)
 
 scale-all: install ## Resize every pool: make scale-all COUNT=4
 	@if [ -z "$(COUNT)" ]; then echo "usage: make scale-all COUNT=4" >&2; exit 2; fi
-	$(PY) scale.py --all $(COUNT) --mode $(WORKERS)
+	$(PY) scale.py --all $(COUNT) $(MODE_ARG)
 
 load-test: install ## Load the running pools: make load-test TASKS=20 [SWEEP=1,2,4,8]
-	$(PY) load_test.py --tasks $(TASKS) $(if $(SWEEP),--sweep $(SWEEP) --mode $(WORKERS))
+	$(PY) load_test.py --tasks $(TASKS) $(if $(SWEEP),--sweep $(SWEEP) $(MODE_ARG))
 
-logs: install ## Show the last lines of every worker's log
-	@if [ "$(MODE)" = docker ]; then $(COMPOSE) logs --tail 20; fi
-	@for f in .run/*.log; do [ -f "$$f" ] || continue; echo "==> $$f <=="; tail -n 20 "$$f"; done
+logs: install ## Show the last lines of the running workers' logs
+	@$(PY) scale.py logs $(MODE_ARG)
 
 monitor: install ## Follow the workers' logs (Ctrl-C to stop)
-	@if [ "$(MODE)" = docker ]; then $(COMPOSE) logs -f --tail 5; else tail -n 5 -F .run/*.log; fi
+	@$(PY) scale.py logs --follow --lines 5 $(MODE_ARG)
 
 clean: down ## Stop the workers, remove .venv, .run and caches (nothing outside this project)
 	rm -rf $(VENV) .run results .pytest_cache .ruff_cache

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from amqp.exceptions import AccessRefused, NotFound
+from amqp.exceptions import ConnectionError as AMQPConnectionError
 from kombu.exceptions import OperationalError
 
 from celery_app import CliError, ExitCode
@@ -36,8 +37,8 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    host = parts.netloc.rsplit("@", 1)[-1]  # host[:port] as written (parts.port raises on a bad port)
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def check_broker(app, timeout: float) -> None:
@@ -52,7 +53,13 @@ def check_broker(app, timeout: float) -> None:
             "(run `make broker` to create the project's vhost and user)",
             ExitCode.BROKER_UNREACHABLE,
         ) from None
-    except (TimeoutError, OSError, OperationalError) as exc:
+    except AMQPConnectionError as exc:  # e.g. NotAllowed: the vhost does not exist or the user may not use it
+        raise CliError(
+            f"the broker at {url} refused the connection ({type(exc).__name__}: {exc.reply_text or exc}): "
+            "check that the vhost exists and the user has permissions on it (`make broker` sets both up)",
+            ExitCode.BROKER_UNREACHABLE,
+        ) from None
+    except (TimeoutError, OSError, OperationalError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CliError(
             f"cannot reach the broker at {url} ({reason}): {START_HINT}", ExitCode.BROKER_UNREACHABLE
@@ -206,12 +213,15 @@ def login_works(url: str, timeout: float = 5) -> bool:
         return False
 
 
-def provision(env_path, vhost: str = "dts", user: str = "dts") -> str:
-    """Make sure .env names a vhost and user that can log in; create them when needed. Returns a report."""
+def provision(env_path, vhost: str | None = None, user: str | None = None) -> str:
+    """Make sure .env names a vhost and user that can log in; create them when needed. Returns a report.
+    Both default to this checkout's own name (celery_app.checkout_name()), so resetting the password
+    here never locks out another checkout's workers."""
     import secrets
 
-    from celery_app import broker_url_from_env_file, read_env_file
+    from celery_app import broker_url_from_env_file, checkout_name, read_env_file
 
+    vhost, user = vhost or checkout_name(), user or checkout_name()
     env_path = Path(env_path)
     values = read_env_file(env_path)
     url = broker_url_from_env_file(values)
@@ -236,11 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="broker.py",
         description="Create the workers' RabbitMQ vhost and user and write them to .env (idempotent).",
-        epilog="example: python broker.py provision --vhost dts --user dts",
+        epilog="example: python broker.py provision   (vhost and user default to this checkout's name, dts-<hash>)",
     )
     parser.add_argument("action", choices=["provision"])
-    parser.add_argument("--vhost", default="dts")
-    parser.add_argument("--user", default="dts")
+    parser.add_argument("--vhost", help="default: this checkout's name, dts-<hash of its directory>")
+    parser.add_argument("--user", help="default: the same as the vhost")
     parser.add_argument("--env-file", default=str(ENV_FILE))
     args = parser.parse_args(argv)
     try:

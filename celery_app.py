@@ -11,6 +11,7 @@ Everything is driven by `test-config.yml`, loaded once into a frozen, validated 
 from __future__ import annotations
 
 import enum
+import math
 import os
 import random
 import time
@@ -33,6 +34,15 @@ POOL_NAMES = ("worker-a", "worker-b")
 MESSAGES = {"task_a": "Hello from Task A", "task_b": "Hello from Task B"}
 WORKER_MODES = ("auto", "docker", "local")
 EXECUTION_POOLS = ("prefork", "threads", "solo")
+BROKER_SCHEMES = ("amqp", "amqps", "pyamqp")
+
+
+def checkout_name() -> str:
+    """'dts-<8 hex>': this checkout's RabbitMQ vhost/user and compose project name. Derived from the
+    project directory, so two checkouts on one host never share queues, credentials or containers."""
+    import hashlib
+
+    return "dts-" + hashlib.sha1(str(PROJECT_DIR).encode()).hexdigest()[:8]
 
 
 class ExitCode(enum.IntEnum):
@@ -144,6 +154,8 @@ class _Section:
 
     def number(self, name: str, default: float, lo: float = 0.0, hi: float | None = None) -> float:
         value = self.get(name, (int, float), default)
+        if not math.isfinite(value):
+            raise _rule(self.path, self.key(name), value, "must be a finite number")
         if value < lo or (hi is not None and value > hi):
             rule = f"must be between {lo:g} and {hi:g}" if hi is not None else f"must be >= {lo:g}"
             raise _rule(self.path, self.key(name), value, rule)
@@ -161,7 +173,7 @@ class _Section:
         return _Section(self.path, self.key(name), self.data.get(name))
 
     def done(self) -> None:
-        unknown = sorted(set(map(str, self.data)) - self.seen)
+        unknown = sorted((k for k in self.data if str(k) not in self.seen), key=str)
         if unknown:
             allowed = ", ".join(sorted(self.seen))
             raise _rule(
@@ -176,6 +188,15 @@ def _as_tuple(kind: type | tuple) -> tuple:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
+def _check_amqp_url(path: Path, source: str, url: str) -> None:
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in BROKER_SCHEMES:
+        raise ConfigError(
+            f"{path.name}: {source} must be an AMQP URL like amqp://user:password@host:5672/vhost "
+            f"(got scheme {scheme or 'none'!r}); this project needs RabbitMQ"
+        )
+
+
 def parse_config(data: Any, path: Path, env: dict[str, str] | None = None) -> Config:
     """Validate a parsed YAML document into a Config (pure: no file or environment access)."""
     env = env or {}
@@ -184,7 +205,10 @@ def parse_config(data: Any, path: Path, env: dict[str, str] | None = None) -> Co
 
     broker = root.section("broker")
     broker_url = broker.get("url", str, "amqp://guest:guest@localhost:5672//")
-    broker_url = env.get("BROKER_URL") or broker_url
+    _check_amqp_url(path, "broker.url", broker_url)
+    if env.get("BROKER_URL"):
+        broker_url = env["BROKER_URL"]
+        _check_amqp_url(path, "$BROKER_URL", broker_url)
     connect_timeout = broker.number("connect_timeout", 5.0, lo=0.1, hi=60)
     broker.done()
 
@@ -276,15 +300,12 @@ def parse_config(data: Any, path: Path, env: dict[str, str] | None = None) -> Co
 
 
 def resolve_config_path(path: str | os.PathLike | None) -> Path:
-    """`--config` or $DTS_CONFIG or the project's test-config.yml; a relative path that does not exist
-    from the current directory is looked up in the project directory."""
+    """`--config` or $DTS_CONFIG or the project's test-config.yml. A relative path is relative to the
+    project directory, not the current one, so every CLI and worker finds the same file wherever it runs."""
     raw = path or os.environ.get("DTS_CONFIG")
     if not raw:
         return DEFAULT_CONFIG
-    candidate = Path(raw).expanduser()
-    if candidate.is_absolute() or candidate.exists():
-        return candidate.resolve()
-    return PROJECT_DIR / candidate
+    return (PROJECT_DIR / Path(raw).expanduser()).resolve()
 
 
 def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
@@ -317,7 +338,11 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     """Read, parse and validate the config file; every problem is one ConfigError."""
     resolved = resolve_config_path(path)
     try:
-        text = resolved.read_text()
+        text = resolved.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{resolved.name}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        ) from None
     except OSError as exc:
         raise ConfigError(
             f"{resolved}: cannot read config ({exc.strerror}); pass --config PATH or set DTS_CONFIG"

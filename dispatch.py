@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import statistics
 import sys
 import time
@@ -61,6 +62,14 @@ def send_order(config: Config, overrides: dict[str, Any]) -> list[str]:
     return sorted(TASKS, key=lambda name: -(config.tasks[name].duration if duration is None else duration))
 
 
+def retries_of(outcome: Outcome) -> int:
+    """Retries of a task: from its result, or for a task that gave up, from its error."""
+    if outcome.result:
+        return outcome.result["retries"]
+    match = re.search(r"gave up after (\d+) attempts", outcome.error or "")
+    return int(match.group(1)) - 1 if match else 0
+
+
 def summarise(outcomes: list[Outcome], total: float) -> dict[str, Any]:
     times = [o.result["execution_time"] for o in outcomes if o.result]
     work = sum(times)
@@ -70,7 +79,7 @@ def summarise(outcomes: list[Outcome], total: float) -> dict[str, Any]:
         "longest_execution_time": round(max(times, default=0.0), 6),
         "overhead": round(total - max(times, default=0.0), 6),
         "speedup": round(work / total, 3) if total > 0 else None,
-        "total_retries": sum(o.result["retries"] for o in outcomes if o.result),
+        "total_retries": sum(retries_of(o) for o in outcomes),
         "max_backoff": round(max((sum(o.result["retry_delays"]) for o in outcomes if o.result), default=0.0), 6),
         "failed": [o.task for o in outcomes if not o.ok],
     }
@@ -205,7 +214,7 @@ def positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number > 0 (got {text!r})") from None
-    if value <= 0:
+    if not value > 0 or value == float("inf"):  # also refuses nan and inf
         raise argparse.ArgumentTypeError(f"must be a number > 0 (got {text!r})")
     return value
 

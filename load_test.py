@@ -141,6 +141,7 @@ def summarise(samples: list[Sample], slots: dict[str, int], wall: float) -> dict
         "ideal_time": ideal,
         "work_per_slot": work_per_slot,
         "efficiency": ideal / wall if wall > 0 and done else None,
+        "efficiency_work_per_slot": work_per_slot / wall if wall > 0 and done else None,
     }
 
 
@@ -181,8 +182,11 @@ def format_report(report: dict[str, Any]) -> list[str]:
         f"Worker slots (processes x concurrency): {slots}; ideal time {r['ideal_time']:.3f}s "
         f"(work per slot {r['work_per_slot']:.3f}s)"
     )
-    eff = r["efficiency"]
-    lines.append(f"Efficiency (ideal / actual): {'-' if eff is None else f'{eff:.3f}'}")
+    eff, plain = r["efficiency"], r["efficiency_work_per_slot"]
+    lines.append(
+        f"Efficiency (ideal / actual): {'-' if eff is None else f'{eff:.3f}'}"
+        f" (work per slot / actual: {'-' if plain is None else f'{plain:.3f}'})"
+    )
     for f in r["failures"][:10]:
         lines.append(f"FAILED {f['task']} {f['task_id']}: {f['error']}")
     return lines
@@ -206,13 +210,16 @@ def format_sweep(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def live_slots(app, config: Config) -> dict[str, int]:
-    """Worker slots per pool from the workers themselves: sum of each live worker's pool max-concurrency."""
-    stats = app.control.inspect(timeout=2.0).stats() or {}
+    """Worker slots per pool, from the workers themselves: each live worker's pool max-concurrency,
+    counted for the pool whose queue it consumes (inspect active_queues), whatever its name."""
+    inspect = app.control.inspect(timeout=2.0)
+    stats, queues = inspect.stats() or {}, inspect.active_queues() or {}
+    pool_of_queue = {spec.queue: name for name, spec in config.pools.items()}
     slots = {pool: 0 for pool in config.pools}
-    for worker, info in stats.items():
-        pool = pool_of_worker(worker)
-        if pool in slots:
-            slots[pool] += int(info.get("pool", {}).get("max-concurrency", 1))
+    for worker, consumed in queues.items():
+        concurrency = int(stats.get(worker, {}).get("pool", {}).get("max-concurrency", 1))
+        for queue in {q["name"] for q in consumed} & set(pool_of_queue):
+            slots[pool_of_queue[queue]] += concurrency
     return slots
 
 
@@ -313,6 +320,19 @@ def write_plot(report_runs: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def check_writable(path: Path) -> None:
+    """Refuse an output path before the load runs, not after (when the results would be lost)."""
+    if path.is_dir():
+        raise CliError(f"{path} is a directory: give a file name, e.g. {path / 'run.json'}", ExitCode.USAGE)
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror}", ExitCode.USAGE) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="load_test.py",
@@ -322,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
   python load_test.py --tasks 20                        20 task_a + 20 task_b on the running pools
   python load_test.py --tasks 50 --mix 0.8              100 tasks, 80% task_a
   python load_test.py --tasks 40 --sweep 1,2,4,8        rescale both pools to each size, same load at each
+                                                        (the pools are put back to their sizes afterwards)
   python load_test.py --tasks 20 --json --output run.json --plot run.png
 
 efficiency = ideal time / actual time, where the ideal is the lower bound for this load on the live
@@ -339,7 +360,7 @@ exit codes: 0 ok, 1 a task failed or a load_test threshold was missed, 2 bad usa
         "--duration-b", type=non_negative_float, metavar="S", help="task_b work, seconds (default: config)"
     )
     parser.add_argument("--fail-rate", type=fraction, metavar="P", help="probability 0..1 that an attempt fails")
-    parser.add_argument("--timeout", type=non_negative_float, help="seconds to wait for all results (default: config)")
+    parser.add_argument("--timeout", type=positive_float, help="seconds to wait for all results (default: config)")
     parser.add_argument("--sweep", metavar="SIZES", help="pool sizes to run the load at, e.g. 1,2,4,8")
     parser.add_argument("--mode", choices=("auto", "docker", "local"), help="worker back end for --sweep")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -361,8 +382,15 @@ def non_negative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if value < 0:
+    if not 0 <= value < math.inf:  # also refuses nan and inf
         raise argparse.ArgumentTypeError(f"must be a number >= 0 (got {text!r})")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0 (got {text!r})")
     return value
 
 
@@ -388,16 +416,24 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--plot writes a PNG: give a file name ending in .png (got {args.plot})", ExitCode.USAGE)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise CliError("--plot needs matplotlib: pip install -r requirements-plot.txt", ExitCode.USAGE)
+    for path in (args.output, args.plot):
+        if path is not None:
+            check_writable(path)
     check_broker(app, config.connect_timeout)
     runs = []
     if sizes:
         from pools import make_backend
 
         backend = make_backend(config, args.mode or config.worker_mode)
-        for size in sizes:
-            print(f"-- {size} worker(s) per pool", file=sys.stderr)
-            backend.scale({pool: size for pool in config.pools})
-            runs.append(one_run(app, config, args, size))
+        before = backend.counts()
+        try:
+            for size in sizes:
+                print(f"-- {size} worker(s) per pool", file=sys.stderr)
+                backend.scale({pool: size for pool in config.pools})
+                runs.append(one_run(app, config, args, size))
+        finally:
+            print(f"-- back to {before}", file=sys.stderr)
+            backend.scale(before)  # leave the pools as the sweep found them
     else:
         runs.append(one_run(app, config, args, None))
     report = runs[-1]["report"]

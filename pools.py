@@ -25,7 +25,7 @@ from pathlib import Path
 from celery.utils.nodenames import host_format
 
 from broker import redact_url
-from celery_app import PROJECT_DIR, CliError, Config, ExitCode, app, worker_argv, worker_nodename
+from celery_app import PROJECT_DIR, CliError, Config, ExitCode, app, checkout_name, worker_argv, worker_nodename
 
 log = logging.getLogger("dts.pools")
 RUN_DIR = Path(os.environ.get("DTS_RUN_DIR") or PROJECT_DIR / ".run")  # pid and log files of local workers
@@ -242,6 +242,14 @@ class LocalPool:
     def workers(self) -> dict[str, list[str]]:
         return {pool: [self.nodename(pool, i) for i in sorted(w)] for pool, w in self.running().items()}
 
+    def logs(self, lines: int, follow: bool) -> None:
+        """Print (or follow) the logs of the running workers."""
+        files = [str(self.logfile(pool, i)) for pool, w in self.running().items() for i in sorted(w)]
+        if not files:
+            print("no local workers are running (`make up` starts them)")
+            return
+        subprocess.run(["tail", "-n", str(lines), *(["-F"] if follow else []), *files], check=False)
+
 
 # --------------------------------------------------------------------------- docker compose back end
 
@@ -299,7 +307,7 @@ class ComposePool:
                 "neither `docker compose` nor `docker-compose` is installed; use WORKERS=local", ExitCode.USAGE
             )
         self.config, self.app = config, app
-        self.project = project or os.environ.get("COMPOSE_PROJECT_NAME") or "dts"
+        self.project = project or os.environ.get("COMPOSE_PROJECT_NAME") or checkout_name()
         self.cmd = [*cmd, "-f", str(PROJECT_DIR / "docker-compose.yml"), "-p", self.project]
         self.env = {**os.environ, **compose_env(config), **(env or {})}
 
@@ -357,6 +365,11 @@ class ComposePool:
 
     def build(self) -> None:
         self.compose("build")
+
+    def logs(self, lines: int, follow: bool) -> None:
+        """Print (or follow) the containers' logs."""
+        subprocess.run([*self.cmd, "logs", "--tail", str(lines), *(["-f"] if follow else [])], cwd=PROJECT_DIR,
+                       env=self.env, check=False)  # fmt: skip
 
     def scale(self, desired: dict[str, int], recreate: bool = False) -> dict[str, int]:
         """Resize services. Existing replicas are kept as they are (--no-recreate) unless `recreate`,

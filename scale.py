@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from typing import Any
 
@@ -20,21 +21,35 @@ from celery_app import POOL_NAMES, CliError, Config, ExitCode, load_config, use_
 from pools import make_backend, resolve_mode, validate_count
 
 log = logging.getLogger("dts.scale")
-ACTIONS = ("up", "down", "status", "mode", "build")
+ACTIONS = ("up", "down", "status", "mode", "build", "logs")
 
 
 # --------------------------------------------------------------------------- pure helpers
 
 
 def parse_count(text: str) -> int:
-    if not text.lstrip("-").isdigit():
+    digits = text.strip()
+    if not re.fullmatch(r"-?[0-9]+", digits):
         raise CliError(
             f"COUNT must be a whole number (got {text!r}); e.g. `python scale.py worker-a 3`", ExitCode.USAGE
         )
-    value = int(text)
+    value = int(digits)
     if value < 0:
         raise CliError(f"COUNT must be >= 0 (got {value})", ExitCode.USAGE)
     return value
+
+
+def check_usage(target: str | None, count: str | None, all_count: str | None) -> None:
+    """Refuse command lines whose parts contradict each other, instead of ignoring a part."""
+    if target is None and all_count is None:
+        raise CliError("nothing to do: give up, down, status, POOL COUNT or --all COUNT (see --help)", ExitCode.USAGE)
+    if target in ACTIONS and (count is not None or all_count is not None):
+        extra = count if count is not None else f"--all {all_count}"
+        raise CliError(
+            f"`{target}` takes no count (got {extra}); to resize: `python scale.py worker-a 3`", ExitCode.USAGE
+        )
+    if target not in ACTIONS and target is not None and all_count is not None:
+        raise CliError(f"give either `{target} COUNT` or `--all COUNT`, not both", ExitCode.USAGE)
 
 
 def desired_sizes(target: str | None, count: int | None, all_count: int | None, config: Config) -> dict[str, int]:
@@ -67,6 +82,7 @@ def status_rows(config: Config, workers: dict[str, list[str]], stats: dict[str, 
             "consumers": q.consumers if q else None,
             "ready": q.ready if q else None,
             "unacked": sum(m.get("running", 0) + m.get("reserved", 0) for m in alive),
+            "other_consumers": max(0, (q.consumers if q else 0) - len(alive)),
         })  # fmt: skip
     return rows
 
@@ -87,6 +103,8 @@ def format_status(rows: list[dict[str, Any]], mode: str) -> list[str]:
                 if m["alive"] else "not answering ping"
             )  # fmt: skip
             lines.append(f"  {m['name']}  ({state})")
+        if r["other_consumers"]:
+            lines.append(f"  + {r['other_consumers']} consumer(s) of {r['queue']} not started by this back end")
     return lines
 
 
@@ -121,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
   python scale.py worker-a 3         three worker-a workers (new ones answer ping before this returns)
   python scale.py --all 2            two workers in every pool
   python scale.py status --json      per queue: workers, slots, consumers, messages ready
+  python scale.py logs -f            follow the workers' logs
   python scale.py down               warm shutdown: running tasks finish, reserved ones go back to the queue
 
 pools: {", ".join(POOL_NAMES)}
@@ -134,6 +153,8 @@ exit codes: 0 ok, 1 a worker failed to start, 2 bad usage or config, 3 broker un
     parser.add_argument("--mode", choices=("auto", "docker", "local"), help="worker back end (default: workers.mode)")
     parser.add_argument("--config", help="config file (default: test-config.yml, or $DTS_CONFIG)")
     parser.add_argument("--json", action="store_true", help="status as JSON")
+    parser.add_argument("--lines", type=int, default=20, help="logs: lines per worker (default 20)")
+    parser.add_argument("-f", "--follow", action="store_true", help="logs: keep following")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more diagnostics on stderr")
     return parser
 
@@ -143,8 +164,7 @@ def run(args: argparse.Namespace) -> int:
     use_config(config)
     from celery_app import app
 
-    if args.target is None and args.all_count is None:
-        raise CliError("nothing to do: give up, down, status, POOL COUNT or --all COUNT (see --help)", ExitCode.USAGE)
+    check_usage(args.target, args.count, args.all_count)
     if args.target == "mode":
         print(resolve_mode(args.mode or config.worker_mode))
         return ExitCode.OK
@@ -155,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
                 "build needs the docker back end (a Docker engine); local workers need no image", ExitCode.USAGE
             )
         backend.build()
+        return ExitCode.OK
+    if args.target == "logs":
+        backend.logs(args.lines, args.follow)
         return ExitCode.OK
     if args.target == "status":
         workers, mode = backend.workers(), backend.mode

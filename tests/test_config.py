@@ -73,6 +73,10 @@ def test_empty_document_gives_defaults(tmp_path):
         ("broker: {connect_timeout: 0}", "broker.connect_timeout must be between 0.1 and 60 (got 0)"),
         ("dispatch: {timeout: 0}", "dispatch.timeout must be between 0.1 and 86400 (got 0)"),
         ("- a\n- b", "the document must be a mapping"),
+        ("1: x", "1 is not a known key"),
+        ("tasks: {task_a: {duration: .nan}}", "tasks.task_a.duration must be a finite number (got nan)"),
+        ("retry: {backoff_base: .inf}", "retry.backoff_base must be a finite number (got inf)"),
+        ("broker: {url: 'redis://localhost:6379/0'}", "broker.url must be an AMQP URL"),
     ],
 )
 def test_bad_config_names_file_key_value_and_rule(tmp_path, text, expected):
@@ -89,14 +93,28 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path):
         load_config(write(tmp_path, "name: a\n  b: c\n"))
 
 
+def test_non_utf8_file_is_a_config_error(tmp_path):
+    path = tmp_path / "cfg.yml"
+    path.write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(ConfigError, match=r"cfg\.yml: not UTF-8 text"):
+        load_config(path)
+
+
+def test_broker_url_from_environment_must_be_amqp():
+    with pytest.raises(ConfigError, match=r"\$BROKER_URL must be an AMQP URL"):
+        parse_config({}, Path("c.yml"), {"BROKER_URL": "redis://x"})
+
+
 def test_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "nope.yml")
 
 
-def test_relative_path_falls_back_to_project_dir(tmp_path, monkeypatch):
+def test_relative_path_is_relative_to_the_project_not_the_cwd(tmp_path, monkeypatch):
+    (tmp_path / "test-config.yml").write_text("name: the wrong one\n")
     monkeypatch.chdir(tmp_path)
-    assert load_config("test-config.yml").path == ROOT / "test-config.yml"
+    cfg = load_config("test-config.yml")
+    assert cfg.path == ROOT / "test-config.yml" and cfg.name == "Basic two-task execution test"
 
 
 def test_dts_config_environment_variable(tmp_path, monkeypatch):

@@ -63,6 +63,13 @@ def test_isolation_breach_fails_and_says_what_ran_where():
     assert lines[-1] == "FAILED: task_a"
 
 
+def test_retries_of_a_task_that_gave_up_are_counted():
+    failed = dispatch.Outcome(
+        "task_a", "x", error="TransientError: boom (attempt 4); gave up after 4 attempts (max_retries=3)"
+    )
+    assert dispatch.summarise([failed, *outcomes()[1:]], 1.0)["total_retries"] == 3
+
+
 def test_failed_task_is_reported_not_dropped():
     outs = [dispatch.Outcome("task_a", "x", error="TransientError: boom"), *outcomes()[1:]]
     summary = dispatch.summarise(outs, 0.3)
@@ -85,7 +92,7 @@ def test_label():
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--fail-rate", "2"], "must be a probability between 0 and 1"), (["--timeout", "-1"], "must be a number > 0"),
+    [(["--fail-rate", "2"], "must be a probability between 0 and 1"), (["--timeout", "-1"], "must be a number > 0"), (["--timeout", "nan"], "must be a number > 0"),
      (["--fail-times", "x"], "must be an integer >= 0")],
 )  # fmt: skip
 def test_bad_arguments_exit_2(argv, message, capsys):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -39,6 +40,8 @@ def stack(rabbitmq, tmp_path_factory):
     problem = engine_problem()
     if problem:
         print(f"\nSKIPPED container end-to-end test: {problem}")
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {problem} (.ci/install-docker.sh should have started one)")
         pytest.skip(problem)
     from broker import ensure_vhost
     from celery_app import celery_settings, load_config
@@ -87,6 +90,13 @@ def stack(rabbitmq, tmp_path_factory):
         e2e_app.close()
 
 
+def container_logs(project: str) -> list[str]:
+    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],
+                         capture_output=True, text=True).stdout.split()  # fmt: skip
+    procs = [subprocess.run(["docker", "logs", cid], capture_output=True, text=True) for cid in ids]
+    return [p.stdout + p.stderr for p in procs]  # celery logs to stderr
+
+
 def cli(stack, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=stack["env"], capture_output=True, text=True,
                           timeout=timeout)  # fmt: skip
@@ -103,6 +113,15 @@ def test_dispatch_against_containers(stack):
     # the node names carry the container hostnames of the right service
     assert results["task_a"]["worker"] in workers["worker-a"]
     assert results["task_b"]["worker"] in workers["worker-b"]
+
+
+def test_healthcheck_command_pings_the_containers_own_worker(stack):
+    import re
+
+    cmd = re.search(r"^\s+CMD (celery .*)$", (ROOT / "Dockerfile").read_text(), re.M).group(1)
+    for cid in stack["pool"].containers("worker-a") + stack["pool"].containers("worker-b"):
+        proc = subprocess.run(["docker", "exec", cid, "sh", "-c", cmd], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_scale_worker_a_to_3_and_all_share_a_burst(stack):
@@ -131,7 +150,9 @@ def test_sigterm_to_a_container_during_a_burst_loses_nothing(stack):
     stop = subprocess.run(["docker", "stop", "-t", "60", victim], capture_output=True, text=True, timeout=120)
     assert stop.returncode == 0, stop.stderr
     values = ResultSet(sent).get(timeout=120)
-    assert sorted(v["task_id"] for v in values) == sorted(r.id for r in sent)  # all 24 came back, once each
+    assert sorted(v["task_id"] for v in values) == sorted(r.id for r in sent)  # all 24 came back
+    logs = "".join(container_logs(stack["pool"].project))  # the stopped container's too
+    assert all(len(re.findall(rf"\[{r.id}\] succeeded in", logs)) == 1 for r in sent)  # each ran exactly once
     assert all(v["message"] == "Hello from Task A" for v in values)
     assert len(pool.containers("worker-a")) == 2
     exit_code = subprocess.run(

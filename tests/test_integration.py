@@ -164,3 +164,7 @@ def test_make_broker_provisions_a_private_vhost_user_and_env_file(rabbitmq, tmp_
                     "--env-file", str(env_file))  # fmt: skip
     assert again.returncode == 0 and ": ok" in again.stdout  # idempotent: the working credentials are kept
     assert read_env_file(env_file) == values
+    from broker import rabbitmqctl
+
+    rabbitmqctl("delete_user", "dts-test-provision")
+    rabbitmqctl("delete_vhost", "dts-test-provision")

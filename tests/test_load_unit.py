@@ -104,7 +104,7 @@ def test_report_and_sweep_lines():
     report = summarise([sample("task_a", "worker-a-1@h", 0, 0, 0.1, 0.1)], {"worker-a": 1, "worker-b": 0}, wall=0.1)
     lines = load_test.format_report(report)
     assert lines[0] == "Tasks: 1 sent, 1 completed, 0 failed, 0 retries"
-    assert lines[-1] == "Efficiency (ideal / actual): 1.000"
+    assert lines[-1] == "Efficiency (ideal / actual): 1.000 (work per slot / actual: 1.000)"
     table = load_test.format_sweep(
         [{"size": 1, "report": report}, {"size": 2, "report": dict(report, total_time=0.05)}]
     )

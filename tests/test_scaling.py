@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from celery import Celery
@@ -28,7 +31,8 @@ def scaling(rabbitmq, tmp_path_factory):
     ensure_vhost(SCALE_VHOST, "guest")
     url = f"amqp://guest:guest@{BROKER_HOST}:5672/{SCALE_VHOST}"
     cfg_path = write_config(tmp_path_factory.mktemp("scale") / "scale.yml", replicas="1")
-    env = dict(os.environ, BROKER_URL=url, DTS_CONFIG=str(cfg_path), DTS_RUN_DIR=str(tmp_path_factory.mktemp("run")))
+    run_dir = tmp_path_factory.mktemp("run")
+    env = dict(os.environ, BROKER_URL=url, DTS_CONFIG=str(cfg_path), DTS_RUN_DIR=str(run_dir))
     config = load_config(cfg_path)
     app = Celery("celery_app")
     app.conf.update(celery_settings(type(config)(**{**config.__dict__, "broker_url": url})))
@@ -39,9 +43,16 @@ def scaling(rabbitmq, tmp_path_factory):
 
     started = cli("up")
     assert started.returncode == 0, started.stderr
+    cli.run_dir = run_dir
     yield cli, app
     cli("down")
     app.close()
+
+
+def executions(run_dir, task_ids) -> dict[str, int]:
+    """How often each task ran to success, counted in every worker's log (a duplicate would show twice)."""
+    text = "".join(p.read_text(errors="replace") for p in run_dir.glob("*.log"))
+    return {tid: len(re.findall(rf"\[{tid}\] succeeded in", text)) for tid in task_ids}
 
 
 def status(cli) -> dict:
@@ -76,8 +87,30 @@ def test_scale_down_during_a_load_loses_nothing(scaling):
     down = cli("worker-a", "1")  # warm shutdown of worker-a-3 and worker-a-2 while tasks run and wait
     assert down.returncode == 0, down.stderr
     values = ResultSet(sent).get(timeout=60)
-    assert sorted(v["task_id"] for v in values) == sorted(r.id for r in sent)  # every task, once
+    assert sorted(v["task_id"] for v in values) == sorted(r.id for r in sent)  # every task came back
+    assert set(executions(cli.run_dir, [r.id for r in sent]).values()) == {1}  # and ran exactly once
+    assert len({v["worker"] for v in values}) == 3  # the stopped workers had taken part
     assert status(cli)["worker-a"]["consumers"] == 1
+
+
+def test_a_killed_worker_loses_no_task(scaling):
+    """SIGKILL (no warm shutdown) of the worker running a task: with acks_late the unacknowledged
+    message is redelivered when the connection drops, and another worker runs it."""
+    cli, app = scaling
+    assert cli("worker-a", "2").returncode == 0
+    result = app.send_task("celery_app.task_a", kwargs={"duration": 3.0})
+    deadline = time.monotonic() + 30
+    running_on = None
+    while running_on is None:  # poll the workers' own state until one reports the task active
+        active = app.control.inspect(timeout=1.0).active() or {}
+        running_on = next((w for w, tasks in active.items() if any(t["id"] == result.id for t in tasks)), None)
+        assert time.monotonic() < deadline, "the task never started"
+    index = running_on.split("@")[0].rsplit("-", 1)[1]
+    pid = int((cli.run_dir / f"worker-a-{index}.pid").read_text().split()[0])
+    os.killpg(pid, signal.SIGKILL)  # the worker and its pool process, no chance to ack or requeue
+    value = result.get(timeout=60)
+    assert value["message"] == "Hello from Task A"
+    assert value["worker"] != running_on  # redelivered and run by the surviving worker
 
 
 def test_scale_bad_input_exits_2(scaling):
