@@ -265,7 +265,8 @@ def run(args: argparse.Namespace) -> int:
     )
     log.info("broker %s", redact_url(config.broker_url))
     check_broker(app, config.connect_timeout)
-    require_consumers(app, {spec.queue: config.pool_for_task(name).name for name, spec in config.tasks.items()})
+    stats = require_consumers(app, {spec.queue: config.pool_for_task(name).name for name, spec in config.tasks.items()})
+    announce("Consumers: " + ", ".join(f"{q} {s.consumers}" for q, s in stats.items()))
     warm_up(app)
     announce("Dispatching tasks...")
     rounds = []

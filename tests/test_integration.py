@@ -31,6 +31,7 @@ def test_dispatch_prints_both_results_and_exits_0(config_path, clean_queues, cap
     out = capsys.readouterr().out.splitlines()
     assert "Loaded config: Integration test config" in out
     assert "Dispatching tasks..." in out
+    assert "Consumers: queue_a 2, queue_b 2" in out
     assert any(line.startswith("Task A sent with ID: ") for line in out)
     assert "Result from task_a: Hello from Task A" in out
     assert "Result from task_b: Hello from Task B" in out
