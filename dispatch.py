@@ -20,7 +20,8 @@ from typing import Any
 from celery.exceptions import TimeoutError as CeleryTimeout
 
 from broker import check_broker, redact_url, require_consumers, warm_up
-from celery_app import TASKS, CliError, Config, ExitCode, load_config, pool_of_worker, use_config
+from celery_app import TASKS, Config, ExitCode, load_config, pool_of_worker, use_config
+from cli import non_negative_int, positive_float, positive_int, probability, run_main
 
 log = logging.getLogger("dts.dispatch")
 
@@ -188,7 +189,7 @@ exit codes: 0 ok, 1 a task failed or isolation was breached, 2 bad usage or conf
         "--timeout", type=positive_float, help="seconds to wait for results (default: dispatch.timeout)"
     )
     parser.add_argument(
-        "--fail-rate", type=rate, metavar="P", help="probability 0..1 that an attempt fails (both tasks)"
+        "--fail-rate", type=probability, metavar="P", help="probability 0..1 that an attempt fails (both tasks)"
     )
     parser.add_argument(
         "--fail-times",
@@ -207,43 +208,6 @@ exit codes: 0 ok, 1 a task failed or isolation was breached, 2 bad usage or conf
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more diagnostics on stderr (-vv: debug)")
     return parser
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number > 0 (got {text!r})") from None
-    if not value > 0 or value == float("inf"):  # also refuses nan and inf
-        raise argparse.ArgumentTypeError(f"must be a number > 0 (got {text!r})")
-    return value
-
-
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1 (got {text!r})")
-    return int(text)
-
-
-def rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a probability between 0 and 1 (got {text!r})")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (got {text!r})")
-    return int(text)
-
-
-def setup_logging(verbosity: int) -> None:
-    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbosity, 2)]
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -304,16 +268,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        return run(args)
-    except CliError as exc:
-        print(f"dispatch.py: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("dispatch.py: interrupted; tasks already sent still run on the workers", file=sys.stderr)
-        return 130
+    return run_main("dispatch.py", build_parser(), run, argv)
 
 
 if __name__ == "__main__":

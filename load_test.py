@@ -26,6 +26,7 @@ from celery.result import ResultSet
 
 from broker import check_broker, require_consumers, warm_up
 from celery_app import TASKS, CliError, Config, ExitCode, load_config, pool_of_worker, use_config
+from cli import non_negative_float, positive_float, positive_int, probability, run_main
 
 log = logging.getLogger("dts.load_test")
 SCHEMA_VERSION = 1
@@ -352,14 +353,14 @@ exit codes: 0 ok, 1 a task failed or a load_test threshold was missed, 2 bad usa
             3 broker unreachable, 4 a queue has no consumer""",
     )
     parser.add_argument("--tasks", type=positive_int, default=20, help="tasks of each type (default 20)")
-    parser.add_argument("--mix", type=fraction, default=0.5, metavar="F", help="share of task_a, 0..1 (default 0.5)")
+    parser.add_argument("--mix", type=probability, default=0.5, metavar="F", help="share of task_a, 0..1 (default 0.5)")
     parser.add_argument(
         "--duration-a", type=non_negative_float, metavar="S", help="task_a work, seconds (default: config)"
     )
     parser.add_argument(
         "--duration-b", type=non_negative_float, metavar="S", help="task_b work, seconds (default: config)"
     )
-    parser.add_argument("--fail-rate", type=fraction, metavar="P", help="probability 0..1 that an attempt fails")
+    parser.add_argument("--fail-rate", type=probability, metavar="P", help="probability 0..1 that an attempt fails")
     parser.add_argument("--timeout", type=positive_float, help="seconds to wait for all results (default: config)")
     parser.add_argument("--sweep", metavar="SIZES", help="pool sizes to run the load at, e.g. 1,2,4,8")
     parser.add_argument("--mode", choices=("auto", "docker", "local"), help="worker back end for --sweep")
@@ -369,39 +370,6 @@ exit codes: 0 ok, 1 a task failed or a load_test threshold was missed, 2 bad usa
     parser.add_argument("--config", help="config file (default: test-config.yml, or $DTS_CONFIG)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more diagnostics on stderr")
     return parser
-
-
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1 (got {text!r})")
-    return int(text)
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < math.inf:  # also refuses nan and inf
-        raise argparse.ArgumentTypeError(f"must be a number >= 0 (got {text!r})")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0 (got {text!r})")
-    return value
-
-
-def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (got {text!r})")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -478,17 +446,7 @@ def one_run(app, config: Config, args: argparse.Namespace, size: int | None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return run(args)
-    except CliError as exc:
-        print(f"load_test.py: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("load_test.py: interrupted; tasks already sent still run on the workers", file=sys.stderr)
-        return 130
+    return run_main("load_test.py", build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Any
 
 from broker import check_broker, queue_stats
 from celery_app import POOL_NAMES, CliError, Config, ExitCode, load_config, use_config
+from cli import run_main
 from pools import make_backend, resolve_mode, validate_count
 
 log = logging.getLogger("dts.scale")
@@ -227,14 +228,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return run(args)
-    except CliError as exc:
-        print(f"scale.py: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return run_main("scale.py", build_parser(), run, argv)
 
 
 if __name__ == "__main__":

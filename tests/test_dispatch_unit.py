@@ -92,7 +92,7 @@ def test_label():
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--fail-rate", "2"], "must be a probability between 0 and 1"), (["--timeout", "-1"], "must be a number > 0"), (["--timeout", "nan"], "must be a number > 0"),
+    [(["--fail-rate", "2"], "must be between 0 and 1"), (["--timeout", "-1"], "must be a number > 0"), (["--timeout", "nan"], "must be a number > 0"),
      (["--fail-times", "x"], "must be an integer >= 0")],
 )  # fmt: skip
 def test_bad_arguments_exit_2(argv, message, capsys):
