@@ -125,30 +125,35 @@ class LocalPool:
             return b"celery_app" in cmdline.read_bytes()
         return True
 
-    def running(self) -> dict[str, dict[int, int]]:
-        """{pool: {index: pid}} of live workers; stale pid files are removed."""
-        found: dict[str, dict[int, int]] = {pool: {} for pool in self.config.pools}
+    def _live(self) -> dict[str, dict[int, tuple[int, str]]]:
+        """{pool: {index: (pid, broker it was started for)}} of live workers, read from the pid files
+        (`pid` line, then the redacted broker URL); stale pid files are removed."""
+        found: dict[str, dict[int, tuple[int, str]]] = {pool: {} for pool in self.config.pools}
         for pidfile in sorted(self.run_dir.glob("*.pid")):
             pool, _, index = pidfile.stem.rpartition("-")
             try:
-                pid = int(pidfile.read_text().split()[0])
+                lines = pidfile.read_text().splitlines()
+                pid, broker = int(lines[0]), (lines[1] if len(lines) > 1 else "")
             except (ValueError, OSError, IndexError):
-                pid = 0
+                pid, broker = 0, ""
             if pool in found and index.isdigit() and pid and self._alive(pid):
-                found[pool][int(index)] = pid
+                found[pool][int(index)] = (pid, broker)
             else:
                 pidfile.unlink(missing_ok=True)
         return found
 
+    def running(self) -> dict[str, dict[int, int]]:
+        """{pool: {index: pid}} of live workers."""
+        return {pool: {i: pid for i, (pid, _) in w.items()} for pool, w in self._live().items()}
+
     def stale(self) -> list[tuple[str, int, int]]:
         """Live workers started for another broker URL or vhost than the current config's."""
-        found = []
-        for pool, workers in self.running().items():
-            for index, pid in workers.items():
-                lines = self._pidfile(pool, index).read_text().splitlines()
-                if (lines[1] if len(lines) > 1 else "") != self._broker_id:
-                    found.append((pool, index, pid))
-        return found
+        return [
+            (pool, index, pid)
+            for pool, workers in self._live().items()
+            for index, (pid, broker) in workers.items()
+            if broker != self._broker_id
+        ]
 
     def counts(self) -> dict[str, int]:
         return {pool: len(workers) for pool, workers in self.running().items()}
@@ -157,7 +162,7 @@ class LocalPool:
         return host_format(worker_nodename(pool, index))
 
     # -- start / stop
-    def _start(self, pool: str, index: int) -> str:
+    def _start(self, pool: str, index: int) -> tuple[str, int]:
         spec = self.config.pools[pool]
         argv = worker_argv(spec, worker_nodename(pool, index), self.config.prefetch_multiplier)
         argv = [sys.executable, "-m", *argv]  # the same command, from this interpreter's environment
@@ -170,7 +175,7 @@ class LocalPool:
         self._procs[proc.pid] = proc
         self._pidfile(pool, index).write_text(f"{proc.pid}\n{self._broker_id}\n")
         log.info("started %s (pid %d, log %s)", self.nodename(pool, index), proc.pid, self.logfile(pool, index))
-        return self.nodename(pool, index)
+        return self.nodename(pool, index), proc.pid
 
     def _stop(self, targets: list[tuple[str, int, int]]) -> None:
         """Warm shutdown: SIGTERM, wait up to stop_timeout for running tasks to finish, then SIGKILL."""
@@ -217,19 +222,19 @@ class LocalPool:
         ]  # fmt: skip
         if to_stop:
             self._stop(to_stop)
-        started: dict[str, tuple[str, int]] = {}
+        started: dict[str, tuple[str, int, int]] = {}  # node name -> (pool, index, pid)
         for pool, delta in plan.items():
             if delta > 0:
                 for i in indices_to_start(set(running[pool]), desired[pool]):
-                    started[self._start(pool, i)] = (pool, i)
+                    name, pid = self._start(pool, i)
+                    started[name] = (pool, i, pid)
         if started:
-            pids = {name: self.running()[pool].get(i) for name, (pool, i) in started.items()}
             wait_for_pong(
                 list(started),
                 time.monotonic() + self.config.start_timeout,
-                alive=lambda name: bool(pids.get(name)) and self._alive(pids[name]),
+                alive=lambda name: self._alive(started[name][2]),
                 app=self.app,
-                last_words=lambda name: _last_line(self.logfile(*started[name])),
+                last_words=lambda name: _last_line(self.logfile(*started[name][:2])),
             )
         return plan
 
@@ -378,10 +383,10 @@ class ComposePool:
             validate_count(pool, count, self.config)
         self._check_credentials()
         plan = scale_plan(self.counts(), desired)
-        for pool, count in desired.items():
-            # compose stops surplus replicas with SIGTERM and waits stop_grace_period: a warm shutdown
-            keep = [] if recreate else ["--no-recreate"]
-            self.compose("up", "-d", *keep, "--scale", f"{pool}={count}", pool)
+        # one call for all pools; compose stops surplus replicas with SIGTERM and waits stop_grace_period
+        scales = [arg for pool, count in desired.items() for arg in ("--scale", f"{pool}={count}")]
+        keep = [] if recreate else ["--no-recreate"]
+        self.compose("up", "-d", *keep, *scales, *desired)
         ids = {name: cid for pool in desired for name, cid in self._named_containers(pool).items()}
         for pool, count in desired.items():
             have = sum(1 for name in ids if name.startswith(f"{pool}@"))

@@ -130,6 +130,14 @@ def worker_activity(app, names: list[str]) -> dict[str, dict[str, Any]]:
     }
 
 
+def every_backend(backend, config: Config, requested: str | None) -> list:
+    """The resolved back end, plus the local one when `auto` chose docker: processes started before an
+    engine was installed still show in status and stop on down."""
+    if (requested or config.worker_mode) == "auto" and backend.mode == "docker":
+        return [backend, make_backend(config, "local")]
+    return [backend]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scale.py",
@@ -181,12 +189,13 @@ def run(args: argparse.Namespace) -> int:
         backend.logs(args.lines, args.follow)
         return ExitCode.OK
     if args.target == "status":
-        workers, mode = backend.workers(), backend.mode
-        if (args.mode or config.worker_mode) == "auto" and backend.mode == "docker":
-            local = make_backend(config, "local").workers()  # show what either back end started
-            if any(local.values()):
-                workers = {pool: workers[pool] + local[pool] for pool in workers}
-                mode = "docker+local"
+        workers, modes = {pool: [] for pool in config.pools}, []
+        for each in every_backend(backend, config, args.mode):  # show what either back end started
+            found = each.workers()
+            if each is backend or any(found.values()):
+                modes.append(each.mode)
+                workers = {pool: workers[pool] + found[pool] for pool in workers}
+        mode = "+".join(modes)
         try:
             check_broker(app, config.connect_timeout)
             stats = queue_stats(app, [p.queue for p in config.pools.values()])
@@ -200,10 +209,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return ExitCode.OK if stats else ExitCode.BROKER_UNREACHABLE
     if args.target == "down":
-        backends = [backend]
-        if (args.mode or config.worker_mode) == "auto" and backend.mode == "docker":
-            backends.append(make_backend(config, "local"))  # stop what either back end started
-        for each in backends:
+        for each in every_backend(backend, config, args.mode):  # stop what either back end started
             stopped = -sum(each.down().values())
             print(f"{each.mode}: stopped {stopped} worker(s)")
         return ExitCode.OK
