@@ -1,4 +1,5 @@
-# Worker image: `celery -A celery_app worker`, one image for both pools (compose picks the queue).
+# Worker image: one image for every pool. The pool comes from DTS_POOL (set per service by the engine);
+# its queues and options from the mounted test-config.yml, through `python -m dts.worker`.
 # BASE_IMAGE lets a machine without a registry supply a local base (see tests/base_image.sh);
 # it must provide python3 with the venv module.
 ARG BASE_IMAGE=python:3.12-slim
@@ -11,21 +12,21 @@ ENV PYTHONUNBUFFERED=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \
-    DTS_CONFIG=/app/test-config.yml \
-    DTS_POOL=worker-a
+    DTS_CONFIG=/app/test-config.yml
 
 WORKDIR /app
 COPY requirements.txt ./
 RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install -r requirements.txt
 COPY celery_app.py test-config.yml ./
+COPY dts/ ./dts/
 
 # An unprivileged user (no home, no shell needed); the worker needs no writable path but /tmp.
 USER 10001:10001
 
-# Healthy when this container's own worker answers ping (node name DTS_POOL@container hostname). Each check
-# starts a Python process (about a CPU-second), hence the 60 s interval.
+# Healthy when this container's own worker (node $DTS_POOL@<hostname>) answers ping. Each check starts a
+# Python process (about a CPU-second), hence the 60 s interval.
 HEALTHCHECK --interval=60s --timeout=20s --start-period=30s --retries=3 \
-    CMD celery -A celery_app inspect ping --destination "$DTS_POOL@$HOSTNAME" --timeout 10 >/dev/null || exit 1
+    CMD ["python", "-m", "dts.worker", "--ping"]
 
-# exec form: celery is PID 1 and receives SIGTERM (warm shutdown) from `docker stop`.
-CMD ["celery", "-A", "celery_app", "worker", "-Q", "queue_a", "-n", "worker-a@%h", "--pool", "prefork", "--concurrency", "1", "--prefetch-multiplier", "1", "--without-mingle", "--without-gossip", "--loglevel", "INFO"]
+# exec form, and dts.worker execs celery: celery is PID 1 and receives SIGTERM (warm shutdown) from `docker stop`.
+CMD ["python", "-m", "dts.worker"]

@@ -5,22 +5,21 @@ SHELL := /bin/sh
 VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
-WORKERS ?=
+ENGINE  ?=
 QUEUE   ?=
 COUNT   ?=
 TASKS   ?= 20
 SWEEP   ?=
 PYTEST_ARGS ?=
 
-MODE_ARG = $(if $(WORKERS),--mode $(WORKERS))
-MODE     = $$($(PY) scale.py mode $(MODE_ARG))
+ENGINE_ARG = $(if $(ENGINE),--engine $(ENGINE))
 export DOCKER_BUILDKIT ?= 0
 export COMPOSE_DOCKER_CLI_BUILD ?= 0
 
-.PHONY: help install broker build up down run test lint logs monitor ps status scale scale-all load-test clean
+.PHONY: help install broker build compose up down run test lint logs monitor ps status scale scale-all load-test clean
 
 help: ## List the targets
-	@echo "usage: make TARGET [VAR=value]   (WORKERS=auto|docker|local (default: workers.mode), QUEUE=worker-a COUNT=3, TASKS=20)"
+	@echo "usage: make TARGET [VAR=value]   (ENGINE=auto|compose|local (default: engine.name), QUEUE=POOL COUNT=N, TASKS=20)"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: $(VENV)/.installed ## Create .venv and install the pinned requirements (+ dev tools)
@@ -33,18 +32,21 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-plot.txt
 
 broker: install ## RabbitMQ answers on localhost (installed if needed) + the workers' vhost/user in .env
 	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh
-	$(PY) broker.py provision
+	$(PY) -m dts.provision
 
 build: install ## Build the worker image (BASE_IMAGE=...; a local Debian base when no registry answers)
 	PY=$(PY) sh scripts/build-image.sh
 
-up: install broker ## Start the workers (containers if an engine answers, else processes); waits for ping
-	@mode=$(MODE); echo "workers: $$mode"; \
-	if [ "$$mode" = docker ]; then PY=$(PY) sh scripts/build-image.sh; fi; \
-	$(PY) scale.py up --mode $$mode
+compose: install ## Write the compose file rendered from the pools in test-config.yml; print how to use it
+	$(PY) scale.py compose
+
+up: install broker ## Start every pool at its declared replicas (containers if Docker answers, else processes)
+	@engine=$$($(PY) scale.py engine $(ENGINE_ARG)); echo "engine: $$engine"; \
+	if [ "$$engine" = compose ]; then PY=$(PY) sh scripts/build-image.sh; fi; \
+	$(PY) scale.py up --engine $$engine
 
 down: ## Stop every worker, containers and processes (warm shutdown)
-	@if [ -x $(PY) ]; then $(PY) scale.py down $(MODE_ARG); fi
+	@if [ -x $(PY) ]; then $(PY) scale.py down $(ENGINE_ARG); fi
 
 run: up ## Set up everything (venv, broker, workers), then run the dispatcher
 	$(PY) dispatch.py
@@ -57,27 +59,27 @@ lint: install ## ruff check + format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-status: install ## Workers, consumers and messages ready per queue
-	$(PY) scale.py status $(MODE_ARG)
+status: install ## Workers, consumers and messages ready per pool
+	$(PY) scale.py status $(ENGINE_ARG)
 
 ps: status ## Same as status
 
-scale: install ## Resize one pool: make scale QUEUE=worker-a COUNT=3
-	@if [ -z "$(QUEUE)" ] || [ -z "$(COUNT)" ]; then echo "usage: make scale QUEUE=worker-a COUNT=3" >&2; exit 2; fi
-	$(PY) scale.py $(QUEUE) $(COUNT) $(MODE_ARG)
+scale: install ## Resize one pool: make scale QUEUE=POOL COUNT=N (QUEUE takes a pool or a queue name)
+	@if [ -z "$(QUEUE)" ] || [ -z "$(COUNT)" ]; then echo "usage: make scale QUEUE=POOL COUNT=N (pools: see test-config.yml)" >&2; exit 2; fi
+	$(PY) scale.py set $(QUEUE) $(COUNT) $(ENGINE_ARG)
 
 scale-all: install ## Resize every pool: make scale-all COUNT=4
 	@if [ -z "$(COUNT)" ]; then echo "usage: make scale-all COUNT=4" >&2; exit 2; fi
-	$(PY) scale.py --all $(COUNT) $(MODE_ARG)
+	$(PY) scale.py all $(COUNT) $(ENGINE_ARG)
 
 load-test: install ## Load the running pools: make load-test TASKS=20 [SWEEP=1,2,4,8]
-	$(PY) load_test.py --tasks $(TASKS) $(if $(SWEEP),--sweep $(SWEEP) $(MODE_ARG))
+	$(PY) load_test.py --tasks $(TASKS) $(if $(SWEEP),--sweep $(SWEEP) $(ENGINE_ARG))
 
 logs: install ## Show the last lines of the running workers' logs
-	@$(PY) scale.py logs $(MODE_ARG)
+	@$(PY) scale.py logs $(ENGINE_ARG)
 
 monitor: install ## Follow the workers' logs (Ctrl-C to stop)
-	@$(PY) scale.py logs --follow --lines 5 $(MODE_ARG)
+	@$(PY) scale.py logs --follow --lines 5 $(ENGINE_ARG)
 
 clean: down ## Stop the workers, remove .venv, .run and caches (nothing outside this project)
 	rm -rf $(VENV) .run results .pytest_cache .ruff_cache

@@ -17,4 +17,4 @@ if [ -z "${BASE_IMAGE:-}" ]; then
 fi
 export BASE_IMAGE
 echo "building the worker image on $BASE_IMAGE"
-"$PY" scale.py build --mode docker
+"$PY" scale.py build --engine compose

@@ -73,6 +73,7 @@ def rabbitmq() -> str:
         reason = f"no RabbitMQ answers on {BROKER_HOST}:5672 (start one with `make broker`)"
     else:
         from broker import ensure_vhost
+
         from celery_app import CliError
 
         try:

@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 
 import yaml
+from pools import compose_env
 
 from celery_app import load_config, worker_argv
-from pools import compose_env
 
 ROOT = Path(__file__).resolve().parent.parent
 CFG = load_config(ROOT / "test-config.yml")

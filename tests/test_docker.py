@@ -44,8 +44,9 @@ def stack(rabbitmq, tmp_path_factory):
             pytest.fail(f"CI=true and {problem} (.ci/install-docker.sh should have started one)")
         pytest.skip(problem)
     from broker import ensure_vhost
-    from celery_app import celery_settings, load_config
     from pools import ComposePool
+
+    from celery_app import celery_settings, load_config
 
     password = secrets.token_hex(12)
     ensure_vhost(E2E_VHOST, E2E_USER, password)

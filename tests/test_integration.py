@@ -156,6 +156,7 @@ def test_make_broker_provisions_a_private_vhost_user_and_env_file(rabbitmq, tmp_
     assert "created with rabbitmqctl" in proc.stdout
     assert env_file.stat().st_mode & 0o777 == 0o600
     from broker import login_works
+
     from celery_app import broker_url_from_env_file, read_env_file
 
     values = read_env_file(env_file)

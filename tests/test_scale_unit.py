@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pools import indices_to_start, indices_to_stop, scale_plan, validate_count
 
 import scale
 from celery_app import CliError, load_config
-from pools import indices_to_start, indices_to_stop, scale_plan, validate_count
 
 CFG = load_config(Path(__file__).resolve().parent.parent / "test-config.yml")
 

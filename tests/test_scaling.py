@@ -26,6 +26,7 @@ SCALE_VHOST = "dts-test-scale"
 @pytest.fixture(scope="module")
 def scaling(rabbitmq, tmp_path_factory):
     from broker import ensure_vhost
+
     from celery_app import celery_settings, load_config
 
     ensure_vhost(SCALE_VHOST, "guest")

@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Callable
 
-from celery_app import CliError
+from dts.errors import CliError, ExitCode
 
 
 def _number(text: str) -> float:
@@ -57,6 +57,13 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (naming the fix: --help) and exit 2."""
+
+    def error(self, message: str):
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def setup_logging(verbosity: int) -> None:
     """Diagnostics go to stderr through logging: -v info, -vv debug."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbosity, 2)]
@@ -75,4 +82,4 @@ def run_main(prog: str, parser: argparse.ArgumentParser, run: Callable[[argparse
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; tasks already sent still run on the workers", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED

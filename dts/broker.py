@@ -1,0 +1,110 @@
+"""Broker checks shared by the CLIs: is it reachable, which queues have consumers, how deep are they.
+
+check_broker(app, timeout=5)             # raises CliError(exit 3) with a one-line fix
+queue_stats(app, ["queue_a"])            # {"queue_a": QueueStats("queue_a", ready=0, consumers=1)}
+require_consumers(app, settings)         # CliError(exit 4) naming the first queue nobody consumes
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from amqp.exceptions import AccessRefused, NotFound
+from amqp.exceptions import ConnectionError as AMQPConnectionError
+from kombu.common import maybe_declare
+from kombu.exceptions import OperationalError
+from kombu.utils.uuid import uuid
+
+from dts.config import Settings
+from dts.errors import CliError, ExitCode
+
+START_HINT = "start RabbitMQ with `make broker` (or set BROKER_URL to a running broker)"
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    queue: str
+    ready: int  # messages waiting to be delivered
+    consumers: int  # consumers on the queue (a worker's whole execution pool counts once)
+    exists: bool = True
+
+
+def redact_url(url: str) -> str:
+    """amqp://user:secret@host:5672/vh -> amqp://user:***@host:5672/vh"""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]  # host[:port] as written (parts.port raises on a bad port)
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def broker_error(url: str, exc: BaseException) -> CliError:
+    """The one-line exit-3 error for a failed connection, with the fix for its cause."""
+    shown = redact_url(url)
+    if isinstance(exc, AccessRefused):
+        why = (f"the broker at {shown} refused the login: check the user, password and vhost "
+               "(run `make broker` to create the project's vhost and user)")  # fmt: skip
+    elif isinstance(exc, AMQPConnectionError):  # e.g. NotAllowed: no such vhost, or no permission on it
+        why = (f"the broker at {shown} refused the connection ({type(exc).__name__}: {exc.reply_text or exc}): "
+               "check that the vhost exists and the user has permissions on it (`make broker` sets both up)")  # fmt: skip
+    else:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        why = f"cannot reach the broker at {shown} ({reason}): {START_HINT}"
+    return CliError(why, ExitCode.BROKER_UNREACHABLE)
+
+
+def check_broker(app, timeout: float) -> None:
+    """Open (and keep in the app's pool) a connection; CliError(exit 3) with a fix if that fails."""
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+    except (AMQPConnectionError, TimeoutError, OSError, OperationalError, ValueError) as exc:
+        raise broker_error(app.conf.broker_url, exc) from None
+
+
+def queue_stats(app, queues: list[str] | tuple[str, ...]) -> dict[str, QueueStats]:
+    """Passive-declare each queue: messages ready and consumer count. A missing queue has no consumer."""
+    stats = {}
+    with app.connection_for_write() as conn:
+        for queue in queues:
+            channel = conn.channel()
+            try:
+                _, ready, consumers = channel.queue_declare(queue=queue, passive=True)
+                stats[queue] = QueueStats(queue, ready, consumers)
+            except NotFound:
+                stats[queue] = QueueStats(queue, 0, 0, exists=False)
+            finally:
+                with suppress(Exception):  # a channel closed by the broker (404) cannot close again
+                    channel.close()
+    return stats
+
+
+def require_consumers(app, settings: Settings) -> dict[str, QueueStats]:
+    """Every task's queue has a consumer, else CliError(exit 4) naming the queue and its pool."""
+    queues = [t.queue for t in settings.tasks.values()]
+    stats = queue_stats(app, queues)
+    for queue in queues:
+        if stats[queue].consumers == 0:
+            pool = settings.pool_for_queue(queue).name
+            raise CliError(
+                f"{queue} has no consumer: no {pool} worker is running; start the workers with `make up` "
+                f"(or `python scale.py set {pool} 1`)",
+                ExitCode.NO_CONSUMER,
+            )
+    return stats
+
+
+def warm_up(app, publishers: int = 1) -> None:
+    """Do the one-off set-up of the first publish and the first result wait ahead of time: open
+    `publishers` producer connections, declare the task queues on them, build the task sender, start
+    consuming from the rpc:// reply queue. Timing a dispatch then measures the dispatch, not set-up."""
+    app.amqp.send_task_message  # noqa: B018 - a cached property that imports and builds the sender
+    with ExitStack() as stack:
+        for _ in range(publishers):
+            producer = stack.enter_context(app.producer_pool.acquire(block=True))
+            for queue in app.amqp.queues.values():
+                maybe_declare(queue, producer.channel, retry=True)
+            app.backend.on_task_call(producer, None)
+    app.backend.result_consumer.consume_from(uuid())

@@ -1,0 +1,157 @@
+"""The compose engine: each pool is a docker compose service, rendered from the pool declaration.
+
+docker-compose.yml holds the one worker service definition (`x-worker`) and names no pool. For each
+declared pool this module renders a service from it (`DTS_POOL`, the `python -m dts.worker POOL` command,
+the config mounted read-only, `stop_grace_period` from engine.stop_timeout) into
+`.run/compose/<project>.pools.yml`, and runs compose with both files. `python scale.py compose` prints it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dts.config import PROJECT_DIR, RUN_DIR, Settings, checkout_name, read_env_file
+from dts.engine import check_sizes, compose_command, declared_sizes, replicas, scale_plan, wait_for_pong
+from dts.errors import CliError, ExitCode
+from dts.worker import launch_argv, nodename
+
+log = logging.getLogger("dts.compose")
+COMPOSE_FILE = PROJECT_DIR / "docker-compose.yml"
+CONFIG_IN_IMAGE = "/app/test-config.yml"
+DOCKER_TIMEOUT = 30  # seconds for one docker ps/inspect/logs call
+
+
+def worker_template(path: Path = COMPOSE_FILE) -> dict[str, Any]:
+    """The `x-worker` service definition of docker-compose.yml."""
+    return yaml.safe_load(path.read_text())["x-worker"]
+
+
+def render_pools(settings: Settings, template: dict[str, Any]) -> dict[str, Any]:
+    """One compose service per declared pool, from the worker template (pure)."""
+    services = {}
+    for pool in settings.pools.values():
+        service = copy.deepcopy(template)
+        service["environment"] = {**template.get("environment", {}), "DTS_POOL": pool.name}
+        service["command"] = launch_argv(pool.name)
+        service["volumes"] = [*template.get("volumes", []), f"{settings.path}:{CONFIG_IN_IMAGE}:ro"]
+        service["stop_grace_period"] = f"{settings.engine.stop_timeout:g}s"
+        services[pool.name] = service
+    return {"services": services}
+
+
+def _docker(*args: str) -> str:
+    out = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=DOCKER_TIMEOUT)
+    return out.stdout + out.stderr if args[0] == "logs" else out.stdout
+
+
+class ComposeEngine:
+    """Workers as replicas of compose services, one service per pool, in one compose project."""
+
+    name = "compose"
+
+    def __init__(self, settings: Settings, app, project: str | None = None, env: dict[str, str] | None = None,
+                 run_dir: Path = RUN_DIR):  # fmt: skip
+        cmd = compose_command()
+        if cmd is None:
+            raise CliError(
+                "neither `docker compose` nor `docker-compose` is installed; use ENGINE=local", ExitCode.USAGE
+            )
+        self.settings, self.app = settings, app
+        self.project = project or os.environ.get("COMPOSE_PROJECT_NAME") or checkout_name()
+        self.pools_file = Path(run_dir) / "compose" / f"{self.project}.pools.yml"
+        self.cmd = [*cmd, "-f", str(COMPOSE_FILE), "-f", str(self.pools_file), "-p", self.project]
+        self.env = {**os.environ, "DOCKER_BUILDKIT": os.environ.get("DOCKER_BUILDKIT", "0"),
+                    "COMPOSE_DOCKER_CLI_BUILD": os.environ.get("COMPOSE_DOCKER_CLI_BUILD", "0"), **(env or {})}  # fmt: skip
+
+    def render(self) -> Path:
+        """Write the pool services for the current settings (atomically); returns the file."""
+        self.pools_file.parent.mkdir(parents=True, exist_ok=True)
+        text = f"# Rendered from the pools in {self.settings.path} by dts.compose; do not edit.\n"
+        text += yaml.safe_dump(render_pools(self.settings, worker_template()), sort_keys=False)
+        tmp = self.pools_file.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.pools_file)
+        return self.pools_file
+
+    def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        self.render()
+        log.info("compose -p %s %s", self.project, " ".join(args))
+        proc = subprocess.run([*self.cmd, *args], cwd=PROJECT_DIR, env=self.env, capture_output=True, text=True,
+                              timeout=timeout)  # fmt: skip
+        if proc.returncode != 0:
+            last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
+            raise CliError(f"`compose {' '.join(args)}` failed: {last[0]}")
+        return proc
+
+    def containers(self, pool: str) -> list[str]:
+        """Ids of the running (or crash-looping: restarting) containers of one pool's service."""
+        return _docker("ps", "-q", "--no-trunc", "--filter", f"label=com.docker.compose.project={self.project}",
+                       "--filter", f"label=com.docker.compose.service={pool}", "--filter", "status=running",
+                       "--filter", "status=restarting").split()  # fmt: skip
+
+    def _nodes(self, pool: str) -> dict[str, str]:
+        """{worker-a@<container hostname>: container id} of the pool's running containers."""
+        ids = self.containers(pool)
+        hosts = _docker("inspect", "-f", "{{.Config.Hostname}}", *ids).split() if ids else []
+        return {nodename(pool, host): cid for host, cid in zip(hosts, ids, strict=False)}
+
+    def _restarts(self, cid: str) -> int:
+        """How often docker restarted the container (a crash during start-up shows here)."""
+        return int(_docker("inspect", "-f", "{{.RestartCount}}", cid).strip() or 0)
+
+    def workers(self) -> dict[str, list[str]]:
+        return {pool: sorted(self._nodes(pool)) for pool in self.settings.pools}
+
+    def _check_credentials(self) -> None:
+        values = {**read_env_file(), **self.env}
+        if not values.get("DTS_BROKER_PASSWORD"):
+            raise CliError("no broker user for the containers (guest only works over loopback): run `make broker` "
+                           "to create one and write it to .env", ExitCode.USAGE)  # fmt: skip
+
+    def build(self) -> None:
+        self.compose("build")
+
+    def logs(self, lines: int, follow: bool) -> None:
+        self.render()
+        subprocess.run([*self.cmd, "logs", "--tail", str(lines), *(["-f"] if follow else [])], cwd=PROJECT_DIR,
+                       env=self.env, check=False)  # fmt: skip
+
+    def resize(self, desired: dict[str, int], recreate: bool = False) -> dict[str, int]:
+        """Resize services. Existing replicas are kept as they are (--no-recreate) unless `recreate`,
+        which lets compose replace containers whose image or config changed (what `start` wants)."""
+        check_sizes(desired, self.settings)
+        self._check_credentials()
+        plan = scale_plan(replicas(self), desired)
+        # one call for all pools; compose stops surplus replicas with SIGTERM and waits stop_grace_period
+        scales = [arg for pool, count in desired.items() for arg in ("--scale", f"{pool}={count}")]
+        self.compose("up", "-d", *([] if recreate else ["--no-recreate"]), *scales, *desired)
+        ids = {name: cid for pool in desired for name, cid in self._nodes(pool).items()}
+        for pool, count in desired.items():
+            have = sum(1 for name in ids if name.startswith(f"{pool}@"))
+            if have != count:
+                raise CliError(f"{pool}: compose runs {have} container(s), expected {count}; see `make logs`")
+        restarts = {name: self._restarts(cid) for name, cid in ids.items()}
+        wait_for_pong(
+            self.app,
+            list(ids),
+            time.monotonic() + self.settings.engine.start_timeout,
+            alive=lambda name: self._restarts(ids[name]) == restarts[name],
+            last_words=lambda name: _docker("logs", "--tail", "1", ids[name]).strip()[-300:],
+        )
+        return plan
+
+    def start(self) -> dict[str, int]:
+        return self.resize(declared_sizes(self.settings), recreate=True)
+
+    def stop(self) -> dict[str, int]:
+        before = replicas(self)
+        self.compose("down", "--remove-orphans", "--timeout", f"{self.settings.engine.stop_timeout:.0f}")
+        return {pool: -count for pool, count in before.items()}

@@ -1,0 +1,414 @@
+"""test-config.yml → one typed, frozen `Settings`, validated at load time; the only config parser.
+
+    settings = load_settings()                      # --config / $DTS_CONFIG / test-config.yml, + env overrides
+    settings.pools["worker-a"].queues               # ('queue_a',)
+    settings.pool_for_task("task_b").name           # 'worker-b'
+
+Every problem is one ConfigError (exit 2) that leads with the file, the dotted key and the value:
+`test-config.yml: retry.max_retries must be between 0 and 100 (got -1)`. Deployment facts come from the
+environment, read in one place (`deployment_env`): $BROKER_URL, else the vhost/user in `.env`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import yaml
+
+from dts.errors import ConfigError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_DIR / "test-config.yml"
+ENV_FILE = PROJECT_DIR / ".env"
+RUN_DIR = Path(os.environ.get("DTS_RUN_DIR") or PROJECT_DIR / ".run")  # local workers' pid/log files, rendered files
+# The task routing defaults: the tasks are code (celery_app.py); where each is routed is config.
+DEFAULT_ROUTES = {"task_a": "queue_a", "task_b": "queue_b"}
+ENGINES = ("auto", "compose", "local")
+EXECUTION_POOLS = ("prefork", "threads", "solo")
+BROKER_SCHEMES = ("amqp", "amqps", "pyamqp")
+POOL_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")  # a compose service, a Celery node name and a file name
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+MAX_POOLS = 20
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    url: str = "amqp://guest:guest@localhost:5672//"
+    connect_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    name: str
+    queue: str
+    duration: float = 0.0  # seconds of simulated work per attempt
+    failure_rate: float = 0.0  # probability that an attempt raises a transient error
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """A pool: a named group of identical workers serving its queues."""
+
+    name: str
+    queues: tuple[str, ...]
+    replicas: int = 1  # workers started by `make up`
+    concurrency: int = 1  # execution slots per worker (--concurrency)
+    execution_pool: str = "prefork"  # Celery's --pool
+    prefetch_multiplier: int = 1
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 3
+    backoff_base: float = 1.0
+    backoff_max: float = 30.0
+    jitter: bool = True
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    name: str = "auto"  # where the workers run: auto | compose | local
+    stop_timeout: float = 60.0  # warm shutdown bound, used by every engine
+    start_timeout: float = 60.0
+    max_replicas: int = 10
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class LoadTestSettings:
+    timeout: float = 300.0
+    min_efficiency: float = 0.0  # 0 = no threshold
+    max_p95: float = 0.0  # seconds; 0 = no threshold
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path
+    name: str
+    broker: BrokerSettings
+    tasks: dict[str, TaskSettings]
+    pools: dict[str, PoolSettings]
+    retry: RetryPolicy
+    engine: EngineSettings
+    dispatch: DispatchSettings
+    load_test: LoadTestSettings
+
+    def pool_for_queue(self, queue: str) -> PoolSettings:
+        return next(p for p in self.pools.values() if queue in p.queues)
+
+    def pool_for_task(self, task: str) -> PoolSettings:
+        return self.pool_for_queue(self.tasks[task].queue)
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """Every queue a pool serves, in declaration order: the queues the app declares."""
+        return tuple(q for p in self.pools.values() for q in p.queues)
+
+    def with_broker_url(self, url: str) -> Settings:
+        from dataclasses import replace
+
+        return replace(self, broker=replace(self.broker, url=url))
+
+
+# --------------------------------------------------------------------------- reading one mapping
+
+_TYPE_NAMES = {int: "an integer", str: "a string", bool: "true or false"}
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message, cut short: a message is one line, whatever the input."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _rule(path: Path, key: str, value: Any, rule: str) -> ConfigError:
+    return ConfigError(f"{path.name}: {key} {rule} (got {_shown(value)})")
+
+
+class _Section:
+    """One mapping of the YAML document: typed, range-checked reads, and its unknown keys."""
+
+    def __init__(self, path: Path, prefix: str, data: Any):
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise _rule(path, prefix or "the document", data, "must be a mapping")
+        self.path, self.prefix, self.data, self.seen = path, prefix, data, set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def fail(self, name: str, value: Any, rule: str) -> ConfigError:
+        return _rule(self.path, self.key(name), value, rule)
+
+    def get(self, name: str, kind: type | tuple, default: Any) -> Any:
+        self.seen.add(name)
+        value = self.data.get(name, default)
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise self.fail(name, value, "must be " + ("a number" if float in kinds else _TYPE_NAMES[kinds[0]]))
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.get(name, str, default)
+        if value not in choices:
+            raise self.fail(name, value, f"must be one of {', '.join(choices)}")
+        return value
+
+    def number(self, name: str, default: float, lo: float = 0.0, hi: float = 86400) -> float:
+        value = self.get(name, (int, float), default)
+        if not math.isfinite(value):
+            raise self.fail(name, value, "must be a finite number")
+        if not lo <= value <= hi:
+            raise self.fail(name, value, f"must be between {lo:g} and {hi:g}")
+        return float(value)
+
+    def integer(self, name: str, default: int, lo: int = 0, hi: int = 1000) -> int:
+        value = self.get(name, int, default)
+        if not lo <= value <= hi:
+            raise self.fail(name, value, f"must be between {lo} and {hi}")
+        return value
+
+    def section(self, name: str) -> _Section:
+        self.seen.add(name)
+        return _Section(self.path, self.key(name), self.data.get(name))
+
+    def items(self) -> list[tuple[str, Any]]:
+        """Every (key, value) of a free-form mapping (pools, tasks), all keys seen."""
+        self.seen.update(self.data)
+        return list(self.data.items())
+
+    def done(self) -> None:
+        unknown = sorted((k for k in self.data if k not in self.seen), key=str)
+        if unknown:
+            known = ", ".join(sorted(self.seen)) or "none"
+            raise self.fail(str(unknown[0]), self.data[unknown[0]], f"is not a known key (known: {known})")
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _broker(sec: _Section, env: dict[str, str]) -> BrokerSettings:
+    url = sec.get("url", str, BrokerSettings.url)
+    _check_amqp_url(sec.path, "broker.url", url)
+    if "BROKER_URL" in env:
+        url = env["BROKER_URL"]
+        _check_amqp_url(sec.path, "$BROKER_URL", url)
+    settings = BrokerSettings(url=url, connect_timeout=sec.number("connect_timeout", 5.0, lo=0.1, hi=60))
+    sec.done()
+    return settings
+
+
+def _check_amqp_url(path: Path, source: str, url: str) -> None:
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in BROKER_SCHEMES:
+        raise ConfigError(
+            f"{path.name}: {source} must be an AMQP URL like amqp://user:password@host:5672/vhost "
+            f"(got {_shown(url) if not scheme else 'scheme ' + _shown(scheme)}); this project needs RabbitMQ"
+        )
+
+
+def _tasks(sec: _Section) -> dict[str, TaskSettings]:
+    tasks = {}
+    for name, default_queue in DEFAULT_ROUTES.items():
+        task = sec.section(name)
+        queue = task.get("queue", str, default_queue)
+        tasks[name] = TaskSettings(
+            name=name,
+            queue=queue,
+            duration=task.number("duration", 0.0, hi=3600),
+            failure_rate=task.number("failure_rate", 0.0, hi=1.0),
+        )
+        task.done()
+    sec.done()
+    return tasks
+
+
+def _queues(sec: _Section) -> tuple[str, ...]:
+    value = sec.get("queues", (list, str), None) if "queues" in sec.data else None
+    if value is None:
+        raise sec.fail("queues", None, "is required: the queue(s) this pool consumes, e.g. [queue_a]")
+    queues = (value,) if isinstance(value, str) else tuple(value)
+    if not queues or len(queues) > 20:
+        raise sec.fail("queues", value, "must list 1 to 20 queue names")
+    for queue in queues:
+        if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
+            raise sec.fail("queues", queue, "must hold queue names of letters, digits and _.:- (at most 100)")
+    return queues
+
+
+def _pool(sec: _Section, name: str, max_replicas: int) -> PoolSettings:
+    pool = PoolSettings(
+        name=name,
+        queues=_queues(sec),
+        replicas=sec.integer("replicas", 1, lo=0, hi=max_replicas),
+        concurrency=sec.integer("concurrency", 1, lo=1, hi=256),
+        execution_pool=sec.choice("execution_pool", EXECUTION_POOLS, "prefork"),
+        prefetch_multiplier=sec.integer("prefetch_multiplier", 1, lo=1, hi=1000),
+    )
+    sec.done()
+    return pool
+
+
+def _pools(parent: _Section, max_replicas: int) -> dict[str, PoolSettings]:
+    if "pools" not in parent.data:
+        raise parent.fail("pools", None, "is required: declare each pool's queues, e.g. worker-a: {queues: [queue_a]}")
+    sec = parent.section("pools")
+    entries = sec.items()
+    if not 1 <= len(entries) <= MAX_POOLS:
+        raise parent.fail("pools", sec.data, f"must declare 1 to {MAX_POOLS} pools")
+    pools = {}
+    for name, data in entries:
+        if not isinstance(name, str) or not POOL_NAME.fullmatch(name):
+            raise sec.fail(str(name), name, "must be a lower-case name of letters, digits and dashes (e.g. worker-a)")
+        pools[name] = _pool(_Section(sec.path, sec.key(str(name)), data), name, max_replicas)
+    owner: dict[str, str] = {}
+    for pool in pools.values():
+        for queue in pool.queues:
+            if queue in owner:
+                raise sec.fail(f"{pool.name}.queues", queue, f"is already served by pool {owner[queue]}: "
+                               "a queue belongs to one pool")  # fmt: skip
+            owner[queue] = pool.name
+    return pools
+
+
+def _engine(sec: _Section) -> EngineSettings:
+    settings = EngineSettings(
+        name=sec.choice("name", ENGINES, "auto"),
+        stop_timeout=sec.number("stop_timeout", 60.0, lo=1, hi=3600),
+        start_timeout=sec.number("start_timeout", 60.0, lo=1, hi=3600),
+        max_replicas=sec.integer("max_replicas", 10, lo=1, hi=1000),
+    )
+    sec.done()
+    return settings
+
+
+def _check_routes(path: Path, tasks: dict[str, TaskSettings], pools: dict[str, PoolSettings]) -> None:
+    served = [q for p in pools.values() for q in p.queues]
+    for task in tasks.values():
+        if task.queue not in served:
+            raise _rule(path, f"tasks.{task.name}.queue", task.queue, f"must be a pool's queue ({', '.join(served)})")
+    first, *others = tasks.values()
+    for task in others:
+        if task.queue == first.queue:
+            raise _rule(path, f"tasks.{task.name}.queue", task.queue, f"must differ from {first.name}'s queue")
+
+
+def parse_settings(data: Any, path: Path, env: dict[str, str] | None = None) -> Settings:
+    """Validate a parsed YAML document into Settings (pure: no file or environment access)."""
+    env = env or {}
+    if data is None:
+        raise ConfigError(f"{path.name}: the file is empty; start from the project's test-config.yml")
+    root = _Section(path, "", data)
+    engine = _engine(root.section("engine"))
+    pools = _pools(root, engine.max_replicas)
+    tasks = _tasks(root.section("tasks"))
+    _check_routes(path, tasks, pools)
+    retry_sec, dispatch_sec, load_sec = root.section("retry"), root.section("dispatch"), root.section("load_test")
+    settings = Settings(
+        path=path,
+        name=root.get("name", str, "Distributed test"),
+        broker=_broker(root.section("broker"), env),
+        tasks=tasks,
+        pools=pools,
+        retry=RetryPolicy(
+            max_retries=retry_sec.integer("max_retries", 3, lo=0, hi=100),
+            backoff_base=retry_sec.number("backoff_base", 1.0, hi=3600),
+            backoff_max=retry_sec.number("backoff_max", 30.0),
+            jitter=retry_sec.get("jitter", bool, True),
+        ),
+        engine=engine,
+        dispatch=DispatchSettings(timeout=dispatch_sec.number("timeout", 60.0, lo=0.1)),
+        load_test=LoadTestSettings(
+            timeout=load_sec.number("timeout", 300.0, lo=1),
+            min_efficiency=load_sec.number("min_efficiency", 0.0, hi=1.0),
+            max_p95=load_sec.number("max_p95", 0.0),
+        ),
+    )
+    for sec in (retry_sec, dispatch_sec, load_sec, root):
+        sec.done()
+    return settings
+
+
+# --------------------------------------------------------------------------- files and environment
+
+
+def checkout_name() -> str:
+    """'dts-<8 hex>': this checkout's RabbitMQ vhost/user and compose project name. Derived from the
+    project directory, so two checkouts on one host never share queues, credentials or containers."""
+    return "dts-" + hashlib.sha1(str(PROJECT_DIR).encode()).hexdigest()[:8]
+
+
+def resolve_config_path(path: str | os.PathLike | None) -> Path:
+    """`--config` or $DTS_CONFIG or the project's test-config.yml. A relative path is relative to the
+    project directory, not the current one, so every CLI and worker finds the same file wherever it runs."""
+    raw = path or os.environ.get("DTS_CONFIG")
+    if not raw:
+        return DEFAULT_CONFIG
+    return (PROJECT_DIR / Path(raw).expanduser()).resolve()
+
+
+def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
+    """KEY=VALUE lines of the git-ignored .env written by `make broker` (missing file: empty)."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return {}
+    pairs = (line.split("=", 1) for line in lines if "=" in line and not line.lstrip().startswith("#"))
+    return {k.strip(): v.strip().strip("'\"") for k, v in pairs}
+
+
+def broker_url_from_env_file(values: dict[str, str], host: str = "localhost") -> str | None:
+    """The broker URL for the dedicated vhost/user in .env, if .env defines one."""
+    try:
+        user, password, vhost = values["DTS_BROKER_USER"], values["DTS_BROKER_PASSWORD"], values["DTS_BROKER_VHOST"]
+    except KeyError:
+        return None
+    port = values.get("DTS_BROKER_PORT", "5672")
+    return f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(vhost, safe='')}"
+
+
+def deployment_env(environ: dict[str, str] | None = None, env_file: Path = ENV_FILE) -> dict[str, str]:
+    """The environment overrides, read in one place: $BROKER_URL (set but empty is an error), else
+    the .env vhost/user."""
+    environ = os.environ if environ is None else environ
+    if "BROKER_URL" in environ:
+        if not environ["BROKER_URL"].strip():
+            raise ConfigError("$BROKER_URL is set but empty: unset it or give amqp://user:password@host:5672/vhost")
+        return {"BROKER_URL": environ["BROKER_URL"]}
+    url = broker_url_from_env_file(read_env_file(env_file))
+    return {"BROKER_URL": url} if url else {}
+
+
+def load_settings(path: str | os.PathLike | None = None) -> Settings:
+    """Read, parse and validate the config file; every problem is one ConfigError."""
+    resolved = resolve_config_path(path)
+    try:
+        text = resolved.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{resolved.name}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{resolved}: cannot read config ({exc.strerror}); pass --config PATH or set DTS_CONFIG"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{resolved.name}: YAML syntax error{where}: {problem}") from None
+    return parse_settings(data, resolved, deployment_env())

@@ -1,0 +1,33 @@
+"""Exit codes shared by every CLI, and the two exceptions that carry them."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """What every CLI of the project returns (README, "Exit codes")."""
+
+    OK = 0
+    FAILED = 1  # tasks failed, isolation breached, threshold missed, a worker failed to start
+    USAGE = 2  # bad usage or config
+    BROKER_UNREACHABLE = 3  # broker unreachable, login refused, or lost
+    NO_CONSUMER = 4  # a queue has no consumer
+    INTERRUPTED = 130  # Ctrl-C
+
+
+class CliError(Exception):
+    """An expected failure: one line for stderr and the exit code that goes with it."""
+
+    exit_code: int = ExitCode.FAILED
+
+    def __init__(self, message: str, exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class ConfigError(CliError):
+    """A config file (or environment override) that cannot be used: exit 2."""
+
+    exit_code = ExitCode.USAGE

@@ -1,0 +1,164 @@
+"""The workers' RabbitMQ vhost and user: created once, credentials written to the git-ignored `.env`.
+
+    python -m dts.provision            # what `make broker` runs: idempotent, prints what it did
+    ensure_vhost("dts-test", "guest")  # a vhost for the tests, with permissions for an existing user
+
+Containers cannot log in as `guest` (loopback only), so they use this dedicated user; its vhost is named
+after the checkout (`dts-<hash>`), so two checkouts never share queues or credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote
+
+from kombu import Connection
+
+from dts.broker import START_HINT, redact_url
+from dts.config import ENV_FILE, broker_url_from_env_file, checkout_name, read_env_file
+from dts.errors import CliError, ExitCode
+
+MANAGEMENT_API = "http://localhost:15672/api"
+COMMAND_TIMEOUT = 120  # seconds for one rabbitmqctl call
+
+
+def rabbitmqctl(*args: str) -> subprocess.CompletedProcess:
+    """Run rabbitmqctl (on the broker's host, as root or the rabbitmq user); CliError when it fails."""
+    exe = shutil.which("rabbitmqctl") or ("/usr/sbin/rabbitmqctl" if os.path.exists("/usr/sbin/rabbitmqctl") else None)
+    if exe is None:
+        raise CliError("rabbitmqctl not found: run this on the broker's host, or create the vhost/user by hand")
+    try:
+        proc = subprocess.run([exe, "-q", *args], capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise CliError(f"rabbitmqctl {args[0]} did not answer within {COMMAND_TIMEOUT}s") from None
+    if proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise CliError(f"rabbitmqctl {' '.join(args[:2])} failed: {last[0]}")
+    return proc
+
+
+def ensure_vhost(vhost: str, user: str, password: str | None = None) -> None:
+    """Idempotently create `vhost` and give `user` all permissions on it (creating the user when a
+    password is given, or resetting its password if it exists)."""
+    if vhost not in rabbitmqctl("list_vhosts", "name").stdout.split():
+        rabbitmqctl("add_vhost", vhost)
+    if password is not None:
+        users = [line.split()[0] for line in rabbitmqctl("list_users").stdout.splitlines() if line.strip()]
+        rabbitmqctl("change_password" if user in users else "add_user", user, password)
+    rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+
+
+def _management_put(path: str, body: dict, auth: tuple[str, str] = ("guest", "guest")) -> None:
+    token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    req = urllib.request.Request(
+        f"{MANAGEMENT_API}/{path}",
+        data=json.dumps(body).encode(),
+        method="PUT",
+        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=5):
+        pass
+
+
+def create_vhost_user(vhost: str, user: str, password: str) -> str:
+    """Create vhost and user (idempotent) with rabbitmqctl, else the management HTTP API.
+    Returns which one did it; CliError with the exact commands to run when neither can."""
+    try:
+        ensure_vhost(vhost, user, password)
+        return "rabbitmqctl"
+    except (CliError, OSError, subprocess.SubprocessError) as exc:
+        ctl_reason = str(exc)
+    v, u = quote(vhost, safe=""), quote(user, safe="")
+    try:
+        _management_put(f"vhosts/{v}", {})
+        _management_put(f"users/{u}", {"password": password, "tags": ""})
+        _management_put(f"permissions/{v}/{u}", {"configure": ".*", "write": ".*", "read": ".*"})
+        return "management API"
+    except OSError as exc:
+        raise CliError(
+            f"cannot create vhost {vhost!r} and user {user!r} ({ctl_reason}; management API: {exc}); on the broker "
+            f"host run: sudo rabbitmqctl add_vhost {vhost} && sudo rabbitmqctl add_user {user} '<password>' && "
+            f'sudo rabbitmqctl set_permissions -p {vhost} {user} ".*" ".*" ".*"  then put DTS_BROKER_USER, '
+            "DTS_BROKER_PASSWORD and DTS_BROKER_VHOST in .env"
+        ) from None
+
+
+def write_env_file(path: Path, values: dict[str, str]) -> None:
+    """Write KEY=VALUE lines atomically to a file readable by its owner only (mode 600)."""
+    text = "# Written by `make broker`: the workers' RabbitMQ vhost and user. Keep private (mode 600).\n"
+    text += "".join(f"{k}={v}\n" for k, v in values.items())
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def login_works(url: str, timeout: float = 5) -> bool:
+    try:
+        with Connection(url, connect_timeout=timeout) as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not usable"
+        return False
+
+
+def require_listener(port: int, timeout: float = 5) -> None:
+    """CliError(exit 3) when nothing listens on the broker port of this host."""
+    try:
+        with socket.create_connection(("localhost", port), timeout=timeout):
+            return
+    except OSError as exc:
+        raise CliError(f"cannot reach the broker at localhost:{port} ({exc.strerror or exc}): {START_HINT}",
+                       ExitCode.BROKER_UNREACHABLE) from None  # fmt: skip
+
+
+def provision(env_path: Path, vhost: str | None = None, user: str | None = None) -> str:
+    """Make sure .env names a vhost and user that can log in; create them when needed. Returns a report."""
+    vhost, user = vhost or checkout_name(), user or checkout_name()
+    values = read_env_file(env_path)
+    url = broker_url_from_env_file(values)
+    if url and login_works(url):
+        return f"broker vhost {values['DTS_BROKER_VHOST']!r}, user {values['DTS_BROKER_USER']!r}: ok ({env_path})"
+    require_listener(int(values.get("DTS_BROKER_PORT", 5672)))
+    values = {"DTS_BROKER_USER": user, "DTS_BROKER_PASSWORD": secrets.token_hex(16), "DTS_BROKER_VHOST": vhost}
+    how = create_vhost_user(vhost, user, values["DTS_BROKER_PASSWORD"])
+    write_env_file(env_path, values)
+    url = broker_url_from_env_file(values)
+    if not login_works(url):
+        raise CliError(f"created user {user!r} on vhost {vhost!r} but cannot log in as it at {redact_url(url)}",
+                       ExitCode.BROKER_UNREACHABLE)  # fmt: skip
+    return f"broker vhost {vhost!r}, user {user!r}: created with {how}; credentials in {env_path} (mode 600)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dts.provision",
+        description="Create the workers' RabbitMQ vhost and user and write them to .env (idempotent).",
+        epilog="example: python -m dts.provision   (vhost and user default to this checkout's name, dts-<hash>)\n"
+        "exit codes: 0 ok, 1 could not create them, 3 broker unreachable",
+    )
+    parser.add_argument("--vhost", help="default: this checkout's name, dts-<hash of its directory>")
+    parser.add_argument("--user", help="default: the same as the vhost")
+    parser.add_argument("--env-file", type=Path, default=ENV_FILE)
+    args = parser.parse_args(argv)
+    try:
+        print(provision(args.env_file, args.vhost, args.user))
+    except CliError as exc:
+        print(f"dts.provision: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return ExitCode.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

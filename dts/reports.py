@@ -1,0 +1,434 @@
+"""Reports of dispatch, load test and status: frozen dataclasses built by pure functions, rendered to text
+lines and to JSON (`to_json`) here and nowhere else.
+
+    report = dispatch_report(settings, outcomes, total, rounds)
+    print("\\n".join(render_dispatch(report)))       # or json.dumps(report.to_json())
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from dts.config import Settings
+from dts.errors import ExitCode
+from dts.worker import pool_of_node
+
+SCHEMA_VERSION = 2
+
+
+def label(task: str) -> str:
+    """'task_a' -> 'Task A'"""
+    return "Task " + task.rsplit("_", 1)[-1].upper()
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    task: str
+    task_id: str
+    pool: str  # the pool that owns the task's queue
+    result: dict[str, Any] | None = None  # the task's return value on success
+    error: str | None = None  # why it failed or went missing
+    isolation_breach: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None and self.error is None and self.isolation_breach is None
+
+    @property
+    def retries(self) -> int:
+        """From the result, or for a task that gave up, from its error."""
+        if self.result:
+            return self.result["retries"]
+        match = re.search(r"gave up after (\d+) attempts", self.error or "")
+        return int(match.group(1)) - 1 if match else 0
+
+
+def success(task: str, task_id: str, pool: str, result: dict[str, Any]) -> TaskOutcome:
+    """A result, checked for isolation: it must name a worker of the pool that owns the task's queue."""
+    ran_on = pool_of_node(result.get("worker") or "")
+    breach = (
+        None if ran_on == pool else f"{task} ran on {result.get('worker')} (pool {ran_on}), expected a {pool} worker"
+    )
+    return TaskOutcome(task, task_id, pool, result=result, isolation_breach=breach)
+
+
+@dataclass(frozen=True)
+class DispatchSummary:
+    total_time: float
+    sum_execution_time: float
+    longest_execution_time: float
+    overhead: float  # total - longest task
+    speedup: float | None
+    total_retries: int
+    max_backoff: float
+    failed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RepeatSummary:
+    rounds: int
+    failed_rounds: int
+    total_median: float | None
+    overhead_median: float | None
+    overhead_min: float | None
+    overhead_max: float | None
+
+
+@dataclass(frozen=True)
+class DispatchReport:
+    config_name: str
+    config_path: str
+    outcomes: tuple[TaskOutcome, ...]
+    summary: DispatchSummary
+    repeat: RepeatSummary | None
+    exit_code: int
+
+    def to_json(self) -> dict[str, Any]:
+        tasks = [{**asdict(o), "ok": o.ok} for o in self.outcomes]
+        return {
+            "schema": SCHEMA_VERSION,
+            "config": {"name": self.config_name, "path": self.config_path},
+            "tasks": tasks,
+            "summary": asdict(self.summary),
+            "repeat": asdict(self.repeat) if self.repeat else None,
+            "exit_code": self.exit_code,
+        }
+
+
+def summarise_dispatch(outcomes: list[TaskOutcome], total: float) -> DispatchSummary:
+    times = [o.result["execution_time"] for o in outcomes if o.result]
+    longest = max(times, default=0.0)
+    return DispatchSummary(
+        total_time=round(total, 6),
+        sum_execution_time=round(sum(times), 6),
+        longest_execution_time=round(longest, 6),
+        overhead=round(total - longest, 6),
+        speedup=round(sum(times) / total, 3) if total > 0 else None,
+        total_retries=sum(o.retries for o in outcomes),
+        max_backoff=round(max((sum(o.result["retry_delays"]) for o in outcomes if o.result), default=0.0), 6),
+        failed=tuple(o.task for o in outcomes if not o.ok),
+    )
+
+
+def summarise_rounds(summaries: list[DispatchSummary]) -> RepeatSummary:
+    good = [s for s in summaries if not s.failed]
+    overheads = [s.overhead for s in good]
+    return RepeatSummary(
+        rounds=len(summaries),
+        failed_rounds=len(summaries) - len(good),
+        total_median=statistics.median([s.total_time for s in good]) if good else None,
+        overhead_median=statistics.median(overheads) if good else None,
+        overhead_min=min(overheads, default=None),
+        overhead_max=max(overheads, default=None),
+    )
+
+
+def dispatch_report(settings: Settings, rounds: list[tuple[list[TaskOutcome], DispatchSummary]]) -> DispatchReport:
+    """The report of the last round (and, for several rounds, their overhead statistics)."""
+    outcomes, summary = rounds[-1]
+    failed = any(s.failed for _, s in rounds)
+    return DispatchReport(
+        config_name=settings.name,
+        config_path=str(settings.path),
+        outcomes=tuple(outcomes),
+        summary=summary,
+        repeat=summarise_rounds([s for _, s in rounds]) if len(rounds) > 1 else None,
+        exit_code=ExitCode.FAILED if failed else ExitCode.OK,
+    )
+
+
+def _outcome_lines(o: TaskOutcome) -> list[str]:
+    name, lines = label(o.task), []
+    if o.result:
+        r = o.result
+        delays = ", ".join(f"{d:.2f}s" for d in r["retry_delays"])
+        lines += [
+            f"Result from {o.task}: {r['message']}",
+            f"{name} worker: {r['worker']} ({r['queue']})",
+            f"{name} execution time: {r['execution_time']:.3f}s",
+            f"{name} retries: {r['retries']}" + (f" (backoff {delays})" if delays else ""),
+        ]
+    if o.error:
+        lines.append(f"{name} FAILED: {o.error}")
+    if o.isolation_breach:
+        lines.append(f"{name} ISOLATION BREACH: {o.isolation_breach}")
+    return lines
+
+
+def render_dispatch(report: DispatchReport) -> list[str]:
+    s = report.summary
+    lines = [line for o in report.outcomes for line in _outcome_lines(o)]
+    lines.append(f"Total dispatcher time: {s.total_time:.3f}s (concurrent execution)")
+    if not s.failed and s.total_retries:
+        lines.append(f"Time includes backoff waits of up to {s.max_backoff:.3f}s per task; "
+                     "speed-up is reported for runs without retries")  # fmt: skip
+    elif not s.failed:
+        lines.append(f"Sum of task execution times: {s.sum_execution_time:.3f}s "
+                     "(what running them one after the other would take at least)")  # fmt: skip
+        lines.append(f"Speed-up from concurrency: {s.speedup:.2f}x; "
+                     f"overhead beyond the longest task: {s.overhead * 1000:.1f} ms")  # fmt: skip
+    lines.append(f"Total retries: {s.total_retries}")
+    if s.failed:
+        lines.append(f"FAILED: {', '.join(s.failed)}")
+    else:
+        lines.append("Isolation: OK (" + ", ".join(f"{o.task} on {o.pool}" for o in report.outcomes) + ")")
+    r = report.repeat
+    if r and r.overhead_median is not None:
+        lines.append(f"Over {r.rounds} rounds: total time median {r.total_median * 1000:.1f} ms; overhead median "
+                     f"{r.overhead_median * 1000:.1f} ms (min {r.overhead_min * 1000:.1f}, max {r.overhead_max * 1000:.1f})")  # fmt: skip
+    return lines
+
+
+# --------------------------------------------------------------------------- load test
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One task of a load: when it was sent and, once it completed, what came back."""
+
+    task: str
+    task_id: str
+    sent_at: float  # wall clock (time.time()) on the client
+    received_at: float | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.result or {}
+        return {"task": self.task, "task_id": self.task_id, "sent_at": self.sent_at, "received_at": self.received_at,
+                "ok": self.result is not None, "worker": r.get("worker"), "started_at": r.get("started_at"),
+                "execution_time": r.get("execution_time"), "retries": r.get("retries"), "error": self.error}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Distribution:
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
+    mean: float | None
+
+
+@dataclass(frozen=True)
+class PoolLoad:
+    tasks: int
+    completed: int
+    pool: str
+    slots: int
+    work: float
+    ideal: float
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    tasks: int
+    completed: int
+    failed: int
+    failures: tuple[dict[str, Any], ...]
+    retries: int
+    total_time: float
+    throughput: float | None
+    latency: Distribution
+    queue_wait: Distribution
+    execution: Distribution
+    per_worker: dict[str, int]
+    slots: dict[str, int]
+    pools: dict[str, PoolLoad]  # per task type
+    ideal_time: float
+    work_per_slot: float
+    efficiency: float | None
+    efficiency_work_per_slot: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100) of the values; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
+
+
+def distribution(values: list[float]) -> Distribution:
+    return Distribution(percentile(values, 50), percentile(values, 95), percentile(values, 99),
+                        max(values, default=None), statistics.fmean(values) if values else None)  # fmt: skip
+
+
+def ideal_time(executions: list[float], slots: int) -> float:
+    """Lower bound on the time one pool needs for these tasks on `slots` slots: the work spread evenly,
+    but no less than ceil(tasks / slots) of the shortest task in a row, nor the longest task."""
+    if not executions:
+        return 0.0
+    if slots < 1:
+        return math.inf
+    return max(sum(executions) / slots, math.ceil(len(executions) / slots) * min(executions), max(executions))
+
+
+def _pool_load(settings: Settings, task: str, samples: list[Sample], slots: dict[str, int]) -> PoolLoad:
+    pool = settings.pool_for_task(task).name
+    times = [s.result["execution_time"] for s in samples if s.task == task and s.result]
+    return PoolLoad(tasks=sum(1 for s in samples if s.task == task), completed=len(times), pool=pool,
+                    slots=slots.get(pool, 0), work=sum(times), ideal=ideal_time(times, slots.get(pool, 0)))  # fmt: skip
+
+
+def summarise_load(settings: Settings, samples: list[Sample], slots: dict[str, int], wall: float) -> LoadReport:
+    """The report of one load run (pure: samples in, numbers out)."""
+    done = [s for s in samples if s.result is not None]
+    per_worker: dict[str, int] = {}
+    for s in done:
+        per_worker[s.result["worker"]] = per_worker.get(s.result["worker"], 0) + 1
+    pools = {task: _pool_load(settings, task, samples, slots) for task in settings.tasks}
+    ideal = max((p.ideal for p in pools.values()), default=0.0)
+    work_per_slot = max((p.work / p.slots for p in pools.values() if p.slots), default=0.0)
+    return LoadReport(
+        tasks=len(samples),
+        completed=len(done),
+        failed=len(samples) - len(done),
+        failures=tuple({"task": s.task, "task_id": s.task_id, "error": s.error} for s in samples if s.result is None),
+        retries=sum(s.result["retries"] for s in done),
+        total_time=wall,
+        throughput=len(done) / wall if wall > 0 else None,
+        latency=distribution([s.received_at - s.sent_at for s in done]),
+        queue_wait=distribution(
+            [max(0.0, datetime.fromisoformat(s.result["started_at"]).timestamp() - s.sent_at) for s in done]
+        ),
+        execution=distribution([s.result["execution_time"] for s in done]),
+        per_worker=dict(sorted(per_worker.items())),
+        slots=slots,
+        pools=pools,
+        ideal_time=ideal,
+        work_per_slot=work_per_slot,
+        efficiency=ideal / wall if wall > 0 and done else None,
+        efficiency_work_per_slot=work_per_slot / wall if wall > 0 and done else None,
+    )
+
+
+def threshold_failures(report: LoadReport, settings: Settings) -> list[str]:
+    limits, problems = settings.load_test, []
+    if report.failed:
+        problems.append(f"{report.failed} task(s) failed or did not complete")
+    eff = report.efficiency
+    if limits.min_efficiency and (eff is None or eff < limits.min_efficiency):
+        problems.append(f"efficiency {eff or 0:.3f} below load_test.min_efficiency {limits.min_efficiency:g}")
+    p95 = report.latency.p95
+    if limits.max_p95 and (p95 is None or p95 > limits.max_p95):
+        problems.append(f"p95 latency {p95 or 0:.3f}s above load_test.max_p95 {limits.max_p95:g}s")
+    return problems
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.0f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def render_load(r: LoadReport) -> list[str]:
+    lines = [
+        f"Tasks: {r.tasks} sent, {r.completed} completed, {r.failed} failed, {r.retries} retries",
+        f"Total time: {r.total_time:.3f}s   throughput: {r.throughput or 0:.1f} tasks/s",
+        f"{'ms':<22}{'p50':>7}{'p95':>7}{'p99':>7}{'max':>7}",
+    ]
+    for name, d in (("latency (end to end)", r.latency), ("  queue wait", r.queue_wait), ("  execution", r.execution)):
+        lines.append(f"{name:<22}{_ms(d.p50):>7}{_ms(d.p95):>7}{_ms(d.p99):>7}{_ms(d.max):>7}")
+    lines.append("Tasks per worker: " + ", ".join(f"{w} {n}" for w, n in r.per_worker.items()))
+    slots = ", ".join(f"{pool} {n}" for pool, n in r.slots.items())
+    lines.append(f"Worker slots (replicas x concurrency): {slots}; ideal time {r.ideal_time:.3f}s "
+                 f"(work per slot {r.work_per_slot:.3f}s)")  # fmt: skip
+    lines.append(f"Efficiency (ideal / actual): {_ratio(r.efficiency)} "
+                 f"(work per slot / actual: {_ratio(r.efficiency_work_per_slot)})")  # fmt: skip
+    lines += [f"FAILED {f['task']} {f['task_id']}: {f['error']}" for f in r.failures[:10]]
+    return lines
+
+
+def render_sweep(runs: list[tuple[int, LoadReport]]) -> list[str]:
+    lines = [f"{'size':>4} {'slots':>5} {'time s':>7} {'tasks/s':>8} {'ideal s':>8} {'speed-up':>8} {'efficiency':>10}"]
+    base = runs[0][1].total_time if runs else None
+    for size, r in runs:
+        speedup = base / r.total_time if base and r.total_time else 0
+        lines.append(f"{size:>4} {sum(r.slots.values()):>5} {r.total_time:>7.3f} {r.throughput or 0:>8.1f} "
+                     f"{r.ideal_time:>8.3f} {speedup:>7.2f}x {r.efficiency or 0:>10.3f}")  # fmt: skip
+    return lines
+
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    name: str
+    alive: bool  # answered ping
+    concurrency: int = 0
+    running: int = 0
+    reserved: int = 0
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    pool: str
+    queues: tuple[str, ...]
+    workers: tuple[WorkerStatus, ...]
+    alive: int
+    slots: int
+    consumers: int | None  # the fewest consumers on any of the pool's queues (None: broker not asked)
+    ready: int | None  # messages ready on the pool's queues
+    unacked: int  # running + reserved on its live workers
+    other_consumers: int  # consumers this engine did not start
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    engine: str
+    pools: tuple[PoolStatus, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pool_status(settings: Settings, workers: dict[str, list[str]], stats: dict[str, Any],
+                activity: dict[str, WorkerStatus]) -> list[PoolStatus]:  # fmt: skip
+    """Per pool: its workers, slots, and the broker's view of its queues (stats empty: not asked)."""
+    rows = []
+    for pool in settings.pools.values():
+        members = tuple(activity.get(name, WorkerStatus(name, False)) for name in workers.get(pool.name, []))
+        alive = [m for m in members if m.alive]
+        queue_stats = [stats[q] for q in pool.queues if q in stats]
+        consumers = min((q.consumers for q in queue_stats), default=None)
+        rows.append(PoolStatus(
+            pool=pool.name, queues=pool.queues, workers=members, alive=len(alive),
+            slots=sum(m.concurrency for m in alive),
+            consumers=consumers, ready=sum(q.ready for q in queue_stats) if queue_stats else None,
+            unacked=sum(m.running + m.reserved for m in alive),
+            other_consumers=max(0, (consumers or 0) - len(alive)),
+        ))  # fmt: skip
+    return rows
+
+
+def _unknown(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def render_status(report: StatusReport) -> list[str]:
+    lines = [f"engine: {report.engine}",
+             f"{'pool':<10} {'queues':<9} {'workers':>7} {'alive':>5} {'slots':>5} {'consumers':>9} {'ready':>6} {'unacked':>7}"]  # fmt: skip
+    for r in report.pools:
+        lines.append(f"{r.pool:<10} {','.join(r.queues):<9} {len(r.workers):>7} {r.alive:>5} {r.slots:>5} "
+                     f"{_unknown(r.consumers):>9} {_unknown(r.ready):>6} {r.unacked:>7}")  # fmt: skip
+        for m in r.workers:
+            state = (f"concurrency {m.concurrency}, running {m.running}, reserved {m.reserved}" if m.alive
+                     else "not answering ping")  # fmt: skip
+            lines.append(f"  {m.name}  ({state})")
+        if r.other_consumers:
+            lines.append(f"  + {r.other_consumers} consumer(s) of {','.join(r.queues)} not started by this engine")
+    return lines

@@ -1,0 +1,45 @@
+"""The Celery settings of the app: queue declarations (the one place), routes, reliability defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Exchange, Queue
+
+from dts.config import Settings
+
+
+def declared_queues(settings: Settings) -> tuple[Queue, ...]:
+    """Every pool's queues, declared here and nowhere else: durable, one direct exchange per queue."""
+    return tuple(
+        Queue(name, Exchange(name, type="direct", durable=True), routing_key=name, durable=True)
+        for name in settings.queues
+    )
+
+
+def route_table(settings: Settings) -> dict[str, dict[str, str]]:
+    return {f"celery_app.{t.name}": {"queue": t.queue, "routing_key": t.queue} for t in settings.tasks.values()}
+
+
+def celery_settings(settings: Settings) -> dict[str, Any]:
+    return {
+        "broker_url": settings.broker.url,
+        "result_backend": "rpc://",
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_queues": declared_queues(settings),
+        "task_routes": route_table(settings),
+        "task_default_queue": settings.queues[0],
+        "task_create_missing_queues": False,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,  # each worker's own comes from its pool (--prefetch-multiplier)
+        "broker_transport_options": {"confirm_publish": True},
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": settings.broker.connect_timeout,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "enable_utc": True,
+        "timezone": "UTC",
+    }

@@ -1,0 +1,97 @@
+"""A worker's node name and command line, built from its pool's declaration: the one place. Every engine
+starts workers through this module's entry point, so a pool's queues and options follow the config
+everywhere (local processes, compose containers, and later swarm and Kubernetes).
+
+    python -m dts.worker worker-a              # exec `celery -A celery_app worker -Q queue_a -n worker-a@%h ...`
+    DTS_POOL=worker-a python -m dts.worker     # the same (what the image's CMD does)
+    python -m dts.worker --ping                # exit 0 when this host's worker of $DTS_POOL answers (health check)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+
+from dts.config import PoolSettings, Settings, load_settings
+from dts.errors import CliError, ExitCode
+
+HOST = "%h"  # Celery expands it to the host name (a container's hostname is its id)
+
+
+def nodename(pool: str, host: str = HOST) -> str:
+    """'worker-a@<host>': the part before '@' is the pool, on every engine; the host part makes it unique
+    (a container's hostname, or '<hostname>-<n>' for the n-th local worker of a pool)."""
+    return f"{pool}@{host}"
+
+
+def pool_of_node(node: str) -> str:
+    """'worker-a@3f2c1d' -> 'worker-a' (the inverse of nodename: no guessing)."""
+    return node.split("@", 1)[0]
+
+
+def worker_argv(pool: PoolSettings, host: str = HOST, loglevel: str = "INFO") -> list[str]:
+    """The one worker command line."""
+    return [
+        "celery", "-A", "celery_app", "worker",
+        "-Q", ",".join(pool.queues),
+        "-n", nodename(pool.name, host),
+        "--pool", pool.execution_pool,
+        "--concurrency", str(pool.concurrency),
+        "--prefetch-multiplier", str(pool.prefetch_multiplier),
+        "--without-mingle", "--without-gossip",
+        "--loglevel", loglevel,
+    ]  # fmt: skip
+
+
+def launch_argv(pool: str, host: str = HOST, python: str = "python") -> list[str]:
+    """How an engine starts a worker of `pool`: this module's entry point, which builds worker_argv."""
+    return [python, "-m", "dts.worker", pool, *([] if host == HOST else ["--host", host])]
+
+
+def pool_settings(settings: Settings, name: str | None) -> PoolSettings:
+    if not name:
+        raise CliError("no pool given: pass one (python -m dts.worker POOL) or set DTS_POOL", ExitCode.USAGE)
+    if name not in settings.pools:
+        raise CliError(
+            f"unknown pool {name!r}: {settings.path.name} declares {', '.join(settings.pools)}", ExitCode.USAGE
+        )
+    return settings.pools[name]
+
+
+def ping(settings: Settings, pool: PoolSettings, host: str) -> int:
+    from celery.utils.nodenames import host_format
+
+    from celery_app import app, use_settings
+
+    use_settings(settings)
+    node = host_format(nodename(pool.name, host))
+    replies = app.control.ping(destination=[node], timeout=10) or []
+    return ExitCode.OK if any(node in reply for reply in replies) else ExitCode.FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dts.worker", description=__doc__.split("\n\n")[0])
+    parser.add_argument("pool", nargs="?", default=os.environ.get("DTS_POOL"), help="pool name (default: $DTS_POOL)")
+    parser.add_argument("--host", default=HOST, help="host part of the node name (default: %%h, the host name)")
+    parser.add_argument("--ping", action="store_true", help="ping this host's worker of the pool instead")
+    parser.add_argument("--config", help="config file (default: test-config.yml, or $DTS_CONFIG)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        pool = pool_settings(settings, args.pool)
+        if args.ping:
+            return ping(settings, pool, socket.gethostname() if args.host == HOST else args.host)
+    except CliError as exc:
+        print(f"dts.worker: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    argv = [sys.executable, "-m", *worker_argv(pool, args.host)]
+    os.environ["DTS_CONFIG"] = str(settings.path)  # the worker reads the same file
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)  # celery replaces this process: same pid, gets the engine's SIGTERM
+    return ExitCode.FAILED  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())
