@@ -36,6 +36,7 @@ BROKER_SCHEMES = ("amqp", "amqps", "pyamqp")
 POOL_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")  # a compose service, a Celery node name and a file name
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 MAX_POOLS = 20
+ROOT_KEYS = ("name", "broker", "pools", "tasks", "retry", "engine", "dispatch", "load_test")
 
 
 @dataclass(frozen=True)
@@ -311,6 +312,8 @@ def parse_settings(data: Any, path: Path, env: dict[str, str] | None = None) -> 
     if data is None:
         raise ConfigError(f"{path.name}: the file is empty; start from the project's test-config.yml")
     root = _Section(path, "", data)
+    root.seen.update(ROOT_KEYS)
+    root.done()  # a misspelt section is reported first, not as the problem it causes elsewhere
     engine = _engine(root.section("engine"))
     pools = _pools(root, engine.max_replicas)
     tasks = _tasks(root.section("tasks"))

@@ -1,81 +1,37 @@
 """Fixtures: a real RabbitMQ (own vhosts, purged around each test) and real `celery worker` processes.
 
 Integration tests skip with the reason when no broker answers on localhost:5672, except under CI=true,
-where a missing broker fails the run.
+where a missing broker fails the run. Every CLI and worker the tests start talks to the test vhosts,
+never to a user's own system (BROKER_URL wins over test-config.yml and .env).
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-TEST_VHOST = "dts-test"
-IDLE_VHOST = "dts-test-idle"  # a vhost where no worker ever runs
-BROKER_HOST = os.environ.get("DTS_TEST_BROKER_HOST", "localhost")
-TEST_BROKER_URL = f"amqp://guest:guest@{BROKER_HOST}:5672/{TEST_VHOST}"
-IDLE_BROKER_URL = f"amqp://guest:guest@{BROKER_HOST}:5672/{IDLE_VHOST}"
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-# Every CLI and worker started by the tests talks to the test vhost, never to a user's own system
-# (BROKER_URL wins over test-config.yml and over a .env written by `make broker`).
-os.environ["BROKER_URL"] = TEST_BROKER_URL
+from helpers import IDLE_VHOST, IN_CI, TEST_BROKER_URL, TEST_VHOST, broker_answers, write_config
 
 
-def write_config(path: Path, **overrides: str) -> Path:
-    """A config for tests: seed durations, fast deterministic backoff (no jitter)."""
-    values = {
-        "duration_a": "0.1", "duration_b": "0.2", "failure_rate": "0.0", "max_retries": "3",
-        "backoff_base": "0.05", "replicas": "2", "timeout": "30", "stop_timeout": "30",
-    }  # fmt: skip
-    values.update(overrides)
-    path.write_text(
-        textwrap.dedent(f"""\
-        name: Integration test config
-        broker:
-          url: {TEST_BROKER_URL}
-          connect_timeout: 5
-        tasks:
-          task_a: {{queue: queue_a, duration: {values["duration_a"]}, failure_rate: {values["failure_rate"]}}}
-          task_b: {{queue: queue_b, duration: {values["duration_b"]}, failure_rate: {values["failure_rate"]}}}
-        retry: {{max_retries: {values["max_retries"]}, backoff_base: {values["backoff_base"]}, backoff_max: 1.0, jitter: false}}
-        workers:
-          mode: local
-          stop_timeout: {values["stop_timeout"]}
-          start_timeout: 60
-          worker-a: {{queue: queue_a, replicas: {values["replicas"]}, concurrency: 1}}
-          worker-b: {{queue: queue_b, replicas: {values["replicas"]}, concurrency: 1}}
-        dispatch:
-          timeout: {values["timeout"]}
-        """)
-    )
-    return path
-
-
-def broker_answers(host: str = BROKER_HOST, port: int = 5672) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(2)
-        return sock.connect_ex((host, port)) == 0
+@pytest.fixture(scope="session", autouse=True)
+def test_broker_url():
+    """Point everything the tests start at the test vhost, for the whole session."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BROKER_URL", TEST_BROKER_URL)
+    yield TEST_BROKER_URL
+    mp.undo()
 
 
 @pytest.fixture(scope="session")
 def rabbitmq() -> str:
     """A real RabbitMQ with the test vhosts; skip (or fail under CI=true) when there is none."""
+    from dts.errors import CliError
+    from dts.provision import ensure_vhost
+
     reason = None
     if not broker_answers():
-        reason = f"no RabbitMQ answers on {BROKER_HOST}:5672 (start one with `make broker`)"
+        reason = "no RabbitMQ answers on localhost:5672 (start one with `make broker`)"
     else:
-        from broker import ensure_vhost
-
-        from celery_app import CliError
-
         try:
             ensure_vhost(TEST_VHOST, "guest")
             ensure_vhost(IDLE_VHOST, "guest")
@@ -94,34 +50,36 @@ def config_path(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def config(rabbitmq, config_path):
-    from celery_app import load_config, use_config
+def settings(rabbitmq, config_path):
+    from celery_app import use_settings
+    from dts.config import load_settings
 
-    cfg = load_config(config_path)
-    use_config(cfg)
-    return cfg
+    loaded = load_settings(config_path)
+    use_settings(loaded)
+    return loaded
 
 
 @pytest.fixture(scope="session")
-def workers(config, tmp_path_factory):
+def workers(settings, tmp_path_factory):
     """Two worker-a and two worker-b `celery worker` processes for the whole session."""
-    from pools import LocalPool
+    from celery_app import app
+    from dts.local import LocalEngine
 
-    pool = LocalPool(config, run_dir=tmp_path_factory.mktemp("run"))
-    pool.up()
-    yield pool
-    pool.down()
+    engine = LocalEngine(settings, app, run_dir=tmp_path_factory.mktemp("run"))
+    engine.start()
+    yield engine
+    engine.stop()
 
 
 @pytest.fixture
-def clean_queues(config, workers):
+def clean_queues(settings, workers):
     """Purge the task queues of the test vhost before and after a test."""
     from celery_app import app
 
     def purge():
         with app.connection_for_write() as conn:
-            for spec in config.pools.values():
-                conn.default_channel.queue_purge(spec.queue)
+            for queue in settings.queues:
+                conn.default_channel.queue_purge(queue)
 
     purge()
     yield

@@ -7,21 +7,13 @@ and nothing waits on a sleep: every wait is a result.get(timeout) or a deadline-
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import IDLE_BROKER_URL, ROOT, write_config
+from helpers import IDLE_BROKER_URL, run_cli, write_config
 
 pytestmark = pytest.mark.integration
-
-
-def run_cli(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_dispatch_prints_both_results_and_exits_0(config_path, clean_queues, capsys):
@@ -47,8 +39,9 @@ def test_dispatch_as_a_subprocess_json(config_path, clean_queues):
     results = {t["task"]: t["result"] for t in doc["tasks"]}
     assert results["task_a"]["message"] == "Hello from Task A"
     assert results["task_b"]["message"] == "Hello from Task B"
-    assert results["task_a"]["worker"].startswith("worker-a-")
-    assert results["task_b"]["worker"].startswith("worker-b-")
+    assert results["task_a"]["worker"].startswith("worker-a@")
+    assert results["task_b"]["worker"].startswith("worker-b@")
+    assert [t["pool"] for t in doc["tasks"]] == ["worker-a", "worker-b"]
     assert doc["exit_code"] == 0 and doc["summary"]["failed"] == []
 
 
@@ -60,7 +53,7 @@ def test_concurrency_total_is_well_below_the_sum(config_path, clean_queues):
     assert summary["total_time"] < 0.85 * summary["sum_execution_time"], summary
 
 
-def test_isolation_every_task_runs_on_its_own_pool(config, workers, clean_queues):
+def test_isolation_every_task_runs_on_its_own_pool(settings, workers, clean_queues):
     from celery import group
 
     from celery_app import app, task_a, task_b
@@ -71,18 +64,18 @@ def test_isolation_every_task_runs_on_its_own_pool(config, workers, clean_queues
     for r in results:
         by_task[r["task"]].add(r["worker"])
         assert r["queue"] == {"task_a": "queue_a", "task_b": "queue_b"}[r["task"]]
-    assert by_task["task_a"] and all(w.startswith("worker-a-") for w in by_task["task_a"]), by_task
-    assert by_task["task_b"] and all(w.startswith("worker-b-") for w in by_task["task_b"]), by_task
+    assert by_task["task_a"] == set(workers.workers()["worker-a"]), by_task  # both workers, and only them
+    assert by_task["task_b"] == set(workers.workers()["worker-b"]), by_task
 
     names = [name for pool in workers.workers().values() for name in pool]
     active = app.control.inspect(destination=names, timeout=5).active_queues()
     assert set(active) == set(names)
     for worker, queues in active.items():
-        expected = "queue_a" if worker.startswith("worker-a-") else "queue_b"
+        expected = "queue_a" if worker.startswith("worker-a@") else "queue_b"
         assert [q["name"] for q in queues] == [expected], (worker, queues)
 
 
-def test_transient_failures_are_retried_with_growing_delays(config, clean_queues):
+def test_transient_failures_are_retried_with_growing_delays(settings, clean_queues):
     from celery_app import task_a
 
     t0 = time.monotonic()
@@ -118,7 +111,7 @@ def test_failure_rate_1_fails_after_max_retries_with_exit_1(config_path, clean_q
 def test_broker_unreachable_exits_3_quickly_with_one_line(config_path):
     t0 = time.monotonic()
     proc = run_cli(
-        "dispatch.py", "--config", str(config_path), env_extra={"BROKER_URL": "amqp://guest:secret@127.0.0.1:1//"}
+        "dispatch.py", "--config", str(config_path), env={"BROKER_URL": "amqp://guest:secret@127.0.0.1:1//"}
     )
     elapsed = time.monotonic() - t0
     assert proc.returncode == 3
@@ -131,16 +124,16 @@ def test_broker_unreachable_exits_3_quickly_with_one_line(config_path):
 
 def test_queue_without_consumer_exits_4(rabbitmq, tmp_path):
     cfg = write_config(tmp_path / "idle.yml")
-    proc = run_cli("dispatch.py", "--config", str(cfg), env_extra={"BROKER_URL": IDLE_BROKER_URL})
+    proc = run_cli("dispatch.py", "--config", str(cfg), env={"BROKER_URL": IDLE_BROKER_URL})
     assert proc.returncode == 4, proc.stdout + proc.stderr
     err = proc.stderr.strip()
     assert "\n" not in err and "queue_a has no consumer" in err and "make up" in err
 
 
 def test_bad_config_from_the_command_line_exits_2(tmp_path):
-    for text, key in [("retry: {max_retries: [1\n", "YAML syntax error"), ("colour: red\n", "colour is not a known key"),
-                      ("retry: {max_retries: x}\n", "retry.max_retries must be an integer"),
-                      ("retry: {max_retries: -3}\n", "retry.max_retries")]:  # fmt: skip
+    for text, key in [("retry: {max_retries: [1\n", "YAML syntax error"), ("pools: {w: {queues: [q]}}\ncolour: red\n", "colour is not a known key"),
+                      ("pools: {w: {queues: [queue_a]}}\n", "tasks.task_b.queue must be a pool's queue"),
+                      ("", "the file is empty")]:  # fmt: skip
         path = Path(tmp_path / "bad.yml")
         path.write_text(text)
         proc = run_cli("dispatch.py", "--config", str(path))
@@ -150,23 +143,22 @@ def test_bad_config_from_the_command_line_exits_2(tmp_path):
 
 def test_make_broker_provisions_a_private_vhost_user_and_env_file(rabbitmq, tmp_path):
     env_file = tmp_path / ".env"
-    proc = run_cli("broker.py", "provision", "--vhost", "dts-test-provision", "--user", "dts-test-provision",
+    proc = run_cli("-m", "dts.provision", "--vhost", "dts-test-provision", "--user", "dts-test-provision",
                    "--env-file", str(env_file))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "created with rabbitmqctl" in proc.stdout
     assert env_file.stat().st_mode & 0o777 == 0o600
-    from broker import login_works
-
-    from celery_app import broker_url_from_env_file, read_env_file
+    from dts.config import broker_url_from_env_file, read_env_file
+    from dts.provision import login_works
 
     values = read_env_file(env_file)
     assert len(values["DTS_BROKER_PASSWORD"]) == 32 and values["DTS_BROKER_VHOST"] == "dts-test-provision"
     assert login_works(broker_url_from_env_file(values))
-    again = run_cli("broker.py", "provision", "--vhost", "dts-test-provision", "--user", "dts-test-provision",
+    again = run_cli("-m", "dts.provision", "--vhost", "dts-test-provision", "--user", "dts-test-provision",
                     "--env-file", str(env_file))  # fmt: skip
     assert again.returncode == 0 and ": ok" in again.stdout  # idempotent: the working credentials are kept
     assert read_env_file(env_file) == values
-    from broker import rabbitmqctl
+    from dts.provision import rabbitmqctl
 
     rabbitmqctl("delete_user", "dts-test-provision")
     rabbitmqctl("delete_vhost", "dts-test-provision")

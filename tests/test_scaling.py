@@ -10,14 +10,14 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 import pytest
-from celery import Celery
 from celery.result import ResultSet
-from conftest import BROKER_HOST, ROOT, write_config
+from helpers import ROOT, app_for, vhost_url, write_config
 
 pytestmark = pytest.mark.integration
 SCALE_VHOST = "dts-test-scale"
@@ -25,21 +25,18 @@ SCALE_VHOST = "dts-test-scale"
 
 @pytest.fixture(scope="module")
 def scaling(rabbitmq, tmp_path_factory):
-    from broker import ensure_vhost
-
-    from celery_app import celery_settings, load_config
+    from dts.config import load_settings
+    from dts.provision import ensure_vhost
 
     ensure_vhost(SCALE_VHOST, "guest")
-    url = f"amqp://guest:guest@{BROKER_HOST}:5672/{SCALE_VHOST}"
+    url = vhost_url(SCALE_VHOST)
     cfg_path = write_config(tmp_path_factory.mktemp("scale") / "scale.yml", replicas="1")
     run_dir = tmp_path_factory.mktemp("run")
     env = dict(os.environ, BROKER_URL=url, DTS_CONFIG=str(cfg_path), DTS_RUN_DIR=str(run_dir))
-    config = load_config(cfg_path)
-    app = Celery("celery_app")
-    app.conf.update(celery_settings(type(config)(**{**config.__dict__, "broker_url": url})))
+    app = app_for(load_settings(cfg_path).with_broker_url(url))
 
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "scale.py", *args, "--mode", "local"], cwd=ROOT, env=env,
+    def cli(command: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "scale.py", command, *args, "--engine", "local"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=120)  # fmt: skip
 
     started = cli("up")
@@ -64,17 +61,18 @@ def status(cli) -> dict:
 
 def test_local_scale_up_and_down_changes_the_live_consumer_count(scaling):
     cli, _ = scaling
-    up = cli("worker-a", "3")
+    up = cli("set", "worker-a", "3")
     assert up.returncode == 0, up.stderr
     assert "worker-a: 3 worker(s) up (+2)" in up.stdout
     row = status(cli)["worker-a"]
     assert (len(row["workers"]), row["alive"], row["consumers"], row["slots"]) == (3, 3, 3, 3)
-    assert {w["name"].split("@")[0] for w in row["workers"]} == {"worker-a-1", "worker-a-2", "worker-a-3"}
-    down = cli("worker-a", "1")
+    host = socket.gethostname()
+    assert {w["name"] for w in row["workers"]} == {f"worker-a@{host}-{i}" for i in (1, 2, 3)}
+    down = cli("set", "queue_a", "1")  # a pool named by its queue
     assert down.returncode == 0, down.stderr
     row = status(cli)["worker-a"]
     assert (len(row["workers"]), row["consumers"]) == (1, 1)
-    both = cli("--all", "2")
+    both = cli("all", "2")
     assert both.returncode == 0, both.stderr
     rows = status(cli)
     assert rows["worker-a"]["consumers"] == 2 and rows["worker-b"]["consumers"] == 2
@@ -82,10 +80,10 @@ def test_local_scale_up_and_down_changes_the_live_consumer_count(scaling):
 
 def test_scale_down_during_a_load_loses_nothing(scaling):
     cli, app = scaling
-    assert cli("worker-a", "3").returncode == 0
+    assert cli("set", "worker-a", "3").returncode == 0
     sent = [app.send_task("celery_app.task_a", kwargs={"duration": 0.3}) for _ in range(18)]
     sent[0].get(timeout=30)  # the load is under way on all three workers
-    down = cli("worker-a", "1")  # warm shutdown of worker-a-3 and worker-a-2 while tasks run and wait
+    down = cli("set", "worker-a", "1")  # warm shutdown of worker-a-3 and worker-a-2 while tasks run and wait
     assert down.returncode == 0, down.stderr
     values = ResultSet(sent).get(timeout=60)
     assert sorted(v["task_id"] for v in values) == sorted(r.id for r in sent)  # every task came back
@@ -98,7 +96,7 @@ def test_a_killed_worker_loses_no_task(scaling):
     """SIGKILL (no warm shutdown) of the worker running a task: with acks_late the unacknowledged
     message is redelivered when the connection drops, and another worker runs it."""
     cli, app = scaling
-    assert cli("worker-a", "2").returncode == 0
+    assert cli("set", "worker-a", "2").returncode == 0
     result = app.send_task("celery_app.task_a", kwargs={"duration": 3.0})
     deadline = time.monotonic() + 30
     running_on = None
@@ -106,7 +104,7 @@ def test_a_killed_worker_loses_no_task(scaling):
         active = app.control.inspect(timeout=1.0).active() or {}
         running_on = next((w for w, tasks in active.items() if any(t["id"] == result.id for t in tasks)), None)
         assert time.monotonic() < deadline, "the task never started"
-    index = running_on.split("@")[0].rsplit("-", 1)[1]
+    index = running_on.rsplit("-", 1)[1]  # worker-a@<host>-<index>
     pid = int((cli.run_dir / f"worker-a-{index}.pid").read_text().split()[0])
     os.killpg(pid, signal.SIGKILL)  # the worker and its pool process, no chance to ack or requeue
     value = result.get(timeout=60)
@@ -116,10 +114,19 @@ def test_a_killed_worker_loses_no_task(scaling):
 
 def test_scale_bad_input_exits_2(scaling):
     cli, _ = scaling
-    for args, message in [(("worker-a", "-1"), "COUNT must be >= 0"), (("worker-a", "lots"), "whole number"),
-                          (("worker-a", "11"), "max_workers=10"), (("queue_a", "2"), "unknown pool 'queue_a'")]:  # fmt: skip
-        proc = cli(*args)
+    for args, message in [(("worker-a", "-1"), "must be an integer >= 0"), (("worker-a", "lots"), "must be an integer"),
+                          (("worker-a", "11"), "max_replicas=10"), (("queue_c", "2"), "unknown pool 'queue_c'")]:  # fmt: skip
+        proc = cli("set", *args)
         assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_status_exits_4_when_a_pool_has_no_consumer(scaling):
+    cli, _ = scaling
+    assert cli("set", "worker-b", "0").returncode == 0
+    proc = cli("status")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert cli("set", "worker-b", "1").returncode == 0
+    assert cli("status").returncode == 0
 
 
 def test_load_test_20_plus_20(config_path, workers, clean_queues, tmp_path, capsys):
@@ -135,14 +142,14 @@ def test_load_test_20_plus_20(config_path, workers, clean_queues, tmp_path, caps
     assert sum(report["per_worker"].values()) == 40
     assert report["slots"] == {"worker-a": 2, "worker-b": 2}  # asked from the live workers
     assert report["pools"]["task_a"]["pool"] == "worker-a" and report["pools"]["task_b"]["pool"] == "worker-b"
-    for worker, count in report["per_worker"].items():
-        assert count > 0 and worker.split("-")[1] in "ab"
+    running = workers.workers()
+    assert set(report["per_worker"]) == set(running["worker-a"] + running["worker-b"])  # every worker took part
     lat = report["latency"]
     assert lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
     assert report["execution"]["max"] < lat["max"]
     assert 0 < report["efficiency"] <= 1
     doc = json.loads(out.read_text())
-    assert doc["schema"] == 1 and len(doc["runs"][0]["samples"]) == 40
+    assert doc["schema"] == 2 and len(doc["runs"][0]["samples"]) == 40
     assert all(s["ok"] and s["worker"] for s in doc["runs"][0]["samples"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

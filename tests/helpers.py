@@ -1,0 +1,78 @@
+"""Shared by the tests (imported as `helpers`; conftest.py only defines fixtures)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BROKER_HOST = os.environ.get("DTS_TEST_BROKER_HOST", "localhost")
+TEST_VHOST = "dts-test"
+IDLE_VHOST = "dts-test-idle"  # a vhost where no worker ever runs
+TEST_BROKER_URL = f"amqp://guest:guest@{BROKER_HOST}:5672/{TEST_VHOST}"
+IDLE_BROKER_URL = f"amqp://guest:guest@{BROKER_HOST}:5672/{IDLE_VHOST}"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def vhost_url(vhost: str, user: str = "guest", password: str = "guest") -> str:
+    return f"amqp://{user}:{password}@{BROKER_HOST}:5672/{vhost}"
+
+
+def write_config(path: Path, **overrides: str) -> Path:
+    """A config for tests: seed durations, fast deterministic backoff (no jitter), local engine.
+    `queue_a` / `queue_b` rename the queues (tasks and pools follow)."""
+    v = {
+        "duration_a": "0.1", "duration_b": "0.2", "failure_rate": "0.0", "max_retries": "3",
+        "backoff_base": "0.05", "replicas": "2", "timeout": "30", "stop_timeout": "30",
+        "queue_a": "queue_a", "queue_b": "queue_b",
+    }  # fmt: skip
+    v.update(overrides)
+    path.write_text(
+        textwrap.dedent(f"""\
+        name: Integration test config
+        broker:
+          url: {TEST_BROKER_URL}
+          connect_timeout: 5
+        pools:
+          worker-a: {{queues: [{v["queue_a"]}], replicas: {v["replicas"]}, concurrency: 1}}
+          worker-b: {{queues: [{v["queue_b"]}], replicas: {v["replicas"]}, concurrency: 1}}
+        tasks:
+          task_a: {{queue: {v["queue_a"]}, duration: {v["duration_a"]}, failure_rate: {v["failure_rate"]}}}
+          task_b: {{queue: {v["queue_b"]}, duration: {v["duration_b"]}, failure_rate: {v["failure_rate"]}}}
+        retry: {{max_retries: {v["max_retries"]}, backoff_base: {v["backoff_base"]}, backoff_max: 1.0, jitter: false}}
+        engine:
+          name: local
+          stop_timeout: {v["stop_timeout"]}
+          start_timeout: 60
+        dispatch:
+          timeout: {v["timeout"]}
+        """)
+    )
+    return path
+
+
+def broker_answers(host: str = BROKER_HOST, port: int = 5672) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def app_for(settings):
+    """A Celery app of its own for these settings (another vhost than the session's app)."""
+    from celery import Celery
+
+    from dts.routing import celery_settings
+
+    app = Celery("celery_app")
+    app.conf.update(celery_settings(settings))
+    return app
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """A project script as a subprocess from the project directory (env: extra variables)."""
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=dict(os.environ, **(env or {})), capture_output=True,
+                          text=True, timeout=timeout)  # fmt: skip
