@@ -60,9 +60,8 @@ def desired_sizes(args: argparse.Namespace, settings: Settings) -> dict[str, int
 
 
 def resize(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
-    desired = desired_sizes(args, settings)
     check_broker(app, settings.broker.connect_timeout)
-    plan = engine.start() if args.command == "up" else engine.resize(desired)
+    plan = engine.start() if args.command == "up" else engine.resize(args.desired)
     for pool, nodes in engine.workers().items():
         print(
             f"{pool}: {len(nodes)} worker(s) up ({plan[pool]:+d})"
@@ -130,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "engine":
         print(resolve_engine(args.engine or settings.engine.name))
         return ExitCode.OK
+    if args.command in ("up", "set", "all"):
+        args.desired = desired_sizes(args, settings)  # bad input is refused before any engine is asked
     engine = make_engine(settings, args.engine, app=app)
     if args.command == "logs":
         engine.logs(args.lines, args.follow)

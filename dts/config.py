@@ -134,6 +134,7 @@ def _shown(value: Any) -> str:
 
 
 def _rule(path: Path, key: str, value: Any, rule: str) -> ConfigError:
+    key = key if len(key) <= 80 else key[:77] + "..."
     return ConfigError(f"{path.name}: {key} {rule} (got {_shown(value)})")
 
 
@@ -277,6 +278,8 @@ def _pools(parent: _Section, max_replicas: int) -> dict[str, PoolSettings]:
     owner: dict[str, str] = {}
     for pool in pools.values():
         for queue in pool.queues:
+            if owner.get(queue) == pool.name:
+                raise sec.fail(f"{pool.name}.queues", queue, "is listed twice")
             if queue in owner:
                 raise sec.fail(f"{pool.name}.queues", queue, f"is already served by pool {owner[queue]}: "
                                "a queue belongs to one pool")  # fmt: skip

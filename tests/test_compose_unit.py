@@ -1,55 +1,167 @@
-"""Unit tests (no engine): the compose services and the image run the same worker command line as the
-local back end, and keep the properties that --scale and warm shutdown need."""
+"""Unit tests (no Docker engine): the compose services rendered from the pools (dts.compose.render_pools),
+the worker template in docker-compose.yml and the image (Dockerfile). Pools are declared once, in the
+config: the static files name none, and every rendered service runs the engines' one worker entry point."""
 
 from __future__ import annotations
 
+import copy
 import re
+import shlex
+import textwrap
 from pathlib import Path
 
+import pytest
 import yaml
-from pools import compose_env
+from helpers import ROOT, write_config
 
-from celery_app import load_config, worker_argv
+from dts.compose import COMPOSE_FILE, CONFIG_IN_IMAGE, render_pools, worker_template
+from dts.config import load_settings
+from dts.worker import launch_argv
 
-ROOT = Path(__file__).resolve().parent.parent
-CFG = load_config(ROOT / "test-config.yml")
-
-
-def substitute(value: str, env: dict[str, str]) -> str:
-    """${VAR:-default} as compose does it."""
-    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m.group(1), m.group(2)), value)
+SHIPPED = load_settings(ROOT / "test-config.yml")
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
 
-def services() -> dict:
-    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+def services_for(settings) -> dict:
+    rendered = render_pools(settings, worker_template())
+    assert list(rendered) == ["services"]
+    return rendered["services"]
 
 
-def test_compose_command_is_the_local_worker_command():
-    env = compose_env(CFG)
-    for pool in ("worker-a", "worker-b"):
-        command = [substitute(part, env) for part in services()[pool]["command"]]
-        assert command == worker_argv(CFG.pools[pool], f"{pool}@%h", CFG.prefetch_multiplier)
+def dockerfile_instruction(name: str) -> list[str]:
+    """Every `NAME ...` instruction of the Dockerfile, continuation lines joined."""
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE)
+    return [line.split(None, 1)[1] for line in text.splitlines() if line.startswith(f"{name} ")]
 
 
-def test_services_can_scale_and_reach_the_host():
-    for pool, svc in services().items():
+# --------------------------------------------------------------------------- the template
+
+
+def test_compose_file_is_the_one_worker_template():
+    doc = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert COMPOSE_FILE == ROOT / "docker-compose.yml"
+    assert "services" not in doc  # every service is rendered from the pools
+    template = worker_template()
+    assert template == doc["x-worker"]
+    for key in ("command", "container_name", "ports", "volumes", "stop_grace_period"):
+        assert key not in template, key  # set per pool by render_pools, or never (container_name, ports)
+    assert "DTS_POOL" not in template["environment"]
+
+
+@pytest.mark.parametrize("name", ["docker-compose.yml", "Dockerfile", "Makefile"])
+def test_static_files_name_no_pool_and_no_queue(name):
+    text = (ROOT / name).read_text()
+    names = [*SHIPPED.pools, *SHIPPED.queues]
+    assert names == ["worker-a", "worker-b", "queue_a", "queue_b"]
+    found = [n for n in names if re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", text)]
+    assert found == [], f"{name} names {found}: pools and queues are declared in test-config.yml only"
+
+
+# --------------------------------------------------------------------------- rendered services
+
+
+def test_one_service_per_shipped_pool_running_the_worker_entry_point():
+    services = services_for(SHIPPED)
+    assert list(services) == ["worker-a", "worker-b"]
+    for pool, svc in services.items():
         assert "container_name" not in svc and "ports" not in svc, pool  # both break --scale
         assert "host.docker.internal:host-gateway" in svc["extra_hosts"]
-        assert "host.docker.internal" in svc["environment"]["BROKER_URL"]
-        assert "guest" not in svc["environment"]["BROKER_URL"]
+        assert "@host.docker.internal:" in svc["environment"]["BROKER_URL"]
+        assert "guest" not in svc["environment"]["BROKER_URL"]  # guest only works over loopback
         assert svc["environment"]["DTS_POOL"] == pool
+        assert svc["environment"]["DTS_CONFIG"] == CONFIG_IN_IMAGE
+        assert svc["command"] == launch_argv(pool) == ["python", "-m", "dts.worker", pool]
+        assert svc["stop_grace_period"] == "60s"  # engine.stop_timeout
+        assert svc["volumes"] == [f"{ROOT / 'test-config.yml'}:{CONFIG_IN_IMAGE}:ro"]
         assert svc["read_only"] is True and svc["restart"] == "unless-stopped"
-        assert svc["stop_grace_period"] == "60s"
+        assert svc["image"] == worker_template()["image"]  # one image for every pool
 
 
-def test_dockerfile_runs_celery_as_pid_1_unprivileged_with_a_healthcheck():
-    text = (ROOT / "Dockerfile").read_text()
-    assert text.splitlines()[3] == "ARG BASE_IMAGE=python:3.12-slim"
-    assert re.search(r"^USER 10001", text, re.M)
-    assert re.search(
-        r"^HEALTHCHECK .*\n\s+CMD celery -A celery_app inspect ping --destination \"\$DTS_POOL@\$HOSTNAME\"", text, re.M
-    )
-    cmd = re.search(r"^CMD (\[.*\])$", text, re.M).group(1)
-    assert yaml.safe_load(cmd) == worker_argv(CFG.pools["worker-a"], "worker-a@%h", 1)  # exec form
-    for var in ("PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"):
-        assert var in text
+def test_rendering_leaves_the_template_alone():
+    template = worker_template()
+    before = copy.deepcopy(template)
+    services = render_pools(SHIPPED, template)["services"]
+    assert template == before
+    services["worker-a"]["extra_hosts"].append("x:1.2.3.4")
+    services["worker-a"]["environment"]["EXTRA"] = "1"
+    assert "x:1.2.3.4" not in services["worker-b"]["extra_hosts"]
+    assert "EXTRA" not in services["worker-b"]["environment"]
+
+
+def test_rendered_file_is_plain_yaml():
+    rendered = render_pools(SHIPPED, worker_template())
+    assert yaml.safe_load(yaml.safe_dump(rendered, sort_keys=False)) == rendered
+
+
+def test_renamed_queues_and_stop_timeout_follow_the_config(tmp_path):
+    path = write_config(tmp_path / "renamed.yml", queue_a="jobs_a", queue_b="jobs_b", stop_timeout="30")
+    settings = load_settings(path)
+    services = services_for(settings)
+    assert list(services) == ["worker-a", "worker-b"]
+    for pool, svc in services.items():
+        assert svc["stop_grace_period"] == "30s"
+        assert svc["volumes"] == [f"{path}:{CONFIG_IN_IMAGE}:ro"]
+        assert svc["command"] == launch_argv(pool)
+        assert "jobs_a" not in str(svc) and "queue_a" not in str(svc)  # queues come from the mounted config
+
+
+def test_an_extra_pool_is_an_extra_service(tmp_path):
+    path = tmp_path / "three.yml"
+    path.write_text(textwrap.dedent("""\
+        pools:
+          worker-a: {queues: [queue_a]}
+          worker-b: {queues: [queue_b]}
+          reports-2: {queues: [queue_c, queue_d], replicas: 0, execution_pool: threads}
+        engine: {stop_timeout: 1.5}
+        """))  # fmt: skip
+    services = services_for(load_settings(path))
+    assert list(services) == ["worker-a", "worker-b", "reports-2"]
+    extra = services["reports-2"]
+    assert extra["environment"]["DTS_POOL"] == "reports-2"
+    assert extra["command"] == ["python", "-m", "dts.worker", "reports-2"]
+    assert extra["stop_grace_period"] == "1.5s"
+    assert extra["volumes"] == [f"{path}:{CONFIG_IN_IMAGE}:ro"]
+    assert "host.docker.internal:host-gateway" in extra["extra_hosts"]
+    assert "container_name" not in extra and "ports" not in extra
+
+
+def test_template_volumes_and_environment_are_kept(tmp_path):
+    template = {**worker_template(), "volumes": ["cache:/cache"], "environment": {"A": "1"}}
+    svc = render_pools(SHIPPED, template)["services"]["worker-b"]
+    assert svc["volumes"] == ["cache:/cache", f"{SHIPPED.path}:{CONFIG_IN_IMAGE}:ro"]
+    assert svc["environment"] == {"A": "1", "DTS_POOL": "worker-b"}
+
+
+# --------------------------------------------------------------------------- the image
+
+
+def test_dockerfile_cmd_is_the_exec_form_worker_entry_point():
+    (cmd,) = dockerfile_instruction("CMD")
+    assert yaml.safe_load(cmd) == ["python", "-m", "dts.worker"]  # exec form: a JSON list, no shell
+    assert launch_argv("worker-a")[:3] == yaml.safe_load(cmd)  # the same entry point as compose's command
+
+
+def test_dockerfile_healthcheck_pings_the_containers_own_worker():
+    (check,) = dockerfile_instruction("HEALTHCHECK")
+    options, cmd = check.split(" CMD ", 1)
+    assert yaml.safe_load(cmd) == ["python", "-m", "dts.worker", "--ping"]
+    interval = re.search(r"--interval=(\d+)s", options)
+    assert interval and int(interval.group(1)) >= 30
+
+
+def test_dockerfile_runs_unprivileged_from_a_configurable_base():
+    assert dockerfile_instruction("USER") == ["10001:10001"]
+    lines = [line for line in DOCKERFILE.splitlines() if line and not line.startswith("#")]
+    assert lines[0] == "ARG BASE_IMAGE=python:3.12-slim" and lines[1] == "FROM ${BASE_IMAGE}"
+    env = " ".join(dockerfile_instruction("ENV"))
+    for var in ("PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1", f"DTS_CONFIG={CONFIG_IN_IMAGE}"):
+        assert var in env.split()
+    # the USER line comes after every RUN (installing needs root) and before CMD
+    order = [line.split()[0] for line in lines if line.split()[0] in ("RUN", "USER", "CMD") and line[0] != " "]
+    assert order[-2:] == ["USER", "CMD"] and "USER" not in order[:-2]
+
+
+def test_dockerfile_copies_what_the_worker_imports():
+    copied = [shlex.split(c)[:-1] for c in dockerfile_instruction("COPY")]
+    sources = {Path(src).as_posix().rstrip("/") for srcs in copied for src in srcs}
+    assert {"requirements.txt", "celery_app.py", "test-config.yml", "dts"} <= sources

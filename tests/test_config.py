@@ -1,29 +1,32 @@
-"""Unit tests (no broker): config loading and validation, backoff, routes, worker names."""
+"""Unit tests (no broker): dts.config loading and validation, backoff, routes, worker names and argv."""
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, write_config
 
-from celery_app import (
-    ConfigError,
+from dts.config import (
+    PoolSettings,
     RetryPolicy,
-    backoff_delay,
-    backoff_schedule,
     broker_url_from_env_file,
-    celery_settings,
-    declared_queues,
-    load_config,
-    parse_config,
-    pool_of_worker,
+    deployment_env,
+    load_settings,
+    parse_settings,
     read_env_file,
-    route_table,
-    worker_argv,
 )
+from dts.errors import ConfigError, ExitCode
+from dts.retry import backoff_delay, backoff_schedule
+from dts.routing import celery_settings, declared_queues, route_table
+from dts.worker import launch_argv, nodename, pool_of_node, worker_argv
 
-ROOT = Path(__file__).resolve().parent.parent
+# the two seed pools, for documents that test another section
+POOLS = "pools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b]}}\n"
+ROOT_KEYS = "broker, dispatch, engine, load_test, name, pools, retry, tasks"
+SHIPPED = ROOT / "test-config.yml"
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -32,111 +35,255 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def error_of(path: Path) -> str:
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert err.value.exit_code == ExitCode.USAGE
+    return str(err.value)
+
+
+# --------------------------------------------------------------------------- valid files
+
+
 def test_shipped_config_loads_with_seed_values():
-    cfg = load_config(ROOT / "test-config.yml")
-    assert cfg.name == "Basic two-task execution test"
-    assert (cfg.tasks["task_a"].duration, cfg.tasks["task_b"].duration) == (0.1, 0.2)
-    assert cfg.retry.max_retries == 3
-    assert cfg.pool_for_task("task_a").name == "worker-a"
-    assert cfg.pool_for_task("task_b").name == "worker-b"
+    s = load_settings(SHIPPED)
+    assert s.name == "Basic two-task execution test"
+    assert (s.tasks["task_a"].duration, s.tasks["task_b"].duration) == (0.1, 0.2)
+    assert (s.tasks["task_a"].queue, s.tasks["task_b"].queue) == ("queue_a", "queue_b")
+    assert s.retry == RetryPolicy(max_retries=3, backoff_base=1.0, backoff_max=30.0, jitter=True)
+    assert list(s.pools) == ["worker-a", "worker-b"]
+    assert s.pools["worker-a"] == PoolSettings("worker-a", ("queue_a",), 1, 1, "prefork", 1)
+    assert s.pools["worker-b"].queues == ("queue_b",)
+    assert (s.engine.name, s.engine.stop_timeout, s.engine.start_timeout, s.engine.max_replicas) == (
+        "auto", 60.0, 60.0, 10,
+    )  # fmt: skip
+    assert s.pool_for_task("task_a").name == "worker-a"
+    assert s.pool_for_task("task_b").name == "worker-b"
+    assert s.queues == ("queue_a", "queue_b")
+    assert s.path == SHIPPED
 
 
-def test_empty_document_gives_defaults(tmp_path):
-    cfg = load_config(write(tmp_path, ""))
-    assert cfg.retry == RetryPolicy()
-    assert cfg.prefetch_multiplier == 1
-    assert cfg.broker_url.startswith("amqp://")
+def test_pools_only_gives_defaults_for_everything_else(tmp_path):
+    s = load_settings(write(tmp_path, POOLS))
+    assert s.name == "Distributed test"
+    assert s.retry == RetryPolicy()
+    assert s.pools["worker-a"] == PoolSettings("worker-a", ("queue_a",))
+    assert (s.pools["worker-a"].replicas, s.pools["worker-a"].concurrency) == (1, 1)
+    assert (s.tasks["task_a"].queue, s.tasks["task_b"].queue) == ("queue_a", "queue_b")
+    assert (s.dispatch.timeout, s.load_test.timeout, s.engine.name) == (60.0, 300.0, "auto")
+
+
+def test_pool_with_two_queues_and_options(tmp_path):
+    s = load_settings(write(tmp_path, """\
+        pools:
+          io: {queues: [queue_a, queue_c], replicas: 0, concurrency: 8, execution_pool: threads, prefetch_multiplier: 4}
+          cpu: {queues: queue_b}
+        """))  # fmt: skip
+    assert s.pools["io"] == PoolSettings("io", ("queue_a", "queue_c"), 0, 8, "threads", 4)
+    assert s.pools["cpu"].queues == ("queue_b",)  # a single name is a one-queue list
+    assert s.queues == ("queue_a", "queue_c", "queue_b")
+    assert s.pool_for_queue("queue_c").name == "io"
+    assert s.pool_for_task("task_b").name == "cpu"
+
+
+def test_max_replicas_raises_the_replicas_limit(tmp_path):
+    s = load_settings(write(tmp_path, "engine: {max_replicas: 20}\npools: {a: {queues: [queue_a], replicas: 15}, "
+                                      "b: {queues: [queue_b]}}\n"))  # fmt: skip
+    assert s.pools["a"].replicas == 15
+
+
+def test_settings_are_frozen_and_broker_url_is_replaceable():
+    s = load_settings(SHIPPED)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.name = "x"  # type: ignore[misc]
+    other = s.with_broker_url("amqp://u:p@elsewhere:5672/v")
+    assert other.broker.url == "amqp://u:p@elsewhere:5672/v"
+    assert s.broker.url != other.broker.url and other.pools == s.pools
+
+
+# --------------------------------------------------------------------------- bad files: one line, exact
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("bogus: 1", "bogus is not a known key"),
-        ("retry: {max_retries: -1}", "retry.max_retries must be between 0 and 100 (got -1)"),
-        ("retry: {max_retries: three}", "retry.max_retries must be an integer (got 'three')"),
-        ("retry: {max_retries: true}", "retry.max_retries must be an integer (got True)"),
-        ("retry: {backoff_base: -0.5}", "retry.backoff_base must be between 0 and 3600 (got -0.5)"),
-        ("retry: {jitter: maybe}", "retry.jitter must be true or false (got 'maybe')"),
-        ("retry: {delay: 1}", "retry.delay is not a known key"),
-        ("retry: [1, 2]", "retry must be a mapping"),
-        ("tasks: {task_a: {failure_rate: 1.5}}", "tasks.task_a.failure_rate must be between 0 and 1 (got 1.5)"),
-        ("tasks: {task_a: {duration: fast}}", "tasks.task_a.duration must be a number (got 'fast')"),
-        ("tasks: {task_c: {}}", "tasks.task_c is not a known key"),
-        ("tasks: {task_a: {queue: queue_x}}", "tasks.task_a.queue must be a pool's queue"),
-        ("tasks: {task_b: {queue: queue_a}}", "tasks.task_b.queue must differ from task_a's queue"),
-        ("workers: {mode: kubernetes}", "workers.mode must be one of auto, docker, local (got 'kubernetes')"),
-        ("workers: {prefetch_multiplier: 0}", "workers.prefetch_multiplier must be between 1 and 1000 (got 0)"),
-        ("workers: {worker-a: {replicas: 11}}", "workers.worker-a.replicas must be between 0 and 10 (got 11)"),
-        ("workers: {worker-a: {concurrency: 0}}", "workers.worker-a.concurrency must be between 1 and 256 (got 0)"),
-        ("workers: {worker-b: {queue: queue_a}}", "workers.worker-b.queue must differ from worker-a's queue"),
-        ("broker: {url: 5}", "broker.url must be a string (got 5)"),
-        ("broker: {connect_timeout: 0}", "broker.connect_timeout must be between 0.1 and 60 (got 0)"),
-        ("dispatch: {timeout: 0}", "dispatch.timeout must be between 0.1 and 86400 (got 0)"),
-        ("- a\n- b", "the document must be a mapping"),
-        ("1: x", "1 is not a known key"),
-        ("tasks: {task_a: {duration: .nan}}", "tasks.task_a.duration must be a finite number (got nan)"),
-        ("retry: {backoff_base: .inf}", "retry.backoff_base must be a finite number (got inf)"),
-        ("broker: {url: 'redis://localhost:6379/0'}", "broker.url must be an AMQP URL"),
+        # the document
+        ("", "the file is empty; start from the project's test-config.yml"),
+        ("# only a comment\n", "the file is empty; start from the project's test-config.yml"),
+        ("- a\n- b", "the document must be a mapping (got ['a', 'b'])"),
+        (POOLS + "bogus: 1", f"bogus is not a known key (known: {ROOT_KEYS}) (got 1)"),
+        (POOLS + "1: x", f"1 is not a known key (known: {ROOT_KEYS}) (got 'x')"),
+        # pools
+        ("name: x", "pools is required: declare each pool's queues, e.g. worker-a: {queues: [queue_a]} (got None)"),
+        ("pools: {}", "pools must declare 1 to 20 pools (got {})"),
+        ("pools: [worker-a]", "pools must be a mapping (got ['worker-a'])"),
+        ("pools: {worker-a: {queues: [queue_a], replicas: 11}}",
+         "pools.worker-a.replicas must be between 0 and 10 (got 11)"),
+        ("pools: {worker-a: {queues: [queue_a], replicas: -1}}",
+         "pools.worker-a.replicas must be between 0 and 10 (got -1)"),
+        ("engine: {max_replicas: 3}\npools: {worker-a: {queues: [queue_a], replicas: 4}}",
+         "pools.worker-a.replicas must be between 0 and 3 (got 4)"),
+        ("pools: {worker-a: {queues: [queue_a], concurrency: 0}}",
+         "pools.worker-a.concurrency must be between 1 and 256 (got 0)"),
+        ("pools: {worker-a: {queues: [queue_a], prefetch_multiplier: 0}}",
+         "pools.worker-a.prefetch_multiplier must be between 1 and 1000 (got 0)"),
+        ("pools: {worker-a: {queues: [queue_a], execution_pool: gevent}}",
+         "pools.worker-a.execution_pool must be one of prefork, threads, solo (got 'gevent')"),
+        ("pools: {worker-a: {queues: [queue_a], queue: queue_b}}",
+         "pools.worker-a.queue is not a known key "
+         "(known: concurrency, execution_pool, prefetch_multiplier, queues, replicas) (got 'queue_b')"),
+        ("pools: {worker-a: {replicas: 1}}",
+         "pools.worker-a.queues is required: the queue(s) this pool consumes, e.g. [queue_a] (got None)"),
+        ("pools: {worker-a: {queues: []}}", "pools.worker-a.queues must list 1 to 20 queue names (got [])"),
+        ("pools: {worker-a: {queues: [queue a]}}",
+         "pools.worker-a.queues must hold queue names of letters, digits and _.:- (at most 100) (got 'queue a')"),
+        ("pools: {worker-a: {queues: [1]}}",
+         "pools.worker-a.queues must hold queue names of letters, digits and _.:- (at most 100) (got 1)"),
+        ("pools: {Worker_A: {queues: [queue_a]}}",
+         "pools.Worker_A must be a lower-case name of letters, digits and dashes (e.g. worker-a) (got 'Worker_A')"),
+        ("pools: {a@b: {queues: [queue_a]}}",
+         "pools.a@b must be a lower-case name of letters, digits and dashes (e.g. worker-a) (got 'a@b')"),
+        ("pools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b, queue_a]}}",
+         "pools.worker-b.queues is already served by pool worker-a: a queue belongs to one pool (got 'queue_a')"),
+        # routing: every task's queue must be served
+        ("pools: {worker-a: {queues: [queue_a]}}", "tasks.task_b.queue must be a pool's queue (queue_a) (got 'queue_b')"),
+        (POOLS + "tasks: {task_a: {queue: queue_x}}",
+         "tasks.task_a.queue must be a pool's queue (queue_a, queue_b) (got 'queue_x')"),
+        (POOLS + "tasks: {task_b: {queue: queue_a}}", "tasks.task_b.queue must differ from task_a's queue (got 'queue_a')"),
+        # tasks
+        (POOLS + "tasks: {task_a: {failure_rate: 1.5}}", "tasks.task_a.failure_rate must be between 0 and 1 (got 1.5)"),
+        (POOLS + "tasks: {task_a: {duration: fast}}", "tasks.task_a.duration must be a number (got 'fast')"),
+        (POOLS + "tasks: {task_a: {duration: .nan}}", "tasks.task_a.duration must be a finite number (got nan)"),
+        (POOLS + "tasks: {task_c: {}}", "tasks.task_c is not a known key (known: task_a, task_b) (got {})"),
+        # retry
+        (POOLS + "retry: {max_retries: -1}", "retry.max_retries must be between 0 and 100 (got -1)"),
+        (POOLS + "retry: {max_retries: three}", "retry.max_retries must be an integer (got 'three')"),
+        (POOLS + "retry: {max_retries: true}", "retry.max_retries must be an integer (got True)"),
+        (POOLS + "retry: {backoff_base: -0.5}", "retry.backoff_base must be between 0 and 3600 (got -0.5)"),
+        (POOLS + "retry: {backoff_base: .inf}", "retry.backoff_base must be a finite number (got inf)"),
+        (POOLS + "retry: {jitter: maybe}", "retry.jitter must be true or false (got 'maybe')"),
+        (POOLS + "retry: [1, 2]", "retry must be a mapping (got [1, 2])"),
+        # engine
+        (POOLS + "engine: {name: kubernetes}", "engine.name must be one of auto, compose, local (got 'kubernetes')"),
+        (POOLS + "engine: {stop_timeout: 0}", "engine.stop_timeout must be between 1 and 3600 (got 0)"),
+        (POOLS + "engine: {start_timeout: 3601}", "engine.start_timeout must be between 1 and 3600 (got 3601)"),
+        (POOLS + "engine: {max_replicas: 0}", "engine.max_replicas must be between 1 and 1000 (got 0)"),
+        (POOLS + "engine: {mode: docker}",
+         "engine.mode is not a known key (known: max_replicas, name, start_timeout, stop_timeout) (got 'docker')"),
+        # broker, dispatch, load_test
+        (POOLS + "broker: {url: 5}", "broker.url must be a string (got 5)"),
+        (POOLS + "broker: {url: 'redis://localhost:6379/0'}",
+         "broker.url must be an AMQP URL like amqp://user:password@host:5672/vhost (got scheme 'redis'); "
+         "this project needs RabbitMQ"),
+        (POOLS + "broker: {connect_timeout: 0}", "broker.connect_timeout must be between 0.1 and 60 (got 0)"),
+        (POOLS + "dispatch: {timeout: 0}", "dispatch.timeout must be between 0.1 and 86400 (got 0)"),
+        (POOLS + "load_test: {min_efficiency: 2}", "load_test.min_efficiency must be between 0 and 1 (got 2)"),
     ],
-)
-def test_bad_config_names_file_key_value_and_rule(tmp_path, text, expected):
+)  # fmt: skip
+def test_bad_config_is_one_line_naming_file_key_value_and_rule(tmp_path, text, expected):
+    assert error_of(write(tmp_path, text)) == f"cfg.yml: {expected}"
+
+
+def test_a_huge_value_is_cut_in_the_message(tmp_path):
+    huge = "x" * 10_000_000
+    message = error_of(write(tmp_path, f"{POOLS}retry: {{jitter: {huge}}}\n"))
+    assert message.startswith("cfg.yml: retry.jitter must be true or false (got 'xxxx")
+    assert message.endswith("...)")
+    assert len(message) < 200 and "\n" not in message
+
+
+HUGE = "x" * 10_000_000
+SEED_POOLS = {"worker-a": {"queues": ["queue_a"]}, "worker-b": {"queues": ["queue_b"]}}
+
+
+@pytest.mark.parametrize(
+    ("doc", "start"),
+    [({"pools": {"worker-a": {"queues": [HUGE]}}}, "c.yml: pools.worker-a.queues must hold queue names"),
+     ({"pools": SEED_POOLS, "tasks": {"task_a": {"queue": HUGE}}}, "c.yml: tasks.task_a.queue must be a pool's queue"),
+     ({"pools": SEED_POOLS, "broker": {"url": HUGE}}, "c.yml: broker.url must be an AMQP URL"),
+     ({"pools": SEED_POOLS, "broker": {"url": HUGE + "://h"}}, "c.yml: broker.url must be an AMQP URL"),
+     ({"pools": SEED_POOLS, "name": [HUGE]}, "c.yml: name must be a string (got ['xxx"),
+     ({"pools": SEED_POOLS, "retry": {"max_retries": HUGE}}, "c.yml: retry.max_retries must be an integer (got 'xxx")],
+)  # fmt: skip
+def test_huge_values_are_cut_in_every_message(doc, start):
     with pytest.raises(ConfigError) as err:
-        load_config(write(tmp_path, text))
+        parse_settings(doc, Path("c.yml"))
     message = str(err.value)
-    assert message.startswith("cfg.yml: ")
-    assert expected in message
-    assert "\n" not in message
+    assert message.startswith(start)
+    assert "x" * 61 not in message and len(message) < 250 and "\n" not in message
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path):
-    with pytest.raises(ConfigError, match=r"cfg.yml: YAML syntax error at line 2, column 4"):
-        load_config(write(tmp_path, "name: a\n  b: c\n"))
+    with pytest.raises(ConfigError, match=r"^cfg\.yml: YAML syntax error at line 2, column 4"):
+        load_settings(write(tmp_path, "name: a\n  b: c\n"))
 
 
 def test_non_utf8_file_is_a_config_error(tmp_path):
     path = tmp_path / "cfg.yml"
     path.write_bytes(b"name: \xff\xfe\n")
-    with pytest.raises(ConfigError, match=r"cfg\.yml: not UTF-8 text"):
-        load_config(path)
-
-
-def test_broker_url_from_environment_must_be_amqp():
-    with pytest.raises(ConfigError, match=r"\$BROKER_URL must be an AMQP URL"):
-        parse_config({}, Path("c.yml"), {"BROKER_URL": "redis://x"})
+    with pytest.raises(ConfigError, match=r"^cfg\.yml: not UTF-8 text"):
+        load_settings(path)
 
 
 def test_missing_file_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="cannot read config"):
-        load_config(tmp_path / "nope.yml")
+    with pytest.raises(ConfigError, match=r"nope\.yml: cannot read config .*pass --config PATH or set DTS_CONFIG"):
+        load_settings(tmp_path / "nope.yml")
+
+
+def test_parse_settings_refuses_an_empty_document():
+    with pytest.raises(ConfigError, match=r"^c\.yml: the file is empty"):
+        parse_settings(None, Path("c.yml"))
+
+
+# --------------------------------------------------------------------------- where the file and URL come from
 
 
 def test_relative_path_is_relative_to_the_project_not_the_cwd(tmp_path, monkeypatch):
-    (tmp_path / "test-config.yml").write_text("name: the wrong one\n")
+    (tmp_path / "test-config.yml").write_text("name: the wrong one\n" + POOLS)
     monkeypatch.chdir(tmp_path)
-    cfg = load_config("test-config.yml")
-    assert cfg.path == ROOT / "test-config.yml" and cfg.name == "Basic two-task execution test"
+    s = load_settings("test-config.yml")
+    assert s.path == SHIPPED and s.name == "Basic two-task execution test"
 
 
 def test_dts_config_environment_variable(tmp_path, monkeypatch):
-    monkeypatch.setenv("DTS_CONFIG", str(write(tmp_path, "name: from env")))
-    assert load_config().name == "from env"
+    monkeypatch.setenv("DTS_CONFIG", str(write_config(tmp_path / "env.yml")))
+    s = load_settings()
+    assert s.name == "Integration test config" and s.path == tmp_path / "env.yml"
+    assert s.pools["worker-a"].replicas == 2
 
 
-def test_broker_url_environment_overrides_file():
-    cfg = parse_config({"broker": {"url": "amqp://a@h1//"}}, Path("c.yml"), {"BROKER_URL": "amqp://b@h2//"})
-    assert cfg.broker_url == "amqp://b@h2//"
-    assert parse_config({"broker": {"url": "amqp://a@h1//"}}, Path("c.yml"), {}).broker_url == "amqp://a@h1//"
+def test_broker_url_environment_overrides_file_and_must_be_amqp():
+    doc = {"pools": {"a": {"queues": ["queue_a"]}, "b": {"queues": ["queue_b"]}}, "broker": {"url": "amqp://a@h1//"}}
+    assert parse_settings(doc, Path("c.yml"), {"BROKER_URL": "amqp://b@h2//"}).broker.url == "amqp://b@h2//"
+    assert parse_settings(doc, Path("c.yml"), {}).broker.url == "amqp://a@h1//"
+    with pytest.raises(ConfigError, match=r"^c\.yml: \$BROKER_URL must be an AMQP URL"):
+        parse_settings(doc, Path("c.yml"), {"BROKER_URL": "redis://x"})
 
 
 def test_env_file_gives_dedicated_vhost_url(tmp_path):
     env = tmp_path / ".env"
     env.write_text(
-        "# written by make broker\nDTS_BROKER_USER=dts\nDTS_BROKER_PASSWORD=p@ss/word\nDTS_BROKER_VHOST=dts\n"
+        "# written by make broker\nDTS_BROKER_USER=dts\nDTS_BROKER_PASSWORD='p@ss/word'\nDTS_BROKER_VHOST=dts\n"
     )
     values = read_env_file(env)
+    assert values == {"DTS_BROKER_USER": "dts", "DTS_BROKER_PASSWORD": "p@ss/word", "DTS_BROKER_VHOST": "dts"}
     assert broker_url_from_env_file(values) == "amqp://dts:p%40ss%2Fword@localhost:5672/dts"
+    assert broker_url_from_env_file({**values, "DTS_BROKER_PORT": "5673"}, host="h").endswith("@h:5673/dts")
     assert broker_url_from_env_file({}) is None
     assert read_env_file(tmp_path / "missing") == {}
+
+
+def test_deployment_env_precedence(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("DTS_BROKER_USER=u\nDTS_BROKER_PASSWORD=p\nDTS_BROKER_VHOST=v\n")
+    assert deployment_env({}, env) == {"BROKER_URL": "amqp://u:p@localhost:5672/v"}
+    assert deployment_env({"BROKER_URL": "amqp://x@y//"}, env) == {"BROKER_URL": "amqp://x@y//"}
+    assert deployment_env({}, tmp_path / "missing") == {}
+    with pytest.raises(ConfigError, match=r"\$BROKER_URL is set but empty"):
+        deployment_env({"BROKER_URL": " "}, env)
+
+
+# --------------------------------------------------------------------------- backoff
 
 
 @pytest.mark.parametrize(
@@ -159,43 +306,123 @@ def test_schedule_has_one_delay_per_retry():
     assert backoff_schedule(RetryPolicy(max_retries=4, backoff_base=0.5, backoff_max=3, jitter=False)) == [
         0.5, 1.0, 2.0, 3.0,
     ]  # fmt: skip
+    assert backoff_schedule(RetryPolicy(max_retries=0)) == []
+
+
+# --------------------------------------------------------------------------- Celery settings
 
 
 def test_routes_send_each_task_to_its_own_queue():
-    cfg = load_config(ROOT / "test-config.yml")
-    assert route_table(cfg) == {
+    s = load_settings(SHIPPED)
+    assert route_table(s) == {
         "celery_app.task_a": {"queue": "queue_a", "routing_key": "queue_a"},
         "celery_app.task_b": {"queue": "queue_b", "routing_key": "queue_b"},
     }
-    queues = declared_queues(cfg)
-    assert [(q.name, q.durable, q.routing_key) for q in queues] == [
-        ("queue_a", True, "queue_a"),
-        ("queue_b", True, "queue_b"),
+    queues = declared_queues(s)
+    assert [(q.name, q.durable, q.routing_key, q.exchange.name, q.exchange.type) for q in queues] == [
+        ("queue_a", True, "queue_a", "queue_a", "direct"),
+        ("queue_b", True, "queue_b", "queue_b", "direct"),
     ]
 
 
+def test_every_pool_queue_is_declared_and_routes_follow_the_config(tmp_path):
+    s = load_settings(write(tmp_path, """\
+        pools: {p1: {queues: [jobs_a, extra]}, p2: {queues: [jobs_b]}}
+        tasks: {task_a: {queue: jobs_a}, task_b: {queue: jobs_b}}
+        """))  # fmt: skip
+    assert [q.name for q in declared_queues(s)] == ["jobs_a", "extra", "jobs_b"]
+    assert route_table(s)["celery_app.task_b"] == {"queue": "jobs_b", "routing_key": "jobs_b"}
+    conf = celery_settings(s)
+    assert conf["task_default_queue"] == "jobs_a"
+    assert [q.name for q in conf["task_queues"]] == ["jobs_a", "extra", "jobs_b"]
+
+
 def test_reliability_settings():
-    settings = celery_settings(load_config(ROOT / "test-config.yml"))
-    assert settings["result_backend"] == "rpc://"
-    assert settings["accept_content"] == ["json"] and settings["task_serializer"] == "json"
-    assert settings["task_acks_late"] and settings["task_reject_on_worker_lost"]
-    assert settings["worker_prefetch_multiplier"] == 1
-    assert settings["broker_transport_options"] == {"confirm_publish": True}
-    assert settings["broker_connection_retry_on_startup"] is True
+    conf = celery_settings(load_settings(SHIPPED))
+    assert conf["result_backend"] == "rpc://"
+    assert conf["accept_content"] == ["json"] and conf["task_serializer"] == "json"
+    assert conf["task_acks_late"] is True and conf["task_reject_on_worker_lost"] is True
+    assert conf["task_create_missing_queues"] is False
+    assert conf["worker_prefetch_multiplier"] == 1
+    assert conf["broker_transport_options"] == {"confirm_publish": True}
+    assert conf["broker_connection_retry_on_startup"] is True
+    assert conf["broker_connection_timeout"] == 5
 
 
-def test_worker_command_line():
-    cfg = load_config(ROOT / "test-config.yml")
-    argv = worker_argv(cfg.pools["worker-b"], "worker-b-2@%h", 1)
+# --------------------------------------------------------------------------- worker names and command line
+
+
+def test_worker_command_line_for_a_pool_with_two_queues():
+    pool = PoolSettings("io-2", ("q1", "q2"), replicas=3, concurrency=4, execution_pool="threads",
+                        prefetch_multiplier=8)  # fmt: skip
+    argv = worker_argv(pool)
     assert argv[:4] == ["celery", "-A", "celery_app", "worker"]
-    assert argv[argv.index("-Q") + 1] == "queue_b"
-    assert argv[argv.index("-n") + 1] == "worker-b-2@%h"
+    assert argv[argv.index("-Q") + 1] == "q1,q2"
+    assert argv[argv.index("-n") + 1] == "io-2@%h"
+    assert argv[argv.index("--pool") + 1] == "threads"
+    assert argv[argv.index("--concurrency") + 1] == "4"
+    assert argv[argv.index("--prefetch-multiplier") + 1] == "8"
+    assert "--without-mingle" in argv and "--without-gossip" in argv
+    assert worker_argv(pool, "vm-3")[argv.index("-n") + 1] == "io-2@vm-3"
+
+
+def test_shipped_pools_run_their_own_queue():
+    s = load_settings(SHIPPED)
+    for name, queue in (("worker-a", "queue_a"), ("worker-b", "queue_b")):
+        argv = worker_argv(s.pools[name])
+        assert (argv[argv.index("-Q") + 1], argv[argv.index("-n") + 1]) == (queue, f"{name}@%h")
 
 
 @pytest.mark.parametrize(
-    ("worker", "pool"),
-    [("worker-a-1@vm", "worker-a"), ("worker-b-12@host.example", "worker-b"), ("worker-a@3f2c1d9e", "worker-a"),
-     ("celery@vm", "celery"), ("", "")],
+    ("pool", "host"),
+    [("worker-a", "vm-3"), ("worker-a", "%h"), ("w-1-2", "host-12.example.com"), ("a", "3f2c1d9e"),
+     ("worker-b-12", "worker-b-3"), ("7", "x-1")],
 )  # fmt: skip
-def test_pool_of_worker(worker, pool):
-    assert pool_of_worker(worker) == pool
+def test_pool_of_node_inverts_nodename(pool, host):
+    node = nodename(pool, host)
+    assert node == f"{pool}@{host}"
+    assert pool_of_node(node) == pool
+
+
+@pytest.mark.parametrize(("node", "pool"), [("worker-a@vm-3", "worker-a"), ("worker-b-2@h", "worker-b-2"), ("", "")])
+def test_pool_of_node_takes_everything_before_the_at(node, pool):
+    assert pool_of_node(node) == pool
+
+
+def test_launch_argv_is_the_worker_module_entry_point():
+    assert launch_argv("worker-a") == ["python", "-m", "dts.worker", "worker-a"]
+    assert launch_argv("worker-a", "vm-3", python="/venv/bin/python") == [
+        "/venv/bin/python", "-m", "dts.worker", "worker-a", "--host", "vm-3",
+    ]  # fmt: skip
+
+
+def test_worker_entry_point_refuses_an_unknown_or_missing_pool(tmp_path, monkeypatch, capsys):
+    from dts import worker
+
+    monkeypatch.delenv("DTS_POOL", raising=False)
+    config = write_config(tmp_path / "cfg.yml")
+    assert worker.main(["worker-z", "--config", str(config)]) == ExitCode.USAGE
+    assert (
+        capsys.readouterr().err == "dts.worker: error: unknown pool 'worker-z': cfg.yml declares worker-a, worker-b\n"
+    )
+    assert worker.main(["--config", str(config)]) == ExitCode.USAGE
+    assert capsys.readouterr().err.startswith("dts.worker: error: no pool given")
+
+
+def test_a_queue_listed_twice_in_one_pool_says_so(tmp_path):
+    path = write(tmp_path, "pools: {worker-a: {queues: [queue_a, queue_a]}, worker-b: {queues: [queue_b]}}")
+    assert error_of(path) == "cfg.yml: pools.worker-a.queues is listed twice (got 'queue_a')"
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"k" * 1_000_000: 1},
+        {"pools": {"w" * 1_000_000: {"queues": ["q"]}}},
+        {"pools": SEED_POOLS, "tasks": {"t" * 1_000_000: {}}},
+    ],
+)
+def test_a_huge_key_is_cut_in_the_message(doc):
+    with pytest.raises(ConfigError) as err:
+        parse_settings(doc, Path("c.yml"))
+    assert len(str(err.value)) < 400 and "\n" not in str(err.value)

@@ -1,16 +1,29 @@
-"""Unit tests (no broker): dispatch.py's pure helpers, output lines and argument errors."""
+"""Unit tests (no broker): the dispatch report (dts.reports), the send order (dts.dispatcher) and
+dispatch.py's argument and config errors."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 
 import pytest
+from helpers import ROOT, write_config
 
 import dispatch
-from celery_app import load_config
+from dts.config import load_settings
+from dts.dispatcher import send_order
+from dts.errors import ExitCode
+from dts.reports import (
+    SCHEMA_VERSION,
+    TaskOutcome,
+    dispatch_report,
+    label,
+    render_dispatch,
+    success,
+    summarise_dispatch,
+    summarise_rounds,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-CFG = load_config(ROOT / "test-config.yml")
+SETTINGS = load_settings(ROOT / "test-config.yml")
 
 
 def result(task: str, worker: str, seconds: float, retries: int = 0, delays=()):
@@ -21,97 +34,195 @@ def result(task: str, worker: str, seconds: float, retries: int = 0, delays=()):
     }  # fmt: skip
 
 
-def outcomes(worker_a="worker-a-1@h", worker_b="worker-b-1@h"):
-    out = []
-    for task, worker, seconds in (("task_a", worker_a, 0.1), ("task_b", worker_b, 0.2)):
-        o = dispatch.Outcome(task, f"id-{task}", result(task, worker, seconds))
-        o.isolation_breach = dispatch.isolation_breach(task, o.result, CFG)
-        out.append(o)
-    return out
+def outcomes(worker_a="worker-a@h-1", worker_b="worker-b@h-1", seconds=(0.1, 0.2)) -> list[TaskOutcome]:
+    return [
+        success(task, f"id-{task}", SETTINGS.pool_for_task(task).name, result(task, worker, s))
+        for task, worker, s in (("task_a", worker_a, seconds[0]), ("task_b", worker_b, seconds[1]))
+    ]
+
+
+def report_lines(outs: list[TaskOutcome], total: float) -> list[str]:
+    return render_dispatch(dispatch_report(SETTINGS, [(outs, summarise_dispatch(outs, total))]))
 
 
 def test_report_has_the_seed_lines_and_an_honest_comparison():
     outs = outcomes()
-    summary = dispatch.summarise(outs, total=0.25)
-    lines = dispatch.format_report(CFG, outs, summary)
-    assert "Result from task_a: Hello from Task A" in lines
+    summary = summarise_dispatch(outs, total=0.25)
+    assert (summary.sum_execution_time, summary.longest_execution_time) == (pytest.approx(0.3), 0.2)
+    assert summary.overhead == pytest.approx(0.05) and summary.speedup == pytest.approx(1.2)
+    assert summary.failed == () and summary.total_retries == 0
+    lines = report_lines(outs, 0.25)
+    assert lines[:4] == [
+        "Result from task_a: Hello from Task A",
+        "Task A worker: worker-a@h-1 (queue_a)",
+        "Task A execution time: 0.100s",
+        "Task A retries: 0",
+    ]
     assert "Result from task_b: Hello from Task B" in lines
-    assert "Task A execution time: 0.100s" in lines
-    assert "Task B retries: 0" in lines
     assert "Total dispatcher time: 0.250s (concurrent execution)" in lines
     assert any(line.startswith("Sum of task execution times: 0.300s") for line in lines)
-    assert any(
-        line.startswith("Speed-up from concurrency: 1.20x; overhead beyond the longest task: 50.0 ms") for line in lines
-    )
+    assert "Speed-up from concurrency: 1.20x; overhead beyond the longest task: 50.0 ms" in lines
     assert lines[-1] == "Isolation: OK (task_a on worker-a, task_b on worker-b)"
-    assert summary["failed"] == []
+
+
+def test_exit_code_ok_and_json_document():
+    outs = outcomes()
+    report = dispatch_report(SETTINGS, [(outs, summarise_dispatch(outs, 0.25))])
+    assert report.exit_code == ExitCode.OK
+    doc = json.loads(json.dumps(report.to_json()))
+    assert doc["schema"] == SCHEMA_VERSION
+    assert doc["config"] == {"name": "Basic two-task execution test", "path": str(ROOT / "test-config.yml")}
+    assert [(t["task"], t["pool"], t["ok"]) for t in doc["tasks"]] == [
+        ("task_a", "worker-a", True), ("task_b", "worker-b", True),
+    ]  # fmt: skip
+    assert doc["summary"]["failed"] == [] and doc["repeat"] is None and doc["exit_code"] == 0
 
 
 def test_retries_and_backoff_are_reported():
-    o = dispatch.Outcome("task_a", "x", result("task_a", "worker-a-1@h", 0.1, retries=2, delays=(0.05, 0.1)))
-    lines = dispatch.format_report(CFG, [o], dispatch.summarise([o], 0.5))
+    o = success("task_a", "x", "worker-a", result("task_a", "worker-a@h", 0.1, retries=2, delays=(0.05, 0.1)))
+    summary = summarise_dispatch([o], 0.5)
+    assert summary.total_retries == 2 and summary.max_backoff == pytest.approx(0.15)
+    lines = report_lines([o], 0.5)
     assert "Task A retries: 2 (backoff 0.05s, 0.10s)" in lines
     assert "Total retries: 2" in lines
-
-
-def test_isolation_breach_fails_and_says_what_ran_where():
-    outs = outcomes(worker_a="worker-b-1@h")
-    summary = dispatch.summarise(outs, 0.3)
-    assert summary["failed"] == ["task_a"]
-    lines = dispatch.format_report(CFG, outs, summary)
-    assert "Task A ISOLATION BREACH: task_a ran on worker-b-1@h (pool worker-b), expected a worker-a worker" in lines
-    assert lines[-1] == "FAILED: task_a"
-
-
-def test_retries_of_a_task_that_gave_up_are_counted():
-    failed = dispatch.Outcome(
-        "task_a", "x", error="TransientError: boom (attempt 4); gave up after 4 attempts (max_retries=3)"
+    assert (
+        "Time includes backoff waits of up to 0.150s per task; speed-up is reported for runs without retries" in lines
     )
-    assert dispatch.summarise([failed, *outcomes()[1:]], 1.0)["total_retries"] == 3
-
-
-def test_failed_task_is_reported_not_dropped():
-    outs = [dispatch.Outcome("task_a", "x", error="TransientError: boom"), *outcomes()[1:]]
-    summary = dispatch.summarise(outs, 0.3)
-    lines = dispatch.format_report(CFG, outs, summary)
-    assert "Task A FAILED: TransientError: boom" in lines
-    assert summary["failed"] == ["task_a"]
+    assert not any(line.startswith("Speed-up") for line in lines)
 
 
 @pytest.mark.parametrize(
-    ("overrides", "order"),
-    [({}, ["task_b", "task_a"]), ({"duration": 0.5}, ["task_a", "task_b"])],
-)
-def test_longest_task_is_sent_first(overrides, order):
-    assert dispatch.send_order(CFG, overrides) == order
+    ("worker", "breach"),
+    [("worker-b@h-1", "task_a ran on worker-b@h-1 (pool worker-b), expected a worker-a worker"),
+     ("worker-a-2@h", "task_a ran on worker-a-2@h (pool worker-a-2), expected a worker-a worker"),
+     (None, "task_a ran on None (pool ), expected a worker-a worker")],
+)  # fmt: skip
+def test_isolation_breach_fails_and_says_what_ran_where(worker, breach):
+    outs = outcomes(worker_a=worker)
+    assert outs[0].isolation_breach == breach and not outs[0].ok
+    assert outs[1].isolation_breach is None and outs[1].ok
+    summary = summarise_dispatch(outs, 0.3)
+    assert summary.failed == ("task_a",)
+    report = dispatch_report(SETTINGS, [(outs, summary)])
+    assert report.exit_code == ExitCode.FAILED
+    lines = render_dispatch(report)
+    assert f"Task A ISOLATION BREACH: {breach}" in lines
+    assert lines[-1] == "FAILED: task_a"
 
 
-def test_label():
-    assert dispatch.label("task_a") == "Task A"
+def test_worker_of_the_right_pool_on_any_host_is_no_breach():
+    outs = outcomes(worker_a="worker-a@3f2c1d9e0b", worker_b="worker-b@vm-3-12")
+    assert all(o.ok for o in outs)
+
+
+@pytest.mark.parametrize(
+    ("error", "retries"),
+    [("TransientError: boom (attempt 4); gave up after 4 attempts (max_retries=3)", 3),
+     ("TransientError: boom (attempt 1); gave up after 1 attempts (max_retries=0)", 0),
+     ("no result within 60s (task x is still queued or running; state PENDING)", 0)],
+)  # fmt: skip
+def test_retries_of_a_task_that_gave_up_are_counted(error, retries):
+    failed = TaskOutcome("task_a", "x", "worker-a", error=error)
+    assert failed.retries == retries
+    summary = summarise_dispatch([failed, *outcomes()[1:]], 1.0)
+    assert summary.total_retries == retries and summary.failed == ("task_a",)
+
+
+def test_failed_task_is_reported_not_dropped():
+    outs = [TaskOutcome("task_a", "x", "worker-a", error="TransientError: boom"), *outcomes()[1:]]
+    summary = summarise_dispatch(outs, 0.3)
+    assert summary.failed == ("task_a",)
+    assert summary.sum_execution_time == pytest.approx(0.2)  # only the task that ran
+    lines = report_lines(outs, 0.3)
+    assert "Task A FAILED: TransientError: boom" in lines
+    assert "Result from task_b: Hello from Task B" in lines
+    assert lines[-1] == "FAILED: task_a"
+
+
+def test_repeated_rounds_report_overhead_statistics_of_good_rounds():
+    good = [summarise_dispatch(outcomes(), total) for total in (0.25, 0.3, 0.22)]
+    bad_outs = [TaskOutcome("task_a", "x", "worker-a", error="boom"), *outcomes()[1:]]
+    bad = summarise_dispatch(bad_outs, 5.0)
+    repeat = summarise_rounds([*good, bad])
+    assert (repeat.rounds, repeat.failed_rounds) == (4, 1)
+    assert repeat.total_median == pytest.approx(0.25)
+    assert (repeat.overhead_median, repeat.overhead_min, repeat.overhead_max) == (
+        pytest.approx(0.05), pytest.approx(0.02), pytest.approx(0.1),
+    )  # fmt: skip
+    rounds = [(outcomes(), s) for s in good] + [(bad_outs, bad)]
+    report = dispatch_report(SETTINGS, rounds)
+    assert report.exit_code == ExitCode.FAILED  # one failed round fails the run
+    assert report.outcomes == tuple(bad_outs)  # the last round is the one shown
+    report_ok = dispatch_report(SETTINGS, [(outcomes(), s) for s in good])
+    assert render_dispatch(report_ok)[-1] == (
+        "Over 3 rounds: total time median 250.0 ms; overhead median 50.0 ms (min 20.0, max 100.0)"
+    )
+
+
+def test_all_rounds_failed_has_no_statistics():
+    outs = [TaskOutcome("task_a", "x", "worker-a", error="boom"), TaskOutcome("task_b", "y", "worker-b", error="boom")]
+    repeat = summarise_rounds([summarise_dispatch(outs, 1.0)] * 2)
+    assert (repeat.failed_rounds, repeat.total_median, repeat.overhead_median, repeat.overhead_min) == (
+        2, None, None, None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("durations", "overrides", "order"),
+    [((0.1, 0.2), {}, ["task_b", "task_a"]), ((0.3, 0.2), {}, ["task_a", "task_b"]),
+     ((0.1, 0.2), {"duration": 0.5}, ["task_a", "task_b"])],
+)  # fmt: skip
+def test_longest_task_is_sent_first(tmp_path, durations, overrides, order):
+    settings = load_settings(
+        write_config(tmp_path / "c.yml", duration_a=str(durations[0]), duration_b=str(durations[1]))
+    )
+    assert send_order(settings, overrides) == order
+
+
+@pytest.mark.parametrize(("task", "text"), [("task_a", "Task A"), ("task_b", "Task B")])
+def test_label(task, text):
+    assert label(task) == text
+
+
+# --------------------------------------------------------------------------- dispatch.py usage errors
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--fail-rate", "2"], "must be between 0 and 1"), (["--timeout", "-1"], "must be a number > 0"), (["--timeout", "nan"], "must be a number > 0"),
-     (["--fail-times", "x"], "must be an integer >= 0")],
+    [(["--fail-rate", "2"], "argument --fail-rate: must be between 0 and 1 (got '2')"),
+     (["--timeout", "-1"], "argument --timeout: must be a number > 0 (got '-1')"),
+     (["--timeout", "nan"], "argument --timeout: must be a number > 0 (got 'nan')"),
+     (["--fail-times", "x"], "argument --fail-times: must be an integer >= 0 (got 'x')"),
+     (["--repeat", "0"], "argument --repeat: must be an integer >= 1 (got '0')"),
+     (["--bogus"], "unrecognized arguments: --bogus")],
 )  # fmt: skip
-def test_bad_arguments_exit_2(argv, message, capsys):
+def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
         dispatch.main(argv)
-    assert exc.value.code == 2
-    assert message in capsys.readouterr().err
+    assert exc.value.code == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert err == f"dispatch.py: error: {message} (see dispatch.py --help)\n"
 
 
 def test_bad_config_exits_2_with_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.yml"
-    bad.write_text("retry:\n  max_retries: -1\n")
-    assert dispatch.main(["--config", str(bad)]) == 2
-    err = capsys.readouterr().err
-    assert err.strip() == "dispatch.py: error: bad.yml: retry.max_retries must be between 0 and 100 (got -1)"
+    bad.write_text("pools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b]}}\nretry:\n  max_retries: -1\n")
+    assert dispatch.main(["--config", str(bad)]) == ExitCode.USAGE
+    captured = capsys.readouterr()
+    assert captured.err == "dispatch.py: error: bad.yml: retry.max_retries must be between 0 and 100 (got -1)\n"
+    assert captured.out == ""
+
+
+def test_config_without_pools_exits_2(tmp_path, capsys):
+    bad = tmp_path / "old.yml"
+    bad.write_text("retry: {max_retries: 1}\n")
+    assert dispatch.main(["--config", str(bad)]) == ExitCode.USAGE
+    assert capsys.readouterr().err.startswith("dispatch.py: error: old.yml: pools is required")
 
 
 def test_help_shows_examples(capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc:
         dispatch.main(["--help"])
+    assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "examples:" in out and "python dispatch.py --fail-rate 0.5" in out and "exit codes:" in out

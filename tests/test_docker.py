@@ -85,7 +85,9 @@ def container_logs(project: str) -> str:
 def test_containers_consume_the_renamed_queues(stack):
     nodes = stack["engine"].workers()
     assert {pool: len(n) for pool, n in nodes.items()} == {"worker-a": 1, "worker-b": 1}, nodes
-    active = stack["app"].control.inspect(destination=[n for ns in nodes.values() for n in ns], timeout=5).active_queues()
+    active = (
+        stack["app"].control.inspect(destination=[n for ns in nodes.values() for n in ns], timeout=5).active_queues()
+    )
     assert {w: [q["name"] for q in qs] for w, qs in active.items()} == {
         nodes["worker-a"][0]: [QUEUES["worker-a"]],
         nodes["worker-b"][0]: [QUEUES["worker-b"]],
@@ -147,5 +149,7 @@ def test_sigterm_to_a_container_during_a_burst_loses_nothing(stack):
     logs = container_logs(engine.project)  # the stopped container's too
     assert all(len(re.findall(rf"\[{r.id}\] succeeded in", logs)) == 1 for r in sent)  # each ran exactly once
     assert len(engine.containers("worker-a")) == 2
-    exit_code = subprocess.run(["docker", "inspect", "-f", "{{.State.ExitCode}}", victim], capture_output=True, text=True)
+    exit_code = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.ExitCode}}", victim], capture_output=True, text=True
+    )
     assert exit_code.stdout.strip() == "0"  # celery (PID 1) got SIGTERM and shut down warm

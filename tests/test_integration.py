@@ -110,9 +110,7 @@ def test_failure_rate_1_fails_after_max_retries_with_exit_1(config_path, clean_q
 
 def test_broker_unreachable_exits_3_quickly_with_one_line(config_path):
     t0 = time.monotonic()
-    proc = run_cli(
-        "dispatch.py", "--config", str(config_path), env={"BROKER_URL": "amqp://guest:secret@127.0.0.1:1//"}
-    )
+    proc = run_cli("dispatch.py", "--config", str(config_path), env={"BROKER_URL": "amqp://guest:secret@127.0.0.1:1//"})
     elapsed = time.monotonic() - t0
     assert proc.returncode == 3
     assert elapsed < 10

@@ -1,28 +1,45 @@
-"""Unit tests (no broker): load_test.py's plan, statistics, ideal time, report and argument errors."""
+"""Unit tests (no broker): the load plan (dts.loadgen), statistics and the load report (dts.reports), and
+load_test.py's argument errors."""
 
 from __future__ import annotations
 
+import argparse
+import itertools
+import json
+import math
+from datetime import UTC, datetime
+
 import pytest
+from helpers import ROOT
 
 import load_test
-from celery_app import CliError
-from load_test import Sample, ideal_time, interleave, parse_sizes, percentile, summarise, task_plan
+from dts.config import load_settings
+from dts.errors import ExitCode
+from dts.loadgen import interleave, task_plan
+from dts.reports import Sample, ideal_time, percentile, render_load, render_sweep, summarise_load, threshold_failures
+
+SETTINGS = load_settings(ROOT / "test-config.yml")
 
 
 @pytest.mark.parametrize(
     ("tasks", "mix", "plan"), [(20, 0.5, (20, 20)), (10, 0.8, (16, 4)), (5, 0.0, (0, 10)), (3, 1.0, (6, 0))]
 )
 def test_task_plan(tasks, mix, plan):
-    assert tuple(task_plan(tasks, mix).values()) == plan
+    assert task_plan(tasks, mix) == {"task_a": plan[0], "task_b": plan[1]}
 
 
 def test_interleave_spreads_types_evenly():
     assert interleave({"task_a": 3, "task_b": 3}) == ["task_a", "task_b"] * 3
-    order = interleave({"task_a": 4, "task_b": 2})
-    assert order.count("task_a") == 4 and order[0] == "task_a" and order[-1] == "task_a"
+    assert interleave({"task_a": 4, "task_b": 2}) == ["task_a", "task_b", "task_a", "task_a", "task_b", "task_a"]
+    assert interleave({"task_a": 0, "task_b": 3}) == ["task_b"] * 3
+    order = interleave(task_plan(50, 0.8))
+    assert (order.count("task_a"), order.count("task_b")) == (80, 20)
+    # one task_b after every four task_a: evenly spread, never bunched
+    b_at = [i for i, name in enumerate(order) if name == "task_b"]
+    assert all(later - earlier == 5 for earlier, later in itertools.pairwise(b_at))
 
 
-@pytest.mark.parametrize(("q", "expected"), [(50, 5), (95, 10), (99, 10), (10, 1), (100, 10)])
+@pytest.mark.parametrize(("q", "expected"), [(50, 5), (95, 10), (99, 10), (10, 1), (100, 10), (0, 1)])
 def test_percentile_nearest_rank(q, expected):
     assert percentile(list(range(10, 0, -1)), q) == expected
 
@@ -41,93 +58,152 @@ def test_ideal_time_is_the_lower_bound_for_the_slots(executions, slots, ideal):
 
 
 def test_ideal_time_without_slots_is_infinite():
-    assert ideal_time([0.1], 0) == float("inf")
+    assert ideal_time([0.1], 0) == math.inf
 
 
-@pytest.mark.parametrize("text", ["", "1,x", "0,2", "-1", "1.5"])
+@pytest.mark.parametrize("text", ["", ",", "1,x", "0,2", "-1", "1.5"])
 def test_bad_sweep_sizes(text):
-    with pytest.raises(CliError) as err:
-        parse_sizes(text)
-    assert err.value.exit_code == 2
+    with pytest.raises(argparse.ArgumentTypeError, match="takes pool sizes >= 1 like 1,2,4,8"):
+        load_test.parse_sizes(text)
 
 
 def test_parse_sizes():
-    assert parse_sizes("1,2, 4,8") == [1, 2, 4, 8]
+    assert load_test.parse_sizes("1,2, 4,8") == [1, 2, 4, 8]
+    assert load_test.parse_sizes("3") == [3]
 
 
 def sample(task: str, worker: str, sent: float, started: float, execution: float, received: float, retries=0) -> Sample:
-    from datetime import UTC, datetime
-
-    s = Sample(task, f"{task}-{sent}", sent)
-    s.received_at, s.status = received, "SUCCESS"
-    s.result = {"worker": worker, "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
-                "execution_time": execution, "retries": retries}  # fmt: skip
-    return s
+    started_at = datetime.fromtimestamp(started, UTC).isoformat()
+    result = {"worker": worker, "started_at": started_at, "execution_time": execution, "retries": retries}
+    return Sample(task, f"{task}-{sent}-{started}", sent, received_at=received, result=result)
 
 
 def test_summary_splits_latency_and_measures_efficiency_against_live_slots():
     samples = [
-        sample("task_a", "worker-a-1@h", 100.0, 100.0, 0.1, 100.1),
-        sample("task_a", "worker-a-1@h", 100.0, 100.1, 0.1, 100.2),
-        sample("task_b", "worker-b-1@h", 100.0, 100.0, 0.2, 100.2, retries=1),
-        sample("task_b", "worker-b-2@h", 100.0, 100.0, 0.2, 100.2),
+        sample("task_a", "worker-a@h-1", 100.0, 100.0, 0.1, 100.1),
+        sample("task_a", "worker-a@h-1", 100.0, 100.1, 0.1, 100.2),
+        sample("task_b", "worker-b@h-1", 100.0, 100.0, 0.2, 100.2, retries=1),
+        sample("task_b", "worker-b@h-2", 100.0, 100.0, 0.2, 100.2),
     ]
     failed = Sample("task_b", "lost", 100.0, error="no result within 5s")
-    report = summarise([*samples, failed], {"worker-a": 1, "worker-b": 2}, wall=0.25)
-    assert (report["tasks"], report["completed"], report["failed"], report["retries"]) == (5, 4, 1, 1)
-    assert report["failures"] == [{"task": "task_b", "task_id": "lost", "error": "no result within 5s"}]
-    assert report["latency"]["max"] == pytest.approx(0.2)
-    assert report["queue_wait"]["max"] == pytest.approx(0.1)
-    assert report["execution"]["p50"] == pytest.approx(0.1)
-    assert report["per_worker"] == {"worker-a-1@h": 2, "worker-b-1@h": 1, "worker-b-2@h": 1}
-    assert report["pools"]["task_a"]["ideal"] == pytest.approx(0.2)  # 2 x 0.1 on 1 slot
-    assert report["pools"]["task_b"]["ideal"] == pytest.approx(0.2)  # 2 x 0.2 on 2 slots
-    assert report["efficiency"] == pytest.approx(0.2 / 0.25)
-    assert report["throughput"] == pytest.approx(4 / 0.25)
+    report = summarise_load(SETTINGS, [*samples, failed], {"worker-a": 1, "worker-b": 2}, wall=0.25)
+    assert (report.tasks, report.completed, report.failed, report.retries) == (5, 4, 1, 1)
+    assert report.failures == ({"task": "task_b", "task_id": "lost", "error": "no result within 5s"},)
+    assert report.latency.max == pytest.approx(0.2)
+    assert report.latency.p50 == pytest.approx(0.2)
+    assert report.queue_wait.max == pytest.approx(0.1)
+    assert report.execution.p50 == pytest.approx(0.1)
+    assert report.per_worker == {"worker-a@h-1": 2, "worker-b@h-1": 1, "worker-b@h-2": 1}
+    a, b = report.pools["task_a"], report.pools["task_b"]
+    assert (a.pool, a.slots, a.tasks, a.completed) == ("worker-a", 1, 2, 2)
+    assert (b.pool, b.slots, b.tasks, b.completed) == ("worker-b", 2, 3, 2)
+    assert a.ideal == pytest.approx(0.2)  # 2 x 0.1 on 1 slot
+    assert b.ideal == pytest.approx(0.2)  # 2 x 0.2 on 2 slots
+    assert report.ideal_time == pytest.approx(0.2)
+    assert report.efficiency == pytest.approx(0.2 / 0.25)
+    assert report.throughput == pytest.approx(4 / 0.25)
+    doc = json.loads(json.dumps(report.to_json()))
+    assert doc["pools"]["task_b"]["pool"] == "worker-b" and doc["latency"]["max"] == pytest.approx(0.2)
+
+
+def test_a_pool_without_live_slots_has_no_finite_ideal_time():
+    report = summarise_load(SETTINGS, [sample("task_a", "worker-a@h", 0, 0, 0.1, 0.1)], {"worker-a": 0}, wall=0.1)
+    assert report.pools["task_a"].ideal == math.inf and report.pools["task_b"].ideal == 0.0
+    assert report.work_per_slot == 0.0
+
+
+def test_nothing_completed_has_no_efficiency():
+    report = summarise_load(SETTINGS, [Sample("task_a", "x", 0.0, error="boom")], {"worker-a": 1}, wall=1.0)
+    assert (report.completed, report.efficiency, report.latency.p95) == (0, None, None)
+    assert threshold_failures(report, SETTINGS) == ["1 task(s) failed or did not complete"]
+
+
+def test_sample_to_json():
+    s = sample("task_a", "worker-a@h", 1.0, 1.0, 0.1, 1.2, retries=2)
+    doc = s.to_json()
+    assert (doc["ok"], doc["worker"], doc["retries"], doc["execution_time"], doc["error"]) == (
+        True, "worker-a@h", 2, 0.1, None,
+    )  # fmt: skip
+    lost = Sample("task_b", "y", 1.0, error="lost").to_json()
+    assert (lost["ok"], lost["worker"], lost["error"]) == (False, None, "lost")
 
 
 def test_thresholds_from_config(tmp_path):
-    from celery_app import load_config
-
     cfg_path = tmp_path / "c.yml"
-    cfg_path.write_text("load_test: {min_efficiency: 0.9, max_p95: 0.15}\n")
-    cfg = load_config(cfg_path)
-    report = summarise([sample("task_a", "worker-a-1@h", 0, 0, 0.1, 0.2)], {"worker-a": 1}, wall=0.2)
-    problems = load_test.threshold_failures(report, cfg)
-    assert problems == [
+    cfg_path.write_text(
+        "pools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b]}}\n"
+        "load_test: {min_efficiency: 0.9, max_p95: 0.15}\n"
+    )
+    settings = load_settings(cfg_path)
+    report = summarise_load(settings, [sample("task_a", "worker-a@h", 0, 0, 0.1, 0.2)], {"worker-a": 1}, wall=0.2)
+    assert threshold_failures(report, settings) == [
         "efficiency 0.500 below load_test.min_efficiency 0.9",
         "p95 latency 0.200s above load_test.max_p95 0.15s",
     ]
+    assert threshold_failures(report, SETTINGS) == []  # the shipped config has no thresholds
 
 
 def test_report_and_sweep_lines():
-    report = summarise([sample("task_a", "worker-a-1@h", 0, 0, 0.1, 0.1)], {"worker-a": 1, "worker-b": 0}, wall=0.1)
-    lines = load_test.format_report(report)
-    assert lines[0] == "Tasks: 1 sent, 1 completed, 0 failed, 0 retries"
-    assert lines[-1] == "Efficiency (ideal / actual): 1.000 (work per slot / actual: 1.000)"
-    table = load_test.format_sweep(
-        [{"size": 1, "report": report}, {"size": 2, "report": dict(report, total_time=0.05)}]
+    report = summarise_load(
+        SETTINGS, [sample("task_a", "worker-a@h", 0, 0, 0.1, 0.1)], {"worker-a": 1, "worker-b": 0}, wall=0.1
     )
-    assert table[1].split()[:3] == ["1", "1", "0.100"] and table[2].split()[5] == "2.00x"
+    lines = render_load(report)
+    assert lines[0] == "Tasks: 1 sent, 1 completed, 0 failed, 0 retries"
+    assert lines[1] == "Total time: 0.100s   throughput: 10.0 tasks/s"
+    assert "Tasks per worker: worker-a@h 1" in lines
+    assert lines[-1] == "Efficiency (ideal / actual): 1.000 (work per slot / actual: 1.000)"
+    faster = summarise_load(
+        SETTINGS, [sample("task_a", "worker-a@h", 0, 0, 0.1, 0.1)], {"worker-a": 2, "worker-b": 2}, wall=0.05
+    )
+    table = render_sweep([(1, report), (2, faster)])
+    assert table[0].split() == ["size", "slots", "time", "s", "tasks/s", "ideal", "s", "speed-up", "efficiency"]
+    assert table[1].split() == ["1", "1", "0.100", "10.0", "0.100", "1.00x", "1.000"]
+    assert table[2].split() == ["2", "4", "0.050", "20.0", "0.100", "2.00x", "2.000"]
+
+
+def test_failures_are_listed_at_most_ten():
+    lost = [Sample("task_a", f"id-{n}", 0.0, error="lost") for n in range(12)]
+    lines = render_load(summarise_load(SETTINGS, lost, {"worker-a": 1}, wall=1.0))
+    assert [line for line in lines if line.startswith("FAILED")] == [f"FAILED task_a id-{n}: lost" for n in range(10)]
+
+
+# --------------------------------------------------------------------------- load_test.py usage errors
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--tasks", "0"], "must be an integer >= 1"), (["--mix", "2"], "must be between 0 and 1"),
-     (["--duration-a", "-1"], "must be a number >= 0"), (["--fail-rate", "x"], "must be between 0 and 1")],
+    [(["--tasks", "0"], "argument --tasks: must be an integer >= 1 (got '0')"),
+     (["--mix", "2"], "argument --mix: must be between 0 and 1 (got '2')"),
+     (["--duration-a", "-1"], "argument --duration-a: must be a number >= 0 (got '-1')"),
+     (["--fail-rate", "x"], "argument --fail-rate: must be between 0 and 1 (got 'x')"),
+     (["--sweep", "1,x"], "argument --sweep: takes pool sizes >= 1 like 1,2,4,8 (got '1,x')"),
+     (["--engine", "k8s"], "argument --engine: invalid choice: 'k8s' (choose from auto, compose, local)")],
 )  # fmt: skip
 def test_bad_arguments_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
         load_test.main(argv)
-    assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert exc.value.code == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(f"load_test.py: error: {message.split(' (choose')[0]}")
+    assert err.endswith(" (see load_test.py --help)\n") and err.count("\n") == 1
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--sweep", "1,x"], "--sweep takes pool sizes like 1,2,4,8"), (["--sweep", "1,50"], "exceeds workers.max_workers=10"),
-     (["--plot", "out.jpg"], "--plot writes a PNG")],
+    [(["--sweep", "1,50"], "--sweep size 50 exceeds engine.max_replicas=10"),
+     (["--plot", "out.jpg"], "--plot writes a PNG: give a file name ending in .png (got out.jpg)"),
+     (["--output", "{tmp}"], "{tmp} is a directory: give a file name, e.g. {tmp}/run.json")],
 )  # fmt: skip
-def test_bad_options_exit_2_before_any_work(argv, message, capsys):
-    assert load_test.main(argv) == 2  # refused before the broker is contacted
-    err = capsys.readouterr().err.strip()
-    assert message in err and "\n" not in err
+def test_bad_options_exit_2_before_any_work(tmp_path, argv, message, capsys):
+    argv = [arg.format(tmp=tmp_path) for arg in argv]
+    assert load_test.main(argv) == ExitCode.USAGE  # refused before the broker is contacted
+    captured = capsys.readouterr()
+    assert captured.err == f"load_test.py: error: {message.format(tmp=tmp_path)}\n"
+    assert captured.out == ""
+
+
+def test_sweep_limit_follows_engine_max_replicas(tmp_path, capsys):
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("engine: {max_replicas: 3}\npools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b]}}\n")
+    assert load_test.main(["--config", str(cfg), "--sweep", "1,4"]) == ExitCode.USAGE
+    assert capsys.readouterr().err == "load_test.py: error: --sweep size 4 exceeds engine.max_replicas=3\n"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import run_cli, app_for, vhost_url, write_config
+from helpers import app_for, run_cli, vhost_url, write_config
 
 pytestmark = pytest.mark.integration
 VHOST = "dts-test-rename"

@@ -1,16 +1,20 @@
-"""Unit tests (no broker): the scale plan and scale.py's argument handling."""
+"""Unit tests (no broker): the scale plan (dts.engine), the status report, and scale.py's argument handling.
+
+scale.py runs in-process only for input it refuses: usage errors exit 2 with one line on stderr before any
+broker or worker is contacted (--engine local: no Docker probe)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from pools import indices_to_start, indices_to_stop, scale_plan, validate_count
+from helpers import ROOT, write_config
 
 import scale
-from celery_app import CliError, load_config
+from dts.config import load_settings
+from dts.engine import check_sizes, declared_sizes, indices_to_start, indices_to_stop, scale_plan
+from dts.errors import CliError, ExitCode
+from dts.reports import StatusReport, WorkerStatus, pool_status, render_status
 
-CFG = load_config(Path(__file__).resolve().parent.parent / "test-config.yml")
+SETTINGS = load_settings(ROOT / "test-config.yml")
 
 
 @pytest.mark.parametrize(
@@ -27,43 +31,170 @@ def test_scale_plan_is_desired_minus_current(current, desired, plan):
 @pytest.mark.parametrize(
     ("existing", "count", "start", "stop"),
     [(set(), 3, [1, 2, 3], []), ({1, 2, 3}, 1, [], [3, 2]), ({1, 3}, 3, [2], []), ({2}, 2, [1], []),
-     ({1, 2}, 0, [], [2, 1])],
+     ({1, 2}, 0, [], [2, 1]), ({2, 5}, 4, [1, 3], []), ({1, 2}, 2, [], [])],
 )  # fmt: skip
 def test_worker_indices(existing, count, start, stop):
     assert indices_to_start(existing, count) == start
     assert indices_to_stop(existing, count) == stop
 
 
-@pytest.mark.parametrize(("pool", "count"), [("worker-c", 1), ("worker-a", 11), ("worker-a", -1)])
-def test_bad_counts_are_usage_errors(pool, count):
-    with pytest.raises(CliError) as err:
-        validate_count(pool, count, CFG)
-    assert err.value.exit_code == 2
+def test_declared_sizes_are_the_pools_replicas(tmp_path):
+    assert declared_sizes(SETTINGS) == {"worker-a": 1, "worker-b": 1}
+    assert declared_sizes(load_settings(write_config(tmp_path / "c.yml", replicas="3"))) == {
+        "worker-a": 3,
+        "worker-b": 3,
+    }
 
 
 @pytest.mark.parametrize(
-    ("argv", "message"),
-    [(["worker-a", "x"], "COUNT must be a whole number (got 'x')"), (["worker-a", "-2"], "COUNT must be >= 0 (got -2)"),
-     (["worker-z", "1"], "unknown pool 'worker-z'"), (["worker-a"], "missing COUNT"),
-     (["worker-a", "50"], "count must be between 0 and workers.max_workers=10 (got 50)"),
-     (["--all", "1.5"], "COUNT must be a whole number"), ([], "nothing to do")],
+    ("desired", "message"),
+    [({"worker-c": 1}, "unknown pool 'worker-c': test-config.yml declares worker-a, worker-b"),
+     ({"worker-a": 11}, "worker-a: COUNT must be between 0 and engine.max_replicas=10 (got 11); "
+                        "raise engine.max_replicas in test-config.yml for more"),
+     ({"worker-a": 1, "worker-b": -1}, "worker-b: COUNT must be between 0 and engine.max_replicas=10 (got -1); "
+                                       "raise engine.max_replicas in test-config.yml for more")],
 )  # fmt: skip
-def test_bad_input_exits_2_with_one_line(argv, message, capsys):
-    # bad input is refused before the broker is contacted, so this needs none
-    assert scale.main([*argv, "--mode", "local"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err and "\n" not in err
+def test_bad_sizes_are_usage_errors(desired, message):
+    with pytest.raises(CliError) as err:
+        check_sizes(desired, SETTINGS)
+    assert err.value.exit_code == ExitCode.USAGE
+    assert str(err.value) == message
+
+
+def test_good_sizes_pass():
+    check_sizes({"worker-a": 0, "worker-b": 10}, SETTINGS)
+
+
+@pytest.mark.parametrize(("name", "pool"), [("worker-a", "worker-a"), ("queue_a", "worker-a"), ("queue_b", "worker-b")])
+def test_pool_named_takes_a_pool_or_a_queue(name, pool):
+    assert scale.pool_named(SETTINGS, name) == pool
+
+
+def test_pool_named_refuses_anything_else():
+    with pytest.raises(CliError) as err:
+        scale.pool_named(SETTINGS, "queue_z")
+    assert err.value.exit_code == ExitCode.USAGE
+    assert str(err.value) == (
+        "unknown pool 'queue_z': test-config.yml declares pools worker-a, worker-b (queues queue_a, queue_b)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "desired"),
+    [(["set", "queue_a", "2"], {"worker-a": 2}), (["set", "worker-b", "0"], {"worker-b": 0}),
+     (["all", "3"], {"worker-a": 3, "worker-b": 3}), (["up"], {"worker-a": 1, "worker-b": 1})],
+)  # fmt: skip
+def test_desired_sizes_from_the_command_line(argv, desired):
+    args = scale.build_parser().parse_args(argv)
+    assert scale.desired_sizes(args, SETTINGS) == desired
+
+
+def test_set_queue_resolves_to_its_pool_in_a_multi_queue_config(tmp_path):
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("pools: {io: {queues: [queue_a, queue_c]}, cpu: {queues: [queue_b]}}\n")
+    args = scale.build_parser().parse_args(["set", "queue_c", "4"])
+    assert scale.desired_sizes(args, load_settings(cfg)) == {"io": 4}
+
+
+# --------------------------------------------------------------------------- scale.py usage errors
+
+
+def usage_error(capsys, argv: list[str]) -> str:
+    """Run scale.main on input it must refuse: exit 2 and exactly one line on stderr; that line."""
+    try:
+        code = scale.main(argv)
+    except SystemExit as exc:  # argparse refuses
+        code = exc.code
+    assert code == ExitCode.USAGE
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and captured.err.endswith("\n")
+    assert captured.out == ""
+    return captured.err.rstrip("\n")
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [(["set", "worker-a", "-2"], "scale.py set: error: argument COUNT: must be an integer >= 0 (got '-2')"),
+     (["set", "worker-a", "x"], "scale.py set: error: argument COUNT: must be an integer >= 0 (got 'x')"),
+     (["set", "worker-a", "1.5"], "scale.py set: error: argument COUNT: must be an integer >= 0 (got '1.5')"),
+     (["all", "-1"], "scale.py all: error: argument COUNT: must be an integer >= 0 (got '-1')"),
+     (["logs", "--lines", "-1"], "scale.py logs: error: argument --lines: must be an integer >= 1 (got '-1')"),
+     (["logs", "--lines", "0"], "scale.py logs: error: argument --lines: must be an integer >= 1 (got '0')"),
+     (["set", "worker-a"], "scale.py set: error: the following arguments are required: COUNT")],
+)  # fmt: skip
+def test_bad_arguments_exit_2_with_one_line(argv, line, capsys):
+    assert usage_error(capsys, [*argv, "--engine", "local"]) == f"{line} (see {line.split(': ')[0]} --help)"
+
+
+@pytest.mark.parametrize(
+    ("argv", "subcommand"), [(["worker-a", "-1"], "set"), (["worker-a", "x"], "set"), (["queue_a", "y"], "set")]
+)
+def test_short_form_is_set(argv, subcommand, capsys):
+    line = usage_error(capsys, [*argv, "--engine", "local"])
+    assert line.startswith(f"scale.py {subcommand}: error: argument COUNT: must be an integer >= 0")
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [(["set", "worker-z", "1"], "unknown pool 'worker-z': test-config.yml declares pools worker-a, worker-b "
+                                "(queues queue_a, queue_b)"),
+     (["worker-z", "1"], "unknown pool 'worker-z': test-config.yml declares pools worker-a, worker-b "
+                         "(queues queue_a, queue_b)"),
+     (["worker-a", "11"], "worker-a: COUNT must be between 0 and engine.max_replicas=10 (got 11); "
+                          "raise engine.max_replicas in test-config.yml for more"),
+     (["set", "queue_b", "50"], "worker-b: COUNT must be between 0 and engine.max_replicas=10 (got 50); "
+                                "raise engine.max_replicas in test-config.yml for more"),
+     (["all", "11"], "worker-a: COUNT must be between 0 and engine.max_replicas=10 (got 11); "
+                     "raise engine.max_replicas in test-config.yml for more")],
+)  # fmt: skip
+def test_bad_pool_or_size_exits_2_before_the_broker(argv, line, capsys):
+    config = str(ROOT / "test-config.yml")
+    assert usage_error(capsys, [*argv, "--engine", "local", "--config", config]) == f"scale.py: error: {line}"
+
+
+def test_missing_command_and_unknown_engine(capsys):
+    assert usage_error(capsys, []).startswith("scale.py: error: the following arguments are required: COMMAND")
+    line = usage_error(capsys, ["status", "--engine", "k8s"])
+    assert line.startswith("scale.py status: error: argument --engine: invalid choice: 'k8s'")
+
+
+def test_bad_config_exits_2_with_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("pools: {worker-a: {queues: [queue_a], replicas: 11}}\n")
+    line = usage_error(capsys, ["up", "--engine", "local", "--config", str(bad)])
+    assert line == "scale.py: error: bad.yml: pools.worker-a.replicas must be between 0 and 10 (got 11)"
+
+
+# --------------------------------------------------------------------------- status report
 
 
 def test_status_counts_slots_of_live_workers_and_unacked_tasks():
     activity = {
-        "worker-a-1@h": {"alive": True, "concurrency": 4, "running": 2, "reserved": 1},
-        "worker-a-2@h": {"alive": False},
+        "worker-a@h-1": WorkerStatus("worker-a@h-1", True, concurrency=4, running=2, reserved=1),
+        "worker-a@h-2": WorkerStatus("worker-a@h-2", False),
     }
-    rows = scale.status_rows(CFG, {"worker-a": ["worker-a-1@h", "worker-a-2@h"]}, {}, activity)
-    assert (rows[0]["alive"], rows[0]["slots"], rows[0]["unacked"]) == (1, 4, 3)
-    assert rows[1]["workers"] == []
-    lines = scale.format_status(rows, "local")
+    rows = pool_status(SETTINGS, {"worker-a": ["worker-a@h-1", "worker-a@h-2"]}, {}, activity)
+    assert [r.pool for r in rows] == ["worker-a", "worker-b"]
+    assert (rows[0].alive, rows[0].slots, rows[0].unacked, rows[0].consumers, rows[0].ready) == (1, 4, 3, None, None)
+    assert rows[1].workers == () and rows[1].queues == ("queue_b",)
+    lines = render_status(StatusReport("local", tuple(rows)))
+    assert lines[0] == "engine: local"
     assert lines[2].split() == ["worker-a", "queue_a", "2", "1", "4", "?", "?", "3"]
-    assert lines[3].strip() == "worker-a-1@h  (concurrency 4, running 2, reserved 1)"
-    assert lines[4].strip() == "worker-a-2@h  (not answering ping)"
+    assert lines[3].strip() == "worker-a@h-1  (concurrency 4, running 2, reserved 1)"
+    assert lines[4].strip() == "worker-a@h-2  (not answering ping)"
+    assert lines[5].split() == ["worker-b", "queue_b", "0", "0", "0", "?", "?", "0"]
+
+
+def test_status_shows_consumers_this_engine_did_not_start():
+    from dts.broker import QueueStats
+
+    stats = {
+        "queue_a": QueueStats("queue_a", ready=7, consumers=3),
+        "queue_b": QueueStats("queue_b", ready=2, consumers=0),
+    }
+    activity = {"worker-a@h-1": WorkerStatus("worker-a@h-1", True, concurrency=1)}
+    rows = pool_status(SETTINGS, {"worker-a": ["worker-a@h-1"]}, stats, activity)
+    assert (rows[0].consumers, rows[0].ready, rows[0].other_consumers) == (3, 7, 2)
+    assert (rows[1].consumers, rows[1].ready, rows[1].other_consumers) == (0, 2, 0)
+    lines = render_status(StatusReport("compose", tuple(rows)))
+    assert "  + 2 consumer(s) of queue_a not started by this engine" in lines
