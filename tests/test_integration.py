@@ -160,3 +160,12 @@ def test_make_broker_provisions_a_private_vhost_user_and_env_file(rabbitmq, tmp_
 
     rabbitmqctl("delete_user", "dts-test-provision")
     rabbitmqctl("delete_vhost", "dts-test-provision")
+
+
+def test_provisioning_without_a_broker_exits_3_with_one_line(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("DTS_BROKER_USER=u\nDTS_BROKER_PASSWORD=p\nDTS_BROKER_VHOST=v\nDTS_BROKER_PORT=1\n")
+    proc = run_cli("-m", "dts.provision", "--env-file", str(env_file), timeout=60)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1 and "cannot reach the broker at localhost:1" in proc.stderr
+    assert "make broker" in proc.stderr and "Traceback" not in proc.stderr
