@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from celery_app import TASKS, app, use_settings
 from dts.broker import check_broker, redact_url, require_consumers, warm_up
@@ -18,6 +19,7 @@ from dts.cli import Parser, non_negative_int, positive_float, positive_int, prob
 from dts.config import Settings, load_settings
 from dts.dispatcher import dispatch_round
 from dts.reports import dispatch_report, render_dispatch, summarise_dispatch
+from dts.results import output_path, save
 
 log = logging.getLogger("dts.dispatch")
 EPILOG = """examples:
@@ -26,6 +28,7 @@ EPILOG = """examples:
   python dispatch.py --fail-times 2        the first 2 attempts of each task fail, the third succeeds
   python dispatch.py --json | jq .summary  machine-readable output
   python dispatch.py --repeat 10           benchmark: median overhead over 10 rounds
+  python dispatch.py --no-save             no result file (default: results/dispatch-<UTC time>.json)
 
 exit codes: 0 ok, 1 a task failed or isolation was breached, 2 bad usage or config,
             3 broker unreachable, 4 a queue has no consumer, 130 interrupted"""
@@ -48,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=positive_int, default=1, metavar="N",
                         help="dispatch N rounds and report median/min/max overhead (a benchmark); prints the last round")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    parser.add_argument(
+        "--output", type=Path, metavar="FILE", help="result file (default: results/dispatch-<UTC time>.json)"
+    )
+    parser.add_argument("--no-save", action="store_true", help="write no result file")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more diagnostics on stderr (-vv: debug)")
     return parser
 
@@ -73,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if args.fail_rate is not None:
         overrides["failure_rate"] = args.fail_rate
     announce = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+    result_file = output_path("dispatch", args.output, args.no_save)
     prepare(settings, announce)
     announce("Dispatching tasks...")
     rounds = []
@@ -83,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
         log.info("round %d/%d: total %.3fs overhead %.1f ms", n + 1, args.repeat, total, rounds[-1][1].overhead * 1000)
     report = dispatch_report(settings, rounds)
     print(json.dumps(report.to_json(), indent=2) if args.json else "\n".join(render_dispatch(report)))
+    save(result_file, "dispatch", report.to_json())
+    if result_file and not args.json:
+        print(f"Result file: {result_file}")
     return report.exit_code
 
 

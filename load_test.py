@@ -24,7 +24,8 @@ from dts.config import ENGINES, Settings, load_settings
 from dts.engine import make_engine, replicas
 from dts.errors import CliError, ExitCode
 from dts.loadgen import Progress, interleave, live_slots, run_load, task_plan
-from dts.reports import SCHEMA_VERSION, LoadReport, render_load, render_sweep, summarise_load, threshold_failures
+from dts.reports import LoadReport, render_load, render_sweep, summarise_load, threshold_failures
+from dts.results import output_path, save
 
 log = logging.getLogger("dts.load_test")
 EPILOG = """examples:
@@ -33,6 +34,7 @@ EPILOG = """examples:
   python load_test.py --tasks 40 --sweep 1,2,4,8        rescale every pool to each size, same load at each
                                                         (the pools are put back to their sizes afterwards)
   python load_test.py --tasks 20 --json --output run.json --plot run.png
+  python load_test.py --tasks 20 --no-save              no result file (default: results/load_test-<UTC time>.json)
 
 efficiency = ideal time / actual time, where the ideal is the lower bound for this load on the live
 worker slots (replicas x concurrency, asked from the workers): max(work / slots, ceil(tasks / slots) x
@@ -64,7 +66,7 @@ def check_outputs(args: argparse.Namespace, settings: Settings) -> None:
         raise CliError(f"--plot writes a PNG: give a file name ending in .png (got {args.plot})", ExitCode.USAGE)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise CliError("--plot needs matplotlib: pip install -r requirements-plot.txt", ExitCode.USAGE)
-    for path in (args.output, args.plot):
+    for path in (args.plot,):
         if path is None:
             continue
         if path.is_dir():
@@ -102,16 +104,8 @@ def sweep(settings: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
     return runs
 
 
-def write_json(path: Path, doc: dict[str, Any]) -> None:
-    """Atomically: a crash never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, path)
-
-
 def report_doc(args: argparse.Namespace, settings: Settings, runs: list[dict[str, Any]], problems: list[str]) -> dict:
     return {
-        "schema": SCHEMA_VERSION,
         "config": str(settings.path),
         "load": {"tasks": args.tasks, "mix": args.mix, "duration_a": args.duration_a, "duration_b": args.duration_b},
         "runs": [
@@ -140,7 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--engine", choices=ENGINES, help="where the workers run, for --sweep (default: config)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--output", type=Path, metavar="FILE", help="write the report and every sample as JSON")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="result file: the report and every sample as JSON (default: results/load_test-<UTC time>.json)",
+    )
+    parser.add_argument("--no-save", action="store_true", help="write no result file")
     parser.add_argument("--plot", type=Path, metavar="PNG", help="latency histogram + completion timeline (matplotlib)")
     parser.add_argument("--config", help="config file (default: test-config.yml, or $DTS_CONFIG)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more diagnostics on stderr")
@@ -162,17 +162,19 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     use_settings(settings)
     check_outputs(args, settings)
+    result_file = output_path("load_test", args.output, args.no_save)
     check_broker(app, settings.broker.connect_timeout)
     runs = sweep(settings, args) if args.sweep else [one_run(settings, args, None)]
     problems = [p for r in runs for p in threshold_failures(r["report"], settings)]
     doc = report_doc(args, settings, runs, problems)
-    if args.output:
-        write_json(args.output, doc)
+    save(result_file, "load_test", doc)
     if args.plot:
         from dts.plot import write_plot
 
         write_plot(doc["runs"][-1]["samples"], args.plot)
     print_report(args, doc, runs)
+    if result_file and not args.json:
+        print(f"Result file: {result_file}")
     return ExitCode.FAILED if problems else ExitCode.OK
 
 

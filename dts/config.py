@@ -356,6 +356,11 @@ def checkout_name() -> str:
     return "dts-" + hashlib.sha1(str(PROJECT_DIR).encode()).hexdigest()[:8]
 
 
+def results_dir() -> Path:
+    """Where result files go: $DTS_RESULTS_DIR, else the project's results/ (git-ignored)."""
+    return Path(os.environ.get("DTS_RESULTS_DIR") or PROJECT_DIR / "results")
+
+
 def resolve_config_path(path: str | os.PathLike | None) -> Path:
     """`--config` or $DTS_CONFIG or the project's test-config.yml. A relative path is relative to the
     project directory, not the current one, so every CLI and worker finds the same file wherever it runs."""

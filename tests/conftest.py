@@ -14,10 +14,11 @@ from helpers import IDLE_VHOST, IN_CI, TEST_BROKER_URL, TEST_VHOST, broker_answe
 
 
 @pytest.fixture(scope="session", autouse=True)
-def test_broker_url():
-    """Point everything the tests start at the test vhost, for the whole session."""
+def test_broker_url(tmp_path_factory):
+    """Point everything the tests start at the test vhost, and their result files at a temporary folder."""
     mp = pytest.MonkeyPatch()
     mp.setenv("BROKER_URL", TEST_BROKER_URL)
+    mp.setenv("DTS_RESULTS_DIR", str(tmp_path_factory.mktemp("results")))
     yield TEST_BROKER_URL
     mp.undo()
 

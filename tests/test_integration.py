@@ -29,7 +29,8 @@ def test_dispatch_prints_both_results_and_exits_0(config_path, clean_queues, cap
     assert "Result from task_b: Hello from Task B" in out
     assert "Task A retries: 0" in out and "Task B retries: 0" in out
     assert any(line.startswith("Total dispatcher time: ") for line in out)
-    assert out[-1] == "Isolation: OK (task_a on worker-a, task_b on worker-b)"
+    assert out[-2] == "Isolation: OK (task_a on worker-a, task_b on worker-b)"
+    assert out[-1].startswith("Result file: ")
 
 
 def test_dispatch_as_a_subprocess_json(config_path, clean_queues):

@@ -1,0 +1,51 @@
+"""Result files: every dispatch and load test leaves `results/<kind>-<UTC timestamp>.json` (README,
+"Result files", documents the schema), written atomically so a crash never leaves half a file.
+
+    path = output_path("dispatch", args.output, args.no_save)   # None: --no-save
+    save(path, "dispatch", report.to_json())
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dts.config import results_dir
+from dts.errors import CliError, ExitCode
+from dts.reports import SCHEMA_VERSION
+
+
+def default_name(kind: str, now: datetime) -> str:
+    """'dispatch-20261125T120102.345Z.json' (UTC, milliseconds: runs a second apart never collide)."""
+    return f"{kind}-{now.strftime('%Y%m%dT%H%M%S')}.{now.microsecond // 1000:03d}Z.json"
+
+
+def output_path(kind: str, output: Path | None, no_save: bool, now: datetime | None = None) -> Path | None:
+    """Where this run's result file goes, checked before the run (not after, when results would be lost)."""
+    if no_save:
+        return None
+    path = output or results_dir() / default_name(kind, now or datetime.now(UTC))
+    if path.is_dir():
+        raise CliError(f"{path} is a directory: give a file name, e.g. {path / 'run.json'}", ExitCode.USAGE)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot create {path.parent} ({exc.strerror}): pass --output PATH or --no-save",
+                       ExitCode.USAGE) from None  # fmt: skip
+    if not os.access(path.parent, os.W_OK):
+        raise CliError(f"cannot write {path}: its folder is not writable; pass --output PATH or --no-save",
+                       ExitCode.USAGE)  # fmt: skip
+    return path
+
+
+def save(path: Path | None, kind: str, body: dict[str, Any]) -> None:
+    """Write {schema, kind, created_at, **body} to a temp file beside `path`, then rename it into place."""
+    if path is None:
+        return
+    doc = {"schema": SCHEMA_VERSION, "kind": kind, "created_at": datetime.now(UTC).isoformat(), **body}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    os.replace(tmp, path)
