@@ -21,7 +21,7 @@ import yaml
 from dts.config import PROJECT_DIR, RUN_DIR, Settings, checkout_name, read_env_file
 from dts.engine import check_sizes, compose_command, declared_sizes, replicas, scale_plan, wait_for_pong
 from dts.errors import CliError, ExitCode
-from dts.worker import launch_argv, nodename
+from dts.worker import launch_argv, nodename, pool_of_node
 
 log = logging.getLogger("dts.compose")
 COMPOSE_FILE = PROJECT_DIR / "docker-compose.yml"
@@ -135,7 +135,7 @@ class ComposeEngine:
         self.compose("up", "-d", *([] if recreate else ["--no-recreate"]), *scales, *desired)
         ids = {name: cid for pool in desired for name, cid in self._nodes(pool).items()}
         for pool, count in desired.items():
-            have = sum(1 for name in ids if name.startswith(f"{pool}@"))
+            have = sum(1 for name in ids if pool_of_node(name) == pool)
             if have != count:
                 raise CliError(f"{pool}: compose runs {have} container(s), expected {count}; see `make logs`")
         restarts = {name: self._restarts(cid) for name, cid in ids.items()}

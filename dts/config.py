@@ -15,7 +15,7 @@ import hashlib
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -117,8 +117,6 @@ class Settings:
         return tuple(q for p in self.pools.values() for q in p.queues)
 
     def with_broker_url(self, url: str) -> Settings:
-        from dataclasses import replace
-
         return replace(self, broker=replace(self.broker, url=url))
 
 
