@@ -12,7 +12,6 @@ import argparse
 import importlib.util
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from dts.engine import make_engine, replicas
 from dts.errors import CliError, ExitCode
 from dts.loadgen import Progress, interleave, live_slots, run_load, task_plan
 from dts.reports import LoadReport, render_load, render_sweep, summarise_load, threshold_failures
-from dts.results import output_path, save
+from dts.results import check_writable, output_path, save
 
 log = logging.getLogger("dts.load_test")
 EPILOG = """examples:
@@ -66,15 +65,8 @@ def check_outputs(args: argparse.Namespace, settings: Settings) -> None:
         raise CliError(f"--plot writes a PNG: give a file name ending in .png (got {args.plot})", ExitCode.USAGE)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise CliError("--plot needs matplotlib: pip install -r requirements-plot.txt", ExitCode.USAGE)
-    for path in (args.plot,):
-        if path is None:
-            continue
-        if path.is_dir():
-            raise CliError(f"{path} is a directory: give a file name, e.g. {path / 'run.json'}", ExitCode.USAGE)
-        parent = path.parent if str(path.parent) else Path(".")
-        parent.mkdir(parents=True, exist_ok=True)
-        if not os.access(parent, os.W_OK):
-            raise CliError(f"cannot write {path}: its folder is not writable", ExitCode.USAGE)
+    if args.plot:
+        check_writable(args.plot)
 
 
 def one_run(settings: Settings, args: argparse.Namespace, size: int | None) -> dict[str, Any]:

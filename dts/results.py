@@ -23,22 +23,25 @@ def default_name(kind: str, now: datetime) -> str:
     return f"{kind}-{now.strftime('%Y%m%dT%H%M%S')}.{now.microsecond // 1000:03d}Z.json"
 
 
-def output_path(kind: str, output: Path | None, no_save: bool, now: datetime | None = None) -> Path | None:
-    """Where this run's result file goes, checked before the run (not after, when results would be lost)."""
-    if no_save:
-        return None
-    path = output or results_dir() / default_name(kind, now or datetime.now(UTC))
+def check_writable(path: Path, hint: str = "") -> Path:
+    """CliError(exit 2) unless `path` can be written: not a directory, its folder exists (made) and is writable."""
     if path.is_dir():
         raise CliError(f"{path} is a directory: give a file name, e.g. {path / 'run.json'}", ExitCode.USAGE)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CliError(f"cannot create {path.parent} ({exc.strerror}): pass --output PATH or --no-save",
-                       ExitCode.USAGE) from None  # fmt: skip
+        raise CliError(f"cannot create {path.parent} ({exc.strerror}){hint}", ExitCode.USAGE) from None
     if not os.access(path.parent, os.W_OK):
-        raise CliError(f"cannot write {path}: its folder is not writable; pass --output PATH or --no-save",
-                       ExitCode.USAGE)  # fmt: skip
+        raise CliError(f"cannot write {path}: its folder is not writable{hint}", ExitCode.USAGE)
     return path
+
+
+def output_path(kind: str, output: Path | None, no_save: bool, now: datetime | None = None) -> Path | None:
+    """Where this run's result file goes, checked before the run (not after, when results would be lost)."""
+    if no_save:
+        return None
+    path = output or results_dir() / default_name(kind, now or datetime.now(UTC))
+    return check_writable(path, "; pass --output PATH or --no-save")
 
 
 def save(path: Path | None, kind: str, body: dict[str, Any]) -> None:
