@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -11,8 +12,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKER_HOST = os.environ.get("DTS_TEST_BROKER_HOST", "localhost")
-TEST_VHOST = "dts-test"
-IDLE_VHOST = "dts-test-idle"  # a vhost where no worker ever runs
+CHECKOUT = hashlib.sha1(str(ROOT).encode()).hexdigest()[:8]  # two checkouts' test runs never share a vhost
+TEST_VHOST = f"dts-test-{CHECKOUT}"
+IDLE_VHOST = f"dts-test-idle-{CHECKOUT}"  # a vhost where no worker ever runs
 TEST_BROKER_URL = f"amqp://guest:guest@{BROKER_HOST}:5672/{TEST_VHOST}"
 IDLE_BROKER_URL = f"amqp://guest:guest@{BROKER_HOST}:5672/{IDLE_VHOST}"
 IN_CI = os.environ.get("CI", "").lower() == "true"

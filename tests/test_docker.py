@@ -17,12 +17,12 @@ import sys
 
 import pytest
 from celery.result import ResultSet
-from helpers import IN_CI, ROOT, app_for, run_cli, vhost_url, write_config
+from helpers import CHECKOUT, IN_CI, ROOT, app_for, run_cli, vhost_url, write_config
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
-E2E_VHOST = "dts-e2e"
-E2E_USER = "dts-e2e"
+E2E_VHOST = f"dts-e2e-{CHECKOUT}"
+E2E_USER = f"dts-e2e-{CHECKOUT}"
 QUEUES = {"worker-a": "boxed_a", "worker-b": "boxed_b"}  # renamed: the containers must follow the config
 
 
@@ -56,7 +56,7 @@ def stack(rabbitmq, tmp_path_factory):
     project = f"dts-e2e-{os.getpid()}"
     credentials = {"DTS_BROKER_USER": E2E_USER, "DTS_BROKER_PASSWORD": password, "DTS_BROKER_VHOST": E2E_VHOST}
     env = {"BROKER_URL": vhost_url(E2E_VHOST, E2E_USER, password), "DTS_CONFIG": str(cfg_path),
-           "COMPOSE_PROJECT_NAME": project, "DTS_IMAGE": "dts-worker:e2e", "PY": sys.executable, **credentials}  # fmt: skip
+           "COMPOSE_PROJECT_NAME": project, "DTS_IMAGE": f"dts-worker:e2e-{CHECKOUT}", "PY": sys.executable, **credentials}  # fmt: skip
     build = subprocess.run(["sh", "scripts/build-image.sh"], cwd=ROOT, env=dict(os.environ, **env),
                            capture_output=True, text=True, timeout=600)  # fmt: skip
     assert build.returncode == 0, build.stdout + build.stderr

@@ -1,4 +1,4 @@
-"""Integration tests: a real RabbitMQ (vhost dts-test) and real `celery worker` processes.
+"""Integration tests: a real RabbitMQ (a vhost of its own per checkout) and real `celery worker` processes.
 
 The session starts 2 worker-a and 2 worker-b processes (tests/conftest.py). Nothing here is mocked
 and nothing waits on a sleep: every wait is a result.get(timeout) or a deadline-bounded poll.
