@@ -3,6 +3,7 @@
 python dispatch.py                      # default config (test-config.yml)
 python dispatch.py --fail-rate 0.5      # inject transient failures to watch the backoff
 python dispatch.py --json               # one JSON document on stdout
+python dispatch.py --quiet              # only the results, one line per task
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import json
 import logging
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from celery_app import TASKS, app, use_settings
@@ -18,7 +20,15 @@ from dts.broker import check_broker, redact_url, require_consumers, warm_up
 from dts.cli import Parser, non_negative_int, positive_float, positive_int, probability, run_main
 from dts.config import Settings, load_settings
 from dts.dispatcher import dispatch_round
-from dts.reports import dispatch_report, render_dispatch, summarise_dispatch
+from dts.live import EventStream, LiveView, TaskWatch
+from dts.reports import (
+    DISPATCH_COLUMNS,
+    bare_results,
+    dispatch_report,
+    dispatch_rows,
+    dispatch_totals,
+    summarise_dispatch,
+)
 from dts.results import output_path, save
 
 log = logging.getLogger("dts.dispatch")
@@ -27,8 +37,14 @@ EPILOG = """examples:
   python dispatch.py --fail-rate 0.5       each attempt fails with p=0.5: watch the retries back off
   python dispatch.py --fail-times 2        the first 2 attempts of each task fail, the third succeeds
   python dispatch.py --json | jq .summary  machine-readable output
+  python dispatch.py --quiet               only the results ("task_a: Hello from Task A")
+  python dispatch.py | cat                 plain lines, no colour (also with CI=true or NO_COLOR=1)
   python dispatch.py --repeat 10           benchmark: median overhead over 10 rounds
   python dispatch.py --no-save             no result file (default: results/dispatch-<UTC time>.json)
+
+live lines: HH:MM:SS.mmm STATE TASK ID WHERE [DETAIL], STATE one of SENT (WHERE = queue), RECEIVED,
+STARTED, RETRY (attempt, error, backoff delay), SUCCESS (run time), FAILURE, UNKNOWN (no result by the
+deadline); WHERE = the worker. From Celery's task events (monitoring.task_events in the config).
 
 exit codes: 0 ok, 1 a task failed or isolation was breached, 2 bad usage or config,
             3 broker unreachable, 4 a queue has no consumer, 130 interrupted"""
@@ -50,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="make the first N attempts of each task fail (N > retry.max_retries fails the task)")  # fmt: skip
     parser.add_argument("--repeat", type=positive_int, default=1, metavar="N",
                         help="dispatch N rounds and report median/min/max overhead (a benchmark); prints the last round")  # fmt: skip
-    parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    output.add_argument("-q", "--quiet", action="store_true", help="print only the results, one line per task")
     parser.add_argument(
         "--output", type=Path, metavar="FILE", help="result file (default: results/dispatch-<UTC time>.json)"
     )
@@ -79,21 +97,32 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"fail_times": args.fail_times} if args.fail_times else {}
     if args.fail_rate is not None:
         overrides["failure_rate"] = args.fail_rate
-    announce = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+    view = None if args.json or args.quiet else LiveView(sys.stdout)
+    announce = view.message if view else (lambda line: None)
     result_file = output_path("dispatch", args.output, args.no_save)
     prepare(settings, announce)
     announce("Dispatching tasks...")
     rounds = []
     for n in range(args.repeat):
-        outcomes, total = dispatch_round(settings, TASKS, args.timeout or settings.dispatch.timeout, overrides,
-                                         announce if n == 0 else (lambda line: None))  # fmt: skip
+        watch = TaskWatch(view.show, settings.retry.max_retries) if view and n == 0 else None
+        events = EventStream(app, watch.feed) if watch and settings.monitoring.task_events else nullcontext()
+        with events:
+            outcomes, total = dispatch_round(settings, TASKS, args.timeout or settings.dispatch.timeout, overrides,
+                                             watch)  # fmt: skip
         rounds.append((outcomes, summarise_dispatch(outcomes, total)))
         log.info("round %d/%d: total %.3fs overhead %.1f ms", n + 1, args.repeat, total, rounds[-1][1].overhead * 1000)
     report = dispatch_report(settings, rounds)
-    print(json.dumps(report.to_json(), indent=2) if args.json else "\n".join(render_dispatch(report)))
     save(result_file, "dispatch", report.to_json())
-    if result_file and not args.json:
-        print(f"Result file: {result_file}")
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    elif args.quiet:
+        print("\n".join(bare_results(report)))
+    else:
+        view.table(DISPATCH_COLUMNS, dispatch_rows(report))
+        for line in dispatch_totals(report):
+            view.message(line)
+        if result_file:
+            view.message(f"Result file: {result_file}")
     return report.exit_code
 
 

@@ -22,7 +22,8 @@ from dts.cli import Parser, non_negative_float, positive_float, positive_int, pr
 from dts.config import ENGINES, Settings, load_settings
 from dts.engine import make_engine, replicas
 from dts.errors import CliError, ExitCode
-from dts.loadgen import Progress, interleave, live_slots, run_load, task_plan
+from dts.live import LoadProgress
+from dts.loadgen import interleave, live_slots, run_load, task_plan
 from dts.reports import LoadReport, render_load, render_sweep, summarise_load, threshold_failures
 from dts.results import check_writable, output_path, save
 
@@ -75,8 +76,12 @@ def one_run(settings: Settings, args: argparse.Namespace, size: int | None) -> d
     slots = live_slots(app, settings)
     order = interleave(task_plan(args.tasks, args.mix))
     log.info("load: %d tasks; slots %s", len(order), slots)
-    progress = Progress(len(order), sys.stderr.isatty() and not args.json)
-    samples, wall = run_load(app, TASKS, order, task_kwargs(args), args.timeout or settings.load_test.timeout, progress)
+    progress = LoadProgress(len(order), enabled=not args.json)
+    try:
+        samples, wall = run_load(app, TASKS, order, task_kwargs(args), args.timeout or settings.load_test.timeout,
+                                 progress)  # fmt: skip
+    finally:
+        progress.close()
     return {"size": size, "report": summarise_load(settings, samples, slots, wall), "samples": samples}
 
 

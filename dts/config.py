@@ -36,7 +36,7 @@ BROKER_SCHEMES = ("amqp", "amqps", "pyamqp")
 POOL_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")  # a compose service, a Celery node name and a file name
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 MAX_POOLS = 20
-ROOT_KEYS = ("name", "broker", "pools", "tasks", "retry", "engine", "dispatch", "load_test")
+ROOT_KEYS = ("name", "broker", "pools", "tasks", "retry", "engine", "dispatch", "load_test", "monitoring")
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,11 @@ class LoadTestSettings:
 
 
 @dataclass(frozen=True)
+class MonitoringSettings:
+    task_events: bool = True  # workers send task events, clients send task-sent events (live view, Flower)
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path
     name: str
@@ -104,6 +109,7 @@ class Settings:
     engine: EngineSettings
     dispatch: DispatchSettings
     load_test: LoadTestSettings
+    monitoring: MonitoringSettings = MonitoringSettings()
 
     def pool_for_queue(self, queue: str) -> PoolSettings:
         return next(p for p in self.pools.values() if queue in p.queues)
@@ -320,6 +326,7 @@ def parse_settings(data: Any, path: Path, env: dict[str, str] | None = None) -> 
     tasks = _tasks(root.section("tasks"))
     _check_routes(path, tasks, pools)
     retry_sec, dispatch_sec, load_sec = root.section("retry"), root.section("dispatch"), root.section("load_test")
+    monitoring_sec = root.section("monitoring")
     settings = Settings(
         path=path,
         name=root.get("name", str, "Distributed test"),
@@ -339,8 +346,9 @@ def parse_settings(data: Any, path: Path, env: dict[str, str] | None = None) -> 
             min_efficiency=load_sec.number("min_efficiency", 0.0, hi=1.0),
             max_p95=load_sec.number("max_p95", 0.0),
         ),
+        monitoring=MonitoringSettings(task_events=monitoring_sec.get("task_events", bool, True)),
     )
-    for sec in (retry_sec, dispatch_sec, load_sec, root):
+    for sec in (retry_sec, dispatch_sec, load_sec, monitoring_sec, root):
         sec.done()
     return settings
 

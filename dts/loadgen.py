@@ -5,7 +5,6 @@ samples, wall = run_load(app, tasks, plan, kwargs, timeout, progress)
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import replace
 from typing import Any
@@ -14,6 +13,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import ResultSet
 
 from dts.config import Settings
+from dts.live import LoadProgress
 from dts.reports import Sample
 
 
@@ -45,21 +45,6 @@ def live_slots(app, settings: Settings) -> dict[str, int]:
     return slots
 
 
-class Progress:
-    """A one-line progress bar on stderr when it is a terminal; silent otherwise."""
-
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.enabled, self.done = total, enabled, 0
-
-    def step(self) -> None:
-        self.done += 1
-        if self.enabled:
-            filled = int(30 * self.done / self.total)
-            end = "\n" if self.done == self.total else ""
-            sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total}{end}")
-            sys.stderr.flush()
-
-
 def publish(app, tasks: dict, order: list[str], kwargs: dict[str, dict[str, Any]]) -> list[tuple[Sample, Any]]:
     """Send every task through one producer (one connection, one channel); kwargs per task type."""
     sent = []
@@ -80,7 +65,7 @@ def _filled(sample: Sample, meta: dict[str, Any]) -> Sample:
     return replace(sample, received_at=received, error=error)
 
 
-def collect(sent: list[tuple[Sample, Any]], timeout: float, progress: Progress) -> list[Sample]:
+def collect(sent: list[tuple[Sample, Any]], timeout: float, progress: LoadProgress) -> list[Sample]:
     """Each sample with its outcome, as results arrive (any order), until all are in or the timeout passes."""
     samples = {sample.task_id: sample for sample, _ in sent}
     done: dict[str, Sample] = {}
@@ -96,7 +81,7 @@ def collect(sent: list[tuple[Sample, Any]], timeout: float, progress: Progress) 
 
 
 def run_load(app, tasks: dict, order: list[str], kwargs: dict[str, dict[str, Any]], timeout: float,
-             progress: Progress) -> tuple[list[Sample], float]:  # fmt: skip
+             progress: LoadProgress) -> tuple[list[Sample], float]:  # fmt: skip
     t0 = time.perf_counter()
     sent = publish(app, tasks, order, kwargs)
     samples = collect(sent, timeout, progress)

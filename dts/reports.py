@@ -145,28 +145,39 @@ def dispatch_report(settings: Settings, rounds: list[tuple[list[TaskOutcome], Di
     )
 
 
-def _outcome_lines(o: TaskOutcome) -> list[str]:
-    name, lines = label(o.task), []
-    if o.result:
-        r = o.result
-        delays = ", ".join(f"{d:.2f}s" for d in r["retry_delays"])
-        lines += [
-            f"Result from {o.task}: {r['message']}",
-            f"{name} worker: {r['worker']} ({r['queue']})",
-            f"{name} execution time: {r['execution_time']:.3f}s",
-            f"{name} retries: {r['retries']}" + (f" (backoff {delays})" if delays else ""),
-        ]
-    if o.error:
-        lines.append(f"{name} FAILED: {o.error}")
-    if o.isolation_breach:
-        lines.append(f"{name} ISOLATION BREACH: {o.isolation_breach}")
-    return lines
+DISPATCH_COLUMNS = ("Task", "Result", "Worker", "Queue", "Time", "Retries")
 
 
-def render_dispatch(report: DispatchReport) -> list[str]:
-    s = report.summary
-    lines = [line for o in report.outcomes for line in _outcome_lines(o)]
-    lines.append(f"Total dispatcher time: {s.total_time:.3f}s (concurrent execution)")
+def dispatch_rows(report: DispatchReport) -> list[tuple[str, ...]]:
+    """The summary table: one row per task (DISPATCH_COLUMNS)."""
+    rows = []
+    for o in report.outcomes:
+        r = o.result or {}
+        delays = ", ".join(f"{d:.2f}s" for d in r.get("retry_delays", []))
+        retries = f"{o.retries}" + (f" (backoff {delays})" if delays else "")
+        result = r.get("message", "") if o.ok else f"FAILED: {o.error or o.isolation_breach}"
+        time_ = f"{r['execution_time']:.3f}s" if r else "-"
+        rows.append((o.task, result, r.get("worker") or "-", r.get("queue") or "-", time_, retries))
+    return rows
+
+
+def table_lines(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """A plain text table, columns padded to their widest cell."""
+    widths = [max(len(str(c)) for c in column) for column in zip(columns, *rows, strict=True)]
+    return ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in (columns, *rows)]
+
+
+def dispatch_totals(report: DispatchReport) -> list[str]:
+    """The lines under the table: wall time, counts, fastest/slowest, speed-up, retries, isolation."""
+    s, outcomes = report.summary, report.outcomes
+    ok = [o for o in outcomes if o.ok]
+    lines = [f"Total dispatcher time: {s.total_time:.3f}s (concurrent execution)",
+             f"Tasks: {len(ok)} succeeded, {len(outcomes) - len(ok)} failed"]  # fmt: skip
+    if ok:
+        fastest = min(ok, key=lambda o: o.result["execution_time"])
+        slowest = max(ok, key=lambda o: o.result["execution_time"])
+        lines[-1] += (f"; fastest {fastest.task} {fastest.result['execution_time']:.3f}s, "
+                      f"slowest {slowest.task} {slowest.result['execution_time']:.3f}s")  # fmt: skip
     if not s.failed and s.total_retries:
         lines.append(f"Time includes backoff waits of up to {s.max_backoff:.3f}s per task; "
                      "speed-up is reported for runs without retries")  # fmt: skip
@@ -176,15 +187,27 @@ def render_dispatch(report: DispatchReport) -> list[str]:
         lines.append(f"Speed-up from concurrency: {s.speedup:.2f}x; "
                      f"overhead beyond the longest task: {s.overhead * 1000:.1f} ms")  # fmt: skip
     lines.append(f"Total retries: {s.total_retries}")
+    lines += [f"{o.task} ISOLATION BREACH: {o.isolation_breach}" for o in outcomes if o.isolation_breach]
     if s.failed:
         lines.append(f"FAILED: {', '.join(s.failed)}")
     else:
-        lines.append("Isolation: OK (" + ", ".join(f"{o.task} on {o.pool}" for o in report.outcomes) + ")")
+        lines.append("Isolation: OK (" + ", ".join(f"{o.task} on {o.pool}" for o in outcomes) + ")")
     r = report.repeat
     if r and r.overhead_median is not None:
         lines.append(f"Over {r.rounds} rounds: total time median {r.total_median * 1000:.1f} ms; overhead median "
                      f"{r.overhead_median * 1000:.1f} ms (min {r.overhead_min * 1000:.1f}, max {r.overhead_max * 1000:.1f})")  # fmt: skip
     return lines
+
+
+def render_dispatch(report: DispatchReport) -> list[str]:
+    """The summary as plain text: the table, then the totals."""
+    return table_lines(DISPATCH_COLUMNS, dispatch_rows(report)) + dispatch_totals(report)
+
+
+def bare_results(report: DispatchReport) -> list[str]:
+    """--quiet: one line per task, its result or why it failed."""
+    return [f"{o.task}: {o.result['message']}" if o.ok else f"{o.task}: FAILED: {o.error or o.isolation_breach}"
+            for o in report.outcomes]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- load test

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +31,7 @@ def write_config(path: Path, **overrides: str) -> Path:
     v = {
         "duration_a": "0.1", "duration_b": "0.2", "failure_rate": "0.0", "max_retries": "3",
         "backoff_base": "0.05", "replicas": "2", "timeout": "30", "stop_timeout": "30",
-        "queue_a": "queue_a", "queue_b": "queue_b",
+        "queue_a": "queue_a", "queue_b": "queue_b", "task_events": "true",
     }  # fmt: skip
     v.update(overrides)
     path.write_text(
@@ -52,6 +53,8 @@ def write_config(path: Path, **overrides: str) -> Path:
           start_timeout: 60
         dispatch:
           timeout: {v["timeout"]}
+        monitoring:
+          task_events: {v["task_events"]}
         """)
     )
     return path
@@ -78,3 +81,34 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120)
     """A project script as a subprocess from the project directory (env: extra variables)."""
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=dict(os.environ, **(env or {})), capture_output=True,
                           text=True, timeout=timeout)  # fmt: skip
+
+
+def run_in_pty(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> tuple[int, str]:
+    """A project script with a pseudo-terminal as stdin/stdout/stderr (as a person at a terminal runs it),
+    without CI=true. Returns the exit code and everything it wrote."""
+    import pty
+    import select
+
+    child_env = {k: v for k, v in os.environ.items() if k != "CI"}
+    child_env.update({"TERM": "xterm-256color", "COLUMNS": "200", **(env or {})})
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=child_env, stdin=slave, stdout=slave,
+                            stderr=slave, close_fds=True)  # fmt: skip
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                proc.kill()
+                raise AssertionError(f"{args} wrote nothing for {timeout}s; output so far: {b''.join(chunks)!r}")
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+    return proc.wait(timeout=10), b"".join(chunks).decode(errors="replace")

@@ -4,6 +4,7 @@ dispatch.py's argument and config errors."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from helpers import ROOT, write_config
@@ -15,6 +16,7 @@ from dts.errors import ExitCode
 from dts.reports import (
     SCHEMA_VERSION,
     TaskOutcome,
+    bare_results,
     dispatch_report,
     label,
     render_dispatch,
@@ -45,20 +47,24 @@ def report_lines(outs: list[TaskOutcome], total: float) -> list[str]:
     return render_dispatch(dispatch_report(SETTINGS, [(outs, summarise_dispatch(outs, total))]))
 
 
-def test_report_has_the_seed_lines_and_an_honest_comparison():
+def row(lines: list[str], task: str) -> list[str]:
+    """The summary table's cells for `task` (columns are separated by two or more spaces)."""
+    table = lines[: next(i for i, line in enumerate(lines) if line.startswith("Total dispatcher time"))]
+    (line,) = [line for line in table if line.startswith(task + " ")]
+    return re.split(r"\s{2,}", line)
+
+
+def test_report_has_a_summary_table_and_an_honest_comparison():
     outs = outcomes()
     summary = summarise_dispatch(outs, total=0.25)
     assert (summary.sum_execution_time, summary.longest_execution_time) == (pytest.approx(0.3), 0.2)
     assert summary.overhead == pytest.approx(0.05) and summary.speedup == pytest.approx(1.2)
     assert summary.failed == () and summary.total_retries == 0
     lines = report_lines(outs, 0.25)
-    assert lines[:4] == [
-        "Result from task_a: Hello from Task A",
-        "Task A worker: worker-a@h-1 (queue_a)",
-        "Task A execution time: 0.100s",
-        "Task A retries: 0",
-    ]
-    assert "Result from task_b: Hello from Task B" in lines
+    assert re.split(r"\s{2,}", lines[0]) == ["Task", "Result", "Worker", "Queue", "Time", "Retries"]
+    assert row(lines, "task_a") == ["task_a", "Hello from Task A", "worker-a@h-1", "queue_a", "0.100s", "0"]
+    assert row(lines, "task_b") == ["task_b", "Hello from Task B", "worker-b@h-1", "queue_b", "0.200s", "0"]
+    assert "Tasks: 2 succeeded, 0 failed; fastest task_a 0.100s, slowest task_b 0.200s" in lines
     assert "Total dispatcher time: 0.250s (concurrent execution)" in lines
     assert any(line.startswith("Sum of task execution times: 0.300s") for line in lines)
     assert "Speed-up from concurrency: 1.20x; overhead beyond the longest task: 50.0 ms" in lines
@@ -83,7 +89,7 @@ def test_retries_and_backoff_are_reported():
     summary = summarise_dispatch([o], 0.5)
     assert summary.total_retries == 2 and summary.max_backoff == pytest.approx(0.15)
     lines = report_lines([o], 0.5)
-    assert "Task A retries: 2 (backoff 0.05s, 0.10s)" in lines
+    assert row(lines, "task_a")[-1] == "2 (backoff 0.05s, 0.10s)"
     assert "Total retries: 2" in lines
     assert (
         "Time includes backoff waits of up to 0.150s per task; speed-up is reported for runs without retries" in lines
@@ -106,7 +112,8 @@ def test_isolation_breach_fails_and_says_what_ran_where(worker, breach):
     report = dispatch_report(SETTINGS, [(outs, summary)])
     assert report.exit_code == ExitCode.FAILED
     lines = render_dispatch(report)
-    assert f"Task A ISOLATION BREACH: {breach}" in lines
+    assert f"task_a ISOLATION BREACH: {breach}" in lines
+    assert row(lines, "task_a")[1] == f"FAILED: {breach}"
     assert lines[-1] == "FAILED: task_a"
 
 
@@ -134,8 +141,12 @@ def test_failed_task_is_reported_not_dropped():
     assert summary.failed == ("task_a",)
     assert summary.sum_execution_time == pytest.approx(0.2)  # only the task that ran
     lines = report_lines(outs, 0.3)
-    assert "Task A FAILED: TransientError: boom" in lines
-    assert "Result from task_b: Hello from Task B" in lines
+    assert row(lines, "task_a")[1:] == ["FAILED: TransientError: boom", "-", "-", "-", "0"]
+    assert row(lines, "task_b")[1] == "Hello from Task B"
+    assert "Tasks: 1 succeeded, 1 failed; fastest task_b 0.200s, slowest task_b 0.200s" in lines
+    assert bare_results(dispatch_report(SETTINGS, [(outs, summarise_dispatch(outs, 0.3))])) == [
+        "task_a: FAILED: TransientError: boom", "task_b: Hello from Task B",
+    ]  # fmt: skip
     assert lines[-1] == "FAILED: task_a"
 
 
