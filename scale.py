@@ -15,7 +15,7 @@ import json
 import sys
 
 from celery_app import app, use_settings
-from dts.broker import START_HINT, check_broker
+from dts.broker import check_broker
 from dts.cli import Parser, non_negative_int, positive_float, positive_int, run_main
 from dts.compose import ComposeEngine
 from dts.config import ENGINES, Settings, load_settings
@@ -88,7 +88,7 @@ def status(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
     else:
         print("\n".join(render_health(report) if args.command == "health" else render_status(report)))
     if not report.broker_ok:
-        print(f"scale.py: error: {report.problems[0]}: {START_HINT}", file=sys.stderr)
+        print(f"scale.py: error: {report.broker_error}", file=sys.stderr)
     return report.exit_code
 
 

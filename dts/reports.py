@@ -404,6 +404,7 @@ class StatusReport:
     pools: tuple[PoolStatus, ...]
     broker: str = ""  # the broker URL, password redacted
     broker_ok: bool = True
+    broker_error: str = ""  # why the broker did not answer (one line, with the fix)
     queues: tuple[QueueStatus, ...] = ()
     problems: tuple[str, ...] = ()  # what makes it unhealthy (health_problems), empty when healthy
     exit_code: int = ExitCode.OK
@@ -443,7 +444,7 @@ def health_problems(report: StatusReport) -> tuple[list[str], int]:
     """What is wrong, one line each, and the exit code: 3 broker unreachable; 4 a queue without consumers
     or a worker of the engine not answering ping; 0 healthy."""
     if not report.broker_ok:
-        return [f"broker {report.broker} unreachable"], ExitCode.BROKER_UNREACHABLE
+        return [report.broker_error or f"broker {report.broker} unreachable"], ExitCode.BROKER_UNREACHABLE
     problems = [f"{q.queue} (pool {q.pool}) has no consumer" for q in report.queues if q.consumers == 0]
     problems += [f"{w.name} (pool {p.pool}) does not answer ping" for p in report.pools for w in p.workers
                  if not w.alive]  # fmt: skip
@@ -478,7 +479,8 @@ STATUS_HEADERS = ("pool", "queues", "wanted", "running", "slots", "consumers", "
 
 def status_rows(report: StatusReport) -> list[tuple[str, ...]]:
     """The status table's rows (one per pool, columns STATUS_HEADERS), for the text and the live view."""
-    return [(r.pool, ",".join(r.queues), str(len(r.workers)), str(r.alive), str(r.slots), _unknown(r.consumers),
+    return [(r.pool, ",".join(r.queues), str(len(r.workers)), str(r.alive) if report.broker_ok else "-",
+             str(r.slots) if report.broker_ok else "-", _unknown(r.consumers),
              _unknown(r.ready), _unknown(r.unacked), _unknown(r.tasks_per_s, "{:.1f}")) for r in report.pools]  # fmt: skip
 
 
@@ -497,6 +499,7 @@ def render_status(report: StatusReport) -> list[str]:
         for m in r.workers:
             state = (f"concurrency {m.concurrency}, running {m.running}, reserved {m.reserved}, "
                      f"processed {m.processed}" if m.alive else "not answering ping")  # fmt: skip
+            state = state if report.broker_ok else "not asked: broker unreachable"
             lines.append(f"  {m.name}  ({state})")
         if r.other_consumers:
             lines.append(f"  + {r.other_consumers} consumer(s) of {','.join(r.queues)} not started by this engine")
@@ -512,7 +515,8 @@ def render_health(report: StatusReport) -> list[str]:
     lines = [f"broker  {report.broker or '?'}  {'ok' if report.broker_ok else 'UNREACHABLE'}", ""]
     lines += _table(HEALTH_QUEUE_HEADERS, [(q.queue, q.pool, _unknown(q.consumers), _unknown(q.ready))
                                            for q in report.queues])  # fmt: skip
-    workers = [(w.name, p.pool, "ok" if w.alive else "NO REPLY") for p in report.pools for w in p.workers]
+    ping = {True: "ok", False: "NO REPLY"} if report.broker_ok else {True: "-", False: "-"}  # not asked
+    workers = [(w.name, p.pool, ping[w.alive]) for p in report.pools for w in p.workers]
     lines += ["", *_table(HEALTH_WORKER_HEADERS, workers)] if workers else ["", f"no workers ({report.engine})"]
     lines.append("")
     lines += [f"UNHEALTHY (exit {report.exit_code}): {p}" for p in report.problems] or ["healthy"]

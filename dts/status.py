@@ -74,13 +74,16 @@ def collect_status(settings: Settings, engines: list[Engine], app) -> StatusRepo
         stats = queue_stats(app, settings.queues)
         activity = worker_activity(app, [n for nodes in workers.values() for n in nodes])
     except CliError as exc:
-        log.warning("%s", exc)
-        stats, activity = {}, {}
+        log.debug("broker: %s", exc)
+        stats, activity, broker_error = {}, {}, str(exc)
+    else:
+        broker_error = ""
     report = StatusReport(
         engine="+".join(names),
         pools=tuple(pool_status(settings, workers, stats, activity)),
         broker=redact_url(app.conf.broker_url),
-        broker_ok=bool(stats),
+        broker_ok=not broker_error,
+        broker_error=broker_error,
         queues=tuple(queue_status(settings, stats)),
         time=datetime.now(UTC).isoformat(timespec="seconds"),
     )
@@ -94,14 +97,15 @@ def live_view_wanted(stream=None) -> bool:
 
 
 def rich_table(report: StatusReport):
+    """The live view's table: the same rows as the text (status_rows), narrow enough for 80 columns."""
+    from rich import box
     from rich.table import Table
 
-    title = f"{report.time}  engine {report.engine}  broker {report.broker} " + (
-        "ok" if report.broker_ok else "UNREACHABLE"
-    )
-    table = Table(title=title, caption="; ".join(report.problems) or "healthy   (Ctrl-C to stop)")
+    broker = f"{report.broker} {'ok' if report.broker_ok else 'UNREACHABLE'}"
+    table = Table(title=f"{report.time}  engine {report.engine}\nbroker {broker}", box=box.SIMPLE_HEAD, padding=(0, 0),
+                  pad_edge=False, caption="\n".join(report.problems) or "healthy   (Ctrl-C to stop)")  # fmt: skip
     for index, header in enumerate(STATUS_HEADERS):
-        table.add_column(header, justify="left" if index < 2 else "right")
+        table.add_column(header, justify="left" if index < 2 else "right", no_wrap=index < 2)
     for row in status_rows(report):
         table.add_row(*row)
     return table
