@@ -81,7 +81,7 @@ def status(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
     """status, status --watch and health: one report (dts.status), three renderings."""
     engines = engines_in_use(engine, settings, args.engine)
     if getattr(args, "watch", False):
-        return watch(settings, engines, app, interval=args.interval, count=args.count)
+        return watch(settings, engines, app, interval=args.interval, count=args.count, as_json=args.json)
     report = collect_status(settings, engines, app)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     every = sub.add_parser("all", parents=[common], help="resize every pool: all COUNT")
     every.add_argument("count", metavar="COUNT", type=non_negative_int, help="new number of workers per pool")
     show = sub.add_parser("status", parents=[common], help="workers, consumers and queue depth per pool")
-    show.add_argument("--json", action="store_true", help="one JSON document")
+    show.add_argument("--json", action="store_true", help="one JSON document (with --watch: one per line and refresh)")
     show.add_argument("-w", "--watch", action="store_true", help="refresh every --interval seconds until Ctrl-C")
     show.add_argument("--interval", type=positive_float, default=1.0, help="seconds between refreshes (default 1)")
     show.add_argument("--count", type=positive_int, help="with --watch: stop after COUNT refreshes")

@@ -8,6 +8,7 @@ queues (asked from the broker). One code path for `scale.py status`, `status --w
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -111,11 +112,13 @@ def rich_table(report: StatusReport):
     return table
 
 
-def watch(settings: Settings, engines: list[Engine], app, interval: float = 1.0, count: int | None = None) -> int:
+def watch(settings: Settings, engines: list[Engine], app, interval: float = 1.0, count: int | None = None,
+          as_json: bool = False) -> int:  # fmt: skip
     """Refresh the status every `interval` seconds (tasks/s from the previous refresh) until Ctrl-C or
-    `count` frames; exit code of the last frame. Ctrl-C ends it quietly with 0."""
+    `count` frames; exit code of the last frame. Ctrl-C ends it quietly with 0. `as_json`: one JSON
+    document per line and refresh."""
     live = None
-    if live_view_wanted():
+    if live_view_wanted() and not as_json:
         from rich.live import Live
 
         live = Live(auto_refresh=False)
@@ -127,7 +130,9 @@ def watch(settings: Settings, engines: list[Engine], app, interval: float = 1.0,
             started = time.monotonic()
             report = worker_rates(previous, collect_status(settings, engines, app), started - before)
             previous, before, frames, code = report, started, frames + 1, report.exit_code
-            if live:
+            if as_json:
+                print(json.dumps(report.to_json()), flush=True)
+            elif live:
                 live.update(rich_table(report), refresh=True)
             else:
                 print(f"--- {report.time}", *render_status(report), *report.problems, sep="\n", flush=True)

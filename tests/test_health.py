@@ -128,6 +128,9 @@ def test_status_watch_refreshes_with_tasks_per_second(pools):
             assert cells[1:5] == ["1", "1", "1", "1"]
             rate = cells[-1]
             assert rate == "-" if index == 0 else float(rate) >= 0
+    lines = cli("status", "--watch", "--count", "2", "--interval", "0.2", "--json").stdout.splitlines()
+    docs = [json.loads(line) for line in lines]  # one JSON document per refresh
+    assert [[p["tasks_per_s"] is None for p in d["pools"]] for d in docs] == [[True, True], [False, False]]
 
 
 def test_status_json_parses_and_counts_processed_tasks(pools):
