@@ -10,16 +10,17 @@ QUEUE   ?=
 COUNT   ?=
 TASKS   ?= 20
 SWEEP   ?=
+WATCH   ?=
 PYTEST_ARGS ?=
 
 ENGINE_ARG = $(if $(ENGINE),--engine $(ENGINE))
 export DOCKER_BUILDKIT ?= 0
 export COMPOSE_DOCKER_CLI_BUILD ?= 0
 
-.PHONY: help install broker build compose up down run test lint logs monitor ps status scale scale-all load-test clean
+.PHONY: help install broker build compose up down run test lint logs monitor ps status health scale scale-all load-test clean
 
 help: ## List the targets
-	@echo "usage: make TARGET [VAR=value]   (ENGINE=auto|compose|local (default: engine.name), QUEUE=POOL COUNT=N, TASKS=20)"
+	@echo "usage: make TARGET [VAR=value]   (ENGINE=auto|compose|local (default: engine.name), QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: $(VENV)/.installed ## Create .venv and install the pinned requirements (+ dev tools)
@@ -59,8 +60,11 @@ lint: install ## ruff check + format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-status: install ## Workers, consumers and messages ready per pool
-	$(PY) scale.py status $(ENGINE_ARG)
+status: install ## Per pool: wanted/running workers, consumers, ready/unacked messages (WATCH=1: every second, tasks/s)
+	$(PY) scale.py status $(if $(WATCH),--watch) $(ENGINE_ARG)
+
+health: install ## Broker reachable, each queue's consumers and depth, each worker's ping; exit 0 ok, 3, 4
+	$(PY) scale.py health $(ENGINE_ARG)
 
 ps: status ## Same as status
 

@@ -3,6 +3,8 @@
 python scale.py up                  # every pool at its declared replicas; waits for ping
 python scale.py set worker-a 3      # resize one pool (a queue name works too: set queue_a 3)
 python scale.py status              # per pool: workers, slots, consumers and queue depth
+python scale.py status --watch      # the same table every second, with tasks/s, until Ctrl-C
+python scale.py health              # broker, each queue's consumers and depth, each worker's ping; exit 0/3/4
 python scale.py down                # warm shutdown of every worker
 """
 
@@ -14,27 +16,31 @@ import sys
 
 from celery_app import app, use_settings
 from dts.broker import check_broker
-from dts.cli import Parser, non_negative_int, positive_int, run_main
+from dts.cli import Parser, non_negative_int, positive_float, positive_int, run_main
 from dts.compose import ComposeEngine
 from dts.config import ENGINES, Settings, load_settings
 from dts.engine import Engine, check_sizes, declared_sizes, engines_in_use, make_engine, resolve_engine
 from dts.errors import CliError, ExitCode
-from dts.reports import render_status
-from dts.status import collect_status
+from dts.reports import render_health, render_status
+from dts.status import collect_status, watch
 
-COMMANDS = ("up", "down", "set", "all", "status", "logs", "build", "compose", "engine")
+COMMANDS = ("up", "down", "set", "all", "status", "health", "logs", "build", "compose", "engine")
 EPILOG = """examples:
   python scale.py up                 start every pool at its declared replicas (waits for ping)
   python scale.py set worker-a 3     three worker-a workers (new ones answer ping before this returns)
   python scale.py set queue_a 3      the same, naming the pool by its queue
   python scale.py all 2              two workers in every pool
   python scale.py status --json      per pool: workers, slots, consumers, messages ready
+  python scale.py status --watch     refresh every second (tasks/s, ready, unacked) until Ctrl-C
+  python scale.py health             broker, each queue's consumers and depth, each worker's ping
+  python scale.py health --json      the same report as status --json (problems, exit_code)
   python scale.py logs -f            follow the workers' logs
   python scale.py down               warm shutdown: running tasks finish, reserved ones go back to the queue
   python scale.py compose            write the compose file rendered from the pools; print how to use it
 
 exit codes: 0 ok, 1 a worker failed to start, 2 bad usage or config, 3 broker unreachable,
-            4 (status) a pool's queue has no consumer, 130 interrupted"""
+            4 (status, health) a queue has no consumer or a worker does not answer ping,
+            130 interrupted (status --watch: Ctrl-C ends it with 0)"""
 
 
 def pool_named(settings: Settings, name: str) -> str:
@@ -72,11 +78,18 @@ def resize(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
 
 
 def status(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
-    report, broker_answered = collect_status(settings, engines_in_use(engine, settings, args.engine), app)
-    print(json.dumps(report.to_json(), indent=2) if args.json else "\n".join(render_status(report)))
-    if not broker_answered:
-        return ExitCode.BROKER_UNREACHABLE
-    return ExitCode.NO_CONSUMER if any(p.consumers == 0 for p in report.pools) else ExitCode.OK
+    """status, status --watch and health: one report (dts.status), three renderings."""
+    engines = engines_in_use(engine, settings, args.engine)
+    if getattr(args, "watch", False):
+        return watch(settings, engines, app, interval=args.interval, count=args.count, as_json=args.json)
+    report = collect_status(settings, engines, app)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print("\n".join(render_health(report) if args.command == "health" else render_status(report)))
+    if not report.broker_ok:
+        print(f"scale.py: error: {report.broker_error}", file=sys.stderr)
+    return report.exit_code
 
 
 def down(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
@@ -113,7 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     every = sub.add_parser("all", parents=[common], help="resize every pool: all COUNT")
     every.add_argument("count", metavar="COUNT", type=non_negative_int, help="new number of workers per pool")
     show = sub.add_parser("status", parents=[common], help="workers, consumers and queue depth per pool")
-    show.add_argument("--json", action="store_true", help="one JSON document")
+    show.add_argument("--json", action="store_true", help="one JSON document (with --watch: one per line and refresh)")
+    show.add_argument("-w", "--watch", action="store_true", help="refresh every --interval seconds until Ctrl-C")
+    show.add_argument("--interval", type=positive_float, default=1.0, help="seconds between refreshes (default 1)")
+    show.add_argument("--count", type=positive_int, help="with --watch: stop after COUNT refreshes")
+    health = sub.add_parser("health", parents=[common], help="broker, queue consumers and depth, worker ping")
+    health.add_argument("--json", action="store_true", help="one JSON document (the same as status --json)")
     logs = sub.add_parser("logs", parents=[common], help="the workers' logs")
     logs.add_argument("--lines", type=positive_int, default=20, help="lines per worker (default 20)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep following")
@@ -135,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "logs":
         engine.logs(args.lines, args.follow)
         return ExitCode.OK
-    action = {"status": status, "down": down, "build": compose_only, "compose": compose_only}.get(args.command, resize)
+    actions = {"status": status, "health": status, "down": down, "build": compose_only, "compose": compose_only}
+    action = actions.get(args.command, resize)
     return action(engine, settings, args)
 
 

@@ -1,26 +1,53 @@
 """What is running: per pool, its workers (asked from the engines and the workers themselves) and its
-queues (asked from the broker). One code path for `scale.py status` and its `--json`."""
+queues (asked from the broker). One code path for `scale.py status`, `status --watch`, `health` and their
+`--json`: `collect_status` builds the report, dts.reports renders it.
+
+    report = collect_status(settings, engines, app)     # report.exit_code: 0 healthy, 3, 4
+    watch(settings, engines, app, interval=1.0)          # refresh the table until Ctrl-C
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import sys
+import time
+from datetime import UTC, datetime
 
-from dts.broker import check_broker, queue_stats
+from dts.broker import check_broker, queue_stats, redact_url
 from dts.config import Settings
 from dts.engine import Engine
 from dts.errors import CliError
-from dts.reports import StatusReport, WorkerStatus, pool_status
+from dts.reports import (
+    STATUS_HEADERS,
+    StatusReport,
+    WorkerStatus,
+    pool_status,
+    queue_status,
+    render_status,
+    status_rows,
+    with_verdict,
+    worker_rates,
+)
 
 log = logging.getLogger("dts.status")
+PING_TIMEOUT = 1.0  # how long a worker may take to answer; answering workers cost one round trip, not this
 
 
-def worker_activity(app, names: list[str]) -> dict[str, WorkerStatus]:
-    """Ask the workers: who answers, its execution pool's concurrency, tasks running and reserved."""
+def worker_activity(app, names: list[str], timeout: float = PING_TIMEOUT) -> dict[str, WorkerStatus]:
+    """Ask the workers: who answers ping, its execution pool's concurrency, tasks running and reserved,
+    tasks processed. Every broadcast names its destinations and the number of replies to expect
+    (`limit`), so it returns as soon as they all replied: a refresh costs four round trips, and only a
+    worker that does not answer ping costs `timeout` (once: the other three ask only the live ones)."""
     if not names:
         return {}
-    inspect = app.control.inspect(destination=names, timeout=2.0)
-    pongs = inspect.ping() or {}
-    active, reserved, stats = inspect.active() or {}, inspect.reserved() or {}, inspect.stats() or {}
+    pongs = app.control.inspect(destination=names, timeout=timeout, limit=len(names)).ping() or {}
+    live = [name for name in names if name in pongs]
+    active, reserved, stats = {}, {}, {}
+    if live:
+        inspect = app.control.inspect(destination=live, timeout=timeout, limit=len(live))
+        stats, active, reserved = inspect.stats() or {}, inspect.active() or {}, inspect.reserved() or {}
     return {
         name: WorkerStatus(
             name=name,
@@ -28,13 +55,14 @@ def worker_activity(app, names: list[str]) -> dict[str, WorkerStatus]:
             concurrency=int(stats.get(name, {}).get("pool", {}).get("max-concurrency", 0)),
             running=len(active.get(name, [])),
             reserved=len(reserved.get(name, [])),
+            processed=sum(stats.get(name, {}).get("total", {}).values()),
         )
         for name in names
     }
 
 
-def collect_status(settings: Settings, engines: list[Engine], app) -> tuple[StatusReport, bool]:
-    """The status report, and whether the broker answered (False: consumers and depth unknown)."""
+def collect_status(settings: Settings, engines: list[Engine], app) -> StatusReport:
+    """The status report with its health verdict (report.exit_code, report.problems)."""
     workers: dict[str, list[str]] = {pool: [] for pool in settings.pools}
     names = []
     for index, engine in enumerate(engines):
@@ -47,7 +75,72 @@ def collect_status(settings: Settings, engines: list[Engine], app) -> tuple[Stat
         stats = queue_stats(app, settings.queues)
         activity = worker_activity(app, [n for nodes in workers.values() for n in nodes])
     except CliError as exc:
-        log.warning("%s", exc)
-        stats, activity = {}, {}
-    report = StatusReport("+".join(names), tuple(pool_status(settings, workers, stats, activity)))
-    return report, bool(stats)
+        log.debug("broker: %s", exc)
+        stats, activity, broker_error = {}, {}, str(exc)
+    else:
+        broker_error = ""
+    report = StatusReport(
+        engine="+".join(names),
+        pools=tuple(pool_status(settings, workers, stats, activity)),
+        broker=redact_url(app.conf.broker_url),
+        broker_ok=not broker_error,
+        broker_error=broker_error,
+        queues=tuple(queue_status(settings, stats)),
+        time=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    return with_verdict(report)
+
+
+def live_view_wanted(stream=None) -> bool:
+    """rich's live table on a terminal; plain text per refresh when piped or under CI=true."""
+    stream = stream or sys.stdout
+    return stream.isatty() and os.environ.get("CI", "").lower() != "true"
+
+
+def rich_table(report: StatusReport):
+    """The live view's table: the same rows as the text (status_rows), narrow enough for 80 columns."""
+    from rich import box
+    from rich.table import Table
+
+    broker = f"{report.broker} {'ok' if report.broker_ok else 'UNREACHABLE'}"
+    table = Table(title=f"{report.time}  engine {report.engine}\nbroker {broker}", box=box.SIMPLE_HEAD, padding=(0, 0),
+                  pad_edge=False, caption="\n".join(report.problems) or "healthy   (Ctrl-C to stop)")  # fmt: skip
+    for index, header in enumerate(STATUS_HEADERS):
+        table.add_column(header, justify="left" if index < 2 else "right", no_wrap=index < 2)
+    for row in status_rows(report):
+        table.add_row(*row)
+    return table
+
+
+def watch(settings: Settings, engines: list[Engine], app, interval: float = 1.0, count: int | None = None,
+          as_json: bool = False) -> int:  # fmt: skip
+    """Refresh the status every `interval` seconds (tasks/s from the previous refresh) until Ctrl-C or
+    `count` frames; exit code of the last frame. Ctrl-C ends it quietly with 0. `as_json`: one JSON
+    document per line and refresh."""
+    live = None
+    if live_view_wanted() and not as_json:
+        from rich.live import Live
+
+        live = Live(auto_refresh=False)
+    previous, before, frames, code = None, 0.0, 0, 0
+    try:
+        if live:
+            live.start()
+        while count is None or frames < count:
+            started = time.monotonic()
+            report = worker_rates(previous, collect_status(settings, engines, app), started - before)
+            previous, before, frames, code = report, started, frames + 1, report.exit_code
+            if as_json:
+                print(json.dumps(report.to_json()), flush=True)
+            elif live:
+                live.update(rich_table(report), refresh=True)
+            else:
+                print(f"--- {report.time}", *render_status(report), *report.problems, sep="\n", flush=True)
+            if count is None or frames < count:
+                time.sleep(max(0.0, interval - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        if live:
+            live.stop()
+    return code

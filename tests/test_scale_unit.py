@@ -12,7 +12,18 @@ import scale
 from dts.config import load_settings
 from dts.engine import check_sizes, declared_sizes, indices_to_start, indices_to_stop, scale_plan
 from dts.errors import CliError, ExitCode
-from dts.reports import StatusReport, WorkerStatus, pool_status, render_status
+from dts.reports import (
+    StatusReport,
+    WorkerStatus,
+    health_problems,
+    pool_status,
+    queue_status,
+    render_health,
+    render_status,
+    status_rows,
+    with_verdict,
+    worker_rates,
+)
 
 SETTINGS = load_settings(ROOT / "test-config.yml")
 
@@ -169,20 +180,39 @@ def test_bad_config_exits_2_with_one_line(tmp_path, capsys):
 
 
 def test_status_counts_slots_of_live_workers_and_unacked_tasks():
+    from dts.broker import QueueStats
+
     activity = {
-        "worker-a@h-1": WorkerStatus("worker-a@h-1", True, concurrency=4, running=2, reserved=1),
+        "worker-a@h-1": WorkerStatus("worker-a@h-1", True, concurrency=4, running=2, reserved=1, processed=9),
         "worker-a@h-2": WorkerStatus("worker-a@h-2", False),
     }
-    rows = pool_status(SETTINGS, {"worker-a": ["worker-a@h-1", "worker-a@h-2"]}, {}, activity)
+    stats = {q: QueueStats(q, ready=0, consumers=1) for q in ("queue_a", "queue_b")}
+    rows = pool_status(SETTINGS, {"worker-a": ["worker-a@h-1", "worker-a@h-2"]}, stats, activity)
     assert [r.pool for r in rows] == ["worker-a", "worker-b"]
-    assert (rows[0].alive, rows[0].slots, rows[0].unacked, rows[0].consumers, rows[0].ready) == (1, 4, 3, None, None)
+    assert (rows[0].alive, rows[0].slots, rows[0].unacked, rows[0].consumers, rows[0].processed) == (1, 4, 3, 1, 9)
     assert rows[1].workers == () and rows[1].queues == ("queue_b",)
-    lines = render_status(StatusReport("local", tuple(rows)))
-    assert lines[0] == "engine: local"
-    assert lines[2].split() == ["worker-a", "queue_a", "2", "1", "4", "?", "?", "3"]
-    assert lines[3].strip() == "worker-a@h-1  (concurrency 4, running 2, reserved 1)"
-    assert lines[4].strip() == "worker-a@h-2  (not answering ping)"
-    assert lines[5].split() == ["worker-b", "queue_b", "0", "0", "0", "?", "?", "0"]
+    lines = render_status(StatusReport("local", tuple(rows), broker="amqp://guest:***@h:5672/v"))
+    assert lines[0] == "engine: local   broker: amqp://guest:***@h:5672/v (ok)"
+    assert lines[1].split() == ["pool", "queues", "wanted", "running", "slots", "consumers", "ready", "unacked",
+                                "tasks/s"]  # fmt: skip
+    assert lines[2].split() == ["worker-a", "queue_a", "2", "1", "4", "1", "0", "3", "-"]
+    assert lines[3].split() == ["worker-b", "queue_b", "0", "0", "0", "1", "0", "0", "-"]
+    assert lines[4].strip() == "worker-a@h-1  (concurrency 4, running 2, reserved 1, processed 9)"
+    assert lines[5].strip() == "worker-a@h-2  (not answering ping)"
+
+
+def test_status_without_a_broker_shows_unknowns_as_dashes():
+    rows = pool_status(SETTINGS, {"worker-a": ["worker-a@h-1"]}, {}, {})
+    report = with_verdict(StatusReport("local", tuple(rows), broker="amqp://x", broker_ok=False,
+                                       broker_error="cannot reach the broker at amqp://x", queues=tuple(queue_status(SETTINGS, {}))))  # fmt: skip
+    assert status_rows(report)[0] == ("worker-a", "queue_a", "1", "-", "-", "-", "-", "-", "-")
+    assert report.exit_code == ExitCode.BROKER_UNREACHABLE
+    assert report.problems == ("cannot reach the broker at amqp://x",)
+    lines = render_health(report)
+    assert lines[0] == "broker  amqp://x  UNREACHABLE"
+    assert ["queue_a", "worker-a", "-", "-"] in [line.split() for line in lines]
+    assert ["worker-a@h-1", "worker-a", "-"] in [line.split() for line in lines]
+    assert lines[-1] == "UNHEALTHY (exit 3): cannot reach the broker at amqp://x"
 
 
 def test_status_shows_consumers_this_engine_did_not_start():
@@ -198,3 +228,67 @@ def test_status_shows_consumers_this_engine_did_not_start():
     assert (rows[1].consumers, rows[1].ready, rows[1].other_consumers) == (0, 2, 0)
     lines = render_status(StatusReport("compose", tuple(rows)))
     assert "  + 2 consumer(s) of queue_a not started by this engine" in lines
+
+
+# --------------------------------------------------------------------------- health verdict and tasks/s
+
+
+def report_of(consumers: dict[str, int], workers: dict[str, list[tuple[str, bool, int]]]) -> StatusReport:
+    """A report as collect_status builds it: consumers per queue, (node, answers ping, processed) per pool."""
+    from dts.broker import QueueStats
+
+    stats = {q: QueueStats(q, ready=0, consumers=n) for q, n in consumers.items()}
+    activity = {n: WorkerStatus(n, alive, concurrency=1, processed=done) for ws in workers.values()
+                for n, alive, done in ws}  # fmt: skip
+    names = {pool: [n for n, _, _ in ws] for pool, ws in workers.items()}
+    rows = pool_status(SETTINGS, names, stats, activity)
+    return with_verdict(StatusReport("local", tuple(rows), queues=tuple(queue_status(SETTINGS, stats))))
+
+
+def test_healthy_when_every_queue_is_consumed_and_every_worker_answers():
+    report = report_of({"queue_a": 1, "queue_b": 2}, {"worker-a": [("a@1", True, 0)], "worker-b": [("b@1", True, 0)]})
+    assert health_problems(report) == ([], ExitCode.OK)
+    assert render_health(report)[-1] == "healthy"
+
+
+def test_a_queue_without_consumers_and_a_silent_worker_exit_4():
+    report = report_of({"queue_a": 1, "queue_b": 0}, {"worker-a": [("a@1", True, 0), ("a@2", False, 0)]})
+    problems, code = health_problems(report)
+    assert code == ExitCode.NO_CONSUMER
+    assert problems == ["queue_b (pool worker-b) has no consumer", "a@2 (pool worker-a) does not answer ping"]
+    lines = render_health(report)
+    assert ["a@2", "worker-a", "NO", "REPLY"] in [line.split() for line in lines]
+    assert lines[-2:] == [f"UNHEALTHY (exit 4): {p}" for p in problems]
+
+
+def test_tasks_per_second_is_the_growth_of_processed_counters_over_the_elapsed_time():
+    before = report_of({"queue_a": 2, "queue_b": 1},
+                       {"worker-a": [("a@1", True, 10), ("a@2", True, 5)], "worker-b": [("b@1", True, 7)]})  # fmt: skip
+    after = report_of({"queue_a": 2, "queue_b": 1},
+                      {"worker-a": [("a@1", True, 30), ("a@2", True, 5), ("a@3", True, 50)],  # a@3: new, adds 0
+                       "worker-b": [("b@1", True, 2)]})  # fmt: skip  # b@1 restarted: its counter went back
+    assert [p.tasks_per_s for p in worker_rates(None, after, 1.0).pools] == [None, None]  # first frame
+    assert [p.tasks_per_s for p in worker_rates(before, after, 0.0).pools] == [None, None]
+    rated = worker_rates(before, after, 2.0)
+    assert [p.tasks_per_s for p in rated.pools] == [10.0, 0.0]
+    assert [row[-1] for row in status_rows(rated)] == ["10.0", "0.0"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "watch", "count", "interval"),
+    [(["status"], False, None, 1.0), (["status", "--watch", "--count", "2"], True, 2, 1.0),
+     (["status", "-w", "--interval", "0.5"], True, None, 0.5)],
+)  # fmt: skip
+def test_status_watch_arguments(argv, watch, count, interval):
+    args = scale.build_parser().parse_args(argv)
+    assert (args.watch, args.count, args.interval) == (watch, count, interval)
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [(["status", "--watch", "--count", "0"], "scale.py status: error: argument --count: must be an integer >= 1 (got '0')"),
+     (["status", "--interval", "0"], "scale.py status: error: argument --interval: must be a number > 0 (got '0')"),
+     (["health", "--watch"], "scale.py: error: unrecognized arguments: --watch")],
+)  # fmt: skip
+def test_bad_status_and_health_arguments_exit_2(argv, line, capsys):
+    assert usage_error(capsys, [*argv, "--engine", "local"]).startswith(line)
