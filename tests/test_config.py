@@ -25,7 +25,7 @@ from dts.worker import launch_argv, nodename, pool_of_node, worker_argv
 
 # the two seed pools, for documents that test another section
 POOLS = "pools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b]}}\n"
-ROOT_KEYS = "broker, dispatch, engine, load_test, name, pools, retry, tasks"
+ROOT_KEYS = "broker, dispatch, engine, load_test, monitoring, name, pools, retry, tasks"
 SHIPPED = ROOT / "test-config.yml"
 
 
