@@ -121,6 +121,7 @@ def compose_up(config: str | None, port: int) -> int:
     use_settings(settings)
     user, _, where = ensure_login()
     engine = ComposeEngine(settings, app, env={"COMPOSE_PROFILES": PROFILE, "DTS_FLOWER_PORT": str(port)})
+    engine._check_credentials()  # the container cannot log in as guest: `make broker` first
     engine.compose("up", "-d", "--no-deps", SERVICE, timeout=300)
     url = f"http://127.0.0.1:{port}"
     if not healthy(url, time.monotonic() + settings.engine.start_timeout):
