@@ -12,12 +12,13 @@ TASKS   ?= 20
 SWEEP   ?=
 WATCH   ?=
 PYTEST_ARGS ?=
+FLOWER_PORT ?= 5555
 
 ENGINE_ARG = $(if $(ENGINE),--engine $(ENGINE))
 export DOCKER_BUILDKIT ?= 0
 export COMPOSE_DOCKER_CLI_BUILD ?= 0
 
-.PHONY: help install broker build compose up down run test lint logs monitor ps status health scale scale-all load-test clean
+.PHONY: help install broker build compose up down run test lint logs monitor ps status health scale scale-all load-test flower flower-login clean
 
 help: ## List the targets
 	@echo "usage: make TARGET [VAR=value]   (ENGINE=auto|compose|local (default: engine.name), QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
@@ -84,6 +85,13 @@ logs: install ## Show the last lines of the running workers' logs
 
 monitor: install ## Follow the workers' logs (Ctrl-C to stop)
 	@$(PY) scale.py logs --follow --lines 5 $(ENGINE_ARG)
+
+flower: install ## Flower on http://127.0.0.1:5555 (FLOWER_PORT=...), login in .env; ENGINE=compose: the `monitoring` profile
+	@if [ "$(ENGINE)" = compose ]; then PY=$(PY) sh scripts/build-image.sh && $(PY) -m dts.flower --engine compose --port $(FLOWER_PORT); \
+	else $(PY) -m dts.flower --port $(FLOWER_PORT); fi
+
+flower-login: install ## Print Flower's user and password (generated into .env the first time)
+	@$(PY) -m dts.flower --login
 
 clean: down ## Stop the workers, remove .venv, .run and caches (nothing outside this project)
 	rm -rf $(VENV) .run results .pytest_cache .ruff_cache

@@ -73,6 +73,10 @@ class ComposeEngine:
 
     def render(self) -> Path:
         """Write the pool services for the current settings (atomically); returns the file."""
+        clash = set(self.settings.pools) & set(yaml.safe_load(COMPOSE_FILE.read_text()).get("services") or {})
+        if clash:
+            raise CliError(f"pool {sorted(clash)[0]!r} has the name of a service of {COMPOSE_FILE.name} (Flower's): "
+                           f"rename the pool in {self.settings.path.name}", ExitCode.USAGE)  # fmt: skip
         self.pools_file.parent.mkdir(parents=True, exist_ok=True)
         text = f"# Rendered from the pools in {self.settings.path} by dts.compose; do not edit.\n"
         text += yaml.safe_dump(render_pools(self.settings, worker_template()), sort_keys=False)

@@ -95,7 +95,7 @@ def create_vhost_user(vhost: str, user: str, password: str) -> str:
 
 def write_env_file(path: Path, values: dict[str, str]) -> None:
     """Write KEY=VALUE lines atomically to a file readable by its owner only (mode 600)."""
-    text = "# Written by `make broker`: the workers' RabbitMQ vhost and user. Keep private (mode 600).\n"
+    text = "# Written by `make broker` (RabbitMQ vhost/user) and `make flower` (its login). Keep private (mode 600).\n"
     text += "".join(f"{k}={v}\n" for k, v in values.items())
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -126,14 +126,14 @@ def require_listener(port: int, timeout: float = 5) -> None:
 def provision(env_path: Path, vhost: str | None = None, user: str | None = None) -> str:
     """Make sure .env names a vhost and user that can log in; create them when needed. Returns a report."""
     vhost, user = vhost or checkout_name(), user or checkout_name()
-    values = read_env_file(env_path)
+    existing = values = read_env_file(env_path)
     url = broker_url_from_env_file(values)
     if url and login_works(url):
         return f"broker vhost {values['DTS_BROKER_VHOST']!r}, user {values['DTS_BROKER_USER']!r}: ok ({env_path})"
     require_listener(int(values.get("DTS_BROKER_PORT", 5672)))
     values = {"DTS_BROKER_USER": user, "DTS_BROKER_PASSWORD": secrets.token_hex(16), "DTS_BROKER_VHOST": vhost}
     how = create_vhost_user(vhost, user, values["DTS_BROKER_PASSWORD"])
-    write_env_file(env_path, values)
+    write_env_file(env_path, {**existing, **values})  # other keys (the Flower login) are kept
     url = broker_url_from_env_file(values)
     if not login_works(url):
         raise CliError(f"created user {user!r} on vhost {vhost!r} but cannot log in as it at {redact_url(url)}",

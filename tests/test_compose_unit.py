@@ -40,7 +40,9 @@ def dockerfile_instruction(name: str) -> list[str]:
 def test_compose_file_is_the_one_worker_template():
     doc = yaml.safe_load(COMPOSE_FILE.read_text())
     assert COMPOSE_FILE == ROOT / "docker-compose.yml"
-    assert "services" not in doc  # every service is rendered from the pools
+    # every worker service is rendered from the pools; the file's own services (Flower) are behind a profile,
+    # so `up`/`scale` of the pools never start them
+    assert {name: svc["profiles"] for name, svc in doc["services"].items()} == {"flower": ["monitoring"]}
     template = worker_template()
     assert template == doc["x-worker"]
     for key in ("command", "container_name", "ports", "volumes", "stop_grace_period"):
