@@ -267,7 +267,8 @@ class EventStream:
 class LiveView:
     """Prints task events as lines: styled with rich on a terminal, plain otherwise."""
 
-    def __init__(self, stream: TextIO = sys.stdout, colour: bool | None = None):
+    def __init__(self, stream: TextIO | None = None, colour: bool | None = None):
+        stream = stream or sys.stdout
         self.colour = interactive(stream) if colour is None else colour
         self.stream = stream
         if self.colour:
@@ -311,7 +312,8 @@ class LoadProgress:
     """The load test's progress on stderr: a redrawn bar with rate and ETA on a terminal, else one plain
     line every `every` seconds (and one at the end)."""
 
-    def __init__(self, total: int, enabled: bool = True, stream: TextIO = sys.stderr, every: float = 2.0):
+    def __init__(self, total: int, enabled: bool = True, stream: TextIO | None = None, every: float = 2.0):
+        stream = stream or sys.stderr  # looked up now: tests and wrappers replace sys.stderr
         self.total, self.enabled, self.stream, self.every = total, enabled and total > 0, stream, every
         self.done = 0
         self.t0 = self.last = time.monotonic()
