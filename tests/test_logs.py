@@ -4,34 +4,16 @@ and real CLIs read back line by line. The container twin is in test_docker.py.""
 
 from __future__ import annotations
 
-import json
 import logging
-from datetime import datetime, timedelta
 
 import pytest
-from helpers import CHECKOUT, IDLE_BROKER_URL, app_for, run_cli, vhost_url, write_config
+from helpers import CHECKOUT, IDLE_BROKER_URL, app_for, json_lines, run_cli, vhost_url, write_config
 
 from dts.errors import CliError, ExitCode
 from dts.logs import FIELDS, TEXT_FORMAT, formatter, log_format
 
 LOGS_VHOST = f"dts-test-logs-{CHECKOUT}"
 TASK_FIELDS = ("task_id", "task_name", "queue", "worker", "attempt", "duration", "outcome")
-
-
-def json_lines(text: str) -> list[dict]:
-    """Every line of `text` as a JSON object (fails on the first line that is not one)."""
-    records = []
-    for n, line in enumerate(text.splitlines(), 1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            pytest.fail(f"line {n} is not JSON: {line!r}")
-        assert isinstance(record, dict), line
-        assert {"timestamp", "level", "event", "logger"} <= record.keys(), line
-        assert datetime.fromisoformat(record["timestamp"]).utcoffset() == timedelta(0), line  # ISO 8601, UTC
-        records.append(record)
-    assert records, "no log lines at all"
-    return records
 
 
 def record(name: str = "dts.test", msg: str = "something happened", level: int = logging.INFO, **extra):
