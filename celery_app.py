@@ -15,6 +15,7 @@ from typing import Any
 from celery import Celery
 
 from dts.config import Settings, load_settings
+from dts.logs import connect_worker_signals
 from dts.routing import celery_settings
 from dts.work import run_task
 
@@ -37,6 +38,7 @@ def use_settings(settings: Settings) -> None:
 
 app = Celery("celery_app")
 app.add_defaults(lambda: celery_settings(active_settings()))
+connect_worker_signals()  # LOG_FORMAT=json: the worker logs JSON lines, with the task lifecycle
 
 
 @app.task(bind=True, name="celery_app.task_a")

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 
 from dts.errors import CliError, ExitCode
+from dts.logs import formatter, json_enabled, log_format
 
 
 def _number(text: str) -> float:
@@ -61,25 +62,40 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (naming the fix: --help) and exit 2."""
 
     def error(self, message: str):
-        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        report(self.prog, f"{self.prog}: error: {message} (see {self.prog} --help)", ExitCode.USAGE)
+        self.exit(ExitCode.USAGE)
 
 
 def setup_logging(verbosity: int) -> None:
-    """Diagnostics go to stderr through logging: -v info, -vv debug."""
+    """Diagnostics go to stderr through logging: -v info, -vv debug; text, or JSON lines when LOG_FORMAT=json
+    (an unknown LOG_FORMAT is a CliError, exit 2)."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbosity, 2)]
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(log_format()))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
+def report(prog: str, line: str, exit_code: int) -> None:
+    """The one line a CLI ends with on an expected failure, on stderr: as is, or a JSON line (event = the
+    line, with prog and exit_code) when LOG_FORMAT=json."""
+    if not json_enabled():
+        print(line, file=sys.stderr)
+        return
+    if not logging.getLogger().handlers:  # an error before (or in) setup_logging
+        setup_logging(0)
+    logging.getLogger("dts.cli").error(line, extra={"prog": prog, "exit_code": int(exit_code)})
 
 
 def run_main(prog: str, parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int],
              argv: list[str] | None) -> int:  # fmt: skip
     """Parse, set up logging, run; expected failures become `prog: error: ...` and their exit code."""
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
     try:
+        setup_logging(args.verbose)
         return run(args)
     except CliError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        report(prog, f"{prog}: error: {exc}", exc.exit_code)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; tasks already sent still run on the workers", file=sys.stderr)
+        report(prog, f"{prog}: interrupted; tasks already sent still run on the workers", ExitCode.INTERRUPTED)
         return ExitCode.INTERRUPTED

@@ -25,6 +25,7 @@ from urllib.parse import quote
 from kombu import Connection
 
 from dts.broker import START_HINT, redact_url
+from dts.cli import report
 from dts.config import ENV_FILE, broker_url_from_env_file, checkout_name, read_env_file
 from dts.errors import CliError, ExitCode
 
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(provision(args.env_file, args.vhost, args.user))
     except CliError as exc:
-        print(f"dts.provision: error: {exc}", file=sys.stderr)
+        report("dts.provision", f"dts.provision: error: {exc}", exc.exit_code)
         return exc.exit_code
     return ExitCode.OK
 

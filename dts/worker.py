@@ -14,6 +14,8 @@ import os
 import socket
 import sys
 
+from dts import logs
+from dts.cli import report
 from dts.config import PoolSettings, Settings, load_settings
 from dts.errors import CliError, ExitCode
 
@@ -31,10 +33,11 @@ def pool_of_node(node: str) -> str:
     return node.split("@", 1)[0]
 
 
-def worker_argv(pool: PoolSettings, host: str = HOST, loglevel: str = "INFO") -> list[str]:
-    """The one worker command line."""
+def worker_argv(pool: PoolSettings, host: str = HOST, loglevel: str = "INFO", log_format: str = "text") -> list[str]:
+    """The one worker command line. With JSON logs (LOG_FORMAT=json) celery runs with -q: no start-up
+    banner (printed, not logged), so every line the worker writes is a JSON log record."""
     return [
-        "celery", "-A", "celery_app", "worker",
+        "celery", "-A", "celery_app", *(["-q"] if log_format == "json" else []), "worker",
         "-Q", ",".join(pool.queues),
         "-n", nodename(pool.name, host),
         "--pool", pool.execution_pool,
@@ -79,14 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="config file (default: test-config.yml, or $DTS_CONFIG)")
     args = parser.parse_args(argv)
     try:
+        fmt = logs.log_format()
         settings = load_settings(args.config)
         pool = pool_settings(settings, args.pool)
         if args.ping:
             return ping(settings, pool, socket.gethostname() if args.host == HOST else args.host)
     except CliError as exc:
-        print(f"dts.worker: error: {exc}", file=sys.stderr)
+        report("dts.worker", f"dts.worker: error: {exc}", exc.exit_code)
         return exc.exit_code
-    argv = [sys.executable, "-m", *worker_argv(pool, args.host)]
+    argv = [sys.executable, "-m", *worker_argv(pool, args.host, log_format=fmt)]
     os.environ["DTS_CONFIG"] = str(settings.path)  # the worker reads the same file
     sys.stdout.flush()
     os.execv(sys.executable, argv)  # celery replaces this process: same pid, gets the engine's SIGTERM

@@ -15,10 +15,12 @@ from helpers import IDLE_VHOST, IN_CI, TEST_BROKER_URL, TEST_VHOST, broker_answe
 
 @pytest.fixture(scope="session", autouse=True)
 def test_broker_url(tmp_path_factory):
-    """Point everything the tests start at the test vhost, and their result files at a temporary folder."""
+    """Point everything the tests start at the test vhost, and their result files at a temporary folder;
+    logs in each place's default format, whatever the caller's LOG_FORMAT."""
     mp = pytest.MonkeyPatch()
     mp.setenv("BROKER_URL", TEST_BROKER_URL)
     mp.setenv("DTS_RESULTS_DIR", str(tmp_path_factory.mktemp("results")))
+    mp.delenv("LOG_FORMAT", raising=False)  # each format's default (text on the host, JSON in containers)
     yield TEST_BROKER_URL
     mp.undo()
 

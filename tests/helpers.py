@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import subprocess
 import sys
 import textwrap
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKER_HOST = os.environ.get("DTS_TEST_BROKER_HOST", "localhost")
@@ -112,3 +116,19 @@ def run_in_pty(*args: str, env: dict[str, str] | None = None, timeout: float = 1
     finally:
         os.close(master)
     return proc.wait(timeout=10), b"".join(chunks).decode(errors="replace")
+
+
+def json_lines(text: str) -> list[dict]:
+    """Every line of `text` as a JSON object (fails on the first line that is not one)."""
+    records = []
+    for n, line in enumerate(text.splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            pytest.fail(f"line {n} is not JSON: {line!r}")
+        assert isinstance(record, dict), line
+        assert {"timestamp", "level", "event", "logger"} <= record.keys(), line
+        assert datetime.fromisoformat(record["timestamp"]).utcoffset() == timedelta(0), line  # ISO 8601, UTC
+        records.append(record)
+    assert records, "no log lines at all"
+    return records

@@ -14,10 +14,11 @@ import re
 import secrets
 import subprocess
 import sys
+import time
 
 import pytest
 from celery.result import ResultSet
-from helpers import CHECKOUT, IN_CI, ROOT, app_for, run_cli, vhost_url, write_config
+from helpers import CHECKOUT, IN_CI, ROOT, app_for, json_lines, run_cli, vhost_url, write_config
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -105,6 +106,34 @@ def test_dispatch_against_containers(stack):
     # the node names carry the container hostnames of the right pool's service
     assert results["task_a"]["worker"] in nodes["worker-a"]
     assert results["task_b"]["worker"] in nodes["worker-b"]
+
+
+def test_container_logs_are_json_lines_with_the_task_fields(stack):
+    """LOG_FORMAT=json is the containers' default: every line a worker container writes is a JSON object,
+    and the task lifecycle records name the task, its queue, worker, attempt, duration and outcome."""
+    app, engine = stack["app"], stack["engine"]
+    image_env = subprocess.run(["docker", "image", "inspect", "-f", "{{json .Config.Env}}", stack["env"]["DTS_IMAGE"]],
+                               capture_output=True, text=True).stdout  # fmt: skip
+    assert "LOG_FORMAT=json" in json.loads(image_env)
+    sent = {"a": app.send_task("celery_app.task_a", kwargs={"fail_times": 1}), "b": app.send_task("celery_app.task_b")}
+    results = {k: r.get(timeout=60) for k, r in sent.items()}
+    deadline = time.monotonic() + 60  # the final record follows the result: poll the logs until it is there
+    while True:
+        records = json_lines(container_logs(engine.project))
+        done = {r.get("task_id") for r in records if r["event"] == "task succeeded"}
+        if {r.id for r in sent.values()} <= done or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)  # polling the logs for a condition, not synchronising on time
+    for key, pool in (("a", "worker-a"), ("b", "worker-b")):
+        mine = [r for r in records if r["logger"] == "dts.task" and r.get("task_id") == sent[key].id]
+        assert mine and mine[-1]["event"] == "task succeeded", mine
+        assert mine[-1]["attempt"] == results[key]["retries"] + 1 and mine[-1]["outcome"] == "success"
+        assert mine[-1]["duration"] > 0
+        for r in mine:
+            assert (r["task_name"], r["queue"]) == (f"celery_app.task_{key}", QUEUES[pool]), r
+            assert r["worker"] == results[key]["worker"] and r["worker"] in engine.workers()[pool], r
+    assert [r["event"] for r in records if r.get("task_id") == sent["a"].id and r["logger"] == "dts.task"] == [
+        "task started", "task retry", "task started", "task succeeded"]  # fmt: skip
 
 
 def test_healthcheck_pings_the_containers_own_worker(stack):
