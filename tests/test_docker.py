@@ -18,7 +18,7 @@ import time
 
 import pytest
 from celery.result import ResultSet
-from helpers import CHECKOUT, IN_CI, ROOT, app_for, json_lines, run_cli, vhost_url, write_config
+from helpers import CHECKOUT, IN_CI, ROOT, app_for, free_port, http_get, json_lines, run_cli, vhost_url, write_config
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -134,6 +134,29 @@ def test_container_logs_are_json_lines_with_the_task_fields(stack):
             assert r["worker"] == results[key]["worker"] and r["worker"] in engine.workers()[pool], r
     assert [r["event"] for r in records if r.get("task_id") == sent["a"].id and r["logger"] == "dts.task"] == [
         "task started", "task retry", "task started", "task succeeded"]  # fmt: skip
+
+
+def test_flower_in_the_monitoring_profile_sees_the_worker_containers(stack):
+    """The `monitoring` profile's Flower runs from the project image beside the workers, on loopback,
+    behind its login, and lists both pools' containers."""
+    from dts.compose import ComposeEngine
+    from dts.flower import PROFILE, SERVICE, healthy
+
+    engine, port, login = stack["engine"], free_port(), ("e2e", secrets.token_urlsafe(16))
+    flower = ComposeEngine(engine.settings, stack["app"], project=engine.project,
+                           env={**engine.env, "COMPOSE_PROFILES": PROFILE, "DTS_FLOWER_PORT": str(port),
+                                "DTS_FLOWER_USER": login[0], "DTS_FLOWER_PASSWORD": login[1]})  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        flower.compose("up", "-d", "--no-deps", SERVICE, timeout=300)
+        assert healthy(url, time.monotonic() + 60), flower.compose("logs", "--tail", "30", SERVICE).stdout
+        assert http_get(f"{url}/api/workers")[0] == 401
+        status, body = http_get(f"{url}/api/workers?refresh=true", login)
+        assert status == 200, body
+        nodes = engine.workers()
+        assert set(nodes["worker-a"] + nodes["worker-b"]) <= set(json.loads(body)), body[:500]
+    finally:
+        flower.compose("rm", "-fs", SERVICE)
 
 
 def test_healthcheck_pings_the_containers_own_worker(stack):

@@ -6,41 +6,19 @@ so the checkout's .env is not touched); everything is checked over HTTP, polling
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pytest
-from helpers import ROOT, run_cli
+from helpers import ROOT, free_port, http_get, run_cli
 
 pytestmark = pytest.mark.timeout(120)
 DEADLINE = 30  # seconds for Flower to start, or to see what a dispatch did
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def get(url: str, login: tuple[str, str] | None = None) -> tuple[int, str]:
-    """(HTTP status, body) of a GET, with basic auth when a login is given."""
-    req = urllib.request.Request(url)
-    if login:
-        req.add_header("Authorization", "Basic " + base64.b64encode(":".join(login).encode()).decode())
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def poll(check, what: str, proc: subprocess.Popen):
@@ -74,7 +52,7 @@ def flower(settings, workers, config_path, tmp_path_factory):
     try:
 
         def all_alive():
-            status, body = get(f"{url}/api/workers?status=true", login)
+            status, body = http_get(f"{url}/api/workers?status=true", login)
             return status == 200 and nodes <= {n for n, alive in json.loads(body).items() if alive}
 
         poll(all_alive, f"Flower's events did not show the workers {sorted(nodes)} alive", proc)
@@ -106,7 +84,7 @@ def test_flower_shows_both_pools_the_dispatched_tasks_and_counts_them(flower, co
     assert set(ids) == {"task_a", "task_b"}
 
     # /api/workers (inspect replies): every worker of both pools, by node name
-    status, body = get(f"{url}/api/workers?refresh=true", login)
+    status, body = http_get(f"{url}/api/workers?refresh=true", login)
     assert status == 200, body
     listed = set(json.loads(body))
     assert flower["nodes"] <= listed
@@ -114,7 +92,7 @@ def test_flower_shows_both_pools_the_dispatched_tasks_and_counts_them(flower, co
 
     # /api/tasks (task events): both dispatched tasks, SUCCESS, each on a worker of its own pool
     def both_succeeded():
-        status, body = get(f"{url}/api/tasks", login)
+        status, body = http_get(f"{url}/api/tasks", login)
         tasks = json.loads(body) if status == 200 else {}
         done = {i: tasks[i] for i in ids.values() if tasks.get(i, {}).get("state") == "SUCCESS"}
         return done if len(done) == 2 else None
@@ -126,7 +104,7 @@ def test_flower_shows_both_pools_the_dispatched_tasks_and_counts_them(flower, co
     assert tasks[ids["task_b"]]["worker"].startswith("worker-b@")
 
     # /metrics (Prometheus text, behind the same login): the succeeded events of both tasks, per pool
-    status, metrics = get(f"{url}/metrics", login)
+    status, metrics = http_get(f"{url}/metrics", login)
     assert status == 200
     assert "# TYPE flower_events_total counter" in metrics
     for task, pool in (("task_a", "worker-a"), ("task_b", "worker-b")):
@@ -142,10 +120,10 @@ def test_flower_shows_both_pools_the_dispatched_tasks_and_counts_them(flower, co
 def test_flower_refuses_requests_without_the_login(flower, path):
     url, (user, password) = flower["url"], flower["login"]
     for login in (None, (user, "wrong-" + password), ("someone", password)):
-        status, body = get(url + path, login)
+        status, body = http_get(url + path, login)
         assert status == 401, f"{path} with {login and login[0]!r}: {status} {body[:200]}"
-    assert get(url + path, (user, password))[0] == 200
-    assert get(f"{url}/healthcheck") == (200, "OK")  # the one open page: liveness only, no data
+    assert http_get(url + path, (user, password))[0] == 200
+    assert http_get(f"{url}/healthcheck") == (200, "OK")  # the one open page: liveness only, no data
 
 
 def test_login_is_generated_once_into_env_keeping_other_keys(tmp_path):
