@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 from celery_app import TASKS, app, use_settings
@@ -20,7 +21,9 @@ from dts.broker import check_broker, redact_url, require_consumers, warm_up
 from dts.cli import Parser, non_negative_int, positive_float, positive_int, probability, run_main
 from dts.config import Settings, load_settings
 from dts.dispatcher import dispatch_round
+from dts.errors import CliError, ExitCode
 from dts.live import EventStream, LiveView, TaskWatch
+from dts.replies import Collected, ReplyQueue
 from dts.reports import (
     DISPATCH_COLUMNS,
     bare_results,
@@ -47,7 +50,8 @@ STARTED, RETRY (attempt, error, backoff delay), SUCCESS (run time), FAILURE, UNK
 deadline); WHERE = the worker. From Celery's task events (monitoring.task_events in the config).
 
 exit codes: 0 ok, 1 a task failed or isolation was breached, 2 bad usage or config,
-            3 broker unreachable, 4 a queue has no consumer, 130 interrupted"""
+            3 broker unreachable, or lost and not back before the deadline (the partial report is printed
+            and saved), 4 a queue has no consumer (also: lost them all while waiting), 130 interrupted"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,16 +106,23 @@ def run(args: argparse.Namespace) -> int:
     result_file = output_path("dispatch", args.output, args.no_save)
     prepare(settings, announce)
     announce("Dispatching tasks...")
-    rounds = []
-    for n in range(args.repeat):
-        watch = TaskWatch(view.show, settings.retry.max_retries) if view and n == 0 else None
-        events = EventStream(app, watch.feed) if watch and settings.monitoring.task_events else nullcontext()
-        with events:
-            outcomes, total = dispatch_round(settings, TASKS, args.timeout or settings.dispatch.timeout, overrides,
-                                             watch)  # fmt: skip
-        rounds.append((outcomes, summarise_dispatch(outcomes, total)))
-        log.info("round %d/%d: total %.3fs overhead %.1f ms", n + 1, args.repeat, total, rounds[-1][1].overhead * 1000)
+    rounds, waits = [], []
+    with ReplyQueue(app, connect_timeout=settings.broker.connect_timeout) as replies:
+        for n in range(args.repeat):
+            watch = TaskWatch(view.show, settings.retry.max_retries) if view and n == 0 else None
+            events = EventStream(app, watch.feed) if watch and settings.monitoring.task_events else nullcontext()
+            with events:
+                outcomes, total, got = dispatch_round(settings, TASKS, args.timeout or settings.dispatch.timeout,
+                                                      overrides, replies, watch)  # fmt: skip
+            rounds.append((outcomes, summarise_dispatch(outcomes, total)))
+            waits.append(got)
+            log.info("round %d/%d: total %.3fs overhead %.1f ms", n + 1, args.repeat, total,
+                     rounds[-1][1].overhead * 1000)  # fmt: skip
+            if got.broker_lost or got.pools_lost:
+                break
     report = dispatch_report(settings, rounds)
+    code, problem = verdict(report, waits)
+    report = replace(report, exit_code=code)
     save(result_file, "dispatch", report.to_json())
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
@@ -123,7 +134,25 @@ def run(args: argparse.Namespace) -> int:
             view.message(line)
         if result_file:
             view.message(f"Result file: {result_file}")
+    if problem:
+        raise CliError(problem, code)  # after the (partial) report: one line on stderr, exit 3 or 4
     return report.exit_code
+
+
+def verdict(report, waits: list[Collected]) -> tuple[int, str | None]:
+    """The exit code, and for a run that ended on a lost broker or a lost pool, the one-line error."""
+    unknown = [o.task_id for o in report.outcomes if o.unknown]
+    ids = f": {len(unknown)} task(s) unknown ({', '.join(unknown)})" if unknown else ""
+    lost = next((w for w in waits if w.broker_lost), None)
+    if lost:
+        return ExitCode.BROKER_UNREACHABLE, (f"lost the broker connection ({lost.broker_lost}) and it did not come "
+                                              f"back before the deadline{ids}; the report has what is known")  # fmt: skip
+    pools = next((w.pools_lost for w in waits if w.pools_lost), None)
+    if pools and unknown:
+        names = ", ".join(f"{pool} ({queue})" for pool, queue in pools.items())
+        return ExitCode.NO_CONSUMER, (f"pool {names} lost all its consumers and none came back before the "
+                                       f"deadline{ids}; start its workers (`make up`)")  # fmt: skip
+    return report.exit_code, None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,8 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kombu.exceptions import OperationalError
+
 from celery_app import TASKS, app, use_settings
-from dts.broker import check_broker, require_consumers, warm_up
+from dts.broker import broker_error, check_broker, require_consumers, warm_up
 from dts.cli import Parser, non_negative_float, positive_float, positive_int, probability, run_main
 from dts.config import ENGINES, Settings, load_settings
 from dts.engine import make_engine, replicas
@@ -40,7 +42,8 @@ efficiency = ideal time / actual time, where the ideal is the lower bound for th
 worker slots (replicas x concurrency, asked from the workers): max(work / slots, ceil(tasks / slots) x
 shortest task, longest task) per pool.
 exit codes: 0 ok, 1 a task failed or a load_test threshold was missed, 2 bad usage or config,
-            3 broker unreachable, 4 a queue has no consumer, 130 interrupted"""
+            3 broker unreachable, or lost and not back before the deadline (the partial report is printed
+            and saved), 4 a queue has no consumer (also: lost them all while waiting), 130 interrupted"""
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -70,19 +73,45 @@ def check_outputs(args: argparse.Namespace, settings: Settings) -> None:
         check_writable(args.plot)
 
 
+def start_up(settings: Settings) -> dict[str, int]:
+    """Consumers on every task queue (exit 4), connections warm, the live worker slots per pool. A broker
+    that goes away here is exit 3 with one line (nothing has been sent yet)."""
+    try:
+        require_consumers(app, settings)
+        warm_up(app)
+        return live_slots(app, settings)
+    except (OSError, OperationalError, *app.connection_for_read().connection_errors) as exc:
+        raise broker_error(settings.broker.url, exc) from None
+
+
 def one_run(settings: Settings, args: argparse.Namespace, size: int | None) -> dict[str, Any]:
-    require_consumers(app, settings)
-    warm_up(app)
-    slots = live_slots(app, settings)
+    slots = start_up(settings)
     order = interleave(task_plan(args.tasks, args.mix))
     log.info("load: %d tasks; slots %s", len(order), slots)
+    watch = {t.queue: settings.pool_for_task(name).name for name, t in settings.tasks.items()}
     progress = LoadProgress(len(order), enabled=not args.json)
     try:
-        samples, wall = run_load(app, TASKS, order, task_kwargs(args), args.timeout or settings.load_test.timeout,
-                                 progress)  # fmt: skip
+        samples, wall, got = run_load(app, TASKS, order, task_kwargs(args), args.timeout or settings.load_test.timeout,
+                                      progress, watch, settings.broker.connect_timeout)  # fmt: skip
     finally:
         progress.close()
-    return {"size": size, "report": summarise_load(settings, samples, slots, wall), "samples": samples}
+    report = summarise_load(settings, samples, slots, wall)
+    return {"size": size, "report": report, "samples": samples, "wait": got}
+
+
+def verdict(runs: list[dict[str, Any]], problems: list[str]) -> tuple[int, str | None]:
+    """The exit code, and for a run that ended on a lost broker or a lost pool, the one-line error."""
+    unknown = sum(1 for r in runs for s in r["samples"] if s.unknown)
+    lost = next((r["wait"].broker_lost for r in runs if r["wait"].broker_lost), None)
+    if lost:
+        return ExitCode.BROKER_UNREACHABLE, (f"lost the broker connection ({lost}) and it did not come back before "
+                                              f"the deadline: {unknown} task(s) unknown (ids in the report)")  # fmt: skip
+    pools = next((r["wait"].pools_lost for r in runs if r["wait"].pools_lost), None)
+    if pools and unknown:
+        names = ", ".join(f"{pool} ({queue})" for pool, queue in pools.items())
+        return ExitCode.NO_CONSUMER, (f"pool {names} lost all its consumers and none came back before the "
+                                       f"deadline: {unknown} task(s) unknown (ids in the report); start its workers")  # fmt: skip
+    return (ExitCode.FAILED if problems else ExitCode.OK), None
 
 
 def sweep(settings: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -95,6 +124,8 @@ def sweep(settings: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
             log.warning("-- %d worker(s) per pool", size)
             engine.resize({pool: size for pool in settings.pools})
             runs.append(one_run(settings, args, size))
+            if runs[-1]["wait"].broker_lost or runs[-1]["wait"].pools_lost:
+                break
     finally:
         log.warning("-- back to %s", before)
         engine.resize(before)
@@ -110,6 +141,8 @@ def report_doc(args: argparse.Namespace, settings: Settings, runs: list[dict[str
             for r in runs
         ],
         "problems": problems,
+        "broker_lost": next((r["wait"].broker_lost for r in runs if r["wait"].broker_lost), None),
+        "pools_lost": next((r["wait"].pools_lost for r in runs if r["wait"].pools_lost), {}),
     }
 
 
@@ -152,7 +185,7 @@ def print_report(args: argparse.Namespace, doc: dict[str, Any], runs: list[dict[
     reports: list[LoadReport] = [r["report"] for r in runs]
     print("\n".join(render_sweep([(r["size"], r["report"]) for r in runs]) if args.sweep else render_load(reports[-1])))
     for problem in doc["problems"]:
-        print(f"FAILED: {problem}" if "task(s) failed" in problem else f"THRESHOLD: {problem}")
+        print(f"FAILED: {problem}" if "task(s) " in problem else f"THRESHOLD: {problem}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -172,7 +205,10 @@ def run(args: argparse.Namespace) -> int:
     print_report(args, doc, runs)
     if result_file and not args.json:
         print(f"Result file: {result_file}")
-    return ExitCode.FAILED if problems else ExitCode.OK
+    code, problem = verdict(runs, problems)
+    if problem:
+        raise CliError(problem, code)  # after the (partial) report: one line on stderr
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,6 @@ from amqp.exceptions import AccessRefused, NotFound
 from amqp.exceptions import ConnectionError as AMQPConnectionError
 from kombu.common import maybe_declare
 from kombu.exceptions import OperationalError
-from kombu.utils.uuid import uuid
 
 from dts.config import Settings
 from dts.errors import CliError, ExitCode
@@ -98,8 +97,8 @@ def require_consumers(app, settings: Settings) -> dict[str, QueueStats]:
 
 def warm_up(app, publishers: int = 1) -> None:
     """Do the one-off set-up of the first publish and the first result wait ahead of time: open
-    `publishers` producer connections, declare the task queues on them, build the task sender, start
-    consuming from the rpc:// reply queue. Timing a dispatch then measures the dispatch, not set-up."""
+    `publishers` producer connections, declare the task queues on them, build the task sender. (Results
+    come back on each run's own reply queue: dts.replies.) Timing a dispatch then measures the dispatch."""
     app.amqp.send_task_message  # noqa: B018 - a cached property that imports and builds the sender
     with ExitStack() as stack:
         for _ in range(publishers):
@@ -107,4 +106,3 @@ def warm_up(app, publishers: int = 1) -> None:
             for queue in app.amqp.queues.values():
                 maybe_declare(queue, producer.channel, retry=True)
             app.backend.on_task_call(producer, None)
-    app.backend.result_consumer.consume_from(uuid())

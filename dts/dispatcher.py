@@ -1,6 +1,7 @@
-"""One dispatch round: send every task at once, then collect each result under one deadline.
+"""One dispatch round: send every task at once, then collect every result under one deadline.
 
-outcomes, total = dispatch_round(settings, TASKS, timeout=60, overrides={}, watch=watch)
+with ReplyQueue(app) as replies:
+    outcomes, total, got = dispatch_round(settings, TASKS, timeout=60, overrides={}, replies=replies, watch=watch)
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ import logging
 import time
 from typing import Any
 
-from celery.exceptions import TimeoutError as CeleryTimeout
+from celery import states
 from kombu.utils.uuid import uuid
 
 from dts.config import Settings
 from dts.live import TaskWatch
+from dts.replies import Collected, ReplyQueue, error_text
 from dts.reports import TaskOutcome, success
 
 log = logging.getLogger("dts.dispatch")
@@ -26,22 +28,23 @@ def send_order(settings: Settings, overrides: dict[str, Any]) -> list[str]:
     return sorted(settings.tasks, key=lambda name: -(settings.tasks[name].duration if duration is None else duration))
 
 
-def collect(settings: Settings, name: str, res, deadline: float, timeout: float) -> TaskOutcome:
-    """Wait for one result until the deadline; a missing or failed result becomes an outcome too."""
+def outcome(settings: Settings, name: str, task_id: str, got: Collected, timeout: float) -> TaskOutcome:
+    """A task's outcome from what the wait collected: its result, its failure, or unknown (and why)."""
     pool = settings.pool_for_task(name).name
-    try:
-        value = res.get(timeout=max(0.01, deadline - time.monotonic()), propagate=False)
-    except CeleryTimeout:
-        return TaskOutcome(name, res.id, pool,
-                           error=f"no result within {timeout:g}s (task {res.id} is still queued or running; state {res.state})")  # fmt: skip
-    if res.successful():
-        return success(name, res.id, pool, value)
-    return TaskOutcome(name, res.id, pool, error=f"{type(value).__name__}: {value}")
+    meta = got.results.get(task_id)
+    if meta is None:
+        why = (f"the broker connection was lost ({got.broker_lost})" if got.broker_lost
+               else f"pool {pool} has no consumer" if pool in got.pools_lost else "still queued or running")  # fmt: skip
+        return TaskOutcome(name, task_id, pool, error=f"no result within {timeout:g}s: {why}", unknown=True)
+    if meta.get("status") == states.SUCCESS:
+        return success(name, task_id, pool, meta["result"])
+    return TaskOutcome(name, task_id, pool, error=error_text(meta))
 
 
-def dispatch_round(settings: Settings, tasks: dict, timeout: float, overrides: dict[str, Any],
-                   watch: TaskWatch | None = None) -> tuple[list[TaskOutcome], float]:  # fmt: skip
-    """Send every task, then collect every result under one deadline. Returns outcomes and total time.
+def dispatch_round(settings: Settings, tasks: dict, timeout: float, overrides: dict[str, Any], replies: ReplyQueue,
+                   watch: TaskWatch | None = None) -> tuple[list[TaskOutcome], float, Collected]:  # fmt: skip
+    """Send every task (results to the run's reply queue), then collect every result under one deadline.
+    Returns the outcomes, the total time and what the wait saw (a lost broker, a pool without consumers).
     With a watch, each task is announced to it before it is sent (its events may arrive before
     apply_async returns) and, once the results are in, the watch is given the final state of any task
     whose events did not arrive (task events switched off, or lost)."""
@@ -50,25 +53,35 @@ def dispatch_round(settings: Settings, tasks: dict, timeout: float, overrides: d
     for name, task_id in ids.items():
         if watch:
             watch.expect(task_id, name)
-    sent = {}
+    unsent: dict[str, str] = {}
     for name, task_id in ids.items():
-        sent[name] = tasks[name].apply_async(kwargs=overrides, task_id=task_id)
+        try:
+            tasks[name].apply_async(kwargs=overrides, task_id=task_id, reply_to=replies.name)
+        except replies.errors as exc:  # after the publish retries: the broker is away
+            unsent[name] = f"not sent: the broker connection was lost ({type(exc).__name__}: {str(exc)[:200]})"
+            log.warning("%s %s", name, unsent[name])
+            continue
         log.info("sent %s id=%s queue=%s", name, task_id, settings.tasks[name].queue)
         if watch and not settings.monitoring.task_events:
             watch.feed({"type": "task-sent", "uuid": task_id, "retries": 0, "queue": settings.tasks[name].queue})
-    deadline = time.monotonic() + timeout
-    outcomes = [collect(settings, name, res, deadline, timeout) for name, res in sorted(sent.items())]
+    pools = {settings.tasks[name].queue: settings.pool_for_task(name).name for name in ids if name not in unsent}
+    sent_ids = {task_id for name, task_id in ids.items() if name not in unsent}
+    got = replies.collect(sent_ids, time.monotonic() + timeout, watch=pools) if sent_ids else Collected()
+    if unsent and not got.broker_lost:
+        got.broker_lost = "publishing failed"
     total = time.perf_counter() - t0
+    outcomes = [TaskOutcome(name, task_id, settings.pool_for_task(name).name, error=unsent[name]) if name in unsent
+                else outcome(settings, name, task_id, got, timeout) for name, task_id in sorted(ids.items())]  # fmt: skip
     if watch:
-        settle(settings, watch, outcomes)
-    return outcomes, total
+        settle(settings, watch, outcomes, grace=0.0 if got.broker_lost else EVENT_GRACE)
+    return outcomes, total, got
 
 
-def settle(settings: Settings, watch: TaskWatch, outcomes: list[TaskOutcome]) -> None:
+def settle(settings: Settings, watch: TaskWatch, outcomes: list[TaskOutcome], grace: float) -> None:
     """Give task events a moment to catch up with the results (a worker stores the result before it sends
     task-succeeded), then let the results speak for any task still without a final line."""
-    if settings.monitoring.task_events:
-        watch.wait_until_finished(EVENT_GRACE)
+    if settings.monitoring.task_events and grace:
+        watch.wait_until_finished(grace)
     late = set(watch.unfinished())
     for o in outcomes:
         if o.task_id in late:
@@ -84,7 +97,7 @@ def final_events(settings: Settings, o: TaskOutcome) -> list[dict[str, Any]]:
         r = o.result
         final = {"type": "task-succeeded", "uuid": o.task_id, "hostname": r.get("worker", ""),
                  "runtime": r.get("execution_time")}  # fmt: skip
-    elif o.error and o.error.startswith("no result within"):
+    elif o.unknown:
         final = {"type": "task-unknown", "uuid": o.task_id, "exception": o.error}
     else:
         final = {"type": "task-failed", "uuid": o.task_id, "exception": o.error}

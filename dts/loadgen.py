@@ -1,6 +1,6 @@
 """The load generator: the task plan, publishing through one producer, collecting results as they come.
 
-samples, wall = run_load(app, tasks, plan, kwargs, timeout, progress)
+samples, wall, got = run_load(app, tasks, order, kwargs, timeout, progress, watch)
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from celery.exceptions import TimeoutError as CeleryTimeout
-from celery.result import ResultSet
+from celery import states
 
 from dts.config import Settings
 from dts.live import LoadProgress
+from dts.replies import Collected, ReplyQueue, error_text
 from dts.reports import Sample
 
 
@@ -45,44 +45,53 @@ def live_slots(app, settings: Settings) -> dict[str, int]:
     return slots
 
 
-def publish(app, tasks: dict, order: list[str], kwargs: dict[str, dict[str, Any]]) -> list[tuple[Sample, Any]]:
-    """Send every task through one producer (one connection, one channel); kwargs per task type."""
-    sent = []
-    with app.producer_or_acquire() as producer:
-        for name in order:
-            sent_at = time.time()
-            res = tasks[name].apply_async(kwargs=kwargs[name], producer=producer)
-            sent.append((Sample(name, res.id, sent_at), res))
-    return sent
-
-
-def _filled(sample: Sample, meta: dict[str, Any]) -> Sample:
-    received = time.time()
-    if meta.get("status") == "SUCCESS":
-        return replace(sample, received_at=received, result=meta.get("result"))
-    exc = meta.get("result")
-    error = f"{exc.get('exc_type')}: {exc.get('exc_message')}" if isinstance(exc, dict) else str(exc)
-    return replace(sample, received_at=received, error=error)
-
-
-def collect(sent: list[tuple[Sample, Any]], timeout: float, progress: LoadProgress) -> list[Sample]:
-    """Each sample with its outcome, as results arrive (any order), until all are in or the timeout passes."""
-    samples = {sample.task_id: sample for sample, _ in sent}
-    done: dict[str, Sample] = {}
+def publish(app, tasks: dict, order: list[str], kwargs: dict[str, dict[str, Any]], reply_to: str,
+            errors: tuple[type[BaseException], ...]) -> tuple[list[Sample], str | None]:  # fmt: skip
+    """Send every task through one producer (one connection, one channel); kwargs per task type; results to
+    `reply_to`. Returns the samples sent and, if the broker went away while publishing, why it stopped."""
+    sent: list[Sample] = []
     try:
-        for task_id, meta in ResultSet([res for _, res in sent]).iter_native(timeout=timeout, interval=0.1):
-            if task_id in samples and task_id not in done:
-                done[task_id] = _filled(samples[task_id], meta)
-                progress.step()
-    except CeleryTimeout:
-        pass
-    missing = f"no result within {timeout:g}s (still queued or running)"
-    return [done.get(tid) or replace(s, error=missing) for tid, s in samples.items()]
+        with app.producer_or_acquire() as producer:
+            for name in order:
+                sent_at = time.time()
+                res = tasks[name].apply_async(kwargs=kwargs[name], producer=producer, reply_to=reply_to)
+                sent.append(Sample(name, res.id, sent_at))
+    except errors as exc:  # after kombu's publish retries
+        return (
+            sent,
+            f"publishing stopped after {len(sent)} of {len(order)} tasks: {type(exc).__name__}: {str(exc)[:200]}",
+        )
+    return sent, None
+
+
+def filled(sample: Sample, meta: dict[str, Any] | None, received: float | None, why_missing: str) -> Sample:
+    """A sample with its outcome: the result, the failure, or unknown (no result by the deadline)."""
+    if meta is None:
+        return replace(sample, error=why_missing, unknown=True)
+    if meta.get("status") == states.SUCCESS:
+        return replace(sample, received_at=received, result=meta.get("result"))
+    return replace(sample, received_at=received, error=error_text(meta))
 
 
 def run_load(app, tasks: dict, order: list[str], kwargs: dict[str, dict[str, Any]], timeout: float,
-             progress: LoadProgress) -> tuple[list[Sample], float]:  # fmt: skip
+             progress: LoadProgress, watch: dict[str, str], connect_timeout: float = 5.0,
+             ) -> tuple[list[Sample], float, Collected]:  # fmt: skip
+    """Publish the load, then collect every result under one deadline (reconnecting if the broker drops,
+    noticing a pool that loses its consumers). Returns the samples, the wall time and what the wait saw."""
     t0 = time.perf_counter()
-    sent = publish(app, tasks, order, kwargs)
-    samples = collect(sent, timeout, progress)
-    return samples, time.perf_counter() - t0
+    received: dict[str, float] = {}
+
+    def on_result(task_id: str, meta: dict[str, Any]) -> None:
+        received[task_id] = time.time()
+        progress.step()
+
+    with ReplyQueue(app, connect_timeout=connect_timeout) as replies:
+        sent, stopped = publish(app, tasks, order, kwargs, replies.name, replies.errors)
+        got = replies.collect({s.task_id for s in sent}, time.monotonic() + timeout, on_result, watch)
+    wall = time.perf_counter() - t0
+    if stopped and not got.broker_lost:
+        got.broker_lost = stopped
+    why = (f"no result within {timeout:g}s: " + (f"the broker connection was lost ({got.broker_lost})"
+           if got.broker_lost else "still queued or running"))  # fmt: skip
+    samples = [filled(s, got.results.get(s.task_id), received.get(s.task_id), why) for s in sent]
+    return samples, wall, got

@@ -18,7 +18,7 @@ from dts.config import Settings
 from dts.errors import ExitCode
 from dts.worker import pool_of_node
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: a task's `state` (succeeded | failed | unknown); load: broker_lost, pools_lost
 
 
 def label(task: str) -> str:
@@ -37,6 +37,12 @@ class TaskOutcome:
     result: dict[str, Any] | None = None  # the task's return value on success
     error: str | None = None  # why it failed or went missing
     isolation_breach: str | None = None
+    unknown: bool = False  # no result by the deadline: it may still be queued, running, or have run
+
+    @property
+    def state(self) -> str:
+        """succeeded | failed | unknown"""
+        return "succeeded" if self.ok else "unknown" if self.unknown else "failed"
 
     @property
     def ok(self) -> bool:
@@ -92,7 +98,7 @@ class DispatchReport:
     exit_code: int
 
     def to_json(self) -> dict[str, Any]:
-        tasks = [{**asdict(o), "ok": o.ok} for o in self.outcomes]
+        tasks = [{**asdict(o), "ok": o.ok, "state": o.state} for o in self.outcomes]
         return {
             "schema": SCHEMA_VERSION,
             "config": {"name": self.config_name, "path": self.config_path},
@@ -155,7 +161,9 @@ def dispatch_rows(report: DispatchReport) -> list[tuple[str, ...]]:
         r = o.result or {}
         delays = ", ".join(f"{d:.2f}s" for d in r.get("retry_delays", []))
         retries = f"{o.retries}" + (f" (backoff {delays})" if delays else "")
-        result = r.get("message", "") if o.ok else f"FAILED: {o.error or o.isolation_breach}"
+        result = (
+            r.get("message", "") if o.ok else f"{'UNKNOWN' if o.unknown else 'FAILED'}: {o.error or o.isolation_breach}"
+        )
         time_ = f"{r['execution_time']:.3f}s" if r else "-"
         rows.append((o.task, result, r.get("worker") or "-", r.get("queue") or "-", time_, retries))
     return rows
@@ -171,8 +179,10 @@ def dispatch_totals(report: DispatchReport) -> list[str]:
     """The lines under the table: wall time, counts, fastest/slowest, speed-up, retries, isolation."""
     s, outcomes = report.summary, report.outcomes
     ok = [o for o in outcomes if o.ok]
+    unknown = [o for o in outcomes if o.unknown]
     lines = [f"Total dispatcher time: {s.total_time:.3f}s (concurrent execution)",
-             f"Tasks: {len(ok)} succeeded, {len(outcomes) - len(ok)} failed"]  # fmt: skip
+             f"Tasks: {len(ok)} succeeded, {len(outcomes) - len(ok) - len(unknown)} failed"
+             + (f", {len(unknown)} unknown ({', '.join(o.task_id for o in unknown)})" if unknown else "")]  # fmt: skip
     if ok:
         fastest = min(ok, key=lambda o: o.result["execution_time"])
         slowest = max(ok, key=lambda o: o.result["execution_time"])
@@ -206,7 +216,7 @@ def render_dispatch(report: DispatchReport) -> list[str]:
 
 def bare_results(report: DispatchReport) -> list[str]:
     """--quiet: one line per task, its result or why it failed."""
-    return [f"{o.task}: {o.result['message']}" if o.ok else f"{o.task}: FAILED: {o.error or o.isolation_breach}"
+    return [f"{o.task}: {o.result['message']}" if o.ok else f"{o.task}: {o.state.upper()}: {o.error or o.isolation_breach}"
             for o in report.outcomes]  # fmt: skip
 
 
@@ -223,12 +233,19 @@ class Sample:
     received_at: float | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
+    unknown: bool = False  # no result by the deadline: it may still be queued, running, or have run
+
+    @property
+    def state(self) -> str:
+        """succeeded | failed | unknown"""
+        return "succeeded" if self.result is not None else "unknown" if self.unknown else "failed"
 
     def to_json(self) -> dict[str, Any]:
         r = self.result or {}
         return {"task": self.task, "task_id": self.task_id, "sent_at": self.sent_at, "received_at": self.received_at,
-                "ok": self.result is not None, "worker": r.get("worker"), "started_at": r.get("started_at"),
-                "execution_time": r.get("execution_time"), "retries": r.get("retries"), "error": self.error}  # fmt: skip
+                "ok": self.result is not None, "state": self.state, "worker": r.get("worker"),
+                "started_at": r.get("started_at"), "execution_time": r.get("execution_time"),
+                "retries": r.get("retries"), "error": self.error}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -254,8 +271,8 @@ class PoolLoad:
 class LoadReport:
     tasks: int
     completed: int
-    failed: int
-    failures: tuple[dict[str, Any], ...]
+    failed: int  # failed or unknown: every task that did not succeed
+    failures: tuple[dict[str, Any], ...]  # {task, task_id, state: failed | unknown, error}
     retries: int
     total_time: float
     throughput: float | None
@@ -317,7 +334,11 @@ def summarise_load(settings: Settings, samples: list[Sample], slots: dict[str, i
         tasks=len(samples),
         completed=len(done),
         failed=len(samples) - len(done),
-        failures=tuple({"task": s.task, "task_id": s.task_id, "error": s.error} for s in samples if s.result is None),
+        failures=tuple(
+            {"task": s.task, "task_id": s.task_id, "state": s.state, "error": s.error}
+            for s in samples
+            if s.result is None
+        ),
         retries=sum(s.result["retries"] for s in done),
         total_time=wall,
         throughput=len(done) / wall if wall > 0 else None,
@@ -338,8 +359,14 @@ def summarise_load(settings: Settings, samples: list[Sample], slots: dict[str, i
 
 def threshold_failures(report: LoadReport, settings: Settings) -> list[str]:
     limits, problems = settings.load_test, []
-    if report.failed:
-        problems.append(f"{report.failed} task(s) failed or did not complete")
+    unknown = [f["task_id"] for f in report.failures if f["state"] == "unknown"]
+    if report.failed - len(unknown):
+        problems.append(f"{report.failed - len(unknown)} task(s) failed")
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (
+            f", … ({len(unknown) - 5} more in the result file)" if len(unknown) > 5 else ""
+        )
+        problems.append(f"{len(unknown)} task(s) unknown, no result by the deadline: {shown}")
     eff = report.efficiency
     if limits.min_efficiency and (eff is None or eff < limits.min_efficiency):
         problems.append(f"efficiency {eff or 0:.3f} below load_test.min_efficiency {limits.min_efficiency:g}")
@@ -347,6 +374,10 @@ def threshold_failures(report: LoadReport, settings: Settings) -> list[str]:
     if limits.max_p95 and (p95 is None or p95 > limits.max_p95):
         problems.append(f"p95 latency {p95 or 0:.3f}s above load_test.max_p95 {limits.max_p95:g}s")
     return problems
+
+
+def _unknown_tasks(report: LoadReport) -> int:
+    return sum(1 for f in report.failures if f["state"] == "unknown")
 
 
 def _ms(value: float | None) -> str:
@@ -359,7 +390,8 @@ def _ratio(value: float | None) -> str:
 
 def render_load(r: LoadReport) -> list[str]:
     lines = [
-        f"Tasks: {r.tasks} sent, {r.completed} completed, {r.failed} failed, {r.retries} retries",
+        f"Tasks: {r.tasks} sent, {r.completed} completed, {r.failed - _unknown_tasks(r)} failed, {_unknown_tasks(r)} unknown, "
+        f"{r.retries} retries",
         f"Total time: {r.total_time:.3f}s   throughput: {r.throughput or 0:.1f} tasks/s",
         f"{'ms':<22}{'p50':>7}{'p95':>7}{'p99':>7}{'max':>7}",
     ]

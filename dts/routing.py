@@ -24,7 +24,8 @@ def route_table(settings: Settings) -> dict[str, dict[str, str]]:
 def celery_settings(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker.url,
-        "result_backend": "rpc://",
+        "result_backend": "rpc://",  # to the reply_to queue of each run (dts.replies): durable, its own
+        "result_persistent": True,  # results as persistent messages: a broker restart keeps them
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],

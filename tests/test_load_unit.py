@@ -85,10 +85,13 @@ def test_summary_splits_latency_and_measures_efficiency_against_live_slots():
         sample("task_b", "worker-b@h-1", 100.0, 100.0, 0.2, 100.2, retries=1),
         sample("task_b", "worker-b@h-2", 100.0, 100.0, 0.2, 100.2),
     ]
-    failed = Sample("task_b", "lost", 100.0, error="no result within 5s")
+    failed = Sample("task_b", "lost", 100.0, error="no result within 5s", unknown=True)
     report = summarise_load(SETTINGS, [*samples, failed], {"worker-a": 1, "worker-b": 2}, wall=0.25)
     assert (report.tasks, report.completed, report.failed, report.retries) == (5, 4, 1, 1)
-    assert report.failures == ({"task": "task_b", "task_id": "lost", "error": "no result within 5s"},)
+    assert report.failures == (
+        {"task": "task_b", "task_id": "lost", "state": "unknown", "error": "no result within 5s"},
+    )
+    assert [s.state for s in [*samples[:1], failed]] == ["succeeded", "unknown"]
     assert report.latency.max == pytest.approx(0.2)
     assert report.latency.p50 == pytest.approx(0.2)
     assert report.queue_wait.max == pytest.approx(0.1)
@@ -115,7 +118,13 @@ def test_a_pool_without_live_slots_has_no_finite_ideal_time():
 def test_nothing_completed_has_no_efficiency():
     report = summarise_load(SETTINGS, [Sample("task_a", "x", 0.0, error="boom")], {"worker-a": 1}, wall=1.0)
     assert (report.completed, report.efficiency, report.latency.p95) == (0, None, None)
-    assert threshold_failures(report, SETTINGS) == ["1 task(s) failed or did not complete"]
+    assert threshold_failures(report, SETTINGS) == ["1 task(s) failed"]
+    ids = [f"id-{n}" for n in range(7)]
+    unknown = [Sample("task_a", i, 0.0, error="no result within 5s", unknown=True) for i in ids]
+    report = summarise_load(SETTINGS, unknown, {"worker-a": 1}, wall=1.0)
+    assert threshold_failures(report, SETTINGS) == [
+        "7 task(s) unknown, no result by the deadline: id-0, id-1, id-2, id-3, id-4, … (2 more in the result file)"
+    ]
 
 
 def test_sample_to_json():
@@ -148,7 +157,7 @@ def test_report_and_sweep_lines():
         SETTINGS, [sample("task_a", "worker-a@h", 0, 0, 0.1, 0.1)], {"worker-a": 1, "worker-b": 0}, wall=0.1
     )
     lines = render_load(report)
-    assert lines[0] == "Tasks: 1 sent, 1 completed, 0 failed, 0 retries"
+    assert lines[0] == "Tasks: 1 sent, 1 completed, 0 failed, 0 unknown, 0 retries"
     assert lines[1] == "Total time: 0.100s   throughput: 10.0 tasks/s"
     assert "Tasks per worker: worker-a@h 1" in lines
     assert lines[-1] == "Efficiency (ideal / actual): 1.000 (work per slot / actual: 1.000)"

@@ -14,13 +14,13 @@ from dts.results import default_name, output_path, save
 
 # The documented schema (README, "Result files"): top-level keys and the keys of each nested record.
 DISPATCH_KEYS = {"schema", "kind", "created_at", "config", "tasks", "summary", "repeat", "exit_code"}
-DISPATCH_TASK_KEYS = {"task", "task_id", "pool", "result", "error", "isolation_breach", "ok"}
+DISPATCH_TASK_KEYS = {"task", "task_id", "pool", "result", "error", "isolation_breach", "unknown", "ok", "state"}
 SUMMARY_KEYS = {"total_time", "sum_execution_time", "longest_execution_time", "overhead", "speedup",
                 "total_retries", "max_backoff", "failed"}  # fmt: skip
 RESULT_KEYS = {"message", "task", "task_id", "queue", "worker", "retries", "retry_delays", "started_at",
                "finished_at", "execution_time"}  # fmt: skip
-LOAD_KEYS = {"schema", "kind", "created_at", "config", "load", "runs", "problems"}
-SAMPLE_KEYS = {"task", "task_id", "sent_at", "received_at", "ok", "worker", "started_at", "execution_time",
+LOAD_KEYS = {"schema", "kind", "created_at", "config", "load", "runs", "problems", "broker_lost", "pools_lost"}
+SAMPLE_KEYS = {"task", "task_id", "sent_at", "received_at", "ok", "state", "worker", "started_at", "execution_time",
                "retries", "error"}  # fmt: skip
 
 
@@ -47,7 +47,7 @@ def test_save_is_atomic_and_stamped(tmp_path):
     path = tmp_path / "run.json"
     save(path, "dispatch", {"exit_code": 0})
     doc = json.loads(path.read_text())
-    assert doc["schema"] == 2 and doc["kind"] == "dispatch" and doc["exit_code"] == 0
+    assert doc["schema"] == 3 and doc["kind"] == "dispatch" and doc["exit_code"] == 0
     assert datetime.fromisoformat(doc["created_at"]).tzinfo is not None
     assert os.listdir(tmp_path) == ["run.json"]  # no temp file left behind
     save(None, "dispatch", {})  # --no-save: nothing written
@@ -66,7 +66,7 @@ def test_dispatch_writes_a_result_file_with_the_documented_schema(config_path, c
     (path,) = written
     assert capsys.readouterr().out.splitlines()[-1] == f"Result file: {path}"
     doc = json.loads(path.read_text())
-    assert set(doc) == DISPATCH_KEYS and doc["kind"] == "dispatch" and doc["schema"] == 2
+    assert set(doc) == DISPATCH_KEYS and doc["kind"] == "dispatch" and doc["schema"] == 3
     assert [t["task"] for t in doc["tasks"]] == ["task_a", "task_b"]
     for task in doc["tasks"]:
         assert set(task) == DISPATCH_TASK_KEYS and task["ok"] is True

@@ -149,7 +149,7 @@ def test_load_test_20_plus_20(config_path, workers, clean_queues, tmp_path, caps
     assert report["execution"]["max"] < lat["max"]
     assert 0 < report["efficiency"] <= 1
     doc = json.loads(out.read_text())
-    assert doc["schema"] == 2 and len(doc["runs"][0]["samples"]) == 40
+    assert doc["schema"] == 3 and len(doc["runs"][0]["samples"]) == 40
     assert all(s["ok"] and s["worker"] for s in doc["runs"][0]["samples"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -159,7 +159,7 @@ def test_load_test_failures_and_missed_thresholds_exit_1(config_path, workers, c
 
     assert load_test.main(["--config", str(config_path), "--tasks", "2", "--fail-rate", "1"]) == 1
     out = capsys.readouterr().out
-    assert "Tasks: 4 sent, 0 completed, 4 failed" in out and "FAILED: 4 task(s) failed or did not complete" in out
+    assert "Tasks: 4 sent, 0 completed, 4 failed, 0 unknown" in out and "FAILED: 4 task(s) failed\n" in out
     strict = write_config(tmp_path / "strict.yml")
     strict.write_text(strict.read_text() + "load_test: {max_p95: 0.001}\n")
     assert load_test.main(["--config", str(strict), "--tasks", "2"]) == 1

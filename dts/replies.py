@@ -1,0 +1,176 @@
+"""Results that survive the broker, and waits that survive a lost connection.
+
+Each run (a dispatch, a load) gets a reply queue of its own: durable, not auto-deleted, removed by
+RabbitMQ after `expires` seconds unused (x-expires). Tasks are sent with `reply_to=<that queue>`; workers
+publish their results there as persistent messages (`result_persistent`, the rpc:// backend), so a broker
+restart keeps the results of tasks that ran. The collector consumes the queue (acking each result once
+recorded), reconnects when the connection drops, keeps an eye on the task queues' consumers, and stops at
+the deadline (within a tenth of a second).
+
+    with ReplyQueue(app) as replies:
+        res = task_a.apply_async(reply_to=replies.name)
+        got = replies.collect({res.id}, deadline=time.monotonic() + 60, watch={"queue_a": "worker-a"})
+        got.results[res.id]   # the result message: {"task_id", "status", "result", ...}
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import states
+from kombu import Consumer, Queue
+from kombu.exceptions import OperationalError
+from kombu.utils.uuid import uuid
+
+from dts.broker import broker_error
+
+log = logging.getLogger("dts.replies")
+
+DRAIN_SLICE = 0.1  # seconds: the longest a wait runs past its deadline is about this
+CONSUMER_CHECK = 2.0  # seconds between checks of the task queues' consumers
+RECONNECT_PAUSE = 0.25  # seconds between attempts to reach a broker that is away
+
+
+@dataclass
+class Collected:
+    """What a wait found: results by task id, and what went wrong on the way."""
+
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    broker_lost: str | None = None  # why, when the connection was down at the deadline
+    reconnects: int = 0
+    pools_lost: dict[str, str] = field(default_factory=dict)  # pool -> its queue without consumers at the end
+
+
+def error_text(meta: dict[str, Any]) -> str:
+    """'TransientError: boom' from a FAILURE result message (an exception serialised as a dict)."""
+    exc = meta.get("result")
+    if isinstance(exc, dict) and "exc_type" in exc:
+        message = exc.get("exc_message")
+        if isinstance(message, list | tuple):
+            message = ", ".join(str(m) for m in message)
+        return f"{exc['exc_type']}: {message}"
+    return str(exc)
+
+
+class ReplyQueue:
+    """A run's own durable reply queue and the consumer that collects from it (see the module doc)."""
+
+    def __init__(self, app, expires: float = 3600.0, connect_timeout: float = 5.0):
+        self.app, self.connect_timeout = app, connect_timeout
+        self.name = f"dts.replies.{uuid()}"
+        self.queue = Queue(self.name, routing_key=self.name, durable=True, auto_delete=False, expires=expires)
+        self.conn = None
+        self.consumer = None
+        self._expected: set[str] = set()
+        self._collected = Collected()
+        self._on_result: Callable[[str, dict[str, Any]], None] | None = None
+        self._watch: dict[str, str] = {}  # task queue -> pool
+        self._no_consumers_since: dict[str, float] = {}
+        self._next_check = 0.0
+        probe = app.connection_for_read()
+        self.errors = (OSError, OperationalError, *probe.connection_errors, *probe.channel_errors)
+        probe.release()
+
+    # -- connection
+    def __enter__(self) -> ReplyQueue:
+        try:
+            self._connect(self.connect_timeout)
+        except self.errors as exc:
+            raise broker_error(self.app.conf.broker_url, exc) from None
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.conn is not None:
+            with suppress(Exception):  # best effort: x-expires removes it anyway
+                self.consumer.cancel()
+                self.conn.default_channel.queue_delete(self.name, if_empty=True)
+        self._close()
+
+    def _connect(self, timeout: float) -> None:
+        conn = self.app.connection_for_read(connect_timeout=max(0.05, timeout))
+        try:  # one attempt: the wait loop paces the retries (kombu's own would sleep 2 s first)
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=max(0.05, timeout))
+            self.queue(conn.default_channel).declare()
+            consumer = Consumer(conn.default_channel, [self.queue], callbacks=[self._on_message], no_ack=False,
+                                accept=["json"])  # fmt: skip
+            consumer.consume()
+        except BaseException:
+            conn.release()
+            raise
+        self.conn, self.consumer = conn, consumer
+
+    def _close(self) -> None:
+        if self.conn is not None:
+            with suppress(Exception):
+                self.conn.release()
+        self.conn = self.consumer = None
+
+    def _on_message(self, body: dict[str, Any], message) -> None:
+        task_id, status = body.get("task_id"), body.get("status")
+        if status in states.READY_STATES and task_id in self._expected and task_id not in self._collected.results:
+            self._collected.results[task_id] = body
+            if self._on_result:
+                self._on_result(task_id, body)
+        message.ack()  # recorded (or a state we do not wait for: RETRY, STARTED)
+
+    # -- the wait
+    def collect(self, ids: set[str], deadline: float, on_result: Callable[[str, dict[str, Any]], None] | None = None,
+                watch: dict[str, str] | None = None) -> Collected:  # fmt: skip
+        """Consume results until every id has one or the deadline passes. `watch`: task queue -> pool,
+        whose consumers are checked every CONSUMER_CHECK seconds (a pool at zero is logged, and reported
+        in `pools_lost` if still at zero at the end)."""
+        self._expected |= set(ids)
+        self._on_result, self._watch = on_result, dict(watch or {})
+        got, lost_reason = self._collected, None
+        while not set(ids) <= got.results.keys():
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            try:
+                if self.conn is None:
+                    self._connect(min(self.connect_timeout, deadline - now))
+                    got.reconnects += 1
+                    log.warning("broker connection back; collecting the results kept in %s", self.name)
+                    lost_reason = None
+                self._check_consumers(now)
+                self.conn.drain_events(timeout=min(DRAIN_SLICE, max(0.001, deadline - now)))
+            except TimeoutError:
+                continue
+            except self.errors as exc:
+                if lost_reason is None:
+                    log.warning("broker connection lost (%s); reconnecting until the deadline", _short(exc))
+                lost_reason = _short(exc)
+                self._close()
+                time.sleep(min(RECONNECT_PAUSE, max(0.0, deadline - time.monotonic())))  # retry pacing
+        got.broker_lost = lost_reason
+        got.pools_lost = {pool: queue for queue, pool in self._watch.items() if queue in self._no_consumers_since}
+        return got
+
+    def _check_consumers(self, now: float) -> None:
+        if not self._watch or now < self._next_check:
+            return
+        self._next_check = now + CONSUMER_CHECK
+        channel = self.conn.channel()
+        try:
+            for queue, pool in self._watch.items():
+                _, _, consumers = channel.queue_declare(queue=queue, passive=True)
+                if consumers == 0 and queue not in self._no_consumers_since:
+                    self._no_consumers_since[queue] = now
+                    log.warning("%s has no consumer any more: pool %s lost its workers; waiting for it to come back",
+                                queue, pool)  # fmt: skip
+                elif consumers and queue in self._no_consumers_since:
+                    del self._no_consumers_since[queue]
+                    log.warning("%s has %d consumer(s) again (pool %s)", queue, consumers, pool)
+        finally:
+            with suppress(Exception):
+                channel.close()
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
