@@ -1,0 +1,258 @@
+"""Fault tests: faults injected into real runs, each run's tasks counted (sent, completed, unknown, lost)
+and each task's executions counted in the workers' logs (a duplicate shows as a second "succeeded").
+
+The broker faults need a broker that may be stopped: a RabbitMQ node of its own (port 5673, its own data
+directory, started and stopped here), so nothing else on the machine (a user's broker, other tests) sees
+the restarts. Real local `celery worker` processes (1 + 1) run against it. Under CI=true a missing
+`rabbitmq-server` fails the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from helpers import IN_CI, ROOT, app_for, write_config
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
+
+PORT = 5673
+NODE = "dts-faults@localhost"
+SERVER = shutil.which("rabbitmq-server") or "/usr/sbin/rabbitmq-server"
+
+
+@dataclass
+class FaultBroker:
+    url: str
+    env: dict[str, str]
+    pidfile: Path
+
+    def ctl(self, *args: str, timeout: float = 60) -> str:
+        proc = subprocess.run(["rabbitmqctl", "-n", NODE, *args], capture_output=True, text=True, timeout=timeout)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    def stop(self) -> None:
+        self.ctl("stop_app")
+
+    def start(self) -> None:
+        self.ctl("start_app")
+        self.ctl("await_startup")
+
+    def connections(self) -> int:
+        return len([line for line in self.ctl("list_connections", "-q", "pid").splitlines() if line.strip()])
+
+
+def start_node() -> FaultBroker:
+    base = Path(tempfile.mkdtemp(prefix="dts-faults-"))
+    env = dict(os.environ, RABBITMQ_NODENAME=NODE, RABBITMQ_NODE_PORT=str(PORT), RABBITMQ_DIST_PORT=str(PORT + 20000),
+               RABBITMQ_MNESIA_BASE=str(base / "mnesia"), RABBITMQ_LOG_BASE=str(base / "log"),
+               RABBITMQ_ENABLED_PLUGINS_FILE=str(base / "enabled_plugins"), RABBITMQ_PID_FILE=str(base / "pid"),
+               RABBITMQ_CONFIG_FILE=str(base / "rabbitmq"))  # fmt: skip
+    if os.geteuid() == 0:  # the server drops to the rabbitmq user
+        user = pwd.getpwnam("rabbitmq")
+        os.chown(base, user.pw_uid, user.pw_gid)
+    subprocess.run([SERVER, "-detached"], env=env, cwd=base, check=True, capture_output=True, timeout=60)
+    broker = FaultBroker(f"amqp://guest:guest@localhost:{PORT}//", env, base / "pid")
+    broker.ctl("wait", str(broker.pidfile), "--timeout", "90", timeout=120)
+    return broker
+
+
+@pytest.fixture(scope="module")
+def fault_broker():
+    if not Path(SERVER).exists() or shutil.which("rabbitmqctl") is None:
+        reason = "rabbitmq-server is not installed here (the fault tests run a node of their own)"
+        if IN_CI:
+            pytest.fail(f"CI=true and {reason}")
+        pytest.skip(reason)
+    broker = start_node()
+    yield broker
+    subprocess.run(["rabbitmqctl", "-n", NODE, "stop"], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def fleet(fault_broker, tmp_path_factory):
+    """1 worker-a + 1 worker-b on the fault broker. Tasks take 5 s unless the client says otherwise (the
+    load tests do: --duration-a/-b), so a dispatch is still waiting when the fault comes."""
+    from dts.config import load_settings
+    from dts.local import LocalEngine
+
+    path = write_config(tmp_path_factory.mktemp("faults") / "faults.yml", replicas="1", duration_a="5",
+                        duration_b="5", timeout="20")  # fmt: skip
+    settings = load_settings(path).with_broker_url(fault_broker.url)
+    app = app_for(settings)
+    run_dir = tmp_path_factory.mktemp("run")
+    engine = LocalEngine(settings, app, run_dir=run_dir)
+    engine.start()
+    env = {"BROKER_URL": fault_broker.url, "DTS_CONFIG": str(path), "CI": "true"}
+    yield {"engine": engine, "app": app, "settings": settings, "env": env, "config": path, "run_dir": run_dir}
+    engine.stop()
+    app.close()
+
+
+@pytest.fixture
+def fresh(fleet, fault_broker):
+    """Before and after each test: the broker up, both pools at 1 worker consuming, the task queues empty."""
+    from dts.broker import queue_stats
+
+    def reset():
+        if fault_broker.ctl("eval", "rabbit:is_running().").strip() != "true":
+            fault_broker.start()
+        for attempt in range(3):  # a connection from before a broker restart may still be handed out once
+            fleet["app"].close()
+            fleet["app"] = fleet["engine"].app = app_for(fleet["settings"])
+            try:
+                fleet["engine"].resize({"worker-a": 1, "worker-b": 1})
+                break
+            except OSError:
+                if attempt == 2:
+                    raise
+        with fleet["app"].connection_for_write() as conn:
+            for queue in fleet["settings"].queues:
+                conn.default_channel.queue_purge(queue)
+        deadline = time.monotonic() + 60  # workers reconnect on their own after a broker restart
+        while not all(s.consumers for s in queue_stats(fleet["app"], fleet["settings"].queues).values()):
+            assert time.monotonic() < deadline, "the workers did not come back to their queues"
+
+    reset()
+    yield fleet
+    reset()
+
+
+def popen(fleet, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=dict(os.environ, **fleet["env"]),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def wait_for_line(stream, pattern: str) -> re.Match:
+    """Read `stream` until a line matches (pytest-timeout bounds the wait)."""
+    for line in stream:
+        match = re.search(pattern, line)
+        if match:
+            return match
+    raise AssertionError(f"the output ended without a line matching {pattern!r}")
+
+
+def executions(run_dir: Path, task_ids) -> dict[str, int]:
+    """How often each task ran to success, counted in every worker's log (a duplicate would show twice)."""
+    text = "".join(p.read_text(errors="replace") for p in run_dir.glob("*.log"))
+    return {tid: len(re.findall(rf"\[{tid}\] succeeded in", text)) for tid in task_ids}
+
+
+def tally(samples: list[dict], run_dir: Path) -> dict[str, int]:
+    runs = executions(run_dir, [s["task_id"] for s in samples])
+    states = [s["state"] for s in samples]
+    return {"sent": len(samples), "completed": states.count("succeeded"), "failed": states.count("failed"),
+            "unknown": states.count("unknown"), "lost": sum(1 for s in samples if s["state"] == "succeeded"
+                                                            and runs[s["task_id"]] == 0),
+            "duplicates": sum(max(0, n - 1) for n in runs.values())}  # fmt: skip
+
+
+def test_broker_restart_mid_burst_loses_no_result(fresh, fault_broker, tmp_path):
+    out = tmp_path / "load.json"
+    proc = popen(
+        fresh,
+        "load_test.py",
+        "--tasks",
+        "400",
+        "--duration-a",
+        "0.01",
+        "--duration-b",
+        "0.01",
+        "--output",
+        str(out),
+        "--timeout",
+        "120",
+    )
+    first = wait_for_line(proc.stderr, r"^progress: (\d+)/(\d+)")  # results are coming in
+    assert int(first.group(1)) < int(first.group(2)), "the burst ended before the fault: make it longer"
+    fault_broker.stop()
+    fault_broker.start()
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 0, stdout + stderr
+    samples = json.loads(out.read_text())["runs"][0]["samples"]
+    counts = tally(samples, fresh["run_dir"])
+    print("broker restart mid-burst:", counts)
+    assert counts["sent"] == 800 and counts["completed"] == 800 and counts["unknown"] == 0 and counts["lost"] == 0
+    assert "broker connection lost" in stderr and "broker connection back" in stderr  # it noticed, and recovered
+    assert "Traceback" not in stdout + stderr
+
+
+def test_broker_gone_during_dispatch_exits_3_with_the_partial_report(fresh, fault_broker, tmp_path):
+    out = tmp_path / "dispatch.json"
+    t0 = time.monotonic()
+    proc = popen(fresh, "dispatch.py", "--timeout", "6", "--output", str(out))
+    wait_for_line(proc.stdout, r" SENT +task_[ab] ")  # published: now the wait is on
+    fault_broker.stop()
+    stdout, stderr = proc.communicate(timeout=60)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 3, stdout + stderr
+    assert stderr.splitlines()[-1].startswith("dispatch.py: error: lost the broker connection")
+    assert "Traceback" not in stdout + stderr
+    doc = json.loads(out.read_text())  # the partial report, whole (written atomically)
+    assert doc["exit_code"] == 3
+    states = {t["task"]: t["state"] for t in doc["tasks"]}
+    assert states == {"task_a": "unknown", "task_b": "unknown"}  # 5 s tasks: no result could come back
+    assert elapsed < 6 + 5  # the wait ended at its deadline (plus start-up), not later
+
+
+def test_broker_gone_during_load_test_start_up_exits_3_and_writes_nothing(fresh, fault_broker, tmp_path):
+    out = tmp_path / "load.json"
+    before = fault_broker.connections()
+    proc = popen(fresh, "load_test.py", "--tasks", "10", "--duration-a", "0", "--duration-b", "0", "--output", str(out))
+    deadline = time.monotonic() + 30
+    while fault_broker.connections() <= before:  # the load test has connected: its start-up checks run
+        assert time.monotonic() < deadline and proc.poll() is None, "the load test never connected"
+    fault_broker.stop()
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 3, stdout + stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("load_test.py: error:"), stderr
+    assert "Traceback" not in stdout + stderr
+    assert list(tmp_path.iterdir()) == []  # no result file, not even half of one
+
+
+def test_a_pool_killed_during_a_load_test_is_reported_and_exits_4(fresh, tmp_path):
+    from dts.broker import queue_stats
+
+    out = tmp_path / "load.json"
+    proc = popen(
+        fresh,
+        "load_test.py",
+        "--tasks",
+        "30",
+        "--duration-a",
+        "0.01",
+        "--duration-b",
+        "0.3",
+        "--output",
+        str(out),
+        "--timeout",
+        "10",
+    )
+    app = fresh["app"]
+    deadline = time.monotonic() + 30
+    while queue_stats(app, ["queue_b"])["queue_b"].ready == 0:  # the load is published
+        assert time.monotonic() < deadline and proc.poll() is None, "the load never reached queue_b"
+    fresh["engine"].resize({"worker-b": 0})  # the whole pool goes (warm shutdown: its running task finishes)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 4, stdout + stderr
+    assert "queue_b has no consumer any more: pool worker-b lost its workers" in stderr
+    assert stderr.splitlines()[-1].startswith("load_test.py: error: pool worker-b (queue_b) lost all its consumers")
+    samples = json.loads(out.read_text())["runs"][0]["samples"]
+    counts = tally(samples, fresh["run_dir"])
+    print("pool killed during a load test:", counts)
+    waiting = queue_stats(app, ["queue_b"])["queue_b"].ready
+    assert all(s["state"] == "succeeded" for s in samples if s["task"] == "task_a")
+    assert counts["unknown"] == waiting > 0  # every unknown task is still in its queue: nothing lost
+    assert counts["completed"] + counts["unknown"] == counts["sent"] == 60 and counts["duplicates"] == 0
