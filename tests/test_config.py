@@ -185,7 +185,7 @@ def test_bad_config_is_one_line_naming_file_key_value_and_rule(tmp_path, text, e
 
 
 def test_a_huge_value_is_cut_in_the_message(tmp_path):
-    huge = "x" * 10_000_000
+    huge = "x" * 1_000_000  # under the file size cap
     message = error_of(write(tmp_path, f"{POOLS}retry: {{jitter: {huge}}}\n"))
     assert message.startswith("cfg.yml: retry.jitter must be true or false (got 'xxxx")
     assert message.endswith("...)")
@@ -200,8 +200,10 @@ SEED_POOLS = {"worker-a": {"queues": ["queue_a"]}, "worker-b": {"queues": ["queu
     ("doc", "start"),
     [({"pools": {"worker-a": {"queues": [HUGE]}}}, "c.yml: pools.worker-a.queues must hold queue names"),
      ({"pools": SEED_POOLS, "tasks": {"task_a": {"queue": HUGE}}}, "c.yml: tasks.task_a.queue must be a pool's queue"),
-     ({"pools": SEED_POOLS, "broker": {"url": HUGE}}, "c.yml: broker.url must be an AMQP URL"),
-     ({"pools": SEED_POOLS, "broker": {"url": HUGE + "://h"}}, "c.yml: broker.url must be an AMQP URL"),
+     ({"pools": SEED_POOLS, "broker": {"url": HUGE}}, "c.yml: broker.url is 10000000 characters long"),
+     ({"pools": SEED_POOLS, "broker": {"url": HUGE + "://h"}}, "c.yml: broker.url is 10000004 characters long"),
+     ({"pools": SEED_POOLS, "broker": {"url": "x" * 1000}}, "c.yml: broker.url must be an AMQP URL"),
+     ({"pools": SEED_POOLS, "broker": {"url": "x" * 1000 + "://h"}}, "c.yml: broker.url must be an AMQP URL"),
      ({"pools": SEED_POOLS, "name": [HUGE]}, "c.yml: name must be a string (got ['xxx"),
      ({"pools": SEED_POOLS, "retry": {"max_retries": HUGE}}, "c.yml: retry.max_retries must be an integer (got 'xxx")],
 )  # fmt: skip
