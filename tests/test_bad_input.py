@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import BROKER_HOST, CHECKOUT, run_cli, vhost_url, write_config
+from helpers import CHECKOUT, run_cli, vhost_url, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -26,9 +26,14 @@ MAX_SECONDS = 2.0  # a refusal, subprocess start-up (Celery import) included
 MAX_LINE = 300
 
 POOLS = "pools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b]}}\n"
-BILLION_LAUGHS = POOLS + "retry:\n" + "".join(
-    f"  k{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 9) if n else ', '.join(['lol'] * 9)}]\n" for n in range(9)
-)  # 9^9 'lol's (387 million) from ~600 bytes
+BILLION_LAUGHS = (
+    POOLS
+    + "retry:\n"
+    + "".join(
+        f"  {'max_retries' if n == 8 else f'k{n}'}: &l{n} [{', '.join([f'*l{n - 1}'] * 9) if n else ', '.join(['lol'] * 9)}]\n"
+        for n in range(9)
+    )
+)  # retry.max_retries is 9^9 'lol's (387 million) from ~600 bytes: its error message would quote it
 
 
 def sized(size: int) -> Callable[[Path], Path]:
@@ -138,10 +143,11 @@ CASES: list[Case] = [
 def empty_vhost(rabbitmq, tmp_path_factory):
     """The case vhost with the task queues declared (as the app declares them) and empty; yields a function
     returning each queue's messages, counted by passive declare (no consumer ever runs here)."""
+    from helpers import app_for
+
     from dts.broker import queue_stats
     from dts.config import load_settings
     from dts.provision import ensure_vhost
-    from helpers import app_for
 
     ensure_vhost(BAD_INPUT_VHOST, "guest")
     settings = load_settings(write_config(tmp_path_factory.mktemp("bad-input") / "good.yml"))
