@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: python -m dts.provision   (vhost and user default to this checkout's name, dts-<hash>)\n"
         "exit codes: 0 ok, 1 could not create them, 2 bad usage (checked before anything is created),\n"
-        "            3 broker unreachable",
+        "            3 broker unreachable, 130 interrupted",
     )
     parser.add_argument(
         "--vhost", help=f"default: this checkout's name, dts-<hash of its directory> (<= {MAX_NAME} chars)"
@@ -188,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         report("dts.provision", f"dts.provision: error: {exc}", exc.exit_code)
         return exc.exit_code
+    except KeyboardInterrupt:
+        report("dts.provision", "dts.provision: interrupted", ExitCode.INTERRUPTED)
+        return ExitCode.INTERRUPTED
     return ExitCode.OK
 
 

@@ -66,8 +66,10 @@ def ping(settings: Settings, pool: PoolSettings, host: str) -> int:
     from celery.utils.nodenames import host_format
 
     from celery_app import app, use_settings
+    from dts.broker import check_broker
 
     use_settings(settings)
+    check_broker(app, settings.broker.connect_timeout)  # exit 3 in one line, not a kombu traceback
     node = host_format(nodename(pool.name, host))
     replies = app.control.ping(destination=[node], timeout=10) or []
     return ExitCode.OK if any(node in reply for reply in replies) else ExitCode.FAILED
@@ -75,7 +77,8 @@ def ping(settings: Settings, pool: PoolSettings, host: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m dts.worker", description=__doc__.split("\n\n")[0],
-                    epilog="exit codes: 0 ok (--ping: the worker answered), 1 no answer, 2 bad usage or config")  # fmt: skip
+                    epilog="exit codes: 0 ok (--ping: the worker answered), 1 no answer, 2 bad usage or config, "
+                    "3 broker unreachable (--ping)")  # fmt: skip
     parser.add_argument("pool", nargs="?", default=os.environ.get("DTS_POOL"), help="pool name (default: $DTS_POOL)")
     parser.add_argument("--host", default=HOST, help="host part of the node name (default: %%h, the host name)")
     parser.add_argument("--ping", action="store_true", help="ping this host's worker of the pool instead")
