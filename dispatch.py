@@ -18,7 +18,16 @@ from pathlib import Path
 
 from celery_app import TASKS, app, use_settings
 from dts.broker import check_broker, redact_url, require_consumers, warm_up
-from dts.cli import Parser, non_negative_int, positive_float, positive_int, probability, run_main
+from dts.cli import (
+    MAX_FAIL_TIMES,
+    MAX_REPEAT,
+    MAX_TIMEOUT,
+    Parser,
+    float_between,
+    int_between,
+    probability,
+    run_main,
+)
 from dts.config import Settings, load_settings
 from dts.dispatcher import dispatch_round
 from dts.errors import CliError, ExitCode
@@ -62,14 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     parser.add_argument("--config", help="config file (default: test-config.yml, or $DTS_CONFIG)")
-    parser.add_argument(
-        "--timeout", type=positive_float, help="seconds to wait for results (default: dispatch.timeout)"
-    )
+    parser.add_argument("--timeout", type=float_between(0, MAX_TIMEOUT, low_open=True), metavar="S",
+                        help=f"seconds to wait for results, at most {MAX_TIMEOUT:g} (default: dispatch.timeout)")  # fmt: skip
     parser.add_argument("--fail-rate", type=probability, metavar="P", help="probability 0..1 that an attempt fails")
-    parser.add_argument("--fail-times", type=non_negative_int, metavar="N", default=0,
-                        help="make the first N attempts of each task fail (N > retry.max_retries fails the task)")  # fmt: skip
-    parser.add_argument("--repeat", type=positive_int, default=1, metavar="N",
-                        help="dispatch N rounds and report median/min/max overhead (a benchmark); prints the last round")  # fmt: skip
+    parser.add_argument("--fail-times", type=int_between(0, MAX_FAIL_TIMES), metavar="N", default=0,
+                        help=f"make the first N attempts of each task fail, N <= {MAX_FAIL_TIMES} "
+                        "(N > retry.max_retries fails the task)")  # fmt: skip
+    parser.add_argument("--repeat", type=int_between(1, MAX_REPEAT), default=1, metavar="N",
+                        help=f"dispatch N rounds (N <= {MAX_REPEAT}) and report median/min/max overhead (a benchmark); "
+                        "prints the last round")  # fmt: skip
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     output.add_argument("-q", "--quiet", action="store_true", help="print only the results, one line per task")

@@ -20,10 +20,21 @@ from kombu.exceptions import OperationalError
 
 from celery_app import TASKS, app, use_settings
 from dts.broker import broker_error, check_broker, require_consumers, warm_up
-from dts.cli import Parser, non_negative_float, positive_float, positive_int, probability, run_main
+from dts.cli import (
+    MAX_DURATION,
+    MAX_SWEEP_SIZES,
+    MAX_TASKS,
+    MAX_TIMEOUT,
+    MAX_WORKERS,
+    Parser,
+    float_between,
+    int_between,
+    probability,
+    run_main,
+)
 from dts.config import ENGINES, Settings, load_settings
 from dts.engine import make_engine, replicas
-from dts.errors import CliError, ExitCode
+from dts.errors import CliError, ExitCode, excerpt
 from dts.live import LoadProgress
 from dts.loadgen import interleave, live_slots, run_load, task_plan
 from dts.reports import LoadReport, render_load, render_sweep, summarise_load, threshold_failures
@@ -47,10 +58,13 @@ exit codes: 0 ok, 1 a task failed or a load_test threshold was missed, 2 bad usa
 
 
 def parse_sizes(text: str) -> list[int]:
-    """argparse type for --sweep: '1,2,4,8' -> [1, 2, 4, 8]."""
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    if not parts or not all(p.isdigit() and int(p) >= 1 for p in parts):
-        raise argparse.ArgumentTypeError(f"takes pool sizes >= 1 like 1,2,4,8 (got {text!r})")
+    """argparse type for --sweep: '1,2,4,8' -> [1, 2, 4, 8] (at most MAX_SWEEP_SIZES sizes of 1..MAX_WORKERS)."""
+    parts = [part.strip() for part in text.split(",", MAX_SWEEP_SIZES) if part.strip()]
+    if not 1 <= len(parts) <= MAX_SWEEP_SIZES or not all(
+        p.isascii() and p.isdigit() and len(p) <= 4 and 1 <= int(p) <= MAX_WORKERS for p in parts
+    ):
+        raise argparse.ArgumentTypeError(f"takes 1 to {MAX_SWEEP_SIZES} pool sizes from 1 to {MAX_WORKERS} like "
+                                         f"1,2,4,8 (got {excerpt(text)})")  # fmt: skip
     return [int(p) for p in parts]
 
 
@@ -149,19 +163,18 @@ def report_doc(args: argparse.Namespace, settings: Settings, runs: list[dict[str
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="load_test.py", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
                     description="Send a load of task_a/task_b and report throughput, latency, fairness and efficiency.")  # fmt: skip
-    parser.add_argument("--tasks", type=positive_int, default=20, help="tasks of each type (default 20)")
+    parser.add_argument("--tasks", type=int_between(1, MAX_TASKS), default=20, metavar="N",
+                        help=f"tasks of each type, at most {MAX_TASKS} (default 20)")  # fmt: skip
     parser.add_argument("--mix", type=probability, default=0.5, metavar="F", help="share of task_a, 0..1 (default 0.5)")
-    parser.add_argument(
-        "--duration-a", type=non_negative_float, metavar="S", help="task_a work, seconds (default: config)"
-    )
-    parser.add_argument(
-        "--duration-b", type=non_negative_float, metavar="S", help="task_b work, seconds (default: config)"
-    )
+    for name in ("a", "b"):
+        parser.add_argument(f"--duration-{name}", type=float_between(0, MAX_DURATION), metavar="S",
+                            help=f"task_{name} work, seconds, at most {MAX_DURATION:g} (default: config)")  # fmt: skip
     parser.add_argument("--fail-rate", type=probability, metavar="P", help="probability 0..1 that an attempt fails")
-    parser.add_argument("--timeout", type=positive_float, help="seconds to wait for all results (default: config)")
-    parser.add_argument(
-        "--sweep", type=parse_sizes, metavar="SIZES", help="pool sizes to run the load at, e.g. 1,2,4,8"
-    )
+    parser.add_argument("--timeout", type=float_between(0, MAX_TIMEOUT, low_open=True), metavar="S",
+                        help=f"seconds to wait for all results, at most {MAX_TIMEOUT:g} (default: config)")  # fmt: skip
+    parser.add_argument("--sweep", type=parse_sizes, metavar="SIZES",
+                        help=f"pool sizes to run the load at, e.g. 1,2,4,8 (at most {MAX_SWEEP_SIZES} sizes, "
+                        "each <= engine.max_replicas)")  # fmt: skip
     parser.add_argument("--engine", choices=ENGINES, help="where the workers run, for --sweep (default: config)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(

@@ -16,11 +16,20 @@ import sys
 
 from celery_app import app, use_settings
 from dts.broker import check_broker
-from dts.cli import Parser, non_negative_int, positive_float, positive_int, run_main
+from dts.cli import (
+    MAX_INTERVAL,
+    MAX_LINES,
+    MAX_WATCH_COUNT,
+    MAX_WORKERS,
+    Parser,
+    float_between,
+    int_between,
+    run_main,
+)
 from dts.compose import ComposeEngine
 from dts.config import ENGINES, Settings, load_settings
 from dts.engine import Engine, check_sizes, declared_sizes, engines_in_use, make_engine, resolve_engine
-from dts.errors import CliError, ExitCode
+from dts.errors import CliError, ExitCode, excerpt
 from dts.reports import render_health, render_status
 from dts.status import collect_status, watch
 
@@ -49,7 +58,7 @@ def pool_named(settings: Settings, name: str) -> str:
         return name
     if name in settings.queues:
         return settings.pool_for_queue(name).name
-    raise CliError(f"unknown pool {name!r}: {settings.path.name} declares pools {', '.join(settings.pools)} "
+    raise CliError(f"unknown pool {excerpt(name)}: {settings.path.name} declares pools {', '.join(settings.pools)} "
                    f"(queues {', '.join(settings.queues)})", ExitCode.USAGE)  # fmt: skip
 
 
@@ -122,18 +131,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("down", parents=[common], help="stop every worker (warm shutdown)")
     one = sub.add_parser("set", parents=[common], help="resize one pool: set POOL COUNT")
     one.add_argument("pool", metavar="POOL", help="a pool name (or the name of one of its queues)")
-    one.add_argument("count", metavar="COUNT", type=non_negative_int, help="new number of workers")
+    count = int_between(0, MAX_WORKERS)
+    one.add_argument("count", metavar="COUNT", type=count,
+                     help=f"new number of workers, 0..engine.max_replicas (at most {MAX_WORKERS})")  # fmt: skip
     every = sub.add_parser("all", parents=[common], help="resize every pool: all COUNT")
-    every.add_argument("count", metavar="COUNT", type=non_negative_int, help="new number of workers per pool")
+    every.add_argument("count", metavar="COUNT", type=count,
+                       help=f"new number of workers per pool, 0..engine.max_replicas (at most {MAX_WORKERS})")  # fmt: skip
     show = sub.add_parser("status", parents=[common], help="workers, consumers and queue depth per pool")
     show.add_argument("--json", action="store_true", help="one JSON document (with --watch: one per line and refresh)")
     show.add_argument("-w", "--watch", action="store_true", help="refresh every --interval seconds until Ctrl-C")
-    show.add_argument("--interval", type=positive_float, default=1.0, help="seconds between refreshes (default 1)")
-    show.add_argument("--count", type=positive_int, help="with --watch: stop after COUNT refreshes")
+    show.add_argument("--interval", type=float_between(0, MAX_INTERVAL, low_open=True), default=1.0, metavar="S",
+                      help=f"seconds between refreshes, at most {MAX_INTERVAL:g} (default 1)")  # fmt: skip
+    show.add_argument("--count", type=int_between(1, MAX_WATCH_COUNT),
+                      help=f"with --watch: stop after COUNT refreshes (at most {MAX_WATCH_COUNT})")  # fmt: skip
     health = sub.add_parser("health", parents=[common], help="broker, queue consumers and depth, worker ping")
     health.add_argument("--json", action="store_true", help="one JSON document (the same as status --json)")
     logs = sub.add_parser("logs", parents=[common], help="the workers' logs")
-    logs.add_argument("--lines", type=positive_int, default=20, help="lines per worker (default 20)")
+    logs.add_argument("--lines", type=int_between(1, MAX_LINES), default=20,
+                      help=f"lines per worker, at most {MAX_LINES} (default 20)")  # fmt: skip
     logs.add_argument("-f", "--follow", action="store_true", help="keep following")
     sub.add_parser("build", parents=[common], help="build the worker image (compose engine)")
     sub.add_parser("compose", parents=[common], help="write the compose file rendered from the pools")

@@ -1,8 +1,11 @@
-"""What the three CLIs share: argparse value types that say the allowed range, logging set-up, and
+"""What the CLIs share: argparse value types that say the allowed range, logging set-up, and
 the wrapper that turns an expected failure (CliError) into one line on stderr and its exit code.
 
-    parser.add_argument("--timeout", type=positive_float)
+    parser.add_argument("--timeout", type=float_between(0, MAX_TIMEOUT, low_open=True))
     sys.exit(run_main("dispatch.py", build_parser(), run, argv))
+
+Every count and number a CLI takes has an upper bound (below; README, "Input bounds"), said in --help:
+a typo like `--tasks 2000000000` is a one-line usage error (exit 2), not a MemoryError minutes later.
 """
 
 from __future__ import annotations
@@ -14,8 +17,23 @@ import re
 import sys
 from collections.abc import Callable
 
-from dts.errors import CliError, ExitCode
+from dts.errors import CliError, ExitCode, excerpt
 from dts.logs import formatter, json_enabled, log_format
+
+# Upper bounds of the CLIs' numbers (README, "Input bounds").
+MAX_TIMEOUT = 86400.0  # seconds (a day): --timeout of dispatch.py and load_test.py
+MAX_REPEAT = 1000  # dispatch.py --repeat (rounds of about a second each)
+MAX_FAIL_TIMES = 100  # dispatch.py --fail-times (retry.max_retries is at most 100)
+MAX_TASKS = 50_000  # load_test.py --tasks, of each type: 100,000 tasks, ~1.2 KB each in the load generator
+MAX_DURATION = 3600.0  # load_test.py --duration-a/-b (tasks.*.duration is at most 3600 too)
+MAX_WORKERS = 1000  # scale.py set/all COUNT and each --sweep size (engine.max_replicas is at most 1000)
+MAX_SWEEP_SIZES = 20  # load_test.py --sweep: at most this many sizes
+MAX_INTERVAL = 3600.0  # scale.py status --interval, seconds
+MAX_WATCH_COUNT = 1_000_000  # scale.py status --watch --count
+MAX_LINES = 10_000  # scale.py logs --lines
+MAX_DIGITS = 18  # an integer argument longer than this is refused before int() (no huge-int work)
+MAX_USAGE_MESSAGE = 200  # characters of argparse's message kept in the one usage line
+MAX_REPORT = 1000  # characters of any final error line
 
 
 def _number(text: str) -> float:
@@ -28,40 +46,69 @@ def _number(text: str) -> float:
 def positive_float(text: str) -> float:
     value = _number(text)
     if not 0 < value < math.inf:  # also refuses nan and inf
-        raise argparse.ArgumentTypeError(f"must be a number > 0 (got {text!r})")
+        raise argparse.ArgumentTypeError(f"must be a number > 0 (got {excerpt(text)})")
     return value
 
 
 def non_negative_float(text: str) -> float:
     value = _number(text)
     if not 0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0 (got {text!r})")
+        raise argparse.ArgumentTypeError(f"must be a number >= 0 (got {excerpt(text)})")
     return value
 
 
 def probability(text: str) -> float:
     value = _number(text)
     if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (got {text!r})")
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (got {excerpt(text)})")
     return value
 
 
 def non_negative_int(text: str) -> int:
-    if not re.fullmatch(r"[0-9]+", text.strip()):
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (got {text!r})")
+    if not re.fullmatch(rf"[0-9]{{1,{MAX_DIGITS}}}", text.strip()):
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (got {excerpt(text)})")
     return int(text)
 
 
 def positive_int(text: str) -> int:
-    if not re.fullmatch(r"[0-9]+", text.strip()) or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1 (got {text!r})")
+    if not re.fullmatch(rf"[0-9]{{1,{MAX_DIGITS}}}", text.strip()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 (got {excerpt(text)})")
     return int(text)
 
 
+def int_between(low: int, high: int) -> Callable[[str], int]:
+    """argparse type: an integer in low..high, else a one-line usage error naming the range."""
+
+    def parse(text: str) -> int:
+        digits = text.strip()
+        if not re.fullmatch(rf"[0-9]{{1,{MAX_DIGITS}}}", digits) or not low <= int(digits) <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer from {low} to {high} (got {excerpt(text)})")
+        return int(digits)
+
+    return parse
+
+
+def float_between(low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
+    """argparse type: a number in low..high (above low when low_open), else a one-line usage error."""
+
+    def parse(text: str) -> float:
+        value = _number(text)
+        if not ((low < value) if low_open else (low <= value)) or not value <= high:  # also refuses nan
+            rule = f"> {low:g} and <= {high:g}" if low_open else f"from {low:g} to {high:g}"
+            raise argparse.ArgumentTypeError(f"must be a number {rule} (got {excerpt(text)})")
+        return value
+
+    return parse
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr (naming the fix: --help) and exit 2."""
+    """argparse, but a usage error is one line on stderr (naming the fix: --help) and exit 2; argparse's
+    message (which may quote a whole argument) is cut to MAX_USAGE_MESSAGE characters."""
 
     def error(self, message: str):
+        message = " ".join(message.split())
+        if len(message) > MAX_USAGE_MESSAGE:
+            message = message[: MAX_USAGE_MESSAGE - 3] + "..."
         report(self.prog, f"{self.prog}: error: {message} (see {self.prog} --help)", ExitCode.USAGE)
         self.exit(ExitCode.USAGE)
 
@@ -77,7 +124,11 @@ def setup_logging(verbosity: int) -> None:
 
 def report(prog: str, line: str, exit_code: int) -> None:
     """The one line a CLI ends with on an expected failure, on stderr: as is, or a JSON line (event = the
-    line, with prog and exit_code) when LOG_FORMAT=json."""
+    line, with prog and exit_code) when LOG_FORMAT=json. Always one line, of at most MAX_REPORT characters
+    (a safety net: messages quote excerpts of values, never whole ones)."""
+    line = " ".join(line.splitlines())
+    if len(line) > MAX_REPORT:
+        line = line[: MAX_REPORT - 3] + "..."
     if not json_enabled():
         print(line, file=sys.stderr)
         return

@@ -7,6 +7,11 @@
 Every problem is one ConfigError (exit 2) that leads with the file, the dotted key and the value:
 `test-config.yml: retry.max_retries must be between 0 and 100 (got -1)`. Deployment facts come from the
 environment, read in one place (`deployment_env`): $BROKER_URL, else the vhost/user in `.env`.
+
+Input is bounded before it is trusted (README, "Input bounds"): a config file is at most MAX_CONFIG_BYTES
+(checked with stat, then read with a bounded read); its YAML may not use anchors or aliases (`&x`, `*x`:
+no billion-laughs expansion), nor hold more than MAX_YAML_NODES nodes or nest deeper than MAX_YAML_DEPTH;
+a URL is at most MAX_URL_CHARS. Values in messages are cut to a short excerpt.
 """
 
 from __future__ import annotations
@@ -15,14 +20,20 @@ import hashlib
 import math
 import os
 import re
+import reprlib
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import yaml
+from yaml.composer import Composer, ComposerError
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.events import AliasEvent, CollectionStartEvent
+from yaml.resolver import Resolver
 
-from dts.errors import ConfigError
+from dts.errors import ConfigError, excerpt
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_DIR / "test-config.yml"
@@ -36,6 +47,13 @@ BROKER_SCHEMES = ("amqp", "amqps", "pyamqp")
 POOL_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")  # a compose service, a Celery node name and a file name
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 MAX_POOLS = 20
+# Input bounds (README, "Input bounds"): what a config file, its YAML and a URL may be at most.
+MAX_CONFIG_BYTES = 1024 * 1024  # the shipped file is ~4 KB
+MAX_ENV_FILE_BYTES = 64 * 1024  # .env: a few KEY=VALUE lines
+MAX_YAML_NODES = 10_000  # scalars + mappings + sequences (the shipped file has ~100)
+MAX_YAML_DEPTH = 20  # nesting levels (the shipped file has 5)
+MAX_INT_DIGITS = 30  # a longer integer is a typo, and int() of a huge one is slow
+MAX_URL_CHARS = 1024
 ROOT_KEYS = ("name", "broker", "pools", "tasks", "retry", "engine", "dispatch", "load_test", "monitoring")
 
 
@@ -131,9 +149,15 @@ class Settings:
 _TYPE_NAMES = {int: "an integer", str: "a string", bool: "true or false"}
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 64, 64
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 8
+
+
 def _shown(value: Any) -> str:
-    """A value for an error message, cut short: a message is one line, whatever the input."""
-    text = repr(value)
+    """A value for an error message, cut short: a message is one line, whatever the input. Bounded work too:
+    reprlib looks at a few items and levels, never the whole of a huge value."""
+    text = _REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -217,12 +241,25 @@ def _broker(sec: _Section, env: dict[str, str]) -> BrokerSettings:
 
 
 def _check_amqp_url(path: Path, source: str, url: str) -> None:
+    """An AMQP URL of at most MAX_URL_CHARS, without spaces or control characters, with a numeric port if
+    any. A message never shows the URL itself past its scheme: it may hold a password."""
+    if len(url) > MAX_URL_CHARS:
+        raise ConfigError(f"{path.name}: {source} is {len(url)} characters long; an AMQP URL has at most "
+                          f"{MAX_URL_CHARS} (starts {excerpt(url, 20)})")  # fmt: skip
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in BROKER_SCHEMES:
         raise ConfigError(
             f"{path.name}: {source} must be an AMQP URL like amqp://user:password@host:5672/vhost "
-            f"(got {_shown(url) if not scheme else 'scheme ' + _shown(scheme)}); this project needs RabbitMQ"
+            f"(got {'scheme ' + _shown(scheme) if scheme else _shown(url[:20])}); this project needs RabbitMQ"
         )
+    bad = next((c for c in url if c.isspace() or not c.isprintable()), None)
+    if bad is not None:
+        raise ConfigError(f"{path.name}: {source} has a space or control character ({bad!r} at position "
+                          f"{url.index(bad)}): percent-encode it (%20) or remove it")  # fmt: skip
+    try:
+        urlsplit(url).port  # noqa: B018 - raises ValueError on a port that is not a number in 0..65535
+    except ValueError as exc:
+        raise ConfigError(f"{path.name}: {source} has a bad port ({exc}): use host:5672") from None
 
 
 def _tasks(sec: _Section) -> dict[str, TaskSettings]:
@@ -353,6 +390,92 @@ def parse_settings(data: Any, path: Path, env: dict[str, str] | None = None) -> 
     return settings
 
 
+# --------------------------------------------------------------------------- bounded YAML
+
+
+class _BoundedComposer(Composer):
+    """PyYAML's composer, refusing what makes a small file expensive: any anchor or alias (a few hundred
+    bytes of nested aliases expand into gigabytes), more than MAX_YAML_NODES nodes, nesting deeper than
+    MAX_YAML_DEPTH (the recursion would overflow the stack). It reads events one by one, so it stops at
+    the first offending one: refusal costs what the file's start costs, never the whole expansion."""
+
+    def __init__(self) -> None:
+        Composer.__init__(self)
+        self.nodes = self.depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, AliasEvent) or getattr(event, "anchor", None):
+            raise ComposerError(None, None, "YAML anchors and aliases (&name, *name) are not supported: write the "
+                                "value out in full", event.start_mark)  # fmt: skip
+        self.nodes += 1
+        if self.nodes > MAX_YAML_NODES:
+            raise ComposerError(None, None, f"more than {MAX_YAML_NODES} YAML values: this is not a config file",
+                                event.start_mark)  # fmt: skip
+        if isinstance(event, CollectionStartEvent) and self.depth >= MAX_YAML_DEPTH:
+            raise ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark)
+        self.depth += 1
+        try:
+            return Composer.compose_node(self, parent, index)
+        finally:
+            self.depth -= 1
+
+
+class _BoundedConstructor(SafeConstructor):
+    def construct_bounded_int(self, node):
+        if len(node.value) > MAX_INT_DIGITS:
+            raise ConstructorError(None, None, f"an integer of more than {MAX_INT_DIGITS} digits", node.start_mark)
+        return self.construct_yaml_int(node)
+
+
+_BoundedConstructor.add_constructor("tag:yaml.org,2002:int", _BoundedConstructor.construct_bounded_int)
+
+if yaml.__with_libyaml__:  # libyaml scans and parses (fast, in C); the bounded composer builds the nodes
+    from yaml._yaml import CParser
+
+    class _Loader(_BoundedComposer, CParser, _BoundedConstructor, Resolver):
+        def __init__(self, stream):
+            CParser.__init__(self, stream)
+            _BoundedConstructor.__init__(self)
+            Resolver.__init__(self)
+            _BoundedComposer.__init__(self)
+
+else:  # pragma: no cover - PyYAML built without libyaml: the pure-Python scanner and parser
+    from yaml.parser import Parser as _Parser
+    from yaml.reader import Reader
+    from yaml.scanner import Scanner
+
+    class _Loader(Reader, Scanner, _Parser, _BoundedComposer, _BoundedConstructor, Resolver):
+        def __init__(self, stream):
+            Reader.__init__(self, stream)
+            Scanner.__init__(self)
+            _Parser.__init__(self)
+            _BoundedComposer.__init__(self)
+            _BoundedConstructor.__init__(self)
+            Resolver.__init__(self)
+
+
+def parse_yaml(text: str, path: Path) -> Any:
+    """One YAML document, within the bounds above (safe types only); ConfigError naming the line otherwise."""
+    loader = _Loader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context = getattr(exc, "context", None)
+        problem = f"{context}, {problem}" if context and mark else problem
+        problem = problem if len(problem) <= 120 else problem[:117] + "..."
+        kind = "refused" if isinstance(exc, (ComposerError, ConstructorError)) else "syntax error"
+        raise ConfigError(f"{path.name}: YAML {kind}{where}: {problem}") from None
+    except (ValueError, RecursionError) as exc:  # a value the safe constructors reject (defence in depth)
+        raise ConfigError(f"{path.name}: YAML value not supported ({type(exc).__name__}: "
+                          f"{str(exc)[:80]})") from None  # fmt: skip
+    finally:
+        loader.dispose()
+
+
 # --------------------------------------------------------------------------- files and environment
 
 
@@ -376,12 +499,43 @@ def resolve_config_path(path: str | os.PathLike | None) -> Path:
     return (PROJECT_DIR / Path(raw).expanduser()).resolve()
 
 
+def _shown_path(path: Path) -> str:
+    text = str(path)
+    return text if len(text) <= 100 else text[:40] + "..." + text[-57:]
+
+
+def read_bounded(path: Path, limit: int, what: str, hint: str) -> str:
+    """A file's text, read only if it is a regular file of at most `limit` bytes of UTF-8 (checked with stat
+    first, then a bounded read: a FIFO, /dev/zero or a growing file cannot make this block or fill memory).
+    Every problem is one ConfigError naming the file, `what` it should be and `hint` (the fix)."""
+    shown = _shown_path(path)
+    try:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError(f"{shown} is a directory, not a {what}; {hint}")
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{shown} is not a regular file: cannot read {what}; {hint}")
+        if info.st_size > limit:
+            raise ConfigError(f"{shown} is {info.st_size} bytes: a {what} has at most {limit}; {hint}")
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise ConfigError(f"{shown}: cannot read {what} ({exc.strerror or exc}); {hint}") from None
+    if len(data) > limit:
+        raise ConfigError(f"{shown} is over {limit} bytes: a {what} has at most {limit}; {hint}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+
+
 def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
     """KEY=VALUE lines of the git-ignored .env written by `make broker` (missing file: empty)."""
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return {}
+    lines = read_bounded(
+        path, MAX_ENV_FILE_BYTES, "env file", "it holds KEY=VALUE lines (`make broker` writes it)"
+    ).splitlines()
     pairs = (line.split("=", 1) for line in lines if "=" in line and not line.lstrip().startswith("#"))
     return {k.strip(): v.strip().strip("'\"") for k, v in pairs}
 
@@ -411,21 +565,5 @@ def deployment_env(environ: dict[str, str] | None = None, env_file: Path = ENV_F
 def load_settings(path: str | os.PathLike | None = None) -> Settings:
     """Read, parse and validate the config file; every problem is one ConfigError."""
     resolved = resolve_config_path(path)
-    try:
-        text = resolved.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{resolved.name}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(
-            f"{resolved}: cannot read config ({exc.strerror}); pass --config PATH or set DTS_CONFIG"
-        ) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{resolved.name}: YAML syntax error{where}: {problem}") from None
-    return parse_settings(data, resolved, deployment_env())
+    text = read_bounded(resolved, MAX_CONFIG_BYTES, "config", "pass --config PATH or set DTS_CONFIG")
+    return parse_settings(parse_yaml(text, resolved), resolved, deployment_env())

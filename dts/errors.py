@@ -31,3 +31,10 @@ class ConfigError(CliError):
     """A config file (or environment override) that cannot be used: exit 2."""
 
     exit_code = ExitCode.USAGE
+
+
+def excerpt(text: str, limit: int = 60) -> str:
+    """`text` for an error message: repr'd, and cut to `limit` characters (a message stays one short line
+    whatever the input: a 10 MB value gives a 60-character excerpt)."""
+    shown = repr(text[: limit + 1])
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."

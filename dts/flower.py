@@ -14,7 +14,6 @@ even with --basic-auth; here it needs the login too. Only `/healthcheck` (it ans
 
 from __future__ import annotations
 
-import argparse
 import os
 import secrets
 import sys
@@ -22,6 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from dts.cli import Parser, int_between, report
 from dts.config import ENV_FILE, load_settings, read_env_file
 from dts.errors import CliError, ExitCode
 
@@ -133,13 +133,13 @@ def compose_up(config: str | None, port: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m dts.flower",
         description="Flower for this project's pools, behind the login in .env (DTS_FLOWER_USER/PASSWORD).",
-        epilog="exit codes: 0 ok, 1 failed, 2 bad usage or config, 3 broker unreachable",
+        epilog="exit codes: 0 ok, 1 failed, 2 bad usage or config, 3 broker unreachable, 130 interrupted",
     )
     parser.add_argument("--address", default=DEFAULT_ADDRESS, help="address to listen on (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)")
+    parser.add_argument("--port", type=int_between(1, 65535), default=DEFAULT_PORT, help="port (default: %(default)s)")
     parser.add_argument("--config", help="config file (default: test-config.yml, or $DTS_CONFIG)")
     parser.add_argument("--engine", choices=("local", "compose"), default="local",
                         help="local: this process (default); compose: the `monitoring` profile's container")  # fmt: skip
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             return compose_up(args.config, args.port)
         return serve(args.config, args.address, args.port)
     except CliError as exc:
-        print(f"dts.flower: error: {exc}", file=sys.stderr)
+        report("dts.flower", f"dts.flower: error: {exc}", exc.exit_code)
         return exc.exit_code
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED

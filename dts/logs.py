@@ -21,7 +21,7 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-from dts.errors import CliError, ExitCode
+from dts.errors import CliError, ExitCode, excerpt
 
 ENV = "LOG_FORMAT"
 FORMATS = ("text", "json")
@@ -37,7 +37,7 @@ def log_format(env: Mapping[str, str] | None = None) -> str:
     """'text' (default) or 'json', from $LOG_FORMAT; any other value is a usage error (exit 2)."""
     value = (os.environ if env is None else env).get(ENV, "").strip().lower() or "text"
     if value not in FORMATS:
-        raise CliError(f"{ENV}={value!r} is not a log format: use {' or '.join(FORMATS)}", ExitCode.USAGE)
+        raise CliError(f"{ENV}={excerpt(value)} is not a log format: use {' or '.join(FORMATS)}", ExitCode.USAGE)
     return value
 
 

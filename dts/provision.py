@@ -25,9 +25,9 @@ from urllib.parse import quote
 from kombu import Connection
 
 from dts.broker import START_HINT, redact_url
-from dts.cli import report
+from dts.cli import Parser, report
 from dts.config import ENV_FILE, broker_url_from_env_file, checkout_name, read_env_file
-from dts.errors import CliError, ExitCode
+from dts.errors import CliError, ExitCode, excerpt
 
 MANAGEMENT_API = "http://localhost:15672/api"
 COMMAND_TIMEOUT = 120  # seconds for one rabbitmqctl call
@@ -124,9 +124,31 @@ def require_listener(port: int, timeout: float = 5) -> None:
                        ExitCode.BROKER_UNREACHABLE) from None  # fmt: skip
 
 
+MAX_NAME = 255  # RabbitMQ's limit on a vhost or user name
+
+
+def check_inputs(env_path: Path, vhost: str, user: str) -> None:
+    """CliError(exit 2) for inputs that would fail only after the vhost/user were created: a .env path that
+    cannot be written (a directory, a missing or read-only folder), a name that is empty or too long."""
+    for what, name in (("--vhost", vhost), ("--user", user)):
+        if not name.strip() or len(name) > MAX_NAME or not name.isprintable():
+            raise CliError(f"{what} must be 1 to {MAX_NAME} printable characters (got {excerpt(name)})",
+                           ExitCode.USAGE)  # fmt: skip
+    shown = excerpt(str(env_path), 100)
+    if env_path.is_dir():
+        raise CliError(f"--env-file {shown} is a directory: give a file path, e.g. .env", ExitCode.USAGE)
+    if not env_path.parent.is_dir():
+        raise CliError(f"--env-file {shown}: its folder does not exist; create it or give another path",
+                       ExitCode.USAGE)  # fmt: skip
+    if not os.access(env_path.parent, os.W_OK):
+        raise CliError(f"--env-file {shown}: its folder is not writable; give another path", ExitCode.USAGE)
+
+
 def provision(env_path: Path, vhost: str | None = None, user: str | None = None) -> str:
-    """Make sure .env names a vhost and user that can log in; create them when needed. Returns a report."""
+    """Make sure .env names a vhost and user that can log in; create them when needed. Returns a report.
+    Every input is checked before anything is created (check_inputs)."""
     vhost, user = vhost or checkout_name(), user or checkout_name()
+    check_inputs(env_path, vhost, user)
     existing = values = read_env_file(env_path)
     url = broker_url_from_env_file(values)
     if url and login_works(url):
@@ -134,7 +156,11 @@ def provision(env_path: Path, vhost: str | None = None, user: str | None = None)
     require_listener(int(values.get("DTS_BROKER_PORT", 5672)))
     values = {"DTS_BROKER_USER": user, "DTS_BROKER_PASSWORD": secrets.token_hex(16), "DTS_BROKER_VHOST": vhost}
     how = create_vhost_user(vhost, user, values["DTS_BROKER_PASSWORD"])
-    write_env_file(env_path, {**existing, **values})  # other keys (the Flower login) are kept
+    try:
+        write_env_file(env_path, {**existing, **values})  # other keys (the Flower login) are kept
+    except OSError as exc:
+        raise CliError(f"created user {user!r} on vhost {vhost!r} but cannot write {env_path} ({exc.strerror})",
+                       ExitCode.USAGE) from None  # fmt: skip
     url = broker_url_from_env_file(values)
     if not login_works(url):
         raise CliError(f"created user {user!r} on vhost {vhost!r} but cannot log in as it at {redact_url(url)}",
@@ -143,21 +169,28 @@ def provision(env_path: Path, vhost: str | None = None, user: str | None = None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m dts.provision",
         description="Create the workers' RabbitMQ vhost and user and write them to .env (idempotent).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: python -m dts.provision   (vhost and user default to this checkout's name, dts-<hash>)\n"
-        "exit codes: 0 ok, 1 could not create them, 3 broker unreachable",
+        "exit codes: 0 ok, 1 could not create them, 2 bad usage (checked before anything is created),\n"
+        "            3 broker unreachable, 130 interrupted",
     )
-    parser.add_argument("--vhost", help="default: this checkout's name, dts-<hash of its directory>")
+    parser.add_argument(
+        "--vhost", help=f"default: this checkout's name, dts-<hash of its directory> (<= {MAX_NAME} chars)"
+    )
     parser.add_argument("--user", help="default: the same as the vhost")
-    parser.add_argument("--env-file", type=Path, default=ENV_FILE)
+    parser.add_argument("--env-file", type=Path, default=ENV_FILE, help="where the credentials go (default: .env)")
     args = parser.parse_args(argv)
     try:
         print(provision(args.env_file, args.vhost, args.user))
     except CliError as exc:
         report("dts.provision", f"dts.provision: error: {exc}", exc.exit_code)
         return exc.exit_code
+    except KeyboardInterrupt:
+        report("dts.provision", "dts.provision: interrupted", ExitCode.INTERRUPTED)
+        return ExitCode.INTERRUPTED
     return ExitCode.OK
 
 

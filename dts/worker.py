@@ -9,15 +9,14 @@ everywhere (local processes, compose containers, and later swarm and Kubernetes)
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import sys
 
 from dts import logs
-from dts.cli import report
+from dts.cli import Parser, report
 from dts.config import PoolSettings, Settings, load_settings
-from dts.errors import CliError, ExitCode
+from dts.errors import CliError, ExitCode, excerpt
 
 HOST = "%h"  # Celery expands it to the host name (a container's hostname is its id)
 
@@ -58,7 +57,7 @@ def pool_settings(settings: Settings, name: str | None) -> PoolSettings:
         raise CliError("no pool given: pass one (python -m dts.worker POOL) or set DTS_POOL", ExitCode.USAGE)
     if name not in settings.pools:
         raise CliError(
-            f"unknown pool {name!r}: {settings.path.name} declares {', '.join(settings.pools)}", ExitCode.USAGE
+            f"unknown pool {excerpt(name)}: {settings.path.name} declares {', '.join(settings.pools)}", ExitCode.USAGE
         )
     return settings.pools[name]
 
@@ -67,15 +66,19 @@ def ping(settings: Settings, pool: PoolSettings, host: str) -> int:
     from celery.utils.nodenames import host_format
 
     from celery_app import app, use_settings
+    from dts.broker import check_broker
 
     use_settings(settings)
+    check_broker(app, settings.broker.connect_timeout)  # exit 3 in one line, not a kombu traceback
     node = host_format(nodename(pool.name, host))
     replies = app.control.ping(destination=[node], timeout=10) or []
     return ExitCode.OK if any(node in reply for reply in replies) else ExitCode.FAILED
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dts.worker", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m dts.worker", description=__doc__.split("\n\n")[0],
+                    epilog="exit codes: 0 ok (--ping: the worker answered), 1 no answer, 2 bad usage or config, "
+                    "3 broker unreachable (--ping)")  # fmt: skip
     parser.add_argument("pool", nargs="?", default=os.environ.get("DTS_POOL"), help="pool name (default: $DTS_POOL)")
     parser.add_argument("--host", default=HOST, help="host part of the node name (default: %%h, the host name)")
     parser.add_argument("--ping", action="store_true", help="ping this host's worker of the pool instead")

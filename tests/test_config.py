@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -185,7 +186,7 @@ def test_bad_config_is_one_line_naming_file_key_value_and_rule(tmp_path, text, e
 
 
 def test_a_huge_value_is_cut_in_the_message(tmp_path):
-    huge = "x" * 10_000_000
+    huge = "x" * 1_000_000  # under the file size cap
     message = error_of(write(tmp_path, f"{POOLS}retry: {{jitter: {huge}}}\n"))
     assert message.startswith("cfg.yml: retry.jitter must be true or false (got 'xxxx")
     assert message.endswith("...)")
@@ -200,8 +201,10 @@ SEED_POOLS = {"worker-a": {"queues": ["queue_a"]}, "worker-b": {"queues": ["queu
     ("doc", "start"),
     [({"pools": {"worker-a": {"queues": [HUGE]}}}, "c.yml: pools.worker-a.queues must hold queue names"),
      ({"pools": SEED_POOLS, "tasks": {"task_a": {"queue": HUGE}}}, "c.yml: tasks.task_a.queue must be a pool's queue"),
-     ({"pools": SEED_POOLS, "broker": {"url": HUGE}}, "c.yml: broker.url must be an AMQP URL"),
-     ({"pools": SEED_POOLS, "broker": {"url": HUGE + "://h"}}, "c.yml: broker.url must be an AMQP URL"),
+     ({"pools": SEED_POOLS, "broker": {"url": HUGE}}, "c.yml: broker.url is 10000000 characters long"),
+     ({"pools": SEED_POOLS, "broker": {"url": HUGE + "://h"}}, "c.yml: broker.url is 10000004 characters long"),
+     ({"pools": SEED_POOLS, "broker": {"url": "x" * 1000}}, "c.yml: broker.url must be an AMQP URL"),
+     ({"pools": SEED_POOLS, "broker": {"url": "x" * 1000 + "://h"}}, "c.yml: broker.url must be an AMQP URL"),
      ({"pools": SEED_POOLS, "name": [HUGE]}, "c.yml: name must be a string (got ['xxx"),
      ({"pools": SEED_POOLS, "retry": {"max_retries": HUGE}}, "c.yml: retry.max_retries must be an integer (got 'xxx")],
 )  # fmt: skip
@@ -426,3 +429,105 @@ def test_a_huge_key_is_cut_in_the_message(doc):
     with pytest.raises(ConfigError) as err:
         parse_settings(doc, Path("c.yml"))
     assert len(str(err.value)) < 400 and "\n" not in str(err.value)
+
+
+# --------------------------------------------------------------------------- input bounds (README, "Input bounds")
+
+BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{k}: &{k} [{', '.join([f'*{p}'] * 9)}]\n" for p, k in zip("abcdefgh", "bcdefghi", strict=True)
+)  # 9^9 items from ~500 bytes
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [(BOMB, "line 1, column 4: YAML anchors and aliases (&name, *name) are not supported"),
+     ("name: &n x\n", "YAML anchors and aliases"),
+     ("a: [" + "1, " * 20_000 + "1]\n", "more than 10000 YAML values"),
+     ("a: " + "[" * 100 + "]" * 100 + "\n", "nested deeper than 20 levels"),
+     ("a: " + "{b: " * 30 + "1" + "}" * 30 + "\n", "nested deeper than 20 levels"),
+     ("a: " + "9" * 5000 + "\n", "an integer of more than 30 digits"),
+     ("a: !" + "t" * 10_000 + " 1\n", "could not determine a constructor"),
+     ("a: 1\n---\nb: 2\n", "expected a single document in the stream"),
+     ("a: \x00\n", "YAML syntax error: unacceptable character #x0000")],
+)  # fmt: skip
+def test_yaml_bounds_refuse_in_milliseconds(text, expected):
+    from dts.config import parse_yaml
+
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as err:
+        parse_yaml(text, Path("c.yml"))
+    assert time.monotonic() - started < 0.5
+    assert str(err.value).startswith("c.yml: YAML ") and expected in str(err.value)
+    assert len(str(err.value)) < 250 and "\n" not in str(err.value)
+
+
+def test_the_shipped_config_is_far_inside_the_bounds():
+    from dts.config import MAX_CONFIG_BYTES, parse_yaml
+
+    assert SHIPPED.stat().st_size < MAX_CONFIG_BYTES / 100
+    assert parse_yaml(SHIPPED.read_text(), SHIPPED)["pools"]["worker-a"]["queues"] == ["queue_a"]
+
+
+def test_a_config_over_the_size_cap_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from dts.config import MAX_CONFIG_BYTES
+
+    path = tmp_path / "big.yml"
+    path.write_text(POOLS + "#" * MAX_CONFIG_BYTES)
+    monkeypatch.setattr("builtins.open", lambda *a, **k: pytest.fail("read a file over the cap"))
+    assert error_of(path) == f"{path} is {path.stat().st_size} bytes: a config has at most 1048576; " \
+                             "pass --config PATH or set DTS_CONFIG"  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [(lambda p: p.mkdir() or p, "is a directory, not a config"),
+     (lambda p: Path("/dev/zero"), "/dev/zero is not a regular file: cannot read config"),
+     (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00") and p, "cfg.yml: not UTF-8 text")],
+)  # fmt: skip
+def test_files_that_are_not_config_text_are_one_line(tmp_path, make, expected):
+    assert expected in error_of(make(tmp_path / "cfg.yml"))
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [("amqp://" + "h" * 2000, "$BROKER_URL is 2007 characters long; an AMQP URL has at most 1024 (starts 'amqp://hhhhhhhhh...)"),
+     ("amqp://guest:guest@localhost:99999//", "$BROKER_URL has a bad port (Port out of range 0-65535): use host:5672"),
+     ("amqp://guest:guest@localhost:5672/\n", "$BROKER_URL has a space or control character ('\\n' at position 34)"),
+     ("http://localhost:15672/", "must be an AMQP URL like amqp://user:password@host:5672/vhost (got scheme 'http')")],
+)  # fmt: skip
+def test_bad_broker_urls_are_one_line_without_the_url(url, expected):
+    with pytest.raises(ConfigError) as err:
+        parse_settings({"pools": SEED_POOLS}, Path("c.yml"), {"BROKER_URL": url})
+    assert str(err.value).startswith("c.yml: ") and expected in str(err.value)
+    assert "guest:guest" not in str(err.value)
+
+
+def test_env_file_is_read_within_its_bound(tmp_path):
+    big = tmp_path / ".env"
+    big.write_text("A=" + "x" * 70_000 + "\n")
+    with pytest.raises(ConfigError, match=r"is 70003 bytes: a env file has at most 65536"):
+        read_env_file(big)
+    with pytest.raises(ConfigError, match=r"is a directory, not a env file"):
+        read_env_file(tmp_path)
+    assert read_env_file(tmp_path / "missing") == {}
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "expected"),
+    [("int", "1001", "must be an integer from 1 to 1000 (got '1001')"),
+     ("int", "9" * 100_000, "must be an integer from 1 to 1000 (got '99999999999999999999999999999999999999999999999999999999...)"),
+     ("int", "-1", "must be an integer from 1 to 1000 (got '-1')"),
+     ("float", "nan", "must be a number > 0 and <= 86400 (got 'nan')"),
+     ("float", "1e400", "must be a number > 0 and <= 86400 (got '1e400')"),
+     ("float", "0", "must be a number > 0 and <= 86400 (got '0')")],
+)  # fmt: skip
+def test_cli_numbers_have_upper_bounds(kind, text, expected):
+    import argparse
+
+    from dts.cli import MAX_TIMEOUT, float_between, int_between
+
+    parse = int_between(1, 1000) if kind == "int" else float_between(0, MAX_TIMEOUT, low_open=True)
+    with pytest.raises(argparse.ArgumentTypeError) as err:
+        parse(text)
+    assert str(err.value) == expected
+    assert int_between(1, 1000)(" 1000 ") == 1000 and float_between(0, MAX_TIMEOUT, low_open=True)("86400") == 86400

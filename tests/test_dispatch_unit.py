@@ -201,10 +201,10 @@ def test_label(task, text):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [(["--fail-rate", "2"], "argument --fail-rate: must be between 0 and 1 (got '2')"),
-     (["--timeout", "-1"], "argument --timeout: must be a number > 0 (got '-1')"),
-     (["--timeout", "nan"], "argument --timeout: must be a number > 0 (got 'nan')"),
-     (["--fail-times", "x"], "argument --fail-times: must be an integer >= 0 (got 'x')"),
-     (["--repeat", "0"], "argument --repeat: must be an integer >= 1 (got '0')"),
+     (["--timeout", "-1"], "argument --timeout: must be a number > 0 and <= 86400 (got '-1')"),
+     (["--timeout", "nan"], "argument --timeout: must be a number > 0 and <= 86400 (got 'nan')"),
+     (["--fail-times", "x"], "argument --fail-times: must be an integer from 0 to 100 (got 'x')"),
+     (["--repeat", "0"], "argument --repeat: must be an integer from 1 to 1000 (got '0')"),
      (["--bogus"], "unrecognized arguments: --bogus")],
 )  # fmt: skip
 def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):

@@ -125,12 +125,12 @@ def usage_error(capsys, argv: list[str]) -> str:
 
 @pytest.mark.parametrize(
     ("argv", "line"),
-    [(["set", "worker-a", "-2"], "scale.py set: error: argument COUNT: must be an integer >= 0 (got '-2')"),
-     (["set", "worker-a", "x"], "scale.py set: error: argument COUNT: must be an integer >= 0 (got 'x')"),
-     (["set", "worker-a", "1.5"], "scale.py set: error: argument COUNT: must be an integer >= 0 (got '1.5')"),
-     (["all", "-1"], "scale.py all: error: argument COUNT: must be an integer >= 0 (got '-1')"),
-     (["logs", "--lines", "-1"], "scale.py logs: error: argument --lines: must be an integer >= 1 (got '-1')"),
-     (["logs", "--lines", "0"], "scale.py logs: error: argument --lines: must be an integer >= 1 (got '0')"),
+    [(["set", "worker-a", "-2"], "scale.py set: error: argument COUNT: must be an integer from 0 to 1000 (got '-2')"),
+     (["set", "worker-a", "x"], "scale.py set: error: argument COUNT: must be an integer from 0 to 1000 (got 'x')"),
+     (["set", "worker-a", "1.5"], "scale.py set: error: argument COUNT: must be an integer from 0 to 1000 (got '1.5')"),
+     (["all", "-1"], "scale.py all: error: argument COUNT: must be an integer from 0 to 1000 (got '-1')"),
+     (["logs", "--lines", "-1"], "scale.py logs: error: argument --lines: must be an integer from 1 to 10000 (got '-1')"),
+     (["logs", "--lines", "0"], "scale.py logs: error: argument --lines: must be an integer from 1 to 10000 (got '0')"),
      (["set", "worker-a"], "scale.py set: error: the following arguments are required: COUNT")],
 )  # fmt: skip
 def test_bad_arguments_exit_2_with_one_line(argv, line, capsys):
@@ -142,7 +142,7 @@ def test_bad_arguments_exit_2_with_one_line(argv, line, capsys):
 )
 def test_short_form_is_set(argv, subcommand, capsys):
     line = usage_error(capsys, [*argv, "--engine", "local"])
-    assert line.startswith(f"scale.py {subcommand}: error: argument COUNT: must be an integer >= 0")
+    assert line.startswith(f"scale.py {subcommand}: error: argument COUNT: must be an integer from 0 to 1000")
 
 
 @pytest.mark.parametrize(
@@ -286,8 +286,8 @@ def test_status_watch_arguments(argv, watch, count, interval):
 
 @pytest.mark.parametrize(
     ("argv", "line"),
-    [(["status", "--watch", "--count", "0"], "scale.py status: error: argument --count: must be an integer >= 1 (got '0')"),
-     (["status", "--interval", "0"], "scale.py status: error: argument --interval: must be a number > 0 (got '0')"),
+    [(["status", "--watch", "--count", "0"], "scale.py status: error: argument --count: must be an integer from 1 to 1000000 (got '0')"),
+     (["status", "--interval", "0"], "scale.py status: error: argument --interval: must be a number > 0 and <= 3600 (got '0')"),
      (["health", "--watch"], "scale.py: error: unrecognized arguments: --watch")],
 )  # fmt: skip
 def test_bad_status_and_health_arguments_exit_2(argv, line, capsys):

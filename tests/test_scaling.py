@@ -114,7 +114,7 @@ def test_a_killed_worker_loses_no_task(scaling):
 
 def test_scale_bad_input_exits_2(scaling):
     cli, _ = scaling
-    for args, message in [(("worker-a", "-1"), "must be an integer >= 0"), (("worker-a", "lots"), "must be an integer"),
+    for args, message in [(("worker-a", "-1"), "must be an integer from 0 to 1000"), (("worker-a", "lots"), "must be an integer"),
                           (("worker-a", "11"), "max_replicas=10"), (("queue_c", "2"), "unknown pool 'queue_c'")]:  # fmt: skip
         proc = cli("set", *args)
         assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
