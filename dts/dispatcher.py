@@ -14,7 +14,7 @@ from kombu.utils.uuid import uuid
 
 from dts.config import Settings
 from dts.live import TaskWatch
-from dts.reports import TaskOutcome, success
+from dts.reports import TaskOutcome, failure_reason, success
 
 log = logging.getLogger("dts.dispatch")
 EVENT_GRACE = 0.5  # seconds the live view waits for task events that trail their results
@@ -36,7 +36,8 @@ def collect(settings: Settings, name: str, res, deadline: float, timeout: float)
                            error=f"no result within {timeout:g}s (task {res.id} is still queued or running; state {res.state})")  # fmt: skip
     if res.successful():
         return success(name, res.id, pool, value)
-    return TaskOutcome(name, res.id, pool, error=f"{type(value).__name__}: {value}")
+    reason = failure_reason(name, type(value).__name__, getattr(value, "args", ()), str(value))
+    return TaskOutcome(name, res.id, pool, error=reason)
 
 
 def dispatch_round(settings: Settings, tasks: dict, timeout: float, overrides: dict[str, Any],

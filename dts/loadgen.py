@@ -14,7 +14,7 @@ from celery.result import ResultSet
 
 from dts.config import Settings
 from dts.live import LoadProgress
-from dts.reports import Sample
+from dts.reports import Sample, failure_reason
 
 
 def task_plan(tasks: int, mix: float) -> dict[str, int]:
@@ -61,7 +61,8 @@ def _filled(sample: Sample, meta: dict[str, Any]) -> Sample:
     if meta.get("status") == "SUCCESS":
         return replace(sample, received_at=received, result=meta.get("result"))
     exc = meta.get("result")
-    error = f"{exc.get('exc_type')}: {exc.get('exc_message')}" if isinstance(exc, dict) else str(exc)
+    error = (failure_reason(sample.task, str(exc.get("exc_type")), exc.get("exc_message"), str(exc.get("exc_message")))
+             if isinstance(exc, dict) else str(exc))  # fmt: skip
     return replace(sample, received_at=received, error=error)
 
 
