@@ -57,9 +57,13 @@ def unenforced_time_limits(settings: Settings, queues: set[str], execution_pool:
     the soft limit and kills it at the hard limit. The threads and solo pools ignore both."""
     if execution_pool == "prefork":
         return []
+
+    def shown(limit: float) -> str:
+        return f"{limit:g}s" if limit else "none"
+
     return [
-        f"tasks.{t.name}: time limits (soft_time_limit {t.soft_time_limit:g}s, time_limit {t.time_limit:g}s) are not "
-        f"enforced by the {execution_pool} execution pool: Celery enforces them in prefork workers only"
+        f"tasks.{t.name}: time limits (soft_time_limit {shown(t.soft_time_limit)}, time_limit {shown(t.time_limit)}) "
+        f"are not enforced by the {execution_pool} execution pool: Celery enforces them in prefork workers only"
         for t in settings.tasks.values()
         if t.queue in queues and (t.soft_time_limit or t.time_limit)
     ]
