@@ -17,7 +17,7 @@ from celery import Celery
 from dts.config import Settings, load_settings
 from dts.logs import connect_worker_signals
 from dts.routing import celery_settings
-from dts.work import run_task
+from dts.work import connect_time_limit_check, run_task
 
 _active: dict[str, Settings] = {}
 
@@ -39,6 +39,7 @@ def use_settings(settings: Settings) -> None:
 app = Celery("celery_app")
 app.add_defaults(lambda: celery_settings(active_settings()))
 connect_worker_signals()  # LOG_FORMAT=json: the worker logs JSON lines, with the task lifecycle
+connect_time_limit_check(active_settings)  # a worker whose execution pool ignores time limits says so
 
 
 @app.task(bind=True, name="celery_app.task_a")

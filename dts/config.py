@@ -69,6 +69,8 @@ class TaskSettings:
     queue: str
     duration: float = 0.0  # seconds of simulated work per attempt
     failure_rate: float = 0.0  # probability that an attempt raises a transient error
+    soft_time_limit: float = 0.0  # seconds; SoftTimeLimitExceeded inside the task (fails, not retried); 0 = none
+    time_limit: float = 0.0  # seconds; the worker kills the process running the task (prefork only); 0 = none
 
 
 @dataclass(frozen=True)
@@ -267,11 +269,16 @@ def _tasks(sec: _Section) -> dict[str, TaskSettings]:
     for name, default_queue in DEFAULT_ROUTES.items():
         task = sec.section(name)
         queue = task.get("queue", str, default_queue)
+        soft, hard = task.number("soft_time_limit", 0.0), task.number("time_limit", 0.0)
+        if soft and hard and hard <= soft:
+            raise task.fail("time_limit", hard, f"must exceed {task.key('soft_time_limit')} ({soft:g}), or be 0 (none)")
         tasks[name] = TaskSettings(
             name=name,
             queue=queue,
             duration=task.number("duration", 0.0, hi=3600),
             failure_rate=task.number("failure_rate", 0.0, hi=1.0),
+            soft_time_limit=soft,
+            time_limit=hard,
         )
         task.done()
     sec.done()

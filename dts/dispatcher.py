@@ -38,7 +38,7 @@ def outcome(settings: Settings, name: str, task_id: str, got: Collected, timeout
         return TaskOutcome(name, task_id, pool, error=f"no result within {timeout:g}s: {why}", unknown=True)
     if meta.get("status") == states.SUCCESS:
         return success(name, task_id, pool, meta["result"])
-    return TaskOutcome(name, task_id, pool, error=error_text(meta))
+    return TaskOutcome(name, task_id, pool, error=error_text(meta, name))
 
 
 def dispatch_round(settings: Settings, tasks: dict, timeout: float, overrides: dict[str, Any], replies: ReplyQueue,

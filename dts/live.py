@@ -133,6 +133,8 @@ class TaskTracker:
             runtime = event.get("runtime")
             note = f"{float(runtime):.3f}s" if runtime is not None else ""
             self._hold(task, (self._attempt_of(task, host), 3), line(state="SUCCESS", detail=note))
+        elif kind == "task-failed" and event.get("exception") == "ExceptionWithTraceback()":
+            pass  # a task killed at its hard time limit: Celery's next task-failed names TimeLimitExceeded(limit)
         elif kind == "task-failed":
             attempt = self._attempt_of(task, host)
             note = f"after {attempt} attempt(s): {event.get('exception', '')}"

@@ -70,7 +70,7 @@ def filled(sample: Sample, meta: dict[str, Any] | None, received: float | None, 
         return replace(sample, error=why_missing, unknown=True)
     if meta.get("status") == states.SUCCESS:
         return replace(sample, received_at=received, result=meta.get("result"))
-    return replace(sample, received_at=received, error=error_text(meta))
+    return replace(sample, received_at=received, error=error_text(meta, sample.task))
 
 
 def run_load(app, tasks: dict, order: list[str], kwargs: dict[str, dict[str, Any]], timeout: float,

@@ -28,6 +28,7 @@ from kombu.exceptions import OperationalError
 from kombu.utils.uuid import uuid
 
 from dts.broker import broker_error
+from dts.reports import failure_reason
 
 log = logging.getLogger("dts.replies")
 
@@ -46,14 +47,13 @@ class Collected:
     pools_lost: dict[str, str] = field(default_factory=dict)  # pool -> its queue without consumers at the end
 
 
-def error_text(meta: dict[str, Any]) -> str:
+def error_text(meta: dict[str, Any], task: str) -> str:
     """'TransientError: boom' from a FAILURE result message (an exception serialised as a dict)."""
     exc = meta.get("result")
     if isinstance(exc, dict) and "exc_type" in exc:
-        message = exc.get("exc_message")
-        if isinstance(message, list | tuple):
-            message = ", ".join(str(m) for m in message)
-        return f"{exc['exc_type']}: {message}"
+        args = exc.get("exc_message")
+        text = ", ".join(str(m) for m in args) if isinstance(args, list | tuple) else str(args)
+        return failure_reason(task, str(exc["exc_type"]), args, text)
     return str(exc)
 
 

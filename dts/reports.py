@@ -57,6 +57,16 @@ class TaskOutcome:
         return int(match.group(1)) - 1 if match else 0
 
 
+def failure_reason(task: str, exc_type: str, args: Any, text: str) -> str:
+    """A failed task's error line, 'Type: text'. Celery's TimeLimitExceeded (the hard time limit: the worker
+    killed the process running the task) only carries the limit, so its line is spelt out here."""
+    if exc_type == "TimeLimitExceeded":
+        limit = args[0] if isinstance(args, list | tuple) and args else args
+        limit = f" of {limit:g}s" if isinstance(limit, int | float) else ""
+        return f"TimeLimitExceeded: {task} exceeded hard time limit{limit}; the worker killed its process; not retried"
+    return f"{exc_type}: {text}"
+
+
 def success(task: str, task_id: str, pool: str, result: dict[str, Any]) -> TaskOutcome:
     """A result, checked for isolation: it must name a worker of the pool that owns the task's queue."""
     ran_on = pool_of_node(result.get("worker") or "")

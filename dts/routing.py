@@ -21,6 +21,18 @@ def route_table(settings: Settings) -> dict[str, dict[str, str]]:
     return {f"celery_app.{t.name}": {"queue": t.queue, "routing_key": t.queue} for t in settings.tasks.values()}
 
 
+def time_limit_annotations(settings: Settings) -> dict[str, dict[str, float]]:
+    """Each task's soft/hard time limits (tasks.<name>.soft_time_limit / time_limit; 0 = none) as Celery task
+    annotations: the worker enforces them (prefork only), and a client sends them with each message."""
+    annotations = {}
+    for t in settings.tasks.values():
+        limits = {"soft_time_limit": t.soft_time_limit, "time_limit": t.time_limit}
+        limits = {k: v for k, v in limits.items() if v}
+        if limits:
+            annotations[f"celery_app.{t.name}"] = limits
+    return annotations
+
+
 def celery_settings(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker.url,
@@ -36,6 +48,10 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
         "task_create_missing_queues": False,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        # A task killed at its hard time limit is acked, not requeued: it fails once instead of looping (False
+        # would make Celery reject it with requeue=True, to be killed again and again). Celery's default today.
+        "task_acks_on_timeout": True,
+        "task_annotations": time_limit_annotations(settings),  # per-task soft/hard time limits
         "worker_prefetch_multiplier": 1,  # each worker's own comes from its pool (--prefetch-multiplier)
         "broker_transport_options": {"confirm_publish": True},
         "broker_connection_retry_on_startup": True,

@@ -3,20 +3,37 @@ result dict every report reads. The tasks in celery_app.py stay thin and call `r
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from dts.config import Settings, TaskSettings
 from dts.retry import backoff_delay
 
+log = logging.getLogger("dts.work")
 MESSAGES = {"task_a": "Hello from Task A", "task_b": "Hello from Task B"}
 
 
 class TransientError(Exception):
     """A failure worth retrying (here: injected by failure_rate / fail_times)."""
+
+
+class TimeLimitError(Exception):
+    """The task ran past its soft time limit (Celery raised SoftTimeLimitExceeded in it): it fails with this
+    reason and is not retried. Past the hard limit there is no exception to catch: the worker kills the
+    process and reports Celery's TimeLimitExceeded."""
+
+
+def soft_limit_of(task) -> float | None:
+    """The soft time limit this run had: the message's own (apply_async(soft_time_limit=...) or a sender's
+    config), else the worker's task attribute (tasks.<name>.soft_time_limit)."""
+    _hard, soft = task.request.timelimit or (None, None)
+    return soft or task.soft_time_limit
 
 
 def simulate_work(
@@ -34,6 +51,42 @@ def simulate_work(
         raise TransientError(f"simulated transient failure in {spec.name} (attempt {attempt + 1})")
 
 
+def unenforced_time_limits(settings: Settings, queues: set[str], execution_pool: str) -> list[str]:
+    """Warnings for a worker whose execution pool cannot enforce the time limits of the tasks it serves.
+    Celery enforces time limits in the prefork pool only: the parent process sends SIGUSR1 to the child at
+    the soft limit and kills it at the hard limit. The threads and solo pools ignore both."""
+    if execution_pool == "prefork":
+        return []
+
+    def shown(limit: float) -> str:
+        return f"{limit:g}s" if limit else "none"
+
+    return [
+        f"tasks.{t.name}: time limits (soft_time_limit {shown(t.soft_time_limit)}, time_limit {shown(t.time_limit)}) "
+        f"are not enforced by the {execution_pool} execution pool: Celery enforces them in prefork workers only"
+        for t in settings.tasks.values()
+        if t.queue in queues and (t.soft_time_limit or t.time_limit)
+    ]
+
+
+def connect_time_limit_check(active_settings: Callable[[], Settings]) -> Callable[..., None]:
+    """At worker start (logging is set up by then): warn when its execution pool ignores time limits.
+    Returns the receiver (connected for good: `weak=False`)."""
+    from celery import signals
+    from celery.concurrency import ALIASES
+
+    @signals.celeryd_after_setup.connect(weak=False)
+    def check(sender=None, instance=None, **_):
+        cls = instance.pool_cls
+        target = f"{cls.__module__}:{cls.__name__}" if isinstance(cls, type) else str(cls)
+        kind = next((alias for alias, t in ALIASES.items() if t == target), target)
+        queues = set(instance.app.amqp.queues.consume_from or instance.app.amqp.queues)
+        for line in unenforced_time_limits(active_settings(), queues, kind):
+            log.warning("%s", line)
+
+    return check
+
+
 def run_task(task, name: str, settings: Settings, duration: float | None, failure_rate: float | None,
              fail_times: int, retry_delays: list[float] | None) -> dict[str, Any]:  # fmt: skip
     """Body shared by task_a and task_b: do the work, retry with backoff, return the result dict."""
@@ -44,6 +97,12 @@ def run_task(task, name: str, settings: Settings, duration: float | None, failur
     t0 = time.perf_counter()
     try:
         simulate_work(spec, attempt, duration, failure_rate, fail_times)
+    except SoftTimeLimitExceeded:
+        limit = soft_limit_of(task)
+        raise TimeLimitError(
+            f"{name} exceeded soft time limit of {limit or 0:g}s (stopped after {time.perf_counter() - t0:.2f}s); "
+            "not retried"
+        ) from None
     except TransientError as exc:
         if attempt >= policy.max_retries:
             raise TransientError(
