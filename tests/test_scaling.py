@@ -1,6 +1,6 @@
 """Integration tests of scaling and load testing: real RabbitMQ, real `celery worker` processes.
 
-Scaling runs scale.py as a subprocess on its own vhost (dts-test-scale) and run folder, so it never
+Scaling runs scale.py as a subprocess on its own vhost (dts-test-scale-<checkout>) and run folder, so it never
 touches the session's workers or a user's .run/. The local workers run under a supervisord of that run
 folder; the tests find their processes the way a user would, with `supervisorctl -c .run/supervisord.conf`.
 """
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 from celery.result import ResultSet
-from helpers import ROOT, app_for, vhost_url, write_config
+from helpers import CHECKOUT, ROOT, app_for, vhost_url, write_config
 
 pytestmark = pytest.mark.integration
-SCALE_VHOST = "dts-test-scale"
+SCALE_VHOST = f"dts-test-scale-{CHECKOUT}"  # two checkouts testing at once never share it
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,8 @@ def descendants(pid: int) -> set[int]:
         parents[int(stat.parent.name)] = int(fields[1])
     found, todo = set(), [pid]
     while todo:
-        children = {child for child, parent in parents.items() if parent == todo.pop()}
+        pid = todo.pop()
+        children = {child for child, parent in parents.items() if parent == pid}
         todo += children - found
         found |= children
     return found
@@ -172,13 +173,15 @@ def test_a_killed_worker_is_restarted_and_no_task_is_lost(scaling):
 
 def test_down_leaves_no_process_behind(scaling):
     """`scale.py down` stops every worker and then supervisord itself; `up` starts them again."""
+    from dts.supervise import alive
+
     cli, _ = scaling
     supervisord = int((cli.run_dir / "supervisord.pid").read_text())
     processes = {supervisord} | descendants(supervisord)
     assert len(processes) >= 3  # supervisord, worker-a and worker-b at least
     down = cli("down")
     assert down.returncode == 0, down.stderr
-    assert [p for p in processes if Path(f"/proc/{p}").exists()] == []
+    assert [p for p in processes if alive(p)] == []  # (a zombie is gone: this machine's init reaps lazily)
     assert not (cli.run_dir / "supervisor.sock").exists()
     assert supervisorctl(cli.run_dir, "status").returncode != 0  # no supervisord answers
     up = cli("up")
