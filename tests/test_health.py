@@ -92,7 +92,7 @@ def test_a_worker_that_does_not_answer_ping_exits_4(pools):
     the ping tells."""
     cli, engine = pools
     node = engine.workers()["worker-a"][0]
-    pid = int((cli.run_dir / "worker-a-1.pid").read_text().split()[0])
+    pid = engine.running()["worker-a"][1]  # the celery main process, as supervisord reports it
     os.killpg(pid, signal.SIGSTOP)
     try:
         proc = cli("health")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import app_for, run_cli, vhost_url, write_config
+from helpers import CHECKOUT, app_for, run_cli, vhost_url, write_config
 
 pytestmark = pytest.mark.integration
-VHOST = "dts-test-rename"
+VHOST = f"dts-test-rename-{CHECKOUT}"
 
 
 @pytest.fixture(scope="module")

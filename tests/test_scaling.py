@@ -1,7 +1,8 @@
 """Integration tests of scaling and load testing: real RabbitMQ, real `celery worker` processes.
 
-Scaling runs scale.py as a subprocess on its own vhost (dts-test-scale) and run folder, so it never
-touches the session's workers or a user's .run/.
+Scaling runs scale.py as a subprocess on its own vhost (dts-test-scale-<checkout>) and run folder, so it never
+touches the session's workers or a user's .run/. The local workers run under a supervisord of that run
+folder; the tests find their processes the way a user would, with `supervisorctl -c .run/supervisord.conf`.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from celery.result import ResultSet
-from helpers import ROOT, app_for, vhost_url, write_config
+from helpers import CHECKOUT, ROOT, app_for, vhost_url, write_config
 
 pytestmark = pytest.mark.integration
-SCALE_VHOST = "dts-test-scale"
+SCALE_VHOST = f"dts-test-scale-{CHECKOUT}"  # two checkouts testing at once never share it
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +53,35 @@ def executions(run_dir, task_ids) -> dict[str, int]:
     """How often each task ran to success, counted in every worker's log (a duplicate would show twice)."""
     text = "".join(p.read_text(errors="replace") for p in run_dir.glob("*.log"))
     return {tid: len(re.findall(rf"\[{tid}\] succeeded in", text)) for tid in task_ids}
+
+
+def supervisorctl(run_dir, *args: str) -> subprocess.CompletedProcess:
+    conf = str(run_dir / "supervisord.conf")
+    return subprocess.run([sys.executable, "-m", "supervisor.supervisorctl", "-c", conf, *args],
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+
+
+def worker_pid(run_dir, program: str) -> int:
+    """The pid of the worker's celery main process, from supervisord (0: not running)."""
+    return int(supervisorctl(run_dir, "pid", program).stdout.split()[0])
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (from /proc)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, todo = set(), [pid]
+    while todo:
+        pid = todo.pop()
+        children = {child for child, parent in parents.items() if parent == pid}
+        todo += children - found
+        found |= children
+    return found
 
 
 def status(cli) -> dict:
@@ -89,6 +120,8 @@ def test_scale_down_during_a_load_loses_nothing(scaling):
     assert sorted(v["task_id"] for v in values) == sorted(r.id for r in sent)  # every task came back
     assert set(executions(cli.run_dir, [r.id for r in sent]).values()) == {1}  # and ran exactly once
     assert len({v["worker"] for v in values}) == 3  # the stopped workers had taken part
+    logs = "".join(p.read_text(errors="replace") for p in cli.run_dir.glob("worker-a-*.log"))
+    assert "WorkerLostError" not in logs  # SIGTERM reached only the main process: its pool finished the task
     assert status(cli)["worker-a"]["consumers"] == 1
 
 
@@ -105,11 +138,55 @@ def test_a_killed_worker_loses_no_task(scaling):
         running_on = next((w for w, tasks in active.items() if any(t["id"] == result.id for t in tasks)), None)
         assert time.monotonic() < deadline, "the task never started"
     index = running_on.rsplit("-", 1)[1]  # worker-a@<host>-<index>
-    pid = int((cli.run_dir / f"worker-a-{index}.pid").read_text().split()[0])
+    pid = worker_pid(cli.run_dir, f"worker-a-{index}")
     os.killpg(pid, signal.SIGKILL)  # the worker and its pool process, no chance to ack or requeue
     value = result.get(timeout=60)
     assert value["message"] == "Hello from Task A"
     assert value["worker"] != running_on  # redelivered and run by the surviving worker
+
+
+def test_a_killed_worker_is_restarted_and_no_task_is_lost(scaling):
+    """Local workers are supervised like compose services: SIGKILL the celery main process of one worker
+    during a burst, and supervisord starts it again (a new process, same node name, answering ping);
+    every task of the burst comes back, each run to success once."""
+    cli, app = scaling
+    assert cli("set", "worker-a", "2").returncode == 0
+    node = f"worker-a@{socket.gethostname()}-2"
+    sent = [app.send_task("celery_app.task_a", kwargs={"duration": 0.4}) for _ in range(20)]
+    ids = {r.id for r in sent}
+    deadline = time.monotonic() + 30
+    while not any(t["id"] in ids for t in (app.control.inspect([node], timeout=1.0).active() or {}).get(node, [])):
+        assert time.monotonic() < deadline, f"{node} never ran a task of the burst"
+    pid = worker_pid(cli.run_dir, "worker-a-2")
+    os.kill(pid, signal.SIGKILL)  # the main process only, mid-task; its pool process follows it (PDEATHSIG)
+    deadline = time.monotonic() + 30
+    while not ((new := worker_pid(cli.run_dir, "worker-a-2")) not in (0, pid)
+               and app.control.ping(destination=[node], timeout=0.5)):  # fmt: skip
+        assert time.monotonic() < deadline, f"{node} was not restarted (supervisord pid now {new})"
+    values = ResultSet(sent).get(timeout=60)
+    assert sorted(v["task_id"] for v in values) == sorted(ids)
+    assert set(executions(cli.run_dir, ids).values()) == {1}
+    row = status(cli)["worker-a"]
+    assert (len(row["workers"]), row["alive"], row["consumers"]) == (2, 2, 2)
+    assert node in {w["name"] for w in row["workers"]}
+
+
+def test_down_leaves_no_process_behind(scaling):
+    """`scale.py down` stops every worker and then supervisord itself; `up` starts them again."""
+    from dts.supervise import alive
+
+    cli, _ = scaling
+    supervisord = int((cli.run_dir / "supervisord.pid").read_text())
+    processes = {supervisord} | descendants(supervisord)
+    assert len(processes) >= 3  # supervisord, worker-a and worker-b at least
+    down = cli("down")
+    assert down.returncode == 0, down.stderr
+    assert [p for p in processes if alive(p)] == []  # (a zombie is gone: this machine's init reaps lazily)
+    assert not (cli.run_dir / "supervisor.sock").exists()
+    assert supervisorctl(cli.run_dir, "status").returncode != 0  # no supervisord answers
+    up = cli("up")
+    assert up.returncode == 0, up.stderr
+    assert {row["consumers"] for row in status(cli).values()} == {1}
 
 
 def test_scale_bad_input_exits_2(scaling):
