@@ -13,12 +13,13 @@ SWEEP   ?=
 WATCH   ?=
 PYTEST_ARGS ?=
 FLOWER_PORT ?= 5555
+YES     ?=
 
 ENGINE_ARG = $(if $(ENGINE),--engine $(ENGINE))
 export DOCKER_BUILDKIT ?= 0
 export COMPOSE_DOCKER_CLI_BUILD ?= 0
 
-.PHONY: help install broker build compose up down run test lint logs monitor ps status health scale scale-all load-test flower flower-login clean
+.PHONY: help install broker build compose up down run test lint logs monitor ps status health scale scale-all load-test flower flower-login dlq dlq-replay purge migrate-queues clean
 
 help: ## List the targets
 	@echo "usage: make TARGET [VAR=value]   (ENGINE=auto|compose|local (default: engine.name), QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
@@ -92,6 +93,18 @@ flower: install ## Flower on http://127.0.0.1:5555 (FLOWER_PORT=...), login in .
 
 flower-login: install ## Print Flower's user and password (generated into .env the first time)
 	@$(PY) -m dts.flower --login
+
+dlq: install ## List the dead letters of every queue: time, task, id, attempts, reason (nothing is consumed)
+	@$(PY) -m dts.dlq list
+
+dlq-replay: install ## Re-publish every dead letter to its work queue (retries start again)
+	@$(PY) -m dts.dlq replay
+
+purge: install ## Empty the work queues after a confirmation (YES=1: without asking); dead letters stay
+	@$(PY) -m dts.dlq purge $(if $(YES),--yes)
+
+migrate-queues: install ## Once, workers stopped: redeclare queues made without dead-lettering (messages kept)
+	@$(PY) -m dts.dlq migrate
 
 clean: down ## Stop the workers, remove .venv, .run and caches (nothing outside this project)
 	rm -rf $(VENV) .run results .pytest_cache .ruff_cache

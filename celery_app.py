@@ -19,6 +19,7 @@ from dts.logs import connect_worker_signals
 from dts.routing import celery_settings
 from dts.work import connect_time_limit_check, run_task
 
+DEAD_LETTER_REQUEST = "dts.deadletter:DeadLetterRequest"  # a final failure goes to the queue's Q.dead, with the reason
 _active: dict[str, Settings] = {}
 
 
@@ -42,13 +43,13 @@ connect_worker_signals()  # LOG_FORMAT=json: the worker logs JSON lines, with th
 connect_time_limit_check(active_settings)  # a worker whose execution pool ignores time limits says so
 
 
-@app.task(bind=True, name="celery_app.task_a")
+@app.task(bind=True, name="celery_app.task_a", Request=DEAD_LETTER_REQUEST)
 def task_a(self, duration: float | None = None, failure_rate: float | None = None, fail_times: int = 0,
            retry_delays: list[float] | None = None) -> dict[str, Any]:  # fmt: skip
     return run_task(self, "task_a", active_settings(), duration, failure_rate, fail_times, retry_delays)
 
 
-@app.task(bind=True, name="celery_app.task_b")
+@app.task(bind=True, name="celery_app.task_b", Request=DEAD_LETTER_REQUEST)
 def task_b(self, duration: float | None = None, failure_rate: float | None = None, fail_times: int = 0,
            retry_delays: list[float] | None = None) -> dict[str, Any]:  # fmt: skip
     return run_task(self, "task_b", active_settings(), duration, failure_rate, fail_times, retry_delays)

@@ -1,6 +1,7 @@
 """Broker checks shared by the CLIs: is it reachable, which queues have consumers, how deep are they.
 
-check_broker(app, timeout=5)             # raises CliError(exit 3) with a one-line fix
+check_broker(app, timeout=5)             # raises CliError(exit 3) with a one-line fix; exit 2 when a queue
+                                         # was declared without its dead-letter arguments (make migrate-queues)
 queue_stats(app, ["queue_a"])            # {"queue_a": QueueStats("queue_a", ready=0, consumers=1)}
 require_consumers(app, settings)         # CliError(exit 4) naming the first queue nobody consumes
 """
@@ -11,13 +12,14 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from amqp.exceptions import AccessRefused, NotFound
+from amqp.exceptions import AccessRefused, NotFound, PreconditionFailed
 from amqp.exceptions import ConnectionError as AMQPConnectionError
 from kombu.common import maybe_declare
 from kombu.exceptions import OperationalError
 
 from dts.config import Settings
 from dts.errors import CliError, ExitCode
+from dts.routing import work_queue
 
 START_HINT = "start RabbitMQ with `make broker` (or set BROKER_URL to a running broker)"
 
@@ -55,14 +57,46 @@ def broker_error(url: str, exc: BaseException) -> CliError:
     return CliError(why, ExitCode.BROKER_UNREACHABLE)
 
 
-def check_broker(app, timeout: float) -> None:
-    """Open (and keep in the app's pool) a connection; CliError(exit 3) with a fix if that fails."""
+def check_broker(app, timeout: float, check_queues: bool = True) -> None:
+    """Open (and keep in the app's pool) a connection; CliError(exit 3) with a fix if that fails. Then
+    (check_queues) declare the app's queues: CliError(exit 2) naming the migration when one exists without
+    its dead-letter arguments, rather than an unexplained PRECONDITION_FAILED later."""
     try:
         with app.connection_for_write() as conn:
             # one retry, after half a second (kombu waits 2 s by default): a refused connection is exit 3 in ~0.5 s
             conn.ensure_connection(max_retries=1, interval_start=0.5, timeout=timeout)
+            if check_queues:
+                require_current_queues(conn.connection, [q.name for q in app.conf.task_queues or ()])
     except (AMQPConnectionError, TimeoutError, OSError, OperationalError, ValueError) as exc:
         raise broker_error(app.conf.broker_url, exc) from None
+
+
+def outdated_queues(conn, queues: list[str] | tuple[str, ...]) -> list[str]:
+    """The queues that exist with other arguments than dts.routing declares (PRECONDITION_FAILED): declared
+    by a version without dead-lettering. Declaring creates missing queues (as publishing would)."""
+    outdated = []
+    for queue in queues:
+        channel = conn.channel()
+        try:
+            work_queue(queue).bind(channel).declare()
+        except PreconditionFailed:
+            outdated.append(queue)
+        finally:
+            with suppress(Exception):
+                channel.close()
+    return outdated
+
+
+def require_current_queues(conn, queues: list[str] | tuple[str, ...]) -> None:
+    """CliError (exit 2) naming the first queue declared without dead-lettering, and the command that fixes it."""
+    outdated = outdated_queues(conn, queues)
+    if outdated:
+        raise CliError(
+            f"queue {outdated[0]} exists without its dead-letter arguments (declared by an older version; RabbitMQ "
+            f"answers PRECONDITION_FAILED): run `make migrate-queues` (python -m dts.dlq migrate) once, with the "
+            "workers stopped; it keeps the queued messages",
+            ExitCode.USAGE,
+        )
 
 
 def queue_stats(app, queues: list[str] | tuple[str, ...]) -> dict[str, QueueStats]:

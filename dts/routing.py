@@ -1,4 +1,9 @@
-"""The Celery settings of the app: queue declarations (the one place), routes, reliability defaults."""
+"""The Celery settings of the app: queue declarations (the one place), routes, reliability defaults.
+
+Every work queue Q is declared with its dead-letter pair: a direct exchange `Q.dlx` and a durable queue
+`Q.dead` bound to it (routing key Q). Q carries `x-dead-letter-exchange: Q.dlx` and
+`x-dead-letter-routing-key: Q`, so a message a worker rejects goes to `Q.dead` (README, "Dead letters").
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,49 @@ from kombu import Exchange, Queue
 
 from dts.config import Settings
 
+DLX_SUFFIX = ".dlx"
+DEAD_SUFFIX = ".dead"
+
+
+def dead_letter_exchange(queue: str) -> str:
+    return queue + DLX_SUFFIX
+
+
+def dead_letter_queue_name(queue: str) -> str:
+    return queue + DEAD_SUFFIX
+
+
+def dead_letter_arguments(queue: str) -> dict[str, str]:
+    """The arguments a work queue is declared with (RabbitMQ refuses to re-declare it with others)."""
+    return {"x-dead-letter-exchange": dead_letter_exchange(queue), "x-dead-letter-routing-key": queue}
+
+
+def dead_letter_queue(queue: str) -> Queue:
+    """`queue.dead`, bound to the direct exchange `queue.dlx` with the routing key `queue`."""
+    exchange = Exchange(dead_letter_exchange(queue), type="direct", durable=True)
+    return Queue(dead_letter_queue_name(queue), exchange, routing_key=queue, durable=True)
+
+
+class DeadLetteredQueue(Queue):
+    """A work queue whose declaration also declares its dead-letter exchange and queue, first: RabbitMQ
+    drops (does not dead-letter) a rejected message whose dead-letter exchange does not exist. Whoever
+    declares the queue (client, worker, CLI) declares the pair, with identical arguments."""
+
+    def declare(self, nowait: bool = False, channel=None) -> str:
+        if not self.no_declare:
+            dead_letter_queue(self.name).bind(channel or self.channel).declare(nowait=nowait)
+        return super().declare(nowait=nowait, channel=channel)
+
+
+def work_queue(name: str) -> DeadLetteredQueue:
+    return DeadLetteredQueue(name, Exchange(name, type="direct", durable=True), routing_key=name, durable=True,
+                             queue_arguments=dead_letter_arguments(name))  # fmt: skip
+
 
 def declared_queues(settings: Settings) -> tuple[Queue, ...]:
-    """Every pool's queues, declared here and nowhere else: durable, one direct exchange per queue."""
-    return tuple(
-        Queue(name, Exchange(name, type="direct", durable=True), routing_key=name, durable=True)
-        for name in settings.queues
-    )
+    """Every pool's queues, declared here and nowhere else: durable, one direct exchange per queue, each
+    with its dead-letter arguments and its dead-letter exchange and queue."""
+    return tuple(work_queue(name) for name in settings.queues)
 
 
 def route_table(settings: Settings) -> dict[str, dict[str, str]]:
@@ -47,6 +88,8 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
         "task_default_queue": settings.queues[0],
         "task_create_missing_queues": False,
         "task_acks_late": True,
+        "task_acks_on_failure_or_timeout": True,  # a failed task is acked once its copy is in Q.dead (dts.deadletter)
+        "worker_consumer": "dts.deadletter:DeadLetterConsumer",  # undecodable bodies are dead-lettered, not dropped
         "task_reject_on_worker_lost": True,
         # A task killed at its hard time limit is acked, not requeued: it fails once instead of looping (False
         # would make Celery reject it with requeue=True, to be killed again and again). Celery's default today.

@@ -27,17 +27,20 @@ def test_broker_url(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def rabbitmq() -> str:
-    """A real RabbitMQ with the test vhosts; skip (or fail under CI=true) when there is none."""
+    """A real RabbitMQ with the test vhosts, created afresh for the session; skip (or fail under CI=true)
+    when there is none."""
     from dts.errors import CliError
-    from dts.provision import ensure_vhost
+    from dts.provision import ensure_vhost, rabbitmqctl
 
     reason = None
     if not broker_answers():
         reason = "no RabbitMQ answers on localhost:5672 (start one with `make broker`)"
     else:
         try:
-            ensure_vhost(TEST_VHOST, "guest")
-            ensure_vhost(IDLE_VHOST, "guest")
+            for vhost in (TEST_VHOST, IDLE_VHOST):  # fresh: queues declared by an older checkout have other arguments
+                if vhost in rabbitmqctl("list_vhosts", "name").stdout.split():
+                    rabbitmqctl("delete_vhost", vhost)
+                ensure_vhost(vhost, "guest")
         except CliError as exc:
             reason = f"cannot create the test vhosts: {exc}"
     if reason:
