@@ -23,7 +23,7 @@ export COMPOSE_DOCKER_CLI_BUILD ?= 0
 
 help: ## List the targets
 	@echo "usage: make TARGET [VAR=value]   (ENGINE=auto|compose|local (default: engine.name), QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: $(VENV)/.installed ## Create .venv and install the pinned requirements (+ dev tools)
 
