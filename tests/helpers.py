@@ -153,3 +153,13 @@ def http_get(url: str, login: tuple[str, str] | None = None) -> tuple[int, str]:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+def fresh_vhost(vhost: str, user: str = "guest", password: str | None = None) -> None:
+    """A vhost of the tests, emptied: deleted if it exists (its queues may have been declared by an older
+    checkout, with other arguments), then created with `user`'s permissions."""
+    from dts.provision import ensure_vhost, rabbitmqctl
+
+    if vhost in rabbitmqctl("list_vhosts", "name").stdout.split():
+        rabbitmqctl("delete_vhost", vhost)
+    ensure_vhost(vhost, user, password)

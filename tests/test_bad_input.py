@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import CHECKOUT, run_cli, vhost_url, write_config
+from helpers import CHECKOUT, fresh_vhost, run_cli, vhost_url, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -150,9 +150,8 @@ def empty_vhost(rabbitmq, tmp_path_factory):
 
     from dts.broker import queue_stats
     from dts.config import load_settings
-    from dts.provision import ensure_vhost
 
-    ensure_vhost(BAD_INPUT_VHOST, "guest")
+    fresh_vhost(BAD_INPUT_VHOST, "guest")
     settings = load_settings(write_config(tmp_path_factory.mktemp("bad-input") / "good.yml"))
     app = app_for(settings.with_broker_url(BAD_INPUT_URL))
     with app.connection_for_write() as conn:

@@ -11,7 +11,7 @@ import subprocess
 import time
 
 import pytest
-from helpers import IDLE_BROKER_URL, ROOT, run_cli, vhost_url
+from helpers import IDLE_BROKER_URL, ROOT, fresh_vhost, run_cli, vhost_url
 
 pytestmark = pytest.mark.integration
 
@@ -191,12 +191,12 @@ def test_purge_empties_the_work_queues_only_after_a_confirmation(rabbitmq, confi
 def test_a_queue_declared_the_old_way_is_detected_and_migrated_without_losing_messages(rabbitmq, config_path):
     from kombu import Connection, Exchange, Producer, Queue
 
-    from dts.provision import ensure_vhost, rabbitmqctl
+    from dts.provision import rabbitmqctl
 
     vhost = "dts-test-migrate-" + rabbitmq.rsplit("-", 1)[-1]
     if vhost in rabbitmqctl("list_vhosts", "name").stdout.split():
         rabbitmqctl("delete_vhost", vhost)
-    ensure_vhost(vhost, "guest")
+    fresh_vhost(vhost, "guest")
     url = vhost_url(vhost)
     env = {"BROKER_URL": url}
     try:

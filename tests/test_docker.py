@@ -18,7 +18,19 @@ import time
 
 import pytest
 from celery.result import ResultSet
-from helpers import CHECKOUT, IN_CI, ROOT, app_for, free_port, http_get, json_lines, run_cli, vhost_url, write_config
+from helpers import (
+    CHECKOUT,
+    IN_CI,
+    ROOT,
+    app_for,
+    free_port,
+    fresh_vhost,
+    http_get,
+    json_lines,
+    run_cli,
+    vhost_url,
+    write_config,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -46,10 +58,9 @@ def stack(rabbitmq, tmp_path_factory):
         pytest.skip(problem)
     from dts.compose import ComposeEngine
     from dts.config import load_settings
-    from dts.provision import ensure_vhost
 
     password = secrets.token_hex(12)
-    ensure_vhost(E2E_VHOST, E2E_USER, password)
+    fresh_vhost(E2E_VHOST, E2E_USER, password)
     cfg_path = write_config(tmp_path_factory.mktemp("e2e") / "e2e.yml", replicas="1", queue_a=QUEUES["worker-a"],
                             queue_b=QUEUES["worker-b"])  # fmt: skip
     cfg_path.chmod(0o644)  # read by the container's unprivileged user through the bind mount

@@ -10,7 +10,7 @@ import signal
 import subprocess
 
 import pytest
-from helpers import CHECKOUT, ROOT, app_for, run_cli, vhost_url, write_config
+from helpers import CHECKOUT, ROOT, app_for, fresh_vhost, run_cli, vhost_url, write_config
 
 pytestmark = pytest.mark.integration
 VHOST = f"dts-test-health-{CHECKOUT}"
@@ -21,9 +21,8 @@ def pools(rabbitmq, tmp_path_factory):
     """One worker-a and one worker-b; `cli(...)` runs scale.py against them."""
     from dts.config import load_settings
     from dts.local import LocalEngine
-    from dts.provision import ensure_vhost
 
-    ensure_vhost(VHOST, "guest")
+    fresh_vhost(VHOST, "guest")
     path = write_config(tmp_path_factory.mktemp("health") / "health.yml", replicas="1")
     settings = load_settings(path).with_broker_url(vhost_url(VHOST))
     app = app_for(settings)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from helpers import CHECKOUT, IDLE_BROKER_URL, app_for, json_lines, run_cli, vhost_url, write_config
+from helpers import CHECKOUT, IDLE_BROKER_URL, app_for, fresh_vhost, json_lines, run_cli, vhost_url, write_config
 
 from dts.errors import CliError, ExitCode
 from dts.logs import FIELDS, TEXT_FORMAT, formatter, log_format
@@ -120,9 +120,8 @@ def json_worker(rabbitmq, tmp_path_factory):
 
     from dts.config import load_settings
     from dts.local import LocalEngine
-    from dts.provision import ensure_vhost
 
-    ensure_vhost(LOGS_VHOST, "guest")
+    fresh_vhost(LOGS_VHOST, "guest")
     path = write_config(tmp_path_factory.mktemp("logs") / "logs.yml", replicas="1", max_retries="1")
     settings = load_settings(path).with_broker_url(vhost_url(LOGS_VHOST))
     app = app_for(settings)

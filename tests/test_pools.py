@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import CHECKOUT, app_for, run_cli, vhost_url, write_config
+from helpers import CHECKOUT, app_for, fresh_vhost, run_cli, vhost_url, write_config
 
 pytestmark = pytest.mark.integration
 VHOST = f"dts-test-rename-{CHECKOUT}"
@@ -16,9 +16,8 @@ VHOST = f"dts-test-rename-{CHECKOUT}"
 def renamed(rabbitmq, tmp_path_factory):
     from dts.config import load_settings
     from dts.local import LocalEngine
-    from dts.provision import ensure_vhost
 
-    ensure_vhost(VHOST, "guest")
+    fresh_vhost(VHOST, "guest")
     path = write_config(tmp_path_factory.mktemp("rename") / "renamed.yml", replicas="1", queue_a="jobs_left",
                         queue_b="jobs_right")  # fmt: skip
     settings = load_settings(path).with_broker_url(vhost_url(VHOST))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from celery.result import ResultSet
-from helpers import CHECKOUT, ROOT, app_for, vhost_url, write_config
+from helpers import CHECKOUT, ROOT, app_for, fresh_vhost, vhost_url, write_config
 
 pytestmark = pytest.mark.integration
 SCALE_VHOST = f"dts-test-scale-{CHECKOUT}"  # two checkouts testing at once never share it
@@ -28,9 +28,8 @@ SCALE_VHOST = f"dts-test-scale-{CHECKOUT}"  # two checkouts testing at once neve
 @pytest.fixture(scope="module")
 def scaling(rabbitmq, tmp_path_factory):
     from dts.config import load_settings
-    from dts.provision import ensure_vhost
 
-    ensure_vhost(SCALE_VHOST, "guest")
+    fresh_vhost(SCALE_VHOST, "guest")
     url = vhost_url(SCALE_VHOST)
     cfg_path = write_config(tmp_path_factory.mktemp("scale") / "scale.yml", replicas="1")
     run_dir = tmp_path_factory.mktemp("run")

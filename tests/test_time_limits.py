@@ -9,7 +9,7 @@ import json
 
 import pytest
 import yaml
-from helpers import CHECKOUT, app_for, run_cli, vhost_url, write_config
+from helpers import CHECKOUT, app_for, fresh_vhost, run_cli, vhost_url, write_config
 
 pytestmark = pytest.mark.integration
 VHOST = f"dts-test-limits-{CHECKOUT}"
@@ -21,9 +21,8 @@ OVER = 5.0  # seconds of work: far past both limits (a limit that does not fire 
 def limited(rabbitmq, tmp_path_factory):
     from dts.config import load_settings
     from dts.local import LocalEngine
-    from dts.provision import ensure_vhost
 
-    ensure_vhost(VHOST, "guest")
+    fresh_vhost(VHOST, "guest")
     path = write_config(tmp_path_factory.mktemp("limits") / "limits.yml", replicas="1", duration_a=str(OVER),
                         duration_b=str(OVER))  # fmt: skip
     doc = yaml.safe_load(path.read_text())
