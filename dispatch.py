@@ -15,9 +15,8 @@ import sys
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from celery_app import TASKS, app, use_settings
-from dts.broker import check_broker, redact_url, require_consumers, warm_up
 from dts.cli import (
     MAX_FAIL_TIMES,
     MAX_REPEAT,
@@ -29,10 +28,11 @@ from dts.cli import (
     run_main,
 )
 from dts.config import Settings, load_settings
-from dts.dispatcher import dispatch_round
 from dts.errors import CliError, ExitCode
 from dts.live import EventStream, LiveView, TaskWatch
-from dts.replies import Collected, ReplyQueue
+
+if TYPE_CHECKING:
+    from dts.replies import Collected
 from dts.reports import (
     DISPATCH_COLUMNS,
     bare_results,
@@ -98,6 +98,9 @@ def prepare(settings: Settings, announce) -> None:
     announce(
         f"Expected workers: {sum(p.replicas for p in pools)} ({', '.join(f'{p.name} x{p.replicas}' for p in pools)})"
     )
+    from celery_app import app
+    from dts.broker import check_broker, redact_url, require_consumers, warm_up
+
     log.info("broker %s", redact_url(settings.broker.url))
     check_broker(app, settings.broker.connect_timeout)
     stats = require_consumers(app, settings)
@@ -107,6 +110,11 @@ def prepare(settings: Settings, announce) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
+    # Celery is imported once the input is known good: a refusal does not wait for it (~0.3 s)
+    from celery_app import TASKS, app, use_settings
+    from dts.dispatcher import dispatch_round
+    from dts.replies import ReplyQueue
+
     use_settings(settings)
     overrides = {"fail_times": args.fail_times} if args.fail_times else {}
     if args.fail_rate is not None:

@@ -16,10 +16,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kombu.exceptions import OperationalError
-
-from celery_app import TASKS, app, use_settings
-from dts.broker import broker_error, check_broker, require_consumers, warm_up
 from dts.cli import (
     MAX_DURATION,
     MAX_SWEEP_SIZES,
@@ -36,7 +32,6 @@ from dts.config import ENGINES, Settings, load_settings
 from dts.engine import make_engine, replicas
 from dts.errors import CliError, ExitCode, excerpt
 from dts.live import LoadProgress
-from dts.loadgen import interleave, live_slots, run_load, task_plan
 from dts.reports import LoadReport, render_load, render_sweep, summarise_load, threshold_failures
 from dts.results import check_writable, output_path, save
 
@@ -90,6 +85,12 @@ def check_outputs(args: argparse.Namespace, settings: Settings) -> None:
 def start_up(settings: Settings) -> dict[str, int]:
     """Consumers on every task queue (exit 4), connections warm, the live worker slots per pool. A broker
     that goes away here is exit 3 with one line (nothing has been sent yet)."""
+    from kombu.exceptions import OperationalError
+
+    from celery_app import app
+    from dts.broker import broker_error, require_consumers, warm_up
+    from dts.loadgen import live_slots
+
     try:
         require_consumers(app, settings)
         warm_up(app)
@@ -99,6 +100,9 @@ def start_up(settings: Settings) -> dict[str, int]:
 
 
 def one_run(settings: Settings, args: argparse.Namespace, size: int | None) -> dict[str, Any]:
+    from celery_app import TASKS, app
+    from dts.loadgen import interleave, run_load, task_plan
+
     slots = start_up(settings)
     order = interleave(task_plan(args.tasks, args.mix))
     log.info("load: %d tasks; slots %s", len(order), slots)
@@ -130,6 +134,8 @@ def verdict(runs: list[dict[str, Any]], problems: list[str]) -> tuple[int, str |
 
 def sweep(settings: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
     """The same load at each pool size; the pools are put back to their sizes afterwards."""
+    from celery_app import app
+
     engine = make_engine(settings, args.engine, app=app)
     before = replicas(engine)
     runs = []
@@ -203,9 +209,13 @@ def print_report(args: argparse.Namespace, doc: dict[str, Any], runs: list[dict[
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    use_settings(settings)
     check_outputs(args, settings)
     result_file = output_path("load_test", args.output, args.no_save)
+    # Celery is imported once the input is known good: a refusal does not wait for it (~0.3 s)
+    from celery_app import app, use_settings
+    from dts.broker import check_broker
+
+    use_settings(settings)
     check_broker(app, settings.broker.connect_timeout)
     runs = sweep(settings, args) if args.sweep else [one_run(settings, args, None)]
     problems = [p for r in runs for p in threshold_failures(r["report"], settings)]

@@ -14,8 +14,6 @@ import argparse
 import json
 import sys
 
-from celery_app import app, use_settings
-from dts.broker import check_broker
 from dts.cli import (
     MAX_INTERVAL,
     MAX_LINES,
@@ -31,7 +29,6 @@ from dts.config import ENGINES, Settings, load_settings
 from dts.engine import Engine, check_sizes, declared_sizes, engines_in_use, make_engine, resolve_engine
 from dts.errors import CliError, ExitCode, excerpt
 from dts.reports import render_health, render_status
-from dts.status import collect_status, watch
 
 COMMANDS = ("up", "down", "set", "all", "status", "health", "logs", "build", "compose", "engine")
 EPILOG = """examples:
@@ -75,6 +72,9 @@ def desired_sizes(args: argparse.Namespace, settings: Settings) -> dict[str, int
 
 
 def resize(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
+    from celery_app import app
+    from dts.broker import check_broker
+
     check_broker(app, settings.broker.connect_timeout)
     plan = engine.start() if args.command == "up" else engine.resize(args.desired)
     for pool, nodes in engine.workers().items():
@@ -88,6 +88,9 @@ def resize(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
 
 def status(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
     """status, status --watch and health: one report (dts.status), three renderings."""
+    from celery_app import app
+    from dts.status import collect_status, watch
+
     engines = engines_in_use(engine, settings, args.engine)
     if getattr(args, "watch", False):
         return watch(settings, engines, app, interval=args.interval, count=args.count, as_json=args.json)
@@ -158,12 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
+    if args.command in ("up", "set", "all"):
+        args.desired = desired_sizes(args, settings)  # bad input is refused before Celery or an engine is asked
+    # Celery is imported once the input is known good: a refusal does not wait for it (~0.3 s)
+    from celery_app import app, use_settings
+
     use_settings(settings)
     if args.command == "engine":
         print(resolve_engine(args.engine or settings.engine.name))
         return ExitCode.OK
-    if args.command in ("up", "set", "all"):
-        args.desired = desired_sizes(args, settings)  # bad input is refused before any engine is asked
     engine = make_engine(settings, args.engine, app=app)
     if args.command == "logs":
         engine.logs(args.lines, args.follow)
