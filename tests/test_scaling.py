@@ -147,7 +147,7 @@ def test_a_killed_worker_loses_no_task(scaling):
 def test_a_killed_worker_is_restarted_and_no_task_is_lost(scaling):
     """Local workers are supervised like compose services: SIGKILL the celery main process of one worker
     during a burst, and supervisord starts it again (a new process, same node name, answering ping);
-    every task of the burst comes back, each run to success once."""
+    every task of the burst comes back (at most the one task that was running may run twice)."""
     cli, app = scaling
     assert cli("set", "worker-a", "2").returncode == 0
     node = f"worker-a@{socket.gethostname()}-2"
@@ -163,8 +163,14 @@ def test_a_killed_worker_is_restarted_and_no_task_is_lost(scaling):
                and app.control.ping(destination=[node], timeout=0.5)):  # fmt: skip
         assert time.monotonic() < deadline, f"{node} was not restarted (supervisord pid now {new})"
     values = ResultSet(sent).get(timeout=60)
-    assert sorted(v["task_id"] for v in values) == sorted(ids)
-    assert set(executions(cli.run_dir, ids).values()) == {1}
+    assert sorted(v["task_id"] for v in values) == sorted(ids)  # every task came back
+    runs = executions(cli.run_dir, ids)
+    # The task the killed worker was running may finish in its orphaned pool process (result sent, but the
+    # dead main process never logs "succeeded"): at most that one task lacks a log line, and nothing ran
+    # to success twice except, possibly, that task (at-least-once: its message was not acked).
+    silent = {tid for tid, n in runs.items() if n == 0}
+    assert len(silent) <= 1 and all(v["worker"] == node for v in values if v["task_id"] in silent), runs
+    assert sum(1 for n in runs.values() if n > 1) <= 1 and max(runs.values()) <= 2, runs
     row = status(cli)["worker-a"]
     assert (len(row["workers"]), row["alive"], row["consumers"]) == (2, 2, 2)
     assert node in {w["name"] for w in row["workers"]}
