@@ -100,7 +100,7 @@ def start_up(settings: Settings) -> dict[str, int]:
 
 
 def one_run(settings: Settings, args: argparse.Namespace, size: int | None) -> dict[str, Any]:
-    from celery_app import TASKS, app
+    from celery_app import app
     from dts.loadgen import interleave, run_load, task_plan
 
     slots = start_up(settings)
@@ -109,8 +109,8 @@ def one_run(settings: Settings, args: argparse.Namespace, size: int | None) -> d
     watch = {t.queue: settings.pool_for_task(name).name for name, t in settings.tasks.items()}
     progress = LoadProgress(len(order), enabled=not args.json)
     try:
-        samples, wall, got = run_load(app, TASKS, order, task_kwargs(args), args.timeout or settings.load_test.timeout,
-                                      progress, watch, settings.broker.connect_timeout)  # fmt: skip
+        samples, wall, got = run_load(app, settings, order, task_kwargs(args),
+                                      args.timeout or settings.load_test.timeout, progress, watch)  # fmt: skip
     finally:
         progress.close()
     report = summarise_load(settings, samples, slots, wall)

@@ -60,8 +60,8 @@ def error_text(meta: dict[str, Any], task: str) -> str:
 class ReplyQueue:
     """A run's own durable reply queue and the consumer that collects from it (see the module doc)."""
 
-    def __init__(self, app, expires: float = 3600.0, connect_timeout: float = 5.0):
-        self.app, self.connect_timeout = app, connect_timeout
+    def __init__(self, app, expires: float = 3600.0, connect_timeout: float = 5.0, keep: bool = True):
+        self.app, self.connect_timeout, self.keep = app, connect_timeout, keep  # keep: the bodies, else True
         self.name = f"dts.replies.{uuid()}"
         self.queue = Queue(self.name, routing_key=self.name, durable=True, auto_delete=False, expires=expires)
         self.conn = None
@@ -92,7 +92,10 @@ class ReplyQueue:
         self._close()
 
     def _connect(self, timeout: float) -> None:
-        conn = self.app.connection_for_read(connect_timeout=max(0.05, timeout))
+        # no per-publish confirm wait on this connection: a publisher on it confirms in batches (dts.loadgen)
+        conn = self.app.connection_for_read(
+            connect_timeout=max(0.05, timeout), transport_options={"confirm_publish": False}
+        )
         try:  # one attempt: the wait loop paces the retries (kombu's own would sleep 2 s first)
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=max(0.05, timeout))
             self.queue(conn.default_channel).declare()
@@ -113,12 +116,29 @@ class ReplyQueue:
     def _on_message(self, body: dict[str, Any], message) -> None:
         task_id, status = body.get("task_id"), body.get("status")
         if status in states.READY_STATES and task_id in self._expected and task_id not in self._collected.results:
-            self._collected.results[task_id] = body
+            self._collected.results[task_id] = body if self.keep else True
             if self._on_result:
                 self._on_result(task_id, body)
         message.ack()  # recorded (or a state we do not wait for: RETRY, STARTED)
 
     # -- the wait
+    def expect(self, task_id: str, on_result: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+        """Wait for this task's result too (for a publisher that streams: see pump)."""
+        self._expected.add(task_id)
+        self._on_result = on_result or self._on_result
+
+    def pump(self, timeout: float = 0.0) -> None:
+        """Handle what has arrived on the connection (results, a publisher's confirms), waiting at most
+        `timeout`. Connection errors propagate (the caller decides; collect() reconnects)."""
+        try:
+            self.conn.drain_events(timeout=timeout)
+        except TimeoutError:
+            pass
+
+    def done(self) -> int:
+        """How many of the expected results have arrived."""
+        return len(self._collected.results)
+
     def collect(self, ids: set[str], deadline: float, on_result: Callable[[str, dict[str, Any]], None] | None = None,
                 watch: dict[str, str] | None = None) -> Collected:  # fmt: skip
         """Consume results until every id has one or the deadline passes. `watch`: task queue -> pool,

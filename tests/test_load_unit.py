@@ -216,3 +216,16 @@ def test_sweep_limit_follows_engine_max_replicas(tmp_path, capsys):
     cfg.write_text("engine: {max_replicas: 3}\npools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b]}}\n")
     assert load_test.main(["--config", str(cfg), "--sweep", "1,4"]) == ExitCode.USAGE
     assert capsys.readouterr().err == "load_test.py: error: --sweep size 4 exceeds engine.max_replicas=3\n"
+
+
+def test_publisher_confirms_are_counted_one_by_one_multiple_and_out_of_order():
+    from dts.loadgen import Confirms
+
+    c = Confirms()
+    assert [c.settle(1, False), c.settle(2, False)] == [1, 1] and c.settled() == 2
+    assert c.settle(5, False) == 1 and c.settled() == 3  # 3 and 4 still open
+    assert c.settle(4, True) == 2 and c.settled() == 5  # 3 and 4 by a multiple ack; 5 was already in
+    assert c.settle(5, False) == 0 and c.settle(2, True) == 0  # nothing settles twice
+    refused = c.settle(7, True)
+    c.refused += refused
+    assert (refused, c.settled(), c.refused) == (2, 7, 2)
