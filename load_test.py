@@ -92,9 +92,10 @@ def start_up(settings: Settings) -> dict[str, int]:
     from dts.loadgen import live_slots
 
     try:
-        require_consumers(app, settings)
+        stats = require_consumers(app, settings)
         warm_up(app)
-        return live_slots(app, settings)
+        pools = {settings.pool_for_queue(q).name: s.consumers for q, s in stats.items()}  # a worker: one consumer
+        return live_slots(app, settings, workers=sum(pools.values()))
     except (OSError, OperationalError, *app.connection_for_read().connection_errors) as exc:
         raise broker_error(settings.broker.url, exc) from None
 

@@ -37,10 +37,12 @@ def interleave(plan: dict[str, int]) -> list[str]:
     return [name for _, name in sorted(keyed)]
 
 
-def live_slots(app, settings: Settings) -> dict[str, int]:
+def live_slots(app, settings: Settings, workers: int | None = None) -> dict[str, int]:
     """Worker slots per pool, from the workers themselves: each live worker's max-concurrency, counted for
-    the pool whose queue it consumes (inspect active_queues), whatever its name."""
-    inspect = app.control.inspect(timeout=2.0)
+    the pool whose queue it consumes (inspect active_queues), whatever its name. `workers`: how many
+    replies to expect (the queues' consumer count): the broadcast then returns as soon as they are in,
+    not after its whole timeout."""
+    inspect = app.control.inspect(timeout=2.0, limit=workers or None)
     stats, queues = inspect.stats() or {}, inspect.active_queues() or {}
     slots = {pool: 0 for pool in settings.pools}
     for worker, consumed in queues.items():
