@@ -308,6 +308,7 @@ def load_test_argv(config: Path, tasks: int, *extra: str) -> list[str]:
 def run_ours(url: str, plan: dict[str, Any], work: Path, out: dict) -> None:
     from celery_app import app, use_settings
     from dts.config import load_settings
+    from dts.errors import CliError
     from dts.local import LocalEngine
 
     config = ours_config(url, work / "ours.yml")
@@ -321,7 +322,10 @@ def run_ours(url: str, plan: dict[str, Any], work: Path, out: dict) -> None:
     engine = LocalEngine(settings, app, run_dir=RUN_DIR / "bench" / "ours")
     progress("ours: starting 1 + 1 project workers (LocalEngine)")
     try:
-        engine.start()
+        try:
+            engine.start()
+        except CliError as exc:
+            raise Failed(f"the project's workers did not start: {exc}") from None
         load_file = work / "ours-load.json"
         measure(f"ours: load_test.py, {2 * plan['tasks']} no-op tasks", out, "load", run_json,
                 load_test_argv(config, plan["tasks"], "--output", str(load_file)), env)  # fmt: skip
