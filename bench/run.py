@@ -1,7 +1,7 @@
 """`make bench`: the project against plain Celery and raw AMQP, in one run, on one broker.
 
-    python -m bench.run                  # the full run (~15 min on 2 cores: the 100k-task RSS load dominates)
-    python -m bench.run --quick          # a smoke run (~2 min): smaller loads, RSS at 1k / 10k tasks
+    python -m bench.run                  # the full run (~20 min on 2 cores: the 100k-task RSS load dominates)
+    python -m bench.run --quick          # a smoke run (~4 min): smaller loads, RSS at 1k / 10k tasks
     python -m bench.run --tasks 5000 --output results/bench.json
 
 Each side gets a vhost of its own on the same RabbitMQ (dts-bench-ceiling, dts-bench-naive,
