@@ -14,12 +14,13 @@ WATCH   ?=
 PYTEST_ARGS ?=
 FLOWER_PORT ?= 5555
 YES     ?=
+QUICK   ?=
 
 ENGINE_ARG = $(if $(ENGINE),--engine $(ENGINE))
 export DOCKER_BUILDKIT ?= 0
 export COMPOSE_DOCKER_CLI_BUILD ?= 0
 
-.PHONY: help install broker build compose up down run test lint logs monitor ps status health scale scale-all load-test flower flower-login dlq dlq-replay purge migrate-queues clean
+.PHONY: help install broker build compose up down run test lint logs monitor ps status health scale scale-all load-test bench flower flower-login dlq dlq-replay purge migrate-queues clean
 
 help: ## List the targets
 	@echo "usage: make TARGET [VAR=value]   (ENGINE=auto|compose|local (default: engine.name), QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
@@ -80,6 +81,10 @@ scale-all: install ## Resize every pool: make scale-all COUNT=4
 
 load-test: install ## Load the running pools: make load-test TASKS=20 [SWEEP=1,2,4,8]
 	$(PY) load_test.py --tasks $(TASKS) $(if $(SWEEP),--sweep $(SWEEP) $(ENGINE_ARG))
+
+bench: install ## Benchmark vs plain Celery and raw AMQP, one table with ratios and PASS/MISS (QUICK=1: a smoke run)
+	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh
+	$(PY) -m bench.run $(if $(QUICK),--quick)
 
 logs: install ## Show the last lines of the running workers' logs
 	@$(PY) scale.py logs $(ENGINE_ARG)

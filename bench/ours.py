@@ -1,0 +1,94 @@
+"""The project's side of `make bench` that its CLIs do not measure on their own (bench/run.py runs it as a
+subprocess, with DTS_CONFIG / BROKER_URL pointing at the bench vhost):
+
+    python -m bench.ours rtt --rate 100 --seconds 3   # one no-op task every 10 ms, each waited for
+    python -m bench.ours publish --tasks 2000         # the load generator's publish phase alone (no consumers)
+
+`rtt` sends like dispatch.py does (the project's app, `apply_async(reply_to=<the run's ReplyQueue>)`,
+connections warmed up first) and waits for each result on that ReplyQueue. `publish` times
+`dts.loadgen.publish` (one producer, publisher confirms) for 2 x tasks no-op tasks into queues nobody
+consumes. Each command prints one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.table import percentile
+from celery_app import TASKS, app, use_settings
+from dts.broker import warm_up
+from dts.config import load_settings
+from dts.replies import ReplyQueue
+
+
+def rtt(rate: float, seconds: float, timeout: float) -> dict:
+    """One no-op task every 1/rate s (a then b), each waited for: send -> result times."""
+    names = ["task_a", "task_b"]
+    warm_up(app)
+    with ReplyQueue(app) as replies:
+
+        def round_trip(name: str) -> float:
+            start = time.perf_counter()
+            res = TASKS[name].apply_async(kwargs={"duration": 0}, reply_to=replies.name)
+            got = replies.collect({res.id}, time.monotonic() + timeout)
+            if res.id not in got.results:
+                raise RuntimeError(f"no result for {name} {res.id} within {timeout:g}s")
+            return time.perf_counter() - start
+
+        round_trip("task_a")  # warm-up, not counted
+        interval, n = 1.0 / rate, max(1, round(rate * seconds))
+        times = []
+        t0 = time.perf_counter()
+        for i in range(n):
+            pause = t0 + i * interval - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            times.append(round_trip(names[i % 2]))
+        wall = time.perf_counter() - t0
+    return {"tasks": n, "offered_rate": rate, "achieved_rate": n / wall, "p50": percentile(times, 50),
+            "p99": percentile(times, 99), "max": max(times), "mean": statistics.fmean(times)}  # fmt: skip
+
+
+def publish_only(tasks: int) -> dict:
+    """The load generator's publish phase alone: 2 x tasks no-op tasks through dts.loadgen.publish."""
+    from dts.loadgen import interleave, publish, task_plan
+
+    order = interleave(task_plan(tasks, 0.5))
+    kwargs = {name: {"duration": 0} for name in TASKS}
+    warm_up(app)
+    with ReplyQueue(app) as replies:
+        t0 = time.perf_counter()
+        sent, stopped = publish(app, TASKS, order, kwargs, replies.name, replies.errors)
+        seconds = time.perf_counter() - t0
+    if stopped:
+        raise RuntimeError(stopped)
+    return {"tasks": len(sent), "seconds": seconds, "rate": len(sent) / seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ours", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for one result")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("rtt")
+    p.add_argument("--rate", type=float, default=100.0)
+    p.add_argument("--seconds", type=float, default=3.0)
+    sub.add_parser("publish").add_argument("--tasks", type=int, default=2000)
+    args = parser.parse_args(argv)
+    use_settings(load_settings())
+    try:
+        out = rtt(args.rate, args.seconds, args.timeout) if args.command == "rtt" else publish_only(args.tasks)
+    except KeyboardInterrupt:
+        return 130
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""The table of `make bench` (pure: no broker, no processes): ratios, verdicts, rows and their text.
+
+    rows = build_rows(measurements)     # measurements: what bench/run.py measured (None = not measured)
+    print(render(rows))
+
+A verdict is PASS when every target of the row is met, MISS when one is missed, `-` for a row without a
+target (context only) and `n/a` when a number it needs is missing (that measurement failed).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+PASS, MISS, NO_TARGET, NO_DATA = "PASS", "MISS", "-", "n/a"
+
+# the targets of issue 11 (item 1)
+THROUGHPUT_VS_NAIVE = 3.0  # no-op throughput with results >= 3x naive
+THROUGHPUT_VS_CEILING = 0.5  # ... and >= 0.5x the raw publish+consume ceiling
+RTT_P50_VS_NAIVE = 0.5  # single-task round trip p50 <= 0.5x naive
+RTT_P99_VS_NAIVE = 1.0  # ... p99 <= naive
+SEED_OVERHEAD_MAX_MS = 3.0  # seed-scenario overhead median <= 3 ms (and below naive's)
+PUBLISH_VS_CONSUME = 2.0  # load-generator publish rate >= 2x the consume rate of 1+1 workers
+RSS_LARGE_VS_SMALL = 1.5  # peak RSS at 100k tasks <= 1.5x RSS at 10k
+
+
+@dataclass(frozen=True)
+class Row:
+    measurement: str
+    unit: str
+    ours: float | None = None
+    naive: float | None = None
+    ceiling: float | None = None
+    ratio: float | None = None
+    ratio_of: str = ""  # what the ratio divides by: "naive", "ceiling", "consume", "10k"
+    target: str = ""
+    verdict: str = NO_TARGET
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """a / b, or None when either is unknown or b is zero."""
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def meets(value: float | None, op: str, bound: float | None) -> bool | None:
+    """value >= bound ('>='), <= ('<='), < ('<'); None when either is unknown."""
+    if value is None or bound is None:
+        return None
+    return {">=": value >= bound, "<=": value <= bound, "<": value < bound}[op]
+
+
+def verdict(checks: list[bool | None]) -> str:
+    """PASS if every check holds, MISS if one fails, n/a if one cannot be decided (and none failed)."""
+    if not checks:
+        return NO_TARGET
+    if any(c is False for c in checks):
+        return MISS
+    if any(c is None for c in checks):
+        return NO_DATA
+    return PASS
+
+
+def _get(m: dict[str, Any], *keys: str) -> float | None:
+    value: Any = m
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value if isinstance(value, int | float) else None
+
+
+def build_rows(m: dict[str, Any]) -> list[Row]:
+    """The table's rows from the measurements (see bench/run.py for their keys; all optional)."""
+    ceiling_pub, ceiling_pc = _get(m, "ceiling", "publish_rate"), _get(m, "ceiling", "publish_consume_rate")
+    ours_tp, naive_tp = _get(m, "ours", "throughput"), _get(m, "naive", "throughput")
+    rows = [
+        Row("ceiling: raw kombu publish (confirms)", "msg/s", ceiling=ceiling_pub),
+        Row("ceiling: raw kombu publish + consume", "msg/s", ceiling=ceiling_pc),
+        Row("  (context) raw publish, no confirms", "msg/s", ceiling=_get(m, "ceiling", "publish_no_confirms", "rate")),
+        Row(
+            "  (context) raw publish + consume, no confirms",
+            "msg/s",
+            ceiling=_get(m, "ceiling", "publish_consume_no_confirms", "rate"),
+        ),
+    ]
+    r = ratio(ours_tp, naive_tp)
+    rows.append(Row("no-op throughput, results collected", "tasks/s", ours_tp, naive_tp, None, r, "naive",
+                    f">= {THROUGHPUT_VS_NAIVE:g}x naive", verdict([meets(r, ">=", THROUGHPUT_VS_NAIVE)])))  # fmt: skip
+    r = ratio(ours_tp, ceiling_pc)
+    rows.append(Row("no-op throughput vs ceiling", "tasks/s", ours_tp, None, ceiling_pc, r, "ceiling",
+                    f">= {THROUGHPUT_VS_CEILING:g}x ceiling", verdict([meets(r, ">=", THROUGHPUT_VS_CEILING)])))  # fmt: skip
+    rate = _get(m, "ours", "rtt", "offered_rate")
+    for q, bound in (("p50", RTT_P50_VS_NAIVE), ("p99", RTT_P99_VS_NAIVE)):
+        ours, naive = _ms(_get(m, "ours", "rtt", q)), _ms(_get(m, "naive", "rtt", q))
+        r = ratio(ours, naive)
+        at = f" at {rate:g}/s" if rate else ""
+        rows.append(Row(f"single-task round trip {q}{at}", "ms", ours, naive, None, r, "naive",
+                        f"<= {bound:g}x naive", verdict([meets(r, "<=", bound)])))  # fmt: skip
+    ours, naive = _ms(_get(m, "ours", "seed_overhead")), _ms(_get(m, "naive", "seed_overhead"))
+    r = ratio(ours, naive)
+    rows.append(Row("seed-scenario overhead, median", "ms", ours, naive, None, r, "naive",
+                    f"<= {SEED_OVERHEAD_MAX_MS:g} ms and < naive",
+                    verdict([meets(ours, "<=", SEED_OVERHEAD_MAX_MS), meets(ours, "<", naive)])))  # fmt: skip
+    consume, publish = _get(m, "ours", "consume_rate"), _get(m, "ours", "publish_rate")
+    rows.append(Row("consume rate of 1+1 workers", "tasks/s", consume))
+    r = ratio(publish, consume)
+    rows.append(Row("load-generator publish rate", "tasks/s", publish, None, None, r, "consume",
+                    f">= {PUBLISH_VS_CONSUME:g}x consume", verdict([meets(r, ">=", PUBLISH_VS_CONSUME)])))  # fmt: skip
+    small, large = _get(m, "ours", "rss", "small", "peak_rss_mib"), _get(m, "ours", "rss", "large", "peak_rss_mib")
+    n_small, n_large = _get(m, "ours", "rss", "small", "tasks"), _get(m, "ours", "rss", "large", "tasks")
+    rows.append(Row(f"load-generator peak RSS, {_count(n_small)} tasks", "MiB", small))
+    r = ratio(large, small)
+    rows.append(Row(f"load-generator peak RSS, {_count(n_large)} tasks", "MiB", large, None, None, r,
+                    _count(n_small), f"<= {RSS_LARGE_VS_SMALL:g}x {_count(n_small)}",
+                    verdict([meets(r, "<=", RSS_LARGE_VS_SMALL)])))  # fmt: skip
+    return rows
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
+
+
+def _count(n: float | None) -> str:
+    """10000 -> '10k', 1500 -> '1.5k', 500 -> '500', None -> '?'."""
+    if n is None:
+        return "?"
+    return f"{n / 1000:g}k" if n >= 1000 else f"{n:g}"
+
+
+def number(value: float | None) -> str:
+    """A cell: 3 significant digits at least, thousands grouped, '-' when unknown."""
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def ratio_cell(row: Row) -> str:
+    return f"{row.ratio:.2f}x {row.ratio_of}" if row.ratio is not None else "-"
+
+
+COLUMNS = ("measurement", "unit", "ours", "naive", "ceiling", "ratio", "target", "verdict")
+
+
+def render(rows: list[Row]) -> str:
+    """The rows as one plain-text table (numbers right-aligned)."""
+    cells = [list(COLUMNS)] + [
+        [r.measurement, r.unit, number(r.ours), number(r.naive), number(r.ceiling), ratio_cell(r), r.target or "-",
+         r.verdict] for r in rows
+    ]  # fmt: skip
+    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
+    right = {2, 3, 4, 5}
+    lines = []
+    for n, line in enumerate(cells):
+        text = "  ".join(
+            c.rjust(w) if i in right and n else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        )
+        lines.append(text.rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def summary(rows: list[Row]) -> str:
+    """'targets: 3 PASS, 4 MISS' (and n/a when some could not be measured)."""
+    counts = {v: sum(1 for r in rows if r.verdict == v) for v in (PASS, MISS, NO_DATA)}
+    text = f"targets: {counts[PASS]} PASS, {counts[MISS]} MISS"
+    return text + (f", {counts[NO_DATA]} n/a (not measured)" if counts[NO_DATA] else "")

@@ -1,0 +1,93 @@
+"""`make bench`'s pure parts: ratios, verdicts, the rows and their text, the rates taken from samples.
+No broker; nothing here asserts a speed."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.run import consume_rate, sent_rate
+from bench.table import MISS, NO_DATA, NO_TARGET, PASS, build_rows, meets, percentile, ratio, render, summary, verdict
+
+
+def test_ratio_is_none_when_unknown_or_divided_by_zero():
+    assert ratio(6.0, 2.0) == 3.0
+    assert ratio(None, 2.0) is None
+    assert ratio(1.0, None) is None
+    assert ratio(1.0, 0) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "op", "bound", "expected"),
+    [(3.0, ">=", 3.0, True), (2.9, ">=", 3.0, False), (0.5, "<=", 0.5, True), (3.0, "<", 3.0, False),
+     (None, "<=", 1.0, None), (1.0, "<", None, None)],
+)  # fmt: skip
+def test_meets(value, op, bound, expected):
+    assert meets(value, op, bound) is expected
+
+
+def test_verdict_miss_wins_then_unknown_then_pass():
+    assert verdict([True, True]) == PASS
+    assert verdict([True, False, None]) == MISS
+    assert verdict([True, None]) == NO_DATA
+    assert verdict([]) == NO_TARGET
+
+
+def test_percentile_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile([7.0], 99) == 7.0
+
+
+def measurements(**ours):
+    return {
+        "ceiling": {"publish_rate": 400.0, "publish_consume_rate": 300.0},
+        "naive": {"throughput": 100.0, "rtt": {"p50": 0.010, "p99": 0.020}, "seed_overhead": 0.012},
+        "ours": {"throughput": 320.0, "rtt": {"offered_rate": 100, "p50": 0.004, "p99": 0.015},
+                 "seed_overhead": 0.002, "consume_rate": 100.0, "publish_rate": 250.0,
+                 "rss": {"small": {"tasks": 10000, "peak_rss_mib": 40.0},
+                         "large": {"tasks": 100000, "peak_rss_mib": 50.0}}} | ours,
+    }  # fmt: skip
+
+
+def test_rows_all_targets_met():
+    rows = {r.measurement: r for r in build_rows(measurements())}
+    assert rows["no-op throughput, results collected"].ratio == pytest.approx(3.2)
+    assert rows["no-op throughput vs ceiling"].ratio == pytest.approx(320 / 300)
+    assert rows["single-task round trip p50 at 100/s"].ours == pytest.approx(4.0)  # milliseconds
+    assert rows["load-generator publish rate"].ratio == pytest.approx(2.5)
+    assert rows["load-generator peak RSS, 100k tasks"].ratio == pytest.approx(1.25)
+    assert rows["load-generator peak RSS, 100k tasks"].target == "<= 1.5x 10k"
+    assert {r.verdict for r in rows.values() if r.target} == {PASS}
+    assert summary(list(rows.values())) == "targets: 7 PASS, 0 MISS"
+
+
+def test_rows_misses_and_missing_numbers():
+    rows = {r.measurement: r for r in build_rows(measurements(seed_overhead=0.004, throughput=None))}
+    assert rows["seed-scenario overhead, median"].verdict == MISS  # below naive's, but above 3 ms
+    assert rows["no-op throughput, results collected"].verdict == NO_DATA
+    assert "n/a (not measured)" in summary(list(rows.values()))
+
+
+def test_rows_from_nothing_do_not_fail():
+    rows = build_rows({})
+    assert all(r.verdict in (NO_TARGET, NO_DATA) for r in rows)
+    assert "n/a" in render(rows)
+
+
+def test_render_one_table():
+    lines = render(build_rows(measurements())).splitlines()
+    assert lines[0].split()[:3] == ["measurement", "unit", "ours"]
+    assert set(lines[1]) <= {"-", " "}
+    assert any("3.20x naive" in line and line.rstrip().endswith("PASS") for line in lines)
+
+
+def test_rates_from_samples():
+    samples = [
+        {"ok": True, "sent_at": 100.0, "started_at": "2026-01-01T00:00:00+00:00", "execution_time": 0.5},
+        {"ok": True, "sent_at": 100.5, "started_at": "2026-01-01T00:00:01+00:00", "execution_time": 1.0},
+        {"ok": False, "sent_at": 101.0, "started_at": None, "execution_time": None},
+    ]
+    assert consume_rate(samples) == pytest.approx(2 / 2.0)  # 2 done between the first start and the last finish
+    assert sent_rate(samples) == pytest.approx(2 / 1.0)
+    assert consume_rate(samples[:1]) is None
