@@ -6,7 +6,7 @@ subprocess, with DTS_CONFIG / BROKER_URL pointing at the bench vhost):
 
 `rtt` sends like dispatch.py does (the project's app, `apply_async(reply_to=<the run's ReplyQueue>)`,
 connections warmed up first) and waits for each result on that ReplyQueue. `publish` times
-`dts.loadgen.publish` (one producer, publisher confirms) for 2 x tasks no-op tasks into queues nobody
+`dts.loadgen.TaskPublisher` (one channel, confirms settled in batches) for 2 x tasks no-op tasks into queues nobody
 consumes. Each command prints one JSON object on stdout.
 """
 
@@ -18,6 +18,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+from kombu.utils.uuid import uuid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -57,19 +59,27 @@ def rtt(rate: float, seconds: float, timeout: float) -> dict:
 
 
 def publish_only(tasks: int) -> dict:
-    """The load generator's publish phase alone: 2 x tasks no-op tasks through dts.loadgen.publish."""
-    from dts.loadgen import interleave, publish, task_plan
+    """The load generator's publish phase alone: 2 x tasks no-op tasks through dts.loadgen's TaskPublisher
+    (confirms settled in batches), timed until the broker has confirmed every one."""
+    from celery_app import active_settings
+    from dts.loadgen import PUMP_EVERY, TaskPublisher, interleave, task_plan
 
     order = interleave(task_plan(tasks, 0.5))
     kwargs = {name: {"duration": 0} for name in TASKS}
     warm_up(app)
-    with ReplyQueue(app) as replies:
+    with ReplyQueue(app, keep=False) as replies:
+        publisher = TaskPublisher(app, active_settings(), replies.conn, replies.name)
         t0 = time.perf_counter()
-        sent, stopped = publish(app, TASKS, order, kwargs, replies.name, replies.errors)
+        for n, name in enumerate(order):
+            publisher.publish(name, uuid(), kwargs[name])
+            if n % PUMP_EVERY == 0:
+                replies.pump(timeout=0.0001)
+        while publisher.unconfirmed():
+            replies.pump(timeout=0.05)
         seconds = time.perf_counter() - t0
-    if stopped:
-        raise RuntimeError(stopped)
-    return {"tasks": len(sent), "seconds": seconds, "rate": len(sent) / seconds}
+    if publisher.confirms.refused:
+        raise RuntimeError(f"the broker refused {publisher.confirms.refused} publish(es)")
+    return {"tasks": publisher.published, "seconds": seconds, "rate": publisher.published / seconds}
 
 
 def main(argv: list[str] | None = None) -> int:
