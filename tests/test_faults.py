@@ -14,6 +14,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -207,14 +208,25 @@ def test_broker_gone_during_dispatch_exits_3_with_the_partial_report(fresh, faul
 
 
 def test_broker_gone_during_load_test_start_up_exits_3_and_writes_nothing(fresh, fault_broker, tmp_path):
+    """The start-up asks the workers for their slots (inspect). Paused workers (SIGSTOP: still the queues'
+    consumers, but silent) hold it there until its timeout: the broker goes away in that window."""
     out = tmp_path / "load.json"
+    pids = [pid for workers in fresh["engine"].running().values() for pid in workers.values()]
+    assert len(pids) == 2
     before = fault_broker.connections()
-    proc = popen(fresh, "load_test.py", "--tasks", "10", "--duration-a", "0", "--duration-b", "0", "--output", str(out))
-    deadline = time.monotonic() + 30
-    while fault_broker.connections() <= before:  # the load test has connected: its start-up checks run
-        assert time.monotonic() < deadline and proc.poll() is None, "the load test never connected"
-    fault_broker.stop()
-    stdout, stderr = proc.communicate(timeout=60)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        proc = popen(fresh, "load_test.py", "--tasks", "10", "--duration-a", "0", "--duration-b", "0", "--output",
+                     str(out))  # fmt: skip
+        deadline = time.monotonic() + 30
+        while fault_broker.connections() <= before:  # the load test has connected: its start-up checks run
+            assert time.monotonic() < deadline and proc.poll() is None, "the load test never connected"
+        fault_broker.stop()
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
     assert proc.returncode == 3, stdout + stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("load_test.py: error:"), stderr
