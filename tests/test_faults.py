@@ -144,6 +144,16 @@ def wait_for_line(stream, pattern: str) -> re.Match:
     raise AssertionError(f"the output ended without a line matching {pattern!r}")
 
 
+def queued_ids(app, queue: str) -> set[str]:
+    """The task ids of the messages waiting in `queue` (taken off it: the tests purge queues anyway)."""
+    ids = set()
+    with app.connection_for_write() as conn:
+        channel = conn.channel()
+        while (message := channel.basic_get(queue, no_ack=True)) is not None:
+            ids.add(message.headers["id"])
+    return ids
+
+
 def executions(run_dir: Path, task_ids) -> dict[str, int]:
     """How often each task ran to success, counted in every worker's log (a duplicate would show twice)."""
     text = "".join(p.read_text(errors="replace") for p in run_dir.glob("*.log"))
@@ -264,7 +274,11 @@ def test_a_pool_killed_during_a_load_test_is_reported_and_exits_4(fresh, tmp_pat
     samples = json.loads(out.read_text())["runs"][0]["samples"]
     counts = tally(samples, fresh["run_dir"])
     print("pool killed during a load test:", counts)
-    waiting = queue_stats(app, ["queue_b"])["queue_b"].ready
+    queued = queued_ids(app, "queue_b")
     assert all(s["state"] == "succeeded" for s in samples if s["task"] == "task_a")
-    assert counts["unknown"] == waiting > 0  # every unknown task is still in its queue: nothing lost
+    unknown = {s["task_id"] for s in samples if s["state"] == "unknown"}
+    assert unknown and unknown <= queued  # every unknown task is still in its queue: nothing lost
+    # at most the task worker-b was running when it stopped is queued again although it ran (its result
+    # came back, its ack did not make it before the connection closed): it will run once more (at-least-once)
+    assert len(queued - unknown) <= 1, queued - unknown
     assert counts["completed"] + counts["unknown"] == counts["sent"] == 60 and counts["duplicates"] == 0
