@@ -134,62 +134,60 @@ def json_notices() -> None:
     worker.safe_say = say
 
 
+def _early_json(sender=None, **_) -> None:
+    """Before Celery sets up logging (it then replaces the root handlers): a JSON handler for what it
+    says earlier, e.g. the SecurityWarning about the user it runs as, captured from `warnings`."""
+    _node["name"] = sender
+    logging.getLogger().addHandler(logging.StreamHandler(sys.stderr))
+    use_json(logging.getLogger())
+    logging.captureWarnings(True)
+    json_notices()
+
+
+def _json_root(logger=None, **_) -> None:
+    from celery.utils.log import get_multiprocessing_logger
+
+    use_json(logger)
+    mp_logger = get_multiprocessing_logger()
+    if mp_logger is not None:
+        use_json(mp_logger)
+
+
+def _json_task_logger(logger=None, **_) -> None:
+    use_json(logger)
+
+
+def _task_started(task_id=None, task=None, **_) -> None:
+    _started[task_id] = time.perf_counter()
+    log.info("task started", extra={**task_fields(task), "outcome": "started"})
+
+
+def _task_retried(sender=None, request=None, reason=None, **_) -> None:
+    when = getattr(reason, "when", None)
+    log.warning("task retry", extra={
+        **task_fields(sender, request), "outcome": "retry", "duration": _duration(request.id, pop=False),
+        "delay": when if isinstance(when, int | float) else None, "error": str(getattr(reason, "exc", None) or reason),
+    })  # fmt: skip
+
+
+def _task_finished(task_id=None, task=None, retval=None, state=None, **_) -> None:
+    fields = {**task_fields(task), "duration": _duration(task_id, pop=True)}
+    if state == "SUCCESS":
+        log.info("task succeeded", extra={**fields, "outcome": "success"})
+    elif state == "FAILURE":
+        log.error("task failed", extra={**fields, "outcome": "failure", "error": str(retval)})
+    # RETRY: logged by task_retry (with the delay)
+
+
 def connect_worker_signals() -> None:
     """In JSON mode, make a worker's logs JSON (root, celery.*, task logger) and log the task lifecycle.
     Text mode stays Celery's own format, untouched. Safe to call in a CLI: these signals fire in workers."""
     from celery import signals
-    from celery.utils.log import get_multiprocessing_logger
 
     if not json_enabled():
         return
-
-    @signals.celeryd_init.connect(weak=False)
-    def early_json(sender=None, **_):
-        """Before Celery sets up logging (it then replaces the root handlers): a JSON handler for what it
-        says earlier, e.g. the SecurityWarning about the user it runs as, captured from `warnings`."""
-        _node["name"] = sender
-        handler = logging.StreamHandler(sys.stderr)
-        logging.getLogger().addHandler(handler)
-        use_json(logging.getLogger())
-        logging.captureWarnings(True)
-        json_notices()
-
-    @signals.after_setup_logger.connect(weak=False)
-    def json_root(logger=None, **_):
-        use_json(logger)
-        mp_logger = get_multiprocessing_logger()
-        if mp_logger is not None:
-            use_json(mp_logger)
-
-    @signals.after_setup_task_logger.connect(weak=False)
-    def json_task_logger(logger=None, **_):
-        use_json(logger)
-
-    @signals.task_prerun.connect(weak=False)
-    def started(task_id=None, task=None, **_):
-        _started[task_id] = time.perf_counter()
-        log.info("task started", extra={**task_fields(task), "outcome": "started"})
-
-    @signals.task_retry.connect(weak=False)
-    def retried(sender=None, request=None, reason=None, **_):
-        when = getattr(reason, "when", None)
-        log.warning(
-            "task retry",
-            extra={
-                **task_fields(sender, request),
-                "outcome": "retry",
-                "duration": _duration(request.id, pop=False),
-                "delay": when if isinstance(when, int | float) else None,
-                "error": str(getattr(reason, "exc", None) or reason),
-            },
-        )
-
-    @signals.task_postrun.connect(weak=False)
-    def finished(task_id=None, task=None, retval=None, state=None, **_):
-        duration = _duration(task_id, pop=True)
-        fields = {**task_fields(task), "duration": duration}
-        if state == "SUCCESS":
-            log.info("task succeeded", extra={**fields, "outcome": "success"})
-        elif state == "FAILURE":
-            log.error("task failed", extra={**fields, "outcome": "failure", "error": str(retval)})
-        # RETRY: logged by task_retry (with the delay)
+    for signal, handler in ((signals.celeryd_init, _early_json), (signals.after_setup_logger, _json_root),
+                            (signals.after_setup_task_logger, _json_task_logger),
+                            (signals.task_prerun, _task_started), (signals.task_retry, _task_retried),
+                            (signals.task_postrun, _task_finished)):  # fmt: skip
+        signal.connect(handler, weak=False)
