@@ -32,20 +32,21 @@ app = Celery("bench.naive", broker=os.environ.get("NAIVE_BROKER_URL", "amqp://gu
 app.conf.task_routes = {"bench.naive.task_a": {"queue": "queue_a"}, "bench.naive.task_b": {"queue": "queue_b"}}
 
 
-@app.task
-def task_a(duration: float = 0.0) -> dict:
+def work(name: str, duration: float) -> dict:
     t0 = time.perf_counter()
     if duration:
         time.sleep(duration)
-    return {"task": "task_a", "execution_time": time.perf_counter() - t0}
+    return {"task": name, "execution_time": time.perf_counter() - t0}
+
+
+@app.task
+def task_a(duration: float = 0.0) -> dict:
+    return work("task_a", duration)
 
 
 @app.task
 def task_b(duration: float = 0.0) -> dict:
-    t0 = time.perf_counter()
-    if duration:
-        time.sleep(duration)
-    return {"task": "task_b", "execution_time": time.perf_counter() - t0}
+    return work("task_b", duration)
 
 
 def load(tasks: int, timeout: float) -> dict:

@@ -8,7 +8,7 @@ require_consumers(app, settings)         # CliError(exit 4) naming the first que
 
 from __future__ import annotations
 
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,6 +30,18 @@ class QueueStats:
     ready: int  # messages waiting to be delivered
     consumers: int  # consumers on the queue (a worker's whole execution pool counts once)
     exists: bool = True
+
+
+@contextmanager
+def own_channel(conn):
+    """A channel of its own on `conn`, closed afterwards whatever happened (a channel the broker already
+    closed, e.g. after a 404 or 406, cannot close again: that is not an error)."""
+    channel = conn.channel()
+    try:
+        yield channel
+    finally:
+        with suppress(Exception):
+            channel.close()
 
 
 def redact_url(url: str) -> str:
@@ -76,14 +88,11 @@ def outdated_queues(conn, queues: list[str] | tuple[str, ...]) -> list[str]:
     by a version without dead-lettering. Declaring creates missing queues (as publishing would)."""
     outdated = []
     for queue in queues:
-        channel = conn.channel()
-        try:
-            work_queue(queue).bind(channel).declare()
-        except PreconditionFailed:
-            outdated.append(queue)
-        finally:
-            with suppress(Exception):
-                channel.close()
+        with own_channel(conn) as channel:
+            try:
+                work_queue(queue).bind(channel).declare()
+            except PreconditionFailed:
+                outdated.append(queue)
     return outdated
 
 
@@ -104,15 +113,12 @@ def queue_stats(app, queues: list[str] | tuple[str, ...]) -> dict[str, QueueStat
     stats = {}
     with app.connection_for_write() as conn:
         for queue in queues:
-            channel = conn.channel()
-            try:
-                _, ready, consumers = channel.queue_declare(queue=queue, passive=True)
-                stats[queue] = QueueStats(queue, ready, consumers)
-            except NotFound:
-                stats[queue] = QueueStats(queue, 0, 0, exists=False)
-            finally:
-                with suppress(Exception):  # a channel closed by the broker (404) cannot close again
-                    channel.close()
+            with own_channel(conn) as channel:
+                try:
+                    _, ready, consumers = channel.queue_declare(queue=queue, passive=True)
+                    stats[queue] = QueueStats(queue, ready, consumers)
+                except NotFound:
+                    stats[queue] = QueueStats(queue, 0, 0, exists=False)
     return stats
 
 

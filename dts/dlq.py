@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from contextlib import suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -24,7 +23,7 @@ from amqp import Message
 from amqp.exceptions import NotFound
 
 from dts import deadletter
-from dts.broker import check_broker, outdated_queues, require_current_queues
+from dts.broker import check_broker, outdated_queues, own_channel, require_current_queues
 from dts.cli import Parser, run_main
 from dts.config import Settings, load_settings
 from dts.errors import CliError, ExitCode
@@ -103,14 +102,11 @@ def _tag(message: Message) -> int:
 
 def _depth(conn, queue: str) -> int | None:
     """Messages ready in `queue`, or None when it does not exist (on a channel of its own: a 404 closes it)."""
-    channel = conn.channel()
-    try:
-        return channel.queue_declare(queue=queue, passive=True)[1]
-    except NotFound:
-        return None
-    finally:
-        with suppress(Exception):
-            channel.close()
+    with own_channel(conn) as channel:
+        try:
+            return channel.queue_declare(queue=queue, passive=True)[1]
+        except NotFound:
+            return None
 
 
 def browse(conn, queue: str) -> list[DeadLetter]:
@@ -120,9 +116,8 @@ def browse(conn, queue: str) -> list[DeadLetter]:
     count = _depth(conn, dead)
     if not count:
         return []
-    channel = conn.channel()
     letters: dict[str, DeadLetter] = {}
-    try:
+    with own_channel(conn) as channel:
         for _ in range(count):
             message = channel.basic_get(queue=dead, no_ack=False)
             if message is None:
@@ -132,9 +127,6 @@ def browse(conn, queue: str) -> list[DeadLetter]:
             if key in letters:
                 letter = DeadLetter(**{**asdict(letters[key]), "copies": letters[key].copies + 1})
             letters[key] = letter
-    finally:
-        with suppress(Exception):
-            channel.close()  # unacknowledged: back in the queue, in place
     return list(letters.values())
 
 
@@ -158,8 +150,7 @@ def move(conn, source: str, target: str) -> int:
     confirm, then acknowledged (a crash in between leaves it in both, never in neither)."""
     count = _depth(conn, source)
     moved = 0
-    channel = conn.channel()
-    try:
+    with own_channel(conn) as channel:
         for _ in range(count or 0):
             message = channel.basic_get(queue=source, no_ack=False)
             if message is None:
@@ -168,9 +159,6 @@ def move(conn, source: str, target: str) -> int:
             channel.basic_publish_confirm(_copy(message, headers), exchange="", routing_key=target)
             channel.basic_ack(_tag(message))
             moved += 1
-    finally:
-        with suppress(Exception):
-            channel.close()
     return moved
 
 
@@ -179,15 +167,10 @@ def replay(conn, queues: list[str], ids: set[str] | None = None) -> dict[str, in
     before each acknowledgement; a task id is replayed once (an extra copy is dropped)."""
     replayed = {}
     for queue in queues:
-        declare_channel = conn.channel()
-        try:
+        with own_channel(conn) as declare_channel:
             work_queue(queue).bind(declare_channel).declare()  # the target exists, with its dead-letter arguments
-        finally:
-            with suppress(Exception):
-                declare_channel.close()
         dead, seen, moved = dead_letter_queue_name(queue), set(), 0
-        channel = conn.channel()
-        try:
+        with own_channel(conn) as channel:
             for _ in range(_depth(conn, dead) or 0):  # those there now: a replay that fails again is not looped
                 message = channel.basic_get(queue=dead, no_ack=False)
                 if message is None:
@@ -203,21 +186,14 @@ def replay(conn, queues: list[str], ids: set[str] | None = None) -> dict[str, in
                 channel.basic_publish_confirm(_copy(message, _replay_headers(headers)), exchange="", routing_key=queue)
                 channel.basic_ack(_tag(message))
                 moved += 1
-        finally:
-            with suppress(Exception):
-                channel.close()
         replayed[queue] = moved
     return replayed
 
 
 def purge(conn, queues: list[str]) -> dict[str, int]:
     """Drop the ready messages of `queues` (unacknowledged ones — tasks running now — are not touched)."""
-    channel = conn.channel()
-    try:
+    with own_channel(conn) as channel:
         return {queue: channel.queue_purge(queue) or 0 for queue in queues}
-    finally:
-        with suppress(Exception):
-            channel.close()
 
 
 # --------------------------------------------------------------------------- migration
@@ -235,19 +211,11 @@ def migrate(conn, queues: list[str] | tuple[str, ...]) -> list[str]:
             if consumers:
                 raise CliError(f"{queue} has {consumers} consumer(s): stop the workers first (`make down`), then run "
                                "`make migrate-queues` again", ExitCode.FAILED)  # fmt: skip
-            channel = conn.channel()
-            try:
+            with own_channel(conn) as channel:
                 channel.queue_declare(queue=aside, durable=True, auto_delete=False)
-            finally:
-                with suppress(Exception):
-                    channel.close()
             aside_count = move(conn, queue, aside)
-            channel = conn.channel()
-            try:
+            with own_channel(conn) as channel:
                 channel.queue_delete(queue=queue, if_empty=True, if_unused=True)
-            finally:
-                with suppress(Exception):
-                    channel.close()
             if outdated_queues(conn, [queue]):
                 raise CliError(f"{queue} could not be redeclared; its messages are in {aside}")
             lines.append(f"{queue}: redeclared with dead-lettering to {dead_letter_queue_name(queue)} "
@@ -260,24 +228,16 @@ def migrate(conn, queues: list[str] | tuple[str, ...]) -> list[str]:
         back = move(conn, aside, queue)
         left = _depth(conn, aside)
         if left == 0:
-            channel = conn.channel()
-            try:
+            with own_channel(conn) as channel:
                 channel.queue_delete(queue=aside, if_empty=True)
-            finally:
-                with suppress(Exception):
-                    channel.close()
         lines.append(f"{queue}: {back} message(s) moved back from {aside}")
     return lines
 
 
 def _ready_and_consumers(conn, queue: str) -> tuple[int, int]:
-    channel = conn.channel()
-    try:
+    with own_channel(conn) as channel:
         _, ready, consumers = channel.queue_declare(queue=queue, passive=True)
         return ready, consumers
-    finally:
-        with suppress(Exception):
-            channel.close()
 
 
 # --------------------------------------------------------------------------- CLI

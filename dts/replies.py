@@ -27,7 +27,7 @@ from kombu import Consumer, Queue
 from kombu.exceptions import OperationalError
 from kombu.utils.uuid import uuid
 
-from dts.broker import broker_error
+from dts.broker import broker_error, own_channel
 from dts.reports import failure_reason
 
 log = logging.getLogger("dts.replies")
@@ -175,8 +175,7 @@ class ReplyQueue:
         if not self._watch or now < self._next_check:
             return
         self._next_check = now + CONSUMER_CHECK
-        channel = self.conn.channel()
-        try:
+        with own_channel(self.conn) as channel:
             for queue, pool in self._watch.items():
                 _, _, consumers = channel.queue_declare(queue=queue, passive=True)
                 if consumers == 0 and queue not in self._no_consumers_since:
@@ -186,9 +185,6 @@ class ReplyQueue:
                 elif consumers and queue in self._no_consumers_since:
                     del self._no_consumers_since[queue]
                     log.warning("%s has %d consumer(s) again (pool %s)", queue, consumers, pool)
-        finally:
-            with suppress(Exception):
-                channel.close()
 
 
 def _short(exc: BaseException) -> str:
