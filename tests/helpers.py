@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -163,3 +164,21 @@ def fresh_vhost(vhost: str, user: str = "guest", password: str | None = None) ->
     if vhost in rabbitmqctl("list_vhosts", "name").stdout.split():
         rabbitmqctl("delete_vhost", vhost)
     ensure_vhost(vhost, user, password)
+
+
+@contextlib.contextmanager
+def local_fleet(path: Path, broker_url: str, run_dir: Path):
+    """Real local workers for the config at `path` on `broker_url` (each pool at its replicas), stopped after:
+    yields (settings, app, engine)."""
+    from dts.config import load_settings
+    from dts.local import LocalEngine
+
+    settings = load_settings(path).with_broker_url(broker_url)
+    app = app_for(settings)
+    engine = LocalEngine(settings, app, run_dir=run_dir)
+    engine.start()
+    try:
+        yield settings, app, engine
+    finally:
+        engine.stop()
+        app.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import CHECKOUT, app_for, fresh_vhost, run_cli, vhost_url, write_config
+from helpers import CHECKOUT, fresh_vhost, local_fleet, run_cli, vhost_url, write_config
 
 pytestmark = pytest.mark.integration
 VHOST = f"dts-test-rename-{CHECKOUT}"
@@ -14,19 +14,12 @@ VHOST = f"dts-test-rename-{CHECKOUT}"
 
 @pytest.fixture(scope="module")
 def renamed(rabbitmq, tmp_path_factory):
-    from dts.config import load_settings
-    from dts.local import LocalEngine
 
     fresh_vhost(VHOST, "guest")
     path = write_config(tmp_path_factory.mktemp("rename") / "renamed.yml", replicas="1", queue_a="jobs_left",
                         queue_b="jobs_right")  # fmt: skip
-    settings = load_settings(path).with_broker_url(vhost_url(VHOST))
-    app = app_for(settings)
-    engine = LocalEngine(settings, app, run_dir=tmp_path_factory.mktemp("run"))
-    engine.start()
-    yield path, settings, app, engine
-    engine.stop()
-    app.close()
+    with local_fleet(path, vhost_url(VHOST), tmp_path_factory.mktemp("run")) as (settings, app, engine):
+        yield path, settings, app, engine
 
 
 def test_local_workers_consume_the_renamed_queues(renamed):

@@ -9,7 +9,7 @@ import json
 
 import pytest
 import yaml
-from helpers import CHECKOUT, app_for, fresh_vhost, run_cli, vhost_url, write_config
+from helpers import CHECKOUT, fresh_vhost, local_fleet, run_cli, vhost_url, write_config
 
 pytestmark = pytest.mark.integration
 VHOST = f"dts-test-limits-{CHECKOUT}"
@@ -19,8 +19,6 @@ OVER = 5.0  # seconds of work: far past both limits (a limit that does not fire 
 
 @pytest.fixture(scope="module")
 def limited(rabbitmq, tmp_path_factory):
-    from dts.config import load_settings
-    from dts.local import LocalEngine
 
     fresh_vhost(VHOST, "guest")
     path = write_config(tmp_path_factory.mktemp("limits") / "limits.yml", replicas="1", duration_a=str(OVER),
@@ -29,13 +27,8 @@ def limited(rabbitmq, tmp_path_factory):
     doc["tasks"]["task_a"].update(soft_time_limit=SOFT, time_limit=HARD)
     doc["tasks"]["task_b"].update(time_limit=HARD)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    settings = load_settings(path).with_broker_url(vhost_url(VHOST))
-    app = app_for(settings)
-    engine = LocalEngine(settings, app, run_dir=tmp_path_factory.mktemp("run"))
-    engine.start()
-    yield path, settings, app, engine
-    engine.stop()
-    app.close()
+    with local_fleet(path, vhost_url(VHOST), tmp_path_factory.mktemp("run")) as (settings, app, engine):
+        yield path, settings, app, engine
 
 
 def worker_of(engine, pool: str) -> str:
