@@ -182,3 +182,18 @@ def local_fleet(path: Path, broker_url: str, run_dir: Path):
     finally:
         engine.stop()
         app.close()
+
+
+def executions(run_dir: Path, task_ids, settle: float = 5.0) -> dict[str, int]:
+    """How often each task ran to success, counted in every local worker's log (a duplicate shows twice).
+    supervisord writes a worker's output to its log through a pipe, so a line can land just after the
+    result reached the client: read again until every task has its line, or `settle` seconds pass."""
+    import re
+
+    deadline = time.monotonic() + settle
+    while True:
+        text = "".join(p.read_text(errors="replace") for p in Path(run_dir).glob("*.log"))
+        counts = {tid: len(re.findall(rf"\[{tid}\] succeeded in", text)) for tid in task_ids}
+        if all(counts.values()) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.1)  # polling the log files for a condition, bounded by the deadline

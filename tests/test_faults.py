@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import IN_CI, ROOT, app_for, write_config
+from helpers import IN_CI, ROOT, app_for, executions, write_config
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 
@@ -152,12 +152,6 @@ def queued_ids(app, queue: str) -> set[str]:
         while (message := channel.basic_get(queue, no_ack=True)) is not None:
             ids.add(message.headers["id"])
     return ids
-
-
-def executions(run_dir: Path, task_ids) -> dict[str, int]:
-    """How often each task ran to success, counted in every worker's log (a duplicate would show twice)."""
-    text = "".join(p.read_text(errors="replace") for p in run_dir.glob("*.log"))
-    return {tid: len(re.findall(rf"\[{tid}\] succeeded in", text)) for tid in task_ids}
 
 
 def tally(samples: list[dict], run_dir: Path) -> dict[str, int]:

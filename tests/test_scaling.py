@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from celery.result import ResultSet
-from helpers import CHECKOUT, ROOT, app_for, fresh_vhost, vhost_url, write_config
+from helpers import CHECKOUT, ROOT, app_for, executions, fresh_vhost, vhost_url, write_config
 
 pytestmark = pytest.mark.integration
 SCALE_VHOST = f"dts-test-scale-{CHECKOUT}"  # two checkouts testing at once never share it
@@ -46,12 +45,6 @@ def scaling(rabbitmq, tmp_path_factory):
     yield cli, app
     cli("down")
     app.close()
-
-
-def executions(run_dir, task_ids) -> dict[str, int]:
-    """How often each task ran to success, counted in every worker's log (a duplicate would show twice)."""
-    text = "".join(p.read_text(errors="replace") for p in run_dir.glob("*.log"))
-    return {tid: len(re.findall(rf"\[{tid}\] succeeded in", text)) for tid in task_ids}
 
 
 def supervisorctl(run_dir, *args: str) -> subprocess.CompletedProcess:
