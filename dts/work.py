@@ -45,7 +45,9 @@ def simulate_work(
     rand: Callable[[], float] = random.random,
 ) -> None:
     """The work itself: sleep `duration`, then maybe raise a TransientError."""
-    time.sleep(spec.duration if duration is None else duration)
+    seconds = spec.duration if duration is None else duration
+    if seconds > 0:  # sleep(0) is still a system call: no-op loads measure the workers, not it
+        time.sleep(seconds)
     rate = spec.failure_rate if failure_rate is None else failure_rate
     if attempt < fail_times or (rate > 0 and rand() < rate):
         raise TransientError(f"simulated transient failure in {spec.name} (attempt {attempt + 1})")

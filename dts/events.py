@@ -1,0 +1,38 @@
+"""Task events are fire-and-forget: the workers send them without publisher confirms.
+
+`broker_transport_options.confirm_publish` (dts.routing) applies to every connection the app opens, so
+without this each `task-received`/`task-started`/`task-succeeded` event a worker sends would wait for the
+broker's confirm: a profile of a no-op load put 62 % of a worker's main process there (SCALING.md). Events
+are transient monitoring messages, lost by design when nobody listens; confirms protect nothing there.
+Task messages and results keep their confirms (they carry the work).
+
+The app uses `UnconfirmedEvents` as its `app.events` (celery_app.py); a dispatcher given its own
+connection (the worker's Events bootstep opens one for it, already connected) turns confirms off on that
+connection before its channel opens: py-amqp puts a channel in confirm mode when it opens, if the
+connection says so. A dispatcher given a channel (a client's task-sent event, on the task producer's channel) is left
+as it is: that channel belongs to the task publisher.
+"""
+
+from __future__ import annotations
+
+from celery.app.events import Events
+from celery.events.dispatcher import EventDispatcher
+
+
+def without_confirms(connection) -> None:
+    """Channels opened from now on by this kombu Connection publish without confirms, now and after a
+    reconnect (a new dict: the one it holds may be the app's `broker_transport_options`)."""
+    connection.transport_options = {**(connection.transport_options or {}), "confirm_publish": False}
+    if connection.connected:
+        connection.connection.confirm_publish = False
+
+
+class UnconfirmedEventDispatcher(EventDispatcher):
+    def __init__(self, connection=None, hostname=None, enabled=True, channel=None, *args, **kwargs):
+        if connection is not None and channel is None:
+            without_confirms(connection)
+        super().__init__(connection, hostname, enabled, channel, *args, **kwargs)
+
+
+class UnconfirmedEvents(Events):
+    dispatcher_cls = "dts.events:UnconfirmedEventDispatcher"
