@@ -111,8 +111,9 @@ def prepare(settings: Settings, announce) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     # Celery is imported once the input is known good: a refusal does not wait for it (~0.3 s)
-    from celery_app import TASKS, app, use_settings
+    from celery_app import app, use_settings
     from dts.dispatcher import dispatch_round
+    from dts.publish import TaskPublisher
     from dts.replies import ReplyQueue
 
     use_settings(settings)
@@ -126,11 +127,12 @@ def run(args: argparse.Namespace) -> int:
     announce("Dispatching tasks...")
     rounds, waits = [], []
     with ReplyQueue(app, connect_timeout=settings.broker.connect_timeout) as replies:
+        publisher = TaskPublisher(app, settings, replies, sent_events=settings.monitoring.task_events)
         for n in range(args.repeat):
             watch = TaskWatch(view.show, settings.retry.max_retries) if view and n == 0 else None
             events = EventStream(app, watch.feed) if watch and settings.monitoring.task_events else nullcontext()
             with events:
-                outcomes, total, got = dispatch_round(settings, TASKS, args.timeout or settings.dispatch.timeout,
+                outcomes, total, got = dispatch_round(settings, publisher, args.timeout or settings.dispatch.timeout,
                                                       overrides, replies, watch)  # fmt: skip
             rounds.append((outcomes, summarise_dispatch(outcomes, total)))
             waits.append(got)

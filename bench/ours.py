@@ -4,9 +4,9 @@ subprocess, with DTS_CONFIG / BROKER_URL pointing at the bench vhost):
     python -m bench.ours rtt --rate 100 --seconds 3   # one no-op task every 10 ms, each waited for
     python -m bench.ours publish --tasks 2000         # the load generator's publish phase alone (no consumers)
 
-`rtt` sends like dispatch.py does (the project's app, `apply_async(reply_to=<the run's ReplyQueue>)`,
-connections warmed up first) and waits for each result on that ReplyQueue. `publish` times
-`dts.loadgen.TaskPublisher` (one channel, confirms settled in batches) for 2 x tasks no-op tasks into queues nobody
+`rtt` sends like dispatch.py does (`dts.publish.TaskPublisher` on the run's ReplyQueue connection,
+connections warmed up first) and waits for each result on that ReplyQueue. `publish` times the same
+publisher (one channel, confirms settled in batches) for 2 x tasks no-op tasks into queues nobody
 consumes. Each command prints one JSON object on stdout.
 """
 
@@ -32,16 +32,22 @@ from dts.replies import ReplyQueue
 
 def rtt(rate: float, seconds: float, timeout: float) -> dict:
     """One no-op task every 1/rate s (a then b), each waited for: send -> result times."""
+    from celery_app import active_settings
+    from dts.publish import TaskPublisher
+
     names = ["task_a", "task_b"]
     warm_up(app)
     with ReplyQueue(app) as replies:
+        settings = active_settings()
+        publisher = TaskPublisher(app, settings, replies, sent_events=settings.monitoring.task_events)
 
         def round_trip(name: str) -> float:
             start = time.perf_counter()
-            res = TASKS[name].apply_async(kwargs={"duration": 0}, reply_to=replies.name)
-            got = replies.collect({res.id}, time.monotonic() + timeout)
-            if res.id not in got.results:
-                raise RuntimeError(f"no result for {name} {res.id} within {timeout:g}s")
+            task_id = uuid()
+            publisher.publish(name, task_id, {"duration": 0})
+            got = replies.collect({task_id}, time.monotonic() + timeout)
+            if task_id not in got.results:
+                raise RuntimeError(f"no result for {name} {task_id} within {timeout:g}s")
             return time.perf_counter() - start
 
         round_trip("task_a")  # warm-up, not counted
@@ -62,13 +68,14 @@ def publish_only(tasks: int) -> dict:
     """The load generator's publish phase alone: 2 x tasks no-op tasks through dts.loadgen's TaskPublisher
     (confirms settled in batches), timed until the broker has confirmed every one."""
     from celery_app import active_settings
-    from dts.loadgen import PUMP_EVERY, TaskPublisher, interleave, task_plan
+    from dts.loadgen import PUMP_EVERY, interleave, task_plan
+    from dts.publish import TaskPublisher
 
     order = interleave(task_plan(tasks, 0.5))
     kwargs = {name: {"duration": 0} for name in TASKS}
     warm_up(app)
     with ReplyQueue(app, keep=False) as replies:
-        publisher = TaskPublisher(app, active_settings(), replies.conn, replies.name)
+        publisher = TaskPublisher(app, active_settings(), replies)
         t0 = time.perf_counter()
         for n, name in enumerate(order):
             publisher.publish(name, uuid(), kwargs[name])

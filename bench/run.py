@@ -314,7 +314,7 @@ def run_ours(url: str, plan: dict[str, Any], work: Path, out: dict) -> None:
     config = ours_config(url, work / "ours.yml")
     env = dict(os.environ, BROKER_URL=url, DTS_CONFIG=str(config))
     os.environ.update(BROKER_URL=url, DTS_CONFIG=str(config))  # this process's app too ($BROKER_URL wins over .env)
-    measure(f"ours: publish phase alone, {2 * plan['tasks']} tasks, no consumers (dts.loadgen.TaskPublisher)", out,
+    measure(f"ours: publish phase alone, {2 * plan['tasks']} tasks, no consumers (dts.publish.TaskPublisher)", out,
             "publish", run_json, ["-m", "bench.ours", "publish", "--tasks", str(plan["tasks"])], env)  # fmt: skip
     fresh_vhost(VHOSTS["ours"])  # drop the tasks nobody consumed
     settings = load_settings(config)

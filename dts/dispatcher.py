@@ -1,7 +1,8 @@
 """One dispatch round: send every task at once, then collect every result under one deadline.
 
 with ReplyQueue(app) as replies:
-    outcomes, total, got = dispatch_round(settings, TASKS, timeout=60, overrides={}, replies=replies, watch=watch)
+    publisher = TaskPublisher(app, settings, replies, sent_events=settings.monitoring.task_events)
+    outcomes, total, got = dispatch_round(settings, publisher, timeout=60, overrides={}, replies=replies, watch=watch)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from kombu.utils.uuid import uuid
 
 from dts.config import Settings
 from dts.live import TaskWatch
+from dts.publish import TaskPublisher
 from dts.replies import Collected, ReplyQueue, error_text
 from dts.reports import TaskOutcome, success
 
@@ -41,12 +43,13 @@ def outcome(settings: Settings, name: str, task_id: str, got: Collected, timeout
     return TaskOutcome(name, task_id, pool, error=error_text(meta, name))
 
 
-def dispatch_round(settings: Settings, tasks: dict, timeout: float, overrides: dict[str, Any], replies: ReplyQueue,
+def dispatch_round(settings: Settings, publisher: TaskPublisher, timeout: float, overrides: dict[str, Any], replies: ReplyQueue,
                    watch: TaskWatch | None = None) -> tuple[list[TaskOutcome], float, Collected]:  # fmt: skip
     """Send every task (results to the run's reply queue), then collect every result under one deadline.
+    The publishes do not wait for their confirms: those arrive while the results are collected.
     Returns the outcomes, the total time and what the wait saw (a lost broker, a pool without consumers).
     With a watch, each task is announced to it before it is sent (its events may arrive before
-    apply_async returns) and, once the results are in, the watch is given the final state of any task
+    publish returns) and, once the results are in, the watch is given the final state of any task
     whose events did not arrive (task events switched off, or lost)."""
     t0 = time.perf_counter()
     ids = {name: uuid() for name in send_order(settings, overrides)}
@@ -56,8 +59,8 @@ def dispatch_round(settings: Settings, tasks: dict, timeout: float, overrides: d
     unsent: dict[str, str] = {}
     for name, task_id in ids.items():
         try:
-            tasks[name].apply_async(kwargs=overrides, task_id=task_id, reply_to=replies.name)
-        except replies.errors as exc:  # after the publish retries: the broker is away
+            publisher.publish(name, task_id, overrides)
+        except replies.errors as exc:  # the broker is away
             unsent[name] = f"not sent: the broker connection was lost ({type(exc).__name__}: {str(exc)[:200]})"
             log.warning("%s %s", name, unsent[name])
             continue
@@ -69,6 +72,8 @@ def dispatch_round(settings: Settings, tasks: dict, timeout: float, overrides: d
     got = replies.collect(sent_ids, time.monotonic() + timeout, watch=pools) if sent_ids else Collected()
     if unsent and not got.broker_lost:
         got.broker_lost = "publishing failed"
+    if publisher.confirms.refused:
+        log.warning("the broker refused %d publish(es) (nack)", publisher.confirms.refused)
     total = time.perf_counter() - t0
     outcomes = [TaskOutcome(name, task_id, settings.pool_for_task(name).name, error=unsent[name]) if name in unsent
                 else outcome(settings, name, task_id, got, timeout) for name, task_id in sorted(ids.items())]  # fmt: skip

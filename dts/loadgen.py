@@ -11,14 +11,12 @@ import time
 from dataclasses import replace
 from typing import Any
 
-import amqp
 from celery import states
-from celery.utils.nodenames import anon_nodename
-from kombu.serialization import dumps
 from kombu.utils.uuid import uuid
 
 from dts.config import Settings
 from dts.live import LoadProgress
+from dts.publish import TaskPublisher
 from dts.replies import Collected, ReplyQueue, error_text
 from dts.reports import Sample
 
@@ -59,67 +57,6 @@ PUMP_EVERY = 64  # publishes between two looks at the connection (confirms, resu
 PUMP_SLICE = 0.0001  # seconds: a look, not a wait
 
 
-class Confirms:
-    """Publisher confirms as they arrive: delivery tags 1, 2, ... settled one by one or `multiple` (every
-    tag up to the given one); a nack settles too, and counts as refused."""
-
-    def __init__(self):
-        self.upto, self.above, self.refused = 0, set(), 0
-
-    def settled(self) -> int:
-        return self.upto + len(self.above)
-
-    def settle(self, delivery_tag: int, multiple: bool) -> int:
-        """Returns how many publishes this settles that were not settled before."""
-        before = self.settled()
-        if multiple:
-            self.upto = max(self.upto, delivery_tag)
-            self.above = {tag for tag in self.above if tag > self.upto}
-        elif delivery_tag > self.upto:
-            self.above.add(delivery_tag)
-        return self.settled() - before
-
-
-class TaskPublisher:
-    """Publishes Celery task messages (protocol 2, JSON, persistent) on a channel in confirm mode, without
-    waiting for each confirm: RabbitMQ's acks arrive while the connection is pumped, and wait_confirms()
-    waits for the rest. The same message `apply_async` builds (app.amqp.as_task_v2), minus its per-task
-    costs: no reply-queue declare, no confirm round trip per message, no task-sent event."""
-
-    def __init__(self, app, settings: Settings, conn, reply_to: str):
-        self.app, self.reply_to = app, reply_to
-        self.routes = {name: (t.queue, t.time_limit or None, t.soft_time_limit or None)
-                       for name, t in settings.tasks.items()}  # fmt: skip
-        self.channel = conn.channel()
-        self.channel.confirm_select()
-        self.channel.events["basic_ack"].add(self._on_ack)
-        self.channel.events["basic_nack"].add(self._on_nack)
-        self.published = 0
-        self.confirms = Confirms()
-        self.origin = anon_nodename()
-
-    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
-        self.confirms.settle(delivery_tag, multiple)
-
-    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
-        self.confirms.refused += self.confirms.settle(delivery_tag, multiple)  # settled, but not taken: lost
-
-    def publish(self, name: str, task_id: str, kwargs: dict[str, Any]) -> None:
-        queue, hard, soft = self.routes[name]
-        headers, properties, body, _ = self.app.amqp.as_task_v2(
-            task_id, f"celery_app.{name}", args=(), kwargs=kwargs, reply_to=self.reply_to, time_limit=hard,
-            soft_time_limit=soft, origin=self.origin)  # fmt: skip
-        content_type, encoding, data = dumps(body, serializer="json")
-        message = amqp.Message(data, content_type=content_type, content_encoding=encoding, application_headers=headers,
-                               delivery_mode=2, **properties)  # fmt: skip
-        self.channel.basic_publish(message, exchange="", routing_key=queue)  # direct queue: the default exchange
-        self.published += 1
-
-    def unconfirmed(self) -> int:
-        """Published and not yet settled by the broker (acked or refused)."""
-        return self.published - self.confirms.settled()
-
-
 def filled(sample: Sample, meta: dict[str, Any] | None, received: float | None, why_missing: str) -> Sample:
     """A sample with its outcome: the result, the failure, or unknown (no result by the deadline)."""
     if meta is None:
@@ -147,7 +84,7 @@ def run_load(app, settings: Settings, order: list[str], kwargs: dict[str, dict[s
     with ReplyQueue(app, connect_timeout=settings.broker.connect_timeout, keep=False) as replies:
         stopped = None
         try:
-            publisher = TaskPublisher(app, settings, replies.conn, replies.name)
+            publisher = TaskPublisher(app, settings, replies)
             for n, name in enumerate(order):
                 while publisher.published - replies.done() >= window:
                     replies.pump(timeout=0.05)

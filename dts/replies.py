@@ -146,6 +146,8 @@ class ReplyQueue:
         in `pools_lost` if still at zero at the end)."""
         self._expected |= set(ids)
         self._on_result, self._watch = on_result, dict(watch or {})
+        if not self._next_check:  # the CLIs checked the consumers just before sending: the first look can wait
+            self._next_check = time.monotonic() + CONSUMER_CHECK
         got, lost_reason = self._collected, None
         while not set(ids) <= got.results.keys():
             now = time.monotonic()

@@ -219,7 +219,7 @@ def test_sweep_limit_follows_engine_max_replicas(tmp_path, capsys):
 
 
 def test_publisher_confirms_are_counted_one_by_one_multiple_and_out_of_order():
-    from dts.loadgen import Confirms
+    from dts.publish import Confirms
 
     c = Confirms()
     assert [c.settle(1, False), c.settle(2, False)] == [1, 1] and c.settled() == 2
