@@ -3,14 +3,19 @@
     size, msg = task_message(app)                       # headers + body of a real task_a message
     publish_rate(url, msg, n, confirms=True)            # {"messages", "seconds", "rate"}
     publish_consume_rate(url, msg, n, prefetch=100)     # one consumer process, ack each: {"rate", ...}
+    round_trip(url, msg, rate=100, seconds=3)           # request -> reply through an echo process: {"p50", "p99"}
 
 The consumer runs in a process of its own (`python -m bench.ceiling consume URL QUEUE N PREFETCH`), as
 a worker would: it prints `ready` once it consumes, then one JSON line when it has acked N messages.
+The echo process (`python -m bench.ceiling echo URL QUEUE`) answers each message with a persistent reply
+published with confirms (as a worker stores a result) to its reply_to, then acks it: the floor of any
+task round trip on this broker (two hops, no Celery).
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -88,6 +93,60 @@ def publish_consume_rate(url: str, msg: dict[str, Any], n: int, prefetch: int = 
             "prefetch": prefetch, "confirms": confirms}  # fmt: skip
 
 
+def round_trip(url: str, msg: dict[str, Any], rate: float, seconds: float, timeout: float = 10.0) -> dict[str, float]:
+    """One message every 1/rate s to an echo process, each reply waited for: send -> reply times."""
+    from bench.table import percentile
+
+    queue, replies = _queue(f"bench.echo.{uuid()}"), Queue(f"bench.replies.{uuid()}", exclusive=True)
+    with Connection(url, transport_options={"confirm_publish": False}) as conn:
+        queue(conn.default_channel).declare()
+        echo = subprocess.Popen([sys.executable, "-m", "bench.ceiling", "echo", url, queue.name], cwd=PROJECT_DIR,
+                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+        arrived: list[float] = []
+        try:
+            if echo.stdout.readline().strip() != "ready":
+                raise RuntimeError("the ceiling echo process did not start")
+            producer = Producer(conn.default_channel, exchange=EXCHANGE, serializer="json")
+            channel = conn.channel()
+            with conn.Consumer(replies, channel=channel, callbacks=[lambda b, m: arrived.append(time.perf_counter())],
+                               accept=["json"], no_ack=True):  # fmt: skip
+                times, interval, n = [], 1.0 / rate, max(2, round(rate * seconds))
+                t0 = time.perf_counter()
+                for i in range(n + 1):  # the first is a warm-up, not counted
+                    pause = t0 + i * interval - time.perf_counter()
+                    if pause > 0:
+                        time.sleep(pause)
+                    start, count = time.perf_counter(), len(arrived)
+                    producer.publish(msg["body"], routing_key=queue.routing_key, headers=msg["headers"],
+                                     delivery_mode=2, **dict(msg["properties"], reply_to=replies.name))  # fmt: skip
+                    deadline = start + timeout
+                    while len(arrived) == count:
+                        conn.drain_events(timeout=max(0.001, deadline - time.perf_counter()))
+                    if i:
+                        times.append(arrived[-1] - start)
+        finally:
+            echo.kill()
+            echo.wait(timeout=10)
+            conn.default_channel.queue_delete(queue.name)
+    return {"messages": n, "offered_rate": rate, "p50": percentile(times, 50), "p99": percentile(times, 99),
+            "mean": statistics.fmean(times)}  # fmt: skip
+
+
+def echo(url: str, queue_name: str) -> None:
+    """Answer every message of queue_name with a persistent reply (confirmed) to its reply_to, then ack it."""
+    with Connection(url, transport_options={"confirm_publish": True}) as conn:
+        producer = Producer(conn.channel(), serializer="json")
+
+        def on_message(body, message) -> None:
+            producer.publish({"status": "SUCCESS"}, routing_key=message.properties["reply_to"], delivery_mode=2)
+            message.ack()
+
+        with conn.Consumer(_queue(queue_name), callbacks=[on_message], accept=["json"], prefetch_count=1):
+            print("ready", flush=True)
+            while True:
+                conn.drain_events()
+
+
 def consume(url: str, queue_name: str, n: int, prefetch: int) -> dict[str, float]:
     """Consume and ack n messages from queue_name; the wall-clock time of the last ack."""
     count = 0
@@ -106,9 +165,12 @@ def consume(url: str, queue_name: str, n: int, prefetch: int) -> dict[str, float
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 6 or sys.argv[1] != "consume":
-        sys.exit("usage: python -m bench.ceiling consume URL QUEUE N PREFETCH")
     try:
-        print(json.dumps(consume(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))), flush=True)
+        if len(sys.argv) == 6 and sys.argv[1] == "consume":
+            print(json.dumps(consume(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))), flush=True)
+        elif len(sys.argv) == 4 and sys.argv[1] == "echo":
+            echo(sys.argv[2], sys.argv[3])
+        else:
+            sys.exit("usage: python -m bench.ceiling consume URL QUEUE N PREFETCH | echo URL QUEUE")
     except KeyboardInterrupt:
         sys.exit(130)

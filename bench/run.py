@@ -37,6 +37,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import ceiling
+from bench.cpu import CpuMeter
 from bench.table import build_rows, render, summary
 from dts.config import PROJECT_DIR, RUN_DIR
 
@@ -100,6 +101,14 @@ def delete_vhosts() -> None:
 
 
 # -- subprocesses
+def load_with_cpu(argv: list[str], env: dict[str, str], worker_pids: list[int], tasks: int) -> dict[str, Any]:
+    """run_json(argv) with the CPU the workers, the broker and that load generator used per task."""
+    meter = CpuMeter(worker_pids)
+    out = run_json(argv, env)
+    out["cpu"] = meter.stop(tasks)
+    return out
+
+
 def run_json(argv: list[str], env: dict[str, str], timeout: float = CLI_TIMEOUT) -> dict[str, Any]:
     """A measuring subprocess (python ARGV from the project folder); its stdout as one JSON document."""
     try:
@@ -162,7 +171,7 @@ def short(value: Any) -> str:
 
 
 # -- ceiling
-def run_ceiling(url: str, messages: int) -> dict[str, Any]:
+def run_ceiling(url: str, messages: int, rtt_seconds: float) -> dict[str, Any]:
     from celery_app import app
 
     size, msg = ceiling.task_message(app)
@@ -177,6 +186,12 @@ def run_ceiling(url: str, messages: int) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - any broker error: the row shows n/a
             raise Failed(f"ceiling {key}: {type(exc).__name__}: {exc}") from None
         progress(f"  {out[key]['rate']:,.0f} msg/s")
+    progress(f"ceiling: round trips at 100/s for {rtt_seconds:g}s through an echo process")
+    try:
+        out["round_trip"] = ceiling.round_trip(url, msg, rate=100, seconds=rtt_seconds)
+    except Exception as exc:  # noqa: BLE001 - any broker error: the row shows n/a
+        raise Failed(f"ceiling round_trip: {type(exc).__name__}: {exc}") from None
+    progress(f"  p50 {out['round_trip']['p50'] * 1000:.2f} ms, p99 {out['round_trip']['p99'] * 1000:.2f} ms")
     out["publish_rate"] = out["publish"]["rate"]
     out["publish_consume_rate"] = out["publish_consume"]["rate"]
     return out
@@ -222,6 +237,9 @@ class NaiveWorkers:
                     raise Failed(f"naive workers not consuming within {WORKER_START:g}s; see {self.log_dir}")
                 time.sleep(0.2)  # polling the broker for consumers
 
+    def pids(self) -> list[int]:
+        return [proc.pid for proc, _ in self.procs.values()]
+
     def stop(self) -> None:
         """Warm shutdown (SIGTERM), then SIGKILL of the whole process group after WORKER_STOP seconds."""
         for proc, _ in self.procs.values():
@@ -254,7 +272,8 @@ def run_naive(url: str, plan: dict[str, Any], durations: tuple[float, float], lo
     env = dict(os.environ, NAIVE_BROKER_URL=url)
     try:
         measure(f"naive: no-op load, {2 * plan['tasks']} tasks, delay() each, ResultSet.get()", out, "load",
-                run_json, ["-m", "bench.naive", "load", "--tasks", str(plan["tasks"])], env)  # fmt: skip
+                load_with_cpu, ["-m", "bench.naive", "load", "--tasks", str(plan["tasks"])], env, workers.pids(),
+                2 * plan["tasks"])  # fmt: skip
         measure(f"naive: round trips at 100/s for {plan['rtt_seconds']:g}s", out, "rtt", run_json,
                 ["-m", "bench.naive", "rtt", "--rate", "100", "--seconds", str(plan["rtt_seconds"])], env)  # fmt: skip
         measure(f"naive: seed scenario, {plan['rounds']} rounds", out, "seed", run_json,
@@ -265,17 +284,22 @@ def run_naive(url: str, plan: dict[str, Any], durations: tuple[float, float], lo
         with uninterrupted():
             workers.stop()
     out["throughput"] = out.get("load", {}).get("throughput")
+    out["cpu"] = out.get("load", {}).pop("cpu", None)
     out["seed_overhead"] = out.get("seed", {}).get("overhead_median")
 
 
 # -- ours
-def ours_config(url: str, path: Path) -> Path:
+# the pools of the second no-op load: what SCALING.md recommends for short tasks (test-config.yml comments)
+SHORT_TASK_POOLS = {"execution_pool": "threads", "concurrency": 4, "prefetch_multiplier": 16}
+
+
+def ours_config(url: str, path: Path, pools: dict[str, Any] | None = None) -> Path:
     """test-config.yml as it is (task events, durations, reliability settings) on the ours vhost, with
-    1 worker of concurrency 1 per pool and the local engine."""
+    1 worker of concurrency 1 per pool (or `pools`' settings) and the local engine."""
     doc = yaml.safe_load((PROJECT_DIR / "test-config.yml").read_text())
     doc["broker"] = dict(doc.get("broker") or {}, url=url)
     for pool in doc["pools"].values():
-        pool.update(replicas=1, concurrency=1)
+        pool.update({"replicas": 1, "concurrency": 1, **(pools or {})})
     doc["engine"] = dict(doc.get("engine") or {}, name="local")
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -327,8 +351,9 @@ def run_ours(url: str, plan: dict[str, Any], work: Path, out: dict) -> None:
         except CliError as exc:
             raise Failed(f"the project's workers did not start: {exc}") from None
         load_file = work / "ours-load.json"
-        measure(f"ours: load_test.py, {2 * plan['tasks']} no-op tasks", out, "load", run_json,
-                load_test_argv(config, plan["tasks"], "--output", str(load_file)), env)  # fmt: skip
+        measure(f"ours: load_test.py, {2 * plan['tasks']} no-op tasks", out, "load", load_with_cpu,
+                load_test_argv(config, plan["tasks"], "--output", str(load_file)), env, worker_pids(engine),
+                2 * plan["tasks"])  # fmt: skip
         if load_file.exists():
             samples = json.loads(load_file.read_text())["runs"][-1]["samples"]
             out["consume_rate"], out["load_sent_rate"] = consume_rate(samples), sent_rate(samples)
@@ -345,13 +370,52 @@ def run_ours(url: str, plan: dict[str, Any], work: Path, out: dict) -> None:
         progress("ours: stopping the workers")
         with uninterrupted():
             engine.stop()
+    run_short_task_pools(url, plan, work, out)
     out["throughput"] = (out.get("load", {}).get("reports") or [{}])[0].get("throughput")
+    out["cpu"] = out.get("load", {}).pop("cpu", None)
     out["seed_overhead"] = ((out.get("dispatch") or {}).get("repeat") or {}).get("overhead_median")
     out["publish_rate"] = out.get("publish", {}).get("rate")
     if out["publish_rate"] is None and out.get("load_sent_rate"):
         out["publish_rate"], out["publish_rate_source"] = out["load_sent_rate"], "load_test sent_at span"
     if out.get("dispatch"):
         out["dispatch"] = {"repeat": out["dispatch"].get("repeat"), "summary": out["dispatch"].get("summary")}
+
+
+def worker_pids(engine) -> list[int]:
+    return [pid for workers in engine.running().values() for pid in workers.values()]
+
+
+def run_short_task_pools(url: str, plan: dict[str, Any], work: Path, out: dict) -> None:
+    """The no-op load again, on 1 + 1 workers with SHORT_TASK_POOLS: out["short"] = throughput, CPU."""
+    from celery_app import app, use_settings
+    from dts.config import load_settings
+    from dts.errors import CliError
+    from dts.local import LocalEngine
+
+    config = ours_config(url, work / "ours-short.yml", SHORT_TASK_POOLS)
+    env = dict(os.environ, BROKER_URL=url, DTS_CONFIG=str(config))
+    settings = load_settings(config)
+    use_settings(settings)
+    engine = LocalEngine(settings, app, run_dir=RUN_DIR / "bench" / "ours-short")
+    label = ", ".join(f"{k} {v}" for k, v in SHORT_TASK_POOLS.items())
+    progress(f"ours: starting 1 + 1 project workers with {label}")
+    try:
+        try:
+            engine.start()
+        except CliError as exc:
+            raise Failed(f"the project's workers did not start: {exc}") from None
+        load = {}
+        measure(f"ours: load_test.py, {2 * plan['tasks']} no-op tasks ({label})", load, "load", load_with_cpu,
+                load_test_argv(config, plan["tasks"], "--no-save"), env, worker_pids(engine),
+                2 * plan["tasks"])  # fmt: skip
+    finally:
+        progress("ours: stopping the workers")
+        with uninterrupted():
+            engine.stop()
+    if "load" in load:
+        out["short"] = {"pools": SHORT_TASK_POOLS, "cpu": load["load"].pop("cpu", None),
+                        "throughput": (load["load"].get("reports") or [{}])[0].get("throughput")}  # fmt: skip
+    out.setdefault("errors", []).extend(load.get("errors", []))
 
 
 def rss_run(config: Path, tasks: int, env: dict[str, str], work: Path) -> dict[str, Any]:
@@ -378,7 +442,7 @@ def bench(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
         durations = (seed["task_a"].duration, seed["task_b"].duration)
         results["ceiling"] = {}
         measure(f"ceiling: raw kombu on {VHOSTS['ceiling']}", results, "ceiling", run_ceiling, urls["ceiling"],
-                2 * plan["tasks"])  # fmt: skip
+                2 * plan["tasks"], plan["rtt_seconds"])  # fmt: skip
         results["naive"] = {}
         try:
             run_naive(urls["naive"], plan, durations, work, results["naive"])

@@ -95,12 +95,20 @@ def build_rows(m: dict[str, Any]) -> list[Row]:
             ceiling=_get(m, "ceiling", "publish_consume_no_confirms", "rate"),
         ),
     ]
+    for q in ("p50", "p99"):
+        rows.append(Row(f"ceiling: raw kombu round trip {q} at 100/s", "ms",
+                        ceiling=_ms(_get(m, "ceiling", "round_trip", q))))  # fmt: skip
     r = ratio(ours_tp, naive_tp)
     rows.append(Row("no-op throughput, results collected", "tasks/s", ours_tp, naive_tp, None, r, "naive",
                     f">= {THROUGHPUT_VS_NAIVE:g}x naive", verdict([meets(r, ">=", THROUGHPUT_VS_NAIVE)])))  # fmt: skip
     r = ratio(ours_tp, ceiling_pc)
     rows.append(Row("no-op throughput vs ceiling", "tasks/s", ours_tp, None, ceiling_pc, r, "ceiling",
                     f">= {THROUGHPUT_VS_CEILING:g}x ceiling", verdict([meets(r, ">=", THROUGHPUT_VS_CEILING)])))  # fmt: skip
+    short = _get(m, "ours", "short", "throughput")
+    r, r_ceiling = ratio(short, naive_tp), ratio(short, ceiling_pc)
+    rows.append(Row("  the same, short-task pools (threads x4, prefetch 16)", "tasks/s", short, naive_tp, ceiling_pc,
+                    r, "naive", f">= {THROUGHPUT_VS_NAIVE:g}x naive, >= {THROUGHPUT_VS_CEILING:g}x ceiling",
+                    verdict([meets(r, ">=", THROUGHPUT_VS_NAIVE), meets(r_ceiling, ">=", THROUGHPUT_VS_CEILING)])))  # fmt: skip
     rate = _get(m, "ours", "rtt", "offered_rate")
     for q, bound in (("p50", RTT_P50_VS_NAIVE), ("p99", RTT_P99_VS_NAIVE)):
         ours, naive = _ms(_get(m, "ours", "rtt", q)), _ms(_get(m, "naive", "rtt", q))
@@ -115,6 +123,14 @@ def build_rows(m: dict[str, Any]) -> list[Row]:
                     verdict([meets(ours, "<=", SEED_OVERHEAD_MAX_MS), meets(ours, "<", naive)])))  # fmt: skip
     consume, publish = _get(m, "ours", "consume_rate"), _get(m, "ours", "publish_rate")
     rows.append(Row("consume rate of 1+1 workers", "tasks/s", consume))
+    for key, what in (("workers_ms", "workers"), ("broker_ms", "broker"), ("generator_ms", "load generator"),
+                      ("all_ms", "all")):  # fmt: skip
+        ours, naive = _get(m, "ours", "cpu", key), _get(m, "naive", "cpu", key)
+        rows.append(Row(f"CPU per no-op task: {what}", "ms", ours, naive, None, ratio(ours, naive), "naive"))
+    ours, naive = _get(m, "ours", "short", "cpu", "all_ms"), _get(m, "naive", "cpu", "all_ms")
+    rows.append(Row("  all, short-task pools", "ms", ours, naive, None, ratio(ours, naive), "naive"))
+    ours, naive = _pct(_get(m, "ours", "cpu", "busy")), _pct(_get(m, "naive", "cpu", "busy"))
+    rows.append(Row("machine CPU busy during the no-op load", "%", ours, naive))
     r = ratio(publish, consume)
     rows.append(Row("load-generator publish rate", "tasks/s", publish, None, None, r, "consume",
                     f">= {PUBLISH_VS_CONSUME:g}x consume", verdict([meets(r, ">=", PUBLISH_VS_CONSUME)])))  # fmt: skip
@@ -126,6 +142,10 @@ def build_rows(m: dict[str, Any]) -> list[Row]:
                     _count(n_small), f"<= {RSS_LARGE_VS_SMALL:g}x {_count(n_small)}",
                     verdict([meets(r, "<=", RSS_LARGE_VS_SMALL)])))  # fmt: skip
     return rows
+
+
+def _pct(share: float | None) -> float | None:
+    return None if share is None else share * 100
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -3,6 +3,9 @@ No broker; nothing here asserts a speed."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
 from bench.run import consume_rate, sent_rate
@@ -41,9 +44,12 @@ def test_percentile_nearest_rank():
 
 def measurements(**ours):
     return {
-        "ceiling": {"publish_rate": 400.0, "publish_consume_rate": 300.0},
-        "naive": {"throughput": 100.0, "rtt": {"p50": 0.010, "p99": 0.020}, "seed_overhead": 0.012},
+        "ceiling": {"publish_rate": 400.0, "publish_consume_rate": 300.0, "round_trip": {"p50": 0.003, "p99": 0.006}},
+        "naive": {"throughput": 100.0, "rtt": {"p50": 0.010, "p99": 0.020}, "seed_overhead": 0.012,
+                  "cpu": {"workers_ms": 2.0, "all_ms": 4.0, "busy": 0.5}},
         "ours": {"throughput": 320.0, "rtt": {"offered_rate": 100, "p50": 0.004, "p99": 0.015},
+                 "short": {"throughput": 150.0, "cpu": {"all_ms": 3.0}},
+                 "cpu": {"workers_ms": 3.0, "all_ms": 5.0, "busy": 0.97},
                  "seed_overhead": 0.002, "consume_rate": 100.0, "publish_rate": 250.0,
                  "rss": {"small": {"tasks": 10000, "peak_rss_mib": 40.0},
                          "large": {"tasks": 100000, "peak_rss_mib": 50.0}}} | ours,
@@ -58,8 +64,14 @@ def test_rows_all_targets_met():
     assert rows["load-generator publish rate"].ratio == pytest.approx(2.5)
     assert rows["load-generator peak RSS, 100k tasks"].ratio == pytest.approx(1.25)
     assert rows["load-generator peak RSS, 100k tasks"].target == "<= 1.5x 10k"
-    assert {r.verdict for r in rows.values() if r.target} == {PASS}
-    assert summary(list(rows.values())) == "targets: 7 PASS, 0 MISS"
+    assert rows["ceiling: raw kombu round trip p50 at 100/s"].ceiling == pytest.approx(3.0)
+    assert rows["CPU per no-op task: workers"].ratio == pytest.approx(1.5)
+    assert rows["  all, short-task pools"].ratio == pytest.approx(0.75)
+    assert rows["machine CPU busy during the no-op load"].ours == pytest.approx(97.0)
+    short = rows["  the same, short-task pools (threads x4, prefetch 16)"]
+    assert (short.ratio, short.verdict) == (pytest.approx(1.5), MISS)  # 0.5x the ceiling, but not 3x naive
+    assert {r.verdict for name, r in rows.items() if r.target and r is not short} == {PASS}
+    assert summary(list(rows.values())) == "targets: 7 PASS, 1 MISS"
 
 
 def test_rows_misses_and_missing_numbers():
@@ -91,3 +103,26 @@ def test_rates_from_samples():
     assert consume_rate(samples) == pytest.approx(2 / 2.0)  # 2 done between the first start and the last finish
     assert sent_rate(samples) == pytest.approx(2 / 1.0)
     assert consume_rate(samples[:1]) is None
+
+
+def test_cpu_meter_counts_a_busy_child_process_and_its_parent():
+    import subprocess
+    import sys
+
+    from bench.cpu import CpuMeter, machine_ticks, tree
+
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\ninput()"],
+                             stdin=subprocess.PIPE)  # fmt: skip
+    try:
+        assert child.pid in tree([os.getpid()])
+        meter = CpuMeter([os.getpid()])  # this process's tree: the busy child counts as a worker
+        deadline = time.monotonic() + 10
+        while meter._snapshot()["workers"] - meter.start["workers"] < 0.25 and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling the child's CPU time
+        usage = meter.stop(tasks=10)
+    finally:
+        child.communicate(b"\n", timeout=10)
+    assert usage["workers_ms"] >= 25  # >= 0.25 s over 10 tasks
+    assert 0 < usage["busy"] <= 1
+    busy, total = machine_ticks()
+    assert 0 < busy <= total
