@@ -15,12 +15,13 @@ PYTEST_ARGS ?=
 FLOWER_PORT ?= 5555
 YES     ?=
 QUICK   ?=
+SETTINGS ?=
 
 ENGINE_ARG = $(if $(ENGINE),--engine $(ENGINE))
 export DOCKER_BUILDKIT ?= 0
 export COMPOSE_DOCKER_CLI_BUILD ?= 0
 
-.PHONY: help install broker build compose up down run test lint logs monitor ps status health scale scale-all load-test bench flower flower-login dlq dlq-replay purge migrate-queues clean
+.PHONY: help install broker build compose up down run test lint logs monitor ps status health scale scale-all load-test bench bench-pools flower flower-login dlq dlq-replay purge migrate-queues clean
 
 help: ## List the targets
 	@echo "usage: make TARGET [VAR=value]   (ENGINE=auto|compose|local (default: engine.name), QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
@@ -85,6 +86,10 @@ load-test: install ## Load the running pools: make load-test TASKS=20 [SWEEP=1,2
 bench: install ## Benchmark vs plain Celery and raw AMQP, one table with ratios and PASS/MISS (QUICK=1: a smoke run)
 	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh
 	$(PY) -m bench.run $(if $(QUICK),--quick)
+
+bench-pools: install ## Pool settings side by side: no-op throughput, CPU per task, seed overhead (SETTINGS="threads:4:16 ...")
+	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh
+	$(PY) -m bench.pools $(SETTINGS)
 
 logs: install ## Show the last lines of the running workers' logs
 	@$(PY) scale.py logs $(ENGINE_ARG)

@@ -90,14 +90,26 @@ def fresh_vhost(vhost: str) -> str:
     return f"{BROKER}/{vhost}"
 
 
-def delete_vhosts() -> None:
+def delete_vhosts(vhosts: tuple[str, ...] | None = None) -> None:
     from dts.provision import rabbitmqctl
 
+    vhosts = tuple(VHOSTS.values()) if vhosts is None else vhosts
     with contextlib.suppress(Exception):
         existing = rabbitmqctl("list_vhosts", "name").stdout.split()
-        for vhost in VHOSTS.values():
+        for vhost in vhosts:
             if vhost in existing:
                 rabbitmqctl("delete_vhost", vhost)
+
+
+@contextlib.contextmanager
+def rabbitmq_vhost(vhost: str):
+    """A fresh vhost for the block (its URL), deleted afterwards."""
+    url = fresh_vhost(vhost)
+    try:
+        yield url
+    finally:
+        with uninterrupted():
+            delete_vhosts((vhost,))
 
 
 # -- subprocesses

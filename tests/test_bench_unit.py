@@ -126,3 +126,16 @@ def test_cpu_meter_counts_a_busy_child_process_and_its_parent():
     assert 0 < usage["busy"] <= 1
     busy, total = machine_ticks()
     assert 0 < busy <= total
+
+
+def test_pool_settings_parse_or_say_what_is_wrong():
+    from bench.pools import parse_setting
+
+    assert parse_setting("threads:4:16") == {
+        "pools": {"execution_pool": "threads", "concurrency": 4, "prefetch_multiplier": 16},
+        "task_events": True,
+    }
+    assert parse_setting("solo:1:1:noevents")["task_events"] is False
+    for bad in ("gevent:1:1", "threads:4", "threads:x:16", "threads:0:16", "threads:4:16:fast"):
+        with pytest.raises(ValueError, match=r"POOL|whole numbers|concurrency"):
+            parse_setting(bad)

@@ -1,0 +1,142 @@
+"""Pool settings side by side: the no-op load and the seed scenario on 1 + 1 project workers, once per
+setting, one after the other, on one vhost (dts-bench-pools: made fresh, deleted at the end).
+
+    python -m bench.pools                                  # the settings SCALING.md compares (~4 min)
+    python -m bench.pools --tasks 3000 prefork:1:1 threads:4:16 solo:1:16
+    make bench-pools                                       # the default settings
+
+A setting is EXECUTION_POOL:CONCURRENCY:PREFETCH_MULTIPLIER, with `:noevents` to switch task events off.
+For each: no-op throughput (load_test.py --tasks N, durations 0, results collected), the workers'
+completions/s, CPU per task (workers, broker, load generator: bench/cpu.py), and the seed scenario's
+overhead (dispatch.py --repeat 10, task_a 0.1 s + task_b 0.2 s: median). Prints one table; writes it with
+the raw numbers to results/bench-pools-<UTC time>.json. Exit 0, 2 on bad usage, 3 without a broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import run
+from bench.run import Failed, consume_rate, load_test_argv, load_with_cpu, ours_config, progress, worker_pids
+from dts.config import RUN_DIR
+
+VHOST = "dts-bench-pools"
+DEFAULT = ["prefork:1:1", "prefork:1:16", "prefork:4:16", "solo:1:16", "threads:4:16", "threads:4:16:noevents"]
+POOLS = ("prefork", "threads", "solo")
+
+
+def parse_setting(text: str) -> dict[str, Any]:
+    """'threads:4:16[:noevents]' -> the pool keys of test-config.yml (and task_events)."""
+    parts = text.split(":")
+    if len(parts) not in (3, 4) or parts[0] not in POOLS or (len(parts) == 4 and parts[3] != "noevents"):
+        raise ValueError(f"{text!r}: expected POOL:CONCURRENCY:PREFETCH[:noevents], POOL one of {', '.join(POOLS)}")
+    if not (parts[1].isdigit() and parts[2].isdigit()):
+        raise ValueError(f"{text!r}: CONCURRENCY and PREFETCH are whole numbers")
+    concurrency, prefetch = int(parts[1]), int(parts[2])
+    if not (1 <= concurrency <= 64 and 1 <= prefetch <= 1000):
+        raise ValueError(f"{text!r}: concurrency 1..64, prefetch 1..1000")
+    return {"pools": {"execution_pool": parts[0], "concurrency": concurrency, "prefetch_multiplier": prefetch},
+            "task_events": len(parts) == 3}  # fmt: skip
+
+
+def measure_setting(url: str, text: str, tasks: int, work: Path) -> dict[str, Any]:
+    from celery_app import app, use_settings
+    from dts.config import load_settings
+    from dts.errors import CliError
+    from dts.local import LocalEngine
+
+    setting = parse_setting(text)
+    config = ours_config(url, work / "pools.yml", setting["pools"])
+    doc = yaml.safe_load(config.read_text())
+    doc["monitoring"] = {"task_events": setting["task_events"]}
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    env = dict(os.environ, BROKER_URL=url, DTS_CONFIG=str(config))
+    settings = load_settings(config)
+    use_settings(settings)
+    engine = LocalEngine(settings, app, run_dir=RUN_DIR / "bench" / "pools")
+    row: dict[str, Any] = {"setting": text}
+    try:
+        try:
+            engine.start()
+        except CliError as exc:
+            raise Failed(f"workers did not start: {exc}") from None
+        out = work / "load.json"
+        load = load_with_cpu(load_test_argv(config, tasks, "--output", str(out)), env, worker_pids(engine), 2 * tasks)
+        report = load["reports"][0]
+        row.update(throughput=report["throughput"], completed=report["completed"], cpu=load["cpu"],
+                   consume_rate=consume_rate(json.loads(out.read_text())["runs"][-1]["samples"]))  # fmt: skip
+        seed = run.run_json(["dispatch.py", "--config", str(config), "--repeat", "10", "--json", "--no-save"], env)
+        row["seed_overhead"] = seed["repeat"]["overhead_median"]
+    finally:
+        with run.uninterrupted():
+            engine.stop()
+    return row
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    head = ("setting", "tasks/s", "consume/s", "CPU ms/task (workers/broker/gen)", "seed overhead ms")
+    lines = [head]
+    for r in rows:
+        if "error" in r:
+            lines.append((r["setting"], "n/a", "n/a", r["error"][:60], "n/a"))
+            continue
+        c = r["cpu"]
+        lines.append((r["setting"], f"{r['throughput']:.0f}", f"{r['consume_rate'] or 0:.0f}",
+                      f"{c['all_ms']:.2f} ({c['workers_ms']:.2f}/{c['broker_ms']:.2f}/{c['generator_ms']:.2f})",
+                      f"{r['seed_overhead'] * 1000:.1f}"))  # fmt: skip
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.pools", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)  # fmt: skip
+    parser.add_argument("settings", nargs="*", metavar="POOL:CONCURRENCY:PREFETCH[:noevents]", default=DEFAULT)
+    parser.add_argument("--tasks", type=int, default=2000, metavar="N", help="no-op tasks of each type (default 2000)")
+    args = parser.parse_args(argv)
+    try:
+        for text in args.settings:
+            parse_setting(text)
+        if not 1 <= args.tasks <= 50_000:
+            raise ValueError("--tasks takes 1..50000")
+    except ValueError as exc:
+        print(f"bench.pools: error: {exc}", file=sys.stderr)
+        return 2
+    if not run.broker_answers():
+        print(f"bench.pools: error: RabbitMQ does not answer at {run.BROKER} as guest: start it (`make broker`)",
+              file=sys.stderr)  # fmt: skip
+        return 3
+    import tempfile
+
+    from dts.results import output_path, save
+
+    path = output_path("bench-pools", None, False)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="dts-bench-pools-") as work, run.rabbitmq_vhost(VHOST) as url:
+        for text in args.settings:
+            progress(f"pools: {text}, {2 * args.tasks} no-op tasks, then the seed scenario")
+            try:
+                rows.append(measure_setting(url, text, args.tasks, Path(work)))
+            except (Failed, KeyError, IndexError, json.JSONDecodeError) as exc:
+                rows.append({"setting": text, "error": f"{type(exc).__name__}: {exc}"})
+            progress(f"  {rows[-1]}")
+    table = render(rows)
+    save(path, "bench-pools", {"text": table, "rows": rows, "tasks": 2 * args.tasks})
+    print(table)
+    print(f"Result file: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
