@@ -33,7 +33,8 @@ from dts.engine import make_engine, replicas
 from dts.errors import CliError, ExitCode, excerpt
 from dts.live import LoadProgress
 from dts.reports import LoadReport, render_load, render_sweep, summarise_load, threshold_failures
-from dts.results import check_writable, output_path, save
+from dts.results import Stream, check_writable, output_path, save
+from dts.samples import UNKNOWN
 
 log = logging.getLogger("dts.load_test")
 EPILOG = """examples:
@@ -120,7 +121,7 @@ def one_run(settings: Settings, args: argparse.Namespace, size: int | None) -> d
 
 def verdict(runs: list[dict[str, Any]], problems: list[str]) -> tuple[int, str | None]:
     """The exit code, and for a run that ended on a lost broker or a lost pool, the one-line error."""
-    unknown = sum(1 for r in runs for s in r["samples"] if s.unknown)
+    unknown = sum(r["samples"].count(UNKNOWN) for r in runs)
     lost = next((r["wait"].broker_lost for r in runs if r["wait"].broker_lost), None)
     if lost:
         return ExitCode.BROKER_UNREACHABLE, (f"lost the broker connection ({lost}) and it did not come back before "
@@ -158,7 +159,7 @@ def report_doc(args: argparse.Namespace, settings: Settings, runs: list[dict[str
         "config": str(settings.path),
         "load": {"tasks": args.tasks, "mix": args.mix, "duration_a": args.duration_a, "duration_b": args.duration_b},
         "runs": [
-            {"size": r["size"], "report": r["report"].to_json(), "samples": [s.to_json() for s in r["samples"]]}
+            {"size": r["size"], "report": r["report"].to_json(), "samples": Stream(s.to_json() for s in r["samples"])}
             for r in runs
         ],
         "problems": problems,
@@ -225,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from dts.plot import write_plot
 
-        write_plot(doc["runs"][-1]["samples"], args.plot)
+        write_plot([s.to_json() for s in runs[-1]["samples"]], args.plot)
     print_report(args, doc, runs)
     if result_file and not args.json:
         print(f"Result file: {result_file}")

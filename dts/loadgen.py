@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from typing import Any
 
 from celery import states
@@ -18,7 +17,7 @@ from dts.config import Settings
 from dts.live import LoadProgress
 from dts.publish import TaskPublisher
 from dts.replies import Collected, ReplyQueue, error_text
-from dts.reports import Sample
+from dts.samples import SampleTable
 
 
 def task_plan(tasks: int, mix: float) -> dict[str, int]:
@@ -57,28 +56,27 @@ PUMP_EVERY = 64  # publishes between two looks at the connection (confirms, resu
 PUMP_SLICE = 0.0001  # seconds: a look, not a wait
 
 
-def filled(sample: Sample, meta: dict[str, Any] | None, received: float | None, why_missing: str) -> Sample:
-    """A sample with its outcome: the result, the failure, or unknown (no result by the deadline)."""
-    if meta is None:
-        return replace(sample, error=why_missing, unknown=True)
+def record(table: SampleTable, row: int, meta: dict[str, Any], received: float) -> None:
+    """A task's outcome from its result message: succeeded (what reports read of its return value) or failed."""
     if meta.get("status") == states.SUCCESS:
-        r = meta.get("result") or {}
-        kept = {k: r.get(k) for k in ("worker", "started_at", "execution_time", "retries")}  # what reports read
-        return replace(sample, received_at=received, result=kept)
-    return replace(sample, received_at=received, error=error_text(meta, sample.task))
+        table.succeeded(row, received, meta.get("result") or {})
+    else:
+        table.failed(row, received, error_text(meta, table.task_names[table.task[row]]))
 
 
 def run_load(app, settings: Settings, order: list[str], kwargs: dict[str, dict[str, Any]], timeout: float,
              progress: LoadProgress, watch: dict[str, str], window: int = WINDOW,
-             ) -> tuple[list[Sample], float, Collected]:  # fmt: skip
+             ) -> tuple[SampleTable, float, Collected]:  # fmt: skip
     """Stream the load: publish while results come back, at most `window` tasks in flight, then wait for
     the rest under one deadline (reconnecting if the broker drops, noticing a pool that loses its
-    consumers). Returns the samples in send order, the wall time and what the wait saw."""
+    consumers). Returns every task in send order (a SampleTable), the wall time and what the wait saw.
+    Only the tasks in flight are looked up by id; the rest of the state is the table's columns."""
     t0 = time.perf_counter()
-    samples: dict[str, Sample] = {}
+    table = SampleTable(settings.tasks)
+    in_flight: dict[str, int] = {}  # task id -> row, until its result arrives
 
     def on_result(task_id: str, meta: dict[str, Any]) -> None:
-        samples[task_id] = filled(samples[task_id], meta, time.time(), "")
+        record(table, in_flight.pop(task_id), meta, time.time())
         progress.step()
 
     with ReplyQueue(app, connect_timeout=settings.broker.connect_timeout, keep=False) as replies:
@@ -89,7 +87,7 @@ def run_load(app, settings: Settings, order: list[str], kwargs: dict[str, dict[s
                 while publisher.published - replies.done() >= window:
                     replies.pump(timeout=0.05)
                 task_id = uuid()
-                samples[task_id] = Sample(name, task_id, time.time())
+                in_flight[task_id] = table.add(name, task_id, time.time())
                 replies.expect(task_id, on_result)
                 publisher.publish(name, task_id, kwargs[name])
                 if n % PUMP_EVERY == 0:
@@ -103,13 +101,15 @@ def run_load(app, settings: Settings, order: list[str], kwargs: dict[str, dict[s
                 )
                 log.warning("%s", stopped)
         except replies.errors as exc:
-            sent = len(samples)
+            sent = len(table)
             stopped = f"publishing stopped after {sent} of {len(order)} tasks: {type(exc).__name__}: {str(exc)[:200]}"
             replies._close()  # collect() reconnects
-        got = replies.collect(set(samples), time.monotonic() + timeout, on_result, watch)
+        got = replies.collect(None, time.monotonic() + timeout, on_result, watch)
     wall = time.perf_counter() - t0
     if stopped and not got.broker_lost:
         got.broker_lost = stopped
     why = (f"no result within {timeout:g}s: " + (f"the broker connection was lost ({got.broker_lost})"
            if got.broker_lost else "still queued or running"))  # fmt: skip
-    return [s if s.received_at or s.error else filled(s, None, None, why) for s in samples.values()], wall, got
+    for row in sorted(in_flight.values()):
+        table.unknown(row, why)
+    return table, wall, got

@@ -66,7 +66,8 @@ class ReplyQueue:
         self.queue = Queue(self.name, routing_key=self.name, durable=True, auto_delete=False, expires=expires)
         self.conn = None
         self.consumer = None
-        self._expected: set[str] = set()
+        self._expected: set[str] = set()  # keep=False: only those still without a result
+        self._done = 0  # keep=False: results received
         self._collected = Collected()
         self._on_result: Callable[[str, dict[str, Any]], None] | None = None
         self._watch: dict[str, str] = {}  # task queue -> pool
@@ -116,7 +117,11 @@ class ReplyQueue:
     def _on_message(self, body: dict[str, Any], message) -> None:
         task_id, status = body.get("task_id"), body.get("status")
         if status in states.READY_STATES and task_id in self._expected and task_id not in self._collected.results:
-            self._collected.results[task_id] = body if self.keep else True
+            if self.keep:
+                self._collected.results[task_id] = body
+            else:  # streaming: forget the id (a duplicate result is then ignored like any unexpected one)
+                self._expected.discard(task_id)
+                self._done += 1
             if self._on_result:
                 self._on_result(task_id, body)
         message.ack()  # recorded (or a state we do not wait for: RETRY, STARTED)
@@ -137,19 +142,29 @@ class ReplyQueue:
 
     def done(self) -> int:
         """How many of the expected results have arrived."""
-        return len(self._collected.results)
+        return len(self._collected.results) if self.keep else self._done
 
-    def collect(self, ids: set[str], deadline: float, on_result: Callable[[str, dict[str, Any]], None] | None = None,
+    def _missing(self, ids: set[str] | None) -> bool:
+        """Whether a result is still missing: of `ids`, or of every task expected (None)."""
+        if self.keep:
+            return not (self._expected if ids is None else ids) <= self._collected.results.keys()
+        return bool(self._expected if ids is None else ids & self._expected)
+
+    def collect(self, ids: set[str] | None, deadline: float, on_result: Callable[[str, dict[str, Any]], None] | None = None,
                 watch: dict[str, str] | None = None) -> Collected:  # fmt: skip
-        """Consume results until every id has one or the deadline passes. `watch`: task queue -> pool,
+        """Consume results until every id (None: every task expected) has one or the deadline passes.
+        With keep=False (streaming) `results` stays empty: on_result gets each one. `watch`: task queue -> pool,
         whose consumers are checked every CONSUMER_CHECK seconds (a pool at zero is logged, and reported
         in `pools_lost` if still at zero at the end)."""
-        self._expected |= set(ids)
+        if ids is not None:
+            ids = set(ids)
+            if self.keep:  # streaming (keep=False) announces each task with expect(), and forgets it once answered
+                self._expected |= ids
         self._on_result, self._watch = on_result, dict(watch or {})
         if not self._next_check:  # the CLIs checked the consumers just before sending: the first look can wait
             self._next_check = time.monotonic() + CONSUMER_CHECK
         got, lost_reason = self._collected, None
-        while not set(ids) <= got.results.keys():
+        while self._missing(ids):
             now = time.monotonic()
             if now >= deadline:
                 break

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from dts.config import results_dir
 from dts.errors import CliError, ExitCode
@@ -44,11 +46,49 @@ def output_path(kind: str, output: Path | None, no_save: bool, now: datetime | N
     return check_writable(path, "; pass --output PATH or --no-save")
 
 
+class Stream:
+    """A list of a result file written item by item, never all in memory (a load's samples): wraps an
+    iterable of JSON values, read once, each written on a line of its own."""
+
+    def __init__(self, items: Iterable[Any]):
+        self.items = items
+
+
 def save(path: Path | None, kind: str, body: dict[str, Any]) -> None:
     """Write {schema, kind, created_at, **body} to a temp file beside `path`, then rename it into place."""
     if path is None:
         return
     doc = {"schema": SCHEMA_VERSION, "kind": kind, "created_at": datetime.now(UTC).isoformat(), **body}
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
+    with open(tmp, "w") as out:
+        write_json(out, doc)
     os.replace(tmp, path)
+
+
+def write_json(out: IO[str], doc: Any) -> None:
+    """json.dump(doc, out, indent=2), except that each Stream in it is written one item at a time."""
+    streams: dict[str, Stream] = {}
+
+    def placeholders(value: Any) -> Any:
+        if isinstance(value, Stream):
+            key = f"\0stream{len(streams)}\0"
+            streams[json.dumps(key)] = value
+            return key
+        if isinstance(value, dict):
+            return {k: placeholders(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [placeholders(v) for v in value]
+        return value
+
+    text = json.dumps(placeholders(doc), indent=2)
+    if not streams:
+        out.write(text)
+        return
+    pos = 0
+    for match in re.finditer("|".join(re.escape(k) for k in streams), text):
+        out.write(text[pos : match.start()] + "[")
+        for n, item in enumerate(streams[match.group()].items):
+            out.write(("," if n else "") + "\n  " + json.dumps(item))
+        out.write("\n]")
+        pos = match.end()
+    out.write(text[pos:])

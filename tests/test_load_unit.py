@@ -229,3 +229,37 @@ def test_publisher_confirms_are_counted_one_by_one_multiple_and_out_of_order():
     refused = c.settle(7, True)
     c.refused += refused
     assert (refused, c.settled(), c.refused) == (2, 7, 2)
+
+
+def test_sample_table_keeps_every_task_and_gives_back_the_same_samples():
+    import uuid
+
+    from dts.samples import SampleTable
+
+    samples = [
+        sample("task_a", "worker-a@h-1", 1764000000.25, 1764000000.5, 0.1, 1764000000.75),
+        sample("task_b", "worker-b@h-1", 1764000001.0, 1764000001.125, 0.2, 1764000001.5, retries=2),
+        Sample("task_b", "gone", 1764000002.0, received_at=1764000002.5, error="TransientError: boom"),
+        Sample("task_a", "lost", 1764000003.0, error="no result within 5s", unknown=True),
+    ]
+    table = SampleTable.of(samples)
+    assert [s.to_json() for s in table] == [s.to_json() for s in samples]
+    assert list(table.latencies()) == [0.5, 0.5]
+    assert list(table.executions("task_b")) == [0.2]
+    assert table.per_worker() == {"worker-a@h-1": 1, "worker-b@h-1": 1}
+    assert (len(table), table.total_retries()) == (4, 2)
+    ids = [str(uuid.uuid4()), "not-a-uuid", str(uuid.uuid4()).upper()]  # the UUID kept in 16 bytes, others as they are
+    table = SampleTable(["task_a"])
+    assert [table.task_id(table.add("task_a", i, 0.0)) for i in ids] == ids
+
+
+def test_a_result_file_streams_its_samples_and_is_one_json_document(tmp_path):
+    import json
+
+    from dts.results import Stream, save
+
+    path = tmp_path / "load.json"
+    save(path, "load_test", {"runs": [{"samples": Stream({"n": n} for n in range(3)), "report": {"tasks": 3}}]})
+    doc = json.loads(path.read_text())
+    assert doc["runs"][0] == {"samples": [{"n": 0}, {"n": 1}, {"n": 2}], "report": {"tasks": 3}}
+    assert doc["kind"] == "load_test" and not list(tmp_path.glob(".*.tmp"))
