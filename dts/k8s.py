@@ -260,13 +260,19 @@ def dump(docs: list[dict[str, Any]], source: str) -> str:
     return head + yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, explicit_start=True, allow_unicode=True)
 
 
+def _generated(path: Path) -> bool:
+    """Written by this module (its first line): read only that many bytes, whatever the file's size."""
+    with open(path, "rb") as f:
+        return f.read(len(GENERATED)) == GENERATED.encode()
+
+
 def write(files: dict[str, list[dict[str, Any]]], out_dir: Path, source: str) -> list[Path]:
     """Write each file atomically into out_dir; remove files an earlier run wrote that are no longer rendered
     (a renamed pool). Files not written by this module are left alone."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         for old in out_dir.glob("*.yaml"):
-            if old.name not in files and old.is_file() and old.read_text().startswith(GENERATED):
+            if old.name not in files and old.is_file() and _generated(old):
                 old.unlink()
         written = []
         for name, docs in files.items():
