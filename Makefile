@@ -16,16 +16,17 @@ FLOWER_PORT ?= 5555
 YES     ?=
 QUICK   ?=
 SETTINGS ?=
+IMAGE   ?=
 
 ENGINE_ARG = $(if $(ENGINE),--engine $(ENGINE))
 export DOCKER_BUILDKIT ?= 0
 export COMPOSE_DOCKER_CLI_BUILD ?= 0
 
-.PHONY: help install broker build compose up down run test lint logs monitor ps status health scale scale-all load-test bench bench-pools flower flower-login dlq dlq-replay purge migrate-queues clean
+.PHONY: help install broker build compose up down run test lint logs monitor ps status health scale scale-all load-test bench bench-pools k8s flower flower-login dlq dlq-replay purge migrate-queues clean
 
 help: ## List the targets
 	@echo "usage: make TARGET [VAR=value]   (ENGINE=auto|compose|local (default: engine.name), QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: $(VENV)/.installed ## Create .venv and install the pinned requirements (+ dev tools)
 
@@ -44,6 +45,9 @@ build: install ## Build the worker image (BASE_IMAGE=...; a local Debian base wh
 
 compose: install ## Write the compose file rendered from the pools in test-config.yml; print how to use it
 	$(PY) scale.py compose
+
+k8s: install ## Write Kubernetes + KEDA manifests for the pools to deploy/k8s/ (IMAGE=registry/dts-worker:tag); no cluster needed
+	$(PY) scale.py k8s $(if $(IMAGE),--image $(IMAGE))
 
 up: install broker ## Start every pool at its declared replicas (containers if Docker answers, else processes)
 	@engine=$$($(PY) scale.py engine $(ENGINE_ARG)); echo "engine: $$engine"; \

@@ -6,6 +6,7 @@ python scale.py status              # per pool: workers, slots, consumers and qu
 python scale.py status --watch      # the same table every second, with tasks/s, until Ctrl-C
 python scale.py health              # broker, each queue's consumers and depth, each worker's ping; exit 0/3/4
 python scale.py down                # warm shutdown of every worker
+python scale.py k8s                 # write Kubernetes (+KEDA) manifests rendered from the pools to deploy/k8s/
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from dts.cli import (
     MAX_INTERVAL,
@@ -25,12 +27,13 @@ from dts.cli import (
     run_main,
 )
 from dts.compose import ComposeEngine
-from dts.config import ENGINES, Settings, load_settings
+from dts.config import ENGINES, MAX_CONFIG_BYTES, PROJECT_DIR, Settings, load_settings, read_bounded
 from dts.engine import Engine, check_sizes, declared_sizes, engines_in_use, make_engine, resolve_engine
 from dts.errors import CliError, ExitCode, excerpt
 from dts.reports import render_health, render_status
 
-COMMANDS = ("up", "down", "set", "all", "status", "health", "logs", "build", "compose", "engine")
+DEFAULT_K8S_DIR = PROJECT_DIR / "deploy" / "k8s"
+COMMANDS = ("up", "down", "set", "all", "status", "health", "logs", "build", "compose", "engine", "k8s")
 EPILOG = """examples:
   python scale.py up                 start every pool at its declared replicas (waits for ping)
   python scale.py set worker-a 3     three worker-a workers (new ones answer ping before this returns)
@@ -43,6 +46,8 @@ EPILOG = """examples:
   python scale.py logs -f            follow the workers' logs
   python scale.py down               warm shutdown: running tasks finish, reserved ones go back to the queue
   python scale.py compose            write the compose file rendered from the pools; print how to use it
+  python scale.py k8s                write Deployments + KEDA ScaledObjects for the pools to deploy/k8s/
+  python scale.py k8s --image registry.example.com/dts-worker:1.0 --output /tmp/k8s
 
 exit codes: 0 ok, 1 a worker failed to start, 2 bad usage or config, 3 broker unreachable,
             4 (status, health) a queue has no consumer or a worker does not answer ping,
@@ -122,11 +127,27 @@ def compose_only(engine: Engine, settings: Settings, args: argparse.Namespace) -
     return ExitCode.OK
 
 
+def k8s(args: argparse.Namespace) -> int:
+    """Render the manifests (no cluster, no Celery) and write them; print the files and how to apply them."""
+    from dts import k8s as manifests
+
+    settings = load_settings(args.config)
+    text = read_bounded(settings.path, MAX_CONFIG_BYTES, "config", "pass --config PATH or set DTS_CONFIG")
+    image = manifests.check_image(args.image or manifests.default_image())
+    written = manifests.write(manifests.render(settings, text, image), Path(args.output), settings.path.name)
+    print("\n".join(str(path) for path in written))
+    print(f"image: {image} (push it to a registry the cluster pulls from; --image names it)\n"
+          f"use: kubectl create secret generic {manifests.SECRET} --from-literal={manifests.SECRET_KEY}="
+          f"amqp://USER:PASSWORD@BROKER_HOST:5672/VHOST\n     kubectl apply -k {args.output}   (KEDA installed)")  # fmt: skip
+    return ExitCode.OK
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = Parser(add_help=False)
+    base = Parser(add_help=False)
+    base.add_argument("--config", help="config file (default: test-config.yml, or $DTS_CONFIG)")
+    base.add_argument("-v", "--verbose", action="count", default=0, help="more diagnostics on stderr")
+    common = Parser(add_help=False, parents=[base])
     common.add_argument("--engine", choices=ENGINES, help="where the workers run (default: engine.name in the config)")
-    common.add_argument("--config", help="config file (default: test-config.yml, or $DTS_CONFIG)")
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more diagnostics on stderr")
     parser = Parser(prog="scale.py", description="Start, stop, resize and inspect the worker pools.",
                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -156,10 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("build", parents=[common], help="build the worker image (compose engine)")
     sub.add_parser("compose", parents=[common], help="write the compose file rendered from the pools")
     sub.add_parser("engine", parents=[common], help="print the engine `auto` resolves to")
+    kube = sub.add_parser("k8s", parents=[base], help="write Kubernetes + KEDA manifests rendered from the pools")
+    kube.add_argument("--output", metavar="DIR", default=str(DEFAULT_K8S_DIR),
+                      help="directory for the YAML files (default: deploy/k8s in the project, git-ignored)")  # fmt: skip
+    kube.add_argument("--image", metavar="TAG",
+                      help="worker image the cluster pulls (default: $DTS_IMAGE, else the compose engine's "
+                      "dts-worker:latest)")  # fmt: skip
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.command == "k8s":
+        return k8s(args)  # pure rendering: no Celery, no engine
     settings = load_settings(args.config)
     if args.command in ("up", "set", "all"):
         args.desired = desired_sizes(args, settings)  # bad input is refused before Celery or an engine is asked

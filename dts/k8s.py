@@ -1,0 +1,287 @@
+"""Kubernetes manifests rendered from the pool declaration: a Deployment and a KEDA ScaledObject per pool.
+
+    files = render(settings, config_text, image="dts-worker:latest")   # {file name: [manifest, ...]} (pure)
+    write(files, Path("deploy/k8s"))                                   # one YAML file each, atomically
+    python scale.py k8s [--output DIR] [--image TAG]                   # both (`make k8s`)
+
+Every Deployment runs the engines' one worker entry point (`dts.worker.launch_argv`) in the worker image,
+with the config file in a ConfigMap mounted where the image reads it, the broker URL from a Secret the user
+creates (a template is written, never a password), the image's own health check as probes, and
+terminationGracePeriodSeconds = engine.stop_timeout. KEDA scales each pool on its queues' ready messages.
+No cluster is needed or contacted: the output is validated offline in tests/test_k8s.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dts.compose import CONFIG_IN_IMAGE, worker_template
+from dts.config import PoolSettings, Settings
+from dts.errors import CliError, ExitCode, excerpt
+from dts.worker import launch_argv
+
+# Names of the objects every pool shares, and the labels of a pool's objects.
+APP_LABEL = "app.kubernetes.io/name"
+APP = "dts"
+POOL_LABEL = "dts/pool"
+CONFIG_MAP = "dts-config"
+SECRET = "dts-broker"  # created by the user: key SECRET_KEY = the broker URL
+SECRET_KEY = "url"
+SECRET_PLACEHOLDER = "amqp://USER:PASSWORD@BROKER_HOST:5672/VHOST"
+TRIGGER_AUTH = "dts-rabbitmq"
+CONFIG_KEY = Path(CONFIG_IN_IMAGE).name  # test-config.yml, mounted at CONFIG_IN_IMAGE
+CONFIG_HASH_ANNOTATION = "dts/config-sha256"  # a changed config rolls the pods
+CONTAINER = "worker"
+UID = 10001  # the Dockerfile's USER 10001:10001
+TMP_SIZE = "64Mi"  # compose mounts a tmpfs at /tmp (HOME=/tmp in the image); here a memory emptyDir
+
+# The image's health check (Dockerfile HEALTHCHECK): ping this pod's own worker. Each run starts a Python
+# process (about a CPU-second), so it runs every minute, like the image's --interval=60s --timeout=20s.
+HEALTH_CHECK = ["python", "-m", "dts.worker", "--ping"]
+PROBE_PERIOD = 60  # seconds between checks
+PROBE_TIMEOUT = 20  # seconds one check may take
+PROBE_FAILURES = 3  # consecutive failures before not-ready / restart
+READY_DELAY = 10  # first readiness check: a worker answers ping a few seconds after start
+LIVE_DELAY = 30  # first liveness check: the image's --start-period=30s
+
+# Resources per worker pod. Measured here (PSS, idle prefork workers): ~54 MiB at concurrency 1, ~120 MiB at
+# 4, i.e. ~32 MiB for the main process + ~22 MiB per slot; tasks' own memory comes on top.
+CPU_REQUEST_PER_SLOT_M = 100  # millicores requested per execution slot
+CPU_LIMIT_PER_SLOT_M = 1000  # a slot busy on CPU uses at most one core
+MEMORY_REQUEST_MI = (64, 32)  # MiB: base + per slot
+MEMORY_LIMIT_MI = (256, 64)  # MiB: base + per slot
+
+# KEDA: one rabbitmq trigger per queue (AMQP: counts the ready messages, not the unacknowledged ones).
+KEDA_API = "keda.sh/v1alpha1"
+TARGET_READY_PER_REPLICA = 20  # ready messages per replica KEDA aims at (KEDA's own default is 20 too)
+
+IMAGE_REF = re.compile(
+    r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]{1,5})?"  # registry host[:port] or the first path part
+    r"(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"  # more path parts
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"  # :tag, @digest
+)
+K8S_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")  # a DNS-1123 label
+GENERATED = "# Rendered from the pools in"  # first line of every file written here (stale ones are removed)
+KUSTOMIZATION = "kustomization.yaml"
+SECRET_FILE = "broker-secret.template.yaml"  # not in the kustomization: `kubectl apply -k` never overwrites it
+
+
+@dataclass(frozen=True)
+class ScalingBounds:
+    min_replicas: int
+    max_replicas: int
+    target: int  # ready messages per replica
+
+
+def scaling_bounds(settings: Settings, pool: PoolSettings) -> ScalingBounds:
+    """KEDA's bounds for a pool: the one place they come from. Today the declared replicas (at least 1: a pool
+    at 0 would leave its queues without a consumer) up to engine.max_replicas, TARGET_READY_PER_REPLICA."""
+    low = max(1, pool.replicas)
+    return ScalingBounds(low, max(low, settings.engine.max_replicas), TARGET_READY_PER_REPLICA)
+
+
+def resources(pool: PoolSettings) -> dict[str, Any]:
+    slots = pool.concurrency
+    return {
+        "requests": {"cpu": f"{CPU_REQUEST_PER_SLOT_M * slots}m",
+                     "memory": f"{MEMORY_REQUEST_MI[0] + MEMORY_REQUEST_MI[1] * slots}Mi"},
+        "limits": {"cpu": f"{CPU_LIMIT_PER_SLOT_M * slots}m",
+                   "memory": f"{MEMORY_LIMIT_MI[0] + MEMORY_LIMIT_MI[1] * slots}Mi"},
+    }  # fmt: skip
+
+
+def default_image(environ: dict[str, str] | None = None) -> str:
+    """The tag the compose engine builds: $DTS_IMAGE, else the default in docker-compose.yml's x-worker."""
+    environ = os.environ if environ is None else environ
+    if environ.get("DTS_IMAGE"):
+        return environ["DTS_IMAGE"]
+    image = worker_template()["image"]
+    found = re.fullmatch(r"\$\{DTS_IMAGE:-([^}]+)\}", image)
+    return found.group(1) if found else image
+
+
+def check_image(image: str) -> str:
+    if len(image) > 255 or not IMAGE_REF.fullmatch(image):
+        raise CliError(f"--image {excerpt(image)} is not an image reference: give one like dts-worker:latest or "
+                       "registry.example.com:5000/dts-worker:1.0", ExitCode.USAGE)  # fmt: skip
+    return image
+
+
+def _labels(pool: str | None = None) -> dict[str, str]:
+    return {APP_LABEL: APP, **({POOL_LABEL: pool} if pool else {})}
+
+
+def _meta(name: str, pool: str | None = None) -> dict[str, Any]:
+    return {"name": name, "labels": _labels(pool)}
+
+
+def _probe(initial_delay: int) -> dict[str, Any]:
+    return {"exec": {"command": list(HEALTH_CHECK)}, "initialDelaySeconds": initial_delay,
+            "periodSeconds": PROBE_PERIOD, "timeoutSeconds": PROBE_TIMEOUT, "failureThreshold": PROBE_FAILURES}  # fmt: skip
+
+
+def deployment(settings: Settings, pool: PoolSettings, image: str, config_hash: str) -> dict[str, Any]:
+    container = {
+        "name": CONTAINER,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": launch_argv(pool.name),
+        "env": [
+            {"name": "DTS_POOL", "value": pool.name},
+            {"name": "DTS_CONFIG", "value": CONFIG_IN_IMAGE},
+            {"name": "LOG_FORMAT", "value": "json"},
+            {"name": "BROKER_URL", "valueFrom": {"secretKeyRef": {"name": SECRET, "key": SECRET_KEY}}},
+        ],
+        "resources": resources(pool),
+        "readinessProbe": _probe(READY_DELAY),
+        "livenessProbe": _probe(LIVE_DELAY),
+        "securityContext": {
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_IN_IMAGE, "subPath": CONFIG_KEY, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    pod = {
+        "metadata": {"labels": _labels(pool.name), "annotations": {CONFIG_HASH_ANNOTATION: config_hash}},
+        "spec": {
+            "terminationGracePeriodSeconds": math.ceil(settings.engine.stop_timeout),  # warm shutdown, then KILL
+            "automountServiceAccountToken": False,  # a worker never talks to the Kubernetes API
+            "enableServiceLinks": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": UID,
+                "runAsGroup": UID,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [container],
+            "volumes": [
+                {"name": "config", "configMap": {"name": CONFIG_MAP}},
+                {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": TMP_SIZE}},
+            ],
+        },
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(pool.name, pool.name),
+        "spec": {"replicas": pool.replicas, "selector": {"matchLabels": _labels(pool.name)}, "template": pod},
+    }
+
+
+def scaled_object(settings: Settings, pool: PoolSettings) -> dict[str, Any]:
+    bounds = scaling_bounds(settings, pool)
+    triggers = [
+        {
+            "type": "rabbitmq",
+            "metadata": {"protocol": "amqp", "queueName": queue, "mode": "QueueLength", "value": str(bounds.target)},
+            "authenticationRef": {"name": TRIGGER_AUTH},
+        }
+        for queue in pool.queues
+    ]
+    return {
+        "apiVersion": KEDA_API,
+        "kind": "ScaledObject",
+        "metadata": _meta(pool.name, pool.name),
+        "spec": {
+            "scaleTargetRef": {"name": pool.name},  # the pool's Deployment
+            "minReplicaCount": bounds.min_replicas,
+            "maxReplicaCount": bounds.max_replicas,
+            "triggers": triggers,
+        },
+    }
+
+
+def render(settings: Settings, config_text: str, image: str) -> dict[str, list[dict[str, Any]]]:
+    """Every manifest, per file name (pure). `config_text` is the config file as read: it goes into the
+    ConfigMap as is (the broker URL the workers use comes from the Secret, never from here)."""
+    check_image(image)
+    for name in settings.pools:
+        if not K8S_NAME.fullmatch(name):
+            raise CliError(f"pool {excerpt(name)} cannot name a Kubernetes Deployment (it must end with a letter or "
+                           f"digit): rename it in {settings.path.name}", ExitCode.USAGE)  # fmt: skip
+    config_hash = hashlib.sha256(config_text.encode()).hexdigest()
+    files: dict[str, list[dict[str, Any]]] = {
+        "configmap.yaml": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(CONFIG_MAP), "data": {CONFIG_KEY: config_text}}
+        ],
+        "triggerauthentication.yaml": [
+            {
+                "apiVersion": KEDA_API,
+                "kind": "TriggerAuthentication",
+                "metadata": _meta(TRIGGER_AUTH),
+                "spec": {"secretTargetRef": [{"parameter": "host", "name": SECRET, "key": SECRET_KEY}]},
+            }
+        ],
+    }
+    for pool in settings.pools.values():
+        files[f"pool-{pool.name}.yaml"] = [
+            deployment(settings, pool, image, config_hash),
+            scaled_object(settings, pool),
+        ]
+    files[KUSTOMIZATION] = [{"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                             "resources": list(files)}]  # fmt: skip
+    files[SECRET_FILE] = [{
+        "apiVersion": "v1", "kind": "Secret", "metadata": _meta(SECRET), "type": "Opaque",
+        "stringData": {SECRET_KEY: SECRET_PLACEHOLDER},
+    }]  # fmt: skip
+    return files
+
+
+# --------------------------------------------------------------------------- YAML files
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the config file in the ConfigMap) as readable `|` blocks."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump(docs: list[dict[str, Any]], source: str) -> str:
+    head = f"{GENERATED} {source} by dts.k8s (python scale.py k8s); do not edit.\n"
+    if any(doc["kind"] == "Secret" for doc in docs):
+        head += "# A TEMPLATE: put the real broker URL in a copy (or use kubectl create secret); never commit it.\n"
+    return head + yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, explicit_start=True, allow_unicode=True)
+
+
+def _generated(path: Path) -> bool:
+    """Written by this module (its first line): read only that many bytes, whatever the file's size."""
+    with open(path, "rb") as f:
+        return f.read(len(GENERATED)) == GENERATED.encode()
+
+
+def write(files: dict[str, list[dict[str, Any]]], out_dir: Path, source: str) -> list[Path]:
+    """Write each file atomically into out_dir; remove files an earlier run wrote that are no longer rendered
+    (a renamed pool). Files not written by this module are left alone."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for old in out_dir.glob("*.yaml"):
+            if old.name not in files and old.is_file() and _generated(old):
+                old.unlink()
+        written = []
+        for name, docs in files.items():
+            path = out_dir / name
+            tmp = path.with_name(f".{name}.tmp")
+            tmp.write_text(dump(docs, source))
+            os.replace(tmp, path)
+            written.append(path)
+    except OSError as exc:
+        raise CliError(f"cannot write the manifests to {out_dir} ({exc.strerror or exc}): pass --output DIR, "
+                       "a writable directory", ExitCode.USAGE) from None  # fmt: skip
+    return written
