@@ -157,7 +157,7 @@ def autoscale(engine: Engine, settings: Settings, args: argparse.Namespace) -> i
           flush=True)  # fmt: skip
     try:
         changes = run(engine, settings, app, interval=interval, duration=args.duration, once=args.once,
-                      on_change=lambda change: print(change.line(), flush=True))  # fmt: skip
+                      say=lambda line: print(line, flush=True))  # fmt: skip
     except KeyboardInterrupt:
         print("stopped (Ctrl-C); the pools keep their current sizes", flush=True)
         return ExitCode.OK

@@ -3,7 +3,7 @@
 
     decide(ready=57, replicas=1, last_change=0.0, now=1.0, policy=Policy(1, 3, 5, 2.0))   # -> 3 (at once)
     decide(ready=0, replicas=3, last_change=0.0, now=1.0, policy=Policy(1, 3, 5, 2.0))    # -> 3 (cooldown)
-    run(engine, settings, app, duration=60, on_change=print)                               # the loop
+    run(engine, settings, app, duration=60, say=print)                                     # the loop
 
 The decision is a pure function (tested with a table, tests/test_autoscale_unit.py):
 - out of bounds (a pool below min or above max): to the nearest bound, at once;
@@ -108,9 +108,10 @@ def policies(settings: Settings) -> dict[str, Policy]:
 
 
 def step(engine: Engine, settings: Settings, app, rules: dict[str, Policy], last_change: dict[str, float],
-         now: float) -> list[Change]:  # fmt: skip
+         now: float, say: Callable[[str], None] = log.info) -> list[Change]:  # fmt: skip
     """One look: read the queues and the engine, decide per pool, resize the pools that change (one
-    engine call). Updates `last_change` for them. Returns the changes made."""
+    engine call). `say` gets a line per change before the resize and one when it is done (a warm
+    shutdown can take up to engine.stop_timeout). Updates `last_change`. Returns the changes made."""
     stats = queue_stats(app, [q for pool in rules for q in settings.pools[pool].queues])
     current = replicas(engine)
     changes = []
@@ -124,19 +125,23 @@ def step(engine: Engine, settings: Settings, app, rules: dict[str, Policy], last
             changes.append(Change(time.time(), pool, have, want, ready, consumers, reason(ready, have, want, rule)))
     if changes:
         for change in changes:
-            log.info("%s", change.line())
+            say(change.line())
+        began = time.monotonic()
         engine.resize({c.pool: c.after for c in changes})
         done = time.monotonic()  # a resize can take a while (warm shutdown): the cooldown starts after it
         last_change.update({c.pool: done for c in changes})
+        sizes = ", ".join(f"{c.pool} {c.after}" for c in changes)
+        say(f"{time.strftime('%H:%M:%S')} resized in {done - began:.1f}s: {sizes}")
     return changes
 
 
 def run(engine: Engine, settings: Settings, app, interval: float | None = None, duration: float | None = None,
         once: bool = False, stop: threading.Event | None = None,
-        on_change: Callable[[Change], None] | None = None) -> list[Change]:  # fmt: skip
+        say: Callable[[str], None] = log.info) -> list[Change]:  # fmt: skip
     """Look every `interval` seconds (default autoscale.interval) until `duration` seconds passed, `stop` is
-    set, or after one look (`once`). A look the broker does not answer is logged and skipped (sizes stay).
-    The cooldown of every pool starts when the loop starts: it does not shrink a pool just started."""
+    set, or after one look (`once`); `say` gets the lines of each resize (see `step`). A look the broker
+    does not answer is logged and skipped (sizes stay). The cooldown of every pool starts when the loop
+    starts: it does not shrink a pool just started."""
     rules = policies(settings)
     interval = settings.autoscale.interval if interval is None else interval
     stop = stop or threading.Event()
@@ -147,14 +152,9 @@ def run(engine: Engine, settings: Settings, app, interval: float | None = None, 
     while True:
         began = time.monotonic()
         try:
-            changes = step(engine, settings, app, rules, last_change, began)
+            made += step(engine, settings, app, rules, last_change, began, say)
         except (AMQPConnectionError, OperationalError, OSError) as exc:
             log.warning("broker did not answer (%s: %s); sizes stay as they are", type(exc).__name__, str(exc)[:200])
-            changes = []
-        made += changes
-        for change in changes:
-            if on_change:
-                on_change(change)
         remaining = end - time.monotonic()
         if once or remaining <= 0:
             return made
