@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 
 from dts.cli import (
@@ -65,7 +66,7 @@ examples:
   python scale.py auto --duration 600 --interval 1  ten minutes, a look every second
   make autoscale ENGINE=local DURATION=600
 
-exit codes: 0 ok (also on Ctrl-C), 1 a new worker failed to start, 2 bad usage or config
+exit codes: 0 ok (also on Ctrl-C or SIGTERM), 1 a new worker failed to start, 2 bad usage or config
             (e.g. no pool has an autoscale: mapping), 3 broker unreachable at start"""
 
 
@@ -142,6 +143,10 @@ def compose_only(engine: Engine, settings: Settings, args: argparse.Namespace) -
     return ExitCode.OK
 
 
+def stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def autoscale(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
     """scale.py auto: the loop of dts.autoscale, one line per resize on stdout; Ctrl-C ends it with 0 and
     leaves the pools at their current sizes."""
@@ -155,11 +160,12 @@ def autoscale(engine: Engine, settings: Settings, args: argparse.Namespace) -> i
     print(f"autoscaling on {engine.name}, a look every {interval:g}s, scale-down after {settings.autoscale.cooldown:g}s:"
           + "".join(f" {pool} {r.min}..{r.max} (target {r.target} ready/replica)" for pool, r in rules.items()),
           flush=True)  # fmt: skip
+    signal.signal(signal.SIGTERM, stop_on_sigterm)  # `kill` and process supervisors stop it like Ctrl-C
     try:
         changes = run(engine, settings, app, interval=interval, duration=args.duration, once=args.once,
                       say=lambda line: print(line, flush=True))  # fmt: skip
     except KeyboardInterrupt:
-        print("stopped (Ctrl-C); the pools keep their current sizes", flush=True)
+        print("stopped (Ctrl-C or SIGTERM); the pools keep their current sizes", flush=True)
         return ExitCode.OK
     print(f"done: {len(changes)} resize(s); the pools keep their current sizes", flush=True)
     return ExitCode.OK
