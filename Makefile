@@ -17,12 +17,14 @@ YES     ?=
 QUICK   ?=
 SETTINGS ?=
 IMAGE   ?=
+DURATION ?=
+INTERVAL ?=
 
 ENGINE_ARG = $(if $(ENGINE),--engine $(ENGINE))
 export DOCKER_BUILDKIT ?= 0
 export COMPOSE_DOCKER_CLI_BUILD ?= 0
 
-.PHONY: help install broker build compose up down run test lint logs monitor ps status health scale scale-all load-test bench bench-pools k8s flower flower-login dlq dlq-replay purge migrate-queues clean
+.PHONY: help install broker build compose up down run test lint logs monitor ps status health scale scale-all load-test autoscale bench bench-pools k8s flower flower-login dlq dlq-replay purge migrate-queues clean
 
 help: ## List the targets
 	@echo "usage: make TARGET [VAR=value]   (ENGINE=auto|compose|local (default: engine.name), QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
@@ -83,6 +85,9 @@ scale: install ## Resize one pool: make scale QUEUE=POOL COUNT=N (QUEUE takes a 
 scale-all: install ## Resize every pool: make scale-all COUNT=4
 	@if [ -z "$(COUNT)" ]; then echo "usage: make scale-all COUNT=4" >&2; exit 2; fi
 	$(PY) scale.py all $(COUNT) $(ENGINE_ARG)
+
+autoscale: install ## Resize the pools that have an autoscale: range on their queue depth, until Ctrl-C (DURATION=S INTERVAL=S)
+	$(PY) scale.py auto $(ENGINE_ARG) $(if $(DURATION),--duration $(DURATION)) $(if $(INTERVAL),--interval $(INTERVAL))
 
 load-test: install ## Load the running pools: make load-test TASKS=20 [SWEEP=1,2,4,8]
 	$(PY) load_test.py --tasks $(TASKS) $(if $(SWEEP),--sweep $(SWEEP) $(ENGINE_ARG))

@@ -7,18 +7,21 @@ python scale.py status --watch      # the same table every second, with tasks/s,
 python scale.py health              # broker, each queue's consumers and depth, each worker's ping; exit 0/3/4
 python scale.py down                # warm shutdown of every worker
 python scale.py k8s                 # write Kubernetes (+KEDA) manifests rendered from the pools to deploy/k8s/
+python scale.py auto                # resize the autoscaled pools on their queue depth until Ctrl-C
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
 from dts.cli import (
     MAX_INTERVAL,
     MAX_LINES,
+    MAX_TIMEOUT,
     MAX_WATCH_COUNT,
     MAX_WORKERS,
     Parser,
@@ -33,7 +36,7 @@ from dts.errors import CliError, ExitCode, excerpt
 from dts.reports import render_health, render_status
 
 DEFAULT_K8S_DIR = PROJECT_DIR / "deploy" / "k8s"
-COMMANDS = ("up", "down", "set", "all", "status", "health", "logs", "build", "compose", "engine", "k8s")
+COMMANDS = ("up", "down", "set", "all", "status", "health", "logs", "build", "compose", "engine", "k8s", "auto")
 EPILOG = """examples:
   python scale.py up                 start every pool at its declared replicas (waits for ping)
   python scale.py set worker-a 3     three worker-a workers (new ones answer ping before this returns)
@@ -48,10 +51,28 @@ EPILOG = """examples:
   python scale.py compose            write the compose file rendered from the pools; print how to use it
   python scale.py k8s                write Deployments + KEDA ScaledObjects for the pools to deploy/k8s/
   python scale.py k8s --image registry.example.com/dts-worker:1.0 --output /tmp/k8s
+  python scale.py auto               resize the pools with an `autoscale:` range on their queue depth (Ctrl-C)
+  python scale.py auto --once        one look and the resizes it calls for
+  python scale.py auto --duration 600 --interval 1 --engine local
 
 exit codes: 0 ok, 1 a worker failed to start, 2 bad usage or config, 3 broker unreachable,
             4 (status, health) a queue has no consumer or a worker does not answer ping,
-            130 interrupted (status --watch: Ctrl-C ends it with 0)"""
+            130 interrupted (status --watch and auto: Ctrl-C ends them with 0)"""
+
+
+AUTO_EPILOG = """Pools with an `autoscale: {min, max, target}` mapping in the config are resized through their
+engine: up at once to ceil(ready / target) replicas, down only `autoscale.cooldown` seconds after the
+pool's last change and only to a size the ready messages fill to at most half its target (hysteresis).
+Surplus workers stop with a warm shutdown: running tasks finish, reserved ones go back to the queue.
+
+examples:
+  python scale.py auto                              until Ctrl-C (exit 0), pools keep their sizes
+  python scale.py auto --once                       one look: print and make the resizes it calls for
+  python scale.py auto --duration 600 --interval 1  ten minutes, a look every second
+  make autoscale ENGINE=local DURATION=600
+
+exit codes: 0 ok (also on Ctrl-C or SIGTERM), 1 a new worker failed to start, 2 bad usage or config
+            (e.g. no pool has an autoscale: mapping), 3 broker unreachable at start"""
 
 
 def pool_named(settings: Settings, name: str) -> str:
@@ -142,6 +163,34 @@ def k8s(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def autoscale(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
+    """scale.py auto: the loop of dts.autoscale, one line per resize on stdout; Ctrl-C ends it with 0 and
+    leaves the pools at their current sizes."""
+    from celery_app import app
+    from dts.autoscale import policies, run
+    from dts.broker import check_broker
+
+    check_broker(app, settings.broker.connect_timeout)
+    rules = policies(settings)
+    interval = args.interval or settings.autoscale.interval
+    print(f"autoscaling on {engine.name}, a look every {interval:g}s, scale-down after {settings.autoscale.cooldown:g}s:"
+          + "".join(f" {pool} {r.min}..{r.max} (target {r.target} ready/replica)" for pool, r in rules.items()),
+          flush=True)  # fmt: skip
+    signal.signal(signal.SIGTERM, stop_on_sigterm)  # `kill` and process supervisors stop it like Ctrl-C
+    try:
+        changes = run(engine, settings, app, interval=interval, duration=args.duration, once=args.once,
+                      say=lambda line: print(line, flush=True))  # fmt: skip
+    except KeyboardInterrupt:
+        print("stopped (Ctrl-C or SIGTERM); the pools keep their current sizes", flush=True)
+        return ExitCode.OK
+    print(f"done: {len(changes)} resize(s); the pools keep their current sizes", flush=True)
+    return ExitCode.OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     base = Parser(add_help=False)
     base.add_argument("--config", help="config file (default: test-config.yml, or $DTS_CONFIG)")
@@ -183,6 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     kube.add_argument("--image", metavar="TAG",
                       help="worker image the cluster pulls (default: $DTS_IMAGE, else the compose engine's "
                       "dts-worker:latest)")  # fmt: skip
+    auto = sub.add_parser("auto", parents=[common], help="resize the autoscaled pools on queue depth until Ctrl-C",
+                          formatter_class=argparse.RawDescriptionHelpFormatter, epilog=AUTO_EPILOG)  # fmt: skip
+    auto.add_argument("--interval", type=float_between(0.1, 60), metavar="S",
+                      help="seconds between two looks, 0.1..60 (default: autoscale.interval)")  # fmt: skip
+    until = auto.add_mutually_exclusive_group()
+    until.add_argument("--duration", type=float_between(0, MAX_TIMEOUT, low_open=True), metavar="S",
+                       help=f"stop after S seconds, at most {MAX_TIMEOUT:g} (default: until Ctrl-C)")  # fmt: skip
+    until.add_argument("--once", action="store_true", help="one look, the resizes it calls for, then exit")
     return parser
 
 
@@ -192,6 +249,9 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     if args.command in ("up", "set", "all"):
         args.desired = desired_sizes(args, settings)  # bad input is refused before Celery or an engine is asked
+    if args.command == "auto" and not any(p.autoscale for p in settings.pools.values()):
+        raise CliError(f"no pool has an autoscale: mapping in {settings.path.name}: add one, e.g. "
+                       "pools.worker-a.autoscale: {min: 1, max: 4, target: 20}", ExitCode.USAGE)  # fmt: skip
     # Celery is imported once the input is known good: a refusal does not wait for it (~0.3 s)
     from celery_app import app, use_settings
 
@@ -203,7 +263,8 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "logs":
         engine.logs(args.lines, args.follow)
         return ExitCode.OK
-    actions = {"status": status, "health": status, "down": down, "build": compose_only, "compose": compose_only}
+    actions = {"status": status, "health": status, "down": down, "build": compose_only, "compose": compose_only,
+               "auto": autoscale}  # fmt: skip
     action = actions.get(args.command, resize)
     return action(engine, settings, args)
 

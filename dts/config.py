@@ -54,7 +54,7 @@ MAX_YAML_NODES = 10_000  # scalars + mappings + sequences (the shipped file has 
 MAX_YAML_DEPTH = 20  # nesting levels (the shipped file has 5)
 MAX_INT_DIGITS = 30  # a longer integer is a typo, and int() of a huge one is slow
 MAX_URL_CHARS = 1024
-ROOT_KEYS = ("name", "broker", "pools", "tasks", "retry", "engine", "dispatch", "load_test", "monitoring")
+ROOT_KEYS = ("name", "broker", "pools", "tasks", "retry", "engine", "dispatch", "load_test", "monitoring", "autoscale")
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,16 @@ class TaskSettings:
 
 
 @dataclass(frozen=True)
+class PoolAutoscale:
+    """A pool's autoscaling range (`pools.<name>.autoscale`): `scale.py auto` keeps its replicas within
+    min..max, aiming at `target` ready messages per replica."""
+
+    min: int = 1
+    max: int = 10  # default: engine.max_replicas
+    target: int = 20  # ready messages per replica
+
+
+@dataclass(frozen=True)
 class PoolSettings:
     """A pool: a named group of identical workers serving its queues."""
 
@@ -83,6 +93,7 @@ class PoolSettings:
     concurrency: int = 1  # execution slots per worker (--concurrency)
     execution_pool: str = "prefork"  # Celery's --pool
     prefetch_multiplier: int = 1
+    autoscale: PoolAutoscale | None = None  # None: `scale.py auto` leaves this pool alone
 
 
 @dataclass(frozen=True)
@@ -119,6 +130,14 @@ class MonitoringSettings:
 
 
 @dataclass(frozen=True)
+class AutoscaleSettings:
+    """The autoscaler's loop (`autoscale:`): how often it looks, how long it waits before a scale-down."""
+
+    interval: float = 2.0  # seconds between two looks at the queues
+    cooldown: float = 30.0  # seconds after a pool's last change before it may shrink
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path
     name: str
@@ -130,6 +149,7 @@ class Settings:
     dispatch: DispatchSettings
     load_test: LoadTestSettings
     monitoring: MonitoringSettings = MonitoringSettings()
+    autoscale: AutoscaleSettings = AutoscaleSettings()
 
     def pool_for_queue(self, queue: str) -> PoolSettings:
         return next(p for p in self.pools.values() if queue in p.queues)
@@ -298,6 +318,21 @@ def _queues(sec: _Section) -> tuple[str, ...]:
     return queues
 
 
+def _pool_autoscale(parent: _Section, max_replicas: int) -> PoolAutoscale | None:
+    """`autoscale:` of a pool: absent (or null) = not autoscaled; `{}` = every default."""
+    present = parent.data.get("autoscale") is not None
+    sec = parent.section("autoscale")
+    if not present:
+        return None
+    low = sec.integer("min", 1, lo=0, hi=max_replicas)
+    high = sec.integer("max", max_replicas, lo=1, hi=max_replicas)
+    if low > high:
+        raise sec.fail("min", low, f"must be <= {sec.key('max')} ({high})")
+    scale = PoolAutoscale(min=low, max=high, target=sec.integer("target", 20, lo=1, hi=1_000_000))
+    sec.done()
+    return scale
+
+
 def _pool(sec: _Section, name: str, max_replicas: int) -> PoolSettings:
     pool = PoolSettings(
         name=name,
@@ -306,6 +341,7 @@ def _pool(sec: _Section, name: str, max_replicas: int) -> PoolSettings:
         concurrency=sec.integer("concurrency", 1, lo=1, hi=256),
         execution_pool=sec.choice("execution_pool", EXECUTION_POOLS, "prefork"),
         prefetch_multiplier=sec.integer("prefetch_multiplier", 1, lo=1, hi=1000),
+        autoscale=_pool_autoscale(sec, max_replicas),
     )
     sec.done()
     return pool
@@ -370,7 +406,7 @@ def parse_settings(data: Any, path: Path, env: dict[str, str] | None = None) -> 
     tasks = _tasks(root.section("tasks"))
     _check_routes(path, tasks, pools)
     retry_sec, dispatch_sec, load_sec = root.section("retry"), root.section("dispatch"), root.section("load_test")
-    monitoring_sec = root.section("monitoring")
+    monitoring_sec, autoscale_sec = root.section("monitoring"), root.section("autoscale")
     settings = Settings(
         path=path,
         name=root.get("name", str, "Distributed test"),
@@ -391,8 +427,16 @@ def parse_settings(data: Any, path: Path, env: dict[str, str] | None = None) -> 
             max_p95=load_sec.number("max_p95", 0.0),
         ),
         monitoring=MonitoringSettings(task_events=monitoring_sec.get("task_events", bool, True)),
+        autoscale=AutoscaleSettings(
+            interval=autoscale_sec.number("interval", 2.0, lo=0.1, hi=60),
+            cooldown=autoscale_sec.number("cooldown", 30.0, hi=3600),
+        ),
     )
-    for sec in (retry_sec, dispatch_sec, load_sec, monitoring_sec, root):
+    misplaced = next((k for k in ("min", "max", "target") if k in autoscale_sec.data), None)
+    if misplaced:  # a pool's key written in the loop's section
+        raise autoscale_sec.fail(misplaced, autoscale_sec.data[misplaced], "is not a known key (known: cooldown, "
+                                 "interval); a pool's range goes in pools.NAME.autoscale")  # fmt: skip
+    for sec in (retry_sec, dispatch_sec, load_sec, monitoring_sec, autoscale_sec, root):
         sec.done()
     return settings
 

@@ -11,6 +11,8 @@ import pytest
 from helpers import ROOT, write_config
 
 from dts.config import (
+    AutoscaleSettings,
+    PoolAutoscale,
     PoolSettings,
     RetryPolicy,
     broker_url_from_env_file,
@@ -26,7 +28,7 @@ from dts.worker import launch_argv, nodename, pool_of_node, worker_argv
 
 # the two seed pools, for documents that test another section
 POOLS = "pools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b]}}\n"
-ROOT_KEYS = "broker, dispatch, engine, load_test, monitoring, name, pools, retry, tasks"
+ROOT_KEYS = "autoscale, broker, dispatch, engine, load_test, monitoring, name, pools, retry, tasks"
 SHIPPED = ROOT / "test-config.yml"
 
 
@@ -53,7 +55,8 @@ def test_shipped_config_loads_with_seed_values():
     assert (s.tasks["task_a"].queue, s.tasks["task_b"].queue) == ("queue_a", "queue_b")
     assert s.retry == RetryPolicy(max_retries=3, backoff_base=1.0, backoff_max=30.0, jitter=True)
     assert list(s.pools) == ["worker-a", "worker-b"]
-    assert s.pools["worker-a"] == PoolSettings("worker-a", ("queue_a",), 1, 1, "prefork", 1)
+    assert s.pools["worker-a"] == PoolSettings("worker-a", ("queue_a",), 1, 1, "prefork", 1, PoolAutoscale(1, 4, 20))
+    assert s.autoscale == AutoscaleSettings(interval=2.0, cooldown=30.0)
     assert s.pools["worker-b"].queues == ("queue_b",)
     assert (s.engine.name, s.engine.stop_timeout, s.engine.start_timeout, s.engine.max_replicas) == (
         "auto", 60.0, 60.0, 10,
@@ -72,6 +75,20 @@ def test_pools_only_gives_defaults_for_everything_else(tmp_path):
     assert (s.pools["worker-a"].replicas, s.pools["worker-a"].concurrency) == (1, 1)
     assert (s.tasks["task_a"].queue, s.tasks["task_b"].queue) == ("queue_a", "queue_b")
     assert (s.dispatch.timeout, s.load_test.timeout, s.engine.name) == (60.0, 300.0, "auto")
+    assert s.pools["worker-a"].autoscale is None and s.autoscale == AutoscaleSettings()
+
+
+def test_autoscale_defaults_and_values(tmp_path):
+    s = load_settings(write(tmp_path, """\
+        engine: {max_replicas: 6}
+        pools:
+          worker-a: {queues: [queue_a], autoscale: {}}
+          worker-b: {queues: [queue_b], autoscale: {min: 0, max: 2, target: 5}}
+        autoscale: {interval: 0.5, cooldown: 0}
+        """))  # fmt: skip
+    assert s.pools["worker-a"].autoscale == PoolAutoscale(min=1, max=6, target=20)  # max: engine.max_replicas
+    assert s.pools["worker-b"].autoscale == PoolAutoscale(min=0, max=2, target=5)
+    assert s.autoscale == AutoscaleSettings(interval=0.5, cooldown=0.0)
 
 
 def test_pool_with_two_queues_and_options(tmp_path):
@@ -132,7 +149,29 @@ def test_settings_are_frozen_and_broker_url_is_replaceable():
          "pools.worker-a.execution_pool must be one of prefork, threads, solo (got 'gevent')"),
         ("pools: {worker-a: {queues: [queue_a], queue: queue_b}}",
          "pools.worker-a.queue is not a known key "
-         "(known: concurrency, execution_pool, prefetch_multiplier, queues, replicas) (got 'queue_b')"),
+         "(known: autoscale, concurrency, execution_pool, prefetch_multiplier, queues, replicas) (got 'queue_b')"),
+        # autoscale (per pool, and the loop)
+        ("pools: {worker-a: {queues: [queue_a], autoscale: {min: -1}}}",
+         "pools.worker-a.autoscale.min must be between 0 and 10 (got -1)"),
+        ("pools: {worker-a: {queues: [queue_a], autoscale: {max: 11}}}",
+         "pools.worker-a.autoscale.max must be between 1 and 10 (got 11)"),
+        ("engine: {max_replicas: 3}\npools: {worker-a: {queues: [queue_a], autoscale: {max: 4}}}",
+         "pools.worker-a.autoscale.max must be between 1 and 3 (got 4)"),
+        ("pools: {worker-a: {queues: [queue_a], autoscale: {min: 3, max: 2}}}",
+         "pools.worker-a.autoscale.min must be <= pools.worker-a.autoscale.max (2) (got 3)"),
+        ("pools: {worker-a: {queues: [queue_a], autoscale: {target: 0}}}",
+         "pools.worker-a.autoscale.target must be between 1 and 1000000 (got 0)"),
+        ("pools: {worker-a: {queues: [queue_a], autoscale: {target: 2.5}}}",
+         "pools.worker-a.autoscale.target must be an integer (got 2.5)"),
+        ("pools: {worker-a: {queues: [queue_a], autoscale: 3}}", "pools.worker-a.autoscale must be a mapping (got 3)"),
+        ("pools: {worker-a: {queues: [queue_a], autoscale: {maximum: 3}}}",
+         "pools.worker-a.autoscale.maximum is not a known key (known: max, min, target) (got 3)"),
+        (POOLS + "autoscale: {interval: 0}", "autoscale.interval must be between 0.1 and 60 (got 0)"),
+        (POOLS + "autoscale: {interval: 61}", "autoscale.interval must be between 0.1 and 60 (got 61)"),
+        (POOLS + "autoscale: {cooldown: -1}", "autoscale.cooldown must be between 0 and 3600 (got -1)"),
+        (POOLS + "autoscale: {cooldown: 3601}", "autoscale.cooldown must be between 0 and 3600 (got 3601)"),
+        (POOLS + "autoscale: {min: 1}",
+         "autoscale.min is not a known key (known: cooldown, interval); a pool's range goes in pools.NAME.autoscale (got 1)"),
         ("pools: {worker-a: {replicas: 1}}",
          "pools.worker-a.queues is required: the queue(s) this pool consumes, e.g. [queue_a] (got None)"),
         ("pools: {worker-a: {queues: []}}", "pools.worker-a.queues must list 1 to 20 queue names (got [])"),
