@@ -1,4 +1,4 @@
-"""Start, stop, resize and inspect the worker pools on their engine (local processes or docker compose).
+"""Start, stop, resize and inspect the worker pools on their engine (local processes, docker compose, swarm).
 
 python scale.py up                  # every pool at its declared replicas; waits for ping
 python scale.py set worker-a 3      # resize one pool (a queue name works too: set queue_a 3)
@@ -6,6 +6,7 @@ python scale.py status              # per pool: workers, slots, consumers and qu
 python scale.py status --watch      # the same table every second, with tasks/s, until Ctrl-C
 python scale.py health              # broker, each queue's consumers and depth, each worker's ping; exit 0/3/4
 python scale.py down                # warm shutdown of every worker
+python scale.py up --engine swarm --init-swarm   # deploy the swarm stack (single-node swarm if none)
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dts.engine import Engine, check_sizes, declared_sizes, engines_in_use, make
 from dts.errors import CliError, ExitCode, excerpt
 from dts.reports import render_health, render_status
 
-COMMANDS = ("up", "down", "set", "all", "status", "health", "logs", "build", "compose", "engine")
+COMMANDS = ("up", "down", "set", "all", "status", "health", "logs", "build", "compose", "stack", "engine")
 EPILOG = """examples:
   python scale.py up                 start every pool at its declared replicas (waits for ping)
   python scale.py set worker-a 3     three worker-a workers (new ones answer ping before this returns)
@@ -43,6 +44,9 @@ EPILOG = """examples:
   python scale.py logs -f            follow the workers' logs
   python scale.py down               warm shutdown: running tasks finish, reserved ones go back to the queue
   python scale.py compose            write the compose file rendered from the pools; print how to use it
+  python scale.py up --engine swarm --init-swarm
+                                     deploy the pools as a swarm stack (makes a single-node swarm if needed)
+  python scale.py stack              write the swarm stack file rendered from the pools; print how to deploy it
 
 exit codes: 0 ok, 1 a worker failed to start, 2 bad usage or config, 3 broker unreachable,
             4 (status, health) a queue has no consumer or a worker does not answer ping,
@@ -122,6 +126,16 @@ def compose_only(engine: Engine, settings: Settings, args: argparse.Namespace) -
     return ExitCode.OK
 
 
+def stack_only(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
+    from dts.swarm import SwarmEngine
+
+    if not isinstance(engine, SwarmEngine):
+        raise CliError("`stack` renders the swarm stack: pass --engine swarm", ExitCode.USAGE)
+    path = engine.render()
+    print(f"{path}\nuse: docker stack deploy -c {path} --resolve-image never {engine.stack}")
+    return ExitCode.OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = Parser(add_help=False)
     common.add_argument("--engine", choices=ENGINES, help="where the workers run (default: engine.name in the config)")
@@ -130,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="scale.py", description="Start, stop, resize and inspect the worker pools.",
                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("up", parents=[common], help="every pool at its declared replicas")
+    up = sub.add_parser("up", parents=[common], help="every pool at its declared replicas")
+    up.add_argument("--init-swarm", action="store_true",
+                    help="--engine swarm: make this Docker engine a single-node swarm if it is in none")  # fmt: skip
     sub.add_parser("down", parents=[common], help="stop every worker (warm shutdown)")
     one = sub.add_parser("set", parents=[common], help="resize one pool: set POOL COUNT")
     one.add_argument("pool", metavar="POOL", help="a pool name (or the name of one of its queues)")
@@ -155,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("-f", "--follow", action="store_true", help="keep following")
     sub.add_parser("build", parents=[common], help="build the worker image (compose engine)")
     sub.add_parser("compose", parents=[common], help="write the compose file rendered from the pools")
+    sub.add_parser("stack", parents=[common], help="write the swarm stack file rendered from the pools")
     sub.add_parser("engine", parents=[common], help="print the engine `auto` resolves to")
     return parser
 
@@ -170,11 +187,17 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "engine":
         print(resolve_engine(args.engine or settings.engine.name))
         return ExitCode.OK
-    engine = make_engine(settings, args.engine, app=app)
+    chosen = resolve_engine(args.engine or settings.engine.name)
+    if getattr(args, "init_swarm", False) and chosen != "swarm":
+        raise CliError(f"--init-swarm needs the swarm engine (this run uses {chosen}): add --engine swarm",
+                       ExitCode.USAGE)  # fmt: skip
+    options = {"init_swarm": True} if getattr(args, "init_swarm", False) else {}
+    engine = make_engine(settings, args.engine, app=app, **options)
     if args.command == "logs":
         engine.logs(args.lines, args.follow)
         return ExitCode.OK
-    actions = {"status": status, "health": status, "down": down, "build": compose_only, "compose": compose_only}
+    actions = {"status": status, "health": status, "down": down, "build": compose_only, "compose": compose_only,
+               "stack": stack_only}  # fmt: skip
     action = actions.get(args.command, resize)
     return action(engine, settings, args)
 

@@ -96,10 +96,11 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class EngineSettings:
-    name: str = "auto"  # where the workers run: auto | compose | local
+    name: str = "auto"  # where the workers run: auto | compose | local | swarm
     stop_timeout: float = 60.0  # warm shutdown bound, used by every engine
     start_timeout: float = 60.0
     max_replicas: int = 10
+    health_interval: float = 60.0  # seconds between a worker container's health checks (swarm stack)
 
 
 @dataclass(frozen=True)
@@ -342,6 +343,7 @@ def _engine(sec: _Section) -> EngineSettings:
         stop_timeout=sec.number("stop_timeout", 60.0, lo=1, hi=3600),
         start_timeout=sec.number("start_timeout", 60.0, lo=1, hi=3600),
         max_replicas=sec.integer("max_replicas", 10, lo=1, hi=1000),
+        health_interval=sec.number("health_interval", 60.0, lo=1, hi=3600),
     )
     sec.done()
     return settings

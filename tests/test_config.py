@@ -55,9 +55,8 @@ def test_shipped_config_loads_with_seed_values():
     assert list(s.pools) == ["worker-a", "worker-b"]
     assert s.pools["worker-a"] == PoolSettings("worker-a", ("queue_a",), 1, 1, "prefork", 1)
     assert s.pools["worker-b"].queues == ("queue_b",)
-    assert (s.engine.name, s.engine.stop_timeout, s.engine.start_timeout, s.engine.max_replicas) == (
-        "auto", 60.0, 60.0, 10,
-    )  # fmt: skip
+    assert (s.engine.name, s.engine.stop_timeout, s.engine.start_timeout, s.engine.max_replicas,
+            s.engine.health_interval) == ("auto", 60.0, 60.0, 10, 60.0)  # fmt: skip
     assert s.pool_for_task("task_a").name == "worker-a"
     assert s.pool_for_task("task_b").name == "worker-b"
     assert s.queues == ("queue_a", "queue_b")
@@ -72,6 +71,7 @@ def test_pools_only_gives_defaults_for_everything_else(tmp_path):
     assert (s.pools["worker-a"].replicas, s.pools["worker-a"].concurrency) == (1, 1)
     assert (s.tasks["task_a"].queue, s.tasks["task_b"].queue) == ("queue_a", "queue_b")
     assert (s.dispatch.timeout, s.load_test.timeout, s.engine.name) == (60.0, 300.0, "auto")
+    assert s.engine.health_interval == 60.0
 
 
 def test_pool_with_two_queues_and_options(tmp_path):
@@ -169,8 +169,10 @@ def test_settings_are_frozen_and_broker_url_is_replaceable():
         (POOLS + "engine: {stop_timeout: 0}", "engine.stop_timeout must be between 1 and 3600 (got 0)"),
         (POOLS + "engine: {start_timeout: 3601}", "engine.start_timeout must be between 1 and 3600 (got 3601)"),
         (POOLS + "engine: {max_replicas: 0}", "engine.max_replicas must be between 1 and 1000 (got 0)"),
+        (POOLS + "engine: {health_interval: 0.5}", "engine.health_interval must be between 1 and 3600 (got 0.5)"),
+        (POOLS + "engine: {health_interval: 1h}", "engine.health_interval must be a number (got '1h')"),
         (POOLS + "engine: {mode: docker}",
-         "engine.mode is not a known key (known: max_replicas, name, start_timeout, stop_timeout) (got 'docker')"),
+         "engine.mode is not a known key (known: health_interval, max_replicas, name, start_timeout, stop_timeout) (got 'docker')"),
         # broker, dispatch, load_test
         (POOLS + "broker: {url: 5}", "broker.url must be a string (got 5)"),
         (POOLS + "broker: {url: 'redis://localhost:6379/0'}",
