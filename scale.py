@@ -103,6 +103,10 @@ def status(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json(), indent=2))
     else:
         print("\n".join(render_health(report) if args.command == "health" else render_status(report)))
+        services = getattr(engine, "services", None)  # the swarm's own count: running/desired tasks per service
+        if services is not None and args.command == "status":
+            print(f"swarm stack {engine.stack}: " + (", ".join(f"{n} {r}" for n, r in sorted(services().items()))
+                                                     or "not deployed"))  # fmt: skip
     if not report.broker_ok:
         print(f"scale.py: error: {report.broker_error}", file=sys.stderr)
     return report.exit_code

@@ -200,7 +200,7 @@ class SwarmEngine:
         fmt = "{{.ID}} {{.Status.State}} {{.Status.ContainerStatus.ContainerID}}"
         found = {}
         for line in _docker("inspect", "--format", fmt, *ids).stdout.splitlines():
-            task, state, container = [*line.split(), "", ""][:3]
+            task, state, container = [*line.split(), "", "", ""][:3]
             if state in LIVE_STATES and container:
                 found[nodename(pool, container[:12])] = task
         return found
@@ -288,7 +288,7 @@ class SwarmEngine:
         """`docker stack rm`, then wait until no service, container, network, secret or config of the stack
         is left (each carries the label com.docker.stack.namespace=<stack>)."""
         before = replicas(self)
-        if swarm_state() != "active":
+        if swarm_state() != "active" or not self.leftovers():
             return {pool: -count for pool, count in before.items()}
         _docker("stack", "rm", self.stack, check=True)
         deadline = time.monotonic() + self.settings.engine.stop_timeout + REMOVE_GRACE
