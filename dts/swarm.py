@@ -290,12 +290,14 @@ class SwarmEngine:
         before = replicas(self)
         if swarm_state() != "active" or not self.leftovers():
             return {pool: -count for pool, count in before.items()}
-        _docker("stack", "rm", self.stack, check=True)
+        # not checked: a second `stack rm` while the first one's network removal is under way fails with
+        # "network ... not found"; what counts is that nothing is left, polled below
+        said = (lambda p: (p.stderr or p.stdout).strip())(_docker("stack", "rm", self.stack))
         deadline = time.monotonic() + self.settings.engine.stop_timeout + REMOVE_GRACE
         while left := self.leftovers():
             if time.monotonic() > deadline:
-                raise CliError(f"`docker stack rm {self.stack}` left {', '.join(left)} behind; see `docker ps -a` "
-                               f"and `docker network ls`")  # fmt: skip
+                raise CliError(f"`docker stack rm {self.stack}` left {', '.join(left[:4])} behind ({said[-200:]}); "
+                               "see `docker ps -a` and `docker network ls`")  # fmt: skip
             time.sleep(0.5)  # polling docker for a condition, bounded by the deadline
         return {pool: -count for pool, count in before.items()}
 

@@ -67,6 +67,7 @@ def swarm(rabbitmq, tmp_path_factory):
     cfg_path.write_text(
         cfg_path.read_text().replace("  start_timeout: 60\n", "  start_timeout: 90\n  health_interval: 2\n")
     )
+    assert "health_interval: 2" in cfg_path.read_text()
     stack = f"dts-swarm-{os.getpid()}"
     credentials = {"DTS_BROKER_USER": USER, "DTS_BROKER_PASSWORD": password, "DTS_BROKER_VHOST": VHOST}
     env = {"BROKER_URL": vhost_url(VHOST, USER, password), "DTS_CONFIG": str(cfg_path), "DTS_STACK": stack,
@@ -86,13 +87,22 @@ def swarm(rabbitmq, tmp_path_factory):
         yield {"env": env, "engine": engine, "app": app, "stack": stack}
     finally:
         print(docker("service", "logs", "--tail", "20", f"{stack}_worker-a").stdout[-3000:])
-        engine.stop()
-        app.close()
-        if created:
-            docker("swarm", "leave", "--force")
-            docker("network", "rm", "docker_gwbridge")
-            assert swarm_state() == "inactive"
-            assert "docker_gwbridge" not in docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+        try:
+            engine.stop()
+        finally:
+            app.close()
+            leave_swarm(created)
+
+
+def leave_swarm(created: bool) -> None:
+    """Leave the swarm and remove the docker_gwbridge network `swarm init` made, when this test made it."""
+    from dts.swarm import swarm_state
+
+    if created:
+        docker("swarm", "leave", "--force")
+        docker("network", "rm", "docker_gwbridge")
+        assert swarm_state() == "inactive"
+        assert "docker_gwbridge" not in docker("network", "ls", "--format", "{{.Name}}").stdout.split()
 
 
 def test_each_pool_consumes_its_renamed_queue(swarm):
