@@ -24,10 +24,10 @@ ENGINE_ARG = $(if $(ENGINE),--engine $(ENGINE))
 export DOCKER_BUILDKIT ?= 0
 export COMPOSE_DOCKER_CLI_BUILD ?= 0
 
-.PHONY: help install broker build compose up down run test lint logs monitor ps status health scale scale-all load-test autoscale bench bench-pools k8s flower flower-login dlq dlq-replay purge migrate-queues clean
+.PHONY: help install broker build compose stack deploy up down run test lint logs monitor ps status health scale scale-all load-test autoscale bench bench-pools k8s flower flower-login dlq dlq-replay purge migrate-queues clean
 
 help: ## List the targets
-	@echo "usage: make TARGET [VAR=value]   (ENGINE=auto|compose|local (default: engine.name), QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
+	@echo "usage: make TARGET [VAR=value]   (ENGINE=auto|compose|local|swarm (default: engine.name), QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: $(VENV)/.installed ## Create .venv and install the pinned requirements (+ dev tools)
@@ -50,11 +50,18 @@ compose: install ## Write the compose file rendered from the pools in test-confi
 
 k8s: install ## Write Kubernetes + KEDA manifests for the pools to deploy/k8s/ (IMAGE=registry/dts-worker:tag); no cluster needed
 	$(PY) scale.py k8s $(if $(IMAGE),--image $(IMAGE))
+stack: install ## Write the swarm stack file rendered from the pools (and its secret file); print how to deploy it
+	$(PY) scale.py stack --engine swarm
 
 up: install broker ## Start every pool at its declared replicas (containers if Docker answers, else processes)
 	@engine=$$($(PY) scale.py engine $(ENGINE_ARG)); echo "engine: $$engine"; \
-	if [ "$$engine" = compose ]; then PY=$(PY) sh scripts/build-image.sh; fi; \
+	if [ "$$engine" != local ]; then PY=$(PY) sh scripts/build-image.sh; fi; \
 	$(PY) scale.py up --engine $$engine
+
+deploy: install broker ## Like up; ENGINE=swarm: build the image, deploy the stack (a single-node swarm if none), wait for consumers
+	@engine=$$($(PY) scale.py engine $(ENGINE_ARG)); echo "engine: $$engine"; \
+	if [ "$$engine" != local ]; then PY=$(PY) sh scripts/build-image.sh; fi; \
+	$(PY) scale.py up --engine $$engine $$([ "$$engine" = swarm ] && echo --init-swarm)
 
 down: ## Stop every worker, containers and processes (warm shutdown)
 	@if [ -x $(PY) ]; then $(PY) scale.py down $(ENGINE_ARG); fi

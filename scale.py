@@ -1,4 +1,4 @@
-"""Start, stop, resize and inspect the worker pools on their engine (local processes or docker compose).
+"""Start, stop, resize and inspect the worker pools on their engine (local processes, docker compose, swarm).
 
 python scale.py up                  # every pool at its declared replicas; waits for ping
 python scale.py set worker-a 3      # resize one pool (a queue name works too: set queue_a 3)
@@ -8,6 +8,7 @@ python scale.py health              # broker, each queue's consumers and depth, 
 python scale.py down                # warm shutdown of every worker
 python scale.py k8s                 # write Kubernetes (+KEDA) manifests rendered from the pools to deploy/k8s/
 python scale.py auto                # resize the autoscaled pools on their queue depth until Ctrl-C
+python scale.py up --engine swarm --init-swarm   # deploy the swarm stack (single-node swarm if none)
 """
 
 from __future__ import annotations
@@ -36,7 +37,21 @@ from dts.errors import CliError, ExitCode, excerpt
 from dts.reports import render_health, render_status
 
 DEFAULT_K8S_DIR = PROJECT_DIR / "deploy" / "k8s"
-COMMANDS = ("up", "down", "set", "all", "status", "health", "logs", "build", "compose", "engine", "k8s", "auto")
+COMMANDS = (
+    "up",
+    "down",
+    "set",
+    "all",
+    "status",
+    "health",
+    "logs",
+    "build",
+    "compose",
+    "stack",
+    "engine",
+    "k8s",
+    "auto",
+)
 EPILOG = """examples:
   python scale.py up                 start every pool at its declared replicas (waits for ping)
   python scale.py set worker-a 3     three worker-a workers (new ones answer ping before this returns)
@@ -54,6 +69,9 @@ EPILOG = """examples:
   python scale.py auto               resize the pools with an `autoscale:` range on their queue depth (Ctrl-C)
   python scale.py auto --once        one look and the resizes it calls for
   python scale.py auto --duration 600 --interval 1 --engine local
+  python scale.py up --engine swarm --init-swarm
+                                     deploy the pools as a swarm stack (makes a single-node swarm if needed)
+  python scale.py stack              write the swarm stack file rendered from the pools; print how to deploy it
 
 exit codes: 0 ok, 1 a worker failed to start, 2 bad usage or config, 3 broker unreachable,
             4 (status, health) a queue has no consumer or a worker does not answer ping,
@@ -125,6 +143,10 @@ def status(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json(), indent=2))
     else:
         print("\n".join(render_health(report) if args.command == "health" else render_status(report)))
+        services = getattr(engine, "services", None)  # the swarm's own count: running/desired tasks per service
+        if services is not None and args.command == "status":
+            print(f"swarm stack {engine.stack}: " + (", ".join(f"{n} {r}" for n, r in sorted(services().items()))
+                                                     or "not deployed"))  # fmt: skip
     if not report.broker_ok:
         print(f"scale.py: error: {report.broker_error}", file=sys.stderr)
     return report.exit_code
@@ -191,6 +213,16 @@ def autoscale(engine: Engine, settings: Settings, args: argparse.Namespace) -> i
     return ExitCode.OK
 
 
+def stack_only(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
+    from dts.swarm import SwarmEngine
+
+    if not isinstance(engine, SwarmEngine):
+        raise CliError("`stack` renders the swarm stack: pass --engine swarm", ExitCode.USAGE)
+    path = engine.render()
+    print(f"{path}\nuse: docker stack deploy -c {path} --resolve-image never {engine.stack}")
+    return ExitCode.OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     base = Parser(add_help=False)
     base.add_argument("--config", help="config file (default: test-config.yml, or $DTS_CONFIG)")
@@ -200,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="scale.py", description="Start, stop, resize and inspect the worker pools.",
                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("up", parents=[common], help="every pool at its declared replicas")
+    up = sub.add_parser("up", parents=[common], help="every pool at its declared replicas")
+    up.add_argument("--init-swarm", action="store_true",
+                    help="--engine swarm: make this Docker engine a single-node swarm if it is in none")  # fmt: skip
     sub.add_parser("down", parents=[common], help="stop every worker (warm shutdown)")
     one = sub.add_parser("set", parents=[common], help="resize one pool: set POOL COUNT")
     one.add_argument("pool", metavar="POOL", help="a pool name (or the name of one of its queues)")
@@ -225,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("-f", "--follow", action="store_true", help="keep following")
     sub.add_parser("build", parents=[common], help="build the worker image (compose engine)")
     sub.add_parser("compose", parents=[common], help="write the compose file rendered from the pools")
+    sub.add_parser("stack", parents=[common], help="write the swarm stack file rendered from the pools")
     sub.add_parser("engine", parents=[common], help="print the engine `auto` resolves to")
     kube = sub.add_parser("k8s", parents=[base], help="write Kubernetes + KEDA manifests rendered from the pools")
     kube.add_argument("--output", metavar="DIR", default=str(DEFAULT_K8S_DIR),
@@ -259,12 +294,17 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "engine":
         print(resolve_engine(args.engine or settings.engine.name))
         return ExitCode.OK
-    engine = make_engine(settings, args.engine, app=app)
+    chosen = resolve_engine(args.engine or settings.engine.name)
+    if getattr(args, "init_swarm", False) and chosen != "swarm":
+        raise CliError(f"--init-swarm needs the swarm engine (this run uses {chosen}): add --engine swarm",
+                       ExitCode.USAGE)  # fmt: skip
+    options = {"init_swarm": True} if getattr(args, "init_swarm", False) else {}
+    engine = make_engine(settings, args.engine, app=app, **options)
     if args.command == "logs":
         engine.logs(args.lines, args.follow)
         return ExitCode.OK
     actions = {"status": status, "health": status, "down": down, "build": compose_only, "compose": compose_only,
-               "auto": autoscale}  # fmt: skip
+               "auto": autoscale, "stack": stack_only}  # fmt: skip
     action = actions.get(args.command, resize)
     return action(engine, settings, args)
 

@@ -6,7 +6,8 @@
 
 Every problem is one ConfigError (exit 2) that leads with the file, the dotted key and the value:
 `test-config.yml: retry.max_retries must be between 0 and 100 (got -1)`. Deployment facts come from the
-environment, read in one place (`deployment_env`): $BROKER_URL, else the vhost/user in `.env`.
+environment, read in one place (`deployment_env`): $BROKER_URL, else the file named by $BROKER_URL_FILE
+(Docker's *_FILE convention: a swarm secret), else the vhost/user in `.env`.
 
 Input is bounded before it is trusted (README, "Input bounds"): a config file is at most MAX_CONFIG_BYTES
 (checked with stat, then read with a bounded read); its YAML may not use anchors or aliases (`&x`, `*x`:
@@ -41,7 +42,7 @@ ENV_FILE = PROJECT_DIR / ".env"
 RUN_DIR = Path(os.environ.get("DTS_RUN_DIR") or PROJECT_DIR / ".run")  # local workers' pid/log files, rendered files
 # The task routing defaults: the tasks are code (celery_app.py); where each is routed is config.
 DEFAULT_ROUTES = {"task_a": "queue_a", "task_b": "queue_b"}
-ENGINES = ("auto", "compose", "local")
+ENGINES = ("auto", "compose", "local", "swarm")  # auto never picks swarm: it is asked for by name
 EXECUTION_POOLS = ("prefork", "threads", "solo")
 BROKER_SCHEMES = ("amqp", "amqps", "pyamqp")
 POOL_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")  # a compose service, a Celery node name and a file name
@@ -106,10 +107,11 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class EngineSettings:
-    name: str = "auto"  # where the workers run: auto | compose | local
+    name: str = "auto"  # where the workers run: auto | compose | local | swarm
     stop_timeout: float = 60.0  # warm shutdown bound, used by every engine
     start_timeout: float = 60.0
     max_replicas: int = 10
+    health_interval: float = 60.0  # seconds between a worker container's health checks (swarm stack)
 
 
 @dataclass(frozen=True)
@@ -256,7 +258,7 @@ def _broker(sec: _Section, env: dict[str, str]) -> BrokerSettings:
     _check_amqp_url(sec.path, "broker.url", url)
     if "BROKER_URL" in env:
         url = env["BROKER_URL"]
-        _check_amqp_url(sec.path, "$BROKER_URL", url)
+        _check_amqp_url(sec.path, env.get("BROKER_URL_SOURCE", "$BROKER_URL"), url)
     settings = BrokerSettings(url=url, connect_timeout=sec.number("connect_timeout", 5.0, lo=0.1, hi=60))
     sec.done()
     return settings
@@ -377,6 +379,7 @@ def _engine(sec: _Section) -> EngineSettings:
         stop_timeout=sec.number("stop_timeout", 60.0, lo=1, hi=3600),
         start_timeout=sec.number("start_timeout", 60.0, lo=1, hi=3600),
         max_replicas=sec.integer("max_replicas", 10, lo=1, hi=1000),
+        health_interval=sec.number("health_interval", 60.0, lo=1, hi=3600),
     )
     sec.done()
     return settings
@@ -601,14 +604,29 @@ def broker_url_from_env_file(values: dict[str, str], host: str = "localhost") ->
     return f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(vhost, safe='')}"
 
 
+def read_broker_url_file(path: str) -> str:
+    """The broker URL in the file $BROKER_URL_FILE names (a Docker secret: /run/secrets/...), without the
+    surrounding whitespace; ConfigError naming the file when it cannot be read or holds no URL."""
+    hint = "$BROKER_URL_FILE must name a readable file holding one amqp://user:password@host:5672/vhost URL"
+    if not path.strip():
+        raise ConfigError("$BROKER_URL_FILE is set but empty: unset it or name a file holding the broker URL")
+    url = read_bounded(Path(path), MAX_URL_CHARS + 2, "broker URL file", hint).strip()
+    if not url:
+        raise ConfigError(f"{_shown_path(Path(path))} (from $BROKER_URL_FILE) is empty; {hint}")
+    return url
+
+
 def deployment_env(environ: dict[str, str] | None = None, env_file: Path = ENV_FILE) -> dict[str, str]:
-    """The environment overrides, read in one place: $BROKER_URL (set but empty is an error), else
-    the .env vhost/user."""
+    """The environment overrides, read in one place. Precedence: $BROKER_URL (set but empty is an error),
+    else the file $BROKER_URL_FILE names (unreadable: an error), else the .env vhost/user, else the config."""
     environ = os.environ if environ is None else environ
     if "BROKER_URL" in environ:
         if not environ["BROKER_URL"].strip():
             raise ConfigError("$BROKER_URL is set but empty: unset it or give amqp://user:password@host:5672/vhost")
         return {"BROKER_URL": environ["BROKER_URL"]}
+    if "BROKER_URL_FILE" in environ:
+        url = read_broker_url_file(environ["BROKER_URL_FILE"])
+        return {"BROKER_URL": url, "BROKER_URL_SOURCE": "the URL in $BROKER_URL_FILE"}
     url = broker_url_from_env_file(read_env_file(env_file))
     return {"BROKER_URL": url} if url else {}
 

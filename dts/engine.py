@@ -1,4 +1,5 @@
-"""Engines: where a pool's workers run. One small interface, one class per engine (dts.local, dts.compose).
+"""Engines: where a pool's workers run. One small interface, one class per engine (dts.local, dts.compose,
+dts.swarm).
 
     engine = make_engine(settings, "auto")   # compose when a Docker engine answers, else local processes
     engine.resize({"worker-a": 3})          # returns when the new workers answer ping
@@ -124,7 +125,8 @@ def compose_command() -> list[str] | None:
 
 
 def resolve_engine(name: str) -> str:
-    """auto -> compose when a Docker engine answers and compose is installed, else local."""
+    """auto -> compose when a Docker engine answers and compose is installed, else local (never swarm:
+    a swarm is asked for by name)."""
     if name != "auto":
         return name
     return "compose" if docker_answers() and compose_command() else "local"
@@ -134,14 +136,17 @@ def make_engine(settings: Settings, name: str | None = None, app=None, **options
     """The engine `name` (default: engine.name from the config) for these settings."""
     from dts.compose import ComposeEngine
     from dts.local import LocalEngine
+    from dts.swarm import SwarmEngine
 
     if app is None:
         from celery_app import app
     resolved = resolve_engine(name or settings.engine.name)
+    if resolved in ("compose", "swarm") and not docker_answers():
+        raise CliError("no Docker engine answers (`docker info` failed): start one, or use ENGINE=local",
+                       ExitCode.USAGE)  # fmt: skip
+    if resolved == "swarm":
+        return SwarmEngine(settings, app, **options)
     if resolved == "compose":
-        if not docker_answers():
-            raise CliError("no Docker engine answers (`docker info` failed): start one, or use ENGINE=local",
-                           ExitCode.USAGE)  # fmt: skip
         return ComposeEngine(settings, app, **options)
     return LocalEngine(settings, app, **options)
 

@@ -58,9 +58,8 @@ def test_shipped_config_loads_with_seed_values():
     assert s.pools["worker-a"] == PoolSettings("worker-a", ("queue_a",), 1, 1, "prefork", 1, PoolAutoscale(1, 4, 20))
     assert s.autoscale == AutoscaleSettings(interval=2.0, cooldown=30.0)
     assert s.pools["worker-b"].queues == ("queue_b",)
-    assert (s.engine.name, s.engine.stop_timeout, s.engine.start_timeout, s.engine.max_replicas) == (
-        "auto", 60.0, 60.0, 10,
-    )  # fmt: skip
+    assert (s.engine.name, s.engine.stop_timeout, s.engine.start_timeout, s.engine.max_replicas,
+            s.engine.health_interval) == ("auto", 60.0, 60.0, 10, 60.0)  # fmt: skip
     assert s.pool_for_task("task_a").name == "worker-a"
     assert s.pool_for_task("task_b").name == "worker-b"
     assert s.queues == ("queue_a", "queue_b")
@@ -76,6 +75,7 @@ def test_pools_only_gives_defaults_for_everything_else(tmp_path):
     assert (s.tasks["task_a"].queue, s.tasks["task_b"].queue) == ("queue_a", "queue_b")
     assert (s.dispatch.timeout, s.load_test.timeout, s.engine.name) == (60.0, 300.0, "auto")
     assert s.pools["worker-a"].autoscale is None and s.autoscale == AutoscaleSettings()
+    assert s.engine.health_interval == 60.0
 
 
 def test_autoscale_defaults_and_values(tmp_path):
@@ -204,12 +204,14 @@ def test_settings_are_frozen_and_broker_url_is_replaceable():
         (POOLS + "retry: {jitter: maybe}", "retry.jitter must be true or false (got 'maybe')"),
         (POOLS + "retry: [1, 2]", "retry must be a mapping (got [1, 2])"),
         # engine
-        (POOLS + "engine: {name: kubernetes}", "engine.name must be one of auto, compose, local (got 'kubernetes')"),
+        (POOLS + "engine: {name: kubernetes}", "engine.name must be one of auto, compose, local, swarm (got 'kubernetes')"),
         (POOLS + "engine: {stop_timeout: 0}", "engine.stop_timeout must be between 1 and 3600 (got 0)"),
         (POOLS + "engine: {start_timeout: 3601}", "engine.start_timeout must be between 1 and 3600 (got 3601)"),
         (POOLS + "engine: {max_replicas: 0}", "engine.max_replicas must be between 1 and 1000 (got 0)"),
+        (POOLS + "engine: {health_interval: 0.5}", "engine.health_interval must be between 1 and 3600 (got 0.5)"),
+        (POOLS + "engine: {health_interval: 1h}", "engine.health_interval must be a number (got '1h')"),
         (POOLS + "engine: {mode: docker}",
-         "engine.mode is not a known key (known: max_replicas, name, start_timeout, stop_timeout) (got 'docker')"),
+         "engine.mode is not a known key (known: health_interval, max_replicas, name, start_timeout, stop_timeout) (got 'docker')"),
         # broker, dispatch, load_test
         (POOLS + "broker: {url: 5}", "broker.url must be a string (got 5)"),
         (POOLS + "broker: {url: 'redis://localhost:6379/0'}",
@@ -323,6 +325,44 @@ def test_deployment_env_precedence(tmp_path):
     assert deployment_env({}, tmp_path / "missing") == {}
     with pytest.raises(ConfigError, match=r"\$BROKER_URL is set but empty"):
         deployment_env({"BROKER_URL": " "}, env)
+
+
+def test_broker_url_file_sits_between_broker_url_and_env_file(tmp_path):
+    """Docker's *_FILE convention (a swarm secret): BROKER_URL > BROKER_URL_FILE > .env > the config."""
+    env = tmp_path / ".env"
+    env.write_text("DTS_BROKER_USER=u\nDTS_BROKER_PASSWORD=p\nDTS_BROKER_VHOST=v\n")
+    secret = tmp_path / "broker_url"
+    secret.write_text("amqp://s:pw@host.docker.internal:5672/sv\n")  # a trailing newline is not part of it
+    from_file = {
+        "BROKER_URL": "amqp://s:pw@host.docker.internal:5672/sv",
+        "BROKER_URL_SOURCE": "the URL in $BROKER_URL_FILE",
+    }
+    assert deployment_env({"BROKER_URL_FILE": str(secret)}, env) == from_file
+    assert deployment_env({"BROKER_URL_FILE": str(secret), "BROKER_URL": "amqp://x@y//"}, env) == {
+        "BROKER_URL": "amqp://x@y//"
+    }
+    doc = {"pools": {"a": {"queues": ["queue_a"]}, "b": {"queues": ["queue_b"]}}, "broker": {"url": "amqp://a@h1//"}}
+    assert parse_settings(doc, Path("c.yml"), from_file).broker.url == from_file["BROKER_URL"]
+    secret.write_text("redis://localhost:6379/0")
+    with pytest.raises(ConfigError, match=r"^c\.yml: the URL in \$BROKER_URL_FILE must be an AMQP URL"):
+        parse_settings(doc, Path("c.yml"), deployment_env({"BROKER_URL_FILE": str(secret)}, env))
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("missing", r"/missing: cannot read broker URL file \(No such file or directory\); \$BROKER_URL_FILE must name"),
+     ("", r"^\$BROKER_URL_FILE is set but empty: unset it or name a file holding the broker URL$"),
+     (".", r" is a directory, not a broker URL file; \$BROKER_URL_FILE must name a readable file"),
+     ("blank", r"/blank \(from \$BROKER_URL_FILE\) is empty; \$BROKER_URL_FILE must name"),
+     ("huge", r"/huge is 5000 bytes: a broker URL file has at most 1026;")],
+)  # fmt: skip
+def test_unreadable_broker_url_file_is_exit_2_naming_it(tmp_path, name, expected):
+    (tmp_path / "blank").write_text(" \n")
+    (tmp_path / "huge").write_text("amqp://" + "h" * 4993)
+    path = "" if name == "" else str(tmp_path / name)
+    with pytest.raises(ConfigError, match=expected) as err:
+        deployment_env({"BROKER_URL_FILE": path}, tmp_path / ".env")
+    assert err.value.exit_code == ExitCode.USAGE and "\n" not in str(err.value)
 
 
 # --------------------------------------------------------------------------- backoff
