@@ -82,8 +82,11 @@ class ScalingBounds:
 
 
 def scaling_bounds(settings: Settings, pool: PoolSettings) -> ScalingBounds:
-    """KEDA's bounds for a pool: the one place they come from. Today the declared replicas (at least 1: a pool
-    at 0 would leave its queues without a consumer) up to engine.max_replicas, TARGET_READY_PER_REPLICA."""
+    """KEDA's bounds for a pool: the one place they come from. The pool's `autoscale:` range and target, the
+    same ones `scale.py auto` keeps to on the other engines; without one, the declared replicas (at least 1: a
+    pool at 0 would leave its queues without a consumer) up to engine.max_replicas, TARGET_READY_PER_REPLICA."""
+    if pool.autoscale is not None:
+        return ScalingBounds(pool.autoscale.min, pool.autoscale.max, pool.autoscale.target)
     low = max(1, pool.replicas)
     return ScalingBounds(low, max(low, settings.engine.max_replicas), TARGET_READY_PER_REPLICA)
 

@@ -40,7 +40,7 @@ IMAGE = "registry.example.com:5000/team/dts-worker:1.0"
 THREE_POOLS = """\
 pools:
   worker-a: {queues: [queue_a], replicas: 2}
-  worker-b: {queues: [queue_b], concurrency: 2}
+  worker-b: {queues: [queue_b], concurrency: 2, autoscale: {min: 0, max: 5, target: 8}}
   reports-2: {queues: [queue_c, queue_d], replicas: 0, concurrency: 4, execution_pool: threads}
 engine: {stop_timeout: 1.5, max_replicas: 7}
 """
@@ -286,7 +286,8 @@ def test_each_queue_of_each_pool_has_its_rabbitmq_trigger(tmp_path):
         for trigger in spec["triggers"]:
             assert trigger["type"] == "rabbitmq"
             assert trigger["metadata"] == {"protocol": "amqp", "queueName": trigger["metadata"]["queueName"],
-                                           "mode": "QueueLength", "value": "20"}  # fmt: skip
+                                           "mode": "QueueLength",
+                                           "value": str(k8s.scaling_bounds(settings, pool).target)}  # fmt: skip
             assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
     assert [t["metadata"]["queueName"] for t in scaled["reports-2"]["spec"]["triggers"]] == ["queue_c", "queue_d"]
     # the scaler reads the broker URL from the same Secret (and key) as the workers
@@ -298,7 +299,7 @@ def test_scaling_bounds(tmp_path):
     bounds = {name: k8s.scaling_bounds(settings, pool) for name, pool in settings.pools.items()}
     assert bounds == {
         "worker-a": k8s.ScalingBounds(2, 7, 20),
-        "worker-b": k8s.ScalingBounds(1, 7, 20),
+        "worker-b": k8s.ScalingBounds(0, 5, 8),  # its autoscale range: the one scale.py auto keeps to
         "reports-2": k8s.ScalingBounds(1, 7, 20),  # replicas 0: KEDA keeps one consumer on the queues
     }
     scaled = of_kind(k8s.render(settings, text, IMAGE), "ScaledObject")
