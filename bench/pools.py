@@ -60,6 +60,9 @@ def measure_setting(url: str, text: str, tasks: int, work: Path) -> dict[str, An
     doc["monitoring"] = {"task_events": setting["task_events"]}
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     env = dict(os.environ, BROKER_URL=url, DTS_CONFIG=str(config))
+    os.environ.update(
+        BROKER_URL=url, DTS_CONFIG=str(config)
+    )  # this process's settings and the workers' ($BROKER_URL wins over .env)
     settings = load_settings(config)
     use_settings(settings)
     engine = LocalEngine(settings, app, run_dir=RUN_DIR / "bench" / "pools")
