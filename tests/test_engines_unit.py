@@ -1,0 +1,55 @@
+"""One pool declaration drives every engine (no Docker, no cluster): a change to a pool in the config changes
+the compose services, the swarm stack and the Kubernetes manifests alike."""
+
+from pathlib import Path
+
+import yaml
+
+from dts import k8s
+from dts.compose import render_pools, worker_template
+from dts.config import PROJECT_DIR, load_settings
+from dts.swarm import render_stack
+from dts.worker import launch_argv
+
+SHIPPED = PROJECT_DIR / "test-config.yml"
+
+
+def outputs(config: Path) -> dict[str, dict[str, dict]]:
+    """pool -> (command, replicas, stop grace seconds, queues it is scaled on) as each engine renders it."""
+    settings = load_settings(config)
+    compose = render_pools(settings, worker_template())["services"]
+    swarm = render_stack(settings, "dts-worker:test", Path("/dev/null"), "secret", "config")["services"]
+    files = k8s.render(settings, config.read_text(), "dts-worker:test")
+    docs = [doc for docs in files.values() for doc in docs]
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    scaled = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ScaledObject"}
+    return {
+        "compose": {pool: {"command": s["command"], "grace": float(s["stop_grace_period"].rstrip("s"))}
+                    for pool, s in compose.items()},
+        "swarm": {pool: {"command": s["command"], "grace": float(s["stop_grace_period"].rstrip("s")),
+                         "replicas": s["deploy"]["replicas"]} for pool, s in swarm.items()},
+        "k8s": {pool: {"command": d["spec"]["template"]["spec"]["containers"][0]["command"],
+                       "grace": float(d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]),
+                       "replicas": d["spec"]["replicas"],
+                       "queues": [t["metadata"]["queueName"] for t in scaled[pool]["spec"]["triggers"]]}
+                for pool, d in deployments.items()},
+    }  # fmt: skip
+
+
+def test_a_pool_change_changes_compose_swarm_and_k8s_alike(tmp_path):
+    doc = yaml.safe_load(SHIPPED.read_text())
+    doc["pools"]["reports"] = {"queues": ["queue_b"], "replicas": 3}  # a new pool takes over queue_b
+    del doc["pools"]["worker-b"]
+    doc["engine"]["stop_timeout"] = 45
+    changed = tmp_path / "changed.yml"
+    changed.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    before, after = outputs(SHIPPED), outputs(changed)
+    for engine in ("compose", "swarm", "k8s"):
+        assert set(before[engine]) == {"worker-a", "worker-b"}, engine
+        assert set(after[engine]) == {"worker-a", "reports"}, engine  # the pools, nothing hard-coded
+        assert after[engine]["reports"]["command"] == launch_argv("reports"), engine  # the one command line
+        assert {p["grace"] for p in after[engine].values()} == {45.0}, engine  # engine.stop_timeout everywhere
+    for engine in ("swarm", "k8s"):
+        assert after[engine]["reports"]["replicas"] == 3, engine
+    assert after["k8s"]["reports"]["queues"] == ["queue_b"]
