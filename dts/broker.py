@@ -19,7 +19,7 @@ from kombu.exceptions import OperationalError
 
 from dts.config import Settings
 from dts.errors import CliError, ExitCode
-from dts.routing import work_queue
+from dts.routing import dead_letter_queue_name, queue_type_of
 
 START_HINT = "start RabbitMQ with `make broker` (or set BROKER_URL to a running broker)"
 
@@ -78,34 +78,43 @@ def check_broker(app, timeout: float, check_queues: bool = True) -> None:
             # one retry, after half a second (kombu waits 2 s by default): a refused connection is exit 3 in ~0.5 s
             conn.ensure_connection(max_retries=1, interval_start=0.5, timeout=timeout)
             if check_queues:
-                require_current_queues(conn.connection, [q.name for q in app.conf.task_queues or ()])
+                require_current_queues(conn.connection, list(app.conf.task_queues or ()))
     except (AMQPConnectionError, TimeoutError, OSError, OperationalError, ValueError) as exc:
         raise broker_error(app.conf.broker_url, exc) from None
 
 
-def outdated_queues(conn, queues: list[str] | tuple[str, ...]) -> list[str]:
-    """The queues that exist with other arguments than dts.routing declares (PRECONDITION_FAILED): declared
-    by a version without dead-lettering. Declaring creates missing queues (as publishing would)."""
-    outdated = []
+def outdated_queues(conn, queues) -> dict[str, str]:
+    """The queues (declared Queue objects, dts.routing) that exist with other arguments than declared
+    (PRECONDITION_FAILED), with RabbitMQ's reason: declared by a version without dead-lettering, or before
+    broker.queue_type changed. Declaring creates missing queues (as publishing would)."""
+    outdated = {}
     for queue in queues:
         with own_channel(conn) as channel:
             try:
-                work_queue(queue).bind(channel).declare()
-            except PreconditionFailed:
-                outdated.append(queue)
+                queue.bind(channel).declare()
+            except PreconditionFailed as exc:
+                outdated[queue.name] = str(exc.reply_text or exc)
     return outdated
 
 
-def require_current_queues(conn, queues: list[str] | tuple[str, ...]) -> None:
-    """CliError (exit 2) naming the first queue declared without dead-lettering, and the command that fixes it."""
+def require_current_queues(conn, queues) -> None:
+    """CliError (exit 2) naming the first queue declared otherwise than configured, and the command that fixes it."""
     outdated = outdated_queues(conn, queues)
-    if outdated:
-        raise CliError(
-            f"queue {outdated[0]} exists without its dead-letter arguments (declared by an older version; RabbitMQ "
-            f"answers PRECONDITION_FAILED): run `make migrate-queues` (python -m dts.dlq migrate) once, with the "
-            "workers stopped; it keeps the queued messages",
-            ExitCode.USAGE,
-        )
+    if not outdated:
+        return
+    name, why = next(iter(outdated.items()))
+    if "x-queue-type" in why:
+        wanted = next(queue_type_of(q) for q in queues if q.name == name)
+        problem = (f"queue {name} (or {dead_letter_queue_name(name)}) exists as another queue type than the "
+                   f"configured broker.queue_type: {wanted} (RabbitMQ answers PRECONDITION_FAILED)")  # fmt: skip
+    else:
+        problem = (f"queue {name} exists without its dead-letter arguments (declared by an older version; "
+                   "RabbitMQ answers PRECONDITION_FAILED)")  # fmt: skip
+    raise CliError(
+        f"{problem}: run `make migrate-queues` (python -m dts.dlq migrate) once, with the workers stopped; it keeps "
+        "the queued messages",
+        ExitCode.USAGE,
+    )
 
 
 def queue_stats(app, queues: list[str] | tuple[str, ...]) -> dict[str, QueueStats]:

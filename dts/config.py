@@ -45,6 +45,7 @@ DEFAULT_ROUTES = {"task_a": "queue_a", "task_b": "queue_b"}
 ENGINES = ("auto", "compose", "local", "swarm")  # auto never picks swarm: it is asked for by name
 EXECUTION_POOLS = ("prefork", "threads", "solo")
 BROKER_SCHEMES = ("amqp", "amqps", "pyamqp")
+QUEUE_TYPES = ("classic", "quorum")  # RabbitMQ's x-queue-type of the work and dead-letter queues
 POOL_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")  # a compose service, a Celery node name and a file name
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 MAX_POOLS = 20
@@ -62,6 +63,8 @@ ROOT_KEYS = ("name", "broker", "pools", "tasks", "retry", "engine", "dispatch", 
 class BrokerSettings:
     url: str = "amqp://guest:guest@localhost:5672//"
     connect_timeout: float = 5.0
+    queue_type: str = "classic"  # classic | quorum (replicated across a cluster's nodes): dts.routing
+    delivery_limit: int = 5  # quorum only: a message redelivered more often than this is dead-lettered
 
 
 @dataclass(frozen=True)
@@ -259,7 +262,14 @@ def _broker(sec: _Section, env: dict[str, str]) -> BrokerSettings:
     if "BROKER_URL" in env:
         url = env["BROKER_URL"]
         _check_amqp_url(sec.path, env.get("BROKER_URL_SOURCE", "$BROKER_URL"), url)
-    settings = BrokerSettings(url=url, connect_timeout=sec.number("connect_timeout", 5.0, lo=0.1, hi=60))
+    queue_type = sec.choice("queue_type", QUEUE_TYPES, BrokerSettings.queue_type)
+    limit = sec.integer("delivery_limit", BrokerSettings.delivery_limit, lo=1, hi=1000)
+    if queue_type != "quorum" and "delivery_limit" in sec.data:
+        raise sec.fail(
+            "delivery_limit", limit, "applies to quorum queues only: set broker.queue_type: quorum or drop it"
+        )
+    settings = BrokerSettings(url=url, connect_timeout=sec.number("connect_timeout", 5.0, lo=0.1, hi=60),
+                              queue_type=queue_type, delivery_limit=limit)  # fmt: skip
     sec.done()
     return settings
 

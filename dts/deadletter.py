@@ -27,7 +27,7 @@ from celery.exceptions import Ignore, Reject, Retry, Terminated, WorkerLostError
 from celery.worker.consumer import Consumer
 from celery.worker.request import Request
 
-from dts.routing import dead_letter_exchange, dead_letter_queue
+from dts.routing import dead_letter_exchange, dead_letter_queue, queue_type_of
 
 logger = logging.getLogger("dts.deadletter")
 
@@ -56,6 +56,12 @@ def source_queue(message) -> str:
     return info.get("routing_key") or info.get("exchange") or ""
 
 
+def dead_letter_queue_of(app, queue: str):
+    """`queue.dead` as the app declares it (of the work queue's type: broker.queue_type)."""
+    declared = app.amqp.queues.get(queue)
+    return dead_letter_queue(queue, queue_type_of(declared) if declared is not None else "classic")
+
+
 def publish_dead_letter(app, message, reason: str, attempts: int, worker: str) -> bool:
     """Copy `message` (body and properties unchanged) to its queue's dead-letter exchange with the reason
     headers; True once the broker confirmed it."""
@@ -77,7 +83,7 @@ def publish_dead_letter(app, message, reason: str, attempts: int, worker: str) -
                 content_type=message.content_type or "application/octet-stream",
                 content_encoding=message.content_encoding or "binary",
                 delivery_mode=2,
-                declare=[dead_letter_queue(queue)],
+                declare=[dead_letter_queue_of(app, queue)],
                 retry=True,
                 retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
                 **extra,

@@ -20,14 +20,15 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from amqp import Message
-from amqp.exceptions import NotFound
+from amqp.exceptions import NotFound, PreconditionFailed
+from kombu import Queue
 
 from dts import deadletter
-from dts.broker import check_broker, outdated_queues, own_channel, require_current_queues
+from dts.broker import check_broker, own_channel, require_current_queues
 from dts.cli import Parser, run_main
 from dts.config import Settings, load_settings
 from dts.errors import CliError, ExitCode
-from dts.routing import dead_letter_queue_name, work_queue
+from dts.routing import CLASSIC, dead_letter_queue_name, declared_queues, queue_type_of, work_queue
 
 PROG = "python -m dts.dlq"
 MIGRATING_SUFFIX = ".migrating"
@@ -162,13 +163,14 @@ def move(conn, source: str, target: str) -> int:
     return moved
 
 
-def replay(conn, queues: list[str], ids: set[str] | None = None) -> dict[str, int]:
+def replay(conn, queues: list[str], ids: set[str] | None = None, broker=None) -> dict[str, int]:
     """Re-publish the dead letters of `queues` (only `ids`, if given) to their work queue, with a confirm
     before each acknowledgement; a task id is replayed once (an extra copy is dropped)."""
     replayed = {}
     for queue in queues:
         with own_channel(conn) as declare_channel:
-            work_queue(queue).bind(declare_channel).declare()  # the target exists, with its dead-letter arguments
+            # the target exists, with its dead-letter arguments
+            work_queue(queue, broker or CLASSIC).bind(declare_channel).declare()
         dead, seen, moved = dead_letter_queue_name(queue), set(), 0
         with own_channel(conn) as channel:
             for _ in range(_depth(conn, dead) or 0):  # those there now: a replay that fails again is not looped
@@ -199,38 +201,75 @@ def purge(conn, queues: list[str]) -> dict[str, int]:
 # --------------------------------------------------------------------------- migration
 
 
-def migrate(conn, queues: list[str] | tuple[str, ...]) -> list[str]:
-    """Redeclare each outdated queue with its dead-letter arguments, its messages kept: moved to
-    `Q.migrating`, Q deleted (only if empty) and declared anew, the messages moved back. Refused while Q
-    has consumers. Run again after an interruption, it finishes the job (it moves back what is aside)."""
+def _declare_fails(conn, queue) -> bool:
+    """Declaring `queue` (a kombu Queue) fails with PRECONDITION_FAILED: it exists with other arguments."""
+    with own_channel(conn) as channel:
+        try:
+            queue.bind(channel).declare()
+        except PreconditionFailed:
+            return True
+    return False
+
+
+def _redeclare(conn, queue, plain: Queue) -> int:
+    """Move `queue`'s messages aside to `queue.migrating`, delete it (only if empty and unused) and declare
+    it anew with `plain` (its declared form, a kombu Queue). Returns how many messages were moved aside."""
+    aside = queue + MIGRATING_SUFFIX
+    with own_channel(conn) as channel:
+        channel.queue_declare(queue=aside, durable=True, auto_delete=False)
+    moved = move(conn, queue, aside)
+    with own_channel(conn) as channel:
+        channel.queue_delete(queue=queue, if_empty=True, if_unused=True)
+    if _declare_fails(conn, plain):
+        raise CliError(f"{queue} could not be redeclared; its messages are in {aside}")
+    return moved
+
+
+def _move_back(conn, queue: str) -> str | None:
+    aside = queue + MIGRATING_SUFFIX
+    if _depth(conn, aside) is None:
+        return None
+    back = move(conn, aside, queue)
+    if _depth(conn, aside) == 0:
+        with own_channel(conn) as channel:
+            channel.queue_delete(queue=aside, if_empty=True)
+    return f"{queue}: {back} message(s) moved back from {aside}"
+
+
+def migrate(conn, queues) -> list[str]:
+    """Redeclare each outdated work queue (declared Queue objects, dts.routing) as configured, its messages
+    kept: without dead-lettering (an older version), or of another queue type (broker.queue_type changed;
+    then its dead-letter queue too). Each is moved to `Q.migrating`, deleted (only if empty) and declared
+    anew, the messages moved back. Refused while Q has consumers. Run again after an interruption, it
+    finishes the job (it moves back what is aside)."""
     lines = []
-    for queue in queues:
-        aside = queue + MIGRATING_SUFFIX
-        if queue in outdated_queues(conn, [queue]):
+    for declared in queues:
+        queue, dead = declared.name, declared.dead_letter_queue()
+        kind = queue_type_of(declared)
+        touched = False
+        if _declare_fails(conn, declared):
             _, consumers = _ready_and_consumers(conn, queue)
             if consumers:
                 raise CliError(f"{queue} has {consumers} consumer(s): stop the workers first (`make down`), then run "
                                "`make migrate-queues` again", ExitCode.FAILED)  # fmt: skip
-            with own_channel(conn) as channel:
-                channel.queue_declare(queue=aside, durable=True, auto_delete=False)
-            aside_count = move(conn, queue, aside)
-            with own_channel(conn) as channel:
-                channel.queue_delete(queue=queue, if_empty=True, if_unused=True)
-            if outdated_queues(conn, [queue]):
-                raise CliError(f"{queue} could not be redeclared; its messages are in {aside}")
-            lines.append(f"{queue}: redeclared with dead-lettering to {dead_letter_queue_name(queue)} "
-                         f"({aside_count} message(s) moved aside)")  # fmt: skip
-        waiting = _depth(conn, aside)
-        if waiting is None:
-            if not lines or not lines[-1].startswith(queue + ":"):
-                lines.append(f"{queue}: ok")
-            continue
-        back = move(conn, aside, queue)
-        left = _depth(conn, aside)
-        if left == 0:
-            with own_channel(conn) as channel:
-                channel.queue_delete(queue=aside, if_empty=True)
-        lines.append(f"{queue}: {back} message(s) moved back from {aside}")
+            retyped = _declare_fails(conn, dead)  # Q.dead of another type: its messages are kept too
+            if retyped:
+                moved = _redeclare(conn, dead.name, dead)
+                lines.append(f"{dead.name}: redeclared as a {kind} queue ({moved} message(s) moved aside)")
+            if _declare_fails(conn, declared):
+                moved = _redeclare(conn, queue, declared)
+                how = "with dead-lettering to " + dead.name
+                if retyped or kind == "quorum":
+                    how = f"as a {kind} queue with dead-lettering to {dead.name}"
+                lines.append(f"{queue}: redeclared {how} ({moved} message(s) moved aside)")
+            touched = True
+        for name in (dead.name, queue):
+            back = _move_back(conn, name)
+            if back:
+                lines.append(back)
+                touched = True
+        if not touched:
+            lines.append(f"{queue}: ok")
     return lines
 
 
@@ -285,10 +324,11 @@ def run(args: argparse.Namespace) -> int:
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1)
         conn = conn.connection  # the py-amqp connection: channels of our own
+        declared = [q for q in declared_queues(settings) if q.name in queues]
         if args.command == "migrate":
-            print("\n".join(migrate(conn, queues)))
+            print("\n".join(migrate(conn, declared)))
             return ExitCode.OK
-        require_current_queues(conn, queues)
+        require_current_queues(conn, declared)
         if args.command == "list":
             letters = {queue: browse(conn, queue) for queue in queues}
             if args.json:
@@ -299,7 +339,7 @@ def run(args: argparse.Namespace) -> int:
                 print("\n".join(render_list(letters)))
             return ExitCode.OK
         if args.command == "replay":
-            done = replay(conn, queues, set(args.id) if args.id else None)
+            done = replay(conn, queues, set(args.id) if args.id else None, settings.broker)
             for queue, n in done.items():
                 print(f"{dead_letter_queue_name(queue)} -> {queue}: {n} replayed")
             return ExitCode.OK

@@ -3,6 +3,12 @@
 Every work queue Q is declared with its dead-letter pair: a direct exchange `Q.dlx` and a durable queue
 `Q.dead` bound to it (routing key Q). Q carries `x-dead-letter-exchange: Q.dlx` and
 `x-dead-letter-routing-key: Q`, so a message a worker rejects goes to `Q.dead` (README, "Dead letters").
+
+`broker.queue_type: quorum` declares Q and Q.dead as quorum queues (`x-queue-type: quorum`: replicated
+over a cluster's nodes) and gives Q an `x-delivery-limit` (broker.delivery_limit): a message redelivered
+more often than that (a task that kills its worker every time) is dead-lettered to Q.dead by RabbitMQ.
+Celery sees the argument and turns global QoS off (RabbitMQ refuses it on quorum queues). The per-run
+reply queues (dts.replies) stay classic. SCALING.md, "Quorum queues", says why.
 """
 
 from __future__ import annotations
@@ -11,10 +17,11 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
-from dts.config import Settings
+from dts.config import BrokerSettings, Settings
 
 DLX_SUFFIX = ".dlx"
 DEAD_SUFFIX = ".dead"
+CLASSIC = BrokerSettings()  # classic queues: the default declaration
 
 
 def dead_letter_exchange(queue: str) -> str:
@@ -25,15 +32,31 @@ def dead_letter_queue_name(queue: str) -> str:
     return queue + DEAD_SUFFIX
 
 
-def dead_letter_arguments(queue: str) -> dict[str, str]:
+def type_arguments(queue_type: str) -> dict[str, str]:
+    """`x-queue-type: quorum` for a quorum queue; nothing for a classic one (RabbitMQ's default, and what
+    queues declared before the option exist with: an explicit `classic` would not match them)."""
+    return {"x-queue-type": "quorum"} if queue_type == "quorum" else {}
+
+
+def queue_type_of(queue: Queue) -> str:
+    return (queue.queue_arguments or {}).get("x-queue-type", "classic")
+
+
+def dead_letter_arguments(queue: str, broker: BrokerSettings = CLASSIC) -> dict[str, str | int]:
     """The arguments a work queue is declared with (RabbitMQ refuses to re-declare it with others)."""
-    return {"x-dead-letter-exchange": dead_letter_exchange(queue), "x-dead-letter-routing-key": queue}
+    args: dict[str, str | int] = {"x-dead-letter-exchange": dead_letter_exchange(queue),
+                                  "x-dead-letter-routing-key": queue, **type_arguments(broker.queue_type)}  # fmt: skip
+    if broker.queue_type == "quorum":
+        args["x-delivery-limit"] = broker.delivery_limit
+    return args
 
 
-def dead_letter_queue(queue: str) -> Queue:
-    """`queue.dead`, bound to the direct exchange `queue.dlx` with the routing key `queue`."""
+def dead_letter_queue(queue: str, queue_type: str = "classic") -> Queue:
+    """`queue.dead`, bound to the direct exchange `queue.dlx` with the routing key `queue`; of the work
+    queue's type (quorum: replicated like it)."""
     exchange = Exchange(dead_letter_exchange(queue), type="direct", durable=True)
-    return Queue(dead_letter_queue_name(queue), exchange, routing_key=queue, durable=True)
+    return Queue(dead_letter_queue_name(queue), exchange, routing_key=queue, durable=True,
+                 queue_arguments=type_arguments(queue_type) or None)  # fmt: skip
 
 
 class DeadLetteredQueue(Queue):
@@ -43,19 +66,22 @@ class DeadLetteredQueue(Queue):
 
     def declare(self, nowait: bool = False, channel=None) -> str:
         if not self.no_declare:
-            dead_letter_queue(self.name).bind(channel or self.channel).declare(nowait=nowait)
+            self.dead_letter_queue().bind(channel or self.channel).declare(nowait=nowait)
         return super().declare(nowait=nowait, channel=channel)
 
+    def dead_letter_queue(self) -> Queue:
+        return dead_letter_queue(self.name, queue_type_of(self))
 
-def work_queue(name: str) -> DeadLetteredQueue:
+
+def work_queue(name: str, broker: BrokerSettings = CLASSIC) -> DeadLetteredQueue:
     return DeadLetteredQueue(name, Exchange(name, type="direct", durable=True), routing_key=name, durable=True,
-                             queue_arguments=dead_letter_arguments(name))  # fmt: skip
+                             queue_arguments=dead_letter_arguments(name, broker))  # fmt: skip
 
 
 def declared_queues(settings: Settings) -> tuple[Queue, ...]:
     """Every pool's queues, declared here and nowhere else: durable, one direct exchange per queue, each
     with its dead-letter arguments and its dead-letter exchange and queue."""
-    return tuple(work_queue(name) for name in settings.queues)
+    return tuple(work_queue(name, settings.broker) for name in settings.queues)
 
 
 def route_table(settings: Settings) -> dict[str, dict[str, str]]:

@@ -218,6 +218,14 @@ def test_settings_are_frozen_and_broker_url_is_replaceable():
          "broker.url must be an AMQP URL like amqp://user:password@host:5672/vhost (got scheme 'redis'); "
          "this project needs RabbitMQ"),
         (POOLS + "broker: {connect_timeout: 0}", "broker.connect_timeout must be between 0.1 and 60 (got 0)"),
+        (POOLS + "broker: {queue_type: stream}", "broker.queue_type must be one of classic, quorum (got 'stream')"),
+        (POOLS + "broker: {queue_type: quorum, delivery_limit: 0}",
+         "broker.delivery_limit must be between 1 and 1000 (got 0)"),
+        (POOLS + "broker: {queue_type: quorum, delivery_limit: five}", "broker.delivery_limit must be an integer (got 'five')"),
+        (POOLS + "broker: {delivery_limit: 3}",
+         "broker.delivery_limit applies to quorum queues only: set broker.queue_type: quorum or drop it (got 3)"),
+        (POOLS + "broker: {queue: quorum}",
+         "broker.queue is not a known key (known: connect_timeout, delivery_limit, queue_type, url) (got 'quorum')"),
         (POOLS + "dispatch: {timeout: 0}", "dispatch.timeout must be between 0.1 and 86400 (got 0)"),
         (POOLS + "load_test: {min_efficiency: 2}", "load_test.min_efficiency must be between 0 and 1 (got 2)"),
     ],
@@ -405,6 +413,24 @@ def test_routes_send_each_task_to_its_own_queue():
         ("queue_a", True, "queue_a", "queue_a", "direct"),
         ("queue_b", True, "queue_b", "queue_b", "direct"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("broker", "work_args", "dead_args"),
+    [({}, {}, None),
+     ({"queue_type": "classic"}, {}, None),
+     ({"queue_type": "quorum"}, {"x-queue-type": "quorum", "x-delivery-limit": 5}, {"x-queue-type": "quorum"}),
+     ({"queue_type": "quorum", "delivery_limit": 2}, {"x-queue-type": "quorum", "x-delivery-limit": 2},
+      {"x-queue-type": "quorum"})],
+)  # fmt: skip
+def test_queue_type_is_declared_on_the_work_and_dead_letter_queues(broker, work_args, dead_args):
+    s = parse_settings({"pools": {"a": {"queues": ["queue_a"]}, "b": {"queues": ["queue_b"]}}, "broker": broker},
+                       Path("c.yml"), {})  # fmt: skip
+    dlx = {"x-dead-letter-exchange": "queue_a.dlx", "x-dead-letter-routing-key": "queue_a"}
+    queue_a = celery_settings(s)["task_queues"][0]
+    assert queue_a.queue_arguments == {**dlx, **work_args}
+    assert queue_a.dead_letter_queue().queue_arguments == dead_args
+    assert s.broker.queue_type == broker.get("queue_type", "classic")
 
 
 def test_every_pool_queue_is_declared_and_routes_follow_the_config(tmp_path):
