@@ -92,24 +92,29 @@ def test_a_message_redelivered_past_the_limit_is_dead_lettered(rabbitmq, tmp_pat
     url = vhost_url(IDLE)
     path = quorum_config(tmp_path / "quorum.yml")
     try:
-        with Connection(url) as conn:
+        with Connection(url, transport_options={"confirm_publish": True}) as conn:  # published = in the queue
             channel = conn.default_channel
             for queue in declared_queues(load_settings(path)):
                 queue.bind(channel).declare()
             Producer(channel).publish({"poison": 1}, exchange="queue_b", routing_key="queue_b",
                                       headers={"task": "celery_app.task_b", "id": "poison-1"})  # fmt: skip
-            counts = []
-            for _ in range(LIMIT + 2):
+            counts, deadline = [], time.monotonic() + 15
+            while len(counts) < LIMIT + 1 and time.monotonic() < deadline:
                 message = channel.basic_get("queue_b", no_ack=False)
-                if message is None:
-                    break
+                if message is None:  # a requeue reaches a quorum queue a moment later
+                    time.sleep(0.05)  # polling the queue, under the deadline
+                    continue
                 counts.append(message.headers.get("x-delivery-count", 0))
                 channel.basic_reject(message.delivery_tag, requeue=True)
-        assert counts == list(range(LIMIT + 1)), counts  # delivered 1 + LIMIT times, then no more
-        proc = run_cli("-m", "dts.dlq", "list", "--json", "--config", str(path), env={"BROKER_URL": url})
-        assert proc.returncode == 0, proc.stderr
-        letters = json.loads(proc.stdout)["queues"]["queue_b"]["messages"]
+        assert counts == list(range(LIMIT + 1)), counts  # delivered 1 + LIMIT times
+        letters, deadline = [], time.monotonic() + 15
+        while not letters and time.monotonic() < deadline:  # dead-lettering follows the last reject
+            proc = run_cli("-m", "dts.dlq", "list", "--json", "--config", str(path), env={"BROKER_URL": url})
+            assert proc.returncode == 0, proc.stderr
+            letters = json.loads(proc.stdout)["queues"]["queue_b"]["messages"]
         assert [(m["id"], m["reason"].split()[0]) for m in letters] == [("poison-1", "delivery_limit")]
+        with Connection(url) as conn:  # and it is not delivered again
+            assert conn.default_channel.basic_get("queue_b", no_ack=True) is None
     finally:
         from dts.provision import rabbitmqctl
 
