@@ -147,6 +147,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_node_port() -> int:
+    """A free port P below 45536 whose P + 20000 is free too: a RabbitMQ node's AMQP and distribution ports
+    (an ephemeral port from free_port() may be above 45535, and P + 20000 then is no port)."""
+    import random
+
+    for _ in range(100):
+        port = random.randrange(10000, 45000)
+        if port_is_free(port) and port_is_free(port + 20000):
+            return port
+    raise RuntimeError("no free port pair for a RabbitMQ node")
+
+
 def http_get(url: str, login: tuple[str, str] | None = None) -> tuple[int, str]:
     """(HTTP status, body) of a GET, with basic auth when a login is given."""
     req = urllib.request.Request(url)
@@ -248,14 +269,14 @@ class PrivateBroker:
 
 def start_node(node: str, port: int, conf: str = "", prepare=None) -> PrivateBroker:
     """Start RabbitMQ node `node` with AMQP on `port` (distribution on port + 20000) in a fresh directory,
-    with `conf` as its rabbitmq.conf; `prepare(base)` may put files there first (certificates). Returns once
-    the node is up. As root the server drops to the rabbitmq user: the whole directory is chowned to it."""
+    with `conf` as its rabbitmq.conf ("{base}" in it: that directory); `prepare(base)` may put files there
+    first (certificates). Returns once the node is up. As root the server drops to the rabbitmq user: the whole directory is chowned to it."""
     import tempfile
 
     base = Path(tempfile.mkdtemp(prefix=f"{node.split('@')[0]}-"))
     if prepare:
         prepare(base)
-    (base / "rabbitmq.conf").write_text(conf)
+    (base / "rabbitmq.conf").write_text(conf.replace("{base}", str(base)))
     env = dict(os.environ, RABBITMQ_NODENAME=node, RABBITMQ_NODE_PORT=str(port), RABBITMQ_DIST_PORT=str(port + 20000),
                RABBITMQ_MNESIA_BASE=str(base / "mnesia"), RABBITMQ_LOG_BASE=str(base / "log"),
                RABBITMQ_ENABLED_PLUGINS_FILE=str(base / "enabled_plugins"), RABBITMQ_PID_FILE=str(base / "pid"),
