@@ -664,14 +664,17 @@ def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
     return {k.strip(): v.strip().strip("'\"") for k, v in pairs}
 
 
-def broker_url_from_env_file(values: dict[str, str], host: str = "localhost") -> str | None:
-    """The broker URL for the dedicated vhost/user in .env, if .env defines one."""
+def broker_url_from_env_file(values: dict[str, str], host: str = "localhost", tls: bool = False) -> str | None:
+    """The broker URL for the dedicated vhost/user in .env, if .env defines one; with `tls`, the amqps:// URL
+    of the broker's TLS listener ($DTS_BROKER_TLS_PORT, default 5671): what containers use when broker.tls is set."""
     try:
         user, password, vhost = values["DTS_BROKER_USER"], values["DTS_BROKER_PASSWORD"], values["DTS_BROKER_VHOST"]
     except KeyError:
         return None
-    port = values.get("DTS_BROKER_PORT", "5672")
-    return f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(vhost, safe='')}"
+    scheme, port = (
+        ("amqps", values.get("DTS_BROKER_TLS_PORT", "5671")) if tls else ("amqp", values.get("DTS_BROKER_PORT", "5672"))
+    )
+    return f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(vhost, safe='')}"
 
 
 def read_broker_url_file(path: str) -> str:

@@ -77,11 +77,12 @@ def time_limit_annotations(settings: Settings) -> dict[str, dict[str, float]]:
 
 
 def broker_ssl(settings: Settings) -> dict[str, Any] | None:
-    """py-amqp's TLS options for `broker.tls` (None: plain AMQP). The broker's certificate must be signed by
+    """py-amqp's TLS options for an amqps:// URL, from `broker.tls` (None: plain AMQP, an amqp:// URL, e.g. the
+    host's own plain listener while containers use TLS). The broker's certificate must be signed by
     ca_file and carry server_hostname (default: the URL's host): py-amqp checks the name only when
     server_hostname is given, so it always is."""
     tls = settings.broker.tls
-    if tls is None:
+    if tls is None or not settings.broker.url.startswith("amqps://"):  # the URL says whether, broker.tls how
         return None
     options = {
         "ca_certs": tls.ca_file,

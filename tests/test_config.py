@@ -350,6 +350,8 @@ def test_tls_gives_every_connection_the_ca_client_certificate_and_hostname(pem):
     assert celery_settings(named)["broker_use_ssl"]["server_hostname"] == "rabbit.internal"
     assert "certfile" not in celery_settings(named)["broker_use_ssl"]
     assert celery_settings(parse_settings(TLS_DOC, pem / "c.yml"))["broker_use_ssl"] is False
+    plain = parse_settings(tls_doc("amqp://u:p@localhost:5672/v", ca_file="ca.pem"), pem / "c.yml")
+    assert celery_settings(plain)["broker_use_ssl"] is False  # the URL says whether: amqp:// is plain
 
 
 def test_tls_files_from_the_environment_override_the_config(pem, tmp_path_factory):
