@@ -8,6 +8,7 @@ require_consumers(app, settings)         # CliError(exit 4) naming the first que
 
 from __future__ import annotations
 
+import ssl
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -53,11 +54,41 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
+def _ssl_error(exc: BaseException | None) -> ssl.SSLError | None:
+    """The TLS error behind a failed connection (kombu may wrap it), if one is."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, ssl.SSLError):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def tls_failure(shown: str, exc: ssl.SSLError) -> str:
+    """Why the TLS handshake with the broker failed, and the fix (broker.tls in the config)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = exc.verify_message or str(exc)
+        if "hostname" in detail.lower():
+            return (f"the broker's TLS certificate at {shown} does not carry the name the client checks ({detail}): "
+                    "set broker.tls.server_hostname to a name in the certificate, or connect by that name")  # fmt: skip
+        return (f"the broker's TLS certificate at {shown} was not verified ({detail}): broker.tls.ca_file must be "
+                "the CA that signed it")  # fmt: skip
+    if isinstance(exc, ssl.SSLEOFError) or "CERTIFICATE_REQUIRED" in str(exc):
+        return (f"the broker at {shown} ended the TLS handshake: it requires a client certificate (one signed by a "
+                "CA it trusts): set broker.tls.cert_file and broker.tls.key_file")  # fmt: skip
+    reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
+    return (f"TLS to the broker at {shown} failed ({reason}): check that the URL's port is the broker's TLS "
+            "listener (amqps://, usually 5671) and the files in broker.tls")  # fmt: skip
+
+
 def broker_error(url: str, exc: BaseException) -> CliError:
     """The one-line exit-3 error for a failed connection, with the fix for its cause."""
     shown = redact_url(url)
     shown = shown if len(shown) <= 120 else shown[:117] + "..."  # a message quotes an excerpt, never a whole value
-    if isinstance(exc, AccessRefused):
+    tls_exc = _ssl_error(exc)
+    if tls_exc is not None:
+        why = tls_failure(shown, tls_exc)
+    elif isinstance(exc, AccessRefused):
         why = (f"the broker at {shown} refused the login: check the user, password and vhost "
                "(run `make broker` to create the project's vhost and user)")  # fmt: skip
     elif isinstance(exc, AMQPConnectionError):  # e.g. NotAllowed: no such vhost, or no permission on it

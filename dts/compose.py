@@ -19,7 +19,15 @@ from typing import Any
 import yaml
 
 from dts.config import PROJECT_DIR, RUN_DIR, Settings, checkout_name, read_env_file
-from dts.engine import check_sizes, compose_command, declared_sizes, replicas, scale_plan, wait_for_pong
+from dts.engine import (
+    check_sizes,
+    compose_command,
+    container_tls_files,
+    declared_sizes,
+    replicas,
+    scale_plan,
+    wait_for_pong,
+)
 from dts.errors import CliError, ExitCode
 from dts.worker import launch_argv, nodename, pool_of_node
 
@@ -39,9 +47,17 @@ def render_pools(settings: Settings, template: dict[str, Any]) -> dict[str, Any]
     services = {}
     for pool in settings.pools.values():
         service = copy.deepcopy(template)
-        service["environment"] = {**template.get("environment", {}), "DTS_POOL": pool.name}
+        tls = container_tls_files(settings)
+        service["environment"] = {**template.get("environment", {}), "DTS_POOL": pool.name,
+                                  **{env: path for env, _, path in tls}}  # fmt: skip
+        if tls:  # the amqps:// URL of the host broker's TLS listener; the files mounted read-only
+            url = service["environment"]["BROKER_URL"]
+            service["environment"]["BROKER_URL"] = url.replace("amqp://", "amqps://", 1).replace(
+                "${DTS_BROKER_PORT:-5672}", "${DTS_BROKER_TLS_PORT:-5671}"
+            )
         service["command"] = launch_argv(pool.name)
-        service["volumes"] = [*template.get("volumes", []), f"{settings.path}:{CONFIG_IN_IMAGE}:ro"]
+        service["volumes"] = [*template.get("volumes", []), f"{settings.path}:{CONFIG_IN_IMAGE}:ro",
+                              *(f"{host}:{path}:ro" for _, host, path in tls)]  # fmt: skip
         service["stop_grace_period"] = f"{settings.engine.stop_timeout:g}s"
         services[pool.name] = service
     return {"services": services}

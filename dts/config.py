@@ -60,11 +60,23 @@ ROOT_KEYS = ("name", "broker", "pools", "tasks", "retry", "engine", "dispatch", 
 
 
 @dataclass(frozen=True)
+class BrokerTLS:
+    """TLS to the broker (`broker.tls`): the CA that signed the broker's certificate, an optional client
+    certificate and key, and the name the broker's certificate must carry (default: the URL's host)."""
+
+    ca_file: str
+    cert_file: str | None = None
+    key_file: str | None = None
+    server_hostname: str | None = None  # None: the broker URL's host
+
+
+@dataclass(frozen=True)
 class BrokerSettings:
     url: str = "amqp://guest:guest@localhost:5672//"
     connect_timeout: float = 5.0
     queue_type: str = "classic"  # classic | quorum (replicated across a cluster's nodes): dts.routing
     delivery_limit: int = 5  # quorum only: a message redelivered more often than this is dead-lettered
+    tls: BrokerTLS | None = None  # None: plain AMQP (refused for an amqps:// URL)
 
 
 @dataclass(frozen=True)
@@ -259,19 +271,77 @@ class _Section:
 def _broker(sec: _Section, env: dict[str, str]) -> BrokerSettings:
     url = sec.get("url", str, BrokerSettings.url)
     _check_amqp_url(sec.path, "broker.url", url)
+    source = "broker.url"
     if "BROKER_URL" in env:
         url = env["BROKER_URL"]
-        _check_amqp_url(sec.path, env.get("BROKER_URL_SOURCE", "$BROKER_URL"), url)
+        source = env.get("BROKER_URL_SOURCE", "$BROKER_URL")
+        _check_amqp_url(sec.path, source, url)
     queue_type = sec.choice("queue_type", QUEUE_TYPES, BrokerSettings.queue_type)
     limit = sec.integer("delivery_limit", BrokerSettings.delivery_limit, lo=1, hi=1000)
     if queue_type != "quorum" and "delivery_limit" in sec.data:
         raise sec.fail(
             "delivery_limit", limit, "applies to quorum queues only: set broker.queue_type: quorum or drop it"
         )
+    tls = _broker_tls(sec, env)
+    if tls is None and url.startswith("amqps://"):
+        raise ConfigError(f"{sec.path.name}: {source} is an amqps:// URL but broker.tls.ca_file is not set: add "
+                          "broker.tls: {ca_file: PATH} naming the CA that signed the broker's certificate")  # fmt: skip
     settings = BrokerSettings(url=url, connect_timeout=sec.number("connect_timeout", 5.0, lo=0.1, hi=60),
-                              queue_type=queue_type, delivery_limit=limit)  # fmt: skip
+                              queue_type=queue_type, delivery_limit=limit, tls=tls)  # fmt: skip
     sec.done()
     return settings
+
+
+# $BROKER_TLS_<KEY> overrides broker.tls.<key>: where a container finds the files mounted into it
+TLS_FILE_KEYS = ("ca_file", "cert_file", "key_file")
+TLS_ENV = {key: f"BROKER_TLS_{key.upper()}" for key in TLS_FILE_KEYS}
+
+
+def _tls_file(sec: _Section, key: str, env: dict[str, str]) -> str | None:
+    """A file of broker.tls (or the $BROKER_TLS_* that overrides it): it must exist and be readable now,
+    not at the first connection (exit 2 naming the key and the file)."""
+    value, source = _optional_str(sec, key), sec.key(key)
+    if TLS_ENV[key] in env:
+        value, source = env[TLS_ENV[key]], "$" + TLS_ENV[key]
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = (sec.path.parent / path).resolve()  # relative to the config file, like any path in it
+    if not path.is_file():
+        raise ConfigError(f"{sec.path.name}: {source} names {_shown_path(path)}, which is not a file: "
+                          "give the path of a PEM file")  # fmt: skip
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise ConfigError(f"{sec.path.name}: {source} names {_shown_path(path)}, which cannot be read "
+                          f"({exc.strerror or exc}): fix its permissions") from None  # fmt: skip
+    return str(path)
+
+
+def _optional_str(sec: _Section, key: str) -> str | None:
+    sec.seen.add(key)
+    return None if sec.data.get(key) is None else sec.get(key, str, None)
+
+
+def _broker_tls(parent: _Section, env: dict[str, str]) -> BrokerTLS | None:
+    """`broker.tls`: absent (or null) = plain AMQP; else ca_file is required, cert_file and key_file go together."""
+    present = parent.data.get("tls") is not None or any(name in env for name in TLS_ENV.values())
+    sec = parent.section("tls")
+    if not present:
+        return None
+    files = {key: _tls_file(sec, key, env) for key in TLS_FILE_KEYS}
+    if files["ca_file"] is None:
+        raise sec.fail("ca_file", None, "is required: the PEM file of the CA that signed the broker's certificate")
+    if (files["cert_file"] is None) != (files["key_file"] is None):
+        given, missing = ("cert_file", "key_file") if files["cert_file"] else ("key_file", "cert_file")
+        raise sec.fail(missing, None, f"is required with {sec.key(given)}: a client certificate needs its key")
+    hostname = _optional_str(sec, "server_hostname")
+    if hostname is not None and not re.fullmatch(r"[A-Za-z0-9.:-]{1,253}", hostname):
+        raise sec.fail("server_hostname", hostname, "must be a host name or IP address (letters, digits, .:-)")
+    sec.done()
+    return BrokerTLS(**files, server_hostname=hostname)
 
 
 def _check_amqp_url(path: Path, source: str, url: str) -> None:
@@ -604,14 +674,17 @@ def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
     return {k.strip(): v.strip().strip("'\"") for k, v in pairs}
 
 
-def broker_url_from_env_file(values: dict[str, str], host: str = "localhost") -> str | None:
-    """The broker URL for the dedicated vhost/user in .env, if .env defines one."""
+def broker_url_from_env_file(values: dict[str, str], host: str = "localhost", tls: bool = False) -> str | None:
+    """The broker URL for the dedicated vhost/user in .env, if .env defines one; with `tls`, the amqps:// URL
+    of the broker's TLS listener ($DTS_BROKER_TLS_PORT, default 5671): what containers use when broker.tls is set."""
     try:
         user, password, vhost = values["DTS_BROKER_USER"], values["DTS_BROKER_PASSWORD"], values["DTS_BROKER_VHOST"]
     except KeyError:
         return None
-    port = values.get("DTS_BROKER_PORT", "5672")
-    return f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(vhost, safe='')}"
+    scheme, port = (
+        ("amqps", values.get("DTS_BROKER_TLS_PORT", "5671")) if tls else ("amqp", values.get("DTS_BROKER_PORT", "5672"))
+    )
+    return f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(vhost, safe='')}"
 
 
 def read_broker_url_file(path: str) -> str:
@@ -628,8 +701,14 @@ def read_broker_url_file(path: str) -> str:
 
 def deployment_env(environ: dict[str, str] | None = None, env_file: Path = ENV_FILE) -> dict[str, str]:
     """The environment overrides, read in one place. Precedence: $BROKER_URL (set but empty is an error),
-    else the file $BROKER_URL_FILE names (unreadable: an error), else the .env vhost/user, else the config."""
+    else the file $BROKER_URL_FILE names (unreadable: an error), else the .env vhost/user, else the config.
+    $BROKER_TLS_CA_FILE / _CERT_FILE / _KEY_FILE override broker.tls's files (where an engine mounted them)."""
     environ = os.environ if environ is None else environ
+    tls = {name: environ[name] for name in TLS_ENV.values() if name in environ}  # files mounted into a container
+    return {**tls, **_broker_url_env(environ, env_file)}
+
+
+def _broker_url_env(environ, env_file: Path) -> dict[str, str]:
     if "BROKER_URL" in environ:
         if not environ["BROKER_URL"].strip():
             raise ConfigError("$BROKER_URL is set but empty: unset it or give amqp://user:password@host:5672/vhost")

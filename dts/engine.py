@@ -16,8 +16,22 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from dts.config import Settings
+from dts.config import TLS_ENV, Settings
 from dts.errors import CliError, ExitCode
+
+TLS_DIR_IN_CONTAINER = "/run/secrets"  # where a container finds broker.tls's files (swarm's secrets go there too)
+
+
+def container_tls_files(settings: Settings) -> list[tuple[str, str, str]]:
+    """broker.tls's files as a container engine delivers them: (env var, file on the host, path in the
+    container) for each file set; the worker reads the path from the env var ($BROKER_TLS_CA_FILE, ...),
+    which overrides the host path in the mounted config. Empty without broker.tls (pure)."""
+    tls = settings.broker.tls
+    if tls is None:
+        return []
+    files = {"ca_file": tls.ca_file, "cert_file": tls.cert_file, "key_file": tls.key_file}
+    return [(TLS_ENV[key], host, f"{TLS_DIR_IN_CONTAINER}/dts_tls_{key}.pem")
+            for key, host in files.items() if host]  # fmt: skip
 
 
 class Engine(Protocol):

@@ -13,7 +13,9 @@ reply queues (dts.replies) stay classic. SCALING.md, "Quorum queues", says why.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
+from urllib.parse import urlsplit
 
 from kombu import Exchange, Queue
 
@@ -100,9 +102,28 @@ def time_limit_annotations(settings: Settings) -> dict[str, dict[str, float]]:
     return annotations
 
 
+def broker_ssl(settings: Settings) -> dict[str, Any] | None:
+    """py-amqp's TLS options for an amqps:// URL, from `broker.tls` (None: plain AMQP, an amqp:// URL, e.g. the
+    host's own plain listener while containers use TLS). The broker's certificate must be signed by
+    ca_file and carry server_hostname (default: the URL's host): py-amqp checks the name only when
+    server_hostname is given, so it always is."""
+    tls = settings.broker.tls
+    if tls is None or not settings.broker.url.startswith("amqps://"):  # the URL says whether, broker.tls how
+        return None
+    options = {
+        "ca_certs": tls.ca_file,
+        "cert_reqs": ssl.CERT_REQUIRED,
+        "server_hostname": tls.server_hostname or urlsplit(settings.broker.url).hostname or "localhost",
+    }
+    if tls.cert_file:
+        options.update(certfile=tls.cert_file, keyfile=tls.key_file)
+    return options
+
+
 def celery_settings(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker.url,
+        "broker_use_ssl": broker_ssl(settings) or False,  # every connection of the app: CLIs, workers, events
         "result_backend": "rpc://",  # to the reply_to queue of each run (dts.replies): durable, its own
         "result_persistent": True,  # results as persistent messages: a broker restart keeps them
         "task_serializer": "json",

@@ -30,7 +30,7 @@ import yaml
 from dts.broker import queue_stats
 from dts.compose import CONFIG_IN_IMAGE, worker_template
 from dts.config import RUN_DIR, Settings, broker_url_from_env_file, checkout_name, read_env_file
-from dts.engine import check_sizes, declared_sizes, replicas, scale_plan, wait_for_pong
+from dts.engine import check_sizes, container_tls_files, declared_sizes, replicas, scale_plan, wait_for_pong
 from dts.errors import CliError, ExitCode
 from dts.worker import launch_argv, nodename
 
@@ -55,9 +55,15 @@ def content_name(stack: str, key: str, content: bytes) -> str:
 
 
 def render_stack(settings: Settings, image: str, secret_file: Path, secret_name: str,
-                 config_name: str, log_format: str = "json") -> dict[str, Any]:  # fmt: skip
-    """The stack file: one service per declared pool (pure)."""
+                 config_name: str, log_format: str = "json", tls_names: dict[str, str] | None = None
+                 ) -> dict[str, Any]:  # fmt: skip
+    """The stack file: one service per declared pool (pure). With broker.tls, each of its files is a secret
+    too (`tls_names`: env var -> the secret's content name), at the path its $BROKER_TLS_* names."""
     template = worker_template()
+    tls = container_tls_files(settings)
+    tls_names = tls_names or {}
+    tls_secrets = [{"source": env.lower(), "target": Path(path).name, "uid": WORKER_UID, "gid": WORKER_UID,
+                    "mode": 0o400} for env, _, path in tls]  # fmt: skip
     interval = f"{settings.engine.health_interval:g}s"
     services = {}
     for pool in settings.pools.values():
@@ -69,6 +75,7 @@ def render_stack(settings: Settings, image: str, secret_file: Path, secret_name:
                 "DTS_CONFIG": CONFIG_IN_IMAGE,
                 "BROKER_URL_FILE": SECRET_PATH,
                 "LOG_FORMAT": log_format,
+                **{env: path for env, _, path in tls},
             },
             "extra_hosts": list(template["extra_hosts"]),
             "read_only": bool(template.get("read_only", True)),
@@ -81,7 +88,8 @@ def render_stack(settings: Settings, image: str, secret_file: Path, secret_name:
                     "uid": WORKER_UID,
                     "gid": WORKER_UID,
                     "mode": 0o400,
-                }
+                },
+                *tls_secrets,
             ],
             # the image's check (this container's worker answers ping); a new task counts as running once it
             # passes, so the interval bounds how long `docker service scale --detach=false` takes
@@ -97,7 +105,10 @@ def render_stack(settings: Settings, image: str, secret_file: Path, secret_name:
     return {
         "version": "3.8",
         "services": services,
-        "secrets": {SECRET: {"name": secret_name, "file": str(secret_file)}},
+        "secrets": {
+            SECRET: {"name": secret_name, "file": str(secret_file)},
+            **{env.lower(): {"name": tls_names.get(env, env.lower()), "file": host} for env, host, _ in tls},
+        },
         "configs": {CONFIG: {"name": config_name, "file": str(settings.path)}},
     }
 
@@ -134,7 +145,8 @@ class SwarmEngine:
 
     def broker_url(self) -> str:
         """The workers' broker URL: the dedicated vhost/user of .env (or the engine's env), at the host."""
-        url = broker_url_from_env_file({**read_env_file(), **self.env}, host=CONTAINER_BROKER_HOST)
+        url = broker_url_from_env_file({**read_env_file(), **self.env}, host=CONTAINER_BROKER_HOST,
+                                       tls=self.settings.broker.tls is not None)  # fmt: skip
         if url is None:
             raise CliError("no broker user for the containers (guest only works over loopback): run `make broker` "
                            "to create one and write it to .env", ExitCode.USAGE)  # fmt: skip
@@ -153,7 +165,9 @@ class SwarmEngine:
         doc = render_stack(self.settings, self.image, self.secret_file,
                            content_name(self.stack, SECRET, secret),
                            content_name(self.stack, "config", self.settings.path.read_bytes()),
-                           self.env.get("LOG_FORMAT") or "json")  # fmt: skip
+                           self.env.get("LOG_FORMAT") or "json",
+                           {env: content_name(self.stack, env.lower(), Path(host).read_bytes())
+                            for env, host, _ in container_tls_files(self.settings)})  # fmt: skip
         text = f"# Rendered from the pools in {self.settings.path} by dts.swarm; do not edit.\n"
         text += f"# docker stack deploy -c {self.stack_file} --resolve-image never {self.stack}\n"
         text += yaml.safe_dump(doc, sort_keys=False)

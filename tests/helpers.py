@@ -7,6 +7,8 @@ import contextlib
 import hashlib
 import json
 import os
+import pwd
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -144,6 +147,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_node_port() -> int:
+    """A free port P below 45536 whose P + 20000 is free too: a RabbitMQ node's AMQP and distribution ports
+    (an ephemeral port from free_port() may be above 45535, and P + 20000 then is no port)."""
+    import random
+
+    for _ in range(100):
+        port = random.randrange(10000, 45000)
+        if port_is_free(port) and port_is_free(port + 20000):
+            return port
+    raise RuntimeError("no free port pair for a RabbitMQ node")
+
+
 def http_get(url: str, login: tuple[str, str] | None = None) -> tuple[int, str]:
     """(HTTP status, body) of a GET, with basic auth when a login is given."""
     req = urllib.request.Request(url)
@@ -197,3 +221,71 @@ def executions(run_dir: Path, task_ids, settle: float = 5.0) -> dict[str, int]:
         if all(counts.values()) or time.monotonic() > deadline:
             return counts
         time.sleep(0.1)  # polling the log files for a condition, bounded by the deadline
+
+
+# --------------------------------------------------------------------------- a RabbitMQ node of a test's own
+
+RABBITMQ_SERVER = shutil.which("rabbitmq-server") or "/usr/sbin/rabbitmq-server"
+
+
+def require_rabbitmq_server(why: str) -> None:
+    """Skip (fail under CI=true) when rabbitmq-server is not installed."""
+    if not Path(RABBITMQ_SERVER).exists() or shutil.which("rabbitmqctl") is None:
+        reason = f"rabbitmq-server is not installed here ({why})"
+        if IN_CI:
+            pytest.fail(f"CI=true and {reason}")
+        pytest.skip(reason)
+
+
+@dataclass
+class PrivateBroker:
+    """A RabbitMQ node started by a test (own name, ports and data directory), managed with rabbitmqctl -n."""
+
+    node: str
+    url: str
+    env: dict[str, str]
+    pidfile: Path
+    base: Path
+
+    def ctl(self, *args: str, timeout: float = 60) -> str:
+        proc = subprocess.run(["rabbitmqctl", "-n", self.node, *args], capture_output=True, text=True, timeout=timeout)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    def stop(self) -> None:
+        self.ctl("stop_app")
+
+    def start(self) -> None:
+        self.ctl("start_app")
+        self.ctl("await_startup")
+
+    def connections(self) -> int:
+        return len([line for line in self.ctl("list_connections", "-q", "pid").splitlines() if line.strip()])
+
+    def shutdown(self) -> None:
+        subprocess.run(["rabbitmqctl", "-n", self.node, "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def start_node(node: str, port: int, conf: str = "", prepare=None) -> PrivateBroker:
+    """Start RabbitMQ node `node` with AMQP on `port` (distribution on port + 20000) in a fresh directory,
+    with `conf` as its rabbitmq.conf ("{base}" in it: that directory); `prepare(base)` may put files there
+    first (certificates). Returns once the node is up. As root the server drops to the rabbitmq user: the whole directory is chowned to it."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix=f"{node.split('@')[0]}-"))
+    if prepare:
+        prepare(base)
+    (base / "rabbitmq.conf").write_text(conf.replace("{base}", str(base)))
+    env = dict(os.environ, RABBITMQ_NODENAME=node, RABBITMQ_NODE_PORT=str(port), RABBITMQ_DIST_PORT=str(port + 20000),
+               RABBITMQ_MNESIA_BASE=str(base / "mnesia"), RABBITMQ_LOG_BASE=str(base / "log"),
+               RABBITMQ_ENABLED_PLUGINS_FILE=str(base / "enabled_plugins"), RABBITMQ_PID_FILE=str(base / "pid"),
+               RABBITMQ_CONFIG_FILE=str(base / "rabbitmq"))  # fmt: skip
+    if os.geteuid() == 0:  # the server drops to the rabbitmq user: it must read (and write) all of base
+        user = pwd.getpwnam("rabbitmq")
+        for path in [base, *base.rglob("*")]:
+            os.chown(path, user.pw_uid, user.pw_gid)
+    subprocess.run([RABBITMQ_SERVER, "-detached"], env=env, cwd=base, check=True, capture_output=True, timeout=60)
+    broker = PrivateBroker(node, f"amqp://guest:guest@localhost:{port}//", env, base / "pid", base)
+    broker.ctl("wait", str(broker.pidfile), "--timeout", "90", timeout=120)
+    return broker

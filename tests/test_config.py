@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import ssl
 import textwrap
 import time
 from pathlib import Path
@@ -225,7 +227,11 @@ def test_settings_are_frozen_and_broker_url_is_replaceable():
         (POOLS + "broker: {delivery_limit: 3}",
          "broker.delivery_limit applies to quorum queues only: set broker.queue_type: quorum or drop it (got 3)"),
         (POOLS + "broker: {queue: quorum}",
-         "broker.queue is not a known key (known: connect_timeout, delivery_limit, queue_type, url) (got 'quorum')"),
+         "broker.queue is not a known key (known: connect_timeout, delivery_limit, queue_type, tls, url) (got 'quorum')"),
+        (POOLS + "broker: {tls: [ca.pem]}", "broker.tls must be a mapping (got ['ca.pem'])"),
+        (POOLS + "broker: {tls: {}}",
+         "broker.tls.ca_file is required: the PEM file of the CA that signed the broker's certificate (got None)"),
+        (POOLS + "broker: {tls: {ca_file: 5}}", "broker.tls.ca_file must be a string (got 5)"),
         (POOLS + "dispatch: {timeout: 0}", "dispatch.timeout must be between 0.1 and 86400 (got 0)"),
         (POOLS + "load_test: {min_efficiency: 2}", "load_test.min_efficiency must be between 0 and 1 (got 2)"),
     ],
@@ -323,6 +329,85 @@ def test_env_file_gives_dedicated_vhost_url(tmp_path):
     assert broker_url_from_env_file({**values, "DTS_BROKER_PORT": "5673"}, host="h").endswith("@h:5673/dts")
     assert broker_url_from_env_file({}) is None
     assert read_env_file(tmp_path / "missing") == {}
+
+
+# --------------------------------------------------------------------------- broker.tls
+
+TLS_DOC = {"pools": {"a": {"queues": ["queue_a"]}, "b": {"queues": ["queue_b"]}}}
+
+
+def tls_doc(url: str = "amqps://u:p@broker.example:5671/v", **tls) -> dict:
+    return {**TLS_DOC, "broker": {"url": url, **({"tls": tls} if tls else {})}}
+
+
+@pytest.fixture
+def pem(tmp_path):
+    for name in ("ca.pem", "client.pem", "client.key"):
+        (tmp_path / name).write_text("-----BEGIN CERTIFICATE-----\n")
+    return tmp_path
+
+
+def test_tls_gives_every_connection_the_ca_client_certificate_and_hostname(pem):
+    s = parse_settings(tls_doc(ca_file="ca.pem", cert_file="client.pem", key_file="client.key"), pem / "c.yml")
+    assert s.broker.tls.ca_file == str(pem / "ca.pem")  # relative to the config file
+    assert celery_settings(s)["broker_use_ssl"] == {
+        "ca_certs": str(pem / "ca.pem"), "certfile": str(pem / "client.pem"), "keyfile": str(pem / "client.key"),
+        "cert_reqs": ssl.CERT_REQUIRED, "server_hostname": "broker.example",
+    }  # fmt: skip
+    named = parse_settings(tls_doc(ca_file="ca.pem", server_hostname="rabbit.internal"), pem / "c.yml")
+    assert celery_settings(named)["broker_use_ssl"]["server_hostname"] == "rabbit.internal"
+    assert "certfile" not in celery_settings(named)["broker_use_ssl"]
+    assert celery_settings(parse_settings(TLS_DOC, pem / "c.yml"))["broker_use_ssl"] is False
+    plain = parse_settings(tls_doc("amqp://u:p@localhost:5672/v", ca_file="ca.pem"), pem / "c.yml")
+    assert celery_settings(plain)["broker_use_ssl"] is False  # the URL says whether: amqp:// is plain
+
+
+def test_tls_files_from_the_environment_override_the_config(pem, tmp_path_factory):
+    other = tmp_path_factory.mktemp("mounted") / "ca.pem"
+    other.write_text("x")
+    s = parse_settings(tls_doc(ca_file="ca.pem"), pem / "c.yml", {"BROKER_TLS_CA_FILE": str(other)})
+    assert s.broker.tls.ca_file == str(other)
+    env_only = parse_settings(tls_doc(), pem / "c.yml", {"BROKER_TLS_CA_FILE": str(other)})
+    assert env_only.broker.tls.ca_file == str(other)
+    assert deployment_env({"BROKER_TLS_CA_FILE": "/x", "BROKER_URL": "amqps://h//"}, pem / "no.env") == {
+        "BROKER_TLS_CA_FILE": "/x", "BROKER_URL": "amqps://h//"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("url", "tls", "env", "expected"),
+    [
+        ("amqps://h:5671//", {}, {}, "c.yml: broker.url is an amqps:// URL but broker.tls.ca_file is not set: add "
+         "broker.tls: {ca_file: PATH} naming the CA that signed the broker's certificate"),
+        ("amqp://h//", {}, {"BROKER_URL": "amqps://h//"}, "c.yml: $BROKER_URL is an amqps:// URL but broker.tls"),
+        ("amqps://h//", {"ca_file": "missing.pem"}, {}, "c.yml: broker.tls.ca_file names {dir}/missing.pem, which "
+         "is not a file: give the path of a PEM file"),
+        ("amqps://h//", {"ca_file": "."}, {}, "c.yml: broker.tls.ca_file names {dir}, which is not a file"),
+        ("amqps://h//", {"ca_file": "ca.pem"}, {"BROKER_TLS_KEY_FILE": "/nope"},
+         "c.yml: $BROKER_TLS_KEY_FILE names /nope, which is not a file"),
+        ("amqps://h//", {"ca_file": "ca.pem", "cert_file": "client.pem"}, {},
+         "c.yml: broker.tls.key_file is required with broker.tls.cert_file: a client certificate needs its key"),
+        ("amqps://h//", {"ca_file": "ca.pem", "key_file": "client.key"}, {},
+         "c.yml: broker.tls.cert_file is required with broker.tls.key_file"),
+        ("amqps://h//", {"ca_file": "ca.pem", "server_hostname": "a b"}, {},
+         "c.yml: broker.tls.server_hostname must be a host name or IP address (letters, digits, .:-) (got 'a b')"),
+        ("amqps://h//", {"ca_file": "ca.pem", "verify": False}, {},
+         "c.yml: broker.tls.verify is not a known key (known: ca_file, cert_file, key_file, server_hostname)"),
+    ],
+    ids=["amqps-no-ca", "env-amqps-no-ca", "missing-file", "directory", "env-missing-file", "cert-no-key",
+         "key-no-cert", "bad-hostname", "unknown-key"],
+)  # fmt: skip
+def test_bad_tls_config_is_exit_2_naming_key_and_file(pem, url, tls, env, expected):
+    with pytest.raises(ConfigError) as err:
+        parse_settings(tls_doc(url, **tls), pem / "c.yml", env)
+    assert err.value.exit_code == ExitCode.USAGE
+    assert str(err.value).startswith(expected.replace("{dir}", str(pem))), str(err.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file: an unreadable file cannot be made")
+def test_unreadable_tls_file_is_exit_2(pem):
+    (pem / "ca.pem").chmod(0)
+    with pytest.raises(ConfigError, match=r"broker.tls.ca_file names .*ca.pem, which cannot be read"):
+        parse_settings(tls_doc(ca_file="ca.pem"), pem / "c.yml")
 
 
 def test_deployment_env_precedence(tmp_path):

@@ -11,74 +11,28 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import IN_CI, ROOT, app_for, executions, write_config
+from helpers import ROOT, app_for, executions, require_rabbitmq_server, start_node, write_config
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 
 PORT = 5673
 NODE = "dts-faults@localhost"
-SERVER = shutil.which("rabbitmq-server") or "/usr/sbin/rabbitmq-server"
-
-
-@dataclass
-class FaultBroker:
-    url: str
-    env: dict[str, str]
-    pidfile: Path
-
-    def ctl(self, *args: str, timeout: float = 60) -> str:
-        proc = subprocess.run(["rabbitmqctl", "-n", NODE, *args], capture_output=True, text=True, timeout=timeout)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        return proc.stdout
-
-    def stop(self) -> None:
-        self.ctl("stop_app")
-
-    def start(self) -> None:
-        self.ctl("start_app")
-        self.ctl("await_startup")
-
-    def connections(self) -> int:
-        return len([line for line in self.ctl("list_connections", "-q", "pid").splitlines() if line.strip()])
-
-
-def start_node() -> FaultBroker:
-    base = Path(tempfile.mkdtemp(prefix="dts-faults-"))
-    env = dict(os.environ, RABBITMQ_NODENAME=NODE, RABBITMQ_NODE_PORT=str(PORT), RABBITMQ_DIST_PORT=str(PORT + 20000),
-               RABBITMQ_MNESIA_BASE=str(base / "mnesia"), RABBITMQ_LOG_BASE=str(base / "log"),
-               RABBITMQ_ENABLED_PLUGINS_FILE=str(base / "enabled_plugins"), RABBITMQ_PID_FILE=str(base / "pid"),
-               RABBITMQ_CONFIG_FILE=str(base / "rabbitmq"))  # fmt: skip
-    if os.geteuid() == 0:  # the server drops to the rabbitmq user
-        user = pwd.getpwnam("rabbitmq")
-        os.chown(base, user.pw_uid, user.pw_gid)
-    subprocess.run([SERVER, "-detached"], env=env, cwd=base, check=True, capture_output=True, timeout=60)
-    broker = FaultBroker(f"amqp://guest:guest@localhost:{PORT}//", env, base / "pid")
-    broker.ctl("wait", str(broker.pidfile), "--timeout", "90", timeout=120)
-    return broker
 
 
 @pytest.fixture(scope="module")
 def fault_broker():
-    if not Path(SERVER).exists() or shutil.which("rabbitmqctl") is None:
-        reason = "rabbitmq-server is not installed here (the fault tests run a node of their own)"
-        if IN_CI:
-            pytest.fail(f"CI=true and {reason}")
-        pytest.skip(reason)
-    broker = start_node()
+    require_rabbitmq_server("the fault tests run a node of their own")
+    broker = start_node(NODE, PORT)
     yield broker
-    subprocess.run(["rabbitmqctl", "-n", NODE, "stop"], capture_output=True, timeout=60)
+    broker.shutdown()
 
 
 @pytest.fixture(scope="module")
