@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from dts.compose import CONFIG_IN_IMAGE, worker_template
-from dts.config import PoolSettings, Settings
+from dts.config import TLS_ENV, PoolSettings, Settings
 from dts.errors import CliError, ExitCode, excerpt
 from dts.worker import launch_argv
 
@@ -72,6 +72,13 @@ K8S_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")  # a DNS-1123 label
 GENERATED = "# Rendered from the pools in"  # first line of every file written here (stale ones are removed)
 KUSTOMIZATION = "kustomization.yaml"
 SECRET_FILE = "broker-secret.template.yaml"  # not in the kustomization: `kubectl apply -k` never overwrites it
+# broker.tls: the CA (and client certificate) from a Secret the user creates, mounted read-only; the workers find
+# the files through $BROKER_TLS_* (dts.config), KEDA's scaler through its TriggerAuthentication
+TLS_SECRET = "dts-broker-tls"
+TLS_DIR = "/run/secrets/dts-broker-tls"
+TLS_FILES = {"ca_file": "ca.pem", "cert_file": "cert.pem", "key_file": "key.pem"}  # broker.tls key -> Secret key
+TLS_KEDA = {"ca_file": "ca", "cert_file": "cert", "key_file": "key"}  # broker.tls key -> KEDA's rabbitmq parameter
+TLS_SECRET_FILE = "broker-tls-secret.template.yaml"
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,16 @@ def _probe(initial_delay: int) -> dict[str, Any]:
             "periodSeconds": PROBE_PERIOD, "timeoutSeconds": PROBE_TIMEOUT, "failureThreshold": PROBE_FAILURES}  # fmt: skip
 
 
+def tls_files(settings: Settings) -> dict[str, str]:
+    """broker.tls key -> its file name in the TLS Secret, for the files the config names (none without TLS)."""
+    tls = settings.broker.tls
+    if tls is None:
+        return {}
+    return {key: name for key, name in TLS_FILES.items() if getattr(tls, key)}
+
+
 def deployment(settings: Settings, pool: PoolSettings, image: str, config_hash: str) -> dict[str, Any]:
+    tls = tls_files(settings)
     container = {
         "name": CONTAINER,
         "image": image,
@@ -142,6 +158,7 @@ def deployment(settings: Settings, pool: PoolSettings, image: str, config_hash: 
             {"name": "DTS_CONFIG", "value": CONFIG_IN_IMAGE},
             {"name": "LOG_FORMAT", "value": "json"},
             {"name": "BROKER_URL", "valueFrom": {"secretKeyRef": {"name": SECRET, "key": SECRET_KEY}}},
+            *({"name": TLS_ENV[key], "value": f"{TLS_DIR}/{name}"} for key, name in tls.items()),
         ],
         "resources": resources(pool),
         "readinessProbe": _probe(READY_DELAY),
@@ -154,6 +171,7 @@ def deployment(settings: Settings, pool: PoolSettings, image: str, config_hash: 
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_IN_IMAGE, "subPath": CONFIG_KEY, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
+            *([{"name": "broker-tls", "mountPath": TLS_DIR, "readOnly": True}] if tls else []),
         ],
     }
     pod = {
@@ -167,11 +185,26 @@ def deployment(settings: Settings, pool: PoolSettings, image: str, config_hash: 
                 "runAsUser": UID,
                 "runAsGroup": UID,
                 "seccompProfile": {"type": "RuntimeDefault"},
+                **({"fsGroup": UID} if tls else {}),  # the TLS files: group-readable by the worker's group only
             },
             "containers": [container],
             "volumes": [
                 {"name": "config", "configMap": {"name": CONFIG_MAP}},
                 {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": TMP_SIZE}},
+                *(
+                    [
+                        {
+                            "name": "broker-tls",
+                            "secret": {
+                                "secretName": TLS_SECRET,
+                                "defaultMode": 0o440,
+                                "items": [{"key": n, "path": n} for n in tls.values()],
+                            },
+                        }
+                    ]
+                    if tls
+                    else []
+                ),
             ],
         },
     }
@@ -224,7 +257,16 @@ def render(settings: Settings, config_text: str, image: str) -> dict[str, list[d
                 "apiVersion": KEDA_API,
                 "kind": "TriggerAuthentication",
                 "metadata": _meta(TRIGGER_AUTH),
-                "spec": {"secretTargetRef": [{"parameter": "host", "name": SECRET, "key": SECRET_KEY}]},
+                "spec": {
+                    "secretTargetRef": [
+                        {"parameter": "host", "name": SECRET, "key": SECRET_KEY},
+                        *([{"parameter": "tls", "name": TLS_SECRET, "key": "tls"}] if tls_files(settings) else []),
+                        *(
+                            {"parameter": TLS_KEDA[key], "name": TLS_SECRET, "key": name}
+                            for key, name in tls_files(settings).items()
+                        ),
+                    ]
+                },
             }
         ],
     }
@@ -239,6 +281,12 @@ def render(settings: Settings, config_text: str, image: str) -> dict[str, list[d
         "apiVersion": "v1", "kind": "Secret", "metadata": _meta(SECRET), "type": "Opaque",
         "stringData": {SECRET_KEY: SECRET_PLACEHOLDER},
     }]  # fmt: skip
+    if tls_files(settings):  # a template too: the PEM files go in with `kubectl create secret generic --from-file`
+        files[TLS_SECRET_FILE] = [{
+            "apiVersion": "v1", "kind": "Secret", "metadata": _meta(TLS_SECRET), "type": "Opaque",
+            "stringData": {"tls": "enable", **{name: f"<contents of broker.tls.{key}>"
+                                               for key, name in tls_files(settings).items()}},
+        }]  # fmt: skip
     return files
 
 
@@ -259,7 +307,7 @@ _Dumper.add_representer(str, _str)
 def dump(docs: list[dict[str, Any]], source: str) -> str:
     head = f"{GENERATED} {source} by dts.k8s (python scale.py k8s); do not edit.\n"
     if any(doc["kind"] == "Secret" for doc in docs):
-        head += "# A TEMPLATE: put the real broker URL in a copy (or use kubectl create secret); never commit it.\n"
+        head += "# A TEMPLATE: put the real values in a copy (or use kubectl create secret); never commit it.\n"
     return head + yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, explicit_start=True, allow_unicode=True)
 
 

@@ -418,3 +418,46 @@ def test_scale_k8s_as_a_subprocess_imports_no_celery(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "celery imported: False" in proc.stdout
     assert (tmp_path / "kustomization.yaml").is_file()
+
+
+# --------------------------------------------------------------------------- TLS to the broker
+
+
+def test_broker_tls_reaches_the_workers_and_the_scaler_from_a_secret(tmp_path):
+    for name in ("ca.pem", "client.pem", "client.key"):
+        (tmp_path / name).write_text("PEM\n")
+    text = THREE_POOLS + "broker: {url: 'amqps://u:p@rabbit.example.org:5671/v', tls: {ca_file: ca.pem, " \
+                         "cert_file: client.pem, key_file: client.key, server_hostname: rabbit.example.org}}\n"  # fmt: skip
+    path = tmp_path / "tls.yml"
+    path.write_text(text)
+    files = k8s.render(load_settings(path), text, IMAGE)
+    for doc in manifests(files):
+        validate(doc, "1.37")
+    paths = {"BROKER_TLS_CA_FILE": f"{k8s.TLS_DIR}/ca.pem", "BROKER_TLS_CERT_FILE": f"{k8s.TLS_DIR}/cert.pem",
+             "BROKER_TLS_KEY_FILE": f"{k8s.TLS_DIR}/key.pem"}  # fmt: skip
+    for deployment in of_kind(files, "Deployment").values():
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert {k: env.get(k) for k in paths} == paths  # dts.config reads the mounted files through these
+        assert {"name": "broker-tls", "mountPath": k8s.TLS_DIR, "readOnly": True} in container["volumeMounts"]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "broker-tls"]
+        assert volume["secret"]["secretName"] == k8s.TLS_SECRET and volume["secret"]["defaultMode"] == 0o440
+        assert pod["securityContext"]["fsGroup"] == k8s.UID  # group-readable by the worker, not world-readable
+    (auth,) = of_kind(files, "TriggerAuthentication").values()
+    params = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
+    assert params == {"host": (k8s.SECRET, k8s.SECRET_KEY), "tls": (k8s.TLS_SECRET, "tls"),
+                      "ca": (k8s.TLS_SECRET, "ca.pem"), "cert": (k8s.TLS_SECRET, "cert.pem"),
+                      "key": (k8s.TLS_SECRET, "key.pem")}  # fmt: skip
+    template = files[k8s.TLS_SECRET_FILE][0]
+    assert set(template["stringData"]) == {"tls", "ca.pem", "cert.pem", "key.pem"}
+    assert k8s.TLS_SECRET_FILE not in files[k8s.KUSTOMIZATION][0]["resources"]  # never applied over the real one
+    text = "".join(k8s.dump(docs, "tls.yml") for docs in files.values())
+    assert "PEM" not in text.replace("ca.pem", "").replace("cert.pem", "").replace("key.pem", "")
+
+
+def test_without_tls_no_tls_secret_is_mounted_or_asked_for(tmp_path):
+    settings, text = three_pools(tmp_path)
+    files = k8s.render(settings, text, IMAGE)
+    assert k8s.TLS_SECRET_FILE not in files
+    assert k8s.TLS_SECRET not in "".join(k8s.dump(docs, "x") for docs in files.values())
