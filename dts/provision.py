@@ -169,7 +169,7 @@ def provision(env_path: Path, vhost: str | None = None, user: str | None = None)
     return f"broker vhost {vhost!r}, user {user!r}: created with {how}; credentials in {env_path} (mode 600)"
 
 
-COMPOSE_PORTS = (5672, 5673)  # the compose broker's host port: 5672, else 5673 (a host RabbitMQ has 5672)
+COMPOSE_PORTS = (5672, 5674)  # the compose broker's host port: 5672, else 5674 (a host RabbitMQ has 5672)
 
 
 def port_free(port: int) -> bool:
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env-file", type=Path, default=ENV_FILE, help="where the credentials go (default: .env)")
     parser.add_argument("--compose", action="store_true",
                         help="for the compose `broker` service: write .env only (vhost, user, password, host port "
-                        "DTS_BROKER_PORT: 5672, else 5673); the container creates them")  # fmt: skip
+                        "DTS_BROKER_PORT: 5672, else 5674); the container creates them")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         print((provision_compose if args.compose else provision)(args.env_file, args.vhost, args.user))
