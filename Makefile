@@ -59,7 +59,7 @@ build: install ## Build the worker image (BASE_IMAGE=...; a local Debian base wh
 	PY=$(PY) sh scripts/build-image.sh
 
 compose: install ## Write the compose file rendered from the pools in test-config.yml; print how to use it
-	$(PY) scale.py compose
+	$(PY) scale.py compose $(BROKER_ARG)
 
 k8s: install ## Write Kubernetes + KEDA manifests for the pools to deploy/k8s/ (IMAGE=registry/dts-worker:tag); no cluster needed
 	$(PY) scale.py k8s $(if $(IMAGE),--image $(IMAGE))

@@ -178,7 +178,8 @@ def compose_only(engine: Engine, settings: Settings, args: argparse.Namespace) -
         engine.build()
     else:
         path = engine.render()
-        print(f"{path}\nuse: {' '.join(engine.cmd)} up -d")
+        profiles = "COMPOSE_PROFILES=broker " if engine.broker == "compose" else ""  # the `broker` service too
+        print(f"{path}\nuse: {profiles}{' '.join(engine.cmd)} up -d")
     return ExitCode.OK
 
 
