@@ -19,15 +19,23 @@ SETTINGS ?=
 IMAGE   ?=
 DURATION ?=
 INTERVAL ?=
+BROKER  ?= host
+VOLUMES ?=
+ifeq ($(filter $(BROKER),host compose),)
+$(error BROKER must be host or compose (got '$(BROKER)'): e.g. make up BROKER=compose)
+endif
 
 ENGINE_ARG = $(if $(ENGINE),--engine $(ENGINE))
+# BROKER=compose: RabbitMQ as the compose `broker` service (profile `broker`), the compose engine
+BROKER_ARG = $(if $(filter compose,$(BROKER)),--broker compose)
+BROKER_ENGINE = $(if $(filter compose,$(BROKER)),--engine compose,$(ENGINE_ARG))
 export DOCKER_BUILDKIT ?= 0
 export COMPOSE_DOCKER_CLI_BUILD ?= 0
 
 .PHONY: help install broker build compose stack deploy up down run test lint logs monitor ps status health scale scale-all load-test autoscale bench bench-pools k8s flower flower-login dlq dlq-replay purge migrate-queues clean
 
 help: ## List the targets
-	@echo "usage: make TARGET [VAR=value]   (ENGINE=auto|compose|local|swarm (default: engine.name), QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
+	@echo "usage: make TARGET [VAR=value]   (ENGINE=auto|compose|local|swarm (default: engine.name), BROKER=host|compose, QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: $(VENV)/.installed ## Create .venv and install the pinned requirements (+ dev tools)
@@ -38,33 +46,38 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-plot.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-broker: install ## RabbitMQ answers on localhost (installed if needed) + the workers' vhost/user in .env
+broker: install ## RabbitMQ answers on localhost (installed if needed) + the workers' vhost/user in .env; BROKER=compose: its image + .env only
+ifeq ($(BROKER),compose)
+	$(PY) -m dts.provision --compose
+	sh scripts/build-broker-image.sh
+else
 	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh
 	$(PY) -m dts.provision
+endif
 
 build: install ## Build the worker image (BASE_IMAGE=...; a local Debian base when no registry answers)
 	PY=$(PY) sh scripts/build-image.sh
 
 compose: install ## Write the compose file rendered from the pools in test-config.yml; print how to use it
-	$(PY) scale.py compose
+	$(PY) scale.py compose $(BROKER_ARG)
 
 k8s: install ## Write Kubernetes + KEDA manifests for the pools to deploy/k8s/ (IMAGE=registry/dts-worker:tag); no cluster needed
 	$(PY) scale.py k8s $(if $(IMAGE),--image $(IMAGE))
 stack: install ## Write the swarm stack file rendered from the pools (and its secret file); print how to deploy it
 	$(PY) scale.py stack --engine swarm
 
-up: install broker ## Start every pool at its declared replicas (containers if Docker answers, else processes)
-	@engine=$$($(PY) scale.py engine $(ENGINE_ARG)); echo "engine: $$engine"; \
+up: install broker ## Start every pool at its declared replicas (containers if Docker answers, else processes); BROKER=compose: RabbitMQ in a container too
+	@engine=$$($(PY) scale.py engine $(BROKER_ENGINE)); echo "engine: $$engine"; \
 	if [ "$$engine" != local ]; then PY=$(PY) sh scripts/build-image.sh; fi; \
-	$(PY) scale.py up --engine $$engine
+	$(PY) scale.py up --engine $$engine $(BROKER_ARG)
 
 deploy: install broker ## Like up; ENGINE=swarm: build the image, deploy the stack (a single-node swarm if none), wait for consumers
 	@engine=$$($(PY) scale.py engine $(ENGINE_ARG)); echo "engine: $$engine"; \
 	if [ "$$engine" != local ]; then PY=$(PY) sh scripts/build-image.sh; fi; \
 	$(PY) scale.py up --engine $$engine $$([ "$$engine" = swarm ] && echo --init-swarm)
 
-down: ## Stop every worker, containers and processes (warm shutdown)
-	@if [ -x $(PY) ]; then $(PY) scale.py down $(ENGINE_ARG); fi
+down: ## Stop every worker, containers and processes (warm shutdown); BROKER=compose: the broker container too (VOLUMES=1: and its data)
+	@if [ -x $(PY) ]; then $(PY) scale.py down $(BROKER_ENGINE) $(BROKER_ARG) $(if $(VOLUMES),--volumes); fi
 
 run: up ## Set up everything (venv, broker, workers), then run the dispatcher
 	$(PY) dispatch.py

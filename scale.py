@@ -9,6 +9,7 @@ python scale.py down                # warm shutdown of every worker
 python scale.py k8s                 # write Kubernetes (+KEDA) manifests rendered from the pools to deploy/k8s/
 python scale.py auto                # resize the autoscaled pools on their queue depth until Ctrl-C
 python scale.py up --engine swarm --init-swarm   # deploy the swarm stack (single-node swarm if none)
+python scale.py up --engine compose --broker compose   # RabbitMQ as the compose `broker` service too
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dts.cli import (
     int_between,
     run_main,
 )
-from dts.compose import ComposeEngine
+from dts.compose import BROKERS, ComposeEngine
 from dts.config import ENGINES, MAX_CONFIG_BYTES, PROJECT_DIR, Settings, load_settings, read_bounded
 from dts.engine import Engine, check_sizes, declared_sizes, engines_in_use, make_engine, resolve_engine
 from dts.errors import CliError, ExitCode, excerpt
@@ -72,6 +73,10 @@ EPILOG = """examples:
   python scale.py up --engine swarm --init-swarm
                                      deploy the pools as a swarm stack (makes a single-node swarm if needed)
   python scale.py stack              write the swarm stack file rendered from the pools; print how to deploy it
+  python scale.py up --engine compose --broker compose
+                                     RabbitMQ in a container too (the `broker` profile); the default is the host's
+  python scale.py down --engine compose --broker compose --volumes
+                                     remove the broker container and its data volume as well
 
 exit codes: 0 ok, 1 a worker failed to start, 2 bad usage or config, 3 broker unreachable,
             4 (status, health) a queue has no consumer or a worker does not answer ping,
@@ -119,6 +124,8 @@ def resize(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
     from celery_app import app
     from dts.broker import check_broker
 
+    if isinstance(engine, ComposeEngine):
+        engine.start_broker()  # --broker compose: the `broker` service, healthy, before anything asks it
     check_broker(app, settings.broker.connect_timeout)
     plan = engine.start() if args.command == "up" else engine.resize(args.desired)
     for pool, nodes in engine.workers().items():
@@ -154,7 +161,12 @@ def status(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
 
 def down(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
     for each in engines_in_use(engine, settings, args.engine):  # stop what either engine started
-        print(f"{each.name}: stopped {-sum(each.stop().values())} worker(s)")
+        stopped = each.stop(volumes=True) if args.volumes and isinstance(each, ComposeEngine) else each.stop()
+        print(f"{each.name}: stopped {-sum(stopped.values())} worker(s)")
+    if isinstance(engine, ComposeEngine) and engine.broker == "compose":
+        print(
+            f"compose: broker container removed; its data volume {'too' if args.volumes else 'kept (--volumes removes it)'}"
+        )
     return ExitCode.OK
 
 
@@ -166,7 +178,8 @@ def compose_only(engine: Engine, settings: Settings, args: argparse.Namespace) -
         engine.build()
     else:
         path = engine.render()
-        print(f"{path}\nuse: {' '.join(engine.cmd)} up -d")
+        profiles = "COMPOSE_PROFILES=broker " if engine.broker == "compose" else ""  # the `broker` service too
+        print(f"{path}\nuse: {profiles}{' '.join(engine.cmd)} up -d")
     return ExitCode.OK
 
 
@@ -229,13 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
     base.add_argument("-v", "--verbose", action="count", default=0, help="more diagnostics on stderr")
     common = Parser(add_help=False, parents=[base])
     common.add_argument("--engine", choices=ENGINES, help="where the workers run (default: engine.name in the config)")
+    common.add_argument("--broker", choices=BROKERS, default="host",
+                        help="the workers' RabbitMQ: host (default) or compose (the `broker` service; compose engine)")  # fmt: skip
     parser = Parser(prog="scale.py", description="Start, stop, resize and inspect the worker pools.",
                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up = sub.add_parser("up", parents=[common], help="every pool at its declared replicas")
     up.add_argument("--init-swarm", action="store_true",
                     help="--engine swarm: make this Docker engine a single-node swarm if it is in none")  # fmt: skip
-    sub.add_parser("down", parents=[common], help="stop every worker (warm shutdown)")
+    down = sub.add_parser("down", parents=[common], help="stop every worker (warm shutdown)")
+    down.add_argument("--volumes", action="store_true", help="--broker compose: delete the broker's data volume too")
     one = sub.add_parser("set", parents=[common], help="resize one pool: set POOL COUNT")
     one.add_argument("pool", metavar="POOL", help="a pool name (or the name of one of its queues)")
     count = int_between(0, MAX_WORKERS)
@@ -299,6 +315,13 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--init-swarm needs the swarm engine (this run uses {chosen}): add --engine swarm",
                        ExitCode.USAGE)  # fmt: skip
     options = {"init_swarm": True} if getattr(args, "init_swarm", False) else {}
+    if getattr(args, "volumes", False) and args.broker != "compose":
+        raise CliError("--volumes deletes the compose broker's data: it goes with --broker compose", ExitCode.USAGE)
+    if args.broker == "compose":
+        if chosen != "compose":
+            raise CliError(f"--broker compose (BROKER=compose) runs RabbitMQ as a compose service: it needs the compose "
+                           f"engine (this run uses {chosen}); add --engine compose, start Docker", ExitCode.USAGE)  # fmt: skip
+        options["broker"] = "compose"
     engine = make_engine(settings, args.engine, app=app, **options)
     if args.command == "logs":
         engine.logs(args.lines, args.follow)

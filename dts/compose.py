@@ -4,6 +4,11 @@ docker-compose.yml holds the one worker service definition (`x-worker`) and name
 declared pool this module renders a service from it (`DTS_POOL`, the `python -m dts.worker POOL` command,
 the config mounted read-only, `stop_grace_period` from engine.stop_timeout) into
 `.run/compose/<project>.pools.yml`, and runs compose with both files. `python scale.py compose` prints it.
+
+The broker is the host's RabbitMQ (host.docker.internal) by default. With broker="compose" (`make up
+BROKER=compose`) it is the `broker` service of the `broker` profile: the rendered workers then reach it by
+service name and wait for it to be healthy (`depends_on: condition: service_healthy`), and the engine starts
+it (and waits for its healthcheck) before the workers, so the host's CLIs find it on 127.0.0.1:DTS_BROKER_PORT.
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ log = logging.getLogger("dts.compose")
 COMPOSE_FILE = PROJECT_DIR / "docker-compose.yml"
 CONFIG_IN_IMAGE = "/app/test-config.yml"
 DOCKER_TIMEOUT = 30  # seconds for one docker ps/inspect/logs call
+BROKERS = ("host", "compose")  # where the workers' RabbitMQ runs: the host (default) or the `broker` service
+BROKER_SERVICE = BROKER_PROFILE = "broker"  # the service and its profile in docker-compose.yml
+BROKER_START_PERIOD = 60  # seconds: the healthcheck's start_period in docker-compose.yml
+# the workers' URL for the `broker` service: .env's vhost/user (compose interpolates them), the container's port
+BROKER_SERVICE_URL = (
+    "amqp://${DTS_BROKER_USER:-dts}:${DTS_BROKER_PASSWORD:-}@" + BROKER_SERVICE + ":5672/${DTS_BROKER_VHOST:-dts}"
+)
 
 
 def worker_template(path: Path = COMPOSE_FILE) -> dict[str, Any]:
@@ -42,8 +54,11 @@ def worker_template(path: Path = COMPOSE_FILE) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())["x-worker"]
 
 
-def render_pools(settings: Settings, template: dict[str, Any]) -> dict[str, Any]:
-    """One compose service per declared pool, from the worker template (pure)."""
+def render_pools(settings: Settings, template: dict[str, Any], broker: str = "host") -> dict[str, Any]:
+    """One compose service per declared pool, from the worker template (pure). broker="compose": the
+    workers use the `broker` service (by name) and start only once it is healthy."""
+    if broker not in BROKERS:
+        raise CliError(f"BROKER must be one of {', '.join(BROKERS)} (got {broker!r})", ExitCode.USAGE)
     services = {}
     for pool in settings.pools.values():
         service = copy.deepcopy(template)
@@ -55,6 +70,9 @@ def render_pools(settings: Settings, template: dict[str, Any]) -> dict[str, Any]
             service["environment"]["BROKER_URL"] = url.replace("amqp://", "amqps://", 1).replace(
                 "${DTS_BROKER_PORT:-5672}", "${DTS_BROKER_TLS_PORT:-5671}"
             )
+        if broker == "compose":  # the `broker` service, by name, on the compose network (no TLS listener there)
+            service["environment"]["BROKER_URL"] = BROKER_SERVICE_URL
+            service["depends_on"] = {BROKER_SERVICE: {"condition": "service_healthy"}}
         service["command"] = launch_argv(pool.name)
         service["volumes"] = [*template.get("volumes", []), f"{settings.path}:{CONFIG_IN_IMAGE}:ro",
                               *(f"{host}:{path}:ro" for _, host, path in tls)]  # fmt: skip
@@ -74,18 +92,23 @@ class ComposeEngine:
     name = "compose"
 
     def __init__(self, settings: Settings, app, project: str | None = None, env: dict[str, str] | None = None,
-                 run_dir: Path = RUN_DIR):  # fmt: skip
+                 run_dir: Path = RUN_DIR, broker: str = "host"):  # fmt: skip
         cmd = compose_command()
         if cmd is None:
             raise CliError(
                 "neither `docker compose` nor `docker-compose` is installed; use ENGINE=local", ExitCode.USAGE
             )
-        self.settings, self.app = settings, app
+        if broker not in BROKERS:
+            raise CliError(f"BROKER must be one of {', '.join(BROKERS)} (got {broker!r})", ExitCode.USAGE)
+        self.settings, self.app, self.broker = settings, app, broker
         self.project = project or os.environ.get("COMPOSE_PROJECT_NAME") or checkout_name()
         self.pools_file = Path(run_dir) / "compose" / f"{self.project}.pools.yml"
         self.cmd = [*cmd, "-f", str(COMPOSE_FILE), "-f", str(self.pools_file), "-p", self.project]
         self.env = {**os.environ, "DOCKER_BUILDKIT": os.environ.get("DOCKER_BUILDKIT", "0"),
                     "COMPOSE_DOCKER_CLI_BUILD": os.environ.get("COMPOSE_DOCKER_CLI_BUILD", "0"), **(env or {})}  # fmt: skip
+        if broker == "compose":  # the `broker` profile on, beside any other (Flower's `monitoring`)
+            profiles = [p for p in self.env.get("COMPOSE_PROFILES", "").split(",") if p]
+            self.env["COMPOSE_PROFILES"] = ",".join(dict.fromkeys([*profiles, BROKER_PROFILE]))
 
     def render(self) -> Path:
         """Write the pool services for the current settings (atomically); returns the file."""
@@ -95,7 +118,7 @@ class ComposeEngine:
                            f"rename the pool in {self.settings.path.name}", ExitCode.USAGE)  # fmt: skip
         self.pools_file.parent.mkdir(parents=True, exist_ok=True)
         text = f"# Rendered from the pools in {self.settings.path} by dts.compose; do not edit.\n"
-        text += yaml.safe_dump(render_pools(self.settings, worker_template()), sort_keys=False)
+        text += yaml.safe_dump(render_pools(self.settings, worker_template(), self.broker), sort_keys=False)
         tmp = self.pools_file.with_suffix(".tmp")
         tmp.write_text(text)
         os.replace(tmp, self.pools_file)
@@ -136,6 +159,30 @@ class ComposeEngine:
             raise CliError("no broker user for the containers (guest only works over loopback): run `make broker` "
                            "to create one and write it to .env", ExitCode.USAGE)  # fmt: skip
 
+    def start_broker(self) -> None:
+        """broker="compose": start the `broker` service and wait until its healthcheck passes (the node runs
+        and the workers' user exists), within engine.start_timeout plus the healthcheck's start period."""
+        if self.broker != "compose":
+            return
+        self._check_credentials()
+        self.compose("up", "-d", "--no-recreate", BROKER_SERVICE)
+        cid = _docker("ps", "-q", "--filter", f"label=com.docker.compose.project={self.project}",
+                      "--filter", f"label=com.docker.compose.service={BROKER_SERVICE}").split()[:1]  # fmt: skip
+        if not cid:
+            raise CliError(f"the {BROKER_SERVICE} container is not running: see `docker-compose -p {self.project} "
+                           f"logs {BROKER_SERVICE}`", ExitCode.BROKER_UNREACHABLE)  # fmt: skip
+        deadline = time.monotonic() + self.settings.engine.start_timeout + BROKER_START_PERIOD
+        state = ""
+        while state != "healthy":
+            state = _docker("inspect", "-f", "{{if .State.Health}}{{.State.Health.Status}}{{end}}", cid[0]).strip()
+            if state == "unhealthy" or time.monotonic() > deadline:
+                said = _docker("logs", "--tail", "1", cid[0]).strip()[-300:]
+                raise CliError(f"the {BROKER_SERVICE} container is {state or 'not healthy'} ({said}); see "
+                               f"`docker-compose -p {self.project} logs {BROKER_SERVICE}`",
+                               ExitCode.BROKER_UNREACHABLE)  # fmt: skip
+            time.sleep(0.5 if state != "healthy" else 0)  # polling the health status, bounded by the deadline
+        log.info("broker service healthy (%s)", cid[0][:12])
+
     def build(self) -> None:
         self.compose("build")
 
@@ -171,7 +218,10 @@ class ComposeEngine:
     def start(self) -> dict[str, int]:
         return self.resize(declared_sizes(self.settings), recreate=True)
 
-    def stop(self) -> dict[str, int]:
+    def stop(self, volumes: bool = False) -> dict[str, int]:
+        """Every worker (and with broker="compose" the broker container) removed; the broker's data volume
+        too only when `volumes`."""
         before = replicas(self)
-        self.compose("down", "--remove-orphans", "--timeout", f"{self.settings.engine.stop_timeout:.0f}")
+        self.compose("down", "--remove-orphans", "--timeout", f"{self.settings.engine.stop_timeout:.0f}",
+                     *(["--volumes"] if volumes else []))  # fmt: skip
         return {pool: -count for pool, count in before.items()}

@@ -2,6 +2,7 @@
 
     python -m dts.provision            # what `make broker` runs: idempotent, prints what it did
     ensure_vhost("dts-test", "guest")  # a vhost for the tests, with permissions for an existing user
+    python -m dts.provision --compose  # `make broker BROKER=compose`: only .env (the `broker` service makes them)
 
 Containers cannot log in as `guest` (loopback only), so they use this dedicated user; its vhost is named
 after the checkout (`dts-<hash>`), so two checkouts never share queues or credentials.
@@ -168,6 +169,44 @@ def provision(env_path: Path, vhost: str | None = None, user: str | None = None)
     return f"broker vhost {vhost!r}, user {user!r}: created with {how}; credentials in {env_path} (mode 600)"
 
 
+COMPOSE_PORTS = (5672, 5674)  # the compose broker's host port: 5672, else 5674 (a host RabbitMQ has 5672)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def provision_compose(env_path: Path, vhost: str | None = None, user: str | None = None) -> str:
+    """For the compose `broker` service (BROKER=compose): make sure .env names a vhost, user, password and
+    host port; the container creates the vhost and user at start. Keeps what .env has (the same credentials
+    as with the host broker); the port is $DTS_BROKER_PORT, else .env's, else the first free of COMPOSE_PORTS."""
+    vhost, user = vhost or checkout_name(), user or checkout_name()
+    check_inputs(env_path, vhost, user)
+    existing = read_env_file(env_path)
+    values = {k: existing[k] for k in ("DTS_BROKER_USER", "DTS_BROKER_PASSWORD", "DTS_BROKER_VHOST") if existing.get(k)}
+    if len(values) < 3:
+        values = {"DTS_BROKER_USER": user, "DTS_BROKER_PASSWORD": secrets.token_hex(16), "DTS_BROKER_VHOST": vhost}
+    port = os.environ.get("DTS_BROKER_PORT") or existing.get("DTS_BROKER_PORT")
+    if not port:
+        free = [p for p in COMPOSE_PORTS if port_free(p)]
+        if not free:
+            raise CliError(f"ports {' and '.join(map(str, COMPOSE_PORTS))} are taken on 127.0.0.1: put a free one "
+                           "in .env as DTS_BROKER_PORT=...", ExitCode.USAGE)  # fmt: skip
+        port = str(free[0])
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise CliError(f"DTS_BROKER_PORT must be a port number 1..65535 (got {excerpt(port)}): fix it in .env or "
+                       "the environment", ExitCode.USAGE)  # fmt: skip
+    values["DTS_BROKER_PORT"] = port
+    if {**existing, **values} != existing:
+        try:
+            write_env_file(env_path, {**existing, **values})
+        except OSError as exc:
+            raise CliError(f"cannot write {env_path} ({exc.strerror})", ExitCode.USAGE) from None
+    return (f"broker service (compose): vhost {values['DTS_BROKER_VHOST']!r}, user {values['DTS_BROKER_USER']!r}, "
+            f"127.0.0.1:{port}; credentials in {env_path} (mode 600)")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(
         prog="python -m dts.provision",
@@ -182,9 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--user", help="default: the same as the vhost")
     parser.add_argument("--env-file", type=Path, default=ENV_FILE, help="where the credentials go (default: .env)")
+    parser.add_argument("--compose", action="store_true",
+                        help="for the compose `broker` service: write .env only (vhost, user, password, host port "
+                        "DTS_BROKER_PORT: 5672, else 5674); the container creates them")  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        print(provision(args.env_file, args.vhost, args.user))
+        print((provision_compose if args.compose else provision)(args.env_file, args.vhost, args.user))
     except CliError as exc:
         report("dts.provision", f"dts.provision: error: {exc}", exc.exit_code)
         return exc.exit_code

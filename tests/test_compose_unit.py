@@ -42,7 +42,10 @@ def test_compose_file_is_the_one_worker_template():
     assert COMPOSE_FILE == ROOT / "docker-compose.yml"
     # every worker service is rendered from the pools; the file's own services (Flower) are behind a profile,
     # so `up`/`scale` of the pools never start them
-    assert {name: svc["profiles"] for name, svc in doc["services"].items()} == {"flower": ["monitoring"]}
+    assert {name: svc["profiles"] for name, svc in doc["services"].items()} == {
+        "flower": ["monitoring"],
+        "broker": ["broker"],
+    }
     template = worker_template()
     assert template == doc["x-worker"]
     for key in ("command", "container_name", "ports", "volumes", "stop_grace_period"):
@@ -132,6 +135,47 @@ def test_template_volumes_and_environment_are_kept(tmp_path):
     svc = render_pools(SHIPPED, template)["services"]["worker-b"]
     assert svc["volumes"] == ["cache:/cache", f"{SHIPPED.path}:{CONFIG_IN_IMAGE}:ro"]
     assert svc["environment"] == {"A": "1", "DTS_POOL": "worker-b"}
+
+
+# --------------------------------------------------------------------------- BROKER=compose
+
+
+def test_with_the_broker_service_the_workers_use_it_by_name_and_wait_for_its_health():
+    host = services_for(SHIPPED)
+    services = render_pools(SHIPPED, worker_template(), broker="compose")["services"]
+    assert list(services) == list(host)
+    for pool, svc in services.items():
+        url = svc["environment"]["BROKER_URL"]
+        assert url == "amqp://${DTS_BROKER_USER:-dts}:${DTS_BROKER_PASSWORD:-}@broker:5672/${DTS_BROKER_VHOST:-dts}"
+        assert svc["depends_on"] == {"broker": {"condition": "service_healthy"}}
+        assert {k: v for k, v in svc.items() if k not in ("environment", "depends_on")} == {
+            k: v for k, v in host[pool].items() if k != "environment"
+        }
+    for svc in host.values():  # the default path: the host's broker, no dependency on a profiled service
+        assert "depends_on" not in svc
+
+
+def test_an_unknown_broker_is_a_usage_error():
+    from dts.errors import CliError, ExitCode
+
+    with pytest.raises(CliError) as err:
+        render_pools(SHIPPED, worker_template(), broker="cloud")
+    assert err.value.exit_code == ExitCode.USAGE and "BROKER must be one of host, compose" in str(err.value)
+
+
+def test_broker_service_profile_volume_port_and_healthcheck():
+    doc = yaml.safe_load(COMPOSE_FILE.read_text())
+    svc = doc["services"]["broker"]
+    assert svc["profiles"] == ["broker"] and svc["hostname"] == "broker"
+    assert svc["environment"]["RABBITMQ_NODENAME"] == "rabbit@broker"  # data keyed by a fixed node name
+    assert svc["image"] == "${DTS_BROKER_IMAGE:-dts-broker:v1}"  # the override picks the official image
+    assert svc["volumes"] == ["broker-data:/var/lib/rabbitmq"] and "broker-data" in doc["volumes"]
+    assert svc["ports"] == ["127.0.0.1:${DTS_BROKER_PORT:-5672}:5672"]  # loopback only
+    assert {svc["environment"][f"RABBITMQ_DEFAULT_{k}"] for k in ("USER", "PASS", "VHOST")} == {
+        "${DTS_BROKER_USER:-dts}", "${DTS_BROKER_PASSWORD:-}", "${DTS_BROKER_VHOST:-dts}"}  # fmt: skip
+    assert "rabbitmqctl" in svc["healthcheck"]["test"][1] and svc["healthcheck"]["interval"] == "10s"
+    tag = re.search(r"^DEFAULT_TAG=(\S+)", (ROOT / "scripts/build-broker-image.sh").read_text(), re.M)
+    assert tag and svc["image"].endswith(f":-{tag.group(1)}}}")  # the script builds what compose runs
 
 
 # --------------------------------------------------------------------------- the image

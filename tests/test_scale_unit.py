@@ -292,3 +292,16 @@ def test_status_watch_arguments(argv, watch, count, interval):
 )  # fmt: skip
 def test_bad_status_and_health_arguments_exit_2(argv, line, capsys):
     assert usage_error(capsys, [*argv, "--engine", "local"]).startswith(line)
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [(["up", "--broker", "cloud"], "scale.py up: error: argument --broker: invalid choice: 'cloud'"),
+     (["up", "--engine", "local", "--broker", "compose"],
+      "scale.py: error: --broker compose (BROKER=compose) runs RabbitMQ as a compose service: it needs the compose "
+      "engine (this run uses local); add --engine compose, start Docker"),
+     (["down", "--engine", "local", "--volumes"],
+      "scale.py: error: --volumes deletes the compose broker's data: it goes with --broker compose")],
+)  # fmt: skip
+def test_bad_broker_arguments_exit_2_with_one_line(argv, line, capsys):
+    assert usage_error(capsys, argv).startswith(line)

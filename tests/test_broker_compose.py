@@ -1,0 +1,117 @@
+"""RabbitMQ as the compose `broker` service (`make up BROKER=compose`), end to end on a real Docker engine:
+the broker image (Debian's rabbitmq-server on the local base, cached by tag), the workers rendered against
+it, a dispatch from the host through its published port, then everything removed (containers, network and
+the test's data volume). Own compose project, vhost, user and a free host port, so neither a user's
+containers nor the host's RabbitMQ on 5672 are touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+
+import pytest
+from helpers import CHECKOUT, IN_CI, ROOT, app_for, broker_answers, free_port, run_cli, write_config
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+
+
+def engine_problem() -> str | None:
+    from dts.engine import compose_command, docker_answers
+
+    if not docker_answers():
+        return "no Docker engine answers (`docker info` failed); install and start one (.ci/install-docker.sh)"
+    if compose_command() is None:
+        return "neither `docker compose` nor `docker-compose` is installed"
+    return None
+
+
+def leftovers(project: str) -> dict[str, list[str]]:
+    """Containers, networks and volumes compose made for the project (by its label)."""
+    label = f"label=com.docker.compose.project={project}"
+    found = {}
+    for kind in ("container", "network", "volume"):
+        argv = ["docker", kind, "ls", *(["-a"] if kind == "container" else []), "-q", "--filter", label]
+        found[kind] = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.split()
+    return found
+
+
+@pytest.fixture(scope="module")
+def broker_stack(tmp_path_factory):
+    problem = engine_problem()
+    if problem:
+        if IN_CI:
+            pytest.fail(f"CI=true and {problem} (.ci/install-docker.sh should have started one)")
+        pytest.skip(problem)
+    from dts.compose import ComposeEngine
+    from dts.config import load_settings
+
+    cfg_path = write_config(tmp_path_factory.mktemp("bc") / "bc.yml", replicas="1")
+    cfg_path.chmod(0o644)  # read by the container's unprivileged user through the bind mount
+    cfg_path.parent.chmod(0o755)
+    project, port = f"dts-bc-{os.getpid()}", free_port()
+    vhost = user = f"dts-bc-{CHECKOUT}-{os.getpid()}"
+    password = secrets.token_hex(12)
+    env = {"DTS_BROKER_USER": user, "DTS_BROKER_PASSWORD": password, "DTS_BROKER_VHOST": vhost,
+           "DTS_BROKER_PORT": str(port), "BROKER_URL": f"amqp://{user}:{password}@127.0.0.1:{port}/{vhost}",
+           "DTS_CONFIG": str(cfg_path), "COMPOSE_PROJECT_NAME": project, "DTS_IMAGE": f"dts-worker:e2e-{CHECKOUT}",
+           "PY": sys.executable}  # fmt: skip
+    for script in ("scripts/build-broker-image.sh", "scripts/build-image.sh"):  # both cached by tag / layers
+        build = subprocess.run(["sh", script], cwd=ROOT, env=dict(os.environ, **env), capture_output=True, text=True,
+                               timeout=900)  # fmt: skip
+        assert build.returncode == 0, build.stdout + build.stderr
+    settings = load_settings(cfg_path).with_broker_url(env["BROKER_URL"])
+    app = app_for(settings)
+    engine = ComposeEngine(settings, app, project=project, env=env, broker="compose")
+    try:
+        up = run_cli("scale.py", "up", "--engine", "compose", "--broker", "compose", env=env, timeout=400)
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield {"env": env, "engine": engine, "app": app, "project": project}
+    finally:
+        logs = subprocess.run([*engine.cmd, "logs", "--tail", "20"], env=engine.env, capture_output=True, text=True)
+        print(logs.stdout[-4000:])
+        app.close()
+        down = run_cli("scale.py", "down", "--engine", "compose", "--broker", "compose", "--volumes", env=env,
+                       timeout=300)  # fmt: skip
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert leftovers(project) == {"container": [], "network": [], "volume": []}
+
+
+def test_workers_reach_the_broker_service_by_name(broker_stack):
+    engine = broker_stack["engine"]
+    nodes = engine.workers()
+    assert {pool: len(n) for pool, n in nodes.items()} == {"worker-a": 1, "worker-b": 1}, nodes
+    cid = engine.containers("worker-a")[0]
+    env = json.loads(subprocess.run(["docker", "inspect", "-f", "{{json .Config.Env}}", cid], capture_output=True,
+                                    text=True, timeout=30).stdout)  # fmt: skip
+    url = next(e.split("=", 1)[1] for e in env if e.startswith("BROKER_URL="))
+    assert url.endswith(f"@broker:5672/{broker_stack['env']['DTS_BROKER_VHOST']}"), url
+
+
+def test_dispatch_from_the_host_gets_both_results_from_the_containers(broker_stack):
+    nodes = broker_stack["engine"].workers()
+    proc = run_cli("dispatch.py", "--json", env=broker_stack["env"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = {t["task"]: t["result"] for t in json.loads(proc.stdout)["tasks"]}
+    assert results["task_a"]["message"] == "Hello from Task A"
+    assert results["task_b"]["message"] == "Hello from Task B"
+    assert results["task_a"]["worker"] in nodes["worker-a"]
+    assert results["task_b"]["worker"] in nodes["worker-b"]
+
+
+def test_the_vhost_lives_in_the_container_not_on_the_host_broker(broker_stack):
+    """The dispatch went to the containerised RabbitMQ: the test's vhost exists there, not on the host's."""
+    cid = subprocess.run(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={broker_stack['project']}",
+                          "--filter", "label=com.docker.compose.service=broker"], capture_output=True, text=True,
+                         timeout=30).stdout.split()  # fmt: skip
+    assert len(cid) == 1
+    inside = subprocess.run(["docker", "exec", cid[0], "rabbitmqctl", "-q", "list_vhosts", "name"], capture_output=True,
+                            text=True, timeout=60).stdout.split()  # fmt: skip
+    assert broker_stack["env"]["DTS_BROKER_VHOST"] in inside
+    if broker_answers():
+        from dts.provision import rabbitmqctl
+
+        assert broker_stack["env"]["DTS_BROKER_VHOST"] not in rabbitmqctl("list_vhosts", "name").stdout.split()
