@@ -99,9 +99,17 @@ def wait_for_pong(app, names: list[str], deadline: float, alive: Callable[[str],
                   last_words: Callable[[str], str] = lambda name: "") -> None:  # fmt: skip
     """Poll `celery inspect ping` until every node in `names` answered, `alive` says one died, or the
     deadline passes (CliError). `last_words(name)` is the dead worker's last log line, for the error."""
+    probe = app.connection_for_read()
+    lost = (OSError, *probe.connection_errors, *probe.channel_errors)
+    probe.release()
     waiting = set(names)
     while waiting:
-        replies = app.control.ping(destination=sorted(waiting), timeout=0.5) or []
+        try:
+            replies = app.control.ping(destination=sorted(waiting), timeout=0.5) or []
+        except lost as exc:  # the broker went away (or restarted) while the workers start: one line, exit 3
+            from dts.broker import broker_error
+
+            raise broker_error(app.conf.broker_url, exc) from None
         for reply in replies:
             waiting -= set(reply)
         dead = [name for name in waiting if not alive(name)]
