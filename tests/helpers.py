@@ -71,6 +71,25 @@ def write_config(path: Path, **overrides: str) -> Path:
     return path
 
 
+def compose_problem() -> str | None:
+    """Why the container tests cannot run here (no Docker engine, no compose to build the image), or None."""
+    from dts.engine import compose_command, docker_answers
+
+    if not docker_answers():
+        return "no Docker engine answers (`docker info` failed); install and start one (.ci/install-docker.sh)"
+    if compose_command() is None:
+        return "neither `docker compose` nor `docker-compose` is installed"
+    return None
+
+
+def need_engine(problem: str | None) -> None:
+    """Skip for a missing Docker engine; under CI=true, fail (.ci/install-docker.sh starts one)."""
+    if problem:
+        if IN_CI:
+            pytest.fail(f"CI=true and {problem} (.ci/install-docker.sh should have started one)")
+        pytest.skip(problem)
+
+
 def broker_answers(host: str = BROKER_HOST, port: int = 5672) -> bool:
     with socket.socket() as sock:
         sock.settimeout(2)

@@ -14,19 +14,19 @@ import subprocess
 import sys
 
 import pytest
-from helpers import CHECKOUT, IN_CI, ROOT, app_for, broker_answers, free_port, run_cli, write_config
+from helpers import (
+    CHECKOUT,
+    ROOT,
+    app_for,
+    broker_answers,
+    compose_problem,
+    free_port,
+    need_engine,
+    run_cli,
+    write_config,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
-
-
-def engine_problem() -> str | None:
-    from dts.engine import compose_command, docker_answers
-
-    if not docker_answers():
-        return "no Docker engine answers (`docker info` failed); install and start one (.ci/install-docker.sh)"
-    if compose_command() is None:
-        return "neither `docker compose` nor `docker-compose` is installed"
-    return None
 
 
 def leftovers(project: str) -> dict[str, list[str]]:
@@ -41,11 +41,7 @@ def leftovers(project: str) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def broker_stack(tmp_path_factory):
-    problem = engine_problem()
-    if problem:
-        if IN_CI:
-            pytest.fail(f"CI=true and {problem} (.ci/install-docker.sh should have started one)")
-        pytest.skip(problem)
+    need_engine(compose_problem())
     from dts.compose import ComposeEngine
     from dts.config import load_settings
 

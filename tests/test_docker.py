@@ -20,13 +20,14 @@ import pytest
 from celery.result import ResultSet
 from helpers import (
     CHECKOUT,
-    IN_CI,
     ROOT,
     app_for,
+    compose_problem,
     free_port,
     fresh_vhost,
     http_get,
     json_lines,
+    need_engine,
     run_cli,
     vhost_url,
     write_config,
@@ -39,23 +40,9 @@ E2E_USER = f"dts-e2e-{CHECKOUT}"
 QUEUES = {"worker-a": "boxed_a", "worker-b": "boxed_b"}  # renamed: the containers must follow the config
 
 
-def engine_problem() -> str | None:
-    from dts.engine import compose_command, docker_answers
-
-    if not docker_answers():
-        return "no Docker engine answers (`docker info` failed); install and start one (.ci/install-docker.sh)"
-    if compose_command() is None:
-        return "neither `docker compose` nor `docker-compose` is installed"
-    return None
-
-
 @pytest.fixture(scope="module")
 def stack(rabbitmq, tmp_path_factory):
-    problem = engine_problem()
-    if problem:
-        if IN_CI:
-            pytest.fail(f"CI=true and {problem} (.ci/install-docker.sh should have started one)")
-        pytest.skip(problem)
+    need_engine(compose_problem())
     from dts.compose import ComposeEngine
     from dts.config import load_settings
 

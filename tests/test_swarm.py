@@ -15,7 +15,17 @@ import subprocess
 import sys
 
 import pytest
-from helpers import CHECKOUT, IN_CI, ROOT, app_for, fresh_vhost, run_cli, vhost_url, write_config
+from helpers import (
+    CHECKOUT,
+    ROOT,
+    app_for,
+    compose_problem,
+    fresh_vhost,
+    need_engine,
+    run_cli,
+    vhost_url,
+    write_config,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm, pytest.mark.timeout(600)]
 
@@ -28,19 +38,6 @@ def docker(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60)
 
 
-def engine_problem() -> str | None:
-    from dts.engine import compose_command, docker_answers
-    from dts.swarm import swarm_state
-
-    if not docker_answers():
-        return "no Docker engine answers (`docker info` failed); install and start one (.ci/install-docker.sh)"
-    if compose_command() is None:
-        return "neither `docker compose` nor `docker-compose` is installed (the image is built with it)"
-    if swarm_state() not in ("inactive", "active"):
-        return f"the engine's swarm is in state {swarm_state()}"
-    return None
-
-
 def stack_leftovers(stack: str) -> dict[str, list[str]]:
     """What docker still lists with the stack's label, by kind."""
     kinds = {"service": ["service", "ls"], "container": ["ps", "-a"], "network": ["network", "ls"],
@@ -48,13 +45,18 @@ def stack_leftovers(stack: str) -> dict[str, list[str]]:
     return {kind: docker(*argv, "-q", "--filter", LABEL + stack).stdout.split() for kind, argv in kinds.items()}
 
 
+def swarm_problem() -> str | None:
+    from dts.swarm import swarm_state
+
+    problem = compose_problem()
+    if problem is None and swarm_state() not in ("inactive", "active"):
+        problem = f"the engine's swarm is in state {swarm_state()}"
+    return problem
+
+
 @pytest.fixture(scope="module")
 def swarm(rabbitmq, tmp_path_factory):
-    problem = engine_problem()
-    if problem:
-        if IN_CI:
-            pytest.fail(f"CI=true and {problem} (.ci/install-docker.sh should have started one)")
-        pytest.skip(problem)
+    need_engine(swarm_problem())
     from dts.config import load_settings
     from dts.swarm import SwarmEngine, swarm_state
 
