@@ -95,6 +95,9 @@ def check_sizes(desired: dict[str, int], settings: Settings) -> None:
 # --------------------------------------------------------------------------- waiting for workers
 
 
+RECONNECT_PAUSE = 0.25  # seconds between two pings while the broker connection is lost
+
+
 def wait_for_pong(app, names: list[str], deadline: float, alive: Callable[[str], bool] = lambda name: True,
                   last_words: Callable[[str], str] = lambda name: "") -> None:  # fmt: skip
     """Poll `celery inspect ping` until every node in `names` answered, `alive` says one died, or the
@@ -106,10 +109,13 @@ def wait_for_pong(app, names: list[str], deadline: float, alive: Callable[[str],
     while waiting:
         try:
             replies = app.control.ping(destination=sorted(waiting), timeout=0.5) or []
-        except lost as exc:  # the broker went away (or restarted) while the workers start: one line, exit 3
-            from dts.broker import broker_error
+        except lost as exc:  # a stale pooled connection (broker restarted), or the broker is away
+            if time.monotonic() > deadline:  # away for good: one line, exit 3
+                from dts.broker import broker_error
 
-            raise broker_error(app.conf.broker_url, exc) from None
+                raise broker_error(app.conf.broker_url, exc) from None
+            time.sleep(RECONNECT_PAUSE)  # the next ping reconnects; pacing it, under the deadline
+            continue
         for reply in replies:
             waiting -= set(reply)
         dead = [name for name in waiting if not alive(name)]
