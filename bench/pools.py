@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import run
 from bench.run import Failed, consume_rate, load_test_argv, load_with_cpu, ours_config, progress, worker_pids
-from dts.config import RUN_DIR
 
 VHOST = "dts-bench-pools"
 DEFAULT = ["prefork:1:1", "prefork:1:16", "prefork:4:16", "solo:1:16", "threads:4:16", "threads:4:16:noevents"]
@@ -49,29 +48,14 @@ def parse_setting(text: str) -> dict[str, Any]:
 
 
 def measure_setting(url: str, text: str, tasks: int, work: Path) -> dict[str, Any]:
-    from celery_app import app, use_settings
-    from dts.config import load_settings
-    from dts.errors import CliError
-    from dts.local import LocalEngine
-
     setting = parse_setting(text)
     config = ours_config(url, work / "pools.yml", setting["pools"])
     doc = yaml.safe_load(config.read_text())
     doc["monitoring"] = {"task_events": setting["task_events"]}
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     env = dict(os.environ, BROKER_URL=url, DTS_CONFIG=str(config))
-    os.environ.update(
-        BROKER_URL=url, DTS_CONFIG=str(config)
-    )  # this process's settings and the workers' ($BROKER_URL wins over .env)
-    settings = load_settings(config)
-    use_settings(settings)
-    engine = LocalEngine(settings, app, run_dir=RUN_DIR / "bench" / "pools")
     row: dict[str, Any] = {"setting": text}
-    try:
-        try:
-            engine.start()
-        except CliError as exc:
-            raise Failed(f"workers did not start: {exc}") from None
+    with run.project_workers(url, config, "pools", f"pools ({text})") as engine:
         out = work / "load.json"
         load = load_with_cpu(load_test_argv(config, tasks, "--output", str(out)), env, worker_pids(engine), 2 * tasks)
         report = load["reports"][0]
@@ -79,9 +63,6 @@ def measure_setting(url: str, text: str, tasks: int, work: Path) -> dict[str, An
                    consume_rate=consume_rate(json.loads(out.read_text())["runs"][-1]["samples"]))  # fmt: skip
         seed = run.run_json(["dispatch.py", "--config", str(config), "--repeat", "10", "--json", "--no-save"], env)
         row["seed_overhead"] = seed["repeat"]["overhead_median"]
-    finally:
-        with run.uninterrupted():
-            engine.stop()
     return row
 
 

@@ -342,26 +342,13 @@ def load_test_argv(config: Path, tasks: int, *extra: str) -> list[str]:
 
 
 def run_ours(url: str, plan: dict[str, Any], work: Path, out: dict) -> None:
-    from celery_app import app, use_settings
-    from dts.config import load_settings
-    from dts.errors import CliError
-    from dts.local import LocalEngine
-
     config = ours_config(url, work / "ours.yml")
     env = dict(os.environ, BROKER_URL=url, DTS_CONFIG=str(config))
     os.environ.update(BROKER_URL=url, DTS_CONFIG=str(config))  # this process's app too ($BROKER_URL wins over .env)
     measure(f"ours: publish phase alone, {2 * plan['tasks']} tasks, no consumers (dts.publish.TaskPublisher)", out,
             "publish", run_json, ["-m", "bench.ours", "publish", "--tasks", str(plan["tasks"])], env)  # fmt: skip
     fresh_vhost(VHOSTS["ours"])  # drop the tasks nobody consumed
-    settings = load_settings(config)
-    use_settings(settings)
-    engine = LocalEngine(settings, app, run_dir=RUN_DIR / "bench" / "ours")
-    progress("ours: starting 1 + 1 project workers (LocalEngine)")
-    try:
-        try:
-            engine.start()
-        except CliError as exc:
-            raise Failed(f"the project's workers did not start: {exc}") from None
+    with project_workers(url, config, "ours", "ours") as engine:
         load_file = work / "ours-load.json"
         measure(f"ours: load_test.py, {2 * plan['tasks']} no-op tasks", out, "load", load_with_cpu,
                 load_test_argv(config, plan["tasks"], "--output", str(load_file)), env, worker_pids(engine),
@@ -378,10 +365,6 @@ def run_ours(url: str, plan: dict[str, Any], work: Path, out: dict) -> None:
         for label, tasks in zip(("small", "large"), plan["rss"], strict=True):
             measure(f"ours: load_test.py peak RSS, {2 * tasks} tasks", out["rss"], label, rss_run, config, tasks,
                     env, work)  # fmt: skip
-    finally:
-        progress("ours: stopping the workers")
-        with uninterrupted():
-            engine.stop()
     run_short_task_pools(url, plan, work, out)
     out["throughput"] = (out.get("load", {}).get("reports") or [{}])[0].get("throughput")
     out["cpu"] = out.get("load", {}).pop("cpu", None)
@@ -397,33 +380,43 @@ def worker_pids(engine) -> list[int]:
     return [pid for workers in engine.running().values() for pid in workers.values()]
 
 
-def run_short_task_pools(url: str, plan: dict[str, Any], work: Path, out: dict) -> None:
-    """The no-op load again, on 1 + 1 workers with SHORT_TASK_POOLS: out["short"] = throughput, CPU."""
+@contextlib.contextmanager
+def project_workers(url: str, config: Path, run_dir: str, label: str):
+    """The project's workers for `config` on the bench vhost `url` (LocalEngine, its own run folder), yielded
+    as the engine, stopped afterwards. This process's app and the workers use `url` ($BROKER_URL wins over
+    .env) and `config`; a start that fails is Failed (the measurement shows n/a)."""
     from celery_app import app, use_settings
     from dts.config import load_settings
     from dts.errors import CliError
     from dts.local import LocalEngine
 
-    config = ours_config(url, work / "ours-short.yml", SHORT_TASK_POOLS)
-    env = dict(os.environ, BROKER_URL=url, DTS_CONFIG=str(config))
+    os.environ.update(BROKER_URL=url, DTS_CONFIG=str(config))
     settings = load_settings(config)
     use_settings(settings)
-    engine = LocalEngine(settings, app, run_dir=RUN_DIR / "bench" / "ours-short")
-    label = ", ".join(f"{k} {v}" for k, v in SHORT_TASK_POOLS.items())
-    progress(f"ours: starting 1 + 1 project workers with {label}")
+    engine = LocalEngine(settings, app, run_dir=RUN_DIR / "bench" / run_dir)
+    progress(f"{label}: starting 1 + 1 project workers")
     try:
         try:
             engine.start()
         except CliError as exc:
             raise Failed(f"the project's workers did not start: {exc}") from None
-        load = {}
+        yield engine
+    finally:
+        progress(f"{label}: stopping the workers")
+        with uninterrupted():
+            engine.stop()
+
+
+def run_short_task_pools(url: str, plan: dict[str, Any], work: Path, out: dict) -> None:
+    """The no-op load again, on 1 + 1 workers with SHORT_TASK_POOLS: out["short"] = throughput, CPU."""
+    config = ours_config(url, work / "ours-short.yml", SHORT_TASK_POOLS)
+    env = dict(os.environ, BROKER_URL=url, DTS_CONFIG=str(config))
+    label = ", ".join(f"{k} {v}" for k, v in SHORT_TASK_POOLS.items())
+    load: dict[str, Any] = {}
+    with project_workers(url, config, "ours-short", f"ours ({label})") as engine:
         measure(f"ours: load_test.py, {2 * plan['tasks']} no-op tasks ({label})", load, "load", load_with_cpu,
                 load_test_argv(config, plan["tasks"], "--no-save"), env, worker_pids(engine),
                 2 * plan["tasks"])  # fmt: skip
-    finally:
-        progress("ours: stopping the workers")
-        with uninterrupted():
-            engine.stop()
     if "load" in load:
         out["short"] = {"pools": SHORT_TASK_POOLS, "cpu": load["load"].pop("cpu", None),
                         "throughput": (load["load"].get("reports") or [{}])[0].get("throughput")}  # fmt: skip
