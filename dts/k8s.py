@@ -146,9 +146,9 @@ def tls_files(settings: Settings) -> dict[str, str]:
     return {key: name for key, name in TLS_FILES.items() if getattr(tls, key)}
 
 
-def deployment(settings: Settings, pool: PoolSettings, image: str, config_hash: str) -> dict[str, Any]:
-    tls = tls_files(settings)
-    container = {
+def container(pool: PoolSettings, image: str, tls: dict[str, str]) -> dict[str, Any]:
+    """The worker container: the engines' one command, the broker URL (and TLS files) from Secrets, probes."""
+    return {
         "name": CONTAINER,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
@@ -174,6 +174,22 @@ def deployment(settings: Settings, pool: PoolSettings, image: str, config_hash: 
             *([{"name": "broker-tls", "mountPath": TLS_DIR, "readOnly": True}] if tls else []),
         ],
     }
+
+
+def volumes(tls: dict[str, str]) -> list[dict[str, Any]]:
+    """The config (ConfigMap), a memory /tmp, and with TLS the Secret of its files (group-readable only)."""
+    out = [
+        {"name": "config", "configMap": {"name": CONFIG_MAP}},
+        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": TMP_SIZE}},
+    ]
+    if tls:
+        items = [{"key": name, "path": name} for name in tls.values()]
+        out.append({"name": "broker-tls", "secret": {"secretName": TLS_SECRET, "defaultMode": 0o440, "items": items}})
+    return out
+
+
+def deployment(settings: Settings, pool: PoolSettings, image: str, config_hash: str) -> dict[str, Any]:
+    tls = tls_files(settings)
     pod = {
         "metadata": {"labels": _labels(pool.name), "annotations": {CONFIG_HASH_ANNOTATION: config_hash}},
         "spec": {
@@ -187,25 +203,8 @@ def deployment(settings: Settings, pool: PoolSettings, image: str, config_hash: 
                 "seccompProfile": {"type": "RuntimeDefault"},
                 **({"fsGroup": UID} if tls else {}),  # the TLS files: group-readable by the worker's group only
             },
-            "containers": [container],
-            "volumes": [
-                {"name": "config", "configMap": {"name": CONFIG_MAP}},
-                {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": TMP_SIZE}},
-                *(
-                    [
-                        {
-                            "name": "broker-tls",
-                            "secret": {
-                                "secretName": TLS_SECRET,
-                                "defaultMode": 0o440,
-                                "items": [{"key": n, "path": n} for n in tls.values()],
-                            },
-                        }
-                    ]
-                    if tls
-                    else []
-                ),
-            ],
+            "containers": [container(pool, image, tls)],
+            "volumes": volumes(tls),
         },
     }
     return {

@@ -29,7 +29,7 @@ import yaml
 
 from dts.broker import queue_stats
 from dts.compose import CONFIG_IN_IMAGE, worker_template
-from dts.config import RUN_DIR, Settings, broker_url_from_env_file, checkout_name, read_env_file
+from dts.config import RUN_DIR, PoolSettings, Settings, broker_url_from_env_file, checkout_name, read_env_file
 from dts.engine import check_sizes, container_tls_files, declared_sizes, replicas, scale_plan, wait_for_pong
 from dts.errors import CliError, ExitCode
 from dts.worker import launch_argv, nodename
@@ -54,57 +54,61 @@ def content_name(stack: str, key: str, content: bytes) -> str:
     return f"{stack}_{key}_{hashlib.sha256(content).hexdigest()[:8]}"
 
 
+def _secret(source: str, target: str) -> dict[str, Any]:
+    """A secret in the task, readable by the image's user only."""
+    return {"source": source, "target": target, "uid": WORKER_UID, "gid": WORKER_UID, "mode": 0o400}
+
+
+def service(settings: Settings, pool: PoolSettings, image: str, log_format: str,
+            tls: list[tuple[str, str, str]]) -> dict[str, Any]:  # fmt: skip
+    """One pool's service: the engines' one command, the broker URL (and TLS files) as secrets, warm stops."""
+    template = worker_template()
+    return {
+        "image": image,
+        "command": launch_argv(pool.name),
+        "environment": {
+            "DTS_POOL": pool.name,
+            "DTS_CONFIG": CONFIG_IN_IMAGE,
+            "BROKER_URL_FILE": SECRET_PATH,
+            "LOG_FORMAT": log_format,
+            **{env: path for env, _, path in tls},
+        },
+        "extra_hosts": list(template["extra_hosts"]),
+        "read_only": bool(template.get("read_only", True)),
+        "volumes": [{"type": "tmpfs", "target": path} for path in template.get("tmpfs", [])],
+        "configs": [{"source": CONFIG, "target": CONFIG_IN_IMAGE, "mode": 0o444}],
+        "secrets": [
+            _secret(SECRET, Path(SECRET_PATH).name),
+            *(_secret(env.lower(), Path(path).name) for env, _, path in tls),
+        ],
+        # the image's check (this container's worker answers ping); a new task counts as running once it
+        # passes, so the interval bounds how long `docker service scale --detach=false` takes
+        "healthcheck": {
+            "interval": f"{settings.engine.health_interval:g}s",
+            "timeout": "20s",
+            "start_period": "30s",
+            "retries": 3,
+        },
+        "stop_grace_period": f"{settings.engine.stop_timeout:g}s",  # SIGTERM, then this long for a warm stop
+        "deploy": {
+            "replicas": pool.replicas,
+            "update_config": {"parallelism": 1, "order": "stop-first", "failure_action": "rollback"},
+            "rollback_config": {"parallelism": 1, "order": "stop-first"},
+            "restart_policy": {"condition": "any", "delay": "5s"},
+        },
+    }
+
+
 def render_stack(settings: Settings, image: str, secret_file: Path, secret_name: str,
                  config_name: str, log_format: str = "json", tls_names: dict[str, str] | None = None
                  ) -> dict[str, Any]:  # fmt: skip
     """The stack file: one service per declared pool (pure). With broker.tls, each of its files is a secret
     too (`tls_names`: env var -> the secret's content name), at the path its $BROKER_TLS_* names."""
-    template = worker_template()
     tls = container_tls_files(settings)
     tls_names = tls_names or {}
-    tls_secrets = [{"source": env.lower(), "target": Path(path).name, "uid": WORKER_UID, "gid": WORKER_UID,
-                    "mode": 0o400} for env, _, path in tls]  # fmt: skip
-    interval = f"{settings.engine.health_interval:g}s"
-    services = {}
-    for pool in settings.pools.values():
-        services[pool.name] = {
-            "image": image,
-            "command": launch_argv(pool.name),
-            "environment": {
-                "DTS_POOL": pool.name,
-                "DTS_CONFIG": CONFIG_IN_IMAGE,
-                "BROKER_URL_FILE": SECRET_PATH,
-                "LOG_FORMAT": log_format,
-                **{env: path for env, _, path in tls},
-            },
-            "extra_hosts": list(template["extra_hosts"]),
-            "read_only": bool(template.get("read_only", True)),
-            "volumes": [{"type": "tmpfs", "target": path} for path in template.get("tmpfs", [])],
-            "configs": [{"source": CONFIG, "target": CONFIG_IN_IMAGE, "mode": 0o444}],
-            "secrets": [
-                {
-                    "source": SECRET,
-                    "target": Path(SECRET_PATH).name,
-                    "uid": WORKER_UID,
-                    "gid": WORKER_UID,
-                    "mode": 0o400,
-                },
-                *tls_secrets,
-            ],
-            # the image's check (this container's worker answers ping); a new task counts as running once it
-            # passes, so the interval bounds how long `docker service scale --detach=false` takes
-            "healthcheck": {"interval": interval, "timeout": "20s", "start_period": "30s", "retries": 3},
-            "stop_grace_period": f"{settings.engine.stop_timeout:g}s",  # SIGTERM, then this long for a warm stop
-            "deploy": {
-                "replicas": pool.replicas,
-                "update_config": {"parallelism": 1, "order": "stop-first", "failure_action": "rollback"},
-                "rollback_config": {"parallelism": 1, "order": "stop-first"},
-                "restart_policy": {"condition": "any", "delay": "5s"},
-            },
-        }
     return {
         "version": "3.8",
-        "services": services,
+        "services": {pool.name: service(settings, pool, image, log_format, tls) for pool in settings.pools.values()},
         "secrets": {
             SECRET: {"name": secret_name, "file": str(secret_file)},
             **{env.lower(): {"name": tls_names.get(env, env.lower()), "file": host} for env, host, _ in tls},
