@@ -277,6 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("compose", parents=[common], help="write the compose file rendered from the pools")
     sub.add_parser("stack", parents=[common], help="write the swarm stack file rendered from the pools")
     sub.add_parser("engine", parents=[common], help="print the engine `auto` resolves to")
+    add_k8s_and_auto(sub, base, common)
+    return parser
+
+
+def add_k8s_and_auto(sub, base: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """The two subcommands beyond one engine's pools: render for Kubernetes, autoscale on queue depth."""
     kube = sub.add_parser("k8s", parents=[base], help="write Kubernetes + KEDA manifests rendered from the pools")
     kube.add_argument("--output", metavar="DIR", default=str(DEFAULT_K8S_DIR),
                       help="directory for the YAML files (default: deploy/k8s in the project, git-ignored)")  # fmt: skip
@@ -291,7 +297,6 @@ def build_parser() -> argparse.ArgumentParser:
     until.add_argument("--duration", type=float_between(0, MAX_TIMEOUT, low_open=True), metavar="S",
                        help=f"stop after S seconds, at most {MAX_TIMEOUT:g} (default: until Ctrl-C)")  # fmt: skip
     until.add_argument("--once", action="store_true", help="one look, the resizes it calls for, then exit")
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:

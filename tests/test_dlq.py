@@ -32,7 +32,7 @@ def poll(what, until, timeout: float = 30.0):
         value = what()
         if until(value) or time.monotonic() > deadline:
             return value
-        time.sleep(0.2)
+        time.sleep(0.2)  # polling interval, bounded by the deadline
 
 
 @pytest.fixture
