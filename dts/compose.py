@@ -34,7 +34,7 @@ from dts.engine import (
     wait_for_pong,
 )
 from dts.errors import CliError, ExitCode
-from dts.worker import launch_argv, nodename, pool_of_node
+from dts.naming import launch_argv, nodename, pool_of_node
 
 log = logging.getLogger("dts.compose")
 COMPOSE_FILE = PROJECT_DIR / "docker-compose.yml"

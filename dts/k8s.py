@@ -4,7 +4,7 @@
     write(files, Path("deploy/k8s"))                                   # one YAML file each, atomically
     python scale.py k8s [--output DIR] [--image TAG]                   # both (`make k8s`)
 
-Every Deployment runs the engines' one worker entry point (`dts.worker.launch_argv`) in the worker image,
+Every Deployment runs the engines' one worker entry point (`dts.naming.launch_argv`) in the worker image,
 with the config file in a ConfigMap mounted where the image reads it, the broker URL from a Secret the user
 creates (a template is written, never a password), the image's own health check as probes, and
 terminationGracePeriodSeconds = engine.stop_timeout. KEDA scales each pool on its queues' ready messages.
@@ -26,7 +26,7 @@ import yaml
 from dts.compose import CONFIG_IN_IMAGE, worker_template
 from dts.config import TLS_ENV, PoolSettings, Settings
 from dts.errors import CliError, ExitCode, excerpt
-from dts.worker import launch_argv
+from dts.naming import launch_argv
 
 # Names of the objects every pool shares, and the labels of a pool's objects.
 APP_LABEL = "app.kubernetes.io/name"

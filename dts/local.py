@@ -29,8 +29,8 @@ from dts.engine import (
     wait_for_pong,
 )
 from dts.errors import CliError
+from dts.naming import launch_argv, nodename
 from dts.supervise import UP, Supervisor, alive, program, program_env
-from dts.worker import launch_argv, nodename
 
 log = logging.getLogger("dts.local")
 WORKER_ENV = ("DTS_CONFIG", "BROKER_URL", "LOG_FORMAT")  # set per program; the rest comes from supervisord's

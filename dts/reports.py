@@ -15,7 +15,7 @@ from typing import Any
 
 from dts.config import Settings
 from dts.errors import ExitCode
-from dts.worker import pool_of_node
+from dts.naming import pool_of_node
 
 SCHEMA_VERSION = 3  # 3: a task's `state` (succeeded | failed | unknown); load: broker_lost, pools_lost
 

@@ -32,7 +32,7 @@ from dts.compose import CONFIG_IN_IMAGE, worker_template
 from dts.config import RUN_DIR, PoolSettings, Settings, broker_url_from_env_file, checkout_name, read_env_file
 from dts.engine import check_sizes, container_tls_files, declared_sizes, replicas, scale_plan, wait_for_pong
 from dts.errors import CliError, ExitCode
-from dts.worker import launch_argv, nodename
+from dts.naming import launch_argv, nodename
 
 log = logging.getLogger("dts.swarm")
 DEFAULT_IMAGE = "dts-worker:latest"

@@ -1,6 +1,6 @@
-"""A worker's node name and command line, built from its pool's declaration: the one place. Every engine
-starts workers through this module's entry point, so a pool's queues and options follow the config
-everywhere (local processes, compose containers, and later swarm and Kubernetes).
+"""The worker entry point: every engine starts workers through it (`dts.naming.launch_argv`), and it execs
+the one worker command line (`dts.naming.worker_argv`), so a pool's queues and options follow the config
+everywhere (local processes, compose containers, swarm services, Kubernetes pods).
 
     python -m dts.worker worker-a              # exec `celery -A celery_app worker -Q queue_a -n worker-a@%h ...`
     DTS_POOL=worker-a python -m dts.worker     # the same (what the image's CMD does)
@@ -17,39 +17,7 @@ from dts import logs
 from dts.cli import Parser, report
 from dts.config import PoolSettings, Settings, load_settings
 from dts.errors import CliError, ExitCode, excerpt
-
-HOST = "%h"  # Celery expands it to the host name (a container's hostname is its id)
-
-
-def nodename(pool: str, host: str = HOST) -> str:
-    """'worker-a@<host>': the part before '@' is the pool, on every engine; the host part makes it unique
-    (a container's hostname, or '<hostname>-<n>' for the n-th local worker of a pool)."""
-    return f"{pool}@{host}"
-
-
-def pool_of_node(node: str) -> str:
-    """'worker-a@3f2c1d' -> 'worker-a' (the inverse of nodename: no guessing)."""
-    return node.split("@", 1)[0]
-
-
-def worker_argv(pool: PoolSettings, host: str = HOST, loglevel: str = "INFO", log_format: str = "text") -> list[str]:
-    """The one worker command line. With JSON logs (LOG_FORMAT=json) celery runs with -q: no start-up
-    banner (printed, not logged), so every line the worker writes is a JSON log record."""
-    return [
-        "celery", "-A", "celery_app", *(["-q"] if log_format == "json" else []), "worker",
-        "-Q", ",".join(pool.queues),
-        "-n", nodename(pool.name, host),
-        "--pool", pool.execution_pool,
-        "--concurrency", str(pool.concurrency),
-        "--prefetch-multiplier", str(pool.prefetch_multiplier),
-        "--without-mingle", "--without-gossip",
-        "--loglevel", loglevel,
-    ]  # fmt: skip
-
-
-def launch_argv(pool: str, host: str = HOST, python: str = "python") -> list[str]:
-    """How an engine starts a worker of `pool`: this module's entry point, which builds worker_argv."""
-    return [python, "-m", "dts.worker", pool, *([] if host == HOST else ["--host", host])]
+from dts.naming import HOST, nodename, worker_argv
 
 
 def pool_settings(settings: Settings, name: str | None) -> PoolSettings:

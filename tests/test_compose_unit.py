@@ -16,7 +16,7 @@ from helpers import ROOT, write_config
 
 from dts.compose import COMPOSE_FILE, CONFIG_IN_IMAGE, render_pools, worker_template
 from dts.config import load_settings
-from dts.worker import launch_argv
+from dts.naming import launch_argv
 
 SHIPPED = load_settings(ROOT / "test-config.yml")
 DOCKERFILE = (ROOT / "Dockerfile").read_text()

@@ -24,9 +24,9 @@ from dts.config import (
     read_env_file,
 )
 from dts.errors import ConfigError, ExitCode
+from dts.naming import launch_argv, nodename, pool_of_node, worker_argv
 from dts.retry import backoff_delay, backoff_schedule
 from dts.routing import celery_settings, declared_queues, route_table
-from dts.worker import launch_argv, nodename, pool_of_node, worker_argv
 
 # the two seed pools, for documents that test another section
 POOLS = "pools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b]}}\n"

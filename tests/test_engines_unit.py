@@ -8,8 +8,8 @@ import yaml
 from dts import k8s
 from dts.compose import render_pools, worker_template
 from dts.config import PROJECT_DIR, load_settings
+from dts.naming import launch_argv
 from dts.swarm import render_stack
-from dts.worker import launch_argv
 
 SHIPPED = PROJECT_DIR / "test-config.yml"
 

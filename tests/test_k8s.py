@@ -29,7 +29,7 @@ from dts import k8s
 from dts.compose import CONFIG_IN_IMAGE, worker_template
 from dts.config import load_settings
 from dts.errors import CliError, ExitCode
-from dts.worker import launch_argv
+from dts.naming import launch_argv
 
 SCHEMAS = ROOT / "tests" / "schemas"
 K8S_VERSIONS = ("1.30", "1.37")  # the oldest still common on managed clusters, and kubernetes-validate's newest

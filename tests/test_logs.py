@@ -66,7 +66,7 @@ def test_log_format_comes_from_the_environment():
 
 def test_json_workers_run_quiet_and_text_workers_as_before(config_path):
     from dts.config import load_settings
-    from dts.worker import worker_argv
+    from dts.naming import worker_argv
 
     pool = load_settings(config_path).pools["worker-a"]
     text = worker_argv(pool)

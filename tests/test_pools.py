@@ -45,7 +45,7 @@ def test_dispatch_routes_to_the_renamed_queues(renamed):
 
 def test_a_worker_started_from_the_entry_point_names_its_pool(renamed):
     """The node name is <pool>@<host> on every engine: the pool is read back without guessing."""
-    from dts.worker import pool_of_node
+    from dts.naming import pool_of_node
 
     _, _, _, engine = renamed
     for pool, nodes in engine.workers().items():
