@@ -34,6 +34,7 @@ from dts.engine import (
     wait_for_pong,
 )
 from dts.errors import CliError, ExitCode
+from dts.files import write_atomic
 from dts.naming import launch_argv, nodename, pool_of_node
 
 log = logging.getLogger("dts.compose")
@@ -119,9 +120,7 @@ class ComposeEngine:
         self.pools_file.parent.mkdir(parents=True, exist_ok=True)
         text = f"# Rendered from the pools in {self.settings.path} by dts.compose; do not edit.\n"
         text += yaml.safe_dump(render_pools(self.settings, worker_template(), self.broker), sort_keys=False)
-        tmp = self.pools_file.with_suffix(".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, self.pools_file)
+        write_atomic(self.pools_file, text)
         return self.pools_file
 
     def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -26,6 +26,7 @@ import yaml
 from dts.compose import CONFIG_IN_IMAGE, worker_template
 from dts.config import TLS_ENV, PoolSettings, Settings
 from dts.errors import CliError, ExitCode, excerpt
+from dts.files import write_atomic
 from dts.naming import launch_argv
 
 # Names of the objects every pool shares, and the labels of a pool's objects.
@@ -327,9 +328,7 @@ def write(files: dict[str, list[dict[str, Any]]], out_dir: Path, source: str) ->
         written = []
         for name, docs in files.items():
             path = out_dir / name
-            tmp = path.with_name(f".{name}.tmp")
-            tmp.write_text(dump(docs, source))
-            os.replace(tmp, path)
+            write_atomic(path, dump(docs, source))
             written.append(path)
     except OSError as exc:
         raise CliError(f"cannot write the manifests to {out_dir} ({exc.strerror or exc}): pass --output DIR, "

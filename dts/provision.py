@@ -29,6 +29,7 @@ from dts.broker import START_HINT, redact_url
 from dts.cli import Parser, report
 from dts.config import ENV_FILE, broker_url_from_env_file, checkout_name, read_env_file
 from dts.errors import CliError, ExitCode, excerpt
+from dts.files import write_atomic
 
 MANAGEMENT_API = "http://localhost:15672/api"
 COMMAND_TIMEOUT = 120  # seconds for one rabbitmqctl call
@@ -99,11 +100,7 @@ def write_env_file(path: Path, values: dict[str, str]) -> None:
     """Write KEY=VALUE lines atomically to a file readable by its owner only (mode 600)."""
     text = "# Written by `make broker` (RabbitMQ vhost/user) and `make flower` (its login). Keep private (mode 600).\n"
     text += "".join(f"{k}={v}\n" for k, v in values.items())
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_atomic(path, text, mode=0o600)
 
 
 def login_works(url: str, timeout: float = 5) -> bool:

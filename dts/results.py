@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from dts.config import results_dir
 from dts.errors import CliError, ExitCode
+from dts.files import atomic_write
 from dts.reports import SCHEMA_VERSION
 
 
@@ -59,10 +60,8 @@ def save(path: Path | None, kind: str, body: dict[str, Any]) -> None:
     if path is None:
         return
     doc = {"schema": SCHEMA_VERSION, "kind": kind, "created_at": datetime.now(UTC).isoformat(), **body}
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as out:
+    with atomic_write(path) as out:
         write_json(out, doc)
-    os.replace(tmp, path)
 
 
 def write_json(out: IO[str], doc: Any) -> None:

@@ -16,7 +16,6 @@ import contextlib
 import fcntl
 import hashlib
 import logging
-import os
 import shlex
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from supervisor.datatypes import dict_of_key_value_pairs
 from supervisor.xmlrpc import Faults, SupervisorTransport
 
 from dts.errors import CliError, ExitCode
+from dts.files import write_atomic
 
 log = logging.getLogger("dts.supervise")
 CONF, LOG, PIDFILE, SOCKET, LOCK = (
@@ -139,11 +139,7 @@ class Supervisor:
     def write(self, programs: dict[str, Program]) -> None:
         """The config file, atomically, readable by its owner only (it holds the broker URL)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.conf.with_name(f".{CONF}.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(self.render(programs))
-        os.replace(tmp, self.conf)
+        write_atomic(self.conf, self.render(programs), mode=0o600)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

@@ -32,6 +32,7 @@ from dts.compose import CONFIG_IN_IMAGE, worker_template
 from dts.config import RUN_DIR, PoolSettings, Settings, broker_url_from_env_file, checkout_name, read_env_file
 from dts.engine import check_sizes, container_tls_files, declared_sizes, replicas, scale_plan, wait_for_pong
 from dts.errors import CliError, ExitCode
+from dts.files import write_atomic
 from dts.naming import launch_argv, nodename
 
 log = logging.getLogger("dts.swarm")
@@ -160,12 +161,7 @@ class SwarmEngine:
         """Write the secret file and the stack file for the current settings (atomically); returns the latter."""
         self.stack_file.parent.mkdir(parents=True, exist_ok=True)
         secret = self.broker_url().encode()
-        tmp = self.secret_file.with_suffix(".tmp")
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(secret)
-        os.replace(tmp, self.secret_file)
+        write_atomic(self.secret_file, secret, mode=0o600)
         doc = render_stack(self.settings, self.image, self.secret_file,
                            content_name(self.stack, SECRET, secret),
                            content_name(self.stack, "config", self.settings.path.read_bytes()),
@@ -175,9 +171,7 @@ class SwarmEngine:
         text = f"# Rendered from the pools in {self.settings.path} by dts.swarm; do not edit.\n"
         text += f"# docker stack deploy -c {self.stack_file} --resolve-image never {self.stack}\n"
         text += yaml.safe_dump(doc, sort_keys=False)
-        tmp = self.stack_file.with_suffix(".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, self.stack_file)
+        write_atomic(self.stack_file, text)
         return self.stack_file
 
     # ----------------------------------------------------------------------- the swarm and its services
