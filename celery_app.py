@@ -44,14 +44,24 @@ connect_time_limit_check(active_settings)  # a worker whose execution pool ignor
 
 
 @app.task(bind=True, name="celery_app.task_a", Request=DEAD_LETTER_REQUEST)
-def task_a(self, duration: float | None = None, failure_rate: float | None = None, fail_times: int = 0,
-           retry_delays: list[float] | None = None) -> dict[str, Any]:  # fmt: skip
+def task_a(
+    self,
+    duration: float | None = None,
+    failure_rate: float | None = None,
+    fail_times: int = 0,
+    retry_delays: list[float] | None = None,
+) -> dict[str, Any]:
     return run_task(self, "task_a", active_settings(), duration, failure_rate, fail_times, retry_delays)
 
 
 @app.task(bind=True, name="celery_app.task_b", Request=DEAD_LETTER_REQUEST)
-def task_b(self, duration: float | None = None, failure_rate: float | None = None, fail_times: int = 0,
-           retry_delays: list[float] | None = None) -> dict[str, Any]:  # fmt: skip
+def task_b(
+    self,
+    duration: float | None = None,
+    failure_rate: float | None = None,
+    fail_times: int = 0,
+    retry_delays: list[float] | None = None,
+) -> dict[str, Any]:
     return run_task(self, "task_b", active_settings(), duration, failure_rate, fail_times, retry_delays)
 
 

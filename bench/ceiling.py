@@ -33,8 +33,13 @@ EXCHANGE = Exchange("bench", type="direct", durable=True)
 def task_message(app, name: str = "celery_app.task_a", kwargs: dict | None = None) -> tuple[int, dict[str, Any]]:
     """A real task message of `app` (protocol 2, as apply_async builds it): its body size in bytes (JSON)
     and what to publish it with (body, headers, properties)."""
-    msg = app.amqp.as_task_v2(uuid(), name, args=(), kwargs=kwargs if kwargs is not None else {"duration": 0},
-                              reply_to=f"dts.replies.{uuid()}")  # fmt: skip
+    msg = app.amqp.as_task_v2(
+        uuid(),
+        name,
+        args=(),
+        kwargs=kwargs if kwargs is not None else {"duration": 0},
+        reply_to=f"dts.replies.{uuid()}",
+    )
     _, _, body = dumps(msg.body, serializer="json")
     headers = {k: v for k, v in msg.headers.items() if v is not None}
     props = {k: v for k, v in msg.properties.items() if v is not None}
@@ -50,8 +55,9 @@ def _publish(conn: Connection, queue: Queue, msg: dict[str, Any], n: int) -> flo
     producer = Producer(conn.default_channel, exchange=EXCHANGE, serializer="json")
     t0 = time.perf_counter()
     for _ in range(n):
-        producer.publish(msg["body"], routing_key=queue.routing_key, headers=msg["headers"], delivery_mode=2,
-                         **msg["properties"])  # fmt: skip
+        producer.publish(
+            msg["body"], routing_key=queue.routing_key, headers=msg["headers"], delivery_mode=2, **msg["properties"]
+        )
     return time.perf_counter() - t0
 
 
@@ -67,15 +73,20 @@ def publish_rate(url: str, msg: dict[str, Any], n: int, confirms: bool = True) -
     return {"messages": n, "seconds": seconds, "rate": n / seconds, "confirms": confirms}
 
 
-def publish_consume_rate(url: str, msg: dict[str, Any], n: int, prefetch: int = 100, confirms: bool = True,
-                         timeout: float = 300.0) -> dict[str, float]:  # fmt: skip
+def publish_consume_rate(
+    url: str, msg: dict[str, Any], n: int, prefetch: int = 100, confirms: bool = True, timeout: float = 300.0
+) -> dict[str, float]:
     """n messages published (confirms) while one consumer process (prefetch, ack each) drains them: from
     the first publish to the last ack."""
     queue = _queue(f"bench.consume.{uuid()}")
     with Connection(url, transport_options={"confirm_publish": confirms}) as conn:
         queue(conn.default_channel).declare()
-        consumer = subprocess.Popen([sys.executable, "-m", "bench.ceiling", "consume", url, queue.name, str(n),
-                                     str(prefetch)], cwd=PROJECT_DIR, stdout=subprocess.PIPE, text=True)  # fmt: skip
+        consumer = subprocess.Popen(
+            [sys.executable, "-m", "bench.ceiling", "consume", url, queue.name, str(n), str(prefetch)],
+            cwd=PROJECT_DIR,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             if consumer.stdout.readline().strip() != "ready":
                 raise RuntimeError("the ceiling consumer did not start")
@@ -89,8 +100,14 @@ def publish_consume_rate(url: str, msg: dict[str, Any], n: int, prefetch: int = 
                 consumer.wait(timeout=10)
             conn.default_channel.queue_delete(queue.name)
     seconds = done["last_ack"] - start
-    return {"messages": n, "seconds": seconds, "rate": n / seconds, "publish_seconds": publish_seconds,
-            "prefetch": prefetch, "confirms": confirms}  # fmt: skip
+    return {
+        "messages": n,
+        "seconds": seconds,
+        "rate": n / seconds,
+        "publish_seconds": publish_seconds,
+        "prefetch": prefetch,
+        "confirms": confirms,
+    }
 
 
 def round_trip(url: str, msg: dict[str, Any], rate: float, seconds: float, timeout: float = 10.0) -> dict[str, float]:
@@ -100,16 +117,25 @@ def round_trip(url: str, msg: dict[str, Any], rate: float, seconds: float, timeo
     queue, replies = _queue(f"bench.echo.{uuid()}"), Queue(f"bench.replies.{uuid()}", exclusive=True)
     with Connection(url, transport_options={"confirm_publish": False}) as conn:
         queue(conn.default_channel).declare()
-        echo = subprocess.Popen([sys.executable, "-m", "bench.ceiling", "echo", url, queue.name], cwd=PROJECT_DIR,
-                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+        echo = subprocess.Popen(
+            [sys.executable, "-m", "bench.ceiling", "echo", url, queue.name],
+            cwd=PROJECT_DIR,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         arrived: list[float] = []
         try:
             if echo.stdout.readline().strip() != "ready":
                 raise RuntimeError("the ceiling echo process did not start")
             producer = Producer(conn.default_channel, exchange=EXCHANGE, serializer="json")
             channel = conn.channel()
-            with conn.Consumer(replies, channel=channel, callbacks=[lambda b, m: arrived.append(time.perf_counter())],
-                               accept=["json"], no_ack=True):  # fmt: skip
+            with conn.Consumer(
+                replies,
+                channel=channel,
+                callbacks=[lambda b, m: arrived.append(time.perf_counter())],
+                accept=["json"],
+                no_ack=True,
+            ):
                 times, interval, n = [], 1.0 / rate, max(2, round(rate * seconds))
                 t0 = time.perf_counter()
                 for i in range(n + 1):  # the first is a warm-up, not counted
@@ -117,8 +143,13 @@ def round_trip(url: str, msg: dict[str, Any], rate: float, seconds: float, timeo
                     if pause > 0:
                         time.sleep(pause)
                     start, count = time.perf_counter(), len(arrived)
-                    producer.publish(msg["body"], routing_key=queue.routing_key, headers=msg["headers"],
-                                     delivery_mode=2, **dict(msg["properties"], reply_to=replies.name))  # fmt: skip
+                    producer.publish(
+                        msg["body"],
+                        routing_key=queue.routing_key,
+                        headers=msg["headers"],
+                        delivery_mode=2,
+                        **dict(msg["properties"], reply_to=replies.name),
+                    )
                     deadline = start + timeout
                     while len(arrived) == count:
                         conn.drain_events(timeout=max(0.001, deadline - time.perf_counter()))
@@ -128,8 +159,13 @@ def round_trip(url: str, msg: dict[str, Any], rate: float, seconds: float, timeo
             echo.kill()
             echo.wait(timeout=10)
             conn.default_channel.queue_delete(queue.name)
-    return {"messages": n, "offered_rate": rate, "p50": percentile(times, 50), "p99": percentile(times, 99),
-            "mean": statistics.fmean(times)}  # fmt: skip
+    return {
+        "messages": n,
+        "offered_rate": rate,
+        "p50": percentile(times, 50),
+        "p99": percentile(times, 99),
+        "mean": statistics.fmean(times),
+    }
 
 
 def echo(url: str, queue_name: str) -> None:

@@ -85,8 +85,13 @@ class CpuMeter:
     def _snapshot(self) -> dict[str, float]:
         workers = tree(self.worker_pids)
         busy, total = machine_ticks()
-        return {"workers": sum(process_seconds(p) for p in workers), "broker": sum(map(process_seconds, self.broker)),
-                "generator": children_seconds(), "busy": busy, "total": total}  # fmt: skip
+        return {
+            "workers": sum(process_seconds(p) for p in workers),
+            "broker": sum(map(process_seconds, self.broker)),
+            "generator": children_seconds(),
+            "busy": busy,
+            "total": total,
+        }
 
     def stop(self, tasks: int) -> dict[str, float]:
         end = self._snapshot()

@@ -27,8 +27,9 @@ from celery.result import ResultSet
 
 from bench.table import percentile
 
-app = Celery("bench.naive", broker=os.environ.get("NAIVE_BROKER_URL", "amqp://guest:guest@localhost:5672//"),
-             backend="rpc://")  # fmt: skip
+app = Celery(
+    "bench.naive", broker=os.environ.get("NAIVE_BROKER_URL", "amqp://guest:guest@localhost:5672//"), backend="rpc://"
+)
 app.conf.task_routes = {"bench.naive.task_a": {"queue": "queue_a"}, "bench.naive.task_b": {"queue": "queue_b"}}
 
 
@@ -74,8 +75,15 @@ def rtt(rate: float, seconds: float, timeout: float) -> dict:
         (task_a if i % 2 == 0 else task_b).delay().get(timeout=timeout)
         times.append(time.perf_counter() - start)
     wall = time.perf_counter() - t0
-    return {"tasks": n, "offered_rate": rate, "achieved_rate": n / wall, "p50": percentile(times, 50),
-            "p99": percentile(times, 99), "max": max(times), "mean": statistics.fmean(times)}  # fmt: skip
+    return {
+        "tasks": n,
+        "offered_rate": rate,
+        "achieved_rate": n / wall,
+        "p50": percentile(times, 50),
+        "p99": percentile(times, 99),
+        "max": max(times),
+        "mean": statistics.fmean(times),
+    }
 
 
 def seed(rounds: int, duration_a: float, duration_b: float, timeout: float) -> dict:
@@ -87,8 +95,12 @@ def seed(rounds: int, duration_a: float, duration_b: float, timeout: float) -> d
         got = ResultSet([task_a.delay(duration_a), task_b.delay(duration_b)]).get(timeout=timeout)
         total = time.perf_counter() - t0
         overheads.append(total - max(r["execution_time"] for r in got))
-    return {"rounds": rounds, "overhead_median": statistics.median(overheads), "overhead_min": min(overheads),
-            "overhead_max": max(overheads)}  # fmt: skip
+    return {
+        "rounds": rounds,
+        "overhead_median": statistics.median(overheads),
+        "overhead_min": min(overheads),
+        "overhead_max": max(overheads),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,8 +60,15 @@ def rtt(rate: float, seconds: float, timeout: float) -> dict:
                 time.sleep(pause)
             times.append(round_trip(names[i % 2]))
         wall = time.perf_counter() - t0
-    return {"tasks": n, "offered_rate": rate, "achieved_rate": n / wall, "p50": percentile(times, 50),
-            "p99": percentile(times, 99), "max": max(times), "mean": statistics.fmean(times)}  # fmt: skip
+    return {
+        "tasks": n,
+        "offered_rate": rate,
+        "achieved_rate": n / wall,
+        "p50": percentile(times, 50),
+        "p99": percentile(times, 99),
+        "max": max(times),
+        "mean": statistics.fmean(times),
+    }
 
 
 def publish_only(tasks: int) -> dict:

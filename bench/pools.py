@@ -43,8 +43,10 @@ def parse_setting(text: str) -> dict[str, Any]:
     concurrency, prefetch = int(parts[1]), int(parts[2])
     if not (1 <= concurrency <= 64 and 1 <= prefetch <= 1000):
         raise ValueError(f"{text!r}: concurrency 1..64, prefetch 1..1000")
-    return {"pools": {"execution_pool": parts[0], "concurrency": concurrency, "prefetch_multiplier": prefetch},
-            "task_events": len(parts) == 3}  # fmt: skip
+    return {
+        "pools": {"execution_pool": parts[0], "concurrency": concurrency, "prefetch_multiplier": prefetch},
+        "task_events": len(parts) == 3,
+    }
 
 
 def measure_setting(url: str, text: str, tasks: int, work: Path) -> dict[str, Any]:
@@ -59,8 +61,12 @@ def measure_setting(url: str, text: str, tasks: int, work: Path) -> dict[str, An
         out = work / "load.json"
         load = load_with_cpu(load_test_argv(config, tasks, "--output", str(out)), env, worker_pids(engine), 2 * tasks)
         report = load["reports"][0]
-        row.update(throughput=report["throughput"], completed=report["completed"], cpu=load["cpu"],
-                   consume_rate=consume_rate(json.loads(out.read_text())["runs"][-1]["samples"]))  # fmt: skip
+        row.update(
+            throughput=report["throughput"],
+            completed=report["completed"],
+            cpu=load["cpu"],
+            consume_rate=consume_rate(json.loads(out.read_text())["runs"][-1]["samples"]),
+        )
         seed = run.run_json(["dispatch.py", "--config", str(config), "--repeat", "10", "--json", "--no-save"], env)
         row["seed_overhead"] = seed["repeat"]["overhead_median"]
     return row
@@ -74,9 +80,15 @@ def render(rows: list[dict[str, Any]]) -> str:
             lines.append((r["setting"], "n/a", "n/a", r["error"][:60], "n/a"))
             continue
         c = r["cpu"]
-        lines.append((r["setting"], f"{r['throughput']:.0f}", f"{r['consume_rate'] or 0:.0f}",
-                      f"{c['all_ms']:.2f} ({c['workers_ms']:.2f}/{c['broker_ms']:.2f}/{c['generator_ms']:.2f})",
-                      f"{r['seed_overhead'] * 1000:.1f}"))  # fmt: skip
+        lines.append(
+            (
+                r["setting"],
+                f"{r['throughput']:.0f}",
+                f"{r['consume_rate'] or 0:.0f}",
+                f"{c['all_ms']:.2f} ({c['workers_ms']:.2f}/{c['broker_ms']:.2f}/{c['generator_ms']:.2f})",
+                f"{r['seed_overhead'] * 1000:.1f}",
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
     text.insert(1, "  ".join("-" * w for w in widths))
@@ -84,8 +96,12 @@ def render(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.pools", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.pools",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
     parser.add_argument("settings", nargs="*", metavar="POOL:CONCURRENCY:PREFETCH[:noevents]", default=DEFAULT)
     parser.add_argument("--tasks", type=int, default=2000, metavar="N", help="no-op tasks of each type (default 2000)")
     args = parser.parse_args(argv)
@@ -98,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench.pools: error: {exc}", file=sys.stderr)
         return 2
     if not run.broker_answers():
-        print(f"bench.pools: error: RabbitMQ does not answer at {run.BROKER} as guest: start it (`make broker`)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"bench.pools: error: RabbitMQ does not answer at {run.BROKER} as guest: start it (`make broker`)",
+            file=sys.stderr,
+        )
         return 3
     import tempfile
 

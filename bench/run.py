@@ -124,8 +124,9 @@ def load_with_cpu(argv: list[str], env: dict[str, str], worker_pids: list[int], 
 def run_json(argv: list[str], env: dict[str, str], timeout: float = CLI_TIMEOUT) -> dict[str, Any]:
     """A measuring subprocess (python ARGV from the project folder); its stdout as one JSON document."""
     try:
-        proc = subprocess.run([sys.executable, *argv], cwd=PROJECT_DIR, env=env, capture_output=True, text=True,
-                              timeout=timeout)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, *argv], cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         raise Failed(f"{' '.join(argv[:2])} did not finish within {timeout:g}s") from None
     try:
@@ -177,8 +178,11 @@ def short(value: Any) -> str:
     elif isinstance(value, dict) and value.get("repeat"):  # dispatch.py --json
         value = value["repeat"]
     if isinstance(value, dict):
-        return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
-                         if not isinstance(v, dict | list))  # fmt: skip
+        return ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in value.items()
+            if not isinstance(v, dict | list)
+        )
     return str(value)
 
 
@@ -188,10 +192,12 @@ def run_ceiling(url: str, messages: int, rtt_seconds: float) -> dict[str, Any]:
 
     size, msg = ceiling.task_message(app)
     out: dict[str, Any] = {"message_bytes": size, "messages": messages}
-    for key, fn, confirms in (("publish", ceiling.publish_rate, True),
-                              ("publish_consume", ceiling.publish_consume_rate, True),
-                              ("publish_no_confirms", ceiling.publish_rate, False),
-                              ("publish_consume_no_confirms", ceiling.publish_consume_rate, False)):  # fmt: skip
+    for key, fn, confirms in (
+        ("publish", ceiling.publish_rate, True),
+        ("publish_consume", ceiling.publish_consume_rate, True),
+        ("publish_no_confirms", ceiling.publish_rate, False),
+        ("publish_consume_no_confirms", ceiling.publish_consume_rate, False),
+    ):
         progress(f"ceiling: {key.replace('_', ' ')}, {messages} messages of {size} bytes")
         try:
             out[key] = fn(url, msg, messages, confirms=confirms)
@@ -220,10 +226,14 @@ class NaiveWorkers:
     def start(self) -> None:
         for name in ("a", "b"):
             log = open(self.log_dir / f"naive-{name}.log", "w")  # closed in stop()
-            argv = [sys.executable, "-m", "celery", "-A", "bench.naive", "worker", "-Q", f"queue_{name}", "-c", "1",
-                    "-n", f"naive-{name}@%h", "--without-mingle", "--without-gossip"]  # fmt: skip
-            self.procs[name] = (subprocess.Popen(argv, cwd=PROJECT_DIR, env=self.env, stdout=log,
-                                                 stderr=subprocess.STDOUT, start_new_session=True), log)  # fmt: skip
+            command = f"celery -A bench.naive worker -Q queue_{name} -c 1 -n naive-{name}@%h --without-mingle --without-gossip"
+            argv = [sys.executable, "-m", *command.split()]
+            self.procs[name] = (
+                subprocess.Popen(
+                    argv, cwd=PROJECT_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                ),
+                log,
+            )
         self._wait_consuming()
 
     def _wait_consuming(self) -> None:
@@ -283,14 +293,42 @@ def run_naive(url: str, plan: dict[str, Any], durations: tuple[float, float], lo
         raise
     env = dict(os.environ, NAIVE_BROKER_URL=url)
     try:
-        measure(f"naive: no-op load, {2 * plan['tasks']} tasks, delay() each, ResultSet.get()", out, "load",
-                load_with_cpu, ["-m", "bench.naive", "load", "--tasks", str(plan["tasks"])], env, workers.pids(),
-                2 * plan["tasks"])  # fmt: skip
-        measure(f"naive: round trips at 100/s for {plan['rtt_seconds']:g}s", out, "rtt", run_json,
-                ["-m", "bench.naive", "rtt", "--rate", "100", "--seconds", str(plan["rtt_seconds"])], env)  # fmt: skip
-        measure(f"naive: seed scenario, {plan['rounds']} rounds", out, "seed", run_json,
-                ["-m", "bench.naive", "seed", "--rounds", str(plan["rounds"]), "--duration-a", str(durations[0]),
-                 "--duration-b", str(durations[1])], env)  # fmt: skip
+        measure(
+            f"naive: no-op load, {2 * plan['tasks']} tasks, delay() each, ResultSet.get()",
+            out,
+            "load",
+            load_with_cpu,
+            ["-m", "bench.naive", "load", "--tasks", str(plan["tasks"])],
+            env,
+            workers.pids(),
+            2 * plan["tasks"],
+        )
+        measure(
+            f"naive: round trips at 100/s for {plan['rtt_seconds']:g}s",
+            out,
+            "rtt",
+            run_json,
+            ["-m", "bench.naive", "rtt", "--rate", "100", "--seconds", str(plan["rtt_seconds"])],
+            env,
+        )
+        measure(
+            f"naive: seed scenario, {plan['rounds']} rounds",
+            out,
+            "seed",
+            run_json,
+            [
+                "-m",
+                "bench.naive",
+                "seed",
+                "--rounds",
+                str(plan["rounds"]),
+                "--duration-a",
+                str(durations[0]),
+                "--duration-b",
+                str(durations[1]),
+            ],
+            env,
+        )
     finally:
         progress("naive: stopping the workers")
         with uninterrupted():
@@ -337,34 +375,70 @@ def sent_rate(samples: list[dict[str, Any]]) -> float | None:
 
 
 def load_test_argv(config: Path, tasks: int, *extra: str) -> list[str]:
-    return ["load_test.py", "--config", str(config), "--tasks", str(tasks), "--duration-a", "0", "--duration-b", "0",
-            "--json", *extra]  # fmt: skip
+    return [
+        "load_test.py",
+        "--config",
+        str(config),
+        "--tasks",
+        str(tasks),
+        "--duration-a",
+        "0",
+        "--duration-b",
+        "0",
+        "--json",
+        *extra,
+    ]
 
 
 def run_ours(url: str, plan: dict[str, Any], work: Path, out: dict) -> None:
     config = ours_config(url, work / "ours.yml")
     env = dict(os.environ, BROKER_URL=url, DTS_CONFIG=str(config))
     os.environ.update(BROKER_URL=url, DTS_CONFIG=str(config))  # this process's app too ($BROKER_URL wins over .env)
-    measure(f"ours: publish phase alone, {2 * plan['tasks']} tasks, no consumers (dts.publish.TaskPublisher)", out,
-            "publish", run_json, ["-m", "bench.ours", "publish", "--tasks", str(plan["tasks"])], env)  # fmt: skip
+    measure(
+        f"ours: publish phase alone, {2 * plan['tasks']} tasks, no consumers (dts.publish.TaskPublisher)",
+        out,
+        "publish",
+        run_json,
+        ["-m", "bench.ours", "publish", "--tasks", str(plan["tasks"])],
+        env,
+    )
     fresh_vhost(VHOSTS["ours"])  # drop the tasks nobody consumed
     with project_workers(url, config, "ours", "ours") as engine:
         load_file = work / "ours-load.json"
-        measure(f"ours: load_test.py, {2 * plan['tasks']} no-op tasks", out, "load", load_with_cpu,
-                load_test_argv(config, plan["tasks"], "--output", str(load_file)), env, worker_pids(engine),
-                2 * plan["tasks"])  # fmt: skip
+        measure(
+            f"ours: load_test.py, {2 * plan['tasks']} no-op tasks",
+            out,
+            "load",
+            load_with_cpu,
+            load_test_argv(config, plan["tasks"], "--output", str(load_file)),
+            env,
+            worker_pids(engine),
+            2 * plan["tasks"],
+        )
         if load_file.exists():
             samples = json.loads(load_file.read_text())["runs"][-1]["samples"]
             out["consume_rate"], out["load_sent_rate"] = consume_rate(samples), sent_rate(samples)
-        measure(f"ours: round trips at 100/s for {plan['rtt_seconds']:g}s", out, "rtt", run_json,
-                ["-m", "bench.ours", "rtt", "--rate", "100", "--seconds", str(plan["rtt_seconds"])], env)  # fmt: skip
-        measure(f"ours: dispatch.py --repeat {plan['rounds']}", out, "dispatch", run_json,
-                ["dispatch.py", "--config", str(config), "--repeat", str(plan["rounds"]), "--json", "--no-save"],
-                env)  # fmt: skip
+        measure(
+            f"ours: round trips at 100/s for {plan['rtt_seconds']:g}s",
+            out,
+            "rtt",
+            run_json,
+            ["-m", "bench.ours", "rtt", "--rate", "100", "--seconds", str(plan["rtt_seconds"])],
+            env,
+        )
+        measure(
+            f"ours: dispatch.py --repeat {plan['rounds']}",
+            out,
+            "dispatch",
+            run_json,
+            ["dispatch.py", "--config", str(config), "--repeat", str(plan["rounds"]), "--json", "--no-save"],
+            env,
+        )
         out["rss"] = {}
         for label, tasks in zip(("small", "large"), plan["rss"], strict=True):
-            measure(f"ours: load_test.py peak RSS, {2 * tasks} tasks", out["rss"], label, rss_run, config, tasks,
-                    env, work)  # fmt: skip
+            measure(
+                f"ours: load_test.py peak RSS, {2 * tasks} tasks", out["rss"], label, rss_run, config, tasks, env, work
+            )
     run_short_task_pools(url, plan, work, out)
     out["throughput"] = (out.get("load", {}).get("reports") or [{}])[0].get("throughput")
     out["cpu"] = out.get("load", {}).pop("cpu", None)
@@ -414,12 +488,22 @@ def run_short_task_pools(url: str, plan: dict[str, Any], work: Path, out: dict) 
     label = ", ".join(f"{k} {v}" for k, v in SHORT_TASK_POOLS.items())
     load: dict[str, Any] = {}
     with project_workers(url, config, "ours-short", f"ours ({label})") as engine:
-        measure(f"ours: load_test.py, {2 * plan['tasks']} no-op tasks ({label})", load, "load", load_with_cpu,
-                load_test_argv(config, plan["tasks"], "--no-save"), env, worker_pids(engine),
-                2 * plan["tasks"])  # fmt: skip
+        measure(
+            f"ours: load_test.py, {2 * plan['tasks']} no-op tasks ({label})",
+            load,
+            "load",
+            load_with_cpu,
+            load_test_argv(config, plan["tasks"], "--no-save"),
+            env,
+            worker_pids(engine),
+            2 * plan["tasks"],
+        )
     if "load" in load:
-        out["short"] = {"pools": SHORT_TASK_POOLS, "cpu": load["load"].pop("cpu", None),
-                        "throughput": (load["load"].get("reports") or [{}])[0].get("throughput")}  # fmt: skip
+        out["short"] = {
+            "pools": SHORT_TASK_POOLS,
+            "cpu": load["load"].pop("cpu", None),
+            "throughput": (load["load"].get("reports") or [{}])[0].get("throughput"),
+        }
     out.setdefault("errors", []).extend(load.get("errors", []))
 
 
@@ -446,8 +530,15 @@ def bench(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
         seed = load_settings(PROJECT_DIR / "test-config.yml").tasks
         durations = (seed["task_a"].duration, seed["task_b"].duration)
         results["ceiling"] = {}
-        measure(f"ceiling: raw kombu on {VHOSTS['ceiling']}", results, "ceiling", run_ceiling, urls["ceiling"],
-                2 * plan["tasks"], plan["rtt_seconds"])  # fmt: skip
+        measure(
+            f"ceiling: raw kombu on {VHOSTS['ceiling']}",
+            results,
+            "ceiling",
+            run_ceiling,
+            urls["ceiling"],
+            2 * plan["tasks"],
+            plan["rtt_seconds"],
+        )
         results["naive"] = {}
         try:
             run_naive(urls["naive"], plan, durations, work, results["naive"])
@@ -472,10 +563,18 @@ def bench(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)  # fmt: skip
-    parser.add_argument("--tasks", type=int, metavar="N", help="no-op tasks of each type per load (default 2000; "
-                        "--quick 300); the ceiling sends 2 x N messages")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    parser.add_argument(
+        "--tasks",
+        type=int,
+        metavar="N",
+        help="no-op tasks of each type per load (default 2000; --quick 300); the ceiling sends 2 x N messages",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: small loads, RSS at 1k / 10k tasks")
     parser.add_argument(
         "--output", type=Path, metavar="FILE", help="result file (default: results/bench-<UTC time>.json)"
@@ -498,12 +597,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = output_path("bench", args.output, False)
         if not broker_answers():
-            print(f"bench: error: RabbitMQ does not answer at {BROKER} as guest: start it (`make broker`)",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"bench: error: RabbitMQ does not answer at {BROKER} as guest: start it (`make broker`)",
+                file=sys.stderr,
+            )
             return 3
         if plan["quick"]:
-            progress(f"--quick: {plan['tasks']} tasks per type, RSS at {2 * plan['rss'][0]} / {2 * plan['rss'][1]} "
-                     "tasks (the full run: 10k / 100k)")  # fmt: skip
+            progress(
+                f"--quick: {plan['tasks']} tasks per type, RSS at {2 * plan['rss'][0]} / {2 * plan['rss'][1]} "
+                "tasks (the full run: 10k / 100k)"
+            )
         results = bench(args, plan)
     except CliError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)

@@ -45,17 +45,35 @@ def one_load(config: Path, tasks: int) -> float:
     engine = LocalEngine(settings, app, run_dir=RUN_DIR / "bench" / config.stem)
     engine.start()
     try:
-        proc = subprocess.run([sys.executable, "load_test.py", "--config", str(config), "--tasks", str(tasks),
-                               "--duration-a", "0", "--duration-b", "0", "--json", "--no-save"],
-                              cwd=PROJECT_DIR, capture_output=True, text=True, check=True)  # fmt: skip
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "load_test.py",
+                "--config",
+                str(config),
+                "--tasks",
+                str(tasks),
+                "--duration-a",
+                "0",
+                "--duration-b",
+                "0",
+                "--json",
+                "--no-save",
+            ],
+            cwd=PROJECT_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     finally:
         engine.stop()
     return json.loads(proc.stdout)["reports"][0]["throughput"]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     parser.add_argument("--tasks", type=int, default=500, help="tasks of each kind per load (default 500)")
     parser.add_argument("--rounds", type=int, default=3, help="loads per variant, alternated (default 3)")
     args = parser.parse_args()

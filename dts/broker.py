@@ -69,16 +69,24 @@ def tls_failure(shown: str, exc: ssl.SSLError) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         detail = exc.verify_message or str(exc)
         if "hostname" in detail.lower():
-            return (f"the broker's TLS certificate at {shown} does not carry the name the client checks ({detail}): "
-                    "set broker.tls.server_hostname to a name in the certificate, or connect by that name")  # fmt: skip
-        return (f"the broker's TLS certificate at {shown} was not verified ({detail}): broker.tls.ca_file must be "
-                "the CA that signed it")  # fmt: skip
+            return (
+                f"the broker's TLS certificate at {shown} does not carry the name the client checks ({detail}): "
+                "set broker.tls.server_hostname to a name in the certificate, or connect by that name"
+            )
+        return (
+            f"the broker's TLS certificate at {shown} was not verified ({detail}): broker.tls.ca_file must be "
+            "the CA that signed it"
+        )
     if isinstance(exc, ssl.SSLEOFError) or "CERTIFICATE_REQUIRED" in str(exc):
-        return (f"the broker at {shown} ended the TLS handshake: it requires a client certificate (one signed by a "
-                "CA it trusts): set broker.tls.cert_file and broker.tls.key_file")  # fmt: skip
+        return (
+            f"the broker at {shown} ended the TLS handshake: it requires a client certificate (one signed by a "
+            "CA it trusts): set broker.tls.cert_file and broker.tls.key_file"
+        )
     reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
-    return (f"TLS to the broker at {shown} failed ({reason}): check that the URL's port is the broker's TLS "
-            "listener (amqps://, usually 5671) and the files in broker.tls")  # fmt: skip
+    return (
+        f"TLS to the broker at {shown} failed ({reason}): check that the URL's port is the broker's TLS "
+        "listener (amqps://, usually 5671) and the files in broker.tls"
+    )
 
 
 def broker_error(url: str, exc: BaseException) -> CliError:
@@ -89,11 +97,15 @@ def broker_error(url: str, exc: BaseException) -> CliError:
     if tls_exc is not None:
         why = tls_failure(shown, tls_exc)
     elif isinstance(exc, AccessRefused):
-        why = (f"the broker at {shown} refused the login: check the user, password and vhost "
-               "(run `make broker` to create the project's vhost and user)")  # fmt: skip
+        why = (
+            f"the broker at {shown} refused the login: check the user, password and vhost "
+            "(run `make broker` to create the project's vhost and user)"
+        )
     elif isinstance(exc, AMQPConnectionError):  # e.g. NotAllowed: no such vhost, or no permission on it
-        why = (f"the broker at {shown} refused the connection ({type(exc).__name__}: {exc.reply_text or exc}): "
-               "check that the vhost exists and the user has permissions on it (`make broker` sets both up)")  # fmt: skip
+        why = (
+            f"the broker at {shown} refused the connection ({type(exc).__name__}: {exc.reply_text or exc}): "
+            "check that the vhost exists and the user has permissions on it (`make broker` sets both up)"
+        )
     else:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         why = f"cannot reach the broker at {shown} ({reason}): {START_HINT}"
@@ -136,11 +148,15 @@ def require_current_queues(conn, queues) -> None:
     name, why = next(iter(outdated.items()))
     if "x-queue-type" in why:
         wanted = next(queue_type_of(q) for q in queues if q.name == name)
-        problem = (f"queue {name} (or {dead_letter_queue_name(name)}) exists as another queue type than the "
-                   f"configured broker.queue_type: {wanted} (RabbitMQ answers PRECONDITION_FAILED)")  # fmt: skip
+        problem = (
+            f"queue {name} (or {dead_letter_queue_name(name)}) exists as another queue type than the "
+            f"configured broker.queue_type: {wanted} (RabbitMQ answers PRECONDITION_FAILED)"
+        )
     else:
-        problem = (f"queue {name} exists without its dead-letter arguments (declared by an older version; "
-                   "RabbitMQ answers PRECONDITION_FAILED)")  # fmt: skip
+        problem = (
+            f"queue {name} exists without its dead-letter arguments (declared by an older version; "
+            "RabbitMQ answers PRECONDITION_FAILED)"
+        )
     raise CliError(
         f"{problem}: run `make migrate-queues` (python -m dts.dlq migrate) once, with the workers stopped; it keeps "
         "the queued messages",

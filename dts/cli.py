@@ -137,8 +137,9 @@ def report(prog: str, line: str, exit_code: int) -> None:
     logging.getLogger("dts.cli").error(line, extra={"prog": prog, "exit_code": int(exit_code)})
 
 
-def run_main(prog: str, parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int],
-             argv: list[str] | None) -> int:  # fmt: skip
+def run_main(
+    prog: str, parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int], argv: list[str] | None
+) -> int:
     """Parse, set up logging, run; expected failures become `prog: error: ...` and their exit code."""
     args = parser.parse_args(argv)
     try:

@@ -69,8 +69,15 @@ def publish_dead_letter(app, message, reason: str, attempts: int, worker: str) -
     if not queue:
         return False
     headers = dict(message.headers or {})
-    headers.update({REASON: one_line(reason), ATTEMPTS: int(attempts), FAILED_AT: datetime.now(UTC).isoformat(),
-                    QUEUE: queue, WORKER: worker or ""})  # fmt: skip
+    headers.update(
+        {
+            REASON: one_line(reason),
+            ATTEMPTS: int(attempts),
+            FAILED_AT: datetime.now(UTC).isoformat(),
+            QUEUE: queue,
+            WORKER: worker or "",
+        }
+    )
     props = message.properties or {}
     extra = {k: props[k] for k in ("correlation_id", "reply_to", "priority", "message_id") if props.get(k) is not None}
     try:
@@ -90,8 +97,12 @@ def publish_dead_letter(app, message, reason: str, attempts: int, worker: str) -
             )
         return True
     except Exception as exc:  # noqa: BLE001 - the caller falls back to a reject: RabbitMQ dead-letters it
-        logger.error("could not copy message %s to %s (%r): rejecting it instead", headers.get("id"),
-                     dead_letter_exchange(queue), exc)  # fmt: skip
+        logger.error(
+            "could not copy message %s to %s (%r): rejecting it instead",
+            headers.get("id"),
+            dead_letter_exchange(queue),
+            exc,
+        )
         return False
 
 

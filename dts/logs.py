@@ -26,8 +26,19 @@ from dts.errors import CliError, ExitCode, excerpt
 ENV = "LOG_FORMAT"
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-FIELDS = ("timestamp", "level", "event", "logger", "task_id", "task_name", "queue", "worker", "attempt",
-          "duration", "outcome")  # fmt: skip
+FIELDS = (
+    "timestamp",
+    "level",
+    "event",
+    "logger",
+    "task_id",
+    "task_name",
+    "queue",
+    "worker",
+    "attempt",
+    "duration",
+    "outcome",
+)
 TASK_FIELDS = ("task_id", "task_name", "queue", "worker", "attempt")
 
 log = logging.getLogger("dts.task")
@@ -124,8 +135,15 @@ def json_notices() -> None:
     fmt = formatter("json")
 
     def say(msg: str, f=sys.__stderr__) -> None:
-        record = logging.makeLogRecord({"name": "celery.apps.worker", "levelname": "WARNING",
-                                        "levelno": logging.WARNING, "msg": msg.strip(), "worker": _node.get("name")})  # fmt: skip
+        record = logging.makeLogRecord(
+            {
+                "name": "celery.apps.worker",
+                "levelname": "WARNING",
+                "levelno": logging.WARNING,
+                "msg": msg.strip(),
+                "worker": _node.get("name"),
+            }
+        )
         try:
             _original_os_write(f.fileno(), (fmt.format(record) + "\n").encode())
         except (OSError, ValueError):
@@ -164,10 +182,16 @@ def _task_started(task_id=None, task=None, **_) -> None:
 
 def _task_retried(sender=None, request=None, reason=None, **_) -> None:
     when = getattr(reason, "when", None)
-    log.warning("task retry", extra={
-        **task_fields(sender, request), "outcome": "retry", "duration": _duration(request.id, pop=False),
-        "delay": when if isinstance(when, int | float) else None, "error": str(getattr(reason, "exc", None) or reason),
-    })  # fmt: skip
+    log.warning(
+        "task retry",
+        extra={
+            **task_fields(sender, request),
+            "outcome": "retry",
+            "duration": _duration(request.id, pop=False),
+            "delay": when if isinstance(when, int | float) else None,
+            "error": str(getattr(reason, "exc", None) or reason),
+        },
+    )
 
 
 def _task_finished(task_id=None, task=None, retval=None, state=None, **_) -> None:
@@ -186,8 +210,12 @@ def connect_worker_signals() -> None:
 
     if not json_enabled():
         return
-    for signal, handler in ((signals.celeryd_init, _early_json), (signals.after_setup_logger, _json_root),
-                            (signals.after_setup_task_logger, _json_task_logger),
-                            (signals.task_prerun, _task_started), (signals.task_retry, _task_retried),
-                            (signals.task_postrun, _task_finished)):  # fmt: skip
+    for signal, handler in (
+        (signals.celeryd_init, _early_json),
+        (signals.after_setup_logger, _json_root),
+        (signals.after_setup_task_logger, _json_task_logger),
+        (signals.task_prerun, _task_started),
+        (signals.task_retry, _task_retried),
+        (signals.task_postrun, _task_finished),
+    ):
         signal.connect(handler, weak=False)

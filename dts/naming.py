@@ -29,16 +29,16 @@ def pool_of_node(node: str) -> str:
 def worker_argv(pool: PoolSettings, host: str = HOST, loglevel: str = "INFO", log_format: str = "text") -> list[str]:
     """The one worker command line. With JSON logs (LOG_FORMAT=json) celery runs with -q: no start-up
     banner (printed, not logged), so every line the worker writes is a JSON log record."""
-    return [
-        "celery", "-A", "celery_app", *(["-q"] if log_format == "json" else []), "worker",
-        "-Q", ",".join(pool.queues),
-        "-n", nodename(pool.name, host),
-        "--pool", pool.execution_pool,
-        "--concurrency", str(pool.concurrency),
-        "--prefetch-multiplier", str(pool.prefetch_multiplier),
-        "--without-mingle", "--without-gossip",
-        "--loglevel", loglevel,
-    ]  # fmt: skip
+    options = [
+        ("-Q", ",".join(pool.queues)),
+        ("-n", nodename(pool.name, host)),
+        ("--pool", pool.execution_pool),
+        ("--concurrency", str(pool.concurrency)),
+        ("--prefetch-multiplier", str(pool.prefetch_multiplier)),
+    ]
+    quiet = ["-q"] if log_format == "json" else []
+    flags = ["--without-mingle", "--without-gossip", "--loglevel", loglevel]
+    return ["celery", "-A", "celery_app", *quiet, "worker", *(part for pair in options for part in pair), *flags]
 
 
 def launch_argv(pool: str, host: str = HOST, python: str = "python") -> list[str]:

@@ -118,8 +118,10 @@ def require_listener(port: int, timeout: float = 5) -> None:
         with socket.create_connection(("localhost", port), timeout=timeout):
             return
     except OSError as exc:
-        raise CliError(f"cannot reach the broker at localhost:{port} ({exc.strerror or exc}): {START_HINT}",
-                       ExitCode.BROKER_UNREACHABLE) from None  # fmt: skip
+        raise CliError(
+            f"cannot reach the broker at localhost:{port} ({exc.strerror or exc}): {START_HINT}",
+            ExitCode.BROKER_UNREACHABLE,
+        ) from None
 
 
 MAX_NAME = 255  # RabbitMQ's limit on a vhost or user name
@@ -130,14 +132,12 @@ def check_inputs(env_path: Path, vhost: str, user: str) -> None:
     cannot be written (a directory, a missing or read-only folder), a name that is empty or too long."""
     for what, name in (("--vhost", vhost), ("--user", user)):
         if not name.strip() or len(name) > MAX_NAME or not name.isprintable():
-            raise CliError(f"{what} must be 1 to {MAX_NAME} printable characters (got {excerpt(name)})",
-                           ExitCode.USAGE)  # fmt: skip
+            raise CliError(f"{what} must be 1 to {MAX_NAME} printable characters (got {excerpt(name)})", ExitCode.USAGE)
     shown = excerpt(str(env_path), 100)
     if env_path.is_dir():
         raise CliError(f"--env-file {shown} is a directory: give a file path, e.g. .env", ExitCode.USAGE)
     if not env_path.parent.is_dir():
-        raise CliError(f"--env-file {shown}: its folder does not exist; create it or give another path",
-                       ExitCode.USAGE)  # fmt: skip
+        raise CliError(f"--env-file {shown}: its folder does not exist; create it or give another path", ExitCode.USAGE)
     if not os.access(env_path.parent, os.W_OK):
         raise CliError(f"--env-file {shown}: its folder is not writable; give another path", ExitCode.USAGE)
 
@@ -157,12 +157,15 @@ def provision(env_path: Path, vhost: str | None = None, user: str | None = None)
     try:
         write_env_file(env_path, {**existing, **values})  # other keys (the Flower login) are kept
     except OSError as exc:
-        raise CliError(f"created user {user!r} on vhost {vhost!r} but cannot write {env_path} ({exc.strerror})",
-                       ExitCode.USAGE) from None  # fmt: skip
+        raise CliError(
+            f"created user {user!r} on vhost {vhost!r} but cannot write {env_path} ({exc.strerror})", ExitCode.USAGE
+        ) from None
     url = broker_url_from_env_file(values)
     if not login_works(url):
-        raise CliError(f"created user {user!r} on vhost {vhost!r} but cannot log in as it at {redact_url(url)}",
-                       ExitCode.BROKER_UNREACHABLE)  # fmt: skip
+        raise CliError(
+            f"created user {user!r} on vhost {vhost!r} but cannot log in as it at {redact_url(url)}",
+            ExitCode.BROKER_UNREACHABLE,
+        )
     return f"broker vhost {vhost!r}, user {user!r}: created with {how}; credentials in {env_path} (mode 600)"
 
 
@@ -188,20 +191,27 @@ def provision_compose(env_path: Path, vhost: str | None = None, user: str | None
     if not port:
         free = [p for p in COMPOSE_PORTS if port_free(p)]
         if not free:
-            raise CliError(f"ports {' and '.join(map(str, COMPOSE_PORTS))} are taken on 127.0.0.1: put a free one "
-                           "in .env as DTS_BROKER_PORT=...", ExitCode.USAGE)  # fmt: skip
+            raise CliError(
+                f"ports {' and '.join(map(str, COMPOSE_PORTS))} are taken on 127.0.0.1: put a free one "
+                "in .env as DTS_BROKER_PORT=...",
+                ExitCode.USAGE,
+            )
         port = str(free[0])
     if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise CliError(f"DTS_BROKER_PORT must be a port number 1..65535 (got {excerpt(port)}): fix it in .env or "
-                       "the environment", ExitCode.USAGE)  # fmt: skip
+        raise CliError(
+            f"DTS_BROKER_PORT must be a port number 1..65535 (got {excerpt(port)}): fix it in .env or the environment",
+            ExitCode.USAGE,
+        )
     values["DTS_BROKER_PORT"] = port
     if {**existing, **values} != existing:
         try:
             write_env_file(env_path, {**existing, **values})
         except OSError as exc:
             raise CliError(f"cannot write {env_path} ({exc.strerror})", ExitCode.USAGE) from None
-    return (f"broker service (compose): vhost {values['DTS_BROKER_VHOST']!r}, user {values['DTS_BROKER_USER']!r}, "
-            f"127.0.0.1:{port}; credentials in {env_path} (mode 600)")  # fmt: skip
+    return (
+        f"broker service (compose): vhost {values['DTS_BROKER_VHOST']!r}, user {values['DTS_BROKER_USER']!r}, "
+        f"127.0.0.1:{port}; credentials in {env_path} (mode 600)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,9 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--user", help="default: the same as the vhost")
     parser.add_argument("--env-file", type=Path, default=ENV_FILE, help="where the credentials go (default: .env)")
-    parser.add_argument("--compose", action="store_true",
-                        help="for the compose `broker` service: write .env only (vhost, user, password, host port "
-                        "DTS_BROKER_PORT: 5672, else 5674); the container creates them")  # fmt: skip
+    parser.add_argument(
+        "--compose",
+        action="store_true",
+        help="for the compose `broker` service: write .env only (vhost, user, password, host port "
+        "DTS_BROKER_PORT: 5672, else 5674); the container creates them",
+    )
     args = parser.parse_args(argv)
     try:
         print((provision_compose if args.compose else provision)(args.env_file, args.vhost, args.user))

@@ -46,8 +46,11 @@ def queue_type_of(queue: Queue) -> str:
 
 def dead_letter_arguments(queue: str, broker: BrokerSettings = CLASSIC) -> dict[str, str | int]:
     """The arguments a work queue is declared with (RabbitMQ refuses to re-declare it with others)."""
-    args: dict[str, str | int] = {"x-dead-letter-exchange": dead_letter_exchange(queue),
-                                  "x-dead-letter-routing-key": queue, **type_arguments(broker.queue_type)}  # fmt: skip
+    args: dict[str, str | int] = {
+        "x-dead-letter-exchange": dead_letter_exchange(queue),
+        "x-dead-letter-routing-key": queue,
+        **type_arguments(broker.queue_type),
+    }
     if broker.queue_type == "quorum":
         args["x-delivery-limit"] = broker.delivery_limit
     return args
@@ -57,8 +60,13 @@ def dead_letter_queue(queue: str, queue_type: str = "classic") -> Queue:
     """`queue.dead`, bound to the direct exchange `queue.dlx` with the routing key `queue`; of the work
     queue's type (quorum: replicated like it)."""
     exchange = Exchange(dead_letter_exchange(queue), type="direct", durable=True)
-    return Queue(dead_letter_queue_name(queue), exchange, routing_key=queue, durable=True,
-                 queue_arguments=type_arguments(queue_type) or None)  # fmt: skip
+    return Queue(
+        dead_letter_queue_name(queue),
+        exchange,
+        routing_key=queue,
+        durable=True,
+        queue_arguments=type_arguments(queue_type) or None,
+    )
 
 
 class DeadLetteredQueue(Queue):
@@ -76,8 +84,13 @@ class DeadLetteredQueue(Queue):
 
 
 def work_queue(name: str, broker: BrokerSettings = CLASSIC) -> DeadLetteredQueue:
-    return DeadLetteredQueue(name, Exchange(name, type="direct", durable=True), routing_key=name, durable=True,
-                             queue_arguments=dead_letter_arguments(name, broker))  # fmt: skip
+    return DeadLetteredQueue(
+        name,
+        Exchange(name, type="direct", durable=True),
+        routing_key=name,
+        durable=True,
+        queue_arguments=dead_letter_arguments(name, broker),
+    )
 
 
 def declared_queues(settings: Settings) -> tuple[Queue, ...]:

@@ -89,8 +89,15 @@ def connect_time_limit_check(active_settings: Callable[[], Settings]) -> Callabl
     return check
 
 
-def run_task(task, name: str, settings: Settings, duration: float | None, failure_rate: float | None,
-             fail_times: int, retry_delays: list[float] | None) -> dict[str, Any]:  # fmt: skip
+def run_task(
+    task,
+    name: str,
+    settings: Settings,
+    duration: float | None,
+    failure_rate: float | None,
+    fail_times: int,
+    retry_delays: list[float] | None,
+) -> dict[str, Any]:
     """Body shared by task_a and task_b: do the work, retry with backoff, return the result dict."""
     spec, policy = settings.tasks[name], settings.retry
     attempt = task.request.retries

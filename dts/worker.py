@@ -44,9 +44,12 @@ def ping(settings: Settings, pool: PoolSettings, host: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog="python -m dts.worker", description=__doc__.split("\n\n")[0],
-                    epilog="exit codes: 0 ok (--ping: the worker answered), 1 no answer, 2 bad usage or config, "
-                    "3 broker unreachable (--ping)")  # fmt: skip
+    parser = Parser(
+        prog="python -m dts.worker",
+        description=__doc__.split("\n\n")[0],
+        epilog="exit codes: 0 ok (--ping: the worker answered), 1 no answer, 2 bad usage or config, "
+        "3 broker unreachable (--ping)",
+    )
     parser.add_argument("pool", nargs="?", default=os.environ.get("DTS_POOL"), help="pool name (default: $DTS_POOL)")
     parser.add_argument("--host", default=HOST, help="host part of the node name (default: %%h, the host name)")
     parser.add_argument("--ping", action="store_true", help="ping this host's worker of the pool instead")
