@@ -45,26 +45,9 @@ def one_load(config: Path, tasks: int) -> float:
     engine = LocalEngine(settings, app, run_dir=RUN_DIR / "bench" / config.stem)
     engine.start()
     try:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "load_test.py",
-                "--config",
-                str(config),
-                "--tasks",
-                str(tasks),
-                "--duration-a",
-                "0",
-                "--duration-b",
-                "0",
-                "--json",
-                "--no-save",
-            ],
-            cwd=PROJECT_DIR,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        argv = ["load_test.py", "--config", str(config), "--tasks", str(tasks), "--json", "--no-save"]
+        argv += ["--duration-a", "0", "--duration-b", "0"]
+        proc = subprocess.run([sys.executable, *argv], cwd=PROJECT_DIR, capture_output=True, text=True, check=True)
     finally:
         engine.stop()
     return json.loads(proc.stdout)["reports"][0]["throughput"]
