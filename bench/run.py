@@ -40,6 +40,7 @@ from bench import ceiling
 from bench.cpu import CpuMeter
 from bench.table import build_rows, render, summary
 from dts.config import PROJECT_DIR, RUN_DIR
+from dts.testing import uninterrupted
 
 VHOSTS = {"ceiling": "dts-bench-ceiling", "naive": "dts-bench-naive", "ours": "dts-bench-ours"}
 BROKER = "amqp://guest:guest@localhost:5672"
@@ -67,16 +68,6 @@ def broker_answers() -> bool:
         return True
     except Exception:  # noqa: BLE001 - any failure to connect is "does not answer"
         return False
-
-
-@contextlib.contextmanager
-def uninterrupted():
-    """Clean-up that a second Ctrl-C must not cut short (SIGINT ignored meanwhile)."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 # -- vhosts
@@ -462,23 +453,20 @@ def project_workers(url: str, config: Path, run_dir: str, label: str):
     from celery_app import app, use_settings
     from dts.config import load_settings
     from dts.errors import CliError
-    from dts.local import LocalEngine
+    from dts.testing import local_workers
 
     os.environ.update(BROKER_URL=url, DTS_CONFIG=str(config))
     settings = load_settings(config)
     use_settings(settings)
-    engine = LocalEngine(settings, app, run_dir=RUN_DIR / "bench" / run_dir)
     progress(f"{label}: starting 1 + 1 project workers")
     try:
-        try:
-            engine.start()
-        except CliError as exc:
-            raise Failed(f"the project's workers did not start: {exc}") from None
-        yield engine
-    finally:
-        progress(f"{label}: stopping the workers")
-        with uninterrupted():
-            engine.stop()
+        with local_workers(settings, app, RUN_DIR / "bench" / run_dir) as engine:
+            try:
+                yield engine
+            finally:
+                progress(f"{label}: stopping the workers")
+    except CliError as exc:
+        raise Failed(f"the project's workers did not start: {exc}") from None
 
 
 def run_short_task_pools(url: str, plan: dict[str, Any], work: Path, out: dict) -> None:

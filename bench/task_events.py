@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from celery_app import app, use_settings
 from dts.config import PROJECT_DIR, RUN_DIR, load_settings
 from dts.local import LocalEngine
+from dts.testing import local_workers
 
 
 def variant_config(events: bool) -> Path:
@@ -42,14 +43,10 @@ def variant_config(events: bool) -> Path:
 def one_load(config: Path, tasks: int) -> float:
     settings = load_settings(config)
     use_settings(settings)
-    engine = LocalEngine(settings, app, run_dir=RUN_DIR / "bench" / config.stem)
-    engine.start()
-    try:
-        argv = ["load_test.py", "--config", str(config), "--tasks", str(tasks), "--json", "--no-save"]
-        argv += ["--duration-a", "0", "--duration-b", "0"]
+    argv = ["load_test.py", "--config", str(config), "--tasks", str(tasks), "--json", "--no-save"]
+    argv += ["--duration-a", "0", "--duration-b", "0"]
+    with local_workers(settings, app, RUN_DIR / "bench" / config.stem):
         proc = subprocess.run([sys.executable, *argv], cwd=PROJECT_DIR, capture_output=True, text=True, check=True)
-    finally:
-        engine.stop()
     return json.loads(proc.stdout)["reports"][0]["throughput"]
 
 

@@ -69,12 +69,10 @@ def settings(rabbitmq, config_path):
 def workers(settings, tmp_path_factory):
     """Two worker-a and two worker-b `celery worker` processes for the whole session."""
     from celery_app import app
-    from dts.local import LocalEngine
+    from dts.testing import local_workers
 
-    engine = LocalEngine(settings, app, run_dir=tmp_path_factory.mktemp("run"))
-    engine.start()
-    yield engine
-    engine.stop()
+    with local_workers(settings, app, tmp_path_factory.mktemp("run")) as engine:
+        yield engine
 
 
 @pytest.fixture

@@ -214,16 +214,14 @@ def local_fleet(path: Path, broker_url: str, run_dir: Path):
     """Real local workers for the config at `path` on `broker_url` (each pool at its replicas), stopped after:
     yields (settings, app, engine)."""
     from dts.config import load_settings
-    from dts.local import LocalEngine
+    from dts.testing import local_workers
 
     settings = load_settings(path).with_broker_url(broker_url)
     app = app_for(settings)
-    engine = LocalEngine(settings, app, run_dir=run_dir)
-    engine.start()
     try:
-        yield settings, app, engine
+        with local_workers(settings, app, run_dir) as engine:
+            yield settings, app, engine
     finally:
-        engine.stop()
         app.close()
 
 
