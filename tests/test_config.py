@@ -177,6 +177,8 @@ def test_settings_are_frozen_and_broker_url_is_replaceable():
         ("pools: {worker-a: {replicas: 1}}",
          "pools.worker-a.queues is required: the queue(s) this pool consumes, e.g. [queue_a] (got None)"),
         ("pools: {worker-a: {queues: []}}", "pools.worker-a.queues must list 1 to 20 queue names (got [])"),
+        ("pools: {worker-a: {queues: 5}}", "pools.worker-a.queues must be a list (got 5)"),
+        ("pools: {worker-a: {queues: null}}", "pools.worker-a.queues must be a list (got None)"),
         ("pools: {worker-a: {queues: [queue a]}}",
          "pools.worker-a.queues must hold queue names of letters, digits and _.:- (at most 100) (got 'queue a')"),
         ("pools: {worker-a: {queues: [1]}}",
