@@ -1,6 +1,6 @@
 """A parsed YAML document → `Settings`, every rule read from the declaration (dts.config.schema).
 
-    settings = parse_settings({"pools": {"worker-a": {"queues": ["queue_a"]}}}, Path("test-config.yml"))
+    settings = parse_settings({"pools": {"w": {"queues": ["queue_a", "queue_b"]}}}, Path("test-config.yml"))
     settings.engine.stop_timeout                    # 60.0: EngineSettings' declared default
 
 Pure: no file or environment access (the environment's overrides come in as a dict). A key's type,
