@@ -60,8 +60,13 @@ def test_shipped_config_loads_with_seed_values():
     assert s.pools["worker-a"] == PoolSettings("worker-a", ("queue_a",), 1, 1, "prefork", 1, PoolAutoscale(1, 4, 20))
     assert s.autoscale == AutoscaleSettings(interval=2.0, cooldown=30.0)
     assert s.pools["worker-b"].queues == ("queue_b",)
-    assert (s.engine.name, s.engine.stop_timeout, s.engine.start_timeout, s.engine.max_replicas,
-            s.engine.health_interval) == ("auto", 60.0, 60.0, 10, 60.0)  # fmt: skip
+    assert (
+        s.engine.name,
+        s.engine.stop_timeout,
+        s.engine.start_timeout,
+        s.engine.max_replicas,
+        s.engine.health_interval,
+    ) == ("auto", 60.0, 60.0, 10, 60.0)
     assert s.pool_for_task("task_a").name == "worker-a"
     assert s.pool_for_task("task_b").name == "worker-b"
     assert s.queues == ("queue_a", "queue_b")
@@ -81,24 +86,34 @@ def test_pools_only_gives_defaults_for_everything_else(tmp_path):
 
 
 def test_autoscale_defaults_and_values(tmp_path):
-    s = load_settings(write(tmp_path, """\
+    s = load_settings(
+        write(
+            tmp_path,
+            """\
         engine: {max_replicas: 6}
         pools:
           worker-a: {queues: [queue_a], autoscale: {}}
           worker-b: {queues: [queue_b], autoscale: {min: 0, max: 2, target: 5}}
         autoscale: {interval: 0.5, cooldown: 0}
-        """))  # fmt: skip
+        """,
+        )
+    )
     assert s.pools["worker-a"].autoscale == PoolAutoscale(min=1, max=6, target=20)  # max: engine.max_replicas
     assert s.pools["worker-b"].autoscale == PoolAutoscale(min=0, max=2, target=5)
     assert s.autoscale == AutoscaleSettings(interval=0.5, cooldown=0.0)
 
 
 def test_pool_with_two_queues_and_options(tmp_path):
-    s = load_settings(write(tmp_path, """\
+    s = load_settings(
+        write(
+            tmp_path,
+            """\
         pools:
           io: {queues: [queue_a, queue_c], replicas: 0, concurrency: 8, execution_pool: threads, prefetch_multiplier: 4}
           cpu: {queues: queue_b}
-        """))  # fmt: skip
+        """,
+        )
+    )
     assert s.pools["io"] == PoolSettings("io", ("queue_a", "queue_c"), 0, 8, "threads", 4)
     assert s.pools["cpu"].queues == ("queue_b",)  # a single name is a one-queue list
     assert s.queues == ("queue_a", "queue_c", "queue_b")
@@ -107,8 +122,12 @@ def test_pool_with_two_queues_and_options(tmp_path):
 
 
 def test_max_replicas_raises_the_replicas_limit(tmp_path):
-    s = load_settings(write(tmp_path, "engine: {max_replicas: 20}\npools: {a: {queues: [queue_a], replicas: 15}, "
-                                      "b: {queues: [queue_b]}}\n"))  # fmt: skip
+    s = load_settings(
+        write(
+            tmp_path,
+            "engine: {max_replicas: 20}\npools: {a: {queues: [queue_a], replicas: 15}, b: {queues: [queue_b]}}\n",
+        )
+    )
     assert s.pools["a"].replicas == 15
 
 
@@ -137,61 +156,113 @@ def test_settings_are_frozen_and_broker_url_is_replaceable():
         ("name: x", "pools is required: declare each pool's queues, e.g. worker-a: {queues: [queue_a]} (got None)"),
         ("pools: {}", "pools must declare 1 to 20 pools (got {})"),
         ("pools: [worker-a]", "pools must be a mapping (got ['worker-a'])"),
-        ("pools: {worker-a: {queues: [queue_a], replicas: 11}}",
-         "pools.worker-a.replicas must be between 0 and 10 (got 11)"),
-        ("pools: {worker-a: {queues: [queue_a], replicas: -1}}",
-         "pools.worker-a.replicas must be between 0 and 10 (got -1)"),
-        ("engine: {max_replicas: 3}\npools: {worker-a: {queues: [queue_a], replicas: 4}}",
-         "pools.worker-a.replicas must be between 0 and 3 (got 4)"),
-        ("pools: {worker-a: {queues: [queue_a], concurrency: 0}}",
-         "pools.worker-a.concurrency must be between 1 and 256 (got 0)"),
-        ("pools: {worker-a: {queues: [queue_a], prefetch_multiplier: 0}}",
-         "pools.worker-a.prefetch_multiplier must be between 1 and 1000 (got 0)"),
-        ("pools: {worker-a: {queues: [queue_a], execution_pool: gevent}}",
-         "pools.worker-a.execution_pool must be one of prefork, threads, solo (got 'gevent')"),
-        ("pools: {worker-a: {queues: [queue_a], queue: queue_b}}",
-         "pools.worker-a.queue is not a known key "
-         "(known: autoscale, concurrency, execution_pool, prefetch_multiplier, queues, replicas) (got 'queue_b')"),
+        (
+            "pools: {worker-a: {queues: [queue_a], replicas: 11}}",
+            "pools.worker-a.replicas must be between 0 and 10 (got 11)",
+        ),
+        (
+            "pools: {worker-a: {queues: [queue_a], replicas: -1}}",
+            "pools.worker-a.replicas must be between 0 and 10 (got -1)",
+        ),
+        (
+            "engine: {max_replicas: 3}\npools: {worker-a: {queues: [queue_a], replicas: 4}}",
+            "pools.worker-a.replicas must be between 0 and 3 (got 4)",
+        ),
+        (
+            "pools: {worker-a: {queues: [queue_a], concurrency: 0}}",
+            "pools.worker-a.concurrency must be between 1 and 256 (got 0)",
+        ),
+        (
+            "pools: {worker-a: {queues: [queue_a], prefetch_multiplier: 0}}",
+            "pools.worker-a.prefetch_multiplier must be between 1 and 1000 (got 0)",
+        ),
+        (
+            "pools: {worker-a: {queues: [queue_a], execution_pool: gevent}}",
+            "pools.worker-a.execution_pool must be one of prefork, threads, solo (got 'gevent')",
+        ),
+        (
+            "pools: {worker-a: {queues: [queue_a], queue: queue_b}}",
+            "pools.worker-a.queue is not a known key "
+            "(known: autoscale, concurrency, execution_pool, prefetch_multiplier, queues, replicas) (got 'queue_b')",
+        ),
         # autoscale (per pool, and the loop)
-        ("pools: {worker-a: {queues: [queue_a], autoscale: {min: -1}}}",
-         "pools.worker-a.autoscale.min must be between 0 and 10 (got -1)"),
-        ("pools: {worker-a: {queues: [queue_a], autoscale: {max: 11}}}",
-         "pools.worker-a.autoscale.max must be between 1 and 10 (got 11)"),
-        ("engine: {max_replicas: 3}\npools: {worker-a: {queues: [queue_a], autoscale: {max: 4}}}",
-         "pools.worker-a.autoscale.max must be between 1 and 3 (got 4)"),
-        ("pools: {worker-a: {queues: [queue_a], autoscale: {min: 3, max: 2}}}",
-         "pools.worker-a.autoscale.min must be <= pools.worker-a.autoscale.max (2) (got 3)"),
-        ("pools: {worker-a: {queues: [queue_a], autoscale: {target: 0}}}",
-         "pools.worker-a.autoscale.target must be between 1 and 1000000 (got 0)"),
-        ("pools: {worker-a: {queues: [queue_a], autoscale: {target: 2.5}}}",
-         "pools.worker-a.autoscale.target must be an integer (got 2.5)"),
+        (
+            "pools: {worker-a: {queues: [queue_a], autoscale: {min: -1}}}",
+            "pools.worker-a.autoscale.min must be between 0 and 10 (got -1)",
+        ),
+        (
+            "pools: {worker-a: {queues: [queue_a], autoscale: {max: 11}}}",
+            "pools.worker-a.autoscale.max must be between 1 and 10 (got 11)",
+        ),
+        (
+            "engine: {max_replicas: 3}\npools: {worker-a: {queues: [queue_a], autoscale: {max: 4}}}",
+            "pools.worker-a.autoscale.max must be between 1 and 3 (got 4)",
+        ),
+        (
+            "pools: {worker-a: {queues: [queue_a], autoscale: {min: 3, max: 2}}}",
+            "pools.worker-a.autoscale.min must be <= pools.worker-a.autoscale.max (2) (got 3)",
+        ),
+        (
+            "pools: {worker-a: {queues: [queue_a], autoscale: {target: 0}}}",
+            "pools.worker-a.autoscale.target must be between 1 and 1000000 (got 0)",
+        ),
+        (
+            "pools: {worker-a: {queues: [queue_a], autoscale: {target: 2.5}}}",
+            "pools.worker-a.autoscale.target must be an integer (got 2.5)",
+        ),
         ("pools: {worker-a: {queues: [queue_a], autoscale: 3}}", "pools.worker-a.autoscale must be a mapping (got 3)"),
-        ("pools: {worker-a: {queues: [queue_a], autoscale: {maximum: 3}}}",
-         "pools.worker-a.autoscale.maximum is not a known key (known: max, min, target) (got 3)"),
+        (
+            "pools: {worker-a: {queues: [queue_a], autoscale: {maximum: 3}}}",
+            "pools.worker-a.autoscale.maximum is not a known key (known: max, min, target) (got 3)",
+        ),
         (POOLS + "autoscale: {interval: 0}", "autoscale.interval must be between 0.1 and 60 (got 0)"),
         (POOLS + "autoscale: {interval: 61}", "autoscale.interval must be between 0.1 and 60 (got 61)"),
         (POOLS + "autoscale: {cooldown: -1}", "autoscale.cooldown must be between 0 and 3600 (got -1)"),
         (POOLS + "autoscale: {cooldown: 3601}", "autoscale.cooldown must be between 0 and 3600 (got 3601)"),
-        (POOLS + "autoscale: {min: 1}",
-         "autoscale.min is not a known key (known: cooldown, interval); a pool's range goes in pools.NAME.autoscale (got 1)"),
-        ("pools: {worker-a: {replicas: 1}}",
-         "pools.worker-a.queues is required: the queue(s) this pool consumes, e.g. [queue_a] (got None)"),
+        (
+            POOLS + "autoscale: {min: 1}",
+            "autoscale.min is not a known key (known: cooldown, interval); a pool's range goes in pools.NAME.autoscale (got 1)",
+        ),
+        (
+            "pools: {worker-a: {replicas: 1}}",
+            "pools.worker-a.queues is required: the queue(s) this pool consumes, e.g. [queue_a] (got None)",
+        ),
         ("pools: {worker-a: {queues: []}}", "pools.worker-a.queues must list 1 to 20 queue names (got [])"),
-        ("pools: {worker-a: {queues: [queue a]}}",
-         "pools.worker-a.queues must hold queue names of letters, digits and _.:- (at most 100) (got 'queue a')"),
-        ("pools: {worker-a: {queues: [1]}}",
-         "pools.worker-a.queues must hold queue names of letters, digits and _.:- (at most 100) (got 1)"),
-        ("pools: {Worker_A: {queues: [queue_a]}}",
-         "pools.Worker_A must be a lower-case name of letters, digits and dashes (e.g. worker-a) (got 'Worker_A')"),
-        ("pools: {a@b: {queues: [queue_a]}}",
-         "pools.a@b must be a lower-case name of letters, digits and dashes (e.g. worker-a) (got 'a@b')"),
-        ("pools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b, queue_a]}}",
-         "pools.worker-b.queues is already served by pool worker-a: a queue belongs to one pool (got 'queue_a')"),
+        ("pools: {worker-a: {queues: 5}}", "pools.worker-a.queues must be a list (got 5)"),
+        ("pools: {worker-a: {queues: null}}", "pools.worker-a.queues must be a list (got None)"),
+        (
+            "pools: {worker-a: {queues: [queue a]}}",
+            "pools.worker-a.queues must hold queue names of letters, digits and _.:- (at most 100) (got 'queue a')",
+        ),
+        (
+            "pools: {worker-a: {queues: [1]}}",
+            "pools.worker-a.queues must hold queue names of letters, digits and _.:- (at most 100) (got 1)",
+        ),
+        (
+            "pools: {Worker_A: {queues: [queue_a]}}",
+            "pools.Worker_A must be a lower-case name of letters, digits and dashes (e.g. worker-a) (got 'Worker_A')",
+        ),
+        (
+            "pools: {a@b: {queues: [queue_a]}}",
+            "pools.a@b must be a lower-case name of letters, digits and dashes (e.g. worker-a) (got 'a@b')",
+        ),
+        (
+            "pools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b, queue_a]}}",
+            "pools.worker-b.queues is already served by pool worker-a: a queue belongs to one pool (got 'queue_a')",
+        ),
         # routing: every task's queue must be served
-        ("pools: {worker-a: {queues: [queue_a]}}", "tasks.task_b.queue must be a pool's queue (queue_a) (got 'queue_b')"),
-        (POOLS + "tasks: {task_a: {queue: queue_x}}",
-         "tasks.task_a.queue must be a pool's queue (queue_a, queue_b) (got 'queue_x')"),
-        (POOLS + "tasks: {task_b: {queue: queue_a}}", "tasks.task_b.queue must differ from task_a's queue (got 'queue_a')"),
+        (
+            "pools: {worker-a: {queues: [queue_a]}}",
+            "tasks.task_b.queue must be a pool's queue (queue_a) (got 'queue_b')",
+        ),
+        (
+            POOLS + "tasks: {task_a: {queue: queue_x}}",
+            "tasks.task_a.queue must be a pool's queue (queue_a, queue_b) (got 'queue_x')",
+        ),
+        (
+            POOLS + "tasks: {task_b: {queue: queue_a}}",
+            "tasks.task_b.queue must differ from task_a's queue (got 'queue_a')",
+        ),
         # tasks
         (POOLS + "tasks: {task_a: {failure_rate: 1.5}}", "tasks.task_a.failure_rate must be between 0 and 1 (got 1.5)"),
         (POOLS + "tasks: {task_a: {duration: fast}}", "tasks.task_a.duration must be a number (got 'fast')"),
@@ -206,36 +277,54 @@ def test_settings_are_frozen_and_broker_url_is_replaceable():
         (POOLS + "retry: {jitter: maybe}", "retry.jitter must be true or false (got 'maybe')"),
         (POOLS + "retry: [1, 2]", "retry must be a mapping (got [1, 2])"),
         # engine
-        (POOLS + "engine: {name: kubernetes}", "engine.name must be one of auto, compose, local, swarm (got 'kubernetes')"),
+        (
+            POOLS + "engine: {name: kubernetes}",
+            "engine.name must be one of auto, compose, local, swarm (got 'kubernetes')",
+        ),
         (POOLS + "engine: {stop_timeout: 0}", "engine.stop_timeout must be between 1 and 3600 (got 0)"),
         (POOLS + "engine: {start_timeout: 3601}", "engine.start_timeout must be between 1 and 3600 (got 3601)"),
         (POOLS + "engine: {max_replicas: 0}", "engine.max_replicas must be between 1 and 1000 (got 0)"),
         (POOLS + "engine: {health_interval: 0.5}", "engine.health_interval must be between 1 and 3600 (got 0.5)"),
         (POOLS + "engine: {health_interval: 1h}", "engine.health_interval must be a number (got '1h')"),
-        (POOLS + "engine: {mode: docker}",
-         "engine.mode is not a known key (known: health_interval, max_replicas, name, start_timeout, stop_timeout) (got 'docker')"),
+        (
+            POOLS + "engine: {mode: docker}",
+            "engine.mode is not a known key (known: health_interval, max_replicas, name, start_timeout, stop_timeout) (got 'docker')",
+        ),
         # broker, dispatch, load_test
         (POOLS + "broker: {url: 5}", "broker.url must be a string (got 5)"),
-        (POOLS + "broker: {url: 'redis://localhost:6379/0'}",
-         "broker.url must be an AMQP URL like amqp://user:password@host:5672/vhost (got scheme 'redis'); "
-         "this project needs RabbitMQ"),
+        (
+            POOLS + "broker: {url: 'redis://localhost:6379/0'}",
+            "broker.url must be an AMQP URL like amqp://user:password@host:5672/vhost (got scheme 'redis'); "
+            "this project needs RabbitMQ",
+        ),
         (POOLS + "broker: {connect_timeout: 0}", "broker.connect_timeout must be between 0.1 and 60 (got 0)"),
         (POOLS + "broker: {queue_type: stream}", "broker.queue_type must be one of classic, quorum (got 'stream')"),
-        (POOLS + "broker: {queue_type: quorum, delivery_limit: 0}",
-         "broker.delivery_limit must be between 1 and 1000 (got 0)"),
-        (POOLS + "broker: {queue_type: quorum, delivery_limit: five}", "broker.delivery_limit must be an integer (got 'five')"),
-        (POOLS + "broker: {delivery_limit: 3}",
-         "broker.delivery_limit applies to quorum queues only: set broker.queue_type: quorum or drop it (got 3)"),
-        (POOLS + "broker: {queue: quorum}",
-         "broker.queue is not a known key (known: connect_timeout, delivery_limit, queue_type, tls, url) (got 'quorum')"),
+        (
+            POOLS + "broker: {queue_type: quorum, delivery_limit: 0}",
+            "broker.delivery_limit must be between 1 and 1000 (got 0)",
+        ),
+        (
+            POOLS + "broker: {queue_type: quorum, delivery_limit: five}",
+            "broker.delivery_limit must be an integer (got 'five')",
+        ),
+        (
+            POOLS + "broker: {delivery_limit: 3}",
+            "broker.delivery_limit applies to quorum queues only: set broker.queue_type: quorum or drop it (got 3)",
+        ),
+        (
+            POOLS + "broker: {queue: quorum}",
+            "broker.queue is not a known key (known: connect_timeout, delivery_limit, queue_type, tls, url) (got 'quorum')",
+        ),
         (POOLS + "broker: {tls: [ca.pem]}", "broker.tls must be a mapping (got ['ca.pem'])"),
-        (POOLS + "broker: {tls: {}}",
-         "broker.tls.ca_file is required: the PEM file of the CA that signed the broker's certificate (got None)"),
+        (
+            POOLS + "broker: {tls: {}}",
+            "broker.tls.ca_file is required: the PEM file of the CA that signed the broker's certificate (got None)",
+        ),
         (POOLS + "broker: {tls: {ca_file: 5}}", "broker.tls.ca_file must be a string (got 5)"),
         (POOLS + "dispatch: {timeout: 0}", "dispatch.timeout must be between 0.1 and 86400 (got 0)"),
         (POOLS + "load_test: {min_efficiency: 2}", "load_test.min_efficiency must be between 0 and 1 (got 2)"),
     ],
-)  # fmt: skip
+)
 def test_bad_config_is_one_line_naming_file_key_value_and_rule(tmp_path, text, expected):
     assert error_of(write(tmp_path, text)) == f"cfg.yml: {expected}"
 
@@ -254,15 +343,23 @@ SEED_POOLS = {"worker-a": {"queues": ["queue_a"]}, "worker-b": {"queues": ["queu
 
 @pytest.mark.parametrize(
     ("doc", "start"),
-    [({"pools": {"worker-a": {"queues": [HUGE]}}}, "c.yml: pools.worker-a.queues must hold queue names"),
-     ({"pools": SEED_POOLS, "tasks": {"task_a": {"queue": HUGE}}}, "c.yml: tasks.task_a.queue must be a pool's queue"),
-     ({"pools": SEED_POOLS, "broker": {"url": HUGE}}, "c.yml: broker.url is 10000000 characters long"),
-     ({"pools": SEED_POOLS, "broker": {"url": HUGE + "://h"}}, "c.yml: broker.url is 10000004 characters long"),
-     ({"pools": SEED_POOLS, "broker": {"url": "x" * 1000}}, "c.yml: broker.url must be an AMQP URL"),
-     ({"pools": SEED_POOLS, "broker": {"url": "x" * 1000 + "://h"}}, "c.yml: broker.url must be an AMQP URL"),
-     ({"pools": SEED_POOLS, "name": [HUGE]}, "c.yml: name must be a string (got ['xxx"),
-     ({"pools": SEED_POOLS, "retry": {"max_retries": HUGE}}, "c.yml: retry.max_retries must be an integer (got 'xxx")],
-)  # fmt: skip
+    [
+        ({"pools": {"worker-a": {"queues": [HUGE]}}}, "c.yml: pools.worker-a.queues must hold queue names"),
+        (
+            {"pools": SEED_POOLS, "tasks": {"task_a": {"queue": HUGE}}},
+            "c.yml: tasks.task_a.queue must be a pool's queue",
+        ),
+        ({"pools": SEED_POOLS, "broker": {"url": HUGE}}, "c.yml: broker.url is 10000000 characters long"),
+        ({"pools": SEED_POOLS, "broker": {"url": HUGE + "://h"}}, "c.yml: broker.url is 10000004 characters long"),
+        ({"pools": SEED_POOLS, "broker": {"url": "x" * 1000}}, "c.yml: broker.url must be an AMQP URL"),
+        ({"pools": SEED_POOLS, "broker": {"url": "x" * 1000 + "://h"}}, "c.yml: broker.url must be an AMQP URL"),
+        ({"pools": SEED_POOLS, "name": [HUGE]}, "c.yml: name must be a string (got ['xxx"),
+        (
+            {"pools": SEED_POOLS, "retry": {"max_retries": HUGE}},
+            "c.yml: retry.max_retries must be an integer (got 'xxx",
+        ),
+    ],
+)
 def test_huge_values_are_cut_in_every_message(doc, start):
     with pytest.raises(ConfigError) as err:
         parse_settings(doc, Path("c.yml"))
@@ -351,9 +448,12 @@ def test_tls_gives_every_connection_the_ca_client_certificate_and_hostname(pem):
     s = parse_settings(tls_doc(ca_file="ca.pem", cert_file="client.pem", key_file="client.key"), pem / "c.yml")
     assert s.broker.tls.ca_file == str(pem / "ca.pem")  # relative to the config file
     assert celery_settings(s)["broker_use_ssl"] == {
-        "ca_certs": str(pem / "ca.pem"), "certfile": str(pem / "client.pem"), "keyfile": str(pem / "client.key"),
-        "cert_reqs": ssl.CERT_REQUIRED, "server_hostname": "broker.example",
-    }  # fmt: skip
+        "ca_certs": str(pem / "ca.pem"),
+        "certfile": str(pem / "client.pem"),
+        "keyfile": str(pem / "client.key"),
+        "cert_reqs": ssl.CERT_REQUIRED,
+        "server_hostname": "broker.example",
+    }
     named = parse_settings(tls_doc(ca_file="ca.pem", server_hostname="rabbit.internal"), pem / "c.yml")
     assert celery_settings(named)["broker_use_ssl"]["server_hostname"] == "rabbit.internal"
     assert "certfile" not in celery_settings(named)["broker_use_ssl"]
@@ -370,32 +470,72 @@ def test_tls_files_from_the_environment_override_the_config(pem, tmp_path_factor
     env_only = parse_settings(tls_doc(), pem / "c.yml", {"BROKER_TLS_CA_FILE": str(other)})
     assert env_only.broker.tls.ca_file == str(other)
     assert deployment_env({"BROKER_TLS_CA_FILE": "/x", "BROKER_URL": "amqps://h//"}, pem / "no.env") == {
-        "BROKER_TLS_CA_FILE": "/x", "BROKER_URL": "amqps://h//"}  # fmt: skip
+        "BROKER_TLS_CA_FILE": "/x",
+        "BROKER_URL": "amqps://h//",
+    }
 
 
 @pytest.mark.parametrize(
     ("url", "tls", "env", "expected"),
     [
-        ("amqps://h:5671//", {}, {}, "c.yml: broker.url is an amqps:// URL but broker.tls.ca_file is not set: add "
-         "broker.tls: {ca_file: PATH} naming the CA that signed the broker's certificate"),
+        (
+            "amqps://h:5671//",
+            {},
+            {},
+            "c.yml: broker.url is an amqps:// URL but broker.tls.ca_file is not set: add "
+            "broker.tls: {ca_file: PATH} naming the CA that signed the broker's certificate",
+        ),
         ("amqp://h//", {}, {"BROKER_URL": "amqps://h//"}, "c.yml: $BROKER_URL is an amqps:// URL but broker.tls"),
-        ("amqps://h//", {"ca_file": "missing.pem"}, {}, "c.yml: broker.tls.ca_file names {dir}/missing.pem, which "
-         "is not a file: give the path of a PEM file"),
+        (
+            "amqps://h//",
+            {"ca_file": "missing.pem"},
+            {},
+            "c.yml: broker.tls.ca_file names {dir}/missing.pem, which is not a file: give the path of a PEM file",
+        ),
         ("amqps://h//", {"ca_file": "."}, {}, "c.yml: broker.tls.ca_file names {dir}, which is not a file"),
-        ("amqps://h//", {"ca_file": "ca.pem"}, {"BROKER_TLS_KEY_FILE": "/nope"},
-         "c.yml: $BROKER_TLS_KEY_FILE names /nope, which is not a file"),
-        ("amqps://h//", {"ca_file": "ca.pem", "cert_file": "client.pem"}, {},
-         "c.yml: broker.tls.key_file is required with broker.tls.cert_file: a client certificate needs its key"),
-        ("amqps://h//", {"ca_file": "ca.pem", "key_file": "client.key"}, {},
-         "c.yml: broker.tls.cert_file is required with broker.tls.key_file"),
-        ("amqps://h//", {"ca_file": "ca.pem", "server_hostname": "a b"}, {},
-         "c.yml: broker.tls.server_hostname must be a host name or IP address (letters, digits, .:-) (got 'a b')"),
-        ("amqps://h//", {"ca_file": "ca.pem", "verify": False}, {},
-         "c.yml: broker.tls.verify is not a known key (known: ca_file, cert_file, key_file, server_hostname)"),
+        (
+            "amqps://h//",
+            {"ca_file": "ca.pem"},
+            {"BROKER_TLS_KEY_FILE": "/nope"},
+            "c.yml: $BROKER_TLS_KEY_FILE names /nope, which is not a file",
+        ),
+        (
+            "amqps://h//",
+            {"ca_file": "ca.pem", "cert_file": "client.pem"},
+            {},
+            "c.yml: broker.tls.key_file is required with broker.tls.cert_file: a client certificate needs its key",
+        ),
+        (
+            "amqps://h//",
+            {"ca_file": "ca.pem", "key_file": "client.key"},
+            {},
+            "c.yml: broker.tls.cert_file is required with broker.tls.key_file",
+        ),
+        (
+            "amqps://h//",
+            {"ca_file": "ca.pem", "server_hostname": "a b"},
+            {},
+            "c.yml: broker.tls.server_hostname must be a host name or IP address (letters, digits, .:-) (got 'a b')",
+        ),
+        (
+            "amqps://h//",
+            {"ca_file": "ca.pem", "verify": False},
+            {},
+            "c.yml: broker.tls.verify is not a known key (known: ca_file, cert_file, key_file, server_hostname)",
+        ),
     ],
-    ids=["amqps-no-ca", "env-amqps-no-ca", "missing-file", "directory", "env-missing-file", "cert-no-key",
-         "key-no-cert", "bad-hostname", "unknown-key"],
-)  # fmt: skip
+    ids=[
+        "amqps-no-ca",
+        "env-amqps-no-ca",
+        "missing-file",
+        "directory",
+        "env-missing-file",
+        "cert-no-key",
+        "key-no-cert",
+        "bad-hostname",
+        "unknown-key",
+    ],
+)
 def test_bad_tls_config_is_exit_2_naming_key_and_file(pem, url, tls, env, expected):
     with pytest.raises(ConfigError) as err:
         parse_settings(tls_doc(url, **tls), pem / "c.yml", env)
@@ -443,12 +583,17 @@ def test_broker_url_file_sits_between_broker_url_and_env_file(tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("missing", r"/missing: cannot read broker URL file \(No such file or directory\); \$BROKER_URL_FILE must name"),
-     ("", r"^\$BROKER_URL_FILE is set but empty: unset it or name a file holding the broker URL$"),
-     (".", r" is a directory, not a broker URL file; \$BROKER_URL_FILE must name a readable file"),
-     ("blank", r"/blank \(from \$BROKER_URL_FILE\) is empty; \$BROKER_URL_FILE must name"),
-     ("huge", r"/huge is 5000 bytes: a broker URL file has at most 1026;")],
-)  # fmt: skip
+    [
+        (
+            "missing",
+            r"/missing: cannot read broker URL file \(No such file or directory\); \$BROKER_URL_FILE must name",
+        ),
+        ("", r"^\$BROKER_URL_FILE is set but empty: unset it or name a file holding the broker URL$"),
+        (".", r" is a directory, not a broker URL file; \$BROKER_URL_FILE must name a readable file"),
+        ("blank", r"/blank \(from \$BROKER_URL_FILE\) is empty; \$BROKER_URL_FILE must name"),
+        ("huge", r"/huge is 5000 bytes: a broker URL file has at most 1026;"),
+    ],
+)
 def test_unreadable_broker_url_file_is_exit_2_naming_it(tmp_path, name, expected):
     (tmp_path / "blank").write_text(" \n")
     (tmp_path / "huge").write_text("amqp://" + "h" * 4993)
@@ -463,9 +608,17 @@ def test_unreadable_broker_url_file_is_exit_2_naming_it(tmp_path, name, expected
 
 @pytest.mark.parametrize(
     ("attempt", "base", "cap", "expected"),
-    [(0, 1.0, 30.0, 1.0), (1, 1.0, 30.0, 2.0), (2, 1.0, 30.0, 4.0), (5, 1.0, 30.0, 30.0),
-     (0, 0.05, 1.0, 0.05), (3, 0.05, 1.0, 0.4), (10, 0.05, 1.0, 1.0), (4, 0.0, 1.0, 0.0)],
-)  # fmt: skip
+    [
+        (0, 1.0, 30.0, 1.0),
+        (1, 1.0, 30.0, 2.0),
+        (2, 1.0, 30.0, 4.0),
+        (5, 1.0, 30.0, 30.0),
+        (0, 0.05, 1.0, 0.05),
+        (3, 0.05, 1.0, 0.4),
+        (10, 0.05, 1.0, 1.0),
+        (4, 0.0, 1.0, 0.0),
+    ],
+)
 def test_backoff_is_exponential_and_capped(attempt, base, cap, expected):
     policy = RetryPolicy(backoff_base=base, backoff_max=cap, jitter=False)
     assert backoff_delay(attempt, policy) == pytest.approx(expected)
@@ -479,8 +632,11 @@ def test_jitter_stays_between_half_and_full_delay(rand, factor):
 
 def test_schedule_has_one_delay_per_retry():
     assert backoff_schedule(RetryPolicy(max_retries=4, backoff_base=0.5, backoff_max=3, jitter=False)) == [
-        0.5, 1.0, 2.0, 3.0,
-    ]  # fmt: skip
+        0.5,
+        1.0,
+        2.0,
+        3.0,
+    ]
     assert backoff_schedule(RetryPolicy(max_retries=0)) == []
 
 
@@ -502,15 +658,21 @@ def test_routes_send_each_task_to_its_own_queue():
 
 @pytest.mark.parametrize(
     ("broker", "work_args", "dead_args"),
-    [({}, {}, None),
-     ({"queue_type": "classic"}, {}, None),
-     ({"queue_type": "quorum"}, {"x-queue-type": "quorum", "x-delivery-limit": 5}, {"x-queue-type": "quorum"}),
-     ({"queue_type": "quorum", "delivery_limit": 2}, {"x-queue-type": "quorum", "x-delivery-limit": 2},
-      {"x-queue-type": "quorum"})],
-)  # fmt: skip
+    [
+        ({}, {}, None),
+        ({"queue_type": "classic"}, {}, None),
+        ({"queue_type": "quorum"}, {"x-queue-type": "quorum", "x-delivery-limit": 5}, {"x-queue-type": "quorum"}),
+        (
+            {"queue_type": "quorum", "delivery_limit": 2},
+            {"x-queue-type": "quorum", "x-delivery-limit": 2},
+            {"x-queue-type": "quorum"},
+        ),
+    ],
+)
 def test_queue_type_is_declared_on_the_work_and_dead_letter_queues(broker, work_args, dead_args):
-    s = parse_settings({"pools": {"a": {"queues": ["queue_a"]}, "b": {"queues": ["queue_b"]}}, "broker": broker},
-                       Path("c.yml"), {})  # fmt: skip
+    s = parse_settings(
+        {"pools": {"a": {"queues": ["queue_a"]}, "b": {"queues": ["queue_b"]}}, "broker": broker}, Path("c.yml"), {}
+    )
     dlx = {"x-dead-letter-exchange": "queue_a.dlx", "x-dead-letter-routing-key": "queue_a"}
     queue_a = celery_settings(s)["task_queues"][0]
     assert queue_a.queue_arguments == {**dlx, **work_args}
@@ -519,10 +681,15 @@ def test_queue_type_is_declared_on_the_work_and_dead_letter_queues(broker, work_
 
 
 def test_every_pool_queue_is_declared_and_routes_follow_the_config(tmp_path):
-    s = load_settings(write(tmp_path, """\
+    s = load_settings(
+        write(
+            tmp_path,
+            """\
         pools: {p1: {queues: [jobs_a, extra]}, p2: {queues: [jobs_b]}}
         tasks: {task_a: {queue: jobs_a}, task_b: {queue: jobs_b}}
-        """))  # fmt: skip
+        """,
+        )
+    )
     assert [q.name for q in declared_queues(s)] == ["jobs_a", "extra", "jobs_b"]
     assert route_table(s)["celery_app.task_b"] == {"queue": "jobs_b", "routing_key": "jobs_b"}
     conf = celery_settings(s)
@@ -546,8 +713,9 @@ def test_reliability_settings():
 
 
 def test_worker_command_line_for_a_pool_with_two_queues():
-    pool = PoolSettings("io-2", ("q1", "q2"), replicas=3, concurrency=4, execution_pool="threads",
-                        prefetch_multiplier=8)  # fmt: skip
+    pool = PoolSettings(
+        "io-2", ("q1", "q2"), replicas=3, concurrency=4, execution_pool="threads", prefetch_multiplier=8
+    )
     argv = worker_argv(pool)
     assert argv[:4] == ["celery", "-A", "celery_app", "worker"]
     assert argv[argv.index("-Q") + 1] == "q1,q2"
@@ -568,9 +736,15 @@ def test_shipped_pools_run_their_own_queue():
 
 @pytest.mark.parametrize(
     ("pool", "host"),
-    [("worker-a", "vm-3"), ("worker-a", "%h"), ("w-1-2", "host-12.example.com"), ("a", "3f2c1d9e"),
-     ("worker-b-12", "worker-b-3"), ("7", "x-1")],
-)  # fmt: skip
+    [
+        ("worker-a", "vm-3"),
+        ("worker-a", "%h"),
+        ("w-1-2", "host-12.example.com"),
+        ("a", "3f2c1d9e"),
+        ("worker-b-12", "worker-b-3"),
+        ("7", "x-1"),
+    ],
+)
 def test_pool_of_node_inverts_nodename(pool, host):
     node = nodename(pool, host)
     assert node == f"{pool}@{host}"
@@ -585,8 +759,13 @@ def test_pool_of_node_takes_everything_before_the_at(node, pool):
 def test_launch_argv_is_the_worker_module_entry_point():
     assert launch_argv("worker-a") == ["python", "-m", "dts.worker", "worker-a"]
     assert launch_argv("worker-a", "vm-3", python="/venv/bin/python") == [
-        "/venv/bin/python", "-m", "dts.worker", "worker-a", "--host", "vm-3",
-    ]  # fmt: skip
+        "/venv/bin/python",
+        "-m",
+        "dts.worker",
+        "worker-a",
+        "--host",
+        "vm-3",
+    ]
 
 
 def test_worker_entry_point_refuses_an_unknown_or_missing_pool(tmp_path, monkeypatch, capsys):
@@ -630,16 +809,18 @@ BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [(BOMB, "line 1, column 4: YAML anchors and aliases (&name, *name) are not supported"),
-     ("name: &n x\n", "YAML anchors and aliases"),
-     ("a: [" + "1, " * 20_000 + "1]\n", "more than 10000 YAML values"),
-     ("a: " + "[" * 100 + "]" * 100 + "\n", "nested deeper than 20 levels"),
-     ("a: " + "{b: " * 30 + "1" + "}" * 30 + "\n", "nested deeper than 20 levels"),
-     ("a: " + "9" * 5000 + "\n", "an integer of more than 30 digits"),
-     ("a: !" + "t" * 10_000 + " 1\n", "could not determine a constructor"),
-     ("a: 1\n---\nb: 2\n", "expected a single document in the stream"),
-     ("a: \x00\n", "YAML syntax error: unacceptable character #x0000")],
-)  # fmt: skip
+    [
+        (BOMB, "line 1, column 4: YAML anchors and aliases (&name, *name) are not supported"),
+        ("name: &n x\n", "YAML anchors and aliases"),
+        ("a: [" + "1, " * 20_000 + "1]\n", "more than 10000 YAML values"),
+        ("a: " + "[" * 100 + "]" * 100 + "\n", "nested deeper than 20 levels"),
+        ("a: " + "{b: " * 30 + "1" + "}" * 30 + "\n", "nested deeper than 20 levels"),
+        ("a: " + "9" * 5000 + "\n", "an integer of more than 30 digits"),
+        ("a: !" + "t" * 10_000 + " 1\n", "could not determine a constructor"),
+        ("a: 1\n---\nb: 2\n", "expected a single document in the stream"),
+        ("a: \x00\n", "YAML syntax error: unacceptable character #x0000"),
+    ],
+)
 def test_yaml_bounds_refuse_in_milliseconds(text, expected):
     from dts.config import parse_yaml
 
@@ -664,27 +845,42 @@ def test_a_config_over_the_size_cap_is_refused_before_it_is_read(tmp_path, monke
     path = tmp_path / "big.yml"
     path.write_text(POOLS + "#" * MAX_CONFIG_BYTES)
     monkeypatch.setattr("builtins.open", lambda *a, **k: pytest.fail("read a file over the cap"))
-    assert error_of(path) == f"{path} is {path.stat().st_size} bytes: a config has at most 1048576; " \
-                             "pass --config PATH or set DTS_CONFIG"  # fmt: skip
+    assert (
+        error_of(path) == f"{path} is {path.stat().st_size} bytes: a config has at most 1048576; "
+        "pass --config PATH or set DTS_CONFIG"
+    )
 
 
 @pytest.mark.parametrize(
     ("make", "expected"),
-    [(lambda p: p.mkdir() or p, "is a directory, not a config"),
-     (lambda p: Path("/dev/zero"), "/dev/zero is not a regular file: cannot read config"),
-     (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00") and p, "cfg.yml: not UTF-8 text")],
-)  # fmt: skip
+    [
+        (lambda p: p.mkdir() or p, "is a directory, not a config"),
+        (lambda p: Path("/dev/zero"), "/dev/zero is not a regular file: cannot read config"),
+        (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00") and p, "cfg.yml: not UTF-8 text"),
+    ],
+)
 def test_files_that_are_not_config_text_are_one_line(tmp_path, make, expected):
     assert expected in error_of(make(tmp_path / "cfg.yml"))
 
 
 @pytest.mark.parametrize(
     ("url", "expected"),
-    [("amqp://" + "h" * 2000, "$BROKER_URL is 2007 characters long; an AMQP URL has at most 1024 (starts 'amqp://hhhhhhhhh...)"),
-     ("amqp://guest:guest@localhost:99999//", "$BROKER_URL has a bad port (Port out of range 0-65535): use host:5672"),
-     ("amqp://guest:guest@localhost:5672/\n", "$BROKER_URL has a space or control character ('\\n' at position 34)"),
-     ("http://localhost:15672/", "must be an AMQP URL like amqp://user:password@host:5672/vhost (got scheme 'http')")],
-)  # fmt: skip
+    [
+        (
+            "amqp://" + "h" * 2000,
+            "$BROKER_URL is 2007 characters long; an AMQP URL has at most 1024 (starts 'amqp://hhhhhhhhh...)",
+        ),
+        (
+            "amqp://guest:guest@localhost:99999//",
+            "$BROKER_URL has a bad port (Port out of range 0-65535): use host:5672",
+        ),
+        ("amqp://guest:guest@localhost:5672/\n", "$BROKER_URL has a space or control character ('\\n' at position 34)"),
+        (
+            "http://localhost:15672/",
+            "must be an AMQP URL like amqp://user:password@host:5672/vhost (got scheme 'http')",
+        ),
+    ],
+)
 def test_bad_broker_urls_are_one_line_without_the_url(url, expected):
     with pytest.raises(ConfigError) as err:
         parse_settings({"pools": SEED_POOLS}, Path("c.yml"), {"BROKER_URL": url})
@@ -704,13 +900,19 @@ def test_env_file_is_read_within_its_bound(tmp_path):
 
 @pytest.mark.parametrize(
     ("kind", "text", "expected"),
-    [("int", "1001", "must be an integer from 1 to 1000 (got '1001')"),
-     ("int", "9" * 100_000, "must be an integer from 1 to 1000 (got '99999999999999999999999999999999999999999999999999999999...)"),
-     ("int", "-1", "must be an integer from 1 to 1000 (got '-1')"),
-     ("float", "nan", "must be a number > 0 and <= 86400 (got 'nan')"),
-     ("float", "1e400", "must be a number > 0 and <= 86400 (got '1e400')"),
-     ("float", "0", "must be a number > 0 and <= 86400 (got '0')")],
-)  # fmt: skip
+    [
+        ("int", "1001", "must be an integer from 1 to 1000 (got '1001')"),
+        (
+            "int",
+            "9" * 100_000,
+            "must be an integer from 1 to 1000 (got '99999999999999999999999999999999999999999999999999999999...)",
+        ),
+        ("int", "-1", "must be an integer from 1 to 1000 (got '-1')"),
+        ("float", "nan", "must be a number > 0 and <= 86400 (got 'nan')"),
+        ("float", "1e400", "must be a number > 0 and <= 86400 (got '1e400')"),
+        ("float", "0", "must be a number > 0 and <= 86400 (got '0')"),
+    ],
+)
 def test_cli_numbers_have_upper_bounds(kind, text, expected):
     import argparse
 

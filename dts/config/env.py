@@ -1,0 +1,107 @@
+"""The environment: the project's paths, .env, and the deployment facts that override the config file.
+
+    deployment_env()                                # {'BROKER_URL': ...}: $BROKER_URL > $BROKER_URL_FILE > .env
+    checkout_name()                                 # 'dts-1a2b3c4d': this checkout's vhost, user, compose project
+    RUN_DIR, results_dir()                          # where local workers' files and result files go
+
+Deployment facts come from the environment, read in one place (`deployment_env`): $BROKER_URL, else the
+file named by $BROKER_URL_FILE (Docker's *_FILE convention: a swarm secret), else the vhost/user in `.env`;
+$BROKER_TLS_* name broker.tls's files where an engine mounted them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+from dts.config.schema import MAX_URL_CHARS
+from dts.config.yamlfile import read_bounded, shown_path
+from dts.errors import ConfigError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
+DEFAULT_CONFIG = PROJECT_DIR / "test-config.yml"
+ENV_FILE = PROJECT_DIR / ".env"
+RUN_DIR = Path(os.environ.get("DTS_RUN_DIR") or PROJECT_DIR / ".run")  # local workers' pid/log files, rendered files
+MAX_ENV_FILE_BYTES = 64 * 1024  # .env: a few KEY=VALUE lines (README, "Input bounds")
+# $BROKER_TLS_<KEY> overrides broker.tls.<key>: where a container finds the files mounted into it
+TLS_FILE_KEYS = ("ca_file", "cert_file", "key_file")
+TLS_ENV = {key: f"BROKER_TLS_{key.upper()}" for key in TLS_FILE_KEYS}
+
+
+def checkout_name() -> str:
+    """'dts-<8 hex>': this checkout's RabbitMQ vhost/user and compose project name. Derived from the
+    project directory, so two checkouts on one host never share queues, credentials or containers."""
+    return "dts-" + hashlib.sha1(str(PROJECT_DIR).encode()).hexdigest()[:8]
+
+
+def results_dir() -> Path:
+    """Where result files go: $DTS_RESULTS_DIR, else the project's results/ (git-ignored)."""
+    return Path(os.environ.get("DTS_RESULTS_DIR") or PROJECT_DIR / "results")
+
+
+def resolve_config_path(path: str | os.PathLike | None) -> Path:
+    """`--config` or $DTS_CONFIG or the project's test-config.yml. A relative path is relative to the
+    project directory, not the current one, so every CLI and worker finds the same file wherever it runs."""
+    raw = path or os.environ.get("DTS_CONFIG")
+    if not raw:
+        return DEFAULT_CONFIG
+    return (PROJECT_DIR / Path(raw).expanduser()).resolve()
+
+
+def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
+    """KEY=VALUE lines of the git-ignored .env written by `make broker` (missing file: empty)."""
+    if not os.path.lexists(path):
+        return {}
+    lines = read_bounded(
+        path, MAX_ENV_FILE_BYTES, "env file", "it holds KEY=VALUE lines (`make broker` writes it)"
+    ).splitlines()
+    pairs = (line.split("=", 1) for line in lines if "=" in line and not line.lstrip().startswith("#"))
+    return {k.strip(): v.strip().strip("'\"") for k, v in pairs}
+
+
+def broker_url_from_env_file(values: dict[str, str], host: str = "localhost", tls: bool = False) -> str | None:
+    """The broker URL for the dedicated vhost/user in .env, if .env defines one; with `tls`, the amqps:// URL
+    of the broker's TLS listener ($DTS_BROKER_TLS_PORT, default 5671): what containers use when broker.tls is set."""
+    try:
+        user, password, vhost = values["DTS_BROKER_USER"], values["DTS_BROKER_PASSWORD"], values["DTS_BROKER_VHOST"]
+    except KeyError:
+        return None
+    scheme, port = (
+        ("amqps", values.get("DTS_BROKER_TLS_PORT", "5671")) if tls else ("amqp", values.get("DTS_BROKER_PORT", "5672"))
+    )
+    return f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(vhost, safe='')}"
+
+
+def read_broker_url_file(path: str) -> str:
+    """The broker URL in the file $BROKER_URL_FILE names (a Docker secret: /run/secrets/...), without the
+    surrounding whitespace; ConfigError naming the file when it cannot be read or holds no URL."""
+    hint = "$BROKER_URL_FILE must name a readable file holding one amqp://user:password@host:5672/vhost URL"
+    if not path.strip():
+        raise ConfigError("$BROKER_URL_FILE is set but empty: unset it or name a file holding the broker URL")
+    url = read_bounded(Path(path), MAX_URL_CHARS + 2, "broker URL file", hint).strip()
+    if not url:
+        raise ConfigError(f"{shown_path(Path(path))} (from $BROKER_URL_FILE) is empty; {hint}")
+    return url
+
+
+def deployment_env(environ: dict[str, str] | None = None, env_file: Path = ENV_FILE) -> dict[str, str]:
+    """The environment overrides, read in one place. Precedence: $BROKER_URL (set but empty is an error),
+    else the file $BROKER_URL_FILE names (unreadable: an error), else the .env vhost/user, else the config.
+    $BROKER_TLS_CA_FILE / _CERT_FILE / _KEY_FILE override broker.tls's files (where an engine mounted them)."""
+    environ = os.environ if environ is None else environ
+    tls = {name: environ[name] for name in TLS_ENV.values() if name in environ}  # files mounted into a container
+    return {**tls, **_broker_url_env(environ, env_file)}
+
+
+def _broker_url_env(environ, env_file: Path) -> dict[str, str]:
+    if "BROKER_URL" in environ:
+        if not environ["BROKER_URL"].strip():
+            raise ConfigError("$BROKER_URL is set but empty: unset it or give amqp://user:password@host:5672/vhost")
+        return {"BROKER_URL": environ["BROKER_URL"]}
+    if "BROKER_URL_FILE" in environ:
+        url = read_broker_url_file(environ["BROKER_URL_FILE"])
+        return {"BROKER_URL": url, "BROKER_URL_SOURCE": "the URL in $BROKER_URL_FILE"}
+    url = broker_url_from_env_file(read_env_file(env_file))
+    return {"BROKER_URL": url} if url else {}
