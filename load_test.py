@@ -29,7 +29,8 @@ from dts.cli import (
     run_main,
 )
 from dts.config import ENGINES, Settings, load_settings
-from dts.engine import make_engine, replicas
+from dts.engines import make_engine
+from dts.engines.base import replicas
 from dts.errors import CliError, ExitCode, excerpt
 from dts.live import LoadProgress
 from dts.reports import LoadReport, render_load, render_sweep, summarise_load, threshold_failures

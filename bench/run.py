@@ -387,8 +387,8 @@ def project_workers(url: str, config: Path, run_dir: str, label: str):
     .env) and `config`; a start that fails is Failed (the measurement shows n/a)."""
     from celery_app import app, use_settings
     from dts.config import load_settings
+    from dts.engines.local import LocalEngine
     from dts.errors import CliError
-    from dts.local import LocalEngine
 
     os.environ.update(BROKER_URL=url, DTS_CONFIG=str(config))
     settings = load_settings(config)

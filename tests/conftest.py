@@ -69,7 +69,7 @@ def settings(rabbitmq, config_path):
 def workers(settings, tmp_path_factory):
     """Two worker-a and two worker-b `celery worker` processes for the whole session."""
     from celery_app import app
-    from dts.local import LocalEngine
+    from dts.engines.local import LocalEngine
 
     engine = LocalEngine(settings, app, run_dir=tmp_path_factory.mktemp("run"))
     engine.start()

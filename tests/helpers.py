@@ -73,7 +73,7 @@ def write_config(path: Path, **overrides: str) -> Path:
 
 def compose_problem() -> str | None:
     """Why the container tests cannot run here (no Docker engine, no compose to build the image), or None."""
-    from dts.engine import compose_command, docker_answers
+    from dts.engines.docker import compose_command, docker_answers
 
     if not docker_answers():
         return "no Docker engine answers (`docker info` failed); install and start one (.ci/install-docker.sh)"
@@ -214,7 +214,7 @@ def local_fleet(path: Path, broker_url: str, run_dir: Path):
     """Real local workers for the config at `path` on `broker_url` (each pool at its replicas), stopped after:
     yields (settings, app, engine)."""
     from dts.config import load_settings
-    from dts.local import LocalEngine
+    from dts.engines.local import LocalEngine
 
     settings = load_settings(path).with_broker_url(broker_url)
     app = app_for(settings)

@@ -5,11 +5,12 @@ from pathlib import Path
 
 import yaml
 
-from dts import k8s
-from dts.compose import render_pools, worker_template
 from dts.config import PROJECT_DIR, load_settings
+from dts.engines import k8s
+from dts.engines.compose import render_pools
+from dts.engines.containers import worker_template
+from dts.engines.swarm import render_stack
 from dts.naming import launch_argv
-from dts.swarm import render_stack
 
 SHIPPED = PROJECT_DIR / "test-config.yml"
 
