@@ -6,7 +6,8 @@ interface and what engines share are in dts.engines.base, each engine in a modul
     make_engine(settings, "swarm", app, init_swarm=True)
     register("stub", "stub_engine:StubEngine")       # a new engine: its module plus one line in ENGINES
 
-Engine modules import base, containers and docker only: never each other, never this package's root.
+Engine modules import dts.engines.base and the shared helpers (containers, docker; local its supervise):
+never each other, never this package's root. dts.engines.k8s renders manifests and is no engine.
 """
 
 from __future__ import annotations
