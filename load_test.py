@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dts import engines
 from dts.cli import (
     MAX_DURATION,
     MAX_SWEEP_SIZES,
@@ -28,8 +29,9 @@ from dts.cli import (
     probability,
     run_main,
 )
-from dts.config import ENGINES, Settings, load_settings
-from dts.engine import make_engine, replicas
+from dts.config import Settings, load_settings
+from dts.engines import make_engine
+from dts.engines.base import replicas
 from dts.errors import CliError, ExitCode, excerpt
 from dts.live import LoadProgress
 from dts.reports import LoadReport, render_load, render_sweep, summarise_load, threshold_failures
@@ -183,7 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sweep", type=parse_sizes, metavar="SIZES",
                         help=f"pool sizes to run the load at, e.g. 1,2,4,8 (at most {MAX_SWEEP_SIZES} sizes, "
                         "each <= engine.max_replicas)")  # fmt: skip
-    parser.add_argument("--engine", choices=ENGINES, help="where the workers run, for --sweep (default: config)")
+    parser.add_argument(
+        "--engine", choices=engines.names(), help="where the workers run, for --sweep (default: config)"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(
         "--output",

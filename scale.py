@@ -31,13 +31,20 @@ from dts.cli import (
     int_between,
     run_main,
 )
-from dts.compose import BROKERS, ComposeEngine
-from dts.config import ENGINES, MAX_CONFIG_BYTES, PROJECT_DIR, Settings, load_settings, read_bounded
-from dts.engine import Engine, check_sizes, declared_sizes, engines_in_use, make_engine, resolve_engine
+from dts.config import MAX_CONFIG_BYTES, PROJECT_DIR, Settings, load_settings, read_bounded
+from dts.engines import engines_in_use, make_engine, names, resolve_engine
+from dts.engines.base import Engine, check_sizes, declared_sizes
+from dts.engines.compose import BROKERS
 from dts.errors import CliError, ExitCode, excerpt
 from dts.reports import render_health, render_status
 
 DEFAULT_K8S_DIR = PROJECT_DIR / "deploy" / "k8s"
+# the commands only some engines answer (Engine.commands), and the one line for the others
+ENGINE_COMMANDS = {
+    "build": "`build` needs the compose engine (a Docker engine); local workers need no image",
+    "compose": "`compose` needs the compose engine (a Docker engine); local workers need no image",
+    "stack": "`stack` renders the swarm stack: pass --engine swarm",
+}
 COMMANDS = (
     "up",
     "down",
@@ -104,8 +111,11 @@ def pool_named(settings: Settings, name: str) -> str:
         return name
     if name in settings.queues:
         return settings.pool_for_queue(name).name
-    raise CliError(f"unknown pool {excerpt(name)}: {settings.path.name} declares pools {', '.join(settings.pools)} "
-                   f"(queues {', '.join(settings.queues)})", ExitCode.USAGE)  # fmt: skip
+    raise CliError(
+        f"unknown pool {excerpt(name)}: {settings.path.name} declares pools {', '.join(settings.pools)} "
+        f"(queues {', '.join(settings.queues)})",
+        ExitCode.USAGE,
+    )
 
 
 def desired_sizes(args: argparse.Namespace, settings: Settings) -> dict[str, int]:
@@ -124,8 +134,7 @@ def resize(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
     from celery_app import app
     from dts.broker import check_broker
 
-    if isinstance(engine, ComposeEngine):
-        engine.start_broker()  # --broker compose: the `broker` service, healthy, before anything asks it
+    engine.prepare()  # --broker compose: the `broker` service, healthy, before anything asks it
     check_broker(app, settings.broker.connect_timeout)
     plan = engine.start() if args.command == "up" else engine.resize(args.desired)
     for pool, nodes in engine.workers().items():
@@ -143,17 +152,16 @@ def status(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
     from dts.status import collect_status, watch
 
     engines = engines_in_use(engine, settings, args.engine)
-    if getattr(args, "watch", False):
+    if args.command == "status" and args.watch:
         return watch(settings, engines, app, interval=args.interval, count=args.count, as_json=args.json)
     report = collect_status(settings, engines, app)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
         print("\n".join(render_health(report) if args.command == "health" else render_status(report)))
-        services = getattr(engine, "services", None)  # the swarm's own count: running/desired tasks per service
-        if services is not None and args.command == "status":
-            print(f"swarm stack {engine.stack}: " + (", ".join(f"{n} {r}" for n, r in sorted(services().items()))
-                                                     or "not deployed"))  # fmt: skip
+        if args.command == "status":
+            for line in engine.status_lines():  # the engine's own count (the swarm's running/desired tasks)
+                print(line)
     if not report.broker_ok:
         print(f"scale.py: error: {report.broker_error}", file=sys.stderr)
     return report.exit_code
@@ -161,40 +169,39 @@ def status(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
 
 def down(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
     for each in engines_in_use(engine, settings, args.engine):  # stop what either engine started
-        stopped = each.stop(volumes=True) if args.volumes and isinstance(each, ComposeEngine) else each.stop()
+        stopped = each.stop(volumes=args.volumes)
         print(f"{each.name}: stopped {-sum(stopped.values())} worker(s)")
-    if isinstance(engine, ComposeEngine) and engine.broker == "compose":
-        print(
-            f"compose: broker container removed; its data volume {'too' if args.volumes else 'kept (--volumes removes it)'}"
-        )
+    for line in engine.stopped_lines(args.volumes):
+        print(line)
     return ExitCode.OK
 
 
-def compose_only(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
-    if not isinstance(engine, ComposeEngine):
-        raise CliError(f"`{args.command}` needs the compose engine (a Docker engine); local workers need no image",
-                       ExitCode.USAGE)  # fmt: skip
+def engine_command(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
+    """build, compose, stack: what only some engines do (their image, their deployment file)."""
+    if args.command not in engine.commands:
+        raise CliError(ENGINE_COMMANDS[args.command], ExitCode.USAGE)
     if args.command == "build":
         engine.build()
     else:
-        path = engine.render()
-        profiles = "COMPOSE_PROFILES=broker " if engine.broker == "compose" else ""  # the `broker` service too
-        print(f"{path}\nuse: {profiles}{' '.join(engine.cmd)} up -d")
+        path, use = engine.render()
+        print(f"{path}\nuse: {use}")
     return ExitCode.OK
 
 
 def k8s(args: argparse.Namespace) -> int:
     """Render the manifests (no cluster, no Celery) and write them; print the files and how to apply them."""
-    from dts import k8s as manifests
+    from dts.engines import k8s as manifests
 
     settings = load_settings(args.config)
     text = read_bounded(settings.path, MAX_CONFIG_BYTES, "config", "pass --config PATH or set DTS_CONFIG")
     image = manifests.check_image(args.image or manifests.default_image())
     written = manifests.write(manifests.render(settings, text, image), Path(args.output), settings.path.name)
     print("\n".join(str(path) for path in written))
-    print(f"image: {image} (push it to a registry the cluster pulls from; --image names it)\n"
-          f"use: kubectl create secret generic {manifests.SECRET} --from-literal={manifests.SECRET_KEY}="
-          f"amqp://USER:PASSWORD@BROKER_HOST:5672/VHOST\n     kubectl apply -k {args.output}   (KEDA installed)")  # fmt: skip
+    print(
+        f"image: {image} (push it to a registry the cluster pulls from; --image names it)\n"
+        f"use: kubectl create secret generic {manifests.SECRET} --from-literal={manifests.SECRET_KEY}="
+        f"amqp://USER:PASSWORD@BROKER_HOST:5672/VHOST\n     kubectl apply -k {args.output}   (KEDA installed)"
+    )
     return ExitCode.OK
 
 
@@ -212,27 +219,28 @@ def autoscale(engine: Engine, settings: Settings, args: argparse.Namespace) -> i
     check_broker(app, settings.broker.connect_timeout)
     rules = policies(settings)
     interval = args.interval or settings.autoscale.interval
-    print(f"autoscaling on {engine.name}, a look every {interval:g}s, scale-down after {settings.autoscale.cooldown:g}s:"
-          + "".join(f" {pool} {r.min}..{r.max} (target {r.target} ready/replica)" for pool, r in rules.items()),
-          flush=True)  # fmt: skip
-    signal.signal(signal.SIGTERM, stop_on_sigterm)  # `kill` and process supervisors stop it like Ctrl-C
+    print(
+        f"autoscaling on {engine.name}, a look every {interval:g}s, scale-down after {settings.autoscale.cooldown:g}s:"
+        + "".join(f" {pool} {r.min}..{r.max} (target {r.target} ready/replica)" for pool, r in rules.items()),
+        flush=True,
+    )
+    before = signal.signal(signal.SIGTERM, stop_on_sigterm)  # `kill` and process supervisors stop it like Ctrl-C
     try:
-        changes = run(engine, settings, app, interval=interval, duration=args.duration, once=args.once,
-                      say=lambda line: print(line, flush=True))  # fmt: skip
+        changes = run(
+            engine,
+            settings,
+            app,
+            interval=interval,
+            duration=args.duration,
+            once=args.once,
+            say=lambda line: print(line, flush=True),
+        )
     except KeyboardInterrupt:
         print("stopped (Ctrl-C or SIGTERM); the pools keep their current sizes", flush=True)
         return ExitCode.OK
+    finally:
+        signal.signal(signal.SIGTERM, before)  # in-process callers (tests) get their own handler back
     print(f"done: {len(changes)} resize(s); the pools keep their current sizes", flush=True)
-    return ExitCode.OK
-
-
-def stack_only(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
-    from dts.swarm import SwarmEngine
-
-    if not isinstance(engine, SwarmEngine):
-        raise CliError("`stack` renders the swarm stack: pass --engine swarm", ExitCode.USAGE)
-    path = engine.render()
-    print(f"{path}\nuse: docker stack deploy -c {path} --resolve-image never {engine.stack}")
     return ExitCode.OK
 
 
@@ -241,37 +249,69 @@ def build_parser() -> argparse.ArgumentParser:
     base.add_argument("--config", help="config file (default: test-config.yml, or $DTS_CONFIG)")
     base.add_argument("-v", "--verbose", action="count", default=0, help="more diagnostics on stderr")
     common = Parser(add_help=False, parents=[base])
-    common.add_argument("--engine", choices=ENGINES, help="where the workers run (default: engine.name in the config)")
-    common.add_argument("--broker", choices=BROKERS, default="host",
-                        help="the workers' RabbitMQ: host (default) or compose (the `broker` service; compose engine)")  # fmt: skip
-    parser = Parser(prog="scale.py", description="Start, stop, resize and inspect the worker pools.",
-                    formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)  # fmt: skip
+    common.set_defaults(init_swarm=False, volumes=False)  # the options of `up` and `down`, for every command
+    common.add_argument("--engine", choices=names(), help="where the workers run (default: engine.name in the config)")
+    common.add_argument(
+        "--broker",
+        choices=BROKERS,
+        default="host",
+        help="the workers' RabbitMQ: host (default) or compose (the `broker` service; compose engine)",
+    )
+    parser = Parser(
+        prog="scale.py",
+        description="Start, stop, resize and inspect the worker pools.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up = sub.add_parser("up", parents=[common], help="every pool at its declared replicas")
-    up.add_argument("--init-swarm", action="store_true",
-                    help="--engine swarm: make this Docker engine a single-node swarm if it is in none")  # fmt: skip
+    up.add_argument(
+        "--init-swarm",
+        action="store_true",
+        help="--engine swarm: make this Docker engine a single-node swarm if it is in none",
+    )
     down = sub.add_parser("down", parents=[common], help="stop every worker (warm shutdown)")
     down.add_argument("--volumes", action="store_true", help="--broker compose: delete the broker's data volume too")
     one = sub.add_parser("set", parents=[common], help="resize one pool: set POOL COUNT")
     one.add_argument("pool", metavar="POOL", help="a pool name (or the name of one of its queues)")
     count = int_between(0, MAX_WORKERS)
-    one.add_argument("count", metavar="COUNT", type=count,
-                     help=f"new number of workers, 0..engine.max_replicas (at most {MAX_WORKERS})")  # fmt: skip
+    one.add_argument(
+        "count",
+        metavar="COUNT",
+        type=count,
+        help=f"new number of workers, 0..engine.max_replicas (at most {MAX_WORKERS})",
+    )
     every = sub.add_parser("all", parents=[common], help="resize every pool: all COUNT")
-    every.add_argument("count", metavar="COUNT", type=count,
-                       help=f"new number of workers per pool, 0..engine.max_replicas (at most {MAX_WORKERS})")  # fmt: skip
+    every.add_argument(
+        "count",
+        metavar="COUNT",
+        type=count,
+        help=f"new number of workers per pool, 0..engine.max_replicas (at most {MAX_WORKERS})",
+    )
     show = sub.add_parser("status", parents=[common], help="workers, consumers and queue depth per pool")
     show.add_argument("--json", action="store_true", help="one JSON document (with --watch: one per line and refresh)")
     show.add_argument("-w", "--watch", action="store_true", help="refresh every --interval seconds until Ctrl-C")
-    show.add_argument("--interval", type=float_between(0, MAX_INTERVAL, low_open=True), default=1.0, metavar="S",
-                      help=f"seconds between refreshes, at most {MAX_INTERVAL:g} (default 1)")  # fmt: skip
-    show.add_argument("--count", type=int_between(1, MAX_WATCH_COUNT),
-                      help=f"with --watch: stop after COUNT refreshes (at most {MAX_WATCH_COUNT})")  # fmt: skip
+    show.add_argument(
+        "--interval",
+        type=float_between(0, MAX_INTERVAL, low_open=True),
+        default=1.0,
+        metavar="S",
+        help=f"seconds between refreshes, at most {MAX_INTERVAL:g} (default 1)",
+    )
+    show.add_argument(
+        "--count",
+        type=int_between(1, MAX_WATCH_COUNT),
+        help=f"with --watch: stop after COUNT refreshes (at most {MAX_WATCH_COUNT})",
+    )
     health = sub.add_parser("health", parents=[common], help="broker, queue consumers and depth, worker ping")
     health.add_argument("--json", action="store_true", help="one JSON document (the same as status --json)")
     logs = sub.add_parser("logs", parents=[common], help="the workers' logs")
-    logs.add_argument("--lines", type=int_between(1, MAX_LINES), default=20,
-                      help=f"lines per worker, at most {MAX_LINES} (default 20)")  # fmt: skip
+    logs.add_argument(
+        "--lines",
+        type=int_between(1, MAX_LINES),
+        default=20,
+        help=f"lines per worker, at most {MAX_LINES} (default 20)",
+    )
     logs.add_argument("-f", "--follow", action="store_true", help="keep following")
     sub.add_parser("build", parents=[common], help="build the worker image (compose engine)")
     sub.add_parser("compose", parents=[common], help="write the compose file rendered from the pools")
@@ -284,18 +324,37 @@ def build_parser() -> argparse.ArgumentParser:
 def add_k8s_and_auto(sub, base: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     """The two subcommands beyond one engine's pools: render for Kubernetes, autoscale on queue depth."""
     kube = sub.add_parser("k8s", parents=[base], help="write Kubernetes + KEDA manifests rendered from the pools")
-    kube.add_argument("--output", metavar="DIR", default=str(DEFAULT_K8S_DIR),
-                      help="directory for the YAML files (default: deploy/k8s in the project, git-ignored)")  # fmt: skip
-    kube.add_argument("--image", metavar="TAG",
-                      help="worker image the cluster pulls (default: $DTS_IMAGE, else the compose engine's "
-                      "dts-worker:latest)")  # fmt: skip
-    auto = sub.add_parser("auto", parents=[common], help="resize the autoscaled pools on queue depth until Ctrl-C",
-                          formatter_class=argparse.RawDescriptionHelpFormatter, epilog=AUTO_EPILOG)  # fmt: skip
-    auto.add_argument("--interval", type=float_between(0.1, 60), metavar="S",
-                      help="seconds between two looks, 0.1..60 (default: autoscale.interval)")  # fmt: skip
+    kube.add_argument(
+        "--output",
+        metavar="DIR",
+        default=str(DEFAULT_K8S_DIR),
+        help="directory for the YAML files (default: deploy/k8s in the project, git-ignored)",
+    )
+    kube.add_argument(
+        "--image",
+        metavar="TAG",
+        help="worker image the cluster pulls (default: $DTS_IMAGE, else the compose engine's dts-worker:latest)",
+    )
+    auto = sub.add_parser(
+        "auto",
+        parents=[common],
+        help="resize the autoscaled pools on queue depth until Ctrl-C",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=AUTO_EPILOG,
+    )
+    auto.add_argument(
+        "--interval",
+        type=float_between(0.1, 60),
+        metavar="S",
+        help="seconds between two looks, 0.1..60 (default: autoscale.interval)",
+    )
     until = auto.add_mutually_exclusive_group()
-    until.add_argument("--duration", type=float_between(0, MAX_TIMEOUT, low_open=True), metavar="S",
-                       help=f"stop after S seconds, at most {MAX_TIMEOUT:g} (default: until Ctrl-C)")  # fmt: skip
+    until.add_argument(
+        "--duration",
+        type=float_between(0, MAX_TIMEOUT, low_open=True),
+        metavar="S",
+        help=f"stop after S seconds, at most {MAX_TIMEOUT:g} (default: until Ctrl-C)",
+    )
     until.add_argument("--once", action="store_true", help="one look, the resizes it calls for, then exit")
 
 
@@ -306,8 +365,11 @@ def run(args: argparse.Namespace) -> int:
     if args.command in ("up", "set", "all"):
         args.desired = desired_sizes(args, settings)  # bad input is refused before Celery or an engine is asked
     if args.command == "auto" and not any(p.autoscale for p in settings.pools.values()):
-        raise CliError(f"no pool has an autoscale: mapping in {settings.path.name}: add one, e.g. "
-                       "pools.worker-a.autoscale: {min: 1, max: 4, target: 20}", ExitCode.USAGE)  # fmt: skip
+        raise CliError(
+            f"no pool has an autoscale: mapping in {settings.path.name}: add one, e.g. "
+            "pools.worker-a.autoscale: {min: 1, max: 4, target: 20}",
+            ExitCode.USAGE,
+        )
     # Celery is imported once the input is known good: a refusal does not wait for it (~0.3 s)
     from celery_app import app, use_settings
 
@@ -315,26 +377,25 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "engine":
         print(resolve_engine(args.engine or settings.engine.name))
         return ExitCode.OK
-    chosen = resolve_engine(args.engine or settings.engine.name)
-    if getattr(args, "init_swarm", False) and chosen != "swarm":
-        raise CliError(f"--init-swarm needs the swarm engine (this run uses {chosen}): add --engine swarm",
-                       ExitCode.USAGE)  # fmt: skip
-    options = {"init_swarm": True} if getattr(args, "init_swarm", False) else {}
-    if getattr(args, "volumes", False) and args.broker != "compose":
+    if args.volumes and args.broker != "compose":
         raise CliError("--volumes deletes the compose broker's data: it goes with --broker compose", ExitCode.USAGE)
-    if args.broker == "compose":
-        if chosen != "compose":
-            raise CliError(f"--broker compose (BROKER=compose) runs RabbitMQ as a compose service: it needs the compose "
-                           f"engine (this run uses {chosen}); add --engine compose, start Docker", ExitCode.USAGE)  # fmt: skip
-        options["broker"] = "compose"
-    engine = make_engine(settings, args.engine, app=app, **options)
+    engine = make_engine(settings, args.engine, app, **engine_options(args))
     if args.command == "logs":
         engine.logs(args.lines, args.follow)
         return ExitCode.OK
-    actions = {"status": status, "health": status, "down": down, "build": compose_only, "compose": compose_only,
-               "auto": autoscale, "stack": stack_only}  # fmt: skip
-    action = actions.get(args.command, resize)
+    actions = {"status": status, "health": status, "down": down, "auto": autoscale}
+    action = engine_command if args.command in ENGINE_COMMANDS else actions.get(args.command, resize)
     return action(engine, settings, args)
+
+
+def engine_options(args: argparse.Namespace) -> dict[str, object]:
+    """The engine options given on the command line (make_engine refuses those the engine does not take)."""
+    options: dict[str, object] = {}
+    if args.init_swarm:
+        options["init_swarm"] = True
+    if args.broker == "compose":
+        options["broker"] = "compose"
+    return options
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from celery_app import app, use_settings
 from dts.config import PROJECT_DIR, RUN_DIR, load_settings
-from dts.local import LocalEngine
+from dts.engines.local import LocalEngine
 from dts.testing import local_workers
 
 

@@ -30,7 +30,7 @@ from kombu.exceptions import OperationalError
 
 from dts.broker import queue_stats
 from dts.config import Settings
-from dts.engine import Engine, replicas
+from dts.engines.base import Engine, replicas
 
 log = logging.getLogger("dts.autoscale")
 DOWN_FILL = 0.5  # shrink only to a size the ready messages would fill to at most half its target
@@ -60,8 +60,10 @@ class Change:
 
     def line(self) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(self.time))
-        return (f"{stamp} {self.pool}: {self.before} -> {self.after} replicas ({self.reason}; "
-                f"{self.ready} ready, {self.consumers} consumer(s))")  # fmt: skip
+        return (
+            f"{stamp} {self.pool}: {self.before} -> {self.after} replicas ({self.reason}; "
+            f"{self.ready} ready, {self.consumers} consumer(s))"
+        )
 
 
 # --------------------------------------------------------------------------- pure decision
@@ -93,22 +95,34 @@ def reason(ready: int, before: int, after: int, policy: Policy) -> str:
     if after > before:
         capped = " (autoscale.max)" if after == policy.max and math.ceil(ready / policy.target) > after else ""
         return f"up: {ready} ready > {before} x target {policy.target}{capped}"
-    return (f"down: {ready} ready fit {after} x {DOWN_FILL:g} x target {policy.target}, "
-            f"{policy.cooldown:g}s cooldown passed")  # fmt: skip
+    return (
+        f"down: {ready} ready fit {after} x {DOWN_FILL:g} x target {policy.target}, "
+        f"{policy.cooldown:g}s cooldown passed"
+    )
 
 
 def policies(settings: Settings) -> dict[str, Policy]:
     """The autoscaled pools (those with an `autoscale:` mapping) and their rules."""
     cooldown = settings.autoscale.cooldown
-    return {name: Policy(p.autoscale.min, p.autoscale.max, p.autoscale.target, cooldown)
-            for name, p in settings.pools.items() if p.autoscale is not None}  # fmt: skip
+    return {
+        name: Policy(p.autoscale.min, p.autoscale.max, p.autoscale.target, cooldown)
+        for name, p in settings.pools.items()
+        if p.autoscale is not None
+    }
 
 
 # --------------------------------------------------------------------------- the loop
 
 
-def step(engine: Engine, settings: Settings, app, rules: dict[str, Policy], last_change: dict[str, float],
-         now: float, say: Callable[[str], None] = log.info) -> list[Change]:  # fmt: skip
+def step(
+    engine: Engine,
+    settings: Settings,
+    app,
+    rules: dict[str, Policy],
+    last_change: dict[str, float],
+    now: float,
+    say: Callable[[str], None] = log.info,
+) -> list[Change]:
     """One look: read the queues and the engine, decide per pool, resize the pools that change (one
     engine call). `say` gets a line per change before the resize and one when it is done (a warm
     shutdown can take up to engine.stop_timeout). Updates `last_change`. Returns the changes made."""
@@ -135,9 +149,16 @@ def step(engine: Engine, settings: Settings, app, rules: dict[str, Policy], last
     return changes
 
 
-def run(engine: Engine, settings: Settings, app, interval: float | None = None, duration: float | None = None,
-        once: bool = False, stop: threading.Event | None = None,
-        say: Callable[[str], None] = log.info) -> list[Change]:  # fmt: skip
+def run(
+    engine: Engine,
+    settings: Settings,
+    app,
+    interval: float | None = None,
+    duration: float | None = None,
+    once: bool = False,
+    stop: threading.Event | None = None,
+    say: Callable[[str], None] = log.info,
+) -> list[Change]:
     """Look every `interval` seconds (default autoscale.interval) until `duration` seconds passed, `stop` is
     set, or after one look (`once`); `say` gets the lines of each resize (see `step`). A look the broker
     does not answer is logged and skipped (sizes stay). The cooldown of every pool starts when the loop

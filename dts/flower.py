@@ -46,12 +46,16 @@ def ensure_login(env_file: Path = ENV_FILE, environ: dict[str, str] | None = Non
             try:
                 write_env_file(env_file, {**values, USER_KEY: user, PASSWORD_KEY: password})
             except OSError as exc:
-                raise CliError(f"cannot write the Flower login to {env_file} ({exc.strerror}): set {USER_KEY} and "
-                               f"{PASSWORD_KEY} in the environment", ExitCode.USAGE) from None  # fmt: skip
+                raise CliError(
+                    f"cannot write the Flower login to {env_file} ({exc.strerror}): set {USER_KEY} and "
+                    f"{PASSWORD_KEY} in the environment",
+                    ExitCode.USAGE,
+                ) from None
         where = f"{PASSWORD_KEY} in {env_file}"
     if ":" in user or "," in user or "," in password:
-        raise CliError(f"{USER_KEY} must not contain ':' or ',' and {PASSWORD_KEY} no ',' (Flower's separators)",
-                       ExitCode.USAGE)  # fmt: skip
+        raise CliError(
+            f"{USER_KEY} must not contain ':' or ',' and {PASSWORD_KEY} no ',' (Flower's separators)", ExitCode.USAGE
+        )
     return user, password, where
 
 
@@ -92,9 +96,11 @@ def serve(config: str | None, address: str, port: int) -> int:
     replies = app.control.enable_events(reply=True, timeout=1.0) or []
     os.environ["FLOWER_BASIC_AUTH"] = f"{user}:{password}"  # not on the command line: `ps` shows that to all
     protect_metrics()
-    print(f"Flower on http://{address}:{port} for {redact_url(settings.broker.url)}: user {user!r}, "
-          f"password: {where} (`make flower-login` prints it); task events on for {len(replies)} worker(s)",
-          flush=True)  # fmt: skip
+    print(
+        f"Flower on http://{address}:{port} for {redact_url(settings.broker.url)}: user {user!r}, "
+        f"password: {where} (`make flower-login` prints it); task events on for {len(replies)} worker(s)",
+        flush=True,
+    )
     code = app.start(["flower", f"--address={address}", f"--port={port}"])
     return code or ExitCode.OK
 
@@ -115,20 +121,23 @@ def healthy(url: str, deadline: float) -> bool:
 def compose_up(config: str | None, port: int) -> int:
     """Start the `flower` service of the `monitoring` profile (the project image) and wait until it answers."""
     from celery_app import app, use_settings
-    from dts.compose import ComposeEngine
+    from dts.engines.compose import ComposeEngine
 
     settings = load_settings(config)
     use_settings(settings)
     user, _, where = ensure_login()
     engine = ComposeEngine(settings, app, env={"COMPOSE_PROFILES": PROFILE, "DTS_FLOWER_PORT": str(port)})
-    engine._check_credentials()  # the container cannot log in as guest: `make broker` first
+    engine.check_credentials()  # the container cannot log in as guest: `make broker` first
     engine.compose("up", "-d", "--no-deps", SERVICE, timeout=300)
     url = f"http://127.0.0.1:{port}"
     if not healthy(url, time.monotonic() + settings.engine.start_timeout):
-        raise CliError(f"the {SERVICE} container does not answer on {url}: see `docker-compose -p {engine.project} "
-                       f"logs {SERVICE}`")  # fmt: skip
-    print(f"Flower (compose service {SERVICE!r}, project {engine.project}) on {url}: user {user!r}, password: {where} "
-          "(`make flower-login` prints it); `make down` stops it")  # fmt: skip
+        raise CliError(
+            f"the {SERVICE} container does not answer on {url}: see `docker-compose -p {engine.project} logs {SERVICE}`"
+        )
+    print(
+        f"Flower (compose service {SERVICE!r}, project {engine.project}) on {url}: user {user!r}, password: {where} "
+        "(`make flower-login` prints it); `make down` stops it"
+    )
     return ExitCode.OK
 
 
@@ -141,8 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", default=DEFAULT_ADDRESS, help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int_between(1, 65535), default=DEFAULT_PORT, help="port (default: %(default)s)")
     parser.add_argument("--config", help="config file (default: test-config.yml, or $DTS_CONFIG)")
-    parser.add_argument("--engine", choices=("local", "compose"), default="local",
-                        help="local: this process (default); compose: the `monitoring` profile's container")  # fmt: skip
+    parser.add_argument(
+        "--engine",
+        choices=("local", "compose"),
+        default="local",
+        help="local: this process (default); compose: the `monitoring` profile's container",
+    )
     parser.add_argument("--login", action="store_true", help="create the login if needed and print it, then exit")
     args = parser.parse_args(argv)
     try:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from dts.broker import check_broker, queue_stats, redact_url
 from dts.config import Settings
-from dts.engine import Engine
+from dts.engines.base import Engine
 from dts.errors import CliError
 from dts.reports import (
     STATUS_HEADERS,

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dts.config import Settings
-from dts.local import LocalEngine
+from dts.engines.local import LocalEngine
 
 
 @contextlib.contextmanager

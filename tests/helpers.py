@@ -73,7 +73,7 @@ def write_config(path: Path, **overrides: str) -> Path:
 
 def compose_problem() -> str | None:
     """Why the container tests cannot run here (no Docker engine, no compose to build the image), or None."""
-    from dts.engine import compose_command, docker_answers
+    from dts.engines.docker import compose_command, docker_answers
 
     if not docker_answers():
         return "no Docker engine answers (`docker info` failed); install and start one (.ci/install-docker.sh)"

@@ -42,8 +42,8 @@ def leftovers(project: str) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def broker_stack(tmp_path_factory):
     need_engine(compose_problem())
-    from dts.compose import ComposeEngine
     from dts.config import load_settings
+    from dts.engines.compose import ComposeEngine
 
     cfg_path = write_config(tmp_path_factory.mktemp("bc") / "bc.yml", replicas="1")
     cfg_path.chmod(0o644)  # read by the container's unprivileged user through the bind mount

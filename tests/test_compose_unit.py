@@ -1,4 +1,4 @@
-"""Unit tests (no Docker engine): the compose services rendered from the pools (dts.compose.render_pools),
+"""Unit tests (no Docker engine): the compose services rendered from the pools (dts.engines.compose.render_pools),
 the worker template in docker-compose.yml and the image (Dockerfile). Pools are declared once, in the
 config: the static files name none, and every rendered service runs the engines' one worker entry point."""
 
@@ -14,8 +14,9 @@ import pytest
 import yaml
 from helpers import ROOT, write_config
 
-from dts.compose import COMPOSE_FILE, CONFIG_IN_IMAGE, render_pools, worker_template
 from dts.config import load_settings
+from dts.engines.compose import render_pools
+from dts.engines.containers import COMPOSE_FILE, CONFIG_IN_IMAGE, worker_template
 from dts.naming import launch_argv
 
 SHIPPED = load_settings(ROOT / "test-config.yml")

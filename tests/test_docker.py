@@ -43,8 +43,8 @@ QUEUES = {"worker-a": "boxed_a", "worker-b": "boxed_b"}  # renamed: the containe
 @pytest.fixture(scope="module")
 def stack(rabbitmq, tmp_path_factory):
     need_engine(compose_problem())
-    from dts.compose import ComposeEngine
     from dts.config import load_settings
+    from dts.engines.compose import ComposeEngine
 
     password = secrets.token_hex(12)
     fresh_vhost(E2E_VHOST, E2E_USER, password)
@@ -137,7 +137,7 @@ def test_container_logs_are_json_lines_with_the_task_fields(stack):
 def test_flower_in_the_monitoring_profile_sees_the_worker_containers(stack):
     """The `monitoring` profile's Flower runs from the project image beside the workers, on loopback,
     behind its login, and lists both pools' containers."""
-    from dts.compose import ComposeEngine
+    from dts.engines.compose import ComposeEngine
     from dts.flower import PROFILE, SERVICE, healthy
 
     engine, port, login = stack["engine"], free_port(), ("e2e", secrets.token_urlsafe(16))

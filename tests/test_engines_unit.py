@@ -5,11 +5,12 @@ from pathlib import Path
 
 import yaml
 
-from dts import k8s
-from dts.compose import render_pools, worker_template
 from dts.config import PROJECT_DIR, load_settings
+from dts.engines import k8s
+from dts.engines.compose import render_pools
+from dts.engines.containers import worker_template
+from dts.engines.swarm import render_stack
 from dts.naming import launch_argv
-from dts.swarm import render_stack
 
 SHIPPED = PROJECT_DIR / "test-config.yml"
 
@@ -53,3 +54,28 @@ def test_a_pool_change_changes_compose_swarm_and_k8s_alike(tmp_path):
     for engine in ("swarm", "k8s"):
         assert after[engine]["reports"]["replicas"] == 3, engine
     assert after["k8s"]["reports"]["queues"] == ["queue_b"]
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The dts modules a file imports (at any depth of its body), by their dotted names."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+    return found
+
+
+def test_no_engine_module_imports_another_or_the_factory_or_celery_app():
+    from dts import engines
+
+    package = PROJECT_DIR / "dts" / "engines"
+    engine_modules = {dotted.split(":")[0] for dotted in engines.ENGINES.values()} | {"dts.engines.k8s"}
+    for module in sorted(engine_modules | {"dts.engines.base", "dts.engines.containers", "dts.engines.docker"}):
+        imports = imported_modules(package / f"{module.rsplit('.', 1)[1]}.py")
+        assert not imports & (engine_modules - {module}), module  # no engine module imports another
+        assert "dts.engines" not in imports and "celery_app" not in imports, module  # nor the factory, nor the app
+    assert "celery_app" not in imported_modules(package / "__init__.py")

@@ -40,7 +40,7 @@ def fleet(fault_broker, tmp_path_factory):
     """1 worker-a + 1 worker-b on the fault broker. Tasks take 5 s unless the client says otherwise (the
     load tests do: --duration-a/-b), so a dispatch is still waiting when the fault comes."""
     from dts.config import load_settings
-    from dts.local import LocalEngine
+    from dts.engines.local import LocalEngine
 
     path = write_config(tmp_path_factory.mktemp("faults") / "faults.yml", replicas="1", duration_a="5",
                         duration_b="5", timeout="20")  # fmt: skip

@@ -20,7 +20,7 @@ VHOST = f"dts-test-health-{CHECKOUT}"
 def pools(rabbitmq, tmp_path_factory):
     """One worker-a and one worker-b; `cli(...)` runs scale.py against them."""
     from dts.config import load_settings
-    from dts.local import LocalEngine
+    from dts.engines.local import LocalEngine
 
     fresh_vhost(VHOST, "guest")
     path = write_config(tmp_path_factory.mktemp("health") / "health.yml", replicas="1")

@@ -119,7 +119,7 @@ def json_worker(rabbitmq, tmp_path_factory):
     import os
 
     from dts.config import load_settings
-    from dts.local import LocalEngine
+    from dts.engines.local import LocalEngine
 
     fresh_vhost(LOGS_VHOST, "guest")
     path = write_config(tmp_path_factory.mktemp("logs") / "logs.yml", replicas="1", max_retries="1")

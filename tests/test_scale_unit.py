@@ -1,4 +1,4 @@
-"""Unit tests (no broker): the scale plan (dts.engine), the status report, and scale.py's argument handling.
+"""Unit tests (no broker): the scale plan (dts.engines.base), the status report, and scale.py's argument handling.
 
 scale.py runs in-process only for input it refuses: usage errors exit 2 with one line on stderr before any
 broker or worker is contacted (--engine local: no Docker probe)."""
@@ -10,7 +10,7 @@ from helpers import ROOT, write_config
 
 import scale
 from dts.config import load_settings
-from dts.engine import check_sizes, declared_sizes, indices_to_start, indices_to_stop, scale_plan
+from dts.engines.base import check_sizes, declared_sizes, indices_to_start, indices_to_stop, scale_plan
 from dts.errors import CliError, ExitCode
 from dts.reports import (
     StatusReport,

@@ -171,7 +171,7 @@ def test_a_killed_worker_is_restarted_and_no_task_is_lost(scaling):
 
 def test_down_leaves_no_process_behind(scaling):
     """`scale.py down` stops every worker and then supervisord itself; `up` starts them again."""
-    from dts.supervise import alive
+    from dts.engines.supervise import alive
 
     cli, _ = scaling
     supervisord = int((cli.run_dir / "supervisord.pid").read_text())

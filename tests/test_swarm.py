@@ -46,7 +46,7 @@ def stack_leftovers(stack: str) -> dict[str, list[str]]:
 
 
 def swarm_problem() -> str | None:
-    from dts.swarm import swarm_state
+    from dts.engines.swarm import swarm_state
 
     problem = compose_problem()
     if problem is None and swarm_state() not in ("inactive", "active"):
@@ -58,7 +58,7 @@ def swarm_problem() -> str | None:
 def swarm(rabbitmq, tmp_path_factory):
     need_engine(swarm_problem())
     from dts.config import load_settings
-    from dts.swarm import SwarmEngine, swarm_state
+    from dts.engines.swarm import SwarmEngine, swarm_state
 
     created = swarm_state() == "inactive"  # only a swarm this test made is left again
     password = secrets.token_hex(12)
@@ -98,7 +98,7 @@ def swarm(rabbitmq, tmp_path_factory):
 
 def leave_swarm(created: bool) -> None:
     """Leave the swarm and remove the docker_gwbridge network `swarm init` made, when this test made it."""
-    from dts.swarm import swarm_state
+    from dts.engines.swarm import swarm_state
 
     if created:
         docker("swarm", "leave", "--force")

@@ -7,9 +7,9 @@ from pathlib import Path
 from helpers import write_config
 
 from dts.config import load_settings
-from dts.engine import resolve_engine
+from dts.engines import resolve_engine
+from dts.engines.swarm import SECRET_PATH, WORKER_UID, content_name, render_stack
 from dts.naming import launch_argv
-from dts.swarm import SECRET_PATH, WORKER_UID, content_name, render_stack
 
 
 def stack_for(tmp_path: Path, **overrides: str) -> dict:

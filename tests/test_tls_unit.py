@@ -8,10 +8,11 @@ import pytest
 from helpers import write_config
 
 from dts.broker import broker_error
-from dts.compose import render_pools, worker_template
 from dts.config import broker_url_from_env_file, load_settings, parse_settings
+from dts.engines.compose import render_pools
+from dts.engines.containers import worker_template
+from dts.engines.swarm import WORKER_UID, render_stack
 from dts.errors import ExitCode
-from dts.swarm import WORKER_UID, render_stack
 
 URL = "amqps://dts:s3cret@rabbit.example:5671/dts"
 

@@ -34,7 +34,6 @@ from dts.config.parse import ROOT_KEYS, parse_settings
 from dts.config.schema import (
     BROKER_SCHEMES,
     DEFAULT_ROUTES,
-    ENGINES,
     EXECUTION_POOLS,
     MAX_POOLS,
     MAX_URL_CHARS,
@@ -68,7 +67,6 @@ __all__ = [
     "BROKER_SCHEMES",
     "DEFAULT_CONFIG",
     "DEFAULT_ROUTES",
-    "ENGINES",
     "ENV_FILE",
     "EXECUTION_POOLS",
     "MAX_CONFIG_BYTES",

@@ -100,10 +100,11 @@ class _Section:
         """A scalar key, read by its declaration: its type, default (or the fact it follows), bounds, choices."""
         kind, default, rule = schema.declared(self.schema, name)
         default = self.resolve(rule.follows or default)
-        if rule.choices:
+        choices = rule.allowed()
+        if choices:
             value = self.get(name, str, default)
-            if value not in rule.choices:
-                raise self.fail(name, value, f"must be one of {', '.join(rule.choices)}")
+            if value not in choices:
+                raise self.fail(name, value, f"must be one of {', '.join(choices)}")
             return value
         lo, hi = self.resolve(rule.min), self.resolve(rule.max)
         if kind is float:

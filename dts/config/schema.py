@@ -15,15 +15,16 @@ import dataclasses
 import re
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from dts.engines import names as engine_names  # the registry's: a registered engine is a valid engine.name
+
 # The task routing defaults: the tasks are code (celery_app.py); where each is routed is config.
 DEFAULT_ROUTES = {"task_a": "queue_a", "task_b": "queue_b"}
-ENGINES = ("auto", "compose", "local", "swarm")  # auto never picks swarm: it is asked for by name
 EXECUTION_POOLS = ("prefork", "threads", "solo")
 BROKER_SCHEMES = ("amqp", "amqps", "pyamqp")
 QUEUE_TYPES = ("classic", "quorum")  # RabbitMQ's x-queue-type of the work and dead-letter queues
@@ -54,10 +55,14 @@ class Rule:
     help: str
     min: float | Ref | None = None  # numbers: the range; a list or mapping: how many items
     max: float | Ref | None = None
-    choices: tuple[str, ...] | None = None
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None  # a callable: asked at load time
     pattern: re.Pattern[str] | None = None  # a list's items, a mapping's entry names, a string
     follows: Ref | None = None  # the default when the file has none, where it is known only at load time
     entries: Mapping[str, Mapping[str, Any]] | None = None  # a mapping's fixed entries, each with its facts
+
+    def allowed(self) -> tuple[str, ...] | None:
+        """The choices, asked now where they are a registry's (the engine names)."""
+        return self.choices() if callable(self.choices) else self.choices
 
 
 _RULE = "dts.config"
@@ -147,7 +152,7 @@ class EngineSettings:
 
     name: str = field(
         default="auto",
-        metadata=key(choices=ENGINES, help="where the workers run (auto: compose if Docker answers, else local)"),
+        metadata=key(choices=engine_names, help="where the workers run (auto: compose if Docker answers, else local)"),
     )
     stop_timeout: float = field(
         default=60.0, metadata=key(min=1, max=3600, help="seconds a warm shutdown may take before SIGKILL")
@@ -373,7 +378,7 @@ def keys(cls: type = Settings, prefix: str = "", facts: Mapping[str, Any] | None
         if isinstance(default, Ref) and default.name in facts:
             default = facts[default.name]
         required = default is MISSING and r.entries is None
-        yield Key(dotted, kind, default, r.min, r.max, r.choices, r.help, required)
+        yield Key(dotted, kind, default, r.min, r.max, r.allowed(), r.help, required)
         sub = section_of(kind)
         if sub is None:
             continue

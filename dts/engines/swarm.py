@@ -23,19 +23,19 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from dts.broker import queue_stats
-from dts.compose import CONFIG_IN_IMAGE, worker_template
 from dts.config import RUN_DIR, PoolSettings, Settings, broker_url_from_env_file, checkout_name, read_env_file
-from dts.engine import check_sizes, container_tls_files, declared_sizes, replicas, scale_plan, wait_for_pong
+from dts.engines.base import Engine, check_sizes, declared_sizes, replicas, scale_plan, wait_for_pong
+from dts.engines.containers import CONFIG_IN_IMAGE, container_tls_files, worker_template
 from dts.errors import CliError, ExitCode
 from dts.files import write_atomic
 from dts.naming import launch_argv, nodename
 
-log = logging.getLogger("dts.swarm")
+log = logging.getLogger("dts.swarm")  # the name users know from the log lines
 DEFAULT_IMAGE = "dts-worker:latest"
 CONTAINER_BROKER_HOST = "host.docker.internal"  # the host's broker, as compose reaches it (extra_hosts)
 SECRET = "broker_url"  # the stack's secret key; Docker names it <stack>_broker_url_<hash>
@@ -60,8 +60,9 @@ def _secret(source: str, target: str) -> dict[str, Any]:
     return {"source": source, "target": target, "uid": WORKER_UID, "gid": WORKER_UID, "mode": 0o400}
 
 
-def service(settings: Settings, pool: PoolSettings, image: str, log_format: str,
-            tls: list[tuple[str, str, str]]) -> dict[str, Any]:  # fmt: skip
+def service(
+    settings: Settings, pool: PoolSettings, image: str, log_format: str, tls: list[tuple[str, str, str]]
+) -> dict[str, Any]:
     """One pool's service: the engines' one command, the broker URL (and TLS files) as secrets, warm stops."""
     template = worker_template()
     return {
@@ -100,9 +101,15 @@ def service(settings: Settings, pool: PoolSettings, image: str, log_format: str,
     }
 
 
-def render_stack(settings: Settings, image: str, secret_file: Path, secret_name: str,
-                 config_name: str, log_format: str = "json", tls_names: dict[str, str] | None = None
-                 ) -> dict[str, Any]:  # fmt: skip
+def render_stack(
+    settings: Settings,
+    image: str,
+    secret_file: Path,
+    secret_name: str,
+    config_name: str,
+    log_format: str = "json",
+    tls_names: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """The stack file: one service per declared pool (pure). With broker.tls, each of its files is a secret
     too (`tls_names`: env var -> the secret's content name), at the path its $BROKER_TLS_* names."""
     tls = container_tls_files(settings)
@@ -131,13 +138,25 @@ def swarm_state() -> str:
     return _docker("info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip() or "unknown"
 
 
-class SwarmEngine:
+class SwarmEngine(Engine):
     """Workers as tasks of swarm services, one service per pool, in one stack."""
 
     name = "swarm"
+    options: ClassVar[dict[str, str]] = {
+        "init_swarm": "--init-swarm needs the swarm engine (this run uses {engine}): add --engine swarm"
+    }
+    needs_docker = True
+    commands = frozenset({"stack"})
 
-    def __init__(self, settings: Settings, app, stack: str | None = None, env: dict[str, str] | None = None,
-                 run_dir: Path = RUN_DIR, init_swarm: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        app,
+        stack: str | None = None,
+        env: dict[str, str] | None = None,
+        run_dir: Path = RUN_DIR,
+        init_swarm: bool = False,
+    ):
         self.settings, self.app, self.init_swarm = settings, app, init_swarm
         self.stack = stack or os.environ.get("DTS_STACK") or checkout_name()
         self.env = {**os.environ, **(env or {})}
@@ -150,29 +169,46 @@ class SwarmEngine:
 
     def broker_url(self) -> str:
         """The workers' broker URL: the dedicated vhost/user of .env (or the engine's env), at the host."""
-        url = broker_url_from_env_file({**read_env_file(), **self.env}, host=CONTAINER_BROKER_HOST,
-                                       tls=self.settings.broker.tls is not None)  # fmt: skip
+        env = {**read_env_file(), **self.env}
+        url = broker_url_from_env_file(env, host=CONTAINER_BROKER_HOST, tls=self.settings.broker.tls is not None)
         if url is None:
-            raise CliError("no broker user for the containers (guest only works over loopback): run `make broker` "
-                           "to create one and write it to .env", ExitCode.USAGE)  # fmt: skip
+            raise CliError(
+                "no broker user for the containers (guest only works over loopback): run `make broker` "
+                "to create one and write it to .env",
+                ExitCode.USAGE,
+            )
         return url
 
-    def render(self) -> Path:
+    def write_stack_file(self) -> Path:
         """Write the secret file and the stack file for the current settings (atomically); returns the latter."""
         self.stack_file.parent.mkdir(parents=True, exist_ok=True)
         secret = self.broker_url().encode()
         write_atomic(self.secret_file, secret, mode=0o600)
-        doc = render_stack(self.settings, self.image, self.secret_file,
-                           content_name(self.stack, SECRET, secret),
-                           content_name(self.stack, "config", self.settings.path.read_bytes()),
-                           self.env.get("LOG_FORMAT") or "json",
-                           {env: content_name(self.stack, env.lower(), Path(host).read_bytes())
-                            for env, host, _ in container_tls_files(self.settings)})  # fmt: skip
-        text = f"# Rendered from the pools in {self.settings.path} by dts.swarm; do not edit.\n"
-        text += f"# docker stack deploy -c {self.stack_file} --resolve-image never {self.stack}\n"
+        tls_names = {
+            env: content_name(self.stack, env.lower(), Path(host).read_bytes())
+            for env, host, _ in container_tls_files(self.settings)
+        }
+        doc = render_stack(
+            self.settings,
+            self.image,
+            self.secret_file,
+            content_name(self.stack, SECRET, secret),
+            content_name(self.stack, "config", self.settings.path.read_bytes()),
+            self.env.get("LOG_FORMAT") or "json",
+            tls_names,
+        )
+        text = f"# Rendered from the pools in {self.settings.path} by dts.engines.swarm; do not edit.\n"
+        text += f"# {self.deploy_command()}\n"
         text += yaml.safe_dump(doc, sort_keys=False)
         write_atomic(self.stack_file, text)
         return self.stack_file
+
+    def deploy_command(self) -> str:
+        return f"docker stack deploy -c {self.stack_file} --resolve-image never {self.stack}"
+
+    def render(self) -> tuple[Path, str]:
+        """The stack file (and its secret file), and how to deploy it."""
+        return self.write_stack_file(), self.deploy_command()
 
     # ----------------------------------------------------------------------- the swarm and its services
 
@@ -181,23 +217,29 @@ class SwarmEngine:
         state = swarm_state()
         if state == "active":
             if _docker("info", "--format", "{{.Swarm.ControlAvailable}}").stdout.strip() != "true":
-                raise CliError("this Docker engine is a swarm worker, not a manager: deploy from a manager node",
-                               ExitCode.USAGE)  # fmt: skip
+                raise CliError(
+                    "this Docker engine is a swarm worker, not a manager: deploy from a manager node", ExitCode.USAGE
+                )
             return
         if state != "inactive" or not self.init_swarm:
-            raise CliError(f"this Docker engine is not in a swarm (state {state}): run `make deploy ENGINE=swarm` "
-                           "(makes a single-node swarm) or `docker swarm init`", ExitCode.USAGE)  # fmt: skip
+            raise CliError(
+                f"this Docker engine is not in a swarm (state {state}): run `make deploy ENGINE=swarm` "
+                "(makes a single-node swarm) or `docker swarm init`",
+                ExitCode.USAGE,
+            )
         _docker(*INIT_ARGV[1:], check=True)
-        log.warning("made this Docker engine a single-node swarm (%s); `docker swarm leave --force` undoes it",
-                    " ".join(INIT_ARGV))  # fmt: skip
+        log.warning(
+            "made this Docker engine a single-node swarm (%s); `docker swarm leave --force` undoes it",
+            " ".join(INIT_ARGV),
+        )
 
     def service(self, pool: str) -> str:
         return f"{self.stack}_{pool}"
 
     def services(self) -> dict[str, str]:
         """{service name: 'running/desired'} of this stack (empty when there is no swarm or no stack)."""
-        proc = _docker("service", "ls", "--filter", f"label={NAMESPACE_LABEL}={self.stack}",
-                       "--format", "{{.Name}} {{.Replicas}}")  # fmt: skip
+        label = f"label={NAMESPACE_LABEL}={self.stack}"
+        proc = _docker("service", "ls", "--filter", label, "--format", "{{.Name}} {{.Replicas}}")
         return (
             dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line) if proc.returncode == 0 else {}
         )
@@ -237,18 +279,18 @@ class SwarmEngine:
                 break
             if time.monotonic() > deadline:
                 pool, have = next(iter(short.items()))
-                raise CliError(f"{pool}: swarm runs {have} task(s), expected {sizes[pool]}; see `docker service ps "
-                               f"{self.service(pool)}` or raise engine.start_timeout")  # fmt: skip
+                raise CliError(
+                    f"{pool}: swarm runs {have} task(s), expected {sizes[pool]}; see `docker service ps "
+                    f"{self.service(pool)}` or raise engine.start_timeout"
+                )
             time.sleep(0.5)  # polling the swarm for a condition, bounded by the deadline
         tasks = {name: task for pool in sizes for name, task in found[pool].items()}
+
+        def last_words(name: str) -> str:
+            return _docker("service", "logs", "--raw", "--tail", "1", tasks[name]).stdout.strip()[-300:]
+
         wait_for_pong(
-            self.app,
-            list(tasks),
-            deadline,
-            alive=lambda name: self._task_alive(tasks[name]),
-            last_words=lambda name: _docker("service", "logs", "--raw", "--tail", "1", tasks[name]).stdout.strip()[
-                -300:
-            ],
+            self.app, list(tasks), deadline, alive=lambda name: self._task_alive(tasks[name]), last_words=last_words
         )
         queues = {q: sizes[pool] for pool in sizes for q in self.settings.pools[pool].queues}
         while True:
@@ -258,22 +300,27 @@ class SwarmEngine:
                 return
             if time.monotonic() > deadline:
                 q = wrong[0]
-                raise CliError(f"{q} has {stats[q].consumers} consumer(s), expected {queues[q]} from pool "
-                               f"{self.settings.pool_for_queue(q).name}; see `make logs ENGINE=swarm`")  # fmt: skip
+                raise CliError(
+                    f"{q} has {stats[q].consumers} consumer(s), expected {queues[q]} from pool "
+                    f"{self.settings.pool_for_queue(q).name}; see `make logs ENGINE=swarm`"
+                )
             time.sleep(0.2)  # polling the broker for a condition, bounded by the deadline
 
-    # ----------------------------------------------------------------------- the Engine protocol
+    # ----------------------------------------------------------------------- the Engine interface
 
     def deploy(self) -> None:
         """`docker stack deploy` of the rendered stack (services at their declared replicas); no waiting."""
         self.ensure_swarm()
         if _docker("image", "inspect", self.image).returncode != 0:
-            log.warning("image %s is not on this node: build it (`make build`) or push it to a registry the "
-                        "nodes can pull from and set DTS_IMAGE", self.image)  # fmt: skip
-        path = self.render()
+            log.warning(
+                "image %s is not on this node: build it (`make build`) or push it to a registry the "
+                "nodes can pull from and set DTS_IMAGE",
+                self.image,
+            )
+        path = self.write_stack_file()
         log.info("docker stack deploy -c %s %s", path, self.stack)
-        _docker("stack", "deploy", "-c", str(path), "--resolve-image", "never", "--prune", self.stack, timeout=300,
-                check=True)  # fmt: skip
+        argv = ["stack", "deploy", "-c", str(path), "--resolve-image", "never", "--prune", self.stack]
+        _docker(*argv, timeout=300, check=True)
 
     def start(self) -> dict[str, int]:
         before = replicas(self)
@@ -296,7 +343,7 @@ class SwarmEngine:
         self._wait_for_workers(desired)
         return plan
 
-    def stop(self) -> dict[str, int]:
+    def stop(self, volumes: bool = False) -> dict[str, int]:
         """`docker stack rm`, then wait until no service, container, network, secret or config of the stack
         is left (each carries the label com.docker.stack.namespace=<stack>)."""
         before = replicas(self)
@@ -304,27 +351,44 @@ class SwarmEngine:
             return {pool: -count for pool, count in before.items()}
         # not checked: a second `stack rm` while the first one's network removal is under way fails with
         # "network ... not found"; what counts is that nothing is left, polled below
-        said = (lambda p: (p.stderr or p.stdout).strip())(_docker("stack", "rm", self.stack))
+        removing = _docker("stack", "rm", self.stack)
+        said = (removing.stderr or removing.stdout).strip()
         deadline = time.monotonic() + self.settings.engine.stop_timeout + REMOVE_GRACE
         while left := self.leftovers():
             if time.monotonic() > deadline:
-                raise CliError(f"`docker stack rm {self.stack}` left {', '.join(left[:4])} behind ({said[-200:]}); "
-                               "see `docker ps -a` and `docker network ls`")  # fmt: skip
+                raise CliError(
+                    f"`docker stack rm {self.stack}` left {', '.join(left[:4])} behind ({said[-200:]}); "
+                    "see `docker ps -a` and `docker network ls`"
+                )
             time.sleep(0.5)  # polling docker for a condition, bounded by the deadline
         return {pool: -count for pool, count in before.items()}
+
+    def status_lines(self) -> list[str]:
+        """The swarm's own count: running/desired tasks per service."""
+        services = ", ".join(f"{name} {count}" for name, count in sorted(self.services().items()))
+        return [f"swarm stack {self.stack}: " + (services or "not deployed")]
 
     def leftovers(self) -> list[str]:
         """What of the stack still exists on this node: 'service x', 'container y', ..."""
         label = f"label={NAMESPACE_LABEL}={self.stack}"
         left = []
-        for kind, argv in (("service", ["service", "ls"]), ("container", ["ps", "-a"]), ("network", ["network", "ls"]),
-                           ("secret", ["secret", "ls"]), ("config", ["config", "ls"])):  # fmt: skip
+        kinds = {
+            "service": ["service", "ls"],
+            "container": ["ps", "-a"],
+            "network": ["network", "ls"],
+            "secret": ["secret", "ls"],
+            "config": ["config", "ls"],
+        }
+        for kind, argv in kinds.items():
             proc = _docker(*argv, "-q", "--filter", label)
             left += [f"{kind} {ident[:12]}" for ident in proc.stdout.split()] if proc.returncode == 0 else []
         return left
 
     def logs(self, lines: int, follow: bool) -> None:
-        procs = [subprocess.Popen(["docker", "service", "logs", "--tail", str(lines), *(["-f"] if follow else []),
-                                   self.service(pool)]) for pool in self.settings.pools]  # fmt: skip
+        follow_arg = ["-f"] if follow else []
+        procs = [
+            subprocess.Popen(["docker", "service", "logs", "--tail", str(lines), *follow_arg, self.service(pool)])
+            for pool in self.settings.pools
+        ]
         for proc in procs:
             proc.wait()

@@ -8,7 +8,7 @@ Every Deployment runs the engines' one worker entry point (`dts.naming.launch_ar
 with the config file in a ConfigMap mounted where the image reads it, the broker URL from a Secret the user
 creates (a template is written, never a password), the image's own health check as probes, and
 terminationGracePeriodSeconds = engine.stop_timeout. KEDA scales each pool on its queues' ready messages.
-No cluster is needed or contacted: the output is validated offline in tests/test_k8s.py.
+No cluster is needed or contacted: the output is validated offline in tests/test_k8s.py. A renderer, not an engine: nothing here runs workers.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from dts.compose import CONFIG_IN_IMAGE, worker_template
 from dts.config import TLS_ENV, PoolSettings, Settings
+from dts.engines.containers import CONFIG_IN_IMAGE, worker_template
 from dts.errors import CliError, ExitCode, excerpt
 from dts.files import write_atomic
 from dts.naming import launch_argv
@@ -102,11 +102,15 @@ def scaling_bounds(settings: Settings, pool: PoolSettings) -> ScalingBounds:
 def resources(pool: PoolSettings) -> dict[str, Any]:
     slots = pool.concurrency
     return {
-        "requests": {"cpu": f"{CPU_REQUEST_PER_SLOT_M * slots}m",
-                     "memory": f"{MEMORY_REQUEST_MI[0] + MEMORY_REQUEST_MI[1] * slots}Mi"},
-        "limits": {"cpu": f"{CPU_LIMIT_PER_SLOT_M * slots}m",
-                   "memory": f"{MEMORY_LIMIT_MI[0] + MEMORY_LIMIT_MI[1] * slots}Mi"},
-    }  # fmt: skip
+        "requests": {
+            "cpu": f"{CPU_REQUEST_PER_SLOT_M * slots}m",
+            "memory": f"{MEMORY_REQUEST_MI[0] + MEMORY_REQUEST_MI[1] * slots}Mi",
+        },
+        "limits": {
+            "cpu": f"{CPU_LIMIT_PER_SLOT_M * slots}m",
+            "memory": f"{MEMORY_LIMIT_MI[0] + MEMORY_LIMIT_MI[1] * slots}Mi",
+        },
+    }
 
 
 def default_image(environ: dict[str, str] | None = None) -> str:
@@ -121,8 +125,11 @@ def default_image(environ: dict[str, str] | None = None) -> str:
 
 def check_image(image: str) -> str:
     if len(image) > 255 or not IMAGE_REF.fullmatch(image):
-        raise CliError(f"--image {excerpt(image)} is not an image reference: give one like dts-worker:latest or "
-                       "registry.example.com:5000/dts-worker:1.0", ExitCode.USAGE)  # fmt: skip
+        raise CliError(
+            f"--image {excerpt(image)} is not an image reference: give one like dts-worker:latest or "
+            "registry.example.com:5000/dts-worker:1.0",
+            ExitCode.USAGE,
+        )
     return image
 
 
@@ -135,8 +142,13 @@ def _meta(name: str, pool: str | None = None) -> dict[str, Any]:
 
 
 def _probe(initial_delay: int) -> dict[str, Any]:
-    return {"exec": {"command": list(HEALTH_CHECK)}, "initialDelaySeconds": initial_delay,
-            "periodSeconds": PROBE_PERIOD, "timeoutSeconds": PROBE_TIMEOUT, "failureThreshold": PROBE_FAILURES}  # fmt: skip
+    return {
+        "exec": {"command": list(HEALTH_CHECK)},
+        "initialDelaySeconds": initial_delay,
+        "periodSeconds": PROBE_PERIOD,
+        "timeoutSeconds": PROBE_TIMEOUT,
+        "failureThreshold": PROBE_FAILURES,
+    }
 
 
 def tls_files(settings: Settings) -> dict[str, str]:
@@ -245,8 +257,11 @@ def render(settings: Settings, config_text: str, image: str) -> dict[str, list[d
     check_image(image)
     for name in settings.pools:
         if not K8S_NAME.fullmatch(name):
-            raise CliError(f"pool {excerpt(name)} cannot name a Kubernetes Deployment (it must end with a letter or "
-                           f"digit): rename it in {settings.path.name}", ExitCode.USAGE)  # fmt: skip
+            raise CliError(
+                f"pool {excerpt(name)} cannot name a Kubernetes Deployment (it must end with a letter or "
+                f"digit): rename it in {settings.path.name}",
+                ExitCode.USAGE,
+            )
     config_hash = hashlib.sha256(config_text.encode()).hexdigest()
     files: dict[str, list[dict[str, Any]]] = {
         "configmap.yaml": [
@@ -275,18 +290,31 @@ def render(settings: Settings, config_text: str, image: str) -> dict[str, list[d
             deployment(settings, pool, image, config_hash),
             scaled_object(settings, pool),
         ]
-    files[KUSTOMIZATION] = [{"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-                             "resources": list(files)}]  # fmt: skip
-    files[SECRET_FILE] = [{
-        "apiVersion": "v1", "kind": "Secret", "metadata": _meta(SECRET), "type": "Opaque",
-        "stringData": {SECRET_KEY: SECRET_PLACEHOLDER},
-    }]  # fmt: skip
+    files[KUSTOMIZATION] = [
+        {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": list(files)}
+    ]
+    files[SECRET_FILE] = [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _meta(SECRET),
+            "type": "Opaque",
+            "stringData": {SECRET_KEY: SECRET_PLACEHOLDER},
+        }
+    ]
     if tls_files(settings):  # a template too: the PEM files go in with `kubectl create secret generic --from-file`
-        files[TLS_SECRET_FILE] = [{
-            "apiVersion": "v1", "kind": "Secret", "metadata": _meta(TLS_SECRET), "type": "Opaque",
-            "stringData": {"tls": "enable", **{name: f"<contents of broker.tls.{key}>"
-                                               for key, name in tls_files(settings).items()}},
-        }]  # fmt: skip
+        files[TLS_SECRET_FILE] = [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": _meta(TLS_SECRET),
+                "type": "Opaque",
+                "stringData": {
+                    "tls": "enable",
+                    **{name: f"<contents of broker.tls.{key}>" for key, name in tls_files(settings).items()},
+                },
+            }
+        ]
     return files
 
 
@@ -305,7 +333,7 @@ _Dumper.add_representer(str, _str)
 
 
 def dump(docs: list[dict[str, Any]], source: str) -> str:
-    head = f"{GENERATED} {source} by dts.k8s (python scale.py k8s); do not edit.\n"
+    head = f"{GENERATED} {source} by dts.engines.k8s (python scale.py k8s); do not edit.\n"
     if any(doc["kind"] == "Secret" for doc in docs):
         head += "# A TEMPLATE: put the real values in a copy (or use kubectl create secret); never commit it.\n"
     return head + yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, explicit_start=True, allow_unicode=True)
@@ -331,6 +359,8 @@ def write(files: dict[str, list[dict[str, Any]]], out_dir: Path, source: str) ->
             write_atomic(path, dump(docs, source))
             written.append(path)
     except OSError as exc:
-        raise CliError(f"cannot write the manifests to {out_dir} ({exc.strerror or exc}): pass --output DIR, "
-                       "a writable directory", ExitCode.USAGE) from None  # fmt: skip
+        raise CliError(
+            f"cannot write the manifests to {out_dir} ({exc.strerror or exc}): pass --output DIR, a writable directory",
+            ExitCode.USAGE,
+        ) from None
     return written

@@ -1,6 +1,6 @@
 """The local engine: workers as `celery worker` processes on this host, started through the same entry
 point as the containers (`python -m dts.worker POOL`) and supervised by one supervisord per run folder
-(dts.supervise): a worker that dies is restarted, like a compose service's container.
+(dts.engines.supervise): a worker that dies is restarted, like a compose service's container.
 
 The n-th worker of a pool is node `worker-a@<hostname>-<n>`, supervisord program `worker-a-<n>`, log file
 `.run/worker-a-<n>.log`. The program's environment holds the broker URL it was started for, so workers
@@ -20,19 +20,19 @@ from pathlib import Path
 from celery.utils.nodenames import host_format
 
 from dts.config import PROJECT_DIR, RUN_DIR, Settings
-from dts.engine import (
+from dts.engines.base import (
+    Engine,
     check_sizes,
-    declared_sizes,
     indices_to_start,
     indices_to_stop,
     scale_plan,
     wait_for_pong,
 )
+from dts.engines.supervise import UP, Supervisor, alive, program, program_env
 from dts.errors import CliError
 from dts.naming import launch_argv, nodename
-from dts.supervise import UP, Supervisor, alive, program, program_env
 
-log = logging.getLogger("dts.local")
+log = logging.getLogger("dts.local")  # the name users know from the log lines
 WORKER_ENV = ("DTS_CONFIG", "BROKER_URL", "LOG_FORMAT")  # set per program; the rest comes from supervisord's
 
 
@@ -48,7 +48,7 @@ def program_name(pool: str, index: int) -> str:
     return f"{pool}-{index}"
 
 
-class LocalEngine:
+class LocalEngine(Engine):
     """Workers as local processes under supervisord."""
 
     name = "local"
@@ -124,13 +124,21 @@ class LocalEngine:
         if stale:
             log.warning("restarting %d worker(s) started for another broker/vhost or config", len(stale))
         plan = scale_plan({pool: len(w) for pool, w in current.items()}, desired)
-        to_stop = [current[pool][i] for pool, delta in plan.items() if delta < 0
-                   for i in indices_to_stop(set(current[pool]), desired[pool])]  # fmt: skip
+        to_stop = [
+            current[pool][i]
+            for pool, delta in plan.items()
+            if delta < 0
+            for i in indices_to_stop(set(current[pool]), desired[pool])
+        ]
         if drop or stale or to_stop:
             self._stop(drop + stale + to_stop, states)
         programs = {name: options for name, options in programs.items() if name not in {*drop, *stale, *to_stop}}
-        added = {self.node(pool, i): (pool, i) for pool, delta in plan.items() if delta > 0
-                 for i in indices_to_start(set(current[pool]), desired[pool])}  # fmt: skip
+        added = {
+            self.node(pool, i): (pool, i)
+            for pool, delta in plan.items()
+            if delta > 0
+            for i in indices_to_start(set(current[pool]), desired[pool])
+        }
         programs.update({program_name(*where): self._program(*where) for where in added.values()})
         if not programs:
             if states is not None:
@@ -163,8 +171,11 @@ class LocalEngine:
             while (now := state(node)) != "RUNNING":
                 if now not in starting or time.monotonic() > deadline:
                     said = last_words(node)
-                    raise CliError(f"worker {node} is {now} in supervisord, not RUNNING"
-                                   + (f" ({said})" if said else "") + "; see `make logs`")  # fmt: skip
+                    raise CliError(
+                        f"worker {node} is {now} in supervisord, not RUNNING"
+                        + (f" ({said})" if said else "")
+                        + "; see `make logs`"
+                    )
                 time.sleep(0.05)  # polling a process state, not synchronising on time
 
     def _stop(self, names: list[str], states: dict[str, dict] | None) -> None:
@@ -201,10 +212,8 @@ class LocalEngine:
         if targets:
             log.warning("stopped %d worker(s) started without supervisord", len(targets))
 
-    def start(self) -> dict[str, int]:
-        return self.resize(declared_sizes(self.settings))
-
-    def stop(self) -> dict[str, int]:
+    def stop(self, volumes: bool = False) -> dict[str, int]:
+        """Every worker stopped (and supervisord with the last one); a local engine keeps no data volume."""
         return self.resize({name: 0 for name in self.settings.pools})
 
     def logs(self, lines: int, follow: bool) -> None:

@@ -3,7 +3,7 @@
 docker-compose.yml holds the one worker service definition (`x-worker`) and names no pool. For each
 declared pool this module renders a service from it (`DTS_POOL`, the `python -m dts.worker POOL` command,
 the config mounted read-only, `stop_grace_period` from engine.stop_timeout) into
-`.run/compose/<project>.pools.yml`, and runs compose with both files. `python scale.py compose` prints it.
+`.run/compose/<project>.pools.yml`, and runs compose with both files. `python scale.py compose` writes it.
 
 The broker is the host's RabbitMQ (host.docker.internal) by default. With broker="compose" (`make up
 BROKER=compose`) it is the `broker` service of the `broker` profile: the rendered workers then reach it by
@@ -19,27 +19,19 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from dts.config import PROJECT_DIR, RUN_DIR, Settings, checkout_name, read_env_file
-from dts.engine import (
-    check_sizes,
-    compose_command,
-    container_tls_files,
-    declared_sizes,
-    replicas,
-    scale_plan,
-    wait_for_pong,
-)
+from dts.engines.base import Engine, check_sizes, declared_sizes, replicas, scale_plan, wait_for_pong
+from dts.engines.containers import COMPOSE_FILE, CONFIG_IN_IMAGE, container_tls_files, worker_template
+from dts.engines.docker import compose_command
 from dts.errors import CliError, ExitCode
 from dts.files import write_atomic
 from dts.naming import launch_argv, nodename, pool_of_node
 
-log = logging.getLogger("dts.compose")
-COMPOSE_FILE = PROJECT_DIR / "docker-compose.yml"
-CONFIG_IN_IMAGE = "/app/test-config.yml"
+log = logging.getLogger("dts.compose")  # the name users know from the log lines
 DOCKER_TIMEOUT = 30  # seconds for one docker ps/inspect/logs call
 BROKERS = ("host", "compose")  # where the workers' RabbitMQ runs: the host (default) or the `broker` service
 BROKER_SERVICE = BROKER_PROFILE = "broker"  # the service and its profile in docker-compose.yml
@@ -48,11 +40,6 @@ BROKER_START_PERIOD = 60  # seconds: the healthcheck's start_period in docker-co
 BROKER_SERVICE_URL = (
     "amqp://${DTS_BROKER_USER:-dts}:${DTS_BROKER_PASSWORD:-}@" + BROKER_SERVICE + ":5672/${DTS_BROKER_VHOST:-dts}"
 )
-
-
-def worker_template(path: Path = COMPOSE_FILE) -> dict[str, Any]:
-    """The `x-worker` service definition of docker-compose.yml."""
-    return yaml.safe_load(path.read_text())["x-worker"]
 
 
 def render_pools(settings: Settings, template: dict[str, Any], broker: str = "host") -> dict[str, Any]:
@@ -64,8 +51,11 @@ def render_pools(settings: Settings, template: dict[str, Any], broker: str = "ho
     for pool in settings.pools.values():
         service = copy.deepcopy(template)
         tls = container_tls_files(settings)
-        service["environment"] = {**template.get("environment", {}), "DTS_POOL": pool.name,
-                                  **{env: path for env, _, path in tls}}  # fmt: skip
+        service["environment"] = {
+            **template.get("environment", {}),
+            "DTS_POOL": pool.name,
+            **{env: path for env, _, path in tls},
+        }
         if tls:  # the amqps:// URL of the host broker's TLS listener; the files mounted read-only
             url = service["environment"]["BROKER_URL"]
             service["environment"]["BROKER_URL"] = url.replace("amqp://", "amqps://", 1).replace(
@@ -75,8 +65,11 @@ def render_pools(settings: Settings, template: dict[str, Any], broker: str = "ho
             service["environment"]["BROKER_URL"] = BROKER_SERVICE_URL
             service["depends_on"] = {BROKER_SERVICE: {"condition": "service_healthy"}}
         service["command"] = launch_argv(pool.name)
-        service["volumes"] = [*template.get("volumes", []), f"{settings.path}:{CONFIG_IN_IMAGE}:ro",
-                              *(f"{host}:{path}:ro" for _, host, path in tls)]  # fmt: skip
+        service["volumes"] = [
+            *template.get("volumes", []),
+            f"{settings.path}:{CONFIG_IN_IMAGE}:ro",
+            *(f"{host}:{path}:ro" for _, host, path in tls),
+        ]
         service["stop_grace_period"] = f"{settings.engine.stop_timeout:g}s"
         services[pool.name] = service
     return {"services": services}
@@ -87,13 +80,26 @@ def _docker(*args: str) -> str:
     return out.stdout + out.stderr if args[0] == "logs" else out.stdout
 
 
-class ComposeEngine:
+class ComposeEngine(Engine):
     """Workers as replicas of compose services, one service per pool, in one compose project."""
 
     name = "compose"
+    options: ClassVar[dict[str, str]] = {
+        "broker": "--broker compose (BROKER=compose) runs RabbitMQ as a compose service: it needs the compose "
+        "engine (this run uses {engine}); add --engine compose, start Docker"
+    }
+    needs_docker = True
+    commands = frozenset({"build", "compose"})
 
-    def __init__(self, settings: Settings, app, project: str | None = None, env: dict[str, str] | None = None,
-                 run_dir: Path = RUN_DIR, broker: str = "host"):  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        app,
+        project: str | None = None,
+        env: dict[str, str] | None = None,
+        run_dir: Path = RUN_DIR,
+        broker: str = "host",
+    ):
         cmd = compose_command()
         if cmd is None:
             raise CliError(
@@ -105,39 +111,56 @@ class ComposeEngine:
         self.project = project or os.environ.get("COMPOSE_PROJECT_NAME") or checkout_name()
         self.pools_file = Path(run_dir) / "compose" / f"{self.project}.pools.yml"
         self.cmd = [*cmd, "-f", str(COMPOSE_FILE), "-f", str(self.pools_file), "-p", self.project]
-        self.env = {**os.environ, "DOCKER_BUILDKIT": os.environ.get("DOCKER_BUILDKIT", "0"),
-                    "COMPOSE_DOCKER_CLI_BUILD": os.environ.get("COMPOSE_DOCKER_CLI_BUILD", "0"), **(env or {})}  # fmt: skip
+        self.env = {
+            **os.environ,
+            "DOCKER_BUILDKIT": os.environ.get("DOCKER_BUILDKIT", "0"),
+            "COMPOSE_DOCKER_CLI_BUILD": os.environ.get("COMPOSE_DOCKER_CLI_BUILD", "0"),
+            **(env or {}),
+        }
         if broker == "compose":  # the `broker` profile on, beside any other (Flower's `monitoring`)
             profiles = [p for p in self.env.get("COMPOSE_PROFILES", "").split(",") if p]
             self.env["COMPOSE_PROFILES"] = ",".join(dict.fromkeys([*profiles, BROKER_PROFILE]))
 
-    def render(self) -> Path:
+    def write_pools_file(self) -> Path:
         """Write the pool services for the current settings (atomically); returns the file."""
         clash = set(self.settings.pools) & set(yaml.safe_load(COMPOSE_FILE.read_text()).get("services") or {})
         if clash:
-            raise CliError(f"pool {sorted(clash)[0]!r} has the name of a service of {COMPOSE_FILE.name} (Flower's): "
-                           f"rename the pool in {self.settings.path.name}", ExitCode.USAGE)  # fmt: skip
+            raise CliError(
+                f"pool {sorted(clash)[0]!r} has the name of a service of {COMPOSE_FILE.name} (Flower's): "
+                f"rename the pool in {self.settings.path.name}",
+                ExitCode.USAGE,
+            )
         self.pools_file.parent.mkdir(parents=True, exist_ok=True)
-        text = f"# Rendered from the pools in {self.settings.path} by dts.compose; do not edit.\n"
+        text = f"# Rendered from the pools in {self.settings.path} by dts.engines.compose; do not edit.\n"
         text += yaml.safe_dump(render_pools(self.settings, worker_template(), self.broker), sort_keys=False)
         write_atomic(self.pools_file, text)
         return self.pools_file
 
+    def render(self) -> tuple[Path, str]:
+        """The pools file, and the compose command that uses it (with the `broker` service for broker="compose")."""
+        path = self.write_pools_file()
+        profiles = f"COMPOSE_PROFILES={BROKER_PROFILE} " if self.broker == "compose" else ""
+        return path, f"{profiles}{' '.join(self.cmd)} up -d"
+
     def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        self.render()
+        self.write_pools_file()
         log.info("compose -p %s %s", self.project, " ".join(args))
-        proc = subprocess.run([*self.cmd, *args], cwd=PROJECT_DIR, env=self.env, capture_output=True, text=True,
-                              timeout=timeout)  # fmt: skip
+        proc = subprocess.run(
+            [*self.cmd, *args], cwd=PROJECT_DIR, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
         if proc.returncode != 0:
             last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
             raise CliError(f"`compose {' '.join(args)}` failed: {last[0]}")
         return proc
 
+    def _ps(self, service: str, *filters: str) -> list[str]:
+        """Ids of this project's containers of `service` (docker ps filters: status=...)."""
+        labels = [f"label=com.docker.compose.project={self.project}", f"label=com.docker.compose.service={service}"]
+        return _docker("ps", "-q", "--no-trunc", *(arg for f in [*labels, *filters] for arg in ("--filter", f))).split()
+
     def containers(self, pool: str) -> list[str]:
         """Ids of the running (or crash-looping: restarting) containers of one pool's service."""
-        return _docker("ps", "-q", "--no-trunc", "--filter", f"label=com.docker.compose.project={self.project}",
-                       "--filter", f"label=com.docker.compose.service={pool}", "--filter", "status=running",
-                       "--filter", "status=restarting").split()  # fmt: skip
+        return self._ps(pool, "status=running", "status=restarting")
 
     def _nodes(self, pool: str) -> dict[str, str]:
         """{worker-a@<container hostname>: container id} of the pool's running containers."""
@@ -152,33 +175,41 @@ class ComposeEngine:
     def workers(self) -> dict[str, list[str]]:
         return {pool: sorted(self._nodes(pool)) for pool in self.settings.pools}
 
-    def _check_credentials(self) -> None:
+    def check_credentials(self) -> None:
+        """CliError (exit 2) unless .env (or the engine's env) has the containers' broker user."""
         values = {**read_env_file(), **self.env}
         if not values.get("DTS_BROKER_PASSWORD"):
-            raise CliError("no broker user for the containers (guest only works over loopback): run `make broker` "
-                           "to create one and write it to .env", ExitCode.USAGE)  # fmt: skip
+            raise CliError(
+                "no broker user for the containers (guest only works over loopback): run `make broker` "
+                "to create one and write it to .env",
+                ExitCode.USAGE,
+            )
 
-    def start_broker(self) -> None:
+    def prepare(self) -> None:
         """broker="compose": start the `broker` service and wait until its healthcheck passes (the node runs
         and the workers' user exists), within engine.start_timeout plus the healthcheck's start period."""
         if self.broker != "compose":
             return
-        self._check_credentials()
+        self.check_credentials()
         self.compose("up", "-d", "--no-recreate", BROKER_SERVICE)
-        cid = _docker("ps", "-q", "--filter", f"label=com.docker.compose.project={self.project}",
-                      "--filter", f"label=com.docker.compose.service={BROKER_SERVICE}").split()[:1]  # fmt: skip
+        cid = self._ps(BROKER_SERVICE)[:1]
         if not cid:
-            raise CliError(f"the {BROKER_SERVICE} container is not running: see `docker-compose -p {self.project} "
-                           f"logs {BROKER_SERVICE}`", ExitCode.BROKER_UNREACHABLE)  # fmt: skip
+            raise CliError(
+                f"the {BROKER_SERVICE} container is not running: see `docker-compose -p {self.project} "
+                f"logs {BROKER_SERVICE}`",
+                ExitCode.BROKER_UNREACHABLE,
+            )
         deadline = time.monotonic() + self.settings.engine.start_timeout + BROKER_START_PERIOD
         state = ""
         while state != "healthy":
             state = _docker("inspect", "-f", "{{if .State.Health}}{{.State.Health.Status}}{{end}}", cid[0]).strip()
             if state == "unhealthy" or time.monotonic() > deadline:
                 said = _docker("logs", "--tail", "1", cid[0]).strip()[-300:]
-                raise CliError(f"the {BROKER_SERVICE} container is {state or 'not healthy'} ({said}); see "
-                               f"`docker-compose -p {self.project} logs {BROKER_SERVICE}`",
-                               ExitCode.BROKER_UNREACHABLE)  # fmt: skip
+                raise CliError(
+                    f"the {BROKER_SERVICE} container is {state or 'not healthy'} ({said}); see "
+                    f"`docker-compose -p {self.project} logs {BROKER_SERVICE}`",
+                    ExitCode.BROKER_UNREACHABLE,
+                )
             time.sleep(0.5 if state != "healthy" else 0)  # polling the health status, bounded by the deadline
         log.info("broker service healthy (%s)", cid[0][:12])
 
@@ -186,17 +217,24 @@ class ComposeEngine:
         self.compose("build")
 
     def logs(self, lines: int, follow: bool) -> None:
-        self.render()
-        subprocess.run([*self.cmd, "logs", "--tail", str(lines), *(["-f"] if follow else [])], cwd=PROJECT_DIR,
-                       env=self.env, check=False)  # fmt: skip
+        self.write_pools_file()
+        argv = [*self.cmd, "logs", "--tail", str(lines), *(["-f"] if follow else [])]
+        subprocess.run(argv, cwd=PROJECT_DIR, env=self.env, check=False)
 
-    def resize(self, desired: dict[str, int], recreate: bool = False) -> dict[str, int]:
-        """Resize services. Existing replicas are kept as they are (--no-recreate) unless `recreate`,
-        which lets compose replace containers whose image or config changed (what `start` wants)."""
+    def resize(self, desired: dict[str, int]) -> dict[str, int]:
+        """Resize services; existing replicas are kept as they are (--no-recreate)."""
+        return self._up(desired, recreate=False)
+
+    def start(self) -> dict[str, int]:
+        """Every pool at its declared replicas; compose replaces containers whose image or config changed."""
+        return self._up(declared_sizes(self.settings), recreate=True)
+
+    def _up(self, desired: dict[str, int], recreate: bool) -> dict[str, int]:
+        """`compose up --scale` in one call for all pools (compose stops surplus replicas with SIGTERM and
+        waits stop_grace_period); returns when the new workers answer ping."""
         check_sizes(desired, self.settings)
-        self._check_credentials()
+        self.check_credentials()
         plan = scale_plan(replicas(self), desired)
-        # one call for all pools; compose stops surplus replicas with SIGTERM and waits stop_grace_period
         scales = [arg for pool, count in desired.items() for arg in ("--scale", f"{pool}={count}")]
         self.compose("up", "-d", *([] if recreate else ["--no-recreate"]), *scales, *desired)
         ids = {name: cid for pool in desired for name, cid in self._nodes(pool).items()}
@@ -214,13 +252,16 @@ class ComposeEngine:
         )
         return plan
 
-    def start(self) -> dict[str, int]:
-        return self.resize(declared_sizes(self.settings), recreate=True)
-
     def stop(self, volumes: bool = False) -> dict[str, int]:
         """Every worker (and with broker="compose" the broker container) removed; the broker's data volume
         too only when `volumes`."""
         before = replicas(self)
-        self.compose("down", "--remove-orphans", "--timeout", f"{self.settings.engine.stop_timeout:.0f}",
-                     *(["--volumes"] if volumes else []))  # fmt: skip
+        timeout = f"{self.settings.engine.stop_timeout:.0f}"
+        self.compose("down", "--remove-orphans", "--timeout", timeout, *(["--volumes"] if volumes else []))
         return {pool: -count for pool, count in before.items()}
+
+    def stopped_lines(self, volumes: bool) -> list[str]:
+        if self.broker != "compose":
+            return []
+        volume = "too" if volumes else "kept (--volumes removes it)"
+        return [f"compose: broker container removed; its data volume {volume}"]

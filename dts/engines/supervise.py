@@ -6,7 +6,7 @@ dies is restarted like a compose service with `restart: unless-stopped`.
     <run_dir>/supervisor.sock    its control socket (mode 0700; under /tmp when the path would be too long)
 
 `supervisorctl -c <run_dir>/supervisord.conf status` shows the workers. This module only renders the
-file and talks to supervisord (XML-RPC over the unix socket); which workers to run is dts.local's.
+file and talks to supervisord (XML-RPC over the unix socket); which workers to run is dts.engines.local's.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from supervisor.xmlrpc import Faults, SupervisorTransport
 from dts.errors import CliError, ExitCode
 from dts.files import write_atomic
 
-log = logging.getLogger("dts.supervise")
+log = logging.getLogger("dts.supervise")  # the name users know from the log lines
 CONF, LOG, PIDFILE, SOCKET, LOCK = (
     "supervisord.conf",
     "supervisord.log",
@@ -131,7 +131,7 @@ class Supervisor:
             "supervisorctl": {"serverurl": f"unix://{socket}"},
         }
         sections = [*head.items(), *((f"program:{name}", options) for name, options in sorted(programs.items()))]
-        text = "; rendered by dts.local (the local engine): one program per worker; edit test-config.yml, not this\n"
+        text = "; rendered by dts.engines.local (the local engine): one program per worker; edit test-config.yml, not this\n"
         for name, options in sections:
             text += f"\n[{name}]\n" + "".join(f"{key}={value}\n" for key, value in options.items())
         return text
@@ -170,8 +170,10 @@ class Supervisor:
         self.write({})
         self.socket.unlink(missing_ok=True)  # left by a supervisord that was killed
         argv = [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf)]
-        proc = subprocess.run(argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=timeout)  # fmt: skip  # forks into the background and returns
+        # supervisord forks into the background and returns
+        proc = subprocess.run(
+            argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+        )
         said = (proc.stdout + proc.stderr).strip().splitlines()
         deadline = time.monotonic() + timeout
         while proc.returncode == 0 and time.monotonic() < deadline:
@@ -179,8 +181,10 @@ class Supervisor:
                 log.info("started supervisord (pid %s, %s)", self.pid(), self.conf)
                 return
             time.sleep(0.05)  # polling the socket, not synchronising on time
-        raise CliError(f"supervisord did not start ({said[-1] if said else f'see {self.logfile}'}); "
-                       f"config {self.conf}", ExitCode.FAILED)  # fmt: skip
+        raise CliError(
+            f"supervisord did not start ({said[-1] if said else f'see {self.logfile}'}); config {self.conf}",
+            ExitCode.FAILED,
+        )
 
     def pid(self) -> int | None:
         try:
@@ -210,8 +214,9 @@ class Supervisor:
             if not pending:
                 break
             if time.monotonic() > deadline:
-                raise CliError(f"supervisord did not stop {', '.join(pending)} in time; see {self.logfile}",
-                               ExitCode.FAILED)  # fmt: skip
+                raise CliError(
+                    f"supervisord did not stop {', '.join(pending)} in time; see {self.logfile}", ExitCode.FAILED
+                )
             time.sleep(0.05)  # polling process states, not synchronising on time
         for name in names:
             try:

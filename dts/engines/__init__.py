@@ -1,0 +1,88 @@
+"""The engines: where a pool's workers run. This package's root is only the registry (an engine's name ->
+the dotted path of its class, resolved on use, as celery's `celery.concurrency` does) and the factory; the
+interface and what engines share are in dts.engines.base, each engine in a module of its own.
+
+    make_engine(settings, "auto", app)               # compose when a Docker engine answers, else local
+    make_engine(settings, "swarm", app, init_swarm=True)
+    register("stub", "stub_engine:StubEngine")       # a new engine: its module plus one line in ENGINES
+
+Engine modules import dts.engines.base and the shared helpers (containers, docker; local its supervise):
+never each other, never this package's root. dts.engines.k8s renders manifests and is no engine.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dts.engines.docker import compose_command, docker_answers
+from dts.errors import CliError, ExitCode
+
+if TYPE_CHECKING:
+    from dts.config import Settings
+    from dts.engines.base import Engine
+
+AUTO = "auto"  # compose when a Docker engine answers and compose is installed, else local (never swarm)
+ENGINES = {
+    "compose": "dts.engines.compose:ComposeEngine",
+    "local": "dts.engines.local:LocalEngine",
+    "swarm": "dts.engines.swarm:SwarmEngine",
+}
+
+
+def register(name: str, dotted: str) -> None:
+    """Make the engine class at `dotted` ("module:Class") known as `name`."""
+    ENGINES[name] = dotted
+
+
+def names() -> tuple[str, ...]:
+    """Every name an engine can be asked for by: auto, then the registered engines."""
+    return (AUTO, *ENGINES)
+
+
+def resolve_engine(name: str) -> str:
+    """auto -> compose when a Docker engine answers and compose is installed, else local (never swarm:
+    a swarm is asked for by name)."""
+    if name != AUTO:
+        return name
+    return "compose" if docker_answers() and compose_command() else "local"
+
+
+def engine_class(name: str) -> type[Engine]:
+    """The class registered as `name` (imported on first use)."""
+    from kombu.utils.imports import symbol_by_name  # kombu: not loaded by the config or scale.py's refusals
+
+    if name not in ENGINES:
+        raise CliError(f"unknown engine {name!r}: choose from {', '.join(names())}", ExitCode.USAGE)
+    return symbol_by_name(ENGINES[name])
+
+
+def refusal(option: str, engine: str) -> str:
+    """Why `engine` does not take `option`: the words of the engine that does, else a plain line."""
+    for name in ENGINES:
+        words = engine_class(name).options.get(option)
+        if words:
+            return words.format(engine=engine)
+    return f"the {engine} engine takes no option {option!r}"
+
+
+def make_engine(settings: Settings, name: str | None, app, **options) -> Engine:
+    """The engine `name` (None: engine.name from the config) for these settings, with its options; an
+    option it does not take, or a Docker engine it needs and does not find, is a one-line exit 2."""
+    resolved = resolve_engine(name or settings.engine.name)
+    cls = engine_class(resolved)
+    for option in options:
+        if option not in cls.options:
+            raise CliError(refusal(option, resolved), ExitCode.USAGE)
+    if cls.needs_docker and not docker_answers():
+        raise CliError(
+            "no Docker engine answers (`docker info` failed): start one, or use ENGINE=local", ExitCode.USAGE
+        )
+    return cls(settings, app, **options)
+
+
+def engines_in_use(engine: Engine, settings: Settings, requested: str | None) -> list[Engine]:
+    """The chosen engine, plus local processes when `auto` chose another: workers started before a
+    Docker engine was installed still show in status and stop on down."""
+    if (requested or settings.engine.name) == AUTO and engine.name != "local":
+        return [engine, make_engine(settings, "local", engine.app)]
+    return [engine]
