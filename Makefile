@@ -25,17 +25,23 @@ ifeq ($(filter $(BROKER),host compose),)
 $(error BROKER must be host or compose (got '$(BROKER)'): e.g. make up BROKER=compose)
 endif
 
+# the registry's engine names (dts/engines/__init__.py), read without the venv so `make help` works anywhere
+ENGINE_NAMES := auto $(shell sed -n 's/^ *"\([a-z0-9_-]*\)": "dts\.engines\..*/\1/p' dts/engines/__init__.py)
+empty :=
+space := $(empty) $(empty)
 ENGINE_ARG = $(if $(ENGINE),--engine $(ENGINE))
 # BROKER=compose: RabbitMQ as the compose `broker` service (profile `broker`), the compose engine
 BROKER_ARG = $(if $(filter compose,$(BROKER)),--broker compose)
 BROKER_ENGINE = $(if $(filter compose,$(BROKER)),--engine compose,$(ENGINE_ARG))
+# in a recipe that set $$engine: build the worker image when that engine runs it (compose, swarm)
+BUILD_IF_NEEDED = if [ "$$($(PY) scale.py engine --engine $$engine --needs-image)" = yes ]; then PY=$(PY) sh scripts/build-image.sh; fi
 export DOCKER_BUILDKIT ?= 0
 export COMPOSE_DOCKER_CLI_BUILD ?= 0
 
 .PHONY: help install broker build compose stack deploy up down run test lint logs monitor ps status health scale scale-all load-test autoscale bench bench-pools k8s flower flower-login dlq dlq-replay purge migrate-queues clean
 
 help: ## List the targets
-	@echo "usage: make TARGET [VAR=value]   (ENGINE=auto|compose|local|swarm (default: engine.name), BROKER=host|compose, QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
+	@echo "usage: make TARGET [VAR=value]   (ENGINE=$(subst $(space),|,$(ENGINE_NAMES)) (default: engine.name), BROKER=host|compose, QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: $(VENV)/.installed ## Create .venv and install the pinned requirements (+ dev tools)
@@ -68,13 +74,13 @@ stack: install ## Write the swarm stack file rendered from the pools (and its se
 
 up: install broker ## Start every pool at its declared replicas (containers if Docker answers, else processes); BROKER=compose: RabbitMQ in a container too
 	@engine=$$($(PY) scale.py engine $(BROKER_ENGINE)); echo "engine: $$engine"; \
-	if [ "$$engine" != local ]; then PY=$(PY) sh scripts/build-image.sh; fi; \
+	$(BUILD_IF_NEEDED); \
 	$(PY) scale.py up --engine $$engine $(BROKER_ARG)
 
 deploy: install broker ## Like up; ENGINE=swarm: build the image, deploy the stack (a single-node swarm if none), wait for consumers
 	@engine=$$($(PY) scale.py engine $(ENGINE_ARG)); echo "engine: $$engine"; \
-	if [ "$$engine" != local ]; then PY=$(PY) sh scripts/build-image.sh; fi; \
-	$(PY) scale.py up --engine $$engine $$([ "$$engine" = swarm ] && echo --init-swarm)
+	$(BUILD_IF_NEEDED); \
+	$(PY) scale.py up --engine $$engine $$($(PY) scale.py engine --engine $$engine --deploy-args)
 
 down: ## Stop every worker, containers and processes (warm shutdown); BROKER=compose: the broker container too (VOLUMES=1: and its data)
 	@if [ -x $(PY) ]; then $(PY) scale.py down $(BROKER_ENGINE) $(BROKER_ARG) $(if $(VOLUMES),--volumes); fi

@@ -32,7 +32,7 @@ from dts.cli import (
     run_main,
 )
 from dts.config import MAX_CONFIG_BYTES, PROJECT_DIR, Settings, load_settings, read_bounded
-from dts.engines import engines_in_use, make_engine, names, resolve_engine
+from dts.engines import engine_class, engines_in_use, make_engine, names, resolve_engine
 from dts.engines.base import Engine, check_sizes, declared_sizes
 from dts.engines.compose import BROKERS
 from dts.errors import CliError, ExitCode, excerpt
@@ -316,7 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("build", parents=[common], help="build the worker image (compose engine)")
     sub.add_parser("compose", parents=[common], help="write the compose file rendered from the pools")
     sub.add_parser("stack", parents=[common], help="write the swarm stack file rendered from the pools")
-    sub.add_parser("engine", parents=[common], help="print the engine `auto` resolves to")
+    which = sub.add_parser("engine", parents=[common], help="print the engine `auto` resolves to")
+    asks = which.add_mutually_exclusive_group()
+    asks.add_argument("--needs-image", action="store_true", help="print yes if the engine runs the worker image")
+    asks.add_argument("--deploy-args", action="store_true", help="print what `make deploy` adds to `scale.py up`")
     add_k8s_and_auto(sub, base, common)
     return parser
 
@@ -370,13 +373,12 @@ def run(args: argparse.Namespace) -> int:
             "pools.worker-a.autoscale: {min: 1, max: 4, target: 20}",
             ExitCode.USAGE,
         )
+    if args.command == "engine":
+        return describe_engine(settings, args)
     # Celery is imported once the input is known good: a refusal does not wait for it (~0.3 s)
     from celery_app import app, use_settings
 
     use_settings(settings)
-    if args.command == "engine":
-        print(resolve_engine(args.engine or settings.engine.name))
-        return ExitCode.OK
     if args.volumes and args.broker != "compose":
         raise CliError("--volumes deletes the compose broker's data: it goes with --broker compose", ExitCode.USAGE)
     engine = make_engine(settings, args.engine, app, **engine_options(args))
@@ -386,6 +388,18 @@ def run(args: argparse.Namespace) -> int:
     actions = {"status": status, "health": status, "down": down, "auto": autoscale}
     action = engine_command if args.command in ENGINE_COMMANDS else actions.get(args.command, resize)
     return action(engine, settings, args)
+
+
+def describe_engine(settings: Settings, args: argparse.Namespace) -> int:
+    """scale.py engine: the engine `auto` resolves to, or what the Makefile asks of it (no Celery, no engine)."""
+    name = resolve_engine(args.engine or settings.engine.name)
+    if args.needs_image:
+        print("yes" if engine_class(name).needs_image else "no")
+    elif args.deploy_args:
+        print(" ".join(engine_class(name).deploy_args))
+    else:
+        print(name)
+    return ExitCode.OK
 
 
 def engine_options(args: argparse.Namespace) -> dict[str, object]:

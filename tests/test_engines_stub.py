@@ -204,3 +204,18 @@ def test_a_look_that_calls_for_nothing_resizes_nothing(run, queues):
     code, out = run("auto", "--once")
     assert (code, out.splitlines()[-1]) == (0, "done: 0 resize(s); the pools keep their current sizes")
     assert StubEngine.calls == [("resize", {"worker-a": 2})]
+
+
+def test_the_makefile_asks_the_engine_what_it_needs(stub, config, capsys):
+    """`make up` / `make deploy` ask `scale.py engine` instead of naming engines: a new engine needs no
+    Makefile edit (the stub runs no image and takes no deploy arguments; swarm does both)."""
+    for argv, out in (
+        (["engine", "--engine", "stub"], "stub\n"),
+        (["engine", "--engine", "stub", "--needs-image"], "no\n"),
+        (["engine", "--engine", "stub", "--deploy-args"], "\n"),
+        (["engine", "--engine", "local", "--needs-image"], "no\n"),
+        (["engine", "--engine", "swarm", "--needs-image"], "yes\n"),
+        (["engine", "--engine", "swarm", "--deploy-args"], "--init-swarm\n"),
+    ):
+        assert scale.main([*argv, "--config", str(config)]) == ExitCode.OK
+        assert capsys.readouterr().out == out

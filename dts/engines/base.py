@@ -28,6 +28,8 @@ class Engine:
     # another engine is asked for it ({engine}: the engine that run uses)
     options: ClassVar[dict[str, str]] = {}
     needs_docker: ClassVar[bool] = False  # make_engine refuses it (exit 2) when no Docker engine answers
+    needs_image: ClassVar[bool] = False  # `make up` / `make deploy` build the worker image first
+    deploy_args: ClassVar[tuple[str, ...]] = ()  # what `make deploy` adds to `scale.py up` (swarm: --init-swarm)
     # scale.py's commands beyond the common ones that this engine answers: "build", "compose", "stack"
     commands: ClassVar[frozenset[str]] = frozenset()
 

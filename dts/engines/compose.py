@@ -89,6 +89,7 @@ class ComposeEngine(Engine):
         "engine (this run uses {engine}); add --engine compose, start Docker"
     }
     needs_docker = True
+    needs_image = True
     commands = frozenset({"build", "compose"})
 
     def __init__(

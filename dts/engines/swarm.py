@@ -146,6 +146,8 @@ class SwarmEngine(Engine):
         "init_swarm": "--init-swarm needs the swarm engine (this run uses {engine}): add --engine swarm"
     }
     needs_docker = True
+    needs_image = True
+    deploy_args = ("--init-swarm",)
     commands = frozenset({"stack"})
 
     def __init__(
