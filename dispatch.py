@@ -33,7 +33,7 @@ from dts.live import EventStream, LiveView, TaskWatch
 
 if TYPE_CHECKING:
     from dts.replies import Collected
-from dts.reports import (
+from dts.reports.dispatch import (
     DISPATCH_COLUMNS,
     bare_results,
     dispatch_report,

@@ -32,9 +32,10 @@ from dts.config import ENGINES, Settings, load_settings
 from dts.engine import make_engine, replicas
 from dts.errors import CliError, ExitCode, excerpt
 from dts.live import LoadProgress
-from dts.reports import LoadReport, render_load, render_sweep, summarise_load, threshold_failures
-from dts.results import Stream, check_writable, output_path, save
-from dts.samples import UNKNOWN
+from dts.reports.documents import Stream
+from dts.reports.load import LoadReport, render_load, render_sweep, summarise_load, threshold_failures
+from dts.reports.samples import UNKNOWN
+from dts.results import check_writable, output_path, save
 
 log = logging.getLogger("dts.load_test")
 EPILOG = """examples:

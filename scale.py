@@ -35,7 +35,7 @@ from dts.compose import BROKERS, ComposeEngine
 from dts.config import ENGINES, MAX_CONFIG_BYTES, PROJECT_DIR, Settings, load_settings, read_bounded
 from dts.engine import Engine, check_sizes, declared_sizes, engines_in_use, make_engine, resolve_engine
 from dts.errors import CliError, ExitCode, excerpt
-from dts.reports import render_health, render_status
+from dts.reports.status import render_health, render_status
 
 DEFAULT_K8S_DIR = PROJECT_DIR / "deploy" / "k8s"
 COMMANDS = (

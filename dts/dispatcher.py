@@ -18,7 +18,7 @@ from dts.config import Settings
 from dts.live import TaskWatch
 from dts.publish import TaskPublisher
 from dts.replies import Collected, ReplyQueue, error_text
-from dts.reports import TaskOutcome, success
+from dts.reports.dispatch import TaskOutcome, success
 
 log = logging.getLogger("dts.dispatch")
 EVENT_GRACE = 0.5  # seconds the live view waits for task events that trail their results

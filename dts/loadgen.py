@@ -17,7 +17,7 @@ from dts.config import Settings
 from dts.live import LoadProgress
 from dts.publish import TaskPublisher
 from dts.replies import Collected, ReplyQueue, error_text
-from dts.samples import SampleTable
+from dts.reports.samples import SampleTable
 
 
 def task_plan(tasks: int, mix: float) -> dict[str, int]:

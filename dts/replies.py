@@ -28,7 +28,7 @@ from kombu.exceptions import OperationalError
 from kombu.utils.uuid import uuid
 
 from dts.broker import broker_error, own_channel
-from dts.reports import failure_reason
+from dts.reports.dispatch import failure_reason
 
 log = logging.getLogger("dts.replies")
 

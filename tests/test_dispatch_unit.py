@@ -1,4 +1,4 @@
-"""Unit tests (no broker): the dispatch report (dts.reports), the send order (dts.dispatcher) and
+"""Unit tests (no broker): the dispatch report (dts.reports.dispatch), the send order (dts.dispatcher) and
 dispatch.py's argument and config errors."""
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import dispatch
 from dts.config import load_settings
 from dts.dispatcher import send_order
 from dts.errors import ExitCode
-from dts.reports import (
-    SCHEMA_VERSION,
+from dts.reports.dispatch import (
     TaskOutcome,
     bare_results,
     dispatch_report,
@@ -24,6 +23,7 @@ from dts.reports import (
     summarise_dispatch,
     summarise_rounds,
 )
+from dts.reports.documents import SCHEMA_VERSION
 
 SETTINGS = load_settings(ROOT / "test-config.yml")
 

@@ -1,4 +1,4 @@
-"""Unit tests (no broker): the load plan (dts.loadgen), statistics and the load report (dts.reports), and
+"""Unit tests (no broker): the load plan (dts.loadgen), statistics and the load report (dts.reports.load), and
 load_test.py's argument errors."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import load_test
 from dts.config import load_settings
 from dts.errors import ExitCode
 from dts.loadgen import interleave, task_plan
-from dts.reports import Sample, ideal_time, percentile, render_load, render_sweep, summarise_load, threshold_failures
+from dts.reports.load import ideal_time, percentile, render_load, render_sweep, summarise_load, threshold_failures
+from dts.reports.samples import Sample
 
 SETTINGS = load_settings(ROOT / "test-config.yml")
 
@@ -234,7 +235,7 @@ def test_publisher_confirms_are_counted_one_by_one_multiple_and_out_of_order():
 def test_sample_table_keeps_every_task_and_gives_back_the_same_samples():
     import uuid
 
-    from dts.samples import SampleTable
+    from dts.reports.samples import SampleTable
 
     samples = [
         sample("task_a", "worker-a@h-1", 1764000000.25, 1764000000.5, 0.1, 1764000000.75),
@@ -256,7 +257,8 @@ def test_sample_table_keeps_every_task_and_gives_back_the_same_samples():
 def test_a_result_file_streams_its_samples_and_is_one_json_document(tmp_path):
     import json
 
-    from dts.results import Stream, save
+    from dts.reports.documents import Stream
+    from dts.results import save
 
     path = tmp_path / "load.json"
     save(path, "load_test", {"runs": [{"samples": Stream({"n": n} for n in range(3)), "report": {"tasks": 3}}]})

@@ -16,7 +16,7 @@ from helpers import ROOT
 from dts import work
 from dts.config import load_settings, parse_settings
 from dts.errors import ConfigError
-from dts.reports import failure_reason
+from dts.reports.dispatch import failure_reason
 from dts.routing import celery_settings, time_limit_annotations
 
 POOLS = "pools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b]}}\n"
