@@ -8,7 +8,7 @@ else. The data model first, then one module per report, then the console they ar
 samples      Sample and SampleTable: a load's tasks, one at a time or in columns
 documents    the schema version, a result file's envelope, JSON written item by item (Stream)
 dispatch     one dispatch: each task's outcome, the summary table and totals
-load         a load run: latency distributions, efficiency, thresholds, the sweep table
+load         a load test: latency distributions, efficiency, thresholds, its runs and their sweep table
 status       status and health: per pool, per queue, per worker; the verdict; tasks/s between refreshes
 console      a person at a terminal or not; the one table renderer (plain lines or a rich Table)
 

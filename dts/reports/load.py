@@ -1,21 +1,22 @@
 """The load test's report: per run, the latency distributions (end to end, queue wait, execution), the
 tasks per worker, the ideal time on the live worker slots and the efficiency; the thresholds it missed;
-its text (one run, or the sweep table of several) and JSON.
+and the whole test (its runs, at one size or a sweep of sizes) as text and as its result file's JSON.
 
     report = summarise_load(settings, table, slots, wall)       # table: the SampleTable of one run
-    print("\\n".join(render_load(report)))                         # json.dumps(report.to_json())
-    threshold_failures(report, settings)                         # ["p95 latency 0.200s above ...", ...]
+    test = LoadTestReport(config, spec, (LoadRun(None, report, table),), tuple(threshold_failures(report, settings)))
+    print("\\n".join(render_load_test(test)))                     # the result file: test.to_json()
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dts.config import Settings
-from dts.reports.samples import SUCCEEDED, SampleTable
+from dts.reports.documents import Stream
+from dts.reports.samples import SUCCEEDED, UNKNOWN, SampleTable
 
 
 @dataclass(frozen=True)
@@ -191,3 +192,80 @@ def render_sweep(runs: list[tuple[int, LoadReport]]) -> list[str]:
             f"{r.ideal_time:>8.3f} {speedup:>7.2f}x {r.efficiency or 0:>10.3f}"
         )
     return lines
+
+
+# --------------------------------------------------------------------------- the whole test: its runs
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """The load asked for: tasks of each type, the share of task_a, the task durations (None: the config's)."""
+
+    tasks: int
+    mix: float
+    duration_a: float | None
+    duration_b: float | None
+
+
+@dataclass(frozen=True)
+class LoadRun:
+    """One load at one pool size (None: the pools as they were), every task of it, and how its wait ended."""
+
+    size: int | None
+    report: LoadReport
+    samples: SampleTable
+    broker_lost: str | None = None  # why, when the broker connection was down at the deadline
+    pools_lost: dict[str, str] = field(default_factory=dict)  # pool -> its queue without consumers at the end
+
+    def to_json(self) -> dict[str, Any]:
+        """The run in the result file: its report and every sample (streamed, never all in memory)."""
+        return {
+            "size": self.size,
+            "report": self.report.to_json(),
+            "samples": Stream(s.to_json() for s in self.samples),
+        }
+
+
+@dataclass(frozen=True)
+class LoadTestReport:
+    """A load test: the load, its runs (one, or one per size of a sweep) and the thresholds they missed."""
+
+    config: str  # the config file's path
+    load: LoadSpec
+    runs: tuple[LoadRun, ...]
+    problems: tuple[str, ...] = ()
+
+    @property
+    def broker_lost(self) -> str | None:
+        return next((r.broker_lost for r in self.runs if r.broker_lost), None)
+
+    @property
+    def pools_lost(self) -> dict[str, str]:
+        return next((r.pools_lost for r in self.runs if r.pools_lost), {})
+
+    def unknown(self) -> int:
+        """Tasks without a result at the deadline, over every run."""
+        return sum(r.samples.count(UNKNOWN) for r in self.runs)
+
+    def to_json(self) -> dict[str, Any]:
+        """The result file's body (README, "Result files")."""
+        return {
+            "config": self.config,
+            "load": asdict(self.load),
+            "runs": [r.to_json() for r in self.runs],
+            "problems": list(self.problems),
+            "broker_lost": self.broker_lost,
+            "pools_lost": self.pools_lost,
+        }
+
+    def summary_json(self) -> dict[str, Any]:
+        """--json on stdout: the same without the samples, each run's report under `reports`."""
+        body = {k: v for k, v in self.to_json().items() if k != "runs"}
+        return body | {"reports": [r.report.to_json() for r in self.runs]}
+
+
+def render_load_test(test: LoadTestReport) -> list[str]:
+    """A sweep (runs with a size) as its table, else the run's report; then each problem on a line."""
+    sweep = [(r.size, r.report) for r in test.runs if r.size is not None]
+    lines = render_sweep(sweep) if sweep else render_load(test.runs[-1].report)
+    return lines + [f"FAILED: {p}" if "task(s) " in p else f"THRESHOLD: {p}" for p in test.problems]
