@@ -15,7 +15,6 @@ import sys
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dts.cli import (
     MAX_FAIL_TIMES,
@@ -28,11 +27,8 @@ from dts.cli import (
     run_main,
 )
 from dts.config import Settings, load_settings
-from dts.errors import CliError, ExitCode
+from dts.errors import CliError
 from dts.live import EventStream, LiveView, TaskWatch
-
-if TYPE_CHECKING:
-    from dts.replies import Collected
 from dts.reports.dispatch import (
     DISPATCH_COLUMNS,
     bare_results,
@@ -41,6 +37,7 @@ from dts.reports.dispatch import (
     dispatch_totals,
     summarise_dispatch,
 )
+from dts.reports.verdict import verdict
 from dts.results import output_path, save
 
 log = logging.getLogger("dts.dispatch")
@@ -141,7 +138,11 @@ def run(args: argparse.Namespace) -> int:
             if got.broker_lost or got.pools_lost:
                 break
     report = dispatch_report(settings, rounds)
-    code, problem = verdict(report, waits)
+    unknown = [o.task_id for o in report.outcomes if o.unknown]
+    ids = f": {len(unknown)} task(s) unknown ({', '.join(unknown)})" if unknown else ""
+    code, problem = verdict(
+        report.exit_code, waits, len(unknown), ids, broker_fix="; the report has what is known", pool_fix=" (`make up`)"
+    )
     report = replace(report, exit_code=code)
     save(result_file, "dispatch", report.to_json())
     if args.json:
@@ -157,22 +158,6 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         raise CliError(problem, code)  # after the (partial) report: one line on stderr, exit 3 or 4
     return report.exit_code
-
-
-def verdict(report, waits: list[Collected]) -> tuple[int, str | None]:
-    """The exit code, and for a run that ended on a lost broker or a lost pool, the one-line error."""
-    unknown = [o.task_id for o in report.outcomes if o.unknown]
-    ids = f": {len(unknown)} task(s) unknown ({', '.join(unknown)})" if unknown else ""
-    lost = next((w for w in waits if w.broker_lost), None)
-    if lost:
-        return ExitCode.BROKER_UNREACHABLE, (f"lost the broker connection ({lost.broker_lost}) and it did not come "
-                                              f"back before the deadline{ids}; the report has what is known")  # fmt: skip
-    pools = next((w.pools_lost for w in waits if w.pools_lost), None)
-    if pools and unknown:
-        names = ", ".join(f"{pool} ({queue})" for pool, queue in pools.items())
-        return ExitCode.NO_CONSUMER, (f"pool {names} lost all its consumers and none came back before the "
-                                       f"deadline{ids}; start its workers (`make up`)")  # fmt: skip
-    return report.exit_code, None
 
 
 def main(argv: list[str] | None = None) -> int:

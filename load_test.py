@@ -32,6 +32,7 @@ from dts.engine import make_engine, replicas
 from dts.errors import CliError, ExitCode, excerpt
 from dts.live import LoadProgress
 from dts.reports.load import LoadRun, LoadSpec, LoadTestReport, render_load_test, summarise_load, threshold_failures
+from dts.reports.verdict import verdict
 from dts.results import check_writable, output_path, save
 
 log = logging.getLogger("dts.load_test")
@@ -116,25 +117,6 @@ def one_run(settings: Settings, args: argparse.Namespace, size: int | None) -> L
         progress.close()
     report = summarise_load(settings, samples, slots, wall)
     return LoadRun(size, report, samples, got.broker_lost, got.pools_lost)
-
-
-def verdict(report: LoadTestReport) -> tuple[int, str | None]:
-    """The exit code, and for a run that ended on a lost broker or a lost pool, the one-line error."""
-    unknown = report.unknown()
-    lost = report.broker_lost
-    if lost:
-        return ExitCode.BROKER_UNREACHABLE, (
-            f"lost the broker connection ({lost}) and it did not come back before "
-            f"the deadline: {unknown} task(s) unknown (ids in the report)"
-        )
-    pools = report.pools_lost
-    if pools and unknown:
-        names = ", ".join(f"{pool} ({queue})" for pool, queue in pools.items())
-        return ExitCode.NO_CONSUMER, (
-            f"pool {names} lost all its consumers and none came back before the "
-            f"deadline: {unknown} task(s) unknown (ids in the report); start its workers"
-        )
-    return (ExitCode.FAILED if report.problems else ExitCode.OK), None
 
 
 def sweep(settings: Settings, args: argparse.Namespace) -> list[LoadRun]:
@@ -229,7 +211,10 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps(report.summary_json(), indent=2) if args.json else "\n".join(render_load_test(report)))
     if result_file and not args.json:
         print(f"Result file: {result_file}")
-    code, problem = verdict(report)
+    unknown = report.unknown()
+    code, problem = verdict(
+        ExitCode.FAILED if problems else ExitCode.OK, runs, unknown, f": {unknown} task(s) unknown (ids in the report)"
+    )
     if problem:
         raise CliError(problem, code)  # after the (partial) report: one line on stderr
     return code

@@ -237,3 +237,36 @@ def test_help_shows_examples(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "examples:" in out and "python dispatch.py --fail-rate 0.5" in out and "exit codes:" in out
+
+
+@pytest.mark.parametrize(
+    ("broker_lost", "pools_lost", "unknown", "code", "problem"),
+    [
+        (None, {}, [], ExitCode.OK, None),
+        (None, {"worker-b": "queue_b"}, [], ExitCode.OK, None),  # lost, but every result is in
+        (
+            "ConnectionResetError",
+            {},
+            ["id-b"],
+            ExitCode.BROKER_UNREACHABLE,
+            "lost the broker connection (ConnectionResetError) and it did not come back before the deadline: "
+            "1 task(s) unknown (id-b); the report has what is known",
+        ),
+        (
+            None,
+            {"worker-b": "queue_b"},
+            ["id-a", "id-b"],
+            ExitCode.NO_CONSUMER,
+            "pool worker-b (queue_b) lost all its consumers and none came back before the deadline: "
+            "2 task(s) unknown (id-a, id-b); start its workers (`make up`)",
+        ),
+    ],
+)
+def test_the_verdict_of_a_dispatch_that_lost_its_broker_or_a_pool(broker_lost, pools_lost, unknown, code, problem):
+    from dts.replies import Collected
+    from dts.reports.verdict import verdict
+
+    waits = [Collected(), Collected(broker_lost=broker_lost, pools_lost=pools_lost)]
+    ids = f": {len(unknown)} task(s) unknown ({', '.join(unknown)})" if unknown else ""
+    got = verdict(ExitCode.OK, waits, len(unknown), ids, "; the report has what is known", " (`make up`)")
+    assert got == (code, problem)

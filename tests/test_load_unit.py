@@ -16,7 +16,18 @@ import load_test
 from dts.config import load_settings
 from dts.errors import ExitCode
 from dts.loadgen import interleave, task_plan
-from dts.reports.load import ideal_time, percentile, render_load, render_sweep, summarise_load, threshold_failures
+from dts.reports.load import (
+    LoadRun,
+    LoadSpec,
+    LoadTestReport,
+    ideal_time,
+    percentile,
+    render_load,
+    render_load_test,
+    render_sweep,
+    summarise_load,
+    threshold_failures,
+)
 from dts.reports.samples import Sample
 
 SETTINGS = load_settings(ROOT / "test-config.yml")
@@ -175,6 +186,65 @@ def test_failures_are_listed_at_most_ten():
     lost = [Sample("task_a", f"id-{n}", 0.0, error="lost") for n in range(12)]
     lines = render_load(summarise_load(SETTINGS, lost, {"worker-a": 1}, wall=1.0))
     assert [line for line in lines if line.startswith("FAILED")] == [f"FAILED task_a id-{n}: lost" for n in range(10)]
+
+
+def run_of(samples: list[Sample], broker_lost=None, pools_lost=None) -> LoadRun:
+    from dts.reports.samples import SampleTable
+
+    table = SampleTable.of(samples)
+    return LoadRun(
+        None, summarise_load(SETTINGS, table, {"worker-a": 1}, wall=1.0), table, broker_lost, pools_lost or {}
+    )
+
+
+def test_a_load_test_report_is_the_result_file_and_the_json_summary():
+    run = run_of([sample("task_a", "worker-a@h", 0, 0, 0.1, 0.1), Sample("task_b", "x", 0.0, unknown=True)])
+    test = LoadTestReport("c.yml", LoadSpec(1, 0.5, None, 0.0), (run,), ("1 task(s) unknown",))
+    body = test.to_json()
+    assert list(body) == ["config", "load", "runs", "problems", "broker_lost", "pools_lost"]
+    assert body["load"] == {"tasks": 1, "mix": 0.5, "duration_a": None, "duration_b": 0.0}
+    assert body["problems"] == ["1 task(s) unknown"] and (body["broker_lost"], body["pools_lost"]) == (None, {})
+    assert list(body["runs"][0]) == ["size", "report", "samples"] and test.unknown() == 1
+    summary = test.summary_json()
+    assert list(summary) == ["config", "load", "problems", "broker_lost", "pools_lost", "reports"]
+    assert summary["reports"] == [run.report.to_json()]
+    assert render_load_test(test)[-1] == "FAILED: 1 task(s) unknown"
+
+
+@pytest.mark.parametrize(
+    ("broker_lost", "pools_lost", "problems", "code", "problem"),
+    [
+        (None, {}, (), ExitCode.OK, None),
+        (None, {}, ("efficiency 0.5 below",), ExitCode.FAILED, None),
+        (
+            "publishing stopped",
+            {},
+            (),
+            ExitCode.BROKER_UNREACHABLE,
+            "lost the broker connection (publishing stopped) and it did not come back before the deadline: "
+            "1 task(s) unknown (ids in the report)",
+        ),
+        (
+            None,
+            {"worker-b": "queue_b"},
+            (),
+            ExitCode.NO_CONSUMER,
+            "pool worker-b (queue_b) lost all its consumers and none came back before the deadline: "
+            "1 task(s) unknown (ids in the report); start its workers",
+        ),
+    ],
+)
+def test_the_verdict_of_a_load_test_that_lost_its_broker_or_a_pool(broker_lost, pools_lost, problems, code, problem):
+    from dts.reports.verdict import verdict
+
+    lost = Sample("task_b", "x", 0.0, error="no result within 5s", unknown=True)
+    runs = (run_of([lost]), run_of([], broker_lost, pools_lost))
+    test = LoadTestReport("c.yml", LoadSpec(1, 0.5, None, None), runs, problems)
+    unknown = test.unknown()
+    got = verdict(
+        ExitCode.FAILED if problems else ExitCode.OK, runs, unknown, f": {unknown} task(s) unknown (ids in the report)"
+    )
+    assert got == (code, problem)
 
 
 # --------------------------------------------------------------------------- load_test.py usage errors

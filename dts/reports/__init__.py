@@ -7,6 +7,7 @@ else. The data model first, then one module per report, then the console they ar
 
 samples      Sample and SampleTable: a load's tasks, one at a time or in columns
 documents    the schema version, a result file's envelope, JSON written item by item (Stream)
+verdict      a run's exit code and its one-line error (a lost broker, a lost pool)
 dispatch     one dispatch: each task's outcome, the summary table and totals
 load         a load test: latency distributions, efficiency, thresholds, its runs and their sweep table
 status       status and health: per pool, per queue, per worker; the verdict; tasks/s between refreshes
