@@ -11,8 +11,9 @@ verdict      a run's exit code and its one-line error (a lost broker, a lost poo
 dispatch     one dispatch: each task's outcome, the summary table and totals
 load         a load test: latency distributions, efficiency, thresholds, its runs and their sweep table
 status       status and health: per pool, per queue, per worker; the verdict; tasks/s between refreshes
+deadletters  the dead letters of each queue, what a replay, purge or migration did
 console      a person at a terminal or not; the one table renderer (plain lines or a rich Table)
 
 Nothing here talks to the broker, imports Celery or an entry point: besides itself the package imports
-dts.config, dts.errors and dts.naming (and rich, on a terminal).
+dts.config, dts.errors, dts.naming and dts.routing (and rich, on a terminal).
 """
