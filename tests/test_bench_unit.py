@@ -9,7 +9,8 @@ import time
 import pytest
 
 from bench.run import consume_rate, sent_rate
-from bench.table import MISS, NO_DATA, NO_TARGET, PASS, build_rows, meets, percentile, ratio, render, summary, verdict
+from bench.table import MISS, NO_DATA, NO_TARGET, PASS, build_rows, meets, ratio, render, summary, verdict
+from dts.reports.load import percentile
 
 
 def test_ratio_is_none_when_unknown_or_divided_by_zero():
@@ -36,6 +37,7 @@ def test_verdict_miss_wins_then_unknown_then_pass():
 
 
 def test_percentile_nearest_rank():
+    """bench's numbers use the reports' percentile (one nearest-rank percentile)."""
     values = [float(v) for v in range(1, 101)]
     assert percentile(values, 50) == 50.0
     assert percentile(values, 99) == 99.0
