@@ -68,15 +68,28 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     parser.add_argument("--config", help="config file (default: test-config.yml, or $DTS_CONFIG)")
-    parser.add_argument("--timeout", type=float_between(0, MAX_TIMEOUT, low_open=True), metavar="S",
-                        help=f"seconds to wait for results, at most {MAX_TIMEOUT:g} (default: dispatch.timeout)")  # fmt: skip
+    parser.add_argument(
+        "--timeout",
+        type=float_between(0, MAX_TIMEOUT, low_open=True),
+        metavar="S",
+        help=f"seconds to wait for results, at most {MAX_TIMEOUT:g} (default: dispatch.timeout)",
+    )
     parser.add_argument("--fail-rate", type=probability, metavar="P", help="probability 0..1 that an attempt fails")
-    parser.add_argument("--fail-times", type=int_between(0, MAX_FAIL_TIMES), metavar="N", default=0,
-                        help=f"make the first N attempts of each task fail, N <= {MAX_FAIL_TIMES} "
-                        "(N > retry.max_retries fails the task)")  # fmt: skip
-    parser.add_argument("--repeat", type=int_between(1, MAX_REPEAT), default=1, metavar="N",
-                        help=f"dispatch N rounds (N <= {MAX_REPEAT}) and report median/min/max overhead (a benchmark); "
-                        "prints the last round")  # fmt: skip
+    parser.add_argument(
+        "--fail-times",
+        type=int_between(0, MAX_FAIL_TIMES),
+        metavar="N",
+        default=0,
+        help=f"make the first N attempts of each task fail, N <= {MAX_FAIL_TIMES} (N > retry.max_retries fails the task)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int_between(1, MAX_REPEAT),
+        default=1,
+        metavar="N",
+        help=f"dispatch N rounds (N <= {MAX_REPEAT}) and report median/min/max overhead (a benchmark); "
+        "prints the last round",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     output.add_argument("-q", "--quiet", action="store_true", help="print only the results, one line per task")
@@ -123,18 +136,18 @@ def run(args: argparse.Namespace) -> int:
     prepare(settings, announce)
     announce("Dispatching tasks...")
     rounds, waits = [], []
+    timeout = args.timeout or settings.dispatch.timeout
     with ReplyQueue(app, connect_timeout=settings.broker.connect_timeout) as replies:
         publisher = TaskPublisher(app, settings, replies, sent_events=settings.monitoring.task_events)
         for n in range(args.repeat):
             watch = TaskWatch(view.show, settings.retry.max_retries) if view and n == 0 else None
             events = EventStream(app, watch.feed) if watch and settings.monitoring.task_events else nullcontext()
             with events:
-                outcomes, total, got = dispatch_round(settings, publisher, args.timeout or settings.dispatch.timeout,
-                                                      overrides, replies, watch)  # fmt: skip
+                outcomes, total, got = dispatch_round(settings, publisher, timeout, overrides, replies, watch)
             rounds.append((outcomes, summarise_dispatch(outcomes, total)))
             waits.append(got)
-            log.info("round %d/%d: total %.3fs overhead %.1f ms", n + 1, args.repeat, total,
-                     rounds[-1][1].overhead * 1000)  # fmt: skip
+            overhead = rounds[-1][1].overhead * 1000
+            log.info("round %d/%d: total %.3fs overhead %.1f ms", n + 1, args.repeat, total, overhead)
             if got.broker_lost or got.pools_lost:
                 break
     report = dispatch_report(settings, rounds)
