@@ -62,9 +62,16 @@ def test_percentile_of_nothing():
 
 @pytest.mark.parametrize(
     ("executions", "slots", "ideal"),
-    [([0.2] * 20, 1, 4.0), ([0.2] * 20, 3, 1.4), ([0.2] * 21, 3, 1.4), ([0.1] * 20, 3, 0.7), ([1.0, 0.1, 0.1], 3, 1.0),
-     ([0.1, 0.3], 1, 0.4), ([], 4, 0.0)],
-)  # fmt: skip
+    [
+        ([0.2] * 20, 1, 4.0),
+        ([0.2] * 20, 3, 1.4),
+        ([0.2] * 21, 3, 1.4),
+        ([0.1] * 20, 3, 0.7),
+        ([1.0, 0.1, 0.1], 3, 1.0),
+        ([0.1, 0.3], 1, 0.4),
+        ([], 4, 0.0),
+    ],
+)
 def test_ideal_time_is_the_lower_bound_for_the_slots(executions, slots, ideal):
     assert ideal_time(executions, slots) == pytest.approx(ideal)
 
@@ -143,8 +150,12 @@ def test_sample_to_json():
     s = sample("task_a", "worker-a@h", 1.0, 1.0, 0.1, 1.2, retries=2)
     doc = s.to_json()
     assert (doc["ok"], doc["worker"], doc["retries"], doc["execution_time"], doc["error"]) == (
-        True, "worker-a@h", 2, 0.1, None,
-    )  # fmt: skip
+        True,
+        "worker-a@h",
+        2,
+        0.1,
+        None,
+    )
     lost = Sample("task_b", "y", 1.0, error="lost").to_json()
     assert (lost["ok"], lost["worker"], lost["error"]) == (False, None, "lost")
 
@@ -252,13 +263,15 @@ def test_the_verdict_of_a_load_test_that_lost_its_broker_or_a_pool(broker_lost, 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--tasks", "0"], "argument --tasks: must be an integer from 1 to 50000 (got '0')"),
-     (["--mix", "2"], "argument --mix: must be between 0 and 1 (got '2')"),
-     (["--duration-a", "-1"], "argument --duration-a: must be a number from 0 to 3600 (got '-1')"),
-     (["--fail-rate", "x"], "argument --fail-rate: must be between 0 and 1 (got 'x')"),
-     (["--sweep", "1,x"], "argument --sweep: takes 1 to 20 pool sizes from 1 to 1000 like 1,2,4,8 (got '1,x')"),
-     (["--engine", "k8s"], "argument --engine: invalid choice: 'k8s' (choose from auto, compose, local)")],
-)  # fmt: skip
+    [
+        (["--tasks", "0"], "argument --tasks: must be an integer from 1 to 50000 (got '0')"),
+        (["--mix", "2"], "argument --mix: must be between 0 and 1 (got '2')"),
+        (["--duration-a", "-1"], "argument --duration-a: must be a number from 0 to 3600 (got '-1')"),
+        (["--fail-rate", "x"], "argument --fail-rate: must be between 0 and 1 (got 'x')"),
+        (["--sweep", "1,x"], "argument --sweep: takes 1 to 20 pool sizes from 1 to 1000 like 1,2,4,8 (got '1,x')"),
+        (["--engine", "k8s"], "argument --engine: invalid choice: 'k8s' (choose from auto, compose, local)"),
+    ],
+)
 def test_bad_arguments_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
         load_test.main(argv)
@@ -270,10 +283,12 @@ def test_bad_arguments_exit_2(argv, message, capsys):
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--sweep", "1,50"], "--sweep size 50 exceeds engine.max_replicas=10"),
-     (["--plot", "out.jpg"], "--plot writes a PNG: give a file name ending in .png (got out.jpg)"),
-     (["--output", "{tmp}"], "{tmp} is a directory: give a file name, e.g. {tmp}/run.json")],
-)  # fmt: skip
+    [
+        (["--sweep", "1,50"], "--sweep size 50 exceeds engine.max_replicas=10"),
+        (["--plot", "out.jpg"], "--plot writes a PNG: give a file name ending in .png (got out.jpg)"),
+        (["--output", "{tmp}"], "{tmp} is a directory: give a file name, e.g. {tmp}/run.json"),
+    ],
+)
 def test_bad_options_exit_2_before_any_work(tmp_path, argv, message, capsys):
     argv = [arg.format(tmp=tmp_path) for arg in argv]
     assert load_test.main(argv) == ExitCode.USAGE  # refused before the broker is contacted
