@@ -2,7 +2,8 @@
 
 with ReplyQueue(app) as replies:
     publisher = TaskPublisher(app, settings, replies, sent_events=settings.monitoring.task_events)
-    outcomes, total, got = dispatch_round(settings, publisher, timeout=60, overrides={}, replies=replies, watch=watch)
+    outcomes, total, got = dispatch_round(settings, publisher, 60, overrides={}, replies=replies, watch=watch)
+summarise_dispatch(outcomes, total)            # dts.reports.dispatch: the round's summary
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """The load generator: the task plan, and a run that streams: tasks are published (confirmed in batches)
 while their results come back on the run's reply queue, with a bounded number in flight.
 
-samples, wall, got = run_load(app, settings, order, kwargs, timeout, progress, watch)
+    order = interleave(task_plan(tasks=20, mix=0.5))     # ['task_a', 'task_b', 'task_a', ...]
+    slots = live_slots(app, settings, workers=2)           # {'worker-a': 1, 'worker-b': 1}
+    samples, wall, got = run_load(app, settings, order, kwargs, timeout, progress, watch)   # samples: a SampleTable
 """
 
 from __future__ import annotations
