@@ -15,7 +15,6 @@ import sys
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dts.cli import (
     MAX_FAIL_TIMES,
@@ -28,12 +27,9 @@ from dts.cli import (
     run_main,
 )
 from dts.config import Settings, load_settings
-from dts.errors import CliError, ExitCode
+from dts.errors import CliError
 from dts.live import EventStream, LiveView, TaskWatch
-
-if TYPE_CHECKING:
-    from dts.replies import Collected
-from dts.reports import (
+from dts.reports.dispatch import (
     DISPATCH_COLUMNS,
     bare_results,
     dispatch_report,
@@ -41,6 +37,7 @@ from dts.reports import (
     dispatch_totals,
     summarise_dispatch,
 )
+from dts.reports.verdict import verdict
 from dts.results import output_path, save
 
 log = logging.getLogger("dts.dispatch")
@@ -71,15 +68,28 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     parser.add_argument("--config", help="config file (default: test-config.yml, or $DTS_CONFIG)")
-    parser.add_argument("--timeout", type=float_between(0, MAX_TIMEOUT, low_open=True), metavar="S",
-                        help=f"seconds to wait for results, at most {MAX_TIMEOUT:g} (default: dispatch.timeout)")  # fmt: skip
+    parser.add_argument(
+        "--timeout",
+        type=float_between(0, MAX_TIMEOUT, low_open=True),
+        metavar="S",
+        help=f"seconds to wait for results, at most {MAX_TIMEOUT:g} (default: dispatch.timeout)",
+    )
     parser.add_argument("--fail-rate", type=probability, metavar="P", help="probability 0..1 that an attempt fails")
-    parser.add_argument("--fail-times", type=int_between(0, MAX_FAIL_TIMES), metavar="N", default=0,
-                        help=f"make the first N attempts of each task fail, N <= {MAX_FAIL_TIMES} "
-                        "(N > retry.max_retries fails the task)")  # fmt: skip
-    parser.add_argument("--repeat", type=int_between(1, MAX_REPEAT), default=1, metavar="N",
-                        help=f"dispatch N rounds (N <= {MAX_REPEAT}) and report median/min/max overhead (a benchmark); "
-                        "prints the last round")  # fmt: skip
+    parser.add_argument(
+        "--fail-times",
+        type=int_between(0, MAX_FAIL_TIMES),
+        metavar="N",
+        default=0,
+        help=f"make the first N attempts of each task fail, N <= {MAX_FAIL_TIMES} (N > retry.max_retries fails the task)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int_between(1, MAX_REPEAT),
+        default=1,
+        metavar="N",
+        help=f"dispatch N rounds (N <= {MAX_REPEAT}) and report median/min/max overhead (a benchmark); "
+        "prints the last round",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     output.add_argument("-q", "--quiet", action="store_true", help="print only the results, one line per task")
@@ -126,22 +136,26 @@ def run(args: argparse.Namespace) -> int:
     prepare(settings, announce)
     announce("Dispatching tasks...")
     rounds, waits = [], []
+    timeout = args.timeout or settings.dispatch.timeout
     with ReplyQueue(app, connect_timeout=settings.broker.connect_timeout) as replies:
         publisher = TaskPublisher(app, settings, replies, sent_events=settings.monitoring.task_events)
         for n in range(args.repeat):
             watch = TaskWatch(view.show, settings.retry.max_retries) if view and n == 0 else None
             events = EventStream(app, watch.feed) if watch and settings.monitoring.task_events else nullcontext()
             with events:
-                outcomes, total, got = dispatch_round(settings, publisher, args.timeout or settings.dispatch.timeout,
-                                                      overrides, replies, watch)  # fmt: skip
+                outcomes, total, got = dispatch_round(settings, publisher, timeout, overrides, replies, watch)
             rounds.append((outcomes, summarise_dispatch(outcomes, total)))
             waits.append(got)
-            log.info("round %d/%d: total %.3fs overhead %.1f ms", n + 1, args.repeat, total,
-                     rounds[-1][1].overhead * 1000)  # fmt: skip
+            overhead = rounds[-1][1].overhead * 1000
+            log.info("round %d/%d: total %.3fs overhead %.1f ms", n + 1, args.repeat, total, overhead)
             if got.broker_lost or got.pools_lost:
                 break
     report = dispatch_report(settings, rounds)
-    code, problem = verdict(report, waits)
+    unknown = [o.task_id for o in report.outcomes if o.unknown]
+    ids = f": {len(unknown)} task(s) unknown ({', '.join(unknown)})" if unknown else ""
+    code, problem = verdict(
+        report.exit_code, waits, len(unknown), ids, broker_fix="; the report has what is known", pool_fix=" (`make up`)"
+    )
     report = replace(report, exit_code=code)
     save(result_file, "dispatch", report.to_json())
     if args.json:
@@ -157,22 +171,6 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         raise CliError(problem, code)  # after the (partial) report: one line on stderr, exit 3 or 4
     return report.exit_code
-
-
-def verdict(report, waits: list[Collected]) -> tuple[int, str | None]:
-    """The exit code, and for a run that ended on a lost broker or a lost pool, the one-line error."""
-    unknown = [o.task_id for o in report.outcomes if o.unknown]
-    ids = f": {len(unknown)} task(s) unknown ({', '.join(unknown)})" if unknown else ""
-    lost = next((w for w in waits if w.broker_lost), None)
-    if lost:
-        return ExitCode.BROKER_UNREACHABLE, (f"lost the broker connection ({lost.broker_lost}) and it did not come "
-                                              f"back before the deadline{ids}; the report has what is known")  # fmt: skip
-    pools = next((w.pools_lost for w in waits if w.pools_lost), None)
-    if pools and unknown:
-        names = ", ".join(f"{pool} ({queue})" for pool, queue in pools.items())
-        return ExitCode.NO_CONSUMER, (f"pool {names} lost all its consumers and none came back before the "
-                                       f"deadline{ids}; start its workers (`make up`)")  # fmt: skip
-    return report.exit_code, None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,6 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 from dts import engines
 from dts.cli import (
@@ -34,9 +33,9 @@ from dts.engines import make_engine
 from dts.engines.base import replicas
 from dts.errors import CliError, ExitCode, excerpt
 from dts.live import LoadProgress
-from dts.reports import LoadReport, render_load, render_sweep, summarise_load, threshold_failures
-from dts.results import Stream, check_writable, output_path, save
-from dts.samples import UNKNOWN
+from dts.reports.load import LoadRun, LoadSpec, LoadTestReport, render_load_test, summarise_load, threshold_failures
+from dts.reports.verdict import verdict
+from dts.results import check_writable, output_path, save
 
 log = logging.getLogger("dts.load_test")
 EPILOG = """examples:
@@ -61,12 +60,13 @@ def parse_sizes(text: str) -> list[int]:
     if not 1 <= len(parts) <= MAX_SWEEP_SIZES or not all(
         p.isascii() and p.isdigit() and len(p) <= 4 and 1 <= int(p) <= MAX_WORKERS for p in parts
     ):
-        raise argparse.ArgumentTypeError(f"takes 1 to {MAX_SWEEP_SIZES} pool sizes from 1 to {MAX_WORKERS} like "
-                                         f"1,2,4,8 (got {excerpt(text)})")  # fmt: skip
+        raise argparse.ArgumentTypeError(
+            f"takes 1 to {MAX_SWEEP_SIZES} pool sizes from 1 to {MAX_WORKERS} like 1,2,4,8 (got {excerpt(text)})"
+        )
     return [int(p) for p in parts]
 
 
-def task_kwargs(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+def task_kwargs(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     common = {} if args.fail_rate is None else {"failure_rate": args.fail_rate}
     durations = {"task_a": args.duration_a, "task_b": args.duration_b}
     return {name: dict(common, **({} if d is None else {"duration": d})) for name, d in durations.items()}
@@ -74,9 +74,9 @@ def task_kwargs(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 def check_outputs(args: argparse.Namespace, settings: Settings) -> None:
     """Refuse bad output paths and sizes before the load runs, not after (when the results would be lost)."""
-    if args.sweep and max(args.sweep) > settings.engine.max_replicas:
-        raise CliError(f"--sweep size {max(args.sweep)} exceeds engine.max_replicas={settings.engine.max_replicas}",
-                       ExitCode.USAGE)  # fmt: skip
+    limit = settings.engine.max_replicas
+    if args.sweep and max(args.sweep) > limit:
+        raise CliError(f"--sweep size {max(args.sweep)} exceeds engine.max_replicas={limit}", ExitCode.USAGE)
     if args.plot and args.plot.suffix.lower() != ".png":
         raise CliError(f"--plot writes a PNG: give a file name ending in .png (got {args.plot})", ExitCode.USAGE)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
@@ -103,7 +103,7 @@ def start_up(settings: Settings) -> dict[str, int]:
         raise broker_error(settings.broker.url, exc) from None
 
 
-def one_run(settings: Settings, args: argparse.Namespace, size: int | None) -> dict[str, Any]:
+def one_run(settings: Settings, args: argparse.Namespace, size: int | None) -> LoadRun:
     from celery_app import app
     from dts.loadgen import interleave, run_load, task_plan
 
@@ -112,31 +112,16 @@ def one_run(settings: Settings, args: argparse.Namespace, size: int | None) -> d
     log.info("load: %d tasks; slots %s", len(order), slots)
     watch = {t.queue: settings.pool_for_task(name).name for name, t in settings.tasks.items()}
     progress = LoadProgress(len(order), enabled=not args.json)
+    timeout = args.timeout or settings.load_test.timeout
     try:
-        samples, wall, got = run_load(app, settings, order, task_kwargs(args),
-                                      args.timeout or settings.load_test.timeout, progress, watch)  # fmt: skip
+        samples, wall, got = run_load(app, settings, order, task_kwargs(args), timeout, progress, watch)
     finally:
         progress.close()
     report = summarise_load(settings, samples, slots, wall)
-    return {"size": size, "report": report, "samples": samples, "wait": got}
+    return LoadRun(size, report, samples, got.broker_lost, got.pools_lost)
 
 
-def verdict(runs: list[dict[str, Any]], problems: list[str]) -> tuple[int, str | None]:
-    """The exit code, and for a run that ended on a lost broker or a lost pool, the one-line error."""
-    unknown = sum(r["samples"].count(UNKNOWN) for r in runs)
-    lost = next((r["wait"].broker_lost for r in runs if r["wait"].broker_lost), None)
-    if lost:
-        return ExitCode.BROKER_UNREACHABLE, (f"lost the broker connection ({lost}) and it did not come back before "
-                                              f"the deadline: {unknown} task(s) unknown (ids in the report)")  # fmt: skip
-    pools = next((r["wait"].pools_lost for r in runs if r["wait"].pools_lost), None)
-    if pools and unknown:
-        names = ", ".join(f"{pool} ({queue})" for pool, queue in pools.items())
-        return ExitCode.NO_CONSUMER, (f"pool {names} lost all its consumers and none came back before the "
-                                       f"deadline: {unknown} task(s) unknown (ids in the report); start its workers")  # fmt: skip
-    return (ExitCode.FAILED if problems else ExitCode.OK), None
-
-
-def sweep(settings: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
+def sweep(settings: Settings, args: argparse.Namespace) -> list[LoadRun]:
     """The same load at each pool size; the pools are put back to their sizes afterwards."""
     from celery_app import app
 
@@ -148,7 +133,7 @@ def sweep(settings: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
             log.warning("-- %d worker(s) per pool", size)
             engine.resize({pool: size for pool in settings.pools})
             runs.append(one_run(settings, args, size))
-            if runs[-1]["wait"].broker_lost or runs[-1]["wait"].pools_lost:
+            if runs[-1].broker_lost or runs[-1].pools_lost:
                 break
     finally:
         log.warning("-- back to %s", before)
@@ -156,35 +141,41 @@ def sweep(settings: Settings, args: argparse.Namespace) -> list[dict[str, Any]]:
     return runs
 
 
-def report_doc(args: argparse.Namespace, settings: Settings, runs: list[dict[str, Any]], problems: list[str]) -> dict:
-    return {
-        "config": str(settings.path),
-        "load": {"tasks": args.tasks, "mix": args.mix, "duration_a": args.duration_a, "duration_b": args.duration_b},
-        "runs": [
-            {"size": r["size"], "report": r["report"].to_json(), "samples": Stream(s.to_json() for s in r["samples"])}
-            for r in runs
-        ],
-        "problems": problems,
-        "broker_lost": next((r["wait"].broker_lost for r in runs if r["wait"].broker_lost), None),
-        "pools_lost": next((r["wait"].pools_lost for r in runs if r["wait"].pools_lost), {}),
-    }
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="load_test.py", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-                    description="Send a load of task_a/task_b and report throughput, latency, fairness and efficiency.")  # fmt: skip
-    parser.add_argument("--tasks", type=int_between(1, MAX_TASKS), default=20, metavar="N",
-                        help=f"tasks of each type, at most {MAX_TASKS} (default 20)")  # fmt: skip
+    parser = Parser(
+        prog="load_test.py",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        description="Send a load of task_a/task_b and report throughput, latency, fairness and efficiency.",
+    )
+    parser.add_argument(
+        "--tasks",
+        type=int_between(1, MAX_TASKS),
+        default=20,
+        metavar="N",
+        help=f"tasks of each type, at most {MAX_TASKS} (default 20)",
+    )
     parser.add_argument("--mix", type=probability, default=0.5, metavar="F", help="share of task_a, 0..1 (default 0.5)")
     for name in ("a", "b"):
-        parser.add_argument(f"--duration-{name}", type=float_between(0, MAX_DURATION), metavar="S",
-                            help=f"task_{name} work, seconds, at most {MAX_DURATION:g} (default: config)")  # fmt: skip
+        parser.add_argument(
+            f"--duration-{name}",
+            type=float_between(0, MAX_DURATION),
+            metavar="S",
+            help=f"task_{name} work, seconds, at most {MAX_DURATION:g} (default: config)",
+        )
     parser.add_argument("--fail-rate", type=probability, metavar="P", help="probability 0..1 that an attempt fails")
-    parser.add_argument("--timeout", type=float_between(0, MAX_TIMEOUT, low_open=True), metavar="S",
-                        help=f"seconds to wait for all results, at most {MAX_TIMEOUT:g} (default: config)")  # fmt: skip
-    parser.add_argument("--sweep", type=parse_sizes, metavar="SIZES",
-                        help=f"pool sizes to run the load at, e.g. 1,2,4,8 (at most {MAX_SWEEP_SIZES} sizes, "
-                        "each <= engine.max_replicas)")  # fmt: skip
+    parser.add_argument(
+        "--timeout",
+        type=float_between(0, MAX_TIMEOUT, low_open=True),
+        metavar="S",
+        help=f"seconds to wait for all results, at most {MAX_TIMEOUT:g} (default: config)",
+    )
+    parser.add_argument(
+        "--sweep",
+        type=parse_sizes,
+        metavar="SIZES",
+        help=f"pool sizes to run the load at, e.g. 1,2,4,8 (at most {MAX_SWEEP_SIZES} sizes, each <= engine.max_replicas)",
+    )
     parser.add_argument(
         "--engine", choices=engines.names(), help="where the workers run, for --sweep (default: config)"
     )
@@ -202,17 +193,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def print_report(args: argparse.Namespace, doc: dict[str, Any], runs: list[dict[str, Any]]) -> None:
-    if args.json:
-        print(json.dumps({k: v for k, v in doc.items() if k != "runs"} | {"reports": [r["report"] for r in doc["runs"]]},
-                         indent=2))  # fmt: skip
-        return
-    reports: list[LoadReport] = [r["report"] for r in runs]
-    print("\n".join(render_sweep([(r["size"], r["report"]) for r in runs]) if args.sweep else render_load(reports[-1])))
-    for problem in doc["problems"]:
-        print(f"FAILED: {problem}" if "task(s) " in problem else f"THRESHOLD: {problem}")
-
-
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     check_outputs(args, settings)
@@ -224,17 +204,21 @@ def run(args: argparse.Namespace) -> int:
     use_settings(settings)
     check_broker(app, settings.broker.connect_timeout)
     runs = sweep(settings, args) if args.sweep else [one_run(settings, args, None)]
-    problems = [p for r in runs for p in threshold_failures(r["report"], settings)]
-    doc = report_doc(args, settings, runs, problems)
-    save(result_file, "load_test", doc)
+    problems = tuple(p for r in runs for p in threshold_failures(r.report, settings))
+    load = LoadSpec(args.tasks, args.mix, args.duration_a, args.duration_b)
+    report = LoadTestReport(str(settings.path), load, tuple(runs), problems)
+    save(result_file, "load_test", report.to_json())
     if args.plot:
         from dts.plot import write_plot
 
-        write_plot([s.to_json() for s in runs[-1]["samples"]], args.plot)
-    print_report(args, doc, runs)
+        write_plot([s.to_json() for s in runs[-1].samples], args.plot)
+    print(json.dumps(report.summary_json(), indent=2) if args.json else "\n".join(render_load_test(report)))
     if result_file and not args.json:
         print(f"Result file: {result_file}")
-    code, problem = verdict(runs, problems)
+    unknown = report.unknown()
+    code, problem = verdict(
+        ExitCode.FAILED if problems else ExitCode.OK, runs, unknown, f": {unknown} task(s) unknown (ids in the report)"
+    )
     if problem:
         raise CliError(problem, code)  # after the (partial) report: one line on stderr
     return code

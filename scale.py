@@ -36,7 +36,7 @@ from dts.engines import engine_class, engines_in_use, make_engine, names, resolv
 from dts.engines.base import Engine, check_sizes, declared_sizes
 from dts.engines.compose import BROKERS
 from dts.errors import CliError, ExitCode, excerpt
-from dts.reports import render_health, render_status
+from dts.reports.status import render_health, render_status
 
 DEFAULT_K8S_DIR = PROJECT_DIR / "deploy" / "k8s"
 # the commands only some engines answer (Engine.commands), and the one line for the others

@@ -112,7 +112,7 @@ def publish_consume_rate(
 
 def round_trip(url: str, msg: dict[str, Any], rate: float, seconds: float, timeout: float = 10.0) -> dict[str, float]:
     """One message every 1/rate s to an echo process, each reply waited for: send -> reply times."""
-    from bench.table import percentile
+    from dts.reports.load import percentile
 
     queue, replies = _queue(f"bench.echo.{uuid()}"), Queue(f"bench.replies.{uuid()}", exclusive=True)
     with Connection(url, transport_options={"confirm_publish": False}) as conn:

@@ -25,7 +25,7 @@ import time
 from celery import Celery
 from celery.result import ResultSet
 
-from bench.table import percentile
+from dts.reports.load import percentile
 
 app = Celery(
     "bench.naive", broker=os.environ.get("NAIVE_BROKER_URL", "amqp://guest:guest@localhost:5672//"), backend="rpc://"

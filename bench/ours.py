@@ -23,11 +23,11 @@ from kombu.utils.uuid import uuid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.table import percentile
 from celery_app import TASKS, app, use_settings
 from dts.broker import warm_up
 from dts.config import load_settings
 from dts.replies import ReplyQueue
+from dts.reports.load import percentile
 
 
 def rtt(rate: float, seconds: float, timeout: float) -> dict:

@@ -9,9 +9,10 @@ target (context only) and `n/a` when a number it needs is missing (that measurem
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from dts.reports.console import table_lines
 
 PASS, MISS, NO_TARGET, NO_DATA = "PASS", "MISS", "-", "n/a"
 
@@ -39,12 +40,6 @@ class Row:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -96,35 +91,73 @@ def build_rows(m: dict[str, Any]) -> list[Row]:
         ),
     ]
     for q in ("p50", "p99"):
-        rows.append(Row(f"ceiling: raw kombu round trip {q} at 100/s", "ms",
-                        ceiling=_ms(_get(m, "ceiling", "round_trip", q))))  # fmt: skip
+        trip = _ms(_get(m, "ceiling", "round_trip", q))
+        rows.append(Row(f"ceiling: raw kombu round trip {q} at 100/s", "ms", ceiling=trip))
     r = ratio(ours_tp, naive_tp)
-    rows.append(Row("no-op throughput, results collected", "tasks/s", ours_tp, naive_tp, None, r, "naive",
-                    f">= {THROUGHPUT_VS_NAIVE:g}x naive", verdict([meets(r, ">=", THROUGHPUT_VS_NAIVE)])))  # fmt: skip
+    rows.append(
+        Row(
+            "no-op throughput, results collected",
+            "tasks/s",
+            ours_tp,
+            naive_tp,
+            ratio=r,
+            ratio_of="naive",
+            target=f">= {THROUGHPUT_VS_NAIVE:g}x naive",
+            verdict=verdict([meets(r, ">=", THROUGHPUT_VS_NAIVE)]),
+        )
+    )
     r = ratio(ours_tp, ceiling_pc)
-    rows.append(Row("no-op throughput vs ceiling", "tasks/s", ours_tp, None, ceiling_pc, r, "ceiling",
-                    f">= {THROUGHPUT_VS_CEILING:g}x ceiling", verdict([meets(r, ">=", THROUGHPUT_VS_CEILING)])))  # fmt: skip
+    rows.append(
+        Row(
+            "no-op throughput vs ceiling",
+            "tasks/s",
+            ours_tp,
+            ceiling=ceiling_pc,
+            ratio=r,
+            ratio_of="ceiling",
+            target=f">= {THROUGHPUT_VS_CEILING:g}x ceiling",
+            verdict=verdict([meets(r, ">=", THROUGHPUT_VS_CEILING)]),
+        )
+    )
     short = _get(m, "ours", "short", "throughput")
     r, r_ceiling = ratio(short, naive_tp), ratio(short, ceiling_pc)
-    rows.append(Row("  the same, short-task pools (threads x4, prefetch 16)", "tasks/s", short, naive_tp, ceiling_pc,
-                    r, "naive", f">= {THROUGHPUT_VS_NAIVE:g}x naive, >= {THROUGHPUT_VS_CEILING:g}x ceiling",
-                    verdict([meets(r, ">=", THROUGHPUT_VS_NAIVE), meets(r_ceiling, ">=", THROUGHPUT_VS_CEILING)])))  # fmt: skip
+    rows.append(
+        Row(
+            "  the same, short-task pools (threads x4, prefetch 16)",
+            "tasks/s",
+            short,
+            naive_tp,
+            ceiling_pc,
+            ratio=r,
+            ratio_of="naive",
+            target=f">= {THROUGHPUT_VS_NAIVE:g}x naive, >= {THROUGHPUT_VS_CEILING:g}x ceiling",
+            verdict=verdict([meets(r, ">=", THROUGHPUT_VS_NAIVE), meets(r_ceiling, ">=", THROUGHPUT_VS_CEILING)]),
+        )
+    )
     rate = _get(m, "ours", "rtt", "offered_rate")
     for q, bound in (("p50", RTT_P50_VS_NAIVE), ("p99", RTT_P99_VS_NAIVE)):
         ours, naive = _ms(_get(m, "ours", "rtt", q)), _ms(_get(m, "naive", "rtt", q))
         r = ratio(ours, naive)
         at = f" at {rate:g}/s" if rate else ""
-        rows.append(Row(f"single-task round trip {q}{at}", "ms", ours, naive, None, r, "naive",
-                        f"<= {bound:g}x naive", verdict([meets(r, "<=", bound)])))  # fmt: skip
+        target, met = f"<= {bound:g}x naive", verdict([meets(r, "<=", bound)])
+        rows.append(Row(f"single-task round trip {q}{at}", "ms", ours, naive, None, r, "naive", target, met))
     ours, naive = _ms(_get(m, "ours", "seed_overhead")), _ms(_get(m, "naive", "seed_overhead"))
-    r = ratio(ours, naive)
-    rows.append(Row("seed-scenario overhead, median", "ms", ours, naive, None, r, "naive",
-                    f"<= {SEED_OVERHEAD_MAX_MS:g} ms and < naive",
-                    verdict([meets(ours, "<=", SEED_OVERHEAD_MAX_MS), meets(ours, "<", naive)])))  # fmt: skip
+    rows.append(
+        Row(
+            "seed-scenario overhead, median",
+            "ms",
+            ours,
+            naive,
+            ratio=ratio(ours, naive),
+            ratio_of="naive",
+            target=f"<= {SEED_OVERHEAD_MAX_MS:g} ms and < naive",
+            verdict=verdict([meets(ours, "<=", SEED_OVERHEAD_MAX_MS), meets(ours, "<", naive)]),
+        )
+    )
     consume, publish = _get(m, "ours", "consume_rate"), _get(m, "ours", "publish_rate")
     rows.append(Row("consume rate of 1+1 workers", "tasks/s", consume))
-    for key, what in (("workers_ms", "workers"), ("broker_ms", "broker"), ("generator_ms", "load generator"),
-                      ("all_ms", "all")):  # fmt: skip
+    cpu = (("workers_ms", "workers"), ("broker_ms", "broker"), ("generator_ms", "load generator"), ("all_ms", "all"))
+    for key, what in cpu:
         ours, naive = _get(m, "ours", "cpu", key), _get(m, "naive", "cpu", key)
         rows.append(Row(f"CPU per no-op task: {what}", "ms", ours, naive, None, ratio(ours, naive), "naive"))
     ours, naive = _get(m, "ours", "short", "cpu", "all_ms"), _get(m, "naive", "cpu", "all_ms")
@@ -132,15 +165,32 @@ def build_rows(m: dict[str, Any]) -> list[Row]:
     ours, naive = _pct(_get(m, "ours", "cpu", "busy")), _pct(_get(m, "naive", "cpu", "busy"))
     rows.append(Row("machine CPU busy during the no-op load", "%", ours, naive))
     r = ratio(publish, consume)
-    rows.append(Row("load-generator publish rate", "tasks/s", publish, None, None, r, "consume",
-                    f">= {PUBLISH_VS_CONSUME:g}x consume", verdict([meets(r, ">=", PUBLISH_VS_CONSUME)])))  # fmt: skip
+    rows.append(
+        Row(
+            "load-generator publish rate",
+            "tasks/s",
+            publish,
+            ratio=r,
+            ratio_of="consume",
+            target=f">= {PUBLISH_VS_CONSUME:g}x consume",
+            verdict=verdict([meets(r, ">=", PUBLISH_VS_CONSUME)]),
+        )
+    )
     small, large = _get(m, "ours", "rss", "small", "peak_rss_mib"), _get(m, "ours", "rss", "large", "peak_rss_mib")
     n_small, n_large = _get(m, "ours", "rss", "small", "tasks"), _get(m, "ours", "rss", "large", "tasks")
     rows.append(Row(f"load-generator peak RSS, {_count(n_small)} tasks", "MiB", small))
     r = ratio(large, small)
-    rows.append(Row(f"load-generator peak RSS, {_count(n_large)} tasks", "MiB", large, None, None, r,
-                    _count(n_small), f"<= {RSS_LARGE_VS_SMALL:g}x {_count(n_small)}",
-                    verdict([meets(r, "<=", RSS_LARGE_VS_SMALL)])))  # fmt: skip
+    rows.append(
+        Row(
+            f"load-generator peak RSS, {_count(n_large)} tasks",
+            "MiB",
+            large,
+            ratio=r,
+            ratio_of=_count(n_small),
+            target=f"<= {RSS_LARGE_VS_SMALL:g}x {_count(n_small)}",
+            verdict=verdict([meets(r, "<=", RSS_LARGE_VS_SMALL)]),
+        )
+    )
     return rows
 
 
@@ -178,22 +228,21 @@ COLUMNS = ("measurement", "unit", "ours", "naive", "ceiling", "ratio", "target",
 
 
 def render(rows: list[Row]) -> str:
-    """The rows as one plain-text table (numbers right-aligned)."""
-    cells = [list(COLUMNS)] + [
-        [r.measurement, r.unit, number(r.ours), number(r.naive), number(r.ceiling), ratio_cell(r), r.target or "-",
-         r.verdict] for r in rows
-    ]  # fmt: skip
-    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
-    right = {2, 3, 4, 5}
-    lines = []
-    for n, line in enumerate(cells):
-        text = "  ".join(
-            c.rjust(w) if i in right and n else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
+    """The rows as one plain-text table: a rule under the header, the numbers right-aligned."""
+    cells = [
+        (
+            r.measurement,
+            r.unit,
+            number(r.ours),
+            number(r.naive),
+            number(r.ceiling),
+            ratio_cell(r),
+            r.target or "-",
+            r.verdict,
         )
-        lines.append(text.rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+        for r in rows
+    ]
+    return "\n".join(table_lines(COLUMNS, cells, right={2, 3, 4, 5}, align_headers=False, rule=True))
 
 
 def summary(rows: list[Row]) -> str:

@@ -2,7 +2,8 @@
 
 with ReplyQueue(app) as replies:
     publisher = TaskPublisher(app, settings, replies, sent_events=settings.monitoring.task_events)
-    outcomes, total, got = dispatch_round(settings, publisher, timeout=60, overrides={}, replies=replies, watch=watch)
+    outcomes, total, got = dispatch_round(settings, publisher, 60, overrides={}, replies=replies, watch=watch)
+summarise_dispatch(outcomes, total)            # dts.reports.dispatch: the round's summary
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dts.config import Settings
 from dts.live import TaskWatch
 from dts.publish import TaskPublisher
 from dts.replies import Collected, ReplyQueue, error_text
-from dts.reports import TaskOutcome, success
+from dts.reports.dispatch import TaskOutcome, success
 
 log = logging.getLogger("dts.dispatch")
 EVENT_GRACE = 0.5  # seconds the live view waits for task events that trail their results
@@ -35,16 +36,24 @@ def outcome(settings: Settings, name: str, task_id: str, got: Collected, timeout
     pool = settings.pool_for_task(name).name
     meta = got.results.get(task_id)
     if meta is None:
-        why = (f"the broker connection was lost ({got.broker_lost})" if got.broker_lost
-               else f"pool {pool} has no consumer" if pool in got.pools_lost else "still queued or running")  # fmt: skip
+        if got.broker_lost:
+            why = f"the broker connection was lost ({got.broker_lost})"
+        else:
+            why = f"pool {pool} has no consumer" if pool in got.pools_lost else "still queued or running"
         return TaskOutcome(name, task_id, pool, error=f"no result within {timeout:g}s: {why}", unknown=True)
     if meta.get("status") == states.SUCCESS:
         return success(name, task_id, pool, meta["result"])
     return TaskOutcome(name, task_id, pool, error=error_text(meta, name))
 
 
-def dispatch_round(settings: Settings, publisher: TaskPublisher, timeout: float, overrides: dict[str, Any], replies: ReplyQueue,
-                   watch: TaskWatch | None = None) -> tuple[list[TaskOutcome], float, Collected]:  # fmt: skip
+def dispatch_round(
+    settings: Settings,
+    publisher: TaskPublisher,
+    timeout: float,
+    overrides: dict[str, Any],
+    replies: ReplyQueue,
+    watch: TaskWatch | None = None,
+) -> tuple[list[TaskOutcome], float, Collected]:
     """Send every task (results to the run's reply queue), then collect every result under one deadline.
     The publishes do not wait for their confirms: those arrive while the results are collected.
     Returns the outcomes, the total time and what the wait saw (a lost broker, a pool without consumers).
@@ -75,8 +84,12 @@ def dispatch_round(settings: Settings, publisher: TaskPublisher, timeout: float,
     if publisher.confirms.refused:
         log.warning("the broker refused %d publish(es) (nack)", publisher.confirms.refused)
     total = time.perf_counter() - t0
-    outcomes = [TaskOutcome(name, task_id, settings.pool_for_task(name).name, error=unsent[name]) if name in unsent
-                else outcome(settings, name, task_id, got, timeout) for name, task_id in sorted(ids.items())]  # fmt: skip
+    outcomes = [
+        TaskOutcome(name, task_id, settings.pool_for_task(name).name, error=unsent[name])
+        if name in unsent
+        else outcome(settings, name, task_id, got, timeout)
+        for name, task_id in sorted(ids.items())
+    ]
     if watch:
         settle(settings, watch, outcomes, grace=0.0 if got.broker_lost else EVENT_GRACE)
     return outcomes, total, got
@@ -100,8 +113,12 @@ def final_events(settings: Settings, o: TaskOutcome) -> list[dict[str, Any]]:
     sent = {"type": "task-sent", "uuid": o.task_id, "retries": 0, "queue": settings.tasks[o.task].queue}
     if o.result:
         r = o.result
-        final = {"type": "task-succeeded", "uuid": o.task_id, "hostname": r.get("worker", ""),
-                 "runtime": r.get("execution_time")}  # fmt: skip
+        final = {
+            "type": "task-succeeded",
+            "uuid": o.task_id,
+            "hostname": r.get("worker", ""),
+            "runtime": r.get("execution_time"),
+        }
     elif o.unknown:
         final = {"type": "task-unknown", "uuid": o.task_id, "exception": o.error}
     else:

@@ -1,5 +1,8 @@
 """Task events are fire-and-forget: the workers send them without publisher confirms.
 
+    app = Celery("celery_app", events="dts.events:UnconfirmedEvents")   # what celery_app.py does
+    without_confirms(connection)     # a kombu Connection whose channels, from now on, publish without confirms
+
 `broker_transport_options.confirm_publish` (dts.routing) applies to every connection the app opens, so
 without this each `task-received`/`task-started`/`task-succeeded` event a worker sends would wait for the
 broker's confirm: a profile of a no-op load put 62 % of a worker's main process there (SCALING.md). Events

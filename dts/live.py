@@ -1,6 +1,6 @@
 """What users watch while work runs: the dispatch's live lines (one per task event: SENT, RECEIVED,
 STARTED, RETRY, SUCCESS, FAILURE) and the load test's progress. Colour (rich) on a terminal; plain lines
-when the output is piped or CI=true.
+when the output is piped or CI=true (dts.reports.console decides, and draws the tables).
 
     watch = TaskWatch(show=view.show, max_retries=3)
     with EventStream(app, watch.feed):         # Celery's event stream, consumed in a thread
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import logging
-import os
 import sys
 import threading
 import time
@@ -25,17 +24,19 @@ from datetime import datetime
 from functools import partial
 from typing import Any, TextIO
 
-from dts.reports import table_lines
+from dts.reports.console import interactive, rich_table, table_lines
 
 log = logging.getLogger("dts.live")
 
-STYLES = {"SENT": "blue", "RECEIVED": "cyan", "STARTED": "yellow", "RETRY": "magenta", "SUCCESS": "bold green",
-          "FAILURE": "bold red", "UNKNOWN": "bold yellow"}  # fmt: skip
-
-
-def interactive(stream: TextIO) -> bool:
-    """Colour and redrawn bars only for a person at a terminal: not when piped, not under CI=true."""
-    return stream.isatty() and os.environ.get("CI", "").lower() != "true"
+STYLES = {
+    "SENT": "blue",
+    "RECEIVED": "cyan",
+    "STARTED": "yellow",
+    "RETRY": "magenta",
+    "SUCCESS": "bold green",
+    "FAILURE": "bold red",
+    "UNKNOWN": "bold yellow",
+}
 
 
 @dataclass(frozen=True)
@@ -140,8 +141,8 @@ class TaskTracker:
             note = f"after {attempt} attempt(s): {event.get('exception', '')}"
             self._hold(task, (attempt, 3), line(state="FAILURE", detail=note))
         elif kind == "task-unknown":  # not a Celery event: the dispatcher's word for "no result by the deadline"
-            self._hold(task, (max(task.hosts, default=1), 3), line(state="UNKNOWN", where=host or "-",
-                                                                    detail=event.get("exception", "")))  # fmt: skip
+            unknown = line(state="UNKNOWN", where=host or "-", detail=event.get("exception", ""))
+            self._hold(task, (max(task.hosts, default=1), 3), unknown)
         return self._release(task)
 
     def flush(self, task_id: str) -> list[TaskEvent]:
@@ -245,8 +246,9 @@ class EventStream:
         self.thread = threading.Thread(target=self._run, name="dts-events", daemon=True)
         self.thread.start()
         if not ready.wait(self.ready_timeout):
-            log.warning("the task event stream did not start within %gs: showing result states only",
-                        self.ready_timeout)  # fmt: skip
+            log.warning(
+                "the task event stream did not start within %gs: showing result states only", self.ready_timeout
+            )
         return self
 
     def _run(self) -> None:
@@ -301,13 +303,12 @@ class LiveView:
             for line in table_lines(columns, rows):
                 self.message(line)
             return
-        from rich.table import Table
+        self.console.print(rich_table(columns, rows, row_style=_failed_in_red, header_style="bold"))
 
-        table = Table(*columns, header_style="bold")
-        for row in rows:
-            style = "red" if row[1].startswith("FAILED") else None
-            table.add_row(*row, style=style)
-        self.console.print(table)
+
+def _failed_in_red(row) -> str | None:
+    """A failed task's row of the summary table (its Result cell starts with FAILED) is red."""
+    return "red" if row[1].startswith("FAILED") else None
 
 
 class LoadProgress:
@@ -324,9 +325,15 @@ class LoadProgress:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn("results"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[rate]} tasks/s  ETA"), TimeRemainingColumn(),
-                                console=Console(file=stream), transient=False)  # fmt: skip
+            self.bar = Progress(
+                TextColumn("results"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} tasks/s  ETA"),
+                TimeRemainingColumn(),
+                console=Console(file=stream),
+                transient=False,
+            )
             self.bar_task = self.bar.add_task("results", total=total, rate="-")
             self.bar.start()
 

@@ -1,7 +1,9 @@
 """The load generator: the task plan, and a run that streams: tasks are published (confirmed in batches)
 while their results come back on the run's reply queue, with a bounded number in flight.
 
-samples, wall, got = run_load(app, settings, order, kwargs, timeout, progress, watch)
+    order = interleave(task_plan(tasks=20, mix=0.5))     # ['task_a', 'task_b', 'task_a', ...]
+    slots = live_slots(app, settings, workers=2)           # {'worker-a': 1, 'worker-b': 1}
+    samples, wall, got = run_load(app, settings, order, kwargs, timeout, progress, watch)   # samples: a SampleTable
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dts.config import Settings
 from dts.live import LoadProgress
 from dts.publish import TaskPublisher
 from dts.replies import Collected, ReplyQueue, error_text
-from dts.samples import SampleTable
+from dts.reports.samples import SampleTable
 
 
 def task_plan(tasks: int, mix: float) -> dict[str, int]:
@@ -64,9 +66,16 @@ def record(table: SampleTable, row: int, meta: dict[str, Any], received: float) 
         table.failed(row, received, error_text(meta, table.task_names[table.task[row]]))
 
 
-def run_load(app, settings: Settings, order: list[str], kwargs: dict[str, dict[str, Any]], timeout: float,
-             progress: LoadProgress, watch: dict[str, str], window: int = WINDOW,
-             ) -> tuple[SampleTable, float, Collected]:  # fmt: skip
+def run_load(
+    app,
+    settings: Settings,
+    order: list[str],
+    kwargs: dict[str, dict[str, Any]],
+    timeout: float,
+    progress: LoadProgress,
+    watch: dict[str, str],
+    window: int = WINDOW,
+) -> tuple[SampleTable, float, Collected]:
     """Stream the load: publish while results come back, at most `window` tasks in flight, then wait for
     the rest under one deadline (reconnecting if the broker drops, noticing a pool that loses its
     consumers). Returns every task in send order (a SampleTable), the wall time and what the wait saw.
@@ -108,8 +117,8 @@ def run_load(app, settings: Settings, order: list[str], kwargs: dict[str, dict[s
     wall = time.perf_counter() - t0
     if stopped and not got.broker_lost:
         got.broker_lost = stopped
-    why = (f"no result within {timeout:g}s: " + (f"the broker connection was lost ({got.broker_lost})"
-           if got.broker_lost else "still queued or running"))  # fmt: skip
+    lost = f"the broker connection was lost ({got.broker_lost})" if got.broker_lost else "still queued or running"
+    why = f"no result within {timeout:g}s: {lost}"
     for row in sorted(in_flight.values()):
         table.unknown(row, why)
     return table, wall, got

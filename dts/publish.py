@@ -52,8 +52,9 @@ class TaskPublisher:
 
     def __init__(self, app, settings: Settings, replies, sent_events: bool = False):
         self.app, self.replies, self.sent_events = app, replies, sent_events
-        self.routes = {name: (t.queue, t.time_limit or None, t.soft_time_limit or None)
-                       for name, t in settings.tasks.items()}  # fmt: skip
+        self.routes = {
+            name: (t.queue, t.time_limit or None, t.soft_time_limit or None) for name, t in settings.tasks.items()
+        }
         self.origin = anon_nodename()
         self._conn = self.channel = self.events = None
         self.published, self.confirms = 0, Confirms()
@@ -71,8 +72,9 @@ class TaskPublisher:
         self.channel.events["basic_nack"].add(self._on_nack)
         self.published, self.confirms = 0, Confirms()
         if self.sent_events:  # a channel of its own, without confirms (the reply connection has none by default)
-            self.events = self.app.events.Dispatcher(conn, hostname=self.origin, channel=conn.channel(),
-                                                     buffer_while_offline=False)  # fmt: skip
+            self.events = self.app.events.Dispatcher(
+                conn, hostname=self.origin, channel=conn.channel(), buffer_while_offline=False
+            )
         self._conn = conn
 
     def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
@@ -86,11 +88,25 @@ class TaskPublisher:
         self._open()
         queue, hard, soft = self.routes[name]
         headers, properties, body, sent_event = self.app.amqp.as_task_v2(
-            task_id, f"celery_app.{name}", args=(), kwargs=kwargs, reply_to=self.replies.name, time_limit=hard,
-            soft_time_limit=soft, origin=self.origin, create_sent_event=self.sent_events)  # fmt: skip
+            task_id,
+            f"celery_app.{name}",
+            args=(),
+            kwargs=kwargs,
+            reply_to=self.replies.name,
+            time_limit=hard,
+            soft_time_limit=soft,
+            origin=self.origin,
+            create_sent_event=self.sent_events,
+        )
         content_type, encoding, data = dumps(body, serializer="json")
-        message = amqp.Message(data, content_type=content_type, content_encoding=encoding, application_headers=headers,
-                               delivery_mode=2, **properties)  # fmt: skip
+        message = amqp.Message(
+            data,
+            content_type=content_type,
+            content_encoding=encoding,
+            application_headers=headers,
+            delivery_mode=2,
+            **properties,
+        )
         self.channel.basic_publish(message, exchange="", routing_key=queue)  # direct queue: the default exchange
         self.published += 1
         if self.events is not None:

@@ -28,7 +28,7 @@ from kombu.exceptions import OperationalError
 from kombu.utils.uuid import uuid
 
 from dts.broker import broker_error, own_channel
-from dts.reports import failure_reason
+from dts.reports.dispatch import failure_reason
 
 log = logging.getLogger("dts.replies")
 
@@ -100,8 +100,8 @@ class ReplyQueue:
         try:  # one attempt: the wait loop paces the retries (kombu's own would sleep 2 s first)
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=max(0.05, timeout))
             self.queue(conn.default_channel).declare()
-            consumer = Consumer(conn.default_channel, [self.queue], callbacks=[self._on_message], no_ack=False,
-                                accept=["json"])  # fmt: skip
+            channel = conn.default_channel
+            consumer = Consumer(channel, [self.queue], callbacks=[self._on_message], no_ack=False, accept=["json"])
             consumer.consume()
         except BaseException:
             conn.release()
@@ -150,8 +150,13 @@ class ReplyQueue:
             return not (self._expected if ids is None else ids) <= self._collected.results.keys()
         return bool(self._expected if ids is None else ids & self._expected)
 
-    def collect(self, ids: set[str] | None, deadline: float, on_result: Callable[[str, dict[str, Any]], None] | None = None,
-                watch: dict[str, str] | None = None) -> Collected:  # fmt: skip
+    def collect(
+        self,
+        ids: set[str] | None,
+        deadline: float,
+        on_result: Callable[[str, dict[str, Any]], None] | None = None,
+        watch: dict[str, str] | None = None,
+    ) -> Collected:
         """Consume results until every id (None: every task expected) has one or the deadline passes.
         With keep=False (streaming) `results` stays empty: on_result gets each one. `watch`: task queue -> pool,
         whose consumers are checked every CONSUMER_CHECK seconds (a pool at zero is logged, and reported
@@ -197,8 +202,11 @@ class ReplyQueue:
                 _, _, consumers = channel.queue_declare(queue=queue, passive=True)
                 if consumers == 0 and queue not in self._no_consumers_since:
                     self._no_consumers_since[queue] = now
-                    log.warning("%s has no consumer any more: pool %s lost its workers; waiting for it to come back",
-                                queue, pool)  # fmt: skip
+                    log.warning(
+                        "%s has no consumer any more: pool %s lost its workers; waiting for it to come back",
+                        queue,
+                        pool,
+                    )
                 elif consumers and queue in self._no_consumers_since:
                     del self._no_consumers_since[queue]
                     log.warning("%s has %d consumer(s) again (pool %s)", queue, consumers, pool)

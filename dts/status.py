@@ -1,6 +1,6 @@
 """What is running: per pool, its workers (asked from the engines and the workers themselves) and its
 queues (asked from the broker). One code path for `scale.py status`, `status --watch`, `health` and their
-`--json`: `collect_status` builds the report, dts.reports renders it.
+`--json`: `collect_status` builds the report, dts.reports.status renders it.
 
     report = collect_status(settings, engines, app)     # report.exit_code: 0 healthy, 3, 4
     watch(settings, engines, app, interval=1.0)          # refresh the table until Ctrl-C
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -19,14 +18,14 @@ from dts.broker import check_broker, queue_stats, redact_url
 from dts.config import Settings
 from dts.engines.base import Engine
 from dts.errors import CliError
-from dts.reports import (
-    STATUS_HEADERS,
+from dts.reports.console import interactive
+from dts.reports.status import (
     StatusReport,
     WorkerStatus,
     pool_status,
     queue_status,
     render_status,
-    status_rows,
+    status_table,
     with_verdict,
     worker_rates,
 )
@@ -91,34 +90,20 @@ def collect_status(settings: Settings, engines: list[Engine], app) -> StatusRepo
     return with_verdict(report)
 
 
-def live_view_wanted(stream=None) -> bool:
-    """rich's live table on a terminal; plain text per refresh when piped or under CI=true."""
-    stream = stream or sys.stdout
-    return stream.isatty() and os.environ.get("CI", "").lower() != "true"
-
-
-def rich_table(report: StatusReport):
-    """The live view's table: the same rows as the text (status_rows), narrow enough for 80 columns."""
-    from rich import box
-    from rich.table import Table
-
-    broker = f"{report.broker} {'ok' if report.broker_ok else 'UNREACHABLE'}"
-    table = Table(title=f"{report.time}  engine {report.engine}\nbroker {broker}", box=box.SIMPLE_HEAD, padding=(0, 0),
-                  pad_edge=False, caption="\n".join(report.problems) or "healthy   (Ctrl-C to stop)")  # fmt: skip
-    for index, header in enumerate(STATUS_HEADERS):
-        table.add_column(header, justify="left" if index < 2 else "right", no_wrap=index < 2)
-    for row in status_rows(report):
-        table.add_row(*row)
-    return table
-
-
-def watch(settings: Settings, engines: list[Engine], app, interval: float = 1.0, count: int | None = None,
-          as_json: bool = False) -> int:  # fmt: skip
+def watch(
+    settings: Settings,
+    engines: list[Engine],
+    app,
+    interval: float = 1.0,
+    count: int | None = None,
+    as_json: bool = False,
+) -> int:
     """Refresh the status every `interval` seconds (tasks/s from the previous refresh) until Ctrl-C or
     `count` frames; exit code of the last frame. Ctrl-C ends it quietly with 0. `as_json`: one JSON
-    document per line and refresh."""
+    document per line and refresh. A rich live table on a terminal; plain text per refresh when piped or
+    under CI=true."""
     live = None
-    if live_view_wanted() and not as_json:
+    if interactive(sys.stdout) and not as_json:
         from rich.live import Live
 
         live = Live(auto_refresh=False)
@@ -133,7 +118,7 @@ def watch(settings: Settings, engines: list[Engine], app, interval: float = 1.0,
             if as_json:
                 print(json.dumps(report.to_json()), flush=True)
             elif live:
-                live.update(rich_table(report), refresh=True)
+                live.update(status_table(report), refresh=True)
             else:
                 print(f"--- {report.time}", *render_status(report), *report.problems, sep="\n", flush=True)
             if count is None or frames < count:

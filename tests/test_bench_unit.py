@@ -9,7 +9,8 @@ import time
 import pytest
 
 from bench.run import consume_rate, sent_rate
-from bench.table import MISS, NO_DATA, NO_TARGET, PASS, build_rows, meets, percentile, ratio, render, summary, verdict
+from bench.table import MISS, NO_DATA, NO_TARGET, PASS, build_rows, meets, ratio, render, summary, verdict
+from dts.reports.load import percentile
 
 
 def test_ratio_is_none_when_unknown_or_divided_by_zero():
@@ -21,9 +22,15 @@ def test_ratio_is_none_when_unknown_or_divided_by_zero():
 
 @pytest.mark.parametrize(
     ("value", "op", "bound", "expected"),
-    [(3.0, ">=", 3.0, True), (2.9, ">=", 3.0, False), (0.5, "<=", 0.5, True), (3.0, "<", 3.0, False),
-     (None, "<=", 1.0, None), (1.0, "<", None, None)],
-)  # fmt: skip
+    [
+        (3.0, ">=", 3.0, True),
+        (2.9, ">=", 3.0, False),
+        (0.5, "<=", 0.5, True),
+        (3.0, "<", 3.0, False),
+        (None, "<=", 1.0, None),
+        (1.0, "<", None, None),
+    ],
+)
 def test_meets(value, op, bound, expected):
     assert meets(value, op, bound) is expected
 
@@ -36,6 +43,7 @@ def test_verdict_miss_wins_then_unknown_then_pass():
 
 
 def test_percentile_nearest_rank():
+    """bench's numbers use the reports' percentile (one nearest-rank percentile)."""
     values = [float(v) for v in range(1, 101)]
     assert percentile(values, 50) == 50.0
     assert percentile(values, 99) == 99.0
@@ -45,15 +53,24 @@ def test_percentile_nearest_rank():
 def measurements(**ours):
     return {
         "ceiling": {"publish_rate": 400.0, "publish_consume_rate": 300.0, "round_trip": {"p50": 0.003, "p99": 0.006}},
-        "naive": {"throughput": 100.0, "rtt": {"p50": 0.010, "p99": 0.020}, "seed_overhead": 0.012,
-                  "cpu": {"workers_ms": 2.0, "all_ms": 4.0, "busy": 0.5}},
-        "ours": {"throughput": 320.0, "rtt": {"offered_rate": 100, "p50": 0.004, "p99": 0.015},
-                 "short": {"throughput": 150.0, "cpu": {"all_ms": 3.0}},
-                 "cpu": {"workers_ms": 3.0, "all_ms": 5.0, "busy": 0.97},
-                 "seed_overhead": 0.002, "consume_rate": 100.0, "publish_rate": 250.0,
-                 "rss": {"small": {"tasks": 10000, "peak_rss_mib": 40.0},
-                         "large": {"tasks": 100000, "peak_rss_mib": 50.0}}} | ours,
-    }  # fmt: skip
+        "naive": {
+            "throughput": 100.0,
+            "rtt": {"p50": 0.010, "p99": 0.020},
+            "seed_overhead": 0.012,
+            "cpu": {"workers_ms": 2.0, "all_ms": 4.0, "busy": 0.5},
+        },
+        "ours": {
+            "throughput": 320.0,
+            "rtt": {"offered_rate": 100, "p50": 0.004, "p99": 0.015},
+            "short": {"throughput": 150.0, "cpu": {"all_ms": 3.0}},
+            "cpu": {"workers_ms": 3.0, "all_ms": 5.0, "busy": 0.97},
+            "seed_overhead": 0.002,
+            "consume_rate": 100.0,
+            "publish_rate": 250.0,
+            "rss": {"small": {"tasks": 10000, "peak_rss_mib": 40.0}, "large": {"tasks": 100000, "peak_rss_mib": 50.0}},
+        }
+        | ours,
+    }
 
 
 def test_rows_all_targets_met():
@@ -111,8 +128,14 @@ def test_cpu_meter_counts_a_busy_child_process_and_its_parent():
 
     from bench.cpu import CpuMeter, machine_ticks, tree
 
-    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\ninput()"],
-                             stdin=subprocess.PIPE)  # fmt: skip
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\ninput()",
+        ],
+        stdin=subprocess.PIPE,
+    )
     try:
         assert child.pid in tree([os.getpid()])
         meter = CpuMeter([os.getpid()])  # this process's tree: the busy child counts as a worker

@@ -1,4 +1,4 @@
-"""Unit tests (no broker): the dispatch report (dts.reports), the send order (dts.dispatcher) and
+"""Unit tests (no broker): the dispatch report (dts.reports.dispatch), the send order (dts.dispatcher) and
 dispatch.py's argument and config errors."""
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import dispatch
 from dts.config import load_settings
 from dts.dispatcher import send_order
 from dts.errors import ExitCode
-from dts.reports import (
-    SCHEMA_VERSION,
+from dts.reports.dispatch import (
     TaskOutcome,
     bare_results,
     dispatch_report,
@@ -24,16 +23,24 @@ from dts.reports import (
     summarise_dispatch,
     summarise_rounds,
 )
+from dts.reports.documents import SCHEMA_VERSION
 
 SETTINGS = load_settings(ROOT / "test-config.yml")
 
 
 def result(task: str, worker: str, seconds: float, retries: int = 0, delays=()):
     return {
-        "message": f"Hello from Task {task[-1].upper()}", "task": task, "task_id": f"id-{task}",
-        "queue": f"queue_{task[-1]}", "worker": worker, "retries": retries, "retry_delays": list(delays),
-        "started_at": "t0", "finished_at": "t1", "execution_time": seconds,
-    }  # fmt: skip
+        "message": f"Hello from Task {task[-1].upper()}",
+        "task": task,
+        "task_id": f"id-{task}",
+        "queue": f"queue_{task[-1]}",
+        "worker": worker,
+        "retries": retries,
+        "retry_delays": list(delays),
+        "started_at": "t0",
+        "finished_at": "t1",
+        "execution_time": seconds,
+    }
 
 
 def outcomes(worker_a="worker-a@h-1", worker_b="worker-b@h-1", seconds=(0.1, 0.2)) -> list[TaskOutcome]:
@@ -79,8 +86,9 @@ def test_exit_code_ok_and_json_document():
     assert doc["schema"] == SCHEMA_VERSION
     assert doc["config"] == {"name": "Basic two-task execution test", "path": str(ROOT / "test-config.yml")}
     assert [(t["task"], t["pool"], t["ok"]) for t in doc["tasks"]] == [
-        ("task_a", "worker-a", True), ("task_b", "worker-b", True),
-    ]  # fmt: skip
+        ("task_a", "worker-a", True),
+        ("task_b", "worker-b", True),
+    ]
     assert doc["summary"]["failed"] == [] and doc["repeat"] is None and doc["exit_code"] == 0
 
 
@@ -99,10 +107,12 @@ def test_retries_and_backoff_are_reported():
 
 @pytest.mark.parametrize(
     ("worker", "breach"),
-    [("worker-b@h-1", "task_a ran on worker-b@h-1 (pool worker-b), expected a worker-a worker"),
-     ("worker-a-2@h", "task_a ran on worker-a-2@h (pool worker-a-2), expected a worker-a worker"),
-     (None, "task_a ran on None (pool ), expected a worker-a worker")],
-)  # fmt: skip
+    [
+        ("worker-b@h-1", "task_a ran on worker-b@h-1 (pool worker-b), expected a worker-a worker"),
+        ("worker-a-2@h", "task_a ran on worker-a-2@h (pool worker-a-2), expected a worker-a worker"),
+        (None, "task_a ran on None (pool ), expected a worker-a worker"),
+    ],
+)
 def test_isolation_breach_fails_and_says_what_ran_where(worker, breach):
     outs = outcomes(worker_a=worker)
     assert outs[0].isolation_breach == breach and not outs[0].ok
@@ -124,10 +134,12 @@ def test_worker_of_the_right_pool_on_any_host_is_no_breach():
 
 @pytest.mark.parametrize(
     ("error", "retries"),
-    [("TransientError: boom (attempt 4); gave up after 4 attempts (max_retries=3)", 3),
-     ("TransientError: boom (attempt 1); gave up after 1 attempts (max_retries=0)", 0),
-     ("no result within 60s (task x is still queued or running; state PENDING)", 0)],
-)  # fmt: skip
+    [
+        ("TransientError: boom (attempt 4); gave up after 4 attempts (max_retries=3)", 3),
+        ("TransientError: boom (attempt 1); gave up after 1 attempts (max_retries=0)", 0),
+        ("no result within 60s (task x is still queued or running; state PENDING)", 0),
+    ],
+)
 def test_retries_of_a_task_that_gave_up_are_counted(error, retries):
     failed = TaskOutcome("task_a", "x", "worker-a", error=error)
     assert failed.retries == retries
@@ -145,8 +157,9 @@ def test_failed_task_is_reported_not_dropped():
     assert row(lines, "task_b")[1] == "Hello from Task B"
     assert "Tasks: 1 succeeded, 1 failed; fastest task_b 0.200s, slowest task_b 0.200s" in lines
     assert bare_results(dispatch_report(SETTINGS, [(outs, summarise_dispatch(outs, 0.3))])) == [
-        "task_a: FAILED: TransientError: boom", "task_b: Hello from Task B",
-    ]  # fmt: skip
+        "task_a: FAILED: TransientError: boom",
+        "task_b: Hello from Task B",
+    ]
     assert lines[-1] == "FAILED: task_a"
 
 
@@ -158,8 +171,10 @@ def test_repeated_rounds_report_overhead_statistics_of_good_rounds():
     assert (repeat.rounds, repeat.failed_rounds) == (4, 1)
     assert repeat.total_median == pytest.approx(0.25)
     assert (repeat.overhead_median, repeat.overhead_min, repeat.overhead_max) == (
-        pytest.approx(0.05), pytest.approx(0.02), pytest.approx(0.1),
-    )  # fmt: skip
+        pytest.approx(0.05),
+        pytest.approx(0.02),
+        pytest.approx(0.1),
+    )
     rounds = [(outcomes(), s) for s in good] + [(bad_outs, bad)]
     report = dispatch_report(SETTINGS, rounds)
     assert report.exit_code == ExitCode.FAILED  # one failed round fails the run
@@ -174,15 +189,21 @@ def test_all_rounds_failed_has_no_statistics():
     outs = [TaskOutcome("task_a", "x", "worker-a", error="boom"), TaskOutcome("task_b", "y", "worker-b", error="boom")]
     repeat = summarise_rounds([summarise_dispatch(outs, 1.0)] * 2)
     assert (repeat.failed_rounds, repeat.total_median, repeat.overhead_median, repeat.overhead_min) == (
-        2, None, None, None,
-    )  # fmt: skip
+        2,
+        None,
+        None,
+        None,
+    )
 
 
 @pytest.mark.parametrize(
     ("durations", "overrides", "order"),
-    [((0.1, 0.2), {}, ["task_b", "task_a"]), ((0.3, 0.2), {}, ["task_a", "task_b"]),
-     ((0.1, 0.2), {"duration": 0.5}, ["task_a", "task_b"])],
-)  # fmt: skip
+    [
+        ((0.1, 0.2), {}, ["task_b", "task_a"]),
+        ((0.3, 0.2), {}, ["task_a", "task_b"]),
+        ((0.1, 0.2), {"duration": 0.5}, ["task_a", "task_b"]),
+    ],
+)
 def test_longest_task_is_sent_first(tmp_path, durations, overrides, order):
     settings = load_settings(
         write_config(tmp_path / "c.yml", duration_a=str(durations[0]), duration_b=str(durations[1]))
@@ -200,13 +221,15 @@ def test_label(task, text):
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--fail-rate", "2"], "argument --fail-rate: must be between 0 and 1 (got '2')"),
-     (["--timeout", "-1"], "argument --timeout: must be a number > 0 and <= 86400 (got '-1')"),
-     (["--timeout", "nan"], "argument --timeout: must be a number > 0 and <= 86400 (got 'nan')"),
-     (["--fail-times", "x"], "argument --fail-times: must be an integer from 0 to 100 (got 'x')"),
-     (["--repeat", "0"], "argument --repeat: must be an integer from 1 to 1000 (got '0')"),
-     (["--bogus"], "unrecognized arguments: --bogus")],
-)  # fmt: skip
+    [
+        (["--fail-rate", "2"], "argument --fail-rate: must be between 0 and 1 (got '2')"),
+        (["--timeout", "-1"], "argument --timeout: must be a number > 0 and <= 86400 (got '-1')"),
+        (["--timeout", "nan"], "argument --timeout: must be a number > 0 and <= 86400 (got 'nan')"),
+        (["--fail-times", "x"], "argument --fail-times: must be an integer from 0 to 100 (got 'x')"),
+        (["--repeat", "0"], "argument --repeat: must be an integer from 1 to 1000 (got '0')"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
 def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
         dispatch.main(argv)
@@ -237,3 +260,36 @@ def test_help_shows_examples(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "examples:" in out and "python dispatch.py --fail-rate 0.5" in out and "exit codes:" in out
+
+
+@pytest.mark.parametrize(
+    ("broker_lost", "pools_lost", "unknown", "code", "problem"),
+    [
+        (None, {}, [], ExitCode.OK, None),
+        (None, {"worker-b": "queue_b"}, [], ExitCode.OK, None),  # lost, but every result is in
+        (
+            "ConnectionResetError",
+            {},
+            ["id-b"],
+            ExitCode.BROKER_UNREACHABLE,
+            "lost the broker connection (ConnectionResetError) and it did not come back before the deadline: "
+            "1 task(s) unknown (id-b); the report has what is known",
+        ),
+        (
+            None,
+            {"worker-b": "queue_b"},
+            ["id-a", "id-b"],
+            ExitCode.NO_CONSUMER,
+            "pool worker-b (queue_b) lost all its consumers and none came back before the deadline: "
+            "2 task(s) unknown (id-a, id-b); start its workers (`make up`)",
+        ),
+    ],
+)
+def test_the_verdict_of_a_dispatch_that_lost_its_broker_or_a_pool(broker_lost, pools_lost, unknown, code, problem):
+    from dts.replies import Collected
+    from dts.reports.verdict import verdict
+
+    waits = [Collected(), Collected(broker_lost=broker_lost, pools_lost=pools_lost)]
+    ids = f": {len(unknown)} task(s) unknown ({', '.join(unknown)})" if unknown else ""
+    got = verdict(ExitCode.OK, waits, len(unknown), ids, "; the report has what is known", " (`make up`)")
+    assert got == (code, problem)

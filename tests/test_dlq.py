@@ -58,8 +58,14 @@ def publish_raw(body: bytes, content_type: str, headers: dict) -> None:
     from celery_app import app
 
     with app.connection_for_write() as conn:
-        Producer(conn.default_channel).publish(body, exchange="queue_a", routing_key="queue_a",
-                                               content_type=content_type, content_encoding="utf-8", headers=headers)  # fmt: skip
+        Producer(conn.default_channel).publish(
+            body,
+            exchange="queue_a",
+            routing_key="queue_a",
+            content_type=content_type,
+            content_encoding="utf-8",
+            headers=headers,
+        )
 
 
 def test_poison_and_exhausted_retries_are_dead_lettered_once_with_the_reason(config_path, empty_queues):
@@ -73,8 +79,9 @@ def test_poison_and_exhausted_retries_are_dead_lettered_once_with_the_reason(con
     good = group(task_a.s(duration=0.01) for _ in range(10)).apply_async()
     exhausted = task_a.apply_async(kwargs={"fail_times": 10})
     unknown = app.send_task("celery_app.no_such_task", queue="queue_a", routing_key="queue_a", exchange="queue_a")
-    wrong_args = app.send_task("celery_app.task_a", kwargs={"colour": "red"}, queue="queue_a", routing_key="queue_a",
-                               exchange="queue_a")  # fmt: skip
+    wrong_args = app.send_task(
+        "celery_app.task_a", kwargs={"colour": "red"}, queue="queue_a", routing_key="queue_a", exchange="queue_a"
+    )
     publish_raw(b"not json{", "application/json", {"task": "celery_app.task_a", "id": "bad-json", "lang": "py"})
     publish_raw(b'{"a": 1}', "application/json", {"task": "celery_app.task_a", "id": "bad-shape", "lang": "py"})
     sent = 10 + 5
@@ -130,8 +137,9 @@ def test_replay_puts_a_dead_letter_back_and_the_task_succeeds(config_path, empty
 
     proc = dlq(config_path, "replay")  # poison comes back once, with a fresh retry budget, and fails again
     assert proc.returncode == 0 and "queue_a.dead -> queue_a: 1 replayed" in proc.stdout, proc.stderr
-    queues = poll(lambda: listed(config_path), lambda q: q["queue_a"]["count"] >= 1 and
-                  q["queue_a"]["messages"][0]["time"] != "")  # fmt: skip
+    queues = poll(
+        lambda: listed(config_path), lambda q: q["queue_a"]["count"] >= 1 and q["queue_a"]["messages"][0]["time"] != ""
+    )
     (again,) = queues["queue_a"]["messages"]
     assert again["id"] == poison.id and again["attempts"] == 4 and again["copies"] == 1
 
@@ -146,16 +154,24 @@ def test_make_dlq_and_dlq_replay_and_purge(config_path, empty_queues):
     make = subprocess.run(["make", "-s", "dlq"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert make.returncode == 0, make.stderr
     assert "queue_a.dead: 1 dead letter(s)" in make.stdout and poison.id in make.stdout
-    make = subprocess.run(["make", "-s", "purge"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)  # fmt: skip
+    make = subprocess.run(
+        ["make", "-s", "purge"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert make.returncode != 0 and "pass --yes (make purge YES=1)" in make.stderr
     make = subprocess.run(["make", "-s", "dlq-replay"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert make.returncode == 0 and "queue_a.dead -> queue_a: 1 replayed" in make.stdout, make.stderr
     with pytest.raises(TypeError):
         poison.get(timeout=30)
     poll(lambda: listed(config_path), lambda q: q["queue_a"]["count"] >= 1)
-    make = subprocess.run(["make", "-s", "purge", "YES=1"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    make = subprocess.run(
+        ["make", "-s", "purge", "YES=1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert make.returncode == 0 and "queue_a: 0 message(s) purged" in make.stdout, make.stderr
     assert listed(config_path)["queue_a"]["count"] == 1  # the dead letters are not purged without --dead
 

@@ -148,8 +148,9 @@ def test_status_json_parses_and_counts_processed_tasks(pools):
 def test_make_health_and_make_status_watch(pools):
     cli, _ = pools
     env = dict(os.environ, **cli.env)
-    proc = subprocess.run(["make", "-s", "health", "ENGINE=local"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        ["make", "-s", "health", "ENGINE=local"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "healthy" in proc.stdout
     dry = subprocess.run(["make", "-n", "status", "WATCH=1"], cwd=ROOT, env=env, capture_output=True, text=True)

@@ -130,9 +130,12 @@ def test_queue_without_consumer_exits_4(rabbitmq, tmp_path):
 
 
 def test_bad_config_from_the_command_line_exits_2(tmp_path):
-    for text, key in [("retry: {max_retries: [1\n", "YAML syntax error"), ("pools: {w: {queues: [q]}}\ncolour: red\n", "colour is not a known key"),
-                      ("pools: {w: {queues: [queue_a]}}\n", "tasks.task_b.queue must be a pool's queue"),
-                      ("", "the file is empty")]:  # fmt: skip
+    for text, key in [
+        ("retry: {max_retries: [1\n", "YAML syntax error"),
+        ("pools: {w: {queues: [q]}}\ncolour: red\n", "colour is not a known key"),
+        ("pools: {w: {queues: [queue_a]}}\n", "tasks.task_b.queue must be a pool's queue"),
+        ("", "the file is empty"),
+    ]:
         path = Path(tmp_path / "bad.yml")
         path.write_text(text)
         proc = run_cli("dispatch.py", "--config", str(path))
@@ -142,8 +145,8 @@ def test_bad_config_from_the_command_line_exits_2(tmp_path):
 
 def test_make_broker_provisions_a_private_vhost_user_and_env_file(rabbitmq, tmp_path):
     env_file = tmp_path / ".env"
-    proc = run_cli("-m", "dts.provision", "--vhost", "dts-test-provision", "--user", "dts-test-provision",
-                   "--env-file", str(env_file))  # fmt: skip
+    provision = ("-m", "dts.provision", "--vhost", "dts-test-provision", "--user", "dts-test-provision")
+    proc = run_cli(*provision, "--env-file", str(env_file))
     assert proc.returncode == 0, proc.stderr
     assert "created with rabbitmqctl" in proc.stdout
     assert env_file.stat().st_mode & 0o777 == 0o600
@@ -153,8 +156,7 @@ def test_make_broker_provisions_a_private_vhost_user_and_env_file(rabbitmq, tmp_
     values = read_env_file(env_file)
     assert len(values["DTS_BROKER_PASSWORD"]) == 32 and values["DTS_BROKER_VHOST"] == "dts-test-provision"
     assert login_works(broker_url_from_env_file(values))
-    again = run_cli("-m", "dts.provision", "--vhost", "dts-test-provision", "--user", "dts-test-provision",
-                    "--env-file", str(env_file))  # fmt: skip
+    again = run_cli(*provision, "--env-file", str(env_file))
     assert again.returncode == 0 and ": ok" in again.stdout  # idempotent: the working credentials are kept
     assert read_env_file(env_file) == values
     from dts.provision import rabbitmqctl

@@ -35,8 +35,9 @@ def result_tasks(path) -> dict[str, dict]:
 
 def test_piped_dispatch_shows_every_state_of_each_task_in_order_without_colour(config_path, clean_queues, tmp_path):
     out_file = tmp_path / "d.json"
-    proc = run_cli("dispatch.py", "--config", str(config_path), "--fail-times", "1", "--output", str(out_file),
-                   env={"CI": "true"})  # fmt: skip
+    proc = run_cli(
+        "dispatch.py", "--config", str(config_path), "--fail-times", "1", "--output", str(out_file), env={"CI": "true"}
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not ANSI.search(proc.stdout)
     seen = live_lines(proc.stdout)
@@ -44,8 +45,8 @@ def test_piped_dispatch_shows_every_state_of_each_task_in_order_without_colour(c
     assert set(seen) == {t["task_id"] for t in tasks.values()}
     for task in tasks.values():
         lines, worker = seen[task["task_id"]], task["result"]["worker"]
-        assert [state for state, _, _ in lines] == ["SENT", "RECEIVED", "STARTED", "RETRY", "RECEIVED", "STARTED",
-                                                    "SUCCESS"]  # fmt: skip
+        retried = ["SENT", "RECEIVED", "STARTED", "RETRY", "RECEIVED", "STARTED", "SUCCESS"]
+        assert [state for state, _, _ in lines] == retried
         assert lines[0][1] == task["result"]["queue"]
         pool = worker.split("@")[0]
         assert all(where.startswith(pool + "@") for _, where, _ in lines[1:])  # worker lines name a pool worker
@@ -65,8 +66,9 @@ def test_dispatch_in_a_terminal_has_colour_live_lines_and_a_table(config_path, c
     assert code == 0, out
     assert "\x1b[1;32mSUCCESS\x1b[0m" in out  # rich styles the state
     seen = live_lines(ANSI.sub("", out))
-    assert len(seen) == 2 and all([s for s, _, _ in lines] == ["SENT", "RECEIVED", "STARTED", "SUCCESS"]
-                                  for lines in seen.values())  # fmt: skip
+    assert len(seen) == 2 and all(
+        [s for s, _, _ in lines] == ["SENT", "RECEIVED", "STARTED", "SUCCESS"] for lines in seen.values()
+    )
     plain = ANSI.sub("", out)
     assert re.search(r"┃ *Task *┃ *Result *┃ *Worker *┃ *Queue *┃ *Time *┃ *Retries *┃", plain)
     assert re.search(r"│ task_a *│ Hello from Task A *│ worker-a@\S+ *│ queue_a *│", plain)
@@ -88,12 +90,11 @@ def test_without_task_events_the_view_shows_result_states(config_path, clean_que
 
 
 def test_load_test_progress_plain_when_piped_and_a_bar_in_a_terminal(config_path, clean_queues):
-    proc = run_cli("load_test.py", "--config", str(config_path), "--tasks", "10", "--duration-a", "0",
-                   "--duration-b", "0", "--no-save", env={"CI": "true"})  # fmt: skip
+    load = ("--config", str(config_path), "--tasks", "10", "--duration-a", "0", "--duration-b", "0", "--no-save")
+    proc = run_cli("load_test.py", *load, env={"CI": "true"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"^progress: 20/20 \(100%\), [0-9.]+ tasks/s, ETA 0\.0s$", proc.stderr, re.M), proc.stderr
-    code, out = run_in_pty("load_test.py", "--config", str(config_path), "--tasks", "10", "--duration-a", "0",
-                           "--duration-b", "0", "--no-save")  # fmt: skip
+    code, out = run_in_pty("load_test.py", *load)
     assert code == 0, out
     plain = ANSI.sub("", out)
     assert re.search(r"results .*20/20 [0-9.]+ tasks/s +ETA", plain), plain[-500:]

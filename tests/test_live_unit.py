@@ -13,8 +13,15 @@ ID = "5843da32-8c8a-44e3-a5a6-ceec032ddc13"
 
 
 def sent(retries=0, ts=10.0, kwargs="{}"):
-    return {"type": "task-sent", "uuid": ID, "retries": retries, "queue": "queue_a", "timestamp": ts,
-            "hostname": "gen1@client", "kwargs": kwargs}  # fmt: skip
+    return {
+        "type": "task-sent",
+        "uuid": ID,
+        "retries": retries,
+        "queue": "queue_a",
+        "timestamp": ts,
+        "hostname": "gen1@client",
+        "kwargs": kwargs,
+    }
 
 
 def worker_event(kind, ts, **fields):
@@ -49,8 +56,10 @@ def test_a_retry_line_has_the_error_the_attempt_and_the_backoff_delay_in_either_
     tracker = TaskTracker(max_retries=3)
     tracker.expect(ID, "task_a")
     feed_all(tracker, [sent(), worker_event("task-received", 10.1, retries=0), worker_event("task-started", 10.2)])
-    halves = [sent(retries=1, ts=10.3, kwargs="{'fail_times': 1, 'retry_delays': [0.05]}"),
-              worker_event("task-retried", 10.31, exception="TransientError('boom')")]  # fmt: skip
+    halves = [
+        sent(retries=1, ts=10.3, kwargs="{'fail_times': 1, 'retry_delays': [0.05]}"),
+        worker_event("task-retried", 10.31, exception="TransientError('boom')"),
+    ]
     lines = feed_all(tracker, halves if sent_first else halves[::-1])
     assert states(lines) == ["RETRY"]
     assert lines[0].detail == "attempt 1 failed: TransientError('boom'); retry 1/3 in 0.05s"
@@ -61,16 +70,27 @@ def test_a_retry_line_has_the_error_the_attempt_and_the_backoff_delay_in_either_
 def test_the_next_attempt_on_another_worker_waits_for_the_retry_line_of_the_previous_one():
     tracker = TaskTracker(max_retries=3)
     tracker.expect(ID, "task_a")
-    feed_all(tracker, [sent(), worker_event("task-received", 10.1, retries=0), worker_event("task-started", 10.2),
-                       sent(retries=1, ts=10.3, kwargs="{'retry_delays': [0.05]}")])  # fmt: skip
+    feed_all(
+        tracker,
+        [
+            sent(),
+            worker_event("task-received", 10.1, retries=0),
+            worker_event("task-started", 10.2),
+            sent(retries=1, ts=10.3, kwargs="{'retry_delays': [0.05]}"),
+        ],
+    )
     other = {"hostname": "worker-a@vm-2"}
-    early = feed_all(tracker, [{**worker_event("task-received", 10.4, retries=1), **other},
-                               {**worker_event("task-started", 10.45), **other}])  # fmt: skip
+    early = feed_all(
+        tracker,
+        [{**worker_event("task-received", 10.4, retries=1), **other}, {**worker_event("task-started", 10.45), **other}],
+    )
     assert early == []  # attempt 2 on vm-2 is held until attempt 1's RETRY from vm-1 is known
     lines = tracker.feed(worker_event("task-retried", 10.31, exception="E"))
     assert [(line.state, line.where) for line in lines] == [
-        ("RETRY", "worker-a@vm-1"), ("RECEIVED", "worker-a@vm-2"), ("STARTED", "worker-a@vm-2"),
-    ]  # fmt: skip
+        ("RETRY", "worker-a@vm-1"),
+        ("RECEIVED", "worker-a@vm-2"),
+        ("STARTED", "worker-a@vm-2"),
+    ]
     assert lines[0].detail == "attempt 1 failed: E; retry 1/3 in 0.05s" and lines[2].detail == "attempt 2"
     lines = tracker.feed({**worker_event("task-succeeded", 10.6, runtime=0.1), **other})
     assert states(lines) == ["SUCCESS"] and tracker.finished()
@@ -91,8 +111,15 @@ def test_flush_shows_what_is_held_in_order_when_events_stop():
 def test_failure_and_unknown_are_final_and_say_why():
     tracker = TaskTracker(max_retries=0)
     tracker.expect(ID, "task_a")
-    lines = feed_all(tracker, [sent(), worker_event("task-received", 10.1, retries=0), worker_event("task-started", 10.2),
-                               worker_event("task-failed", 11.0, exception="TransientError('x')")])  # fmt: skip
+    lines = feed_all(
+        tracker,
+        [
+            sent(),
+            worker_event("task-received", 10.1, retries=0),
+            worker_event("task-started", 10.2),
+            worker_event("task-failed", 11.0, exception="TransientError('x')"),
+        ],
+    )
     assert states(lines) == ["SENT", "RECEIVED", "STARTED", "FAILURE"]
     assert lines[-1].detail == "after 1 attempt(s): TransientError('x')" and tracker.finished()
     other = TaskTracker(max_retries=0)
@@ -113,17 +140,27 @@ def test_events_of_other_tasks_are_ignored():
 def test_a_task_that_finished_before_its_sent_line_is_not_finished_until_shown():
     tracker = TaskTracker(max_retries=3)
     tracker.expect(ID, "task_a")
-    events = [worker_event("task-received", 10.1, retries=0), worker_event("task-started", 10.2),
-              worker_event("task-succeeded", 10.4, runtime=0.1)]  # fmt: skip
+    events = [
+        worker_event("task-received", 10.1, retries=0),
+        worker_event("task-started", 10.2),
+        worker_event("task-succeeded", 10.4, runtime=0.1),
+    ]
     assert feed_all(tracker, events) == [] and tracker.unfinished() == [ID]
     assert states(tracker.feed(sent())) == ["SENT", "RECEIVED", "STARTED", "SUCCESS"] and tracker.finished()
 
 
 @pytest.mark.parametrize(
     ("kwargs", "delay"),
-    [("{'retry_delays': [0.05, 0.1]}", 0.1), ({"retry_delays": [2]}, 2.0), ("{}", None), ("{'retry_delays': []}", None),
-     ("not python", None), ("{'retry_delays': [0.05, ...", None), (None, None)],
-)  # fmt: skip
+    [
+        ("{'retry_delays': [0.05, 0.1]}", 0.1),
+        ({"retry_delays": [2]}, 2.0),
+        ("{}", None),
+        ("{'retry_delays': []}", None),
+        ("not python", None),
+        ("{'retry_delays': [0.05, ...", None),
+        (None, None),
+    ],
+)
 def test_retry_delay_is_read_from_the_kwargs_repr_or_unknown(kwargs, delay):
     assert retry_delay(kwargs) == delay
 
@@ -150,8 +187,10 @@ def test_plain_progress_lines_have_rate_and_eta():
         progress.step()
     lines = out.getvalue().splitlines()
     assert [line.split(",")[0] for line in lines] == [
-        "progress: 1/3 (33%)", "progress: 2/3 (66%)", "progress: 3/3 (100%)",
-    ]  # fmt: skip
+        "progress: 1/3 (33%)",
+        "progress: 2/3 (66%)",
+        "progress: 3/3 (100%)",
+    ]
     silent = io.StringIO()
     LoadProgress(3, enabled=False, stream=silent).step()
     assert silent.getvalue() == ""

@@ -1,4 +1,4 @@
-"""Unit tests (no broker): the load plan (dts.loadgen), statistics and the load report (dts.reports), and
+"""Unit tests (no broker): the load plan (dts.loadgen), statistics and the load report (dts.reports.load), and
 load_test.py's argument errors."""
 
 from __future__ import annotations
@@ -16,7 +16,19 @@ import load_test
 from dts.config import load_settings
 from dts.errors import ExitCode
 from dts.loadgen import interleave, task_plan
-from dts.reports import Sample, ideal_time, percentile, render_load, render_sweep, summarise_load, threshold_failures
+from dts.reports.load import (
+    LoadRun,
+    LoadSpec,
+    LoadTestReport,
+    ideal_time,
+    percentile,
+    render_load,
+    render_load_test,
+    render_sweep,
+    summarise_load,
+    threshold_failures,
+)
+from dts.reports.samples import Sample
 
 SETTINGS = load_settings(ROOT / "test-config.yml")
 
@@ -50,9 +62,16 @@ def test_percentile_of_nothing():
 
 @pytest.mark.parametrize(
     ("executions", "slots", "ideal"),
-    [([0.2] * 20, 1, 4.0), ([0.2] * 20, 3, 1.4), ([0.2] * 21, 3, 1.4), ([0.1] * 20, 3, 0.7), ([1.0, 0.1, 0.1], 3, 1.0),
-     ([0.1, 0.3], 1, 0.4), ([], 4, 0.0)],
-)  # fmt: skip
+    [
+        ([0.2] * 20, 1, 4.0),
+        ([0.2] * 20, 3, 1.4),
+        ([0.2] * 21, 3, 1.4),
+        ([0.1] * 20, 3, 0.7),
+        ([1.0, 0.1, 0.1], 3, 1.0),
+        ([0.1, 0.3], 1, 0.4),
+        ([], 4, 0.0),
+    ],
+)
 def test_ideal_time_is_the_lower_bound_for_the_slots(executions, slots, ideal):
     assert ideal_time(executions, slots) == pytest.approx(ideal)
 
@@ -131,8 +150,12 @@ def test_sample_to_json():
     s = sample("task_a", "worker-a@h", 1.0, 1.0, 0.1, 1.2, retries=2)
     doc = s.to_json()
     assert (doc["ok"], doc["worker"], doc["retries"], doc["execution_time"], doc["error"]) == (
-        True, "worker-a@h", 2, 0.1, None,
-    )  # fmt: skip
+        True,
+        "worker-a@h",
+        2,
+        0.1,
+        None,
+    )
     lost = Sample("task_b", "y", 1.0, error="lost").to_json()
     assert (lost["ok"], lost["worker"], lost["error"]) == (False, None, "lost")
 
@@ -176,18 +199,79 @@ def test_failures_are_listed_at_most_ten():
     assert [line for line in lines if line.startswith("FAILED")] == [f"FAILED task_a id-{n}: lost" for n in range(10)]
 
 
+def run_of(samples: list[Sample], broker_lost=None, pools_lost=None) -> LoadRun:
+    from dts.reports.samples import SampleTable
+
+    table = SampleTable.of(samples)
+    return LoadRun(
+        None, summarise_load(SETTINGS, table, {"worker-a": 1}, wall=1.0), table, broker_lost, pools_lost or {}
+    )
+
+
+def test_a_load_test_report_is_the_result_file_and_the_json_summary():
+    run = run_of([sample("task_a", "worker-a@h", 0, 0, 0.1, 0.1), Sample("task_b", "x", 0.0, unknown=True)])
+    test = LoadTestReport("c.yml", LoadSpec(1, 0.5, None, 0.0), (run,), ("1 task(s) unknown",))
+    body = test.to_json()
+    assert list(body) == ["config", "load", "runs", "problems", "broker_lost", "pools_lost"]
+    assert body["load"] == {"tasks": 1, "mix": 0.5, "duration_a": None, "duration_b": 0.0}
+    assert body["problems"] == ["1 task(s) unknown"] and (body["broker_lost"], body["pools_lost"]) == (None, {})
+    assert list(body["runs"][0]) == ["size", "report", "samples"] and test.unknown() == 1
+    summary = test.summary_json()
+    assert list(summary) == ["config", "load", "problems", "broker_lost", "pools_lost", "reports"]
+    assert summary["reports"] == [run.report.to_json()]
+    assert render_load_test(test)[-1] == "FAILED: 1 task(s) unknown"
+
+
+@pytest.mark.parametrize(
+    ("broker_lost", "pools_lost", "problems", "code", "problem"),
+    [
+        (None, {}, (), ExitCode.OK, None),
+        (None, {}, ("efficiency 0.5 below",), ExitCode.FAILED, None),
+        (
+            "publishing stopped",
+            {},
+            (),
+            ExitCode.BROKER_UNREACHABLE,
+            "lost the broker connection (publishing stopped) and it did not come back before the deadline: "
+            "1 task(s) unknown (ids in the report)",
+        ),
+        (
+            None,
+            {"worker-b": "queue_b"},
+            (),
+            ExitCode.NO_CONSUMER,
+            "pool worker-b (queue_b) lost all its consumers and none came back before the deadline: "
+            "1 task(s) unknown (ids in the report); start its workers",
+        ),
+    ],
+)
+def test_the_verdict_of_a_load_test_that_lost_its_broker_or_a_pool(broker_lost, pools_lost, problems, code, problem):
+    from dts.reports.verdict import verdict
+
+    lost = Sample("task_b", "x", 0.0, error="no result within 5s", unknown=True)
+    runs = (run_of([lost]), run_of([], broker_lost, pools_lost))
+    test = LoadTestReport("c.yml", LoadSpec(1, 0.5, None, None), runs, problems)
+    unknown = test.unknown()
+    got = verdict(
+        ExitCode.FAILED if problems else ExitCode.OK, runs, unknown, f": {unknown} task(s) unknown (ids in the report)"
+    )
+    assert got == (code, problem)
+
+
 # --------------------------------------------------------------------------- load_test.py usage errors
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--tasks", "0"], "argument --tasks: must be an integer from 1 to 50000 (got '0')"),
-     (["--mix", "2"], "argument --mix: must be between 0 and 1 (got '2')"),
-     (["--duration-a", "-1"], "argument --duration-a: must be a number from 0 to 3600 (got '-1')"),
-     (["--fail-rate", "x"], "argument --fail-rate: must be between 0 and 1 (got 'x')"),
-     (["--sweep", "1,x"], "argument --sweep: takes 1 to 20 pool sizes from 1 to 1000 like 1,2,4,8 (got '1,x')"),
-     (["--engine", "k8s"], "argument --engine: invalid choice: 'k8s' (choose from auto, compose, local)")],
-)  # fmt: skip
+    [
+        (["--tasks", "0"], "argument --tasks: must be an integer from 1 to 50000 (got '0')"),
+        (["--mix", "2"], "argument --mix: must be between 0 and 1 (got '2')"),
+        (["--duration-a", "-1"], "argument --duration-a: must be a number from 0 to 3600 (got '-1')"),
+        (["--fail-rate", "x"], "argument --fail-rate: must be between 0 and 1 (got 'x')"),
+        (["--sweep", "1,x"], "argument --sweep: takes 1 to 20 pool sizes from 1 to 1000 like 1,2,4,8 (got '1,x')"),
+        (["--engine", "k8s"], "argument --engine: invalid choice: 'k8s' (choose from auto, compose, local)"),
+    ],
+)
 def test_bad_arguments_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
         load_test.main(argv)
@@ -199,10 +283,12 @@ def test_bad_arguments_exit_2(argv, message, capsys):
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--sweep", "1,50"], "--sweep size 50 exceeds engine.max_replicas=10"),
-     (["--plot", "out.jpg"], "--plot writes a PNG: give a file name ending in .png (got out.jpg)"),
-     (["--output", "{tmp}"], "{tmp} is a directory: give a file name, e.g. {tmp}/run.json")],
-)  # fmt: skip
+    [
+        (["--sweep", "1,50"], "--sweep size 50 exceeds engine.max_replicas=10"),
+        (["--plot", "out.jpg"], "--plot writes a PNG: give a file name ending in .png (got out.jpg)"),
+        (["--output", "{tmp}"], "{tmp} is a directory: give a file name, e.g. {tmp}/run.json"),
+    ],
+)
 def test_bad_options_exit_2_before_any_work(tmp_path, argv, message, capsys):
     argv = [arg.format(tmp=tmp_path) for arg in argv]
     assert load_test.main(argv) == ExitCode.USAGE  # refused before the broker is contacted
@@ -234,7 +320,7 @@ def test_publisher_confirms_are_counted_one_by_one_multiple_and_out_of_order():
 def test_sample_table_keeps_every_task_and_gives_back_the_same_samples():
     import uuid
 
-    from dts.samples import SampleTable
+    from dts.reports.samples import SampleTable
 
     samples = [
         sample("task_a", "worker-a@h-1", 1764000000.25, 1764000000.5, 0.1, 1764000000.75),
@@ -256,7 +342,8 @@ def test_sample_table_keeps_every_task_and_gives_back_the_same_samples():
 def test_a_result_file_streams_its_samples_and_is_one_json_document(tmp_path):
     import json
 
-    from dts.results import Stream, save
+    from dts.reports.documents import Stream
+    from dts.results import save
 
     path = tmp_path / "load.json"
     save(path, "load_test", {"runs": [{"samples": Stream({"n": n} for n in range(3)), "report": {"tasks": 3}}]})

@@ -15,13 +15,42 @@ from dts.results import default_name, output_path, save
 # The documented schema (README, "Result files"): top-level keys and the keys of each nested record.
 DISPATCH_KEYS = {"schema", "kind", "created_at", "config", "tasks", "summary", "repeat", "exit_code"}
 DISPATCH_TASK_KEYS = {"task", "task_id", "pool", "result", "error", "isolation_breach", "unknown", "ok", "state"}
-SUMMARY_KEYS = {"total_time", "sum_execution_time", "longest_execution_time", "overhead", "speedup",
-                "total_retries", "max_backoff", "failed"}  # fmt: skip
-RESULT_KEYS = {"message", "task", "task_id", "queue", "worker", "retries", "retry_delays", "started_at",
-               "finished_at", "execution_time"}  # fmt: skip
+SUMMARY_KEYS = {
+    "total_time",
+    "sum_execution_time",
+    "longest_execution_time",
+    "overhead",
+    "speedup",
+    "total_retries",
+    "max_backoff",
+    "failed",
+}
+RESULT_KEYS = {
+    "message",
+    "task",
+    "task_id",
+    "queue",
+    "worker",
+    "retries",
+    "retry_delays",
+    "started_at",
+    "finished_at",
+    "execution_time",
+}
 LOAD_KEYS = {"schema", "kind", "created_at", "config", "load", "runs", "problems", "broker_lost", "pools_lost"}
-SAMPLE_KEYS = {"task", "task_id", "sent_at", "received_at", "ok", "state", "worker", "started_at", "execution_time",
-               "retries", "error"}  # fmt: skip
+SAMPLE_KEYS = {
+    "task",
+    "task_id",
+    "sent_at",
+    "received_at",
+    "ok",
+    "state",
+    "worker",
+    "started_at",
+    "execution_time",
+    "retries",
+    "error",
+}
 
 
 def test_default_name_is_kind_and_utc_time_with_milliseconds():

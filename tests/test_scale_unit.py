@@ -12,7 +12,7 @@ import scale
 from dts.config import load_settings
 from dts.engines.base import check_sizes, declared_sizes, indices_to_start, indices_to_stop, scale_plan
 from dts.errors import CliError, ExitCode
-from dts.reports import (
+from dts.reports.status import (
     StatusReport,
     WorkerStatus,
     health_problems,

@@ -21,8 +21,9 @@ OVER = 5.0  # seconds of work: far past both limits (a limit that does not fire 
 def limited(rabbitmq, tmp_path_factory):
 
     fresh_vhost(VHOST, "guest")
-    path = write_config(tmp_path_factory.mktemp("limits") / "limits.yml", replicas="1", duration_a=str(OVER),
-                        duration_b=str(OVER))  # fmt: skip
+    path = write_config(
+        tmp_path_factory.mktemp("limits") / "limits.yml", replicas="1", duration_a=str(OVER), duration_b=str(OVER)
+    )
     doc = yaml.safe_load(path.read_text())
     doc["tasks"]["task_a"].update(soft_time_limit=SOFT, time_limit=HARD)
     doc["tasks"]["task_b"].update(time_limit=HARD)
@@ -108,11 +109,12 @@ def test_dispatch_reports_both_failures_with_their_reasons(limited):
     a = next(line for line in lines if line.startswith("task_a "))
     b = next(line for line in lines if line.startswith("task_b "))
     assert f"FAILED: TimeLimitError: task_a exceeded soft time limit of {SOFT:g}s" in a, proc.stdout
-    assert (f"FAILED: TimeLimitExceeded: task_b exceeded hard time limit of {HARD:g}s; "
-            "the worker killed its process; not retried") in b, proc.stdout  # fmt: skip
+    assert (
+        f"FAILED: TimeLimitExceeded: task_b exceeded hard time limit of {HARD:g}s; "
+        "the worker killed its process; not retried"
+    ) in b, proc.stdout
     assert "FAILED: task_a, task_b" in proc.stdout
-    proc = run_cli("dispatch.py", "--config", str(path), "--no-save", "--json",
-                   env={"BROKER_URL": settings.broker.url})  # fmt: skip
+    proc = run_cli("dispatch.py", "--config", str(path), "--no-save", "--json", env={"BROKER_URL": settings.broker.url})
     errors = {t["task"]: t["error"] for t in json.loads(proc.stdout)["tasks"]}
     assert errors["task_a"].startswith(f"TimeLimitError: task_a exceeded soft time limit of {SOFT:g}s")
     assert errors["task_b"].startswith(f"TimeLimitExceeded: task_b exceeded hard time limit of {HARD:g}s")

@@ -16,7 +16,7 @@ from helpers import ROOT
 from dts import work
 from dts.config import load_settings, parse_settings
 from dts.errors import ConfigError
-from dts.reports import failure_reason
+from dts.reports.dispatch import failure_reason
 from dts.routing import celery_settings, time_limit_annotations
 
 POOLS = "pools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b]}}\n"
@@ -56,20 +56,26 @@ def test_shipped_config_sets_five_minutes_soft_and_a_half_minute_more_hard():
 @pytest.mark.parametrize(
     ("doc", "expected"),
     [
-        ("tasks: {task_a: {soft_time_limit: 30, time_limit: 30}}",
-         "tasks.task_a.time_limit must exceed tasks.task_a.soft_time_limit (30), or be 0 (none) (got 30.0)"),
-        ("tasks: {task_b: {soft_time_limit: 0.6, time_limit: 0.3}}",
-         "tasks.task_b.time_limit must exceed tasks.task_b.soft_time_limit (0.6), or be 0 (none) (got 0.3)"),
+        (
+            "tasks: {task_a: {soft_time_limit: 30, time_limit: 30}}",
+            "tasks.task_a.time_limit must exceed tasks.task_a.soft_time_limit (30), or be 0 (none) (got 30.0)",
+        ),
+        (
+            "tasks: {task_b: {soft_time_limit: 0.6, time_limit: 0.3}}",
+            "tasks.task_b.time_limit must exceed tasks.task_b.soft_time_limit (0.6), or be 0 (none) (got 0.3)",
+        ),
         ("tasks: {task_a: {soft_time_limit: -1}}", "tasks.task_a.soft_time_limit must be between 0 and 86400 (got -1)"),
         ("tasks: {task_a: {time_limit: 90000}}", "tasks.task_a.time_limit must be between 0 and 86400 (got 90000)"),
         ("tasks: {task_a: {time_limit: 5m}}", "tasks.task_a.time_limit must be a number (got '5m')"),
         ("tasks: {task_a: {soft_time_limit: .inf}}", "tasks.task_a.soft_time_limit must be a finite number (got inf)"),
         ("tasks: {task_a: {soft_time_limit: true}}", "tasks.task_a.soft_time_limit must be a number (got True)"),
-        ("tasks: {task_a: {timeout: 5}}",
-         "tasks.task_a.timeout is not a known key "
-         "(known: duration, failure_rate, queue, soft_time_limit, time_limit) (got 5)"),
+        (
+            "tasks: {task_a: {timeout: 5}}",
+            "tasks.task_a.timeout is not a known key "
+            "(known: duration, failure_rate, queue, soft_time_limit, time_limit) (got 5)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_limits_are_one_line_naming_the_key(doc, expected):
     assert error_of(doc) == f"cfg.yml: {expected}"
 
@@ -121,8 +127,9 @@ def fake_task(soft: float | None, timelimit=None):
 
 
 @pytest.mark.parametrize(("soft", "timelimit", "shown"), [(0.3, None, "0.3"), (300.0, (None, 2.5), "2.5")])
-def test_past_the_soft_limit_run_task_fails_with_the_reason_and_does_not_retry(tmp_path, monkeypatch, soft,
-                                                                               timelimit, shown):  # fmt: skip
+def test_past_the_soft_limit_run_task_fails_with_the_reason_and_does_not_retry(
+    tmp_path, monkeypatch, soft, timelimit, shown
+):
     def over_the_limit(*_args, **_kwargs):
         raise SoftTimeLimitExceeded()
 
@@ -188,5 +195,11 @@ def test_the_warning_is_logged_at_worker_start_from_the_pool_in_use(tmp_path, ca
         signals.celeryd_after_setup.disconnect(receiver)
     # celery_app's own receiver (the active settings) may be connected too, when a test imported celery_app
     messages = [r.getMessage() for r in caplog.records if r.name == "dts.work" and "time_limit 4s" in r.getMessage()]
-    assert messages == ([f"tasks.task_a: time limits (soft_time_limit none, time_limit 4s) are not enforced by the "
-                         f"{pool} execution pool: Celery enforces them in prefork workers only"] if warns else [])  # fmt: skip
+    assert messages == (
+        [
+            f"tasks.task_a: time limits (soft_time_limit none, time_limit 4s) are not enforced by the "
+            f"{pool} execution pool: Celery enforces them in prefork workers only"
+        ]
+        if warns
+        else []
+    )

@@ -1,11 +1,12 @@
-"""Every task of a load, in columns: a few dozen bytes a task, so that 100,000 tasks fit where 10,000 did.
+"""The data model of a load: each task as a Sample (when it was sent, what came back), and all of them as
+a SampleTable, in columns: a few dozen bytes a task, so that 100,000 tasks fit where 10,000 did.
 
     table = SampleTable(("task_a", "task_b"))
     row = table.add("task_a", task_id, sent_at=time.time())
     table.succeeded(row, received_at, result)        # result: the task's return value (worker, started_at, ...)
     table.failed(row, received_at, "TransientError: ...")   /   table.unknown(row, "no result within 60s")
     table.latencies(), table.executions("task_a")    # array('d') columns for exact percentiles
-    for sample in table: ...                          # dts.reports.Sample views, one at a time
+    for sample in table: ...                          # Sample views, one at a time
 
 A Sample object per task (a dataclass, its dicts and strings) cost about 0.8 KB; here a task is five
 numbers in arrays, its id as 16 bytes (a UUID, as the load generator makes them; any other id is kept as a
@@ -18,10 +19,9 @@ import math
 import uuid
 from array import array
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-from dts.reports import Sample
 
 NONE = math.nan  # a time not known (no result)
 PENDING, SUCCEEDED, FAILED, UNKNOWN = 0, 1, 2, 3
@@ -33,6 +33,40 @@ def _timestamp(iso: str | None) -> float:
 
 def _iso(ts: float) -> str | None:
     return None if math.isnan(ts) else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One task of a load: when it was sent and, once it completed, what came back."""
+
+    task: str
+    task_id: str
+    sent_at: float  # wall clock (time.time()) on the client
+    received_at: float | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    unknown: bool = False  # no result by the deadline: it may still be queued, running, or have run
+
+    @property
+    def state(self) -> str:
+        """succeeded | failed | unknown"""
+        return "succeeded" if self.result is not None else "unknown" if self.unknown else "failed"
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.result or {}
+        return {
+            "task": self.task,
+            "task_id": self.task_id,
+            "sent_at": self.sent_at,
+            "received_at": self.received_at,
+            "ok": self.result is not None,
+            "state": self.state,
+            "worker": r.get("worker"),
+            "started_at": r.get("started_at"),
+            "execution_time": r.get("execution_time"),
+            "retries": r.get("retries"),
+            "error": self.error,
+        }
 
 
 class SampleTable:
@@ -92,9 +126,10 @@ class SampleTable:
         self.state.append(PENDING)
         self.worker.append(0)
         self.retries.append(0)
-        for column, value in ((self.sent_at, sent_at), (self.received_at, NONE), (self.started_at, NONE),
-                              (self.execution_time, NONE)):  # fmt: skip
-            column.append(value)
+        self.sent_at.append(sent_at)
+        self.received_at.append(NONE)
+        self.started_at.append(NONE)
+        self.execution_time.append(NONE)
         return len(self.task) - 1
 
     def succeeded(self, row: int, received_at: float | None, result: dict[str, Any]) -> None:
@@ -135,12 +170,15 @@ class SampleTable:
 
     def queue_waits(self) -> array:
         """Seconds from sent to started on the worker (never negative: two clocks) of the tasks that succeeded."""
-        return array("d", (max(0.0, self.started_at[r] - self.sent_at[r]) for r in self.rows(state=SUCCEEDED)
-                           if not math.isnan(self.started_at[r])))  # fmt: skip
+        started = self.started_at
+        waits = (
+            max(0.0, started[r] - self.sent_at[r]) for r in self.rows(state=SUCCEEDED) if not math.isnan(started[r])
+        )
+        return array("d", waits)
 
     def executions(self, task: str | None = None) -> array:
-        return array("d", (self.execution_time[r] for r in self.rows(task, SUCCEEDED)
-                           if not math.isnan(self.execution_time[r])))  # fmt: skip
+        rows = self.rows(task, SUCCEEDED)
+        return array("d", (self.execution_time[r] for r in rows if not math.isnan(self.execution_time[r])))
 
     def per_worker(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -153,17 +191,21 @@ class SampleTable:
         return sum(self.retries[r] for r in self.rows(state=SUCCEEDED))
 
     def sample(self, row: int) -> Sample:
-        """One task as a dts.reports.Sample (what to_json and the reports read)."""
+        """One task as a Sample (what to_json and the reports read)."""
         state = self.state[row]
         received = None if math.isnan(self.received_at[row]) else self.received_at[row]
         result = None
         if state == SUCCEEDED:
             execution = self.execution_time[row]
-            result = {"worker": self.workers[self.worker[row]], "started_at": _iso(self.started_at[row]),
-                      "execution_time": None if math.isnan(execution) else execution,
-                      "retries": self.retries[row]}  # fmt: skip
-        return Sample(self.task_names[self.task[row]], self.task_id(row), self.sent_at[row], received_at=received,
-                      result=result, error=self.errors.get(row), unknown=state == UNKNOWN)  # fmt: skip
+            result = {
+                "worker": self.workers[self.worker[row]],
+                "started_at": _iso(self.started_at[row]),
+                "execution_time": None if math.isnan(execution) else execution,
+                "retries": self.retries[row],
+            }
+        task = self.task_names[self.task[row]]
+        error = self.errors.get(row)
+        return Sample(task, self.task_id(row), self.sent_at[row], received, result, error, unknown=state == UNKNOWN)
 
     def __iter__(self) -> Iterator[Sample]:
         return (self.sample(row) for row in range(len(self.task)))
