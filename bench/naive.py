@@ -25,7 +25,7 @@ import time
 from celery import Celery
 from celery.result import ResultSet
 
-from dts.reports.load import percentile
+from bench.table import round_trips
 
 app = Celery(
     "bench.naive", broker=os.environ.get("NAIVE_BROKER_URL", "amqp://guest:guest@localhost:5672//"), backend="rpc://"
@@ -75,15 +75,7 @@ def rtt(rate: float, seconds: float, timeout: float) -> dict:
         (task_a if i % 2 == 0 else task_b).delay().get(timeout=timeout)
         times.append(time.perf_counter() - start)
     wall = time.perf_counter() - t0
-    return {
-        "tasks": n,
-        "offered_rate": rate,
-        "achieved_rate": n / wall,
-        "p50": percentile(times, 50),
-        "p99": percentile(times, 99),
-        "max": max(times),
-        "mean": statistics.fmean(times),
-    }
+    return round_trips(times, rate, wall)
 
 
 def seed(rounds: int, duration_a: float, duration_b: float, timeout: float) -> dict:

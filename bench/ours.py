@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
 
 from kombu.utils.uuid import uuid
+
+from bench.table import round_trips
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -27,7 +28,6 @@ from celery_app import TASKS, app, use_settings
 from dts.broker import warm_up
 from dts.config import load_settings
 from dts.replies import ReplyQueue
-from dts.reports.load import percentile
 
 
 def rtt(rate: float, seconds: float, timeout: float) -> dict:
@@ -60,15 +60,7 @@ def rtt(rate: float, seconds: float, timeout: float) -> dict:
                 time.sleep(pause)
             times.append(round_trip(names[i % 2]))
         wall = time.perf_counter() - t0
-    return {
-        "tasks": n,
-        "offered_rate": rate,
-        "achieved_rate": n / wall,
-        "p50": percentile(times, 50),
-        "p99": percentile(times, 99),
-        "max": max(times),
-        "mean": statistics.fmean(times),
-    }
+    return round_trips(times, rate, wall)
 
 
 def publish_only(tasks: int) -> dict:

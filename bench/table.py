@@ -9,10 +9,12 @@ target (context only) and `n/a` when a number it needs is missing (that measurem
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from dts.reports.console import table_lines
+from dts.reports.load import percentile
 
 PASS, MISS, NO_TARGET, NO_DATA = "PASS", "MISS", "-", "n/a"
 
@@ -40,6 +42,19 @@ class Row:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def round_trips(times: list[float], rate: float, wall: float) -> dict[str, Any]:
+    """A round-trip measurement's numbers: tasks, offered and achieved rate, p50/p99/max/mean (seconds)."""
+    return {
+        "tasks": len(times),
+        "offered_rate": rate,
+        "achieved_rate": len(times) / wall,
+        "p50": percentile(times, 50),
+        "p99": percentile(times, 99),
+        "max": max(times),
+        "mean": statistics.fmean(times),
+    }
 
 
 def ratio(a: float | None, b: float | None) -> float | None:

@@ -219,3 +219,40 @@ def test_the_makefile_asks_the_engine_what_it_needs(stub, config, capsys):
     ):
         assert scale.main([*argv, "--config", str(config)]) == ExitCode.OK
         assert capsys.readouterr().out == out
+
+
+def test_load_test_sweep_resizes_to_each_size_in_turn_and_puts_the_pools_back(stub, config, monkeypatch):
+    """load_test.py --sweep on the stub: every pool at each size while that size's load runs, the sizes from
+    before afterwards; a run that lost the broker ends the sweep, and a run that raises still restores."""
+    import argparse
+    import types
+
+    import load_test
+
+    settings = load_settings(config)
+    StubEngine.sizes.update({"worker-a": 1, "worker-b": 2})
+    seen: list[tuple[int | None, dict[str, int]]] = []
+    lose_broker_at, raise_at = None, None
+
+    def run_at(settings, args, size):  # the load itself is the integration tests' (real workers)
+        seen.append((size, dict(StubEngine.sizes)))
+        if size == raise_at:
+            raise KeyboardInterrupt
+        return types.SimpleNamespace(size=size, broker_lost=size == lose_broker_at, pools_lost=())
+
+    monkeypatch.setattr(load_test, "one_run", run_at)
+    args = argparse.Namespace(engine="stub", sweep=[1, 3, 2])
+    runs = load_test.sweep(settings, args)
+    assert [r.size for r in runs] == [1, 3, 2]
+    assert seen == [(n, {"worker-a": n, "worker-b": n}) for n in (1, 3, 2)]
+    assert StubEngine.sizes == {"worker-a": 1, "worker-b": 2}  # put back
+
+    seen.clear()
+    lose_broker_at = 3
+    assert [r.size for r in load_test.sweep(settings, args)] == [1, 3]  # no run after the broker was lost
+    assert StubEngine.sizes == {"worker-a": 1, "worker-b": 2}
+
+    lose_broker_at, raise_at = None, 3
+    with pytest.raises(KeyboardInterrupt):
+        load_test.sweep(settings, args)
+    assert StubEngine.sizes == {"worker-a": 1, "worker-b": 2}
