@@ -40,10 +40,18 @@ def write_config(path: Path, **overrides: str) -> Path:
     """A config for tests: seed durations, fast deterministic backoff (no jitter), local engine.
     `queue_a` / `queue_b` rename the queues (tasks and pools follow)."""
     v = {
-        "duration_a": "0.1", "duration_b": "0.2", "failure_rate": "0.0", "max_retries": "3",
-        "backoff_base": "0.05", "replicas": "2", "timeout": "30", "stop_timeout": "30",
-        "queue_a": "queue_a", "queue_b": "queue_b", "task_events": "true",
-    }  # fmt: skip
+        "duration_a": "0.1",
+        "duration_b": "0.2",
+        "failure_rate": "0.0",
+        "max_retries": "3",
+        "backoff_base": "0.05",
+        "replicas": "2",
+        "timeout": "30",
+        "stop_timeout": "30",
+        "queue_a": "queue_a",
+        "queue_b": "queue_b",
+        "task_events": "true",
+    }
     v.update(overrides)
     path.write_text(
         textwrap.dedent(f"""\
@@ -109,8 +117,14 @@ def app_for(settings):
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """A project script as a subprocess from the project directory (env: extra variables)."""
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=dict(os.environ, **(env or {})), capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=dict(os.environ, **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def run_in_pty(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> tuple[int, str]:
@@ -122,8 +136,9 @@ def run_in_pty(*args: str, env: dict[str, str] | None = None, timeout: float = 1
     child_env = {k: v for k, v in os.environ.items() if k != "CI"}
     child_env.update({"TERM": "xterm-256color", "COLUMNS": "200", **(env or {})})
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=child_env, stdin=slave, stdout=slave,
-                            stderr=slave, close_fds=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, env=child_env, stdin=slave, stdout=slave, stderr=slave, close_fds=True
+    )
     os.close(slave)
     chunks, deadline = [], time.monotonic() + timeout
     try:
@@ -294,10 +309,17 @@ def start_node(node: str, port: int, conf: str = "", prepare=None) -> PrivateBro
     if prepare:
         prepare(base)
     (base / "rabbitmq.conf").write_text(conf.replace("{base}", str(base)))
-    env = dict(os.environ, RABBITMQ_NODENAME=node, RABBITMQ_NODE_PORT=str(port), RABBITMQ_DIST_PORT=str(port + 20000),
-               RABBITMQ_MNESIA_BASE=str(base / "mnesia"), RABBITMQ_LOG_BASE=str(base / "log"),
-               RABBITMQ_ENABLED_PLUGINS_FILE=str(base / "enabled_plugins"), RABBITMQ_PID_FILE=str(base / "pid"),
-               RABBITMQ_CONFIG_FILE=str(base / "rabbitmq"))  # fmt: skip
+    env = dict(
+        os.environ,
+        RABBITMQ_NODENAME=node,
+        RABBITMQ_NODE_PORT=str(port),
+        RABBITMQ_DIST_PORT=str(port + 20000),
+        RABBITMQ_MNESIA_BASE=str(base / "mnesia"),
+        RABBITMQ_LOG_BASE=str(base / "log"),
+        RABBITMQ_ENABLED_PLUGINS_FILE=str(base / "enabled_plugins"),
+        RABBITMQ_PID_FILE=str(base / "pid"),
+        RABBITMQ_CONFIG_FILE=str(base / "rabbitmq"),
+    )
     if os.geteuid() == 0:  # the server drops to the rabbitmq user: it must read (and write) all of base
         user = pwd.getpwnam("rabbitmq")
         for path in [base, *base.rglob("*")]:

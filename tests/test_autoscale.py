@@ -23,7 +23,8 @@ MIN, MAX, TARGET, COOLDOWN, INTERVAL = 1, 3, 5, 2, 0.5
 
 
 def config(path, url):
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         broker: {{url: "{url}"}}
         pools:
           worker-a: {{queues: [queue_a], replicas: {MIN}, autoscale: {{min: {MIN}, max: {MAX}, target: {TARGET}}}}}
@@ -31,7 +32,8 @@ def config(path, url):
         engine: {{name: local, stop_timeout: 30, start_timeout: 60}}
         autoscale: {{interval: {INTERVAL}, cooldown: {COOLDOWN}}}
         monitoring: {{task_events: false}}
-        """))  # fmt: skip
+        """)
+    )
     return path
 
 
@@ -56,8 +58,14 @@ def test_a_burst_grows_the_pool_and_the_cooldown_shrinks_it_back(rabbitmq, tmp_p
                 replies.expect(task_id)
                 publisher.publish("task_a", task_id, {"duration": DURATION})
             env = dict(os.environ, BROKER_URL=url, DTS_CONFIG=str(path), DTS_RUN_DIR=str(run_dir))
-            proc = subprocess.Popen([sys.executable, "scale.py", "auto", "--engine", "local"], cwd=ROOT, env=env,
-                                    stdout=sink, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+            proc = subprocess.Popen(
+                [sys.executable, "scale.py", "auto", "--engine", "local"],
+                cwd=ROOT,
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             try:
                 peak, deadline = MIN, time.monotonic() + 60
                 got = replies.collect(set(ids), time.monotonic())

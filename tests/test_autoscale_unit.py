@@ -94,25 +94,39 @@ def test_policies_are_the_pools_with_an_autoscale_mapping(tmp_path):
     shipped = load_settings(ROOT / "test-config.yml")
     assert policies(shipped) == {"worker-a": Policy(1, 4, 20, 30.0), "worker-b": Policy(1, 4, 20, 30.0)}
     path = tmp_path / "cfg.yml"
-    path.write_text("pools: {worker-a: {queues: [queue_a], autoscale: {}}, worker-b: {queues: [queue_b]}}\n"
-                    "engine: {max_replicas: 7}\nautoscale: {cooldown: 5}\n")  # fmt: skip
+    path.write_text(
+        "pools: {worker-a: {queues: [queue_a], autoscale: {}}, worker-b: {queues: [queue_b]}}\n"
+        "engine: {max_replicas: 7}\nautoscale: {cooldown: 5}\n"
+    )
     assert policies(load_settings(path)) == {"worker-a": Policy(1, 7, 20, 5.0)}  # defaults; worker-b left alone
 
 
 @pytest.mark.parametrize(
     ("args", "config", "expected"),
     [
-        (["auto"], "pools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b]}}\n",
-         "scale.py: error: no pool has an autoscale: mapping in cfg.yml: add one, e.g. "
-         "pools.worker-a.autoscale: {min: 1, max: 4, target: 20}"),
-        (["auto", "--interval", "0"], None,
-         "scale.py auto: error: argument --interval: must be a number from 0.1 to 60 (got '0') (see scale.py auto --help)"),
-        (["auto", "--once", "--duration", "5"], None,
-         "scale.py auto: error: argument --duration: not allowed with argument --once (see scale.py auto --help)"),
-        (["auto", "--duration", "0"], None,
-         "scale.py auto: error: argument --duration: must be a number > 0 and <= 86400 (got '0') (see scale.py auto --help)"),
+        (
+            ["auto"],
+            "pools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b]}}\n",
+            "scale.py: error: no pool has an autoscale: mapping in cfg.yml: add one, e.g. "
+            "pools.worker-a.autoscale: {min: 1, max: 4, target: 20}",
+        ),
+        (
+            ["auto", "--interval", "0"],
+            None,
+            "scale.py auto: error: argument --interval: must be a number from 0.1 to 60 (got '0') (see scale.py auto --help)",
+        ),
+        (
+            ["auto", "--once", "--duration", "5"],
+            None,
+            "scale.py auto: error: argument --duration: not allowed with argument --once (see scale.py auto --help)",
+        ),
+        (
+            ["auto", "--duration", "0"],
+            None,
+            "scale.py auto: error: argument --duration: must be a number > 0 and <= 86400 (got '0') (see scale.py auto --help)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_auto_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, config, expected):
     """Refused before Celery is imported or a broker asked (no broker needed)."""
     import scale

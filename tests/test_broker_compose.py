@@ -51,13 +51,21 @@ def broker_stack(tmp_path_factory):
     project, port = f"dts-bc-{os.getpid()}", free_port()
     vhost = user = f"dts-bc-{CHECKOUT}-{os.getpid()}"
     password = secrets.token_hex(12)
-    env = {"DTS_BROKER_USER": user, "DTS_BROKER_PASSWORD": password, "DTS_BROKER_VHOST": vhost,
-           "DTS_BROKER_PORT": str(port), "BROKER_URL": f"amqp://{user}:{password}@127.0.0.1:{port}/{vhost}",
-           "DTS_CONFIG": str(cfg_path), "COMPOSE_PROJECT_NAME": project, "DTS_IMAGE": f"dts-worker:e2e-{CHECKOUT}",
-           "PY": sys.executable}  # fmt: skip
+    env = {
+        "DTS_BROKER_USER": user,
+        "DTS_BROKER_PASSWORD": password,
+        "DTS_BROKER_VHOST": vhost,
+        "DTS_BROKER_PORT": str(port),
+        "BROKER_URL": f"amqp://{user}:{password}@127.0.0.1:{port}/{vhost}",
+        "DTS_CONFIG": str(cfg_path),
+        "COMPOSE_PROJECT_NAME": project,
+        "DTS_IMAGE": f"dts-worker:e2e-{CHECKOUT}",
+        "PY": sys.executable,
+    }
     for script in ("scripts/build-broker-image.sh", "scripts/build-image.sh"):  # both cached by tag / layers
-        build = subprocess.run(["sh", script], cwd=ROOT, env=dict(os.environ, **env), capture_output=True, text=True,
-                               timeout=900)  # fmt: skip
+        build = subprocess.run(
+            ["sh", script], cwd=ROOT, env=dict(os.environ, **env), capture_output=True, text=True, timeout=900
+        )
         assert build.returncode == 0, build.stdout + build.stderr
     settings = load_settings(cfg_path).with_broker_url(env["BROKER_URL"])
     app = app_for(settings)
@@ -70,8 +78,9 @@ def broker_stack(tmp_path_factory):
         logs = subprocess.run([*engine.cmd, "logs", "--tail", "20"], env=engine.env, capture_output=True, text=True)
         print(logs.stdout[-4000:])
         app.close()
-        down = run_cli("scale.py", "down", "--engine", "compose", "--broker", "compose", "--volumes", env=env,
-                       timeout=300)  # fmt: skip
+        down = run_cli(
+            "scale.py", "down", "--engine", "compose", "--broker", "compose", "--volumes", env=env, timeout=300
+        )
         assert down.returncode == 0, down.stdout + down.stderr
         assert leftovers(project) == {"container": [], "network": [], "volume": []}
 
@@ -81,8 +90,11 @@ def test_workers_reach_the_broker_service_by_name(broker_stack):
     nodes = engine.workers()
     assert {pool: len(n) for pool, n in nodes.items()} == {"worker-a": 1, "worker-b": 1}, nodes
     cid = engine.containers("worker-a")[0]
-    env = json.loads(subprocess.run(["docker", "inspect", "-f", "{{json .Config.Env}}", cid], capture_output=True,
-                                    text=True, timeout=30).stdout)  # fmt: skip
+    env = json.loads(
+        subprocess.run(
+            ["docker", "inspect", "-f", "{{json .Config.Env}}", cid], capture_output=True, text=True, timeout=30
+        ).stdout
+    )
     url = next(e.split("=", 1)[1] for e in env if e.startswith("BROKER_URL="))
     assert url.endswith(f"@broker:5672/{broker_stack['env']['DTS_BROKER_VHOST']}"), url
 
@@ -100,12 +112,27 @@ def test_dispatch_from_the_host_gets_both_results_from_the_containers(broker_sta
 
 def test_the_vhost_lives_in_the_container_not_on_the_host_broker(broker_stack):
     """The dispatch went to the containerised RabbitMQ: the test's vhost exists there, not on the host's."""
-    cid = subprocess.run(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={broker_stack['project']}",
-                          "--filter", "label=com.docker.compose.service=broker"], capture_output=True, text=True,
-                         timeout=30).stdout.split()  # fmt: skip
+    cid = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-q",
+            "--filter",
+            f"label=com.docker.compose.project={broker_stack['project']}",
+            "--filter",
+            "label=com.docker.compose.service=broker",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout.split()
     assert len(cid) == 1
-    inside = subprocess.run(["docker", "exec", cid[0], "rabbitmqctl", "-q", "list_vhosts", "name"], capture_output=True,
-                            text=True, timeout=60).stdout.split()  # fmt: skip
+    inside = subprocess.run(
+        ["docker", "exec", cid[0], "rabbitmqctl", "-q", "list_vhosts", "name"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.split()
     assert broker_stack["env"]["DTS_BROKER_VHOST"] in inside
     if broker_answers():
         from dts.provision import rabbitmqctl

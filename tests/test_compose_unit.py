@@ -113,13 +113,15 @@ def test_renamed_queues_and_stop_timeout_follow_the_config(tmp_path):
 
 def test_an_extra_pool_is_an_extra_service(tmp_path):
     path = tmp_path / "three.yml"
-    path.write_text(textwrap.dedent("""\
+    path.write_text(
+        textwrap.dedent("""\
         pools:
           worker-a: {queues: [queue_a]}
           worker-b: {queues: [queue_b]}
           reports-2: {queues: [queue_c, queue_d], replicas: 0, execution_pool: threads}
         engine: {stop_timeout: 1.5}
-        """))  # fmt: skip
+        """)
+    )
     services = services_for(load_settings(path))
     assert list(services) == ["worker-a", "worker-b", "reports-2"]
     extra = services["reports-2"]
@@ -173,7 +175,10 @@ def test_broker_service_profile_volume_port_and_healthcheck():
     assert svc["volumes"] == ["broker-data:/var/lib/rabbitmq"] and "broker-data" in doc["volumes"]
     assert svc["ports"] == ["127.0.0.1:${DTS_BROKER_PORT:-5672}:5672"]  # loopback only
     assert {svc["environment"][f"RABBITMQ_DEFAULT_{k}"] for k in ("USER", "PASS", "VHOST")} == {
-        "${DTS_BROKER_USER:-dts}", "${DTS_BROKER_PASSWORD:-}", "${DTS_BROKER_VHOST:-dts}"}  # fmt: skip
+        "${DTS_BROKER_USER:-dts}",
+        "${DTS_BROKER_PASSWORD:-}",
+        "${DTS_BROKER_VHOST:-dts}",
+    }
     assert "rabbitmqctl" in svc["healthcheck"]["test"][1] and svc["healthcheck"]["interval"] == "10s"
     tag = re.search(r"^DEFAULT_TAG=(\S+)", (ROOT / "scripts/build-broker-image.sh").read_text(), re.M)
     assert tag and svc["image"].endswith(f":-{tag.group(1)}}}")  # the script builds what compose runs

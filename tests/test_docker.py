@@ -48,16 +48,29 @@ def stack(rabbitmq, tmp_path_factory):
 
     password = secrets.token_hex(12)
     fresh_vhost(E2E_VHOST, E2E_USER, password)
-    cfg_path = write_config(tmp_path_factory.mktemp("e2e") / "e2e.yml", replicas="1", queue_a=QUEUES["worker-a"],
-                            queue_b=QUEUES["worker-b"])  # fmt: skip
+    cfg_path = write_config(
+        tmp_path_factory.mktemp("e2e") / "e2e.yml", replicas="1", queue_a=QUEUES["worker-a"], queue_b=QUEUES["worker-b"]
+    )
     cfg_path.chmod(0o644)  # read by the container's unprivileged user through the bind mount
     cfg_path.parent.chmod(0o755)
     project = f"dts-e2e-{os.getpid()}"
     credentials = {"DTS_BROKER_USER": E2E_USER, "DTS_BROKER_PASSWORD": password, "DTS_BROKER_VHOST": E2E_VHOST}
-    env = {"BROKER_URL": vhost_url(E2E_VHOST, E2E_USER, password), "DTS_CONFIG": str(cfg_path),
-           "COMPOSE_PROJECT_NAME": project, "DTS_IMAGE": f"dts-worker:e2e-{CHECKOUT}", "PY": sys.executable, **credentials}  # fmt: skip
-    build = subprocess.run(["sh", "scripts/build-image.sh"], cwd=ROOT, env=dict(os.environ, **env),
-                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    env = {
+        "BROKER_URL": vhost_url(E2E_VHOST, E2E_USER, password),
+        "DTS_CONFIG": str(cfg_path),
+        "COMPOSE_PROJECT_NAME": project,
+        "DTS_IMAGE": f"dts-worker:e2e-{CHECKOUT}",
+        "PY": sys.executable,
+        **credentials,
+    }
+    build = subprocess.run(
+        ["sh", "scripts/build-image.sh"],
+        cwd=ROOT,
+        env=dict(os.environ, **env),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stdout + build.stderr
 
     settings = load_settings(cfg_path).with_broker_url(env["BROKER_URL"])
@@ -75,8 +88,11 @@ def stack(rabbitmq, tmp_path_factory):
 
 
 def container_logs(project: str) -> str:
-    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],
-                         capture_output=True, text=True).stdout.split()  # fmt: skip
+    ids = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     procs = [subprocess.run(["docker", "logs", cid], capture_output=True, text=True) for cid in ids]
     return "".join(p.stdout + p.stderr for p in procs)  # celery logs to stderr
 
@@ -110,8 +126,11 @@ def test_container_logs_are_json_lines_with_the_task_fields(stack):
     """LOG_FORMAT=json is the containers' default: every line a worker container writes is a JSON object,
     and the task lifecycle records name the task, its queue, worker, attempt, duration and outcome."""
     app, engine = stack["app"], stack["engine"]
-    image_env = subprocess.run(["docker", "image", "inspect", "-f", "{{json .Config.Env}}", stack["env"]["DTS_IMAGE"]],
-                               capture_output=True, text=True).stdout  # fmt: skip
+    image_env = subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{json .Config.Env}}", stack["env"]["DTS_IMAGE"]],
+        capture_output=True,
+        text=True,
+    ).stdout
     assert "LOG_FORMAT=json" in json.loads(image_env)
     sent = {"a": app.send_task("celery_app.task_a", kwargs={"fail_times": 1}), "b": app.send_task("celery_app.task_b")}
     results = {k: r.get(timeout=60) for k, r in sent.items()}
@@ -131,7 +150,11 @@ def test_container_logs_are_json_lines_with_the_task_fields(stack):
             assert (r["task_name"], r["queue"]) == (f"celery_app.task_{key}", QUEUES[pool]), r
             assert r["worker"] == results[key]["worker"] and r["worker"] in engine.workers()[pool], r
     assert [r["event"] for r in records if r.get("task_id") == sent["a"].id and r["logger"] == "dts.task"] == [
-        "task started", "task retry", "task started", "task succeeded"]  # fmt: skip
+        "task started",
+        "task retry",
+        "task started",
+        "task succeeded",
+    ]
 
 
 def test_flower_in_the_monitoring_profile_sees_the_worker_containers(stack):
@@ -141,9 +164,18 @@ def test_flower_in_the_monitoring_profile_sees_the_worker_containers(stack):
     from dts.flower import PROFILE, SERVICE, healthy
 
     engine, port, login = stack["engine"], free_port(), ("e2e", secrets.token_urlsafe(16))
-    flower = ComposeEngine(engine.settings, stack["app"], project=engine.project,
-                           env={**engine.env, "COMPOSE_PROFILES": PROFILE, "DTS_FLOWER_PORT": str(port),
-                                "DTS_FLOWER_USER": login[0], "DTS_FLOWER_PASSWORD": login[1]})  # fmt: skip
+    flower = ComposeEngine(
+        engine.settings,
+        stack["app"],
+        project=engine.project,
+        env={
+            **engine.env,
+            "COMPOSE_PROFILES": PROFILE,
+            "DTS_FLOWER_PORT": str(port),
+            "DTS_FLOWER_USER": login[0],
+            "DTS_FLOWER_PASSWORD": login[1],
+        },
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         flower.compose("up", "-d", "--no-deps", SERVICE, timeout=300)
@@ -162,11 +194,16 @@ def test_healthcheck_pings_the_containers_own_worker(stack):
     ids = engine.containers("worker-a") + engine.containers("worker-b")
     assert len(ids) == 2
     for cid in ids:
-        proc = subprocess.run(["docker", "exec", cid, "python", "-m", "dts.worker", "--ping"], capture_output=True,
-                              text=True, timeout=60)  # fmt: skip
+        proc = subprocess.run(
+            ["docker", "exec", cid, "python", "-m", "dts.worker", "--ping"], capture_output=True, text=True, timeout=60
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
-    wrong = subprocess.run(["docker", "exec", "-e", "DTS_POOL=worker-b", ids[0], "python", "-m", "dts.worker", "--ping"],
-                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    wrong = subprocess.run(
+        ["docker", "exec", "-e", "DTS_POOL=worker-b", ids[0], "python", "-m", "dts.worker", "--ping"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert wrong.returncode == 1  # a worker-a container is not a healthy worker-b
 
 

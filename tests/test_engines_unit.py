@@ -25,16 +25,28 @@ def outputs(config: Path) -> dict[str, dict[str, dict]]:
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
     scaled = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ScaledObject"}
     return {
-        "compose": {pool: {"command": s["command"], "grace": float(s["stop_grace_period"].rstrip("s"))}
-                    for pool, s in compose.items()},
-        "swarm": {pool: {"command": s["command"], "grace": float(s["stop_grace_period"].rstrip("s")),
-                         "replicas": s["deploy"]["replicas"]} for pool, s in swarm.items()},
-        "k8s": {pool: {"command": d["spec"]["template"]["spec"]["containers"][0]["command"],
-                       "grace": float(d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]),
-                       "replicas": d["spec"]["replicas"],
-                       "queues": [t["metadata"]["queueName"] for t in scaled[pool]["spec"]["triggers"]]}
-                for pool, d in deployments.items()},
-    }  # fmt: skip
+        "compose": {
+            pool: {"command": s["command"], "grace": float(s["stop_grace_period"].rstrip("s"))}
+            for pool, s in compose.items()
+        },
+        "swarm": {
+            pool: {
+                "command": s["command"],
+                "grace": float(s["stop_grace_period"].rstrip("s")),
+                "replicas": s["deploy"]["replicas"],
+            }
+            for pool, s in swarm.items()
+        },
+        "k8s": {
+            pool: {
+                "command": d["spec"]["template"]["spec"]["containers"][0]["command"],
+                "grace": float(d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]),
+                "replicas": d["spec"]["replicas"],
+                "queues": [t["metadata"]["queueName"] for t in scaled[pool]["spec"]["triggers"]],
+            }
+            for pool, d in deployments.items()
+        },
+    }
 
 
 def test_a_pool_change_changes_compose_swarm_and_k8s_alike(tmp_path):

@@ -42,8 +42,9 @@ def fleet(fault_broker, tmp_path_factory):
     from dts.config import load_settings
     from dts.engines.local import LocalEngine
 
-    path = write_config(tmp_path_factory.mktemp("faults") / "faults.yml", replicas="1", duration_a="5",
-                        duration_b="5", timeout="20")  # fmt: skip
+    path = write_config(
+        tmp_path_factory.mktemp("faults") / "faults.yml", replicas="1", duration_a="5", duration_b="5", timeout="20"
+    )
     settings = load_settings(path).with_broker_url(fault_broker.url)
     app = app_for(settings)
     run_dir = tmp_path_factory.mktemp("run")
@@ -85,8 +86,14 @@ def fresh(fleet, fault_broker):
 
 
 def popen(fleet, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=dict(os.environ, **fleet["env"]),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=dict(os.environ, **fleet["env"]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_line(stream, pattern: str) -> re.Match:
@@ -111,10 +118,14 @@ def queued_ids(app, queue: str) -> set[str]:
 def tally(samples: list[dict], run_dir: Path) -> dict[str, int]:
     runs = executions(run_dir, [s["task_id"] for s in samples])
     states = [s["state"] for s in samples]
-    return {"sent": len(samples), "completed": states.count("succeeded"), "failed": states.count("failed"),
-            "unknown": states.count("unknown"), "lost": sum(1 for s in samples if s["state"] == "succeeded"
-                                                            and runs[s["task_id"]] == 0),
-            "duplicates": sum(max(0, n - 1) for n in runs.values())}  # fmt: skip
+    return {
+        "sent": len(samples),
+        "completed": states.count("succeeded"),
+        "failed": states.count("failed"),
+        "unknown": states.count("unknown"),
+        "lost": sum(1 for s in samples if s["state"] == "succeeded" and runs[s["task_id"]] == 0),
+        "duplicates": sum(max(0, n - 1) for n in runs.values()),
+    }
 
 
 def test_broker_restart_mid_burst_loses_no_result(fresh, fault_broker, tmp_path):
@@ -175,8 +186,9 @@ def test_broker_gone_during_load_test_start_up_exits_3_and_writes_nothing(fresh,
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
     try:
-        proc = popen(fresh, "load_test.py", "--tasks", "10", "--duration-a", "0", "--duration-b", "0", "--output",
-                     str(out))  # fmt: skip
+        proc = popen(
+            fresh, "load_test.py", "--tasks", "10", "--duration-a", "0", "--duration-b", "0", "--output", str(out)
+        )
         deadline = time.monotonic() + 30
         while fault_broker.connections() <= before:  # the load test has connected: its start-up checks run
             assert time.monotonic() < deadline and proc.poll() is None, "the load test never connected"

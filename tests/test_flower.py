@@ -45,8 +45,13 @@ def flower(settings, workers, config_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("flower") / "flower.log"
     env = dict(os.environ, DTS_FLOWER_USER=login[0], DTS_FLOWER_PASSWORD=login[1])
     with out.open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "dts.flower", "--port", str(port), "--config", str(config_path)],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dts.flower", "--port", str(port), "--config", str(config_path)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     nodes = {n for names in workers.workers().values() for n in names}
     try:
@@ -110,8 +115,13 @@ def test_flower_shows_both_pools_the_dispatched_tasks_and_counts_them(flower, co
     for task, pool in (("task_a", "worker-a"), ("task_b", "worker-b")):
         succeeded = metric_value(metrics, "flower_events_total", task=f"celery_app.{task}", type="task-succeeded")
         assert succeeded >= 1, f"no task-succeeded count for {task}"
-        on_pool = [line for line in metrics.splitlines() if line.startswith("flower_events_total{")
-                   and f'task="celery_app.{task}"' in line and 'type="task-succeeded"' in line]  # fmt: skip
+        on_pool = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("flower_events_total{")
+            and f'task="celery_app.{task}"' in line
+            and 'type="task-succeeded"' in line
+        ]
         assert all(f'worker="{pool}@' in line for line in on_pool), on_pool
     assert metric_value(metrics, "flower_worker_online") >= 4
 
@@ -137,7 +147,12 @@ def test_login_is_generated_once_into_env_keeping_other_keys(tmp_path):
     from dts.config import read_env_file
 
     values = read_env_file(env_file)
-    assert values == {"DTS_BROKER_USER": "u", "DTS_BROKER_PASSWORD": "p", "DTS_BROKER_VHOST": "v",
-                      USER_KEY: "flower", PASSWORD_KEY: password}  # fmt: skip
+    assert values == {
+        "DTS_BROKER_USER": "u",
+        "DTS_BROKER_PASSWORD": "p",
+        "DTS_BROKER_VHOST": "v",
+        USER_KEY: "flower",
+        PASSWORD_KEY: password,
+    }
     assert ensure_login(env_file, environ={})[:2] == (user, password)  # generated once
     assert ensure_login(env_file, environ={PASSWORD_KEY: "x", USER_KEY: "me"})[:2] == ("me", "x")  # env wins

@@ -100,8 +100,15 @@ def three_pools(tmp_path: Path):
 def test_shipped_manifests_validate(version):
     files = k8s.render(SHIPPED, SHIPPED_TEXT, IMAGE)
     kinds = sorted(doc["kind"] for doc in manifests(files))
-    assert kinds == ["ConfigMap", "Deployment", "Deployment", "ScaledObject", "ScaledObject", "Secret",
-                     "TriggerAuthentication"]  # fmt: skip
+    assert kinds == [
+        "ConfigMap",
+        "Deployment",
+        "Deployment",
+        "ScaledObject",
+        "ScaledObject",
+        "Secret",
+        "TriggerAuthentication",
+    ]
     for doc in manifests(files):
         validate(doc, version)
 
@@ -117,8 +124,14 @@ def test_three_pool_manifests_validate(tmp_path, version):
 
 def test_files_and_kustomization():
     files = k8s.render(SHIPPED, SHIPPED_TEXT, IMAGE)
-    assert list(files) == ["configmap.yaml", "triggerauthentication.yaml", "pool-worker-a.yaml", "pool-worker-b.yaml",
-                           "kustomization.yaml", "broker-secret.template.yaml"]  # fmt: skip
+    assert list(files) == [
+        "configmap.yaml",
+        "triggerauthentication.yaml",
+        "pool-worker-a.yaml",
+        "pool-worker-b.yaml",
+        "kustomization.yaml",
+        "broker-secret.template.yaml",
+    ]
     (kustomization,) = files[k8s.KUSTOMIZATION]
     assert kustomization["kind"] == "Kustomization"
     # everything but the Secret template: `kubectl apply -k` must never overwrite the real Secret with it
@@ -193,8 +206,12 @@ def test_deployments_run_the_engines_one_worker_command_line(tmp_path):
         assert container["command"] == launch_argv(name)
         assert container["image"] == IMAGE
         env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
-        assert env == {"DTS_POOL": name, "DTS_CONFIG": CONFIG_IN_IMAGE, "LOG_FORMAT": "json",
-                       "BROKER_URL": {"secretKeyRef": {"name": k8s.SECRET, "key": k8s.SECRET_KEY}}}  # fmt: skip
+        assert env == {
+            "DTS_POOL": name,
+            "DTS_CONFIG": CONFIG_IN_IMAGE,
+            "LOG_FORMAT": "json",
+            "BROKER_URL": {"secretKeyRef": {"name": k8s.SECRET, "key": k8s.SECRET_KEY}},
+        }
         # terminationGracePeriodSeconds is an integer: engine.stop_timeout 1.5 s -> 2 s, never less
         assert spec["template"]["spec"]["terminationGracePeriodSeconds"] == math.ceil(1.5) == 2
     assert "queue_c" not in str(deployments)  # queues reach the worker through the config, not the manifest
@@ -257,10 +274,13 @@ def test_security_context_matches_the_image_and_compose():
         assert next(v for v in pod["volumes"] if v["name"] == tmp["name"])["emptyDir"]["medium"] == "Memory"
 
 
-@pytest.mark.parametrize(("concurrency", "requests", "limits"), [
-    (1, {"cpu": "100m", "memory": "96Mi"}, {"cpu": "1000m", "memory": "320Mi"}),
-    (4, {"cpu": "400m", "memory": "192Mi"}, {"cpu": "4000m", "memory": "512Mi"}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("concurrency", "requests", "limits"),
+    [
+        (1, {"cpu": "100m", "memory": "96Mi"}, {"cpu": "1000m", "memory": "320Mi"}),
+        (4, {"cpu": "400m", "memory": "192Mi"}, {"cpu": "4000m", "memory": "512Mi"}),
+    ],
+)
 def test_resources_grow_with_the_pools_slots(tmp_path, concurrency, requests, limits):
     settings, text = three_pools(tmp_path)
     pool = next(p for p in settings.pools.values() if p.concurrency == concurrency)
@@ -285,9 +305,12 @@ def test_each_queue_of_each_pool_has_its_rabbitmq_trigger(tmp_path):
         assert [t["metadata"]["queueName"] for t in spec["triggers"]] == list(pool.queues)
         for trigger in spec["triggers"]:
             assert trigger["type"] == "rabbitmq"
-            assert trigger["metadata"] == {"protocol": "amqp", "queueName": trigger["metadata"]["queueName"],
-                                           "mode": "QueueLength",
-                                           "value": str(k8s.scaling_bounds(settings, pool).target)}  # fmt: skip
+            assert trigger["metadata"] == {
+                "protocol": "amqp",
+                "queueName": trigger["metadata"]["queueName"],
+                "mode": "QueueLength",
+                "value": str(k8s.scaling_bounds(settings, pool).target),
+            }
             assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
     assert [t["metadata"]["queueName"] for t in scaled["reports-2"]["spec"]["triggers"]] == ["queue_c", "queue_d"]
     # the scaler reads the broker URL from the same Secret (and key) as the workers
@@ -374,8 +397,11 @@ def test_scale_k8s_writes_what_render_returns(tmp_path, capsys):
 
     # a pool removed from the config: its file goes; a file this command did not write stays
     (out / "extra.yaml").write_text("kind: Namespace\n")
-    config.write_text(THREE_POOLS.replace("  reports-2: {queues: [queue_c, queue_d], replicas: 0, concurrency: 4, "
-                                          "execution_pool: threads}\n", ""))  # fmt: skip
+    config.write_text(
+        THREE_POOLS.replace(
+            "  reports-2: {queues: [queue_c, queue_d], replicas: 0, concurrency: 4, execution_pool: threads}\n", ""
+        )
+    )
     assert scale.main(["k8s", "--config", str(config), "--output", str(out)]) == 0
     left = sorted(p.name for p in out.glob("*.yaml"))
     assert left == sorted(name for name in [*expected, "extra.yaml"] if name != "pool-reports-2.yaml")
@@ -383,11 +409,14 @@ def test_scale_k8s_writes_what_render_returns(tmp_path, capsys):
     assert container["image"] == k8s.default_image()  # no --image: the compose engine's tag
 
 
-@pytest.mark.parametrize(("argv", "line"), [
-    (["--image", "Bad Image"], "scale.py: error: --image 'Bad Image' is not an image reference"),
-    (["--config", "/nonexistent.yml"], "/nonexistent.yml: cannot read config"),
-    (["--engine", "local"], "scale.py: error: unrecognized arguments: --engine local"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["--image", "Bad Image"], "scale.py: error: --image 'Bad Image' is not an image reference"),
+        (["--config", "/nonexistent.yml"], "/nonexistent.yml: cannot read config"),
+        (["--engine", "local"], "scale.py: error: unrecognized arguments: --engine local"),
+    ],
+)
 def test_scale_k8s_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, argv, line):
     out = tmp_path / "k8s"
     try:
@@ -426,15 +455,20 @@ def test_scale_k8s_as_a_subprocess_imports_no_celery(tmp_path):
 def test_broker_tls_reaches_the_workers_and_the_scaler_from_a_secret(tmp_path):
     for name in ("ca.pem", "client.pem", "client.key"):
         (tmp_path / name).write_text("PEM\n")
-    text = THREE_POOLS + "broker: {url: 'amqps://u:p@rabbit.example.org:5671/v', tls: {ca_file: ca.pem, " \
-                         "cert_file: client.pem, key_file: client.key, server_hostname: rabbit.example.org}}\n"  # fmt: skip
+    text = (
+        THREE_POOLS + "broker: {url: 'amqps://u:p@rabbit.example.org:5671/v', tls: {ca_file: ca.pem, "
+        "cert_file: client.pem, key_file: client.key, server_hostname: rabbit.example.org}}\n"
+    )
     path = tmp_path / "tls.yml"
     path.write_text(text)
     files = k8s.render(load_settings(path), text, IMAGE)
     for doc in manifests(files):
         validate(doc, "1.37")
-    paths = {"BROKER_TLS_CA_FILE": f"{k8s.TLS_DIR}/ca.pem", "BROKER_TLS_CERT_FILE": f"{k8s.TLS_DIR}/cert.pem",
-             "BROKER_TLS_KEY_FILE": f"{k8s.TLS_DIR}/key.pem"}  # fmt: skip
+    paths = {
+        "BROKER_TLS_CA_FILE": f"{k8s.TLS_DIR}/ca.pem",
+        "BROKER_TLS_CERT_FILE": f"{k8s.TLS_DIR}/cert.pem",
+        "BROKER_TLS_KEY_FILE": f"{k8s.TLS_DIR}/key.pem",
+    }
     for deployment in of_kind(files, "Deployment").values():
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
@@ -446,9 +480,13 @@ def test_broker_tls_reaches_the_workers_and_the_scaler_from_a_secret(tmp_path):
         assert pod["securityContext"]["fsGroup"] == k8s.UID  # group-readable by the worker, not world-readable
     (auth,) = of_kind(files, "TriggerAuthentication").values()
     params = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
-    assert params == {"host": (k8s.SECRET, k8s.SECRET_KEY), "tls": (k8s.TLS_SECRET, "tls"),
-                      "ca": (k8s.TLS_SECRET, "ca.pem"), "cert": (k8s.TLS_SECRET, "cert.pem"),
-                      "key": (k8s.TLS_SECRET, "key.pem")}  # fmt: skip
+    assert params == {
+        "host": (k8s.SECRET, k8s.SECRET_KEY),
+        "tls": (k8s.TLS_SECRET, "tls"),
+        "ca": (k8s.TLS_SECRET, "ca.pem"),
+        "cert": (k8s.TLS_SECRET, "cert.pem"),
+        "key": (k8s.TLS_SECRET, "key.pem"),
+    }
     template = files[k8s.TLS_SECRET_FILE][0]
     assert set(template["stringData"]) == {"tls", "ca.pem", "cert.pem", "key.pem"}
     assert k8s.TLS_SECRET_FILE not in files[k8s.KUSTOMIZATION][0]["resources"]  # never applied over the real one

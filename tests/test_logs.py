@@ -26,14 +26,26 @@ def record(name: str = "dts.test", msg: str = "something happened", level: int =
 
 
 def test_json_formatter_writes_one_object_with_the_field_names():
-    fields = {"task_id": "abc", "task_name": "celery_app.task_a", "queue": "queue_a", "worker": "worker-a@h",
-              "attempt": 2, "duration": 0.1, "outcome": "success"}  # fmt: skip
+    fields = {
+        "task_id": "abc",
+        "task_name": "celery_app.task_a",
+        "queue": "queue_a",
+        "worker": "worker-a@h",
+        "attempt": 2,
+        "duration": 0.1,
+        "outcome": "success",
+    }
     line = formatter("json").format(record(msg="task succeeded", **fields))
     assert "\n" not in line
     [parsed] = json_lines(line)
     assert list(parsed) == list(FIELDS)  # exactly the documented fields, the timestamp first
-    assert parsed | {"timestamp": None} == {"timestamp": None, "level": "INFO", "event": "task succeeded",
-                                            "logger": "dts.test", **fields}  # fmt: skip
+    assert parsed | {"timestamp": None} == {
+        "timestamp": None,
+        "level": "INFO",
+        "event": "task succeeded",
+        "logger": "dts.test",
+        **fields,
+    }
 
 
 def test_json_formatter_keeps_a_traceback_on_the_line():
@@ -79,8 +91,14 @@ def test_json_workers_run_quiet_and_text_workers_as_before(config_path):
 
 def test_cli_diagnostics_and_error_are_json_lines(rabbitmq, config_path):
     """dispatch.py with no consumer (the idle vhost): -v diagnostics, then the one error line, all JSON."""
-    proc = run_cli("dispatch.py", "--config", str(config_path), "-v", "--no-save",
-                   env={"LOG_FORMAT": "json", "BROKER_URL": IDLE_BROKER_URL})  # fmt: skip
+    proc = run_cli(
+        "dispatch.py",
+        "--config",
+        str(config_path),
+        "-v",
+        "--no-save",
+        env={"LOG_FORMAT": "json", "BROKER_URL": IDLE_BROKER_URL},
+    )
     assert proc.returncode == ExitCode.NO_CONSUMER, proc.stderr
     records = json_lines(proc.stderr)
     assert any(r["level"] == "INFO" and r["event"].startswith("broker amqp://") for r in records), proc.stderr
@@ -161,11 +179,16 @@ def test_task_records_carry_the_task_fields(json_worker):
 
     plain = lifecycle(records, ids["plain"])
     assert [(r["event"], r["outcome"], r["attempt"]) for r in plain] == [
-        ("task started", "started", 1), ("task succeeded", "success", 1)]  # fmt: skip
+        ("task started", "started", 1),
+        ("task succeeded", "success", 1),
+    ]
     retried = lifecycle(records, ids["retried"])
     assert [(r["event"], r["outcome"], r["attempt"]) for r in retried] == [
-        ("task started", "started", 1), ("task retry", "retry", 1),
-        ("task started", "started", 2), ("task succeeded", "success", 2)]  # fmt: skip
+        ("task started", "started", 1),
+        ("task retry", "retry", 1),
+        ("task started", "started", 2),
+        ("task succeeded", "success", 2),
+    ]
     assert retried[1]["delay"] == results["retried"]["retry_delays"][0]
     failed = lifecycle(records, ids["failed"])
     assert [(r["event"], r["outcome"], r["level"]) for r in failed][-1] == ("task failed", "failure", "ERROR")

@@ -16,8 +16,9 @@ VHOST = f"dts-test-rename-{CHECKOUT}"
 def renamed(rabbitmq, tmp_path_factory):
 
     fresh_vhost(VHOST, "guest")
-    path = write_config(tmp_path_factory.mktemp("rename") / "renamed.yml", replicas="1", queue_a="jobs_left",
-                        queue_b="jobs_right")  # fmt: skip
+    path = write_config(
+        tmp_path_factory.mktemp("rename") / "renamed.yml", replicas="1", queue_a="jobs_left", queue_b="jobs_right"
+    )
     with local_fleet(path, vhost_url(VHOST), tmp_path_factory.mktemp("run")) as (settings, app, engine):
         yield path, settings, app, engine
 

@@ -21,8 +21,9 @@ LIMIT = 2
 def quorum_config(path: Path) -> Path:
     """The test config with quorum queues (the broker URL comes from $BROKER_URL: each test's vhost)."""
     write_config(path, replicas="1", backoff_base="0.5")
-    text = path.read_text().replace("  connect_timeout: 5\n", f"  connect_timeout: 5\n  queue_type: quorum\n"
-                                    f"  delivery_limit: {LIMIT}\n")  # fmt: skip
+    text = path.read_text().replace(
+        "  connect_timeout: 5\n", f"  connect_timeout: 5\n  queue_type: quorum\n  delivery_limit: {LIMIT}\n"
+    )
     path.write_text(text)
     return path
 
@@ -71,8 +72,13 @@ def test_workers_start_without_global_qos_and_dispatch_gets_both_results(quorum)
 def test_a_transient_failure_is_retried_and_succeeds(quorum):
     _path, _settings, app, _engine, run_dir = quorum
     t0 = time.monotonic()
-    result = app.send_task("celery_app.task_a", kwargs={"fail_times": 1, "duration": 0.01}, queue="queue_a",
-                           exchange="queue_a", routing_key="queue_a").get(timeout=30)  # fmt: skip
+    result = app.send_task(
+        "celery_app.task_a",
+        kwargs={"fail_times": 1, "duration": 0.01},
+        queue="queue_a",
+        exchange="queue_a",
+        routing_key="queue_a",
+    ).get(timeout=30)
     elapsed = time.monotonic() - t0
     assert result["retries"] == 1 and result["retry_delays"] == [0.5]
     assert elapsed >= 0.5, elapsed  # the countdown was kept (held by the worker: the exchanges are direct)
@@ -96,8 +102,12 @@ def test_a_message_redelivered_past_the_limit_is_dead_lettered(rabbitmq, tmp_pat
             channel = conn.default_channel
             for queue in declared_queues(load_settings(path)):
                 queue.bind(channel).declare()
-            Producer(channel).publish({"poison": 1}, exchange="queue_b", routing_key="queue_b",
-                                      headers={"task": "celery_app.task_b", "id": "poison-1"})  # fmt: skip
+            Producer(channel).publish(
+                {"poison": 1},
+                exchange="queue_b",
+                routing_key="queue_b",
+                headers={"task": "celery_app.task_b", "id": "poison-1"},
+            )
             counts, deadline = [], time.monotonic() + 15
             while len(counts) < LIMIT + 1 and time.monotonic() < deadline:
                 message = channel.basic_get("queue_b", no_ack=False)

@@ -30,20 +30,29 @@ SETTINGS = load_settings(ROOT / "test-config.yml")
 
 @pytest.mark.parametrize(
     ("current", "desired", "plan"),
-    [({"worker-a": 1, "worker-b": 1}, {"worker-a": 3}, {"worker-a": 2}),
-     ({"worker-a": 3}, {"worker-a": 1}, {"worker-a": -2}),
-     ({}, {"worker-a": 2, "worker-b": 2}, {"worker-a": 2, "worker-b": 2}),
-     ({"worker-a": 2}, {"worker-a": 2}, {"worker-a": 0})],
-)  # fmt: skip
+    [
+        ({"worker-a": 1, "worker-b": 1}, {"worker-a": 3}, {"worker-a": 2}),
+        ({"worker-a": 3}, {"worker-a": 1}, {"worker-a": -2}),
+        ({}, {"worker-a": 2, "worker-b": 2}, {"worker-a": 2, "worker-b": 2}),
+        ({"worker-a": 2}, {"worker-a": 2}, {"worker-a": 0}),
+    ],
+)
 def test_scale_plan_is_desired_minus_current(current, desired, plan):
     assert scale_plan(current, desired) == plan
 
 
 @pytest.mark.parametrize(
     ("existing", "count", "start", "stop"),
-    [(set(), 3, [1, 2, 3], []), ({1, 2, 3}, 1, [], [3, 2]), ({1, 3}, 3, [2], []), ({2}, 2, [1], []),
-     ({1, 2}, 0, [], [2, 1]), ({2, 5}, 4, [1, 3], []), ({1, 2}, 2, [], [])],
-)  # fmt: skip
+    [
+        (set(), 3, [1, 2, 3], []),
+        ({1, 2, 3}, 1, [], [3, 2]),
+        ({1, 3}, 3, [2], []),
+        ({2}, 2, [1], []),
+        ({1, 2}, 0, [], [2, 1]),
+        ({2, 5}, 4, [1, 3], []),
+        ({1, 2}, 2, [], []),
+    ],
+)
 def test_worker_indices(existing, count, start, stop):
     assert indices_to_start(existing, count) == start
     assert indices_to_stop(existing, count) == stop
@@ -59,12 +68,20 @@ def test_declared_sizes_are_the_pools_replicas(tmp_path):
 
 @pytest.mark.parametrize(
     ("desired", "message"),
-    [({"worker-c": 1}, "unknown pool 'worker-c': test-config.yml declares worker-a, worker-b"),
-     ({"worker-a": 11}, "worker-a: COUNT must be between 0 and engine.max_replicas=10 (got 11); "
-                        "raise engine.max_replicas in test-config.yml for more"),
-     ({"worker-a": 1, "worker-b": -1}, "worker-b: COUNT must be between 0 and engine.max_replicas=10 (got -1); "
-                                       "raise engine.max_replicas in test-config.yml for more")],
-)  # fmt: skip
+    [
+        ({"worker-c": 1}, "unknown pool 'worker-c': test-config.yml declares worker-a, worker-b"),
+        (
+            {"worker-a": 11},
+            "worker-a: COUNT must be between 0 and engine.max_replicas=10 (got 11); "
+            "raise engine.max_replicas in test-config.yml for more",
+        ),
+        (
+            {"worker-a": 1, "worker-b": -1},
+            "worker-b: COUNT must be between 0 and engine.max_replicas=10 (got -1); "
+            "raise engine.max_replicas in test-config.yml for more",
+        ),
+    ],
+)
 def test_bad_sizes_are_usage_errors(desired, message):
     with pytest.raises(CliError) as err:
         check_sizes(desired, SETTINGS)
@@ -92,9 +109,13 @@ def test_pool_named_refuses_anything_else():
 
 @pytest.mark.parametrize(
     ("argv", "desired"),
-    [(["set", "queue_a", "2"], {"worker-a": 2}), (["set", "worker-b", "0"], {"worker-b": 0}),
-     (["all", "3"], {"worker-a": 3, "worker-b": 3}), (["up"], {"worker-a": 1, "worker-b": 1})],
-)  # fmt: skip
+    [
+        (["set", "queue_a", "2"], {"worker-a": 2}),
+        (["set", "worker-b", "0"], {"worker-b": 0}),
+        (["all", "3"], {"worker-a": 3, "worker-b": 3}),
+        (["up"], {"worker-a": 1, "worker-b": 1}),
+    ],
+)
 def test_desired_sizes_from_the_command_line(argv, desired):
     args = scale.build_parser().parse_args(argv)
     assert scale.desired_sizes(args, SETTINGS) == desired
@@ -125,14 +146,28 @@ def usage_error(capsys, argv: list[str]) -> str:
 
 @pytest.mark.parametrize(
     ("argv", "line"),
-    [(["set", "worker-a", "-2"], "scale.py set: error: argument COUNT: must be an integer from 0 to 1000 (got '-2')"),
-     (["set", "worker-a", "x"], "scale.py set: error: argument COUNT: must be an integer from 0 to 1000 (got 'x')"),
-     (["set", "worker-a", "1.5"], "scale.py set: error: argument COUNT: must be an integer from 0 to 1000 (got '1.5')"),
-     (["all", "-1"], "scale.py all: error: argument COUNT: must be an integer from 0 to 1000 (got '-1')"),
-     (["logs", "--lines", "-1"], "scale.py logs: error: argument --lines: must be an integer from 1 to 10000 (got '-1')"),
-     (["logs", "--lines", "0"], "scale.py logs: error: argument --lines: must be an integer from 1 to 10000 (got '0')"),
-     (["set", "worker-a"], "scale.py set: error: the following arguments are required: COUNT")],
-)  # fmt: skip
+    [
+        (
+            ["set", "worker-a", "-2"],
+            "scale.py set: error: argument COUNT: must be an integer from 0 to 1000 (got '-2')",
+        ),
+        (["set", "worker-a", "x"], "scale.py set: error: argument COUNT: must be an integer from 0 to 1000 (got 'x')"),
+        (
+            ["set", "worker-a", "1.5"],
+            "scale.py set: error: argument COUNT: must be an integer from 0 to 1000 (got '1.5')",
+        ),
+        (["all", "-1"], "scale.py all: error: argument COUNT: must be an integer from 0 to 1000 (got '-1')"),
+        (
+            ["logs", "--lines", "-1"],
+            "scale.py logs: error: argument --lines: must be an integer from 1 to 10000 (got '-1')",
+        ),
+        (
+            ["logs", "--lines", "0"],
+            "scale.py logs: error: argument --lines: must be an integer from 1 to 10000 (got '0')",
+        ),
+        (["set", "worker-a"], "scale.py set: error: the following arguments are required: COUNT"),
+    ],
+)
 def test_bad_arguments_exit_2_with_one_line(argv, line, capsys):
     assert usage_error(capsys, [*argv, "--engine", "local"]) == f"{line} (see {line.split(': ')[0]} --help)"
 
@@ -147,17 +182,32 @@ def test_short_form_is_set(argv, subcommand, capsys):
 
 @pytest.mark.parametrize(
     ("argv", "line"),
-    [(["set", "worker-z", "1"], "unknown pool 'worker-z': test-config.yml declares pools worker-a, worker-b "
-                                "(queues queue_a, queue_b)"),
-     (["worker-z", "1"], "unknown pool 'worker-z': test-config.yml declares pools worker-a, worker-b "
-                         "(queues queue_a, queue_b)"),
-     (["worker-a", "11"], "worker-a: COUNT must be between 0 and engine.max_replicas=10 (got 11); "
-                          "raise engine.max_replicas in test-config.yml for more"),
-     (["set", "queue_b", "50"], "worker-b: COUNT must be between 0 and engine.max_replicas=10 (got 50); "
-                                "raise engine.max_replicas in test-config.yml for more"),
-     (["all", "11"], "worker-a: COUNT must be between 0 and engine.max_replicas=10 (got 11); "
-                     "raise engine.max_replicas in test-config.yml for more")],
-)  # fmt: skip
+    [
+        (
+            ["set", "worker-z", "1"],
+            "unknown pool 'worker-z': test-config.yml declares pools worker-a, worker-b (queues queue_a, queue_b)",
+        ),
+        (
+            ["worker-z", "1"],
+            "unknown pool 'worker-z': test-config.yml declares pools worker-a, worker-b (queues queue_a, queue_b)",
+        ),
+        (
+            ["worker-a", "11"],
+            "worker-a: COUNT must be between 0 and engine.max_replicas=10 (got 11); "
+            "raise engine.max_replicas in test-config.yml for more",
+        ),
+        (
+            ["set", "queue_b", "50"],
+            "worker-b: COUNT must be between 0 and engine.max_replicas=10 (got 50); "
+            "raise engine.max_replicas in test-config.yml for more",
+        ),
+        (
+            ["all", "11"],
+            "worker-a: COUNT must be between 0 and engine.max_replicas=10 (got 11); "
+            "raise engine.max_replicas in test-config.yml for more",
+        ),
+    ],
+)
 def test_bad_pool_or_size_exits_2_before_the_broker(argv, line, capsys):
     config = str(ROOT / "test-config.yml")
     assert usage_error(capsys, [*argv, "--engine", "local", "--config", config]) == f"scale.py: error: {line}"
@@ -193,8 +243,17 @@ def test_status_counts_slots_of_live_workers_and_unacked_tasks():
     assert rows[1].workers == () and rows[1].queues == ("queue_b",)
     lines = render_status(StatusReport("local", tuple(rows), broker="amqp://guest:***@h:5672/v"))
     assert lines[0] == "engine: local   broker: amqp://guest:***@h:5672/v (ok)"
-    assert lines[1].split() == ["pool", "queues", "wanted", "running", "slots", "consumers", "ready", "unacked",
-                                "tasks/s"]  # fmt: skip
+    assert lines[1].split() == [
+        "pool",
+        "queues",
+        "wanted",
+        "running",
+        "slots",
+        "consumers",
+        "ready",
+        "unacked",
+        "tasks/s",
+    ]
     assert lines[2].split() == ["worker-a", "queue_a", "2", "1", "4", "1", "0", "3", "-"]
     assert lines[3].split() == ["worker-b", "queue_b", "0", "0", "0", "1", "0", "0", "-"]
     assert lines[4].strip() == "worker-a@h-1  (concurrency 4, running 2, reserved 1, processed 9)"
@@ -203,8 +262,16 @@ def test_status_counts_slots_of_live_workers_and_unacked_tasks():
 
 def test_status_without_a_broker_shows_unknowns_as_dashes():
     rows = pool_status(SETTINGS, {"worker-a": ["worker-a@h-1"]}, {}, {})
-    report = with_verdict(StatusReport("local", tuple(rows), broker="amqp://x", broker_ok=False,
-                                       broker_error="cannot reach the broker at amqp://x", queues=tuple(queue_status(SETTINGS, {}))))  # fmt: skip
+    report = with_verdict(
+        StatusReport(
+            "local",
+            tuple(rows),
+            broker="amqp://x",
+            broker_ok=False,
+            broker_error="cannot reach the broker at amqp://x",
+            queues=tuple(queue_status(SETTINGS, {})),
+        )
+    )
     assert status_rows(report)[0] == ("worker-a", "queue_a", "1", "-", "-", "-", "-", "-", "-")
     assert report.exit_code == ExitCode.BROKER_UNREACHABLE
     assert report.problems == ("cannot reach the broker at amqp://x",)
@@ -238,8 +305,9 @@ def report_of(consumers: dict[str, int], workers: dict[str, list[tuple[str, bool
     from dts.broker import QueueStats
 
     stats = {q: QueueStats(q, ready=0, consumers=n) for q, n in consumers.items()}
-    activity = {n: WorkerStatus(n, alive, concurrency=1, processed=done) for ws in workers.values()
-                for n, alive, done in ws}  # fmt: skip
+    activity = {
+        n: WorkerStatus(n, alive, concurrency=1, processed=done) for ws in workers.values() for n, alive, done in ws
+    }
     names = {pool: [n for n, _, _ in ws] for pool, ws in workers.items()}
     rows = pool_status(SETTINGS, names, stats, activity)
     return with_verdict(StatusReport("local", tuple(rows), queues=tuple(queue_status(SETTINGS, stats))))
@@ -262,11 +330,17 @@ def test_a_queue_without_consumers_and_a_silent_worker_exit_4():
 
 
 def test_tasks_per_second_is_the_growth_of_processed_counters_over_the_elapsed_time():
-    before = report_of({"queue_a": 2, "queue_b": 1},
-                       {"worker-a": [("a@1", True, 10), ("a@2", True, 5)], "worker-b": [("b@1", True, 7)]})  # fmt: skip
-    after = report_of({"queue_a": 2, "queue_b": 1},
-                      {"worker-a": [("a@1", True, 30), ("a@2", True, 5), ("a@3", True, 50)],  # a@3: new, adds 0
-                       "worker-b": [("b@1", True, 2)]})  # fmt: skip  # b@1 restarted: its counter went back
+    before = report_of(
+        {"queue_a": 2, "queue_b": 1},
+        {"worker-a": [("a@1", True, 10), ("a@2", True, 5)], "worker-b": [("b@1", True, 7)]},
+    )
+    after = report_of(
+        {"queue_a": 2, "queue_b": 1},
+        {
+            "worker-a": [("a@1", True, 30), ("a@2", True, 5), ("a@3", True, 50)],  # a@3: new, adds 0
+            "worker-b": [("b@1", True, 2)],  # b@1 restarted: its counter went back
+        },
+    )
     assert [p.tasks_per_s for p in worker_rates(None, after, 1.0).pools] == [None, None]  # first frame
     assert [p.tasks_per_s for p in worker_rates(before, after, 0.0).pools] == [None, None]
     rated = worker_rates(before, after, 2.0)
@@ -276,9 +350,12 @@ def test_tasks_per_second_is_the_growth_of_processed_counters_over_the_elapsed_t
 
 @pytest.mark.parametrize(
     ("argv", "watch", "count", "interval"),
-    [(["status"], False, None, 1.0), (["status", "--watch", "--count", "2"], True, 2, 1.0),
-     (["status", "-w", "--interval", "0.5"], True, None, 0.5)],
-)  # fmt: skip
+    [
+        (["status"], False, None, 1.0),
+        (["status", "--watch", "--count", "2"], True, 2, 1.0),
+        (["status", "-w", "--interval", "0.5"], True, None, 0.5),
+    ],
+)
 def test_status_watch_arguments(argv, watch, count, interval):
     args = scale.build_parser().parse_args(argv)
     assert (args.watch, args.count, args.interval) == (watch, count, interval)
@@ -286,22 +363,36 @@ def test_status_watch_arguments(argv, watch, count, interval):
 
 @pytest.mark.parametrize(
     ("argv", "line"),
-    [(["status", "--watch", "--count", "0"], "scale.py status: error: argument --count: must be an integer from 1 to 1000000 (got '0')"),
-     (["status", "--interval", "0"], "scale.py status: error: argument --interval: must be a number > 0 and <= 3600 (got '0')"),
-     (["health", "--watch"], "scale.py: error: unrecognized arguments: --watch")],
-)  # fmt: skip
+    [
+        (
+            ["status", "--watch", "--count", "0"],
+            "scale.py status: error: argument --count: must be an integer from 1 to 1000000 (got '0')",
+        ),
+        (
+            ["status", "--interval", "0"],
+            "scale.py status: error: argument --interval: must be a number > 0 and <= 3600 (got '0')",
+        ),
+        (["health", "--watch"], "scale.py: error: unrecognized arguments: --watch"),
+    ],
+)
 def test_bad_status_and_health_arguments_exit_2(argv, line, capsys):
     assert usage_error(capsys, [*argv, "--engine", "local"]).startswith(line)
 
 
 @pytest.mark.parametrize(
     ("argv", "line"),
-    [(["up", "--broker", "cloud"], "scale.py up: error: argument --broker: invalid choice: 'cloud'"),
-     (["up", "--engine", "local", "--broker", "compose"],
-      "scale.py: error: --broker compose (BROKER=compose) runs RabbitMQ as a compose service: it needs the compose "
-      "engine (this run uses local); add --engine compose, start Docker"),
-     (["down", "--engine", "local", "--volumes"],
-      "scale.py: error: --volumes deletes the compose broker's data: it goes with --broker compose")],
-)  # fmt: skip
+    [
+        (["up", "--broker", "cloud"], "scale.py up: error: argument --broker: invalid choice: 'cloud'"),
+        (
+            ["up", "--engine", "local", "--broker", "compose"],
+            "scale.py: error: --broker compose (BROKER=compose) runs RabbitMQ as a compose service: it needs the compose "
+            "engine (this run uses local); add --engine compose, start Docker",
+        ),
+        (
+            ["down", "--engine", "local", "--volumes"],
+            "scale.py: error: --volumes deletes the compose broker's data: it goes with --broker compose",
+        ),
+    ],
+)
 def test_bad_broker_arguments_exit_2_with_one_line(argv, line, capsys):
     assert usage_error(capsys, argv).startswith(line)

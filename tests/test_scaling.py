@@ -36,8 +36,14 @@ def scaling(rabbitmq, tmp_path_factory):
     app = app_for(load_settings(cfg_path).with_broker_url(url))
 
     def cli(command: str, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "scale.py", command, *args, "--engine", "local"], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "scale.py", command, *args, "--engine", "local"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     started = cli("up")
     assert started.returncode == 0, started.stderr
@@ -49,8 +55,12 @@ def scaling(rabbitmq, tmp_path_factory):
 
 def supervisorctl(run_dir, *args: str) -> subprocess.CompletedProcess:
     conf = str(run_dir / "supervisord.conf")
-    return subprocess.run([sys.executable, "-m", "supervisor.supervisorctl", "-c", conf, *args],
-                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor.supervisorctl", "-c", conf, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def worker_pid(run_dir, program: str) -> int:
@@ -152,8 +162,10 @@ def test_a_killed_worker_is_restarted_and_no_task_is_lost(scaling):
     pid = worker_pid(cli.run_dir, "worker-a-2")
     os.kill(pid, signal.SIGKILL)  # the main process only, mid-task; its pool process follows it (PDEATHSIG)
     deadline = time.monotonic() + 30
-    while not ((new := worker_pid(cli.run_dir, "worker-a-2")) not in (0, pid)
-               and app.control.ping(destination=[node], timeout=0.5)):  # fmt: skip
+    while not (
+        (new := worker_pid(cli.run_dir, "worker-a-2")) not in (0, pid)
+        and app.control.ping(destination=[node], timeout=0.5)
+    ):
         assert time.monotonic() < deadline, f"{node} was not restarted (supervisord pid now {new})"
     values = ResultSet(sent).get(timeout=60)
     assert sorted(v["task_id"] for v in values) == sorted(ids)  # every task came back
@@ -189,8 +201,12 @@ def test_down_leaves_no_process_behind(scaling):
 
 def test_scale_bad_input_exits_2(scaling):
     cli, _ = scaling
-    for args, message in [(("worker-a", "-1"), "must be an integer from 0 to 1000"), (("worker-a", "lots"), "must be an integer"),
-                          (("worker-a", "11"), "max_replicas=10"), (("queue_c", "2"), "unknown pool 'queue_c'")]:  # fmt: skip
+    for args, message in [
+        (("worker-a", "-1"), "must be an integer from 0 to 1000"),
+        (("worker-a", "lots"), "must be an integer"),
+        (("worker-a", "11"), "max_replicas=10"),
+        (("queue_c", "2"), "unknown pool 'queue_c'"),
+    ]:
         proc = cli("set", *args)
         assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
 

@@ -40,8 +40,13 @@ def docker(*args: str) -> subprocess.CompletedProcess:
 
 def stack_leftovers(stack: str) -> dict[str, list[str]]:
     """What docker still lists with the stack's label, by kind."""
-    kinds = {"service": ["service", "ls"], "container": ["ps", "-a"], "network": ["network", "ls"],
-             "secret": ["secret", "ls"], "config": ["config", "ls"]}  # fmt: skip
+    kinds = {
+        "service": ["service", "ls"],
+        "container": ["ps", "-a"],
+        "network": ["network", "ls"],
+        "secret": ["secret", "ls"],
+        "config": ["config", "ls"],
+    }
     return {kind: docker(*argv, "-q", "--filter", LABEL + stack).stdout.split() for kind, argv in kinds.items()}
 
 
@@ -63,8 +68,12 @@ def swarm(rabbitmq, tmp_path_factory):
     created = swarm_state() == "inactive"  # only a swarm this test made is left again
     password = secrets.token_hex(12)
     fresh_vhost(VHOST, USER, password)
-    cfg_path = write_config(tmp_path_factory.mktemp("swarm") / "swarm.yml", replicas="1",
-                            queue_a=QUEUES["worker-a"], queue_b=QUEUES["worker-b"])  # fmt: skip
+    cfg_path = write_config(
+        tmp_path_factory.mktemp("swarm") / "swarm.yml",
+        replicas="1",
+        queue_a=QUEUES["worker-a"],
+        queue_b=QUEUES["worker-b"],
+    )
     # a check every 2 s: a new task counts as running after its first health check (`service scale` waits)
     cfg_path.write_text(
         cfg_path.read_text().replace("  start_timeout: 60\n", "  start_timeout: 90\n  health_interval: 2\n")
@@ -72,10 +81,22 @@ def swarm(rabbitmq, tmp_path_factory):
     assert "health_interval: 2" in cfg_path.read_text()
     stack = f"dts-swarm-{os.getpid()}"
     credentials = {"DTS_BROKER_USER": USER, "DTS_BROKER_PASSWORD": password, "DTS_BROKER_VHOST": VHOST}
-    env = {"BROKER_URL": vhost_url(VHOST, USER, password), "DTS_CONFIG": str(cfg_path), "DTS_STACK": stack,
-           "DTS_IMAGE": f"dts-worker:swarm-{CHECKOUT}", "PY": sys.executable, **credentials}  # fmt: skip
-    build = subprocess.run(["sh", "scripts/build-image.sh"], cwd=ROOT, env=dict(os.environ, **env),
-                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    env = {
+        "BROKER_URL": vhost_url(VHOST, USER, password),
+        "DTS_CONFIG": str(cfg_path),
+        "DTS_STACK": stack,
+        "DTS_IMAGE": f"dts-worker:swarm-{CHECKOUT}",
+        "PY": sys.executable,
+        **credentials,
+    }
+    build = subprocess.run(
+        ["sh", "scripts/build-image.sh"],
+        cwd=ROOT,
+        env=dict(os.environ, **env),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stdout + build.stderr
 
     settings = load_settings(cfg_path).with_broker_url(env["BROKER_URL"])

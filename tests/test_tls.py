@@ -26,15 +26,56 @@ def openssl(cwd, *args: str) -> None:
 def make_certificates(d) -> None:
     """ca.pem signs server.pem (localhost, 127.0.0.1) and client.pem; other-ca.pem signs nothing used."""
     for ca in ("ca", "other-ca"):
-        openssl(d, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.pem",
-                "-days", "2", "-subj", f"/CN=dts-test-{ca}")  # fmt: skip
+        openssl(
+            d,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{ca}.key",
+            "-out",
+            f"{ca}.pem",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN=dts-test-{ca}",
+        )
     (d / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
     (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
     for name, cn in (("server", "localhost"), ("client", "dts-client")):
-        openssl(d, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                "-subj", f"/CN={cn}")  # fmt: skip
-        openssl(d, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")  # fmt: skip
+        openssl(
+            d,
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            f"/CN={cn}",
+        )
+        openssl(
+            d,
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.pem",
+            "-days",
+            "2",
+            "-extfile",
+            f"{name}.ext",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +93,17 @@ def tls_broker(tmp_path_factory):
         for name in ("ca.pem", "server.pem", "server.key"):
             shutil.copy(certs / name, base / "tls" / name)
 
-    conf = "\n".join([
-        f"listeners.ssl.default = {tls_port}",
-        "ssl_options.cacertfile = {base}/tls/ca.pem",
-        "ssl_options.certfile = {base}/tls/server.pem",
-        "ssl_options.keyfile = {base}/tls/server.key",
-        "ssl_options.verify = verify_peer",
-        "ssl_options.fail_if_no_peer_cert = true",
-        "",
-    ])  # fmt: skip
+    conf = "\n".join(
+        [
+            f"listeners.ssl.default = {tls_port}",
+            "ssl_options.cacertfile = {base}/tls/ca.pem",
+            "ssl_options.certfile = {base}/tls/server.pem",
+            "ssl_options.keyfile = {base}/tls/server.key",
+            "ssl_options.verify = verify_peer",
+            "ssl_options.fail_if_no_peer_cert = true",
+            "",
+        ]
+    )
     broker = start_node(NODE, port, conf, prepare)
     yield broker, tls_port, certs
     broker.shutdown()
@@ -68,8 +111,12 @@ def tls_broker(tmp_path_factory):
 
 def tls_config(path, tls_port: int, certs, **tls: str):
     """A test config on the TLS listener; `tls` sets broker.tls keys (None drops one)."""
-    keys = {"ca_file": str(certs / "ca.pem"), "cert_file": str(certs / "client.pem"),
-            "key_file": str(certs / "client.key"), **tls}  # fmt: skip
+    keys = {
+        "ca_file": str(certs / "ca.pem"),
+        "cert_file": str(certs / "client.pem"),
+        "key_file": str(certs / "client.key"),
+        **tls,
+    }
     write_config(path, replicas="1", timeout="20")
     url = f"amqps://guest:guest@localhost:{tls_port}//"
     lines = "".join(f"    {k}: {v}\n" for k, v in keys.items() if v is not None)
@@ -82,8 +129,9 @@ def dispatch(config, url: str) -> subprocess.CompletedProcess:
     import os
 
     env = {**os.environ, "BROKER_URL": url, "DTS_CONFIG": str(config), "CI": "true"}
-    return subprocess.run([sys.executable, "dispatch.py"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=90)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "dispatch.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=90
+    )
 
 
 def test_dispatch_over_tls_with_local_workers(tls_broker, tmp_path):

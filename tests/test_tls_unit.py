@@ -50,14 +50,20 @@ def test_compose_without_tls_is_unchanged(tmp_path):
 
 
 def test_swarm_delivers_the_tls_files_as_secrets_readable_by_the_worker_alone(tls_settings, tmp_path):
-    doc = render_stack(tls_settings, "img:t", tmp_path / "url", "s_url_1", "s_config_1",
-                       tls_names={"BROKER_TLS_CA_FILE": "s_ca_1"})  # fmt: skip
+    doc = render_stack(
+        tls_settings, "img:t", tmp_path / "url", "s_url_1", "s_config_1", tls_names={"BROKER_TLS_CA_FILE": "s_ca_1"}
+    )
     assert doc["secrets"]["broker_tls_ca_file"] == {"name": "s_ca_1", "file": str(tmp_path / "ca.pem")}
     assert doc["secrets"]["broker_tls_key_file"]["file"] == str(tmp_path / "client.key")
     service = doc["services"]["worker-b"]
     secret = next(s for s in service["secrets"] if s["source"] == "broker_tls_key_file")
-    assert secret == {"source": "broker_tls_key_file", "target": "dts_tls_key_file.pem", "uid": WORKER_UID,
-                      "gid": WORKER_UID, "mode": 0o400}  # fmt: skip
+    assert secret == {
+        "source": "broker_tls_key_file",
+        "target": "dts_tls_key_file.pem",
+        "uid": WORKER_UID,
+        "gid": WORKER_UID,
+        "mode": 0o400,
+    }
     assert service["environment"]["BROKER_TLS_CERT_FILE"] == "/run/secrets/dts_tls_cert_file.pem"
 
 
@@ -66,8 +72,10 @@ def test_a_worker_in_a_container_loads_the_mounted_files(tls_settings, tmp_path)
     mounted = tmp_path / "in-container"
     mounted.mkdir()
     (mounted / "ca.pem").write_text("pem")
-    doc = {"pools": {"a": {"queues": ["queue_a"]}, "b": {"queues": ["queue_b"]}},
-           "broker": {"url": URL, "tls": {"ca_file": "/host/only/ca.pem"}}}  # fmt: skip
+    doc = {
+        "pools": {"a": {"queues": ["queue_a"]}, "b": {"queues": ["queue_b"]}},
+        "broker": {"url": URL, "tls": {"ca_file": "/host/only/ca.pem"}},
+    }
     s = parse_settings(doc, tmp_path / "c.yml", {"BROKER_TLS_CA_FILE": str(mounted / "ca.pem")})
     assert s.broker.tls.ca_file == str(mounted / "ca.pem")
 
