@@ -40,7 +40,7 @@ def fleet(fault_broker, tmp_path_factory):
     """1 worker-a + 1 worker-b on the fault broker. Tasks take 5 s unless the client says otherwise (the
     load tests do: --duration-a/-b), so a dispatch is still waiting when the fault comes."""
     from dts.config import load_settings
-    from dts.engines.local import LocalEngine
+    from dts.testing import local_workers
 
     path = write_config(
         tmp_path_factory.mktemp("faults") / "faults.yml", replicas="1", duration_a="5", duration_b="5", timeout="20"
@@ -48,12 +48,11 @@ def fleet(fault_broker, tmp_path_factory):
     settings = load_settings(path).with_broker_url(fault_broker.url)
     app = app_for(settings)
     run_dir = tmp_path_factory.mktemp("run")
-    engine = LocalEngine(settings, app, run_dir=run_dir)
-    engine.start()
     env = {"BROKER_URL": fault_broker.url, "DTS_CONFIG": str(path), "CI": "true"}
-    yield {"engine": engine, "app": app, "settings": settings, "env": env, "config": path, "run_dir": run_dir}
-    engine.stop()
-    app.close()
+    with local_workers(settings, app, run_dir) as engine:
+        fleet = {"engine": engine, "app": app, "settings": settings, "env": env, "config": path, "run_dir": run_dir}
+        yield fleet
+    fleet["app"].close()  # the app the tests ended with (fresh() makes a new one after a broker restart)
 
 
 @pytest.fixture

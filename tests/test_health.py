@@ -20,23 +20,21 @@ VHOST = f"dts-test-health-{CHECKOUT}"
 def pools(rabbitmq, tmp_path_factory):
     """One worker-a and one worker-b; `cli(...)` runs scale.py against them."""
     from dts.config import load_settings
-    from dts.engines.local import LocalEngine
+    from dts.testing import local_workers
 
     fresh_vhost(VHOST, "guest")
     path = write_config(tmp_path_factory.mktemp("health") / "health.yml", replicas="1")
     settings = load_settings(path).with_broker_url(vhost_url(VHOST))
     app = app_for(settings)
     run_dir = tmp_path_factory.mktemp("run")
-    engine = LocalEngine(settings, app, run_dir=run_dir)
-    engine.start()
     env = {"BROKER_URL": settings.broker.url, "DTS_CONFIG": str(path), "DTS_RUN_DIR": str(run_dir), "CI": ""}
 
     def cli(*args: str, **extra: str) -> subprocess.CompletedProcess:
         return run_cli("scale.py", *args, "--engine", "local", env={**env, **extra}, timeout=60)
 
     cli.env, cli.run_dir = env, run_dir
-    yield cli, engine
-    engine.stop()
+    with local_workers(settings, app, run_dir) as engine:
+        yield cli, engine
     app.close()
 
 
