@@ -9,7 +9,7 @@ require_consumers(app, settings)         # CliError(exit 4) naming the first que
 from __future__ import annotations
 
 import ssl
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,6 +19,7 @@ from kombu.common import maybe_declare
 from kombu.exceptions import OperationalError
 
 from dts.config import Settings
+from dts.deadline import Deadline, bounded
 from dts.errors import CliError, ExitCode
 from dts.routing import dead_letter_queue_name, queue_type_of
 
@@ -112,18 +113,34 @@ def broker_error(url: str, exc: BaseException) -> CliError:
     return CliError(why, ExitCode.BROKER_UNREACHABLE)
 
 
+LOST = (AMQPConnectionError, TimeoutError, OSError, OperationalError)  # a broker unreachable, gone or silent
+
+
 def check_broker(app, timeout: float, check_queues: bool = True) -> None:
     """Open (and keep in the app's pool) a connection; CliError(exit 3) with a fix if that fails. Then
     (check_queues) declare the app's queues: CliError(exit 2) naming the migration when one exists without
-    its dead-letter arguments, rather than an unexplained PRECONDITION_FAILED later."""
+    its dead-letter arguments, rather than an unexplained PRECONDITION_FAILED later. All of it within
+    `timeout` of a broker that answers (one that stops answering: exit 3 too)."""
     try:
         with app.connection_for_write() as conn:
             # one retry, after half a second (kombu waits 2 s by default): a refused connection is exit 3 in ~0.5 s
             conn.ensure_connection(max_retries=1, interval_start=0.5, timeout=timeout)
             if check_queues:
-                require_current_queues(conn.connection, list(app.conf.task_queues or ()))
-    except (AMQPConnectionError, TimeoutError, OSError, OperationalError, ValueError) as exc:
+                with bounded(conn.connection, Deadline.after(timeout)):
+                    require_current_queues(conn.connection, list(app.conf.task_queues or ()))
+    except (*LOST, ValueError) as exc:
+        forget_connections(app)
         raise broker_error(app.conf.broker_url, exc) from None
+
+
+def forget_connections(app) -> None:
+    """Drop the app's pooled connections without a close handshake (a broker that restarted or stopped
+    answering would reset or hold it): the next call opens a new one."""
+    pool, app._pool = app._pool, None
+    if pool is not None:
+        for conn in [*getattr(pool, "_dirty", ()), *list(getattr(pool._resource, "queue", ()))]:
+            with suppress(Exception):
+                conn.collect()
 
 
 def outdated_queues(conn, queues) -> dict[str, str]:
@@ -164,10 +181,11 @@ def require_current_queues(conn, queues) -> None:
     )
 
 
-def queue_stats(app, queues: list[str] | tuple[str, ...]) -> dict[str, QueueStats]:
-    """Passive-declare each queue: messages ready and consumer count. A missing queue has no consumer."""
+def queue_stats(app, queues: list[str] | tuple[str, ...], deadline: Deadline | None = None) -> dict[str, QueueStats]:
+    """Passive-declare each queue: messages ready and consumer count. A missing queue has no consumer.
+    `deadline`: a broker that answers nothing until then raises BrokerSilent (a connection error)."""
     stats = {}
-    with app.connection_for_write() as conn:
+    with app.connection_for_write() as conn, bounded(conn.connect(), deadline) if deadline else nullcontext():
         for queue in queues:
             with own_channel(conn) as channel:
                 try:

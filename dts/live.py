@@ -24,9 +24,11 @@ from datetime import datetime
 from functools import partial
 from typing import Any, TextIO
 
+from dts.deadline import close_quietly
 from dts.reports.console import interactive, rich_table, table_lines
 
 log = logging.getLogger("dts.live")
+JOIN_BOUND = 0.2  # seconds the event thread gets to end after the run (a daemon: it never holds the exit)
 
 STYLES = {
     "SENT": "blue",
@@ -264,8 +266,9 @@ class EventStream:
 
     def __exit__(self, *exc_info) -> None:
         self.receiver.should_stop = True
-        self.thread.join(timeout=1.0)
-        self.connection.release()
+        self.thread.join(timeout=JOIN_BOUND)  # it looks at should_stop every 0.1 s while the broker answers
+        # a thread still reading (a broker that stopped answering) gets its socket dropped, not a handshake
+        close_quietly(self.connection, handshake=not self.thread.is_alive())
 
 
 class LiveView:

@@ -16,6 +16,7 @@ from celery import states
 from kombu.utils.uuid import uuid
 
 from dts.config import Settings
+from dts.deadline import BrokerSilent, Deadline, bounded, tighten
 from dts.live import LoadProgress
 from dts.publish import TaskPublisher
 from dts.replies import Collected, ReplyQueue, error_text
@@ -58,6 +59,12 @@ PUMP_EVERY = 64  # publishes between two looks at the connection (confirms, resu
 PUMP_SLICE = 0.0001  # seconds: a look, not a wait
 
 
+def expire(deadline: Deadline, waiting_for: str) -> None:
+    """BrokerSilent once the deadline has passed while publishing waits for `waiting_for`."""
+    if deadline.expired():
+        raise BrokerSilent(f"broker stopped answering (no {waiting_for} before the deadline)")
+
+
 def record(table: SampleTable, row: int, meta: dict[str, Any], received: float) -> None:
     """A task's outcome from its result message: succeeded (what reports read of its return value) or failed."""
     if meta.get("status") == states.SUCCESS:
@@ -77,10 +84,10 @@ def run_load(
     window: int = WINDOW,
 ) -> tuple[SampleTable, float, Collected]:
     """Stream the load: publish while results come back, at most `window` tasks in flight, then wait for
-    the rest under one deadline (reconnecting if the broker drops, noticing a pool that loses its
-    consumers). Returns every task in send order (a SampleTable), the wall time and what the wait saw.
+    the rest; all of it under one deadline, `timeout` from now, however the broker behaves (reconnecting
+    if it drops, ending at the deadline if it stops answering, noticing a pool that loses its consumers). Returns every task in send order (a SampleTable), the wall time and what the wait saw.
     Only the tasks in flight are looked up by id; the rest of the state is the table's columns."""
-    t0 = time.perf_counter()
+    t0, deadline = time.perf_counter(), Deadline.after(timeout)
     table = SampleTable(settings.tasks)
     in_flight: dict[str, int] = {}  # task id -> row, until its result arrives
 
@@ -91,19 +98,23 @@ def run_load(
     with ReplyQueue(app, connect_timeout=settings.broker.connect_timeout, keep=False) as replies:
         stopped = None
         try:
-            publisher = TaskPublisher(app, settings, replies)
-            for n, name in enumerate(order):
-                while publisher.published - replies.done() >= window:
-                    replies.pump(timeout=0.05)
-                task_id = uuid()
-                in_flight[task_id] = table.add(name, task_id, time.time())
-                replies.expect(task_id, on_result)
-                publisher.publish(name, task_id, kwargs[name])
-                if n % PUMP_EVERY == 0:
-                    replies.pump(timeout=PUMP_SLICE)
-            confirm_deadline = time.monotonic() + settings.broker.connect_timeout
-            while publisher.unconfirmed() and time.monotonic() < confirm_deadline:
-                replies.pump(timeout=0.05)
+            with bounded(replies.conn, deadline):  # every publish, drain and confirm wait ends by the deadline
+                publisher = TaskPublisher(app, settings, replies)
+                for n, name in enumerate(order):
+                    while publisher.published - replies.done() >= window:
+                        expire(deadline, "results")
+                        replies.pump(timeout=0.05)
+                    task_id = uuid()
+                    in_flight[task_id] = table.add(name, task_id, time.time())
+                    replies.expect(task_id, on_result)
+                    publisher.publish(name, task_id, kwargs[name])
+                    if n % PUMP_EVERY == 0:
+                        expire(deadline, "publisher confirms")
+                        tighten(replies.conn, deadline)
+                        replies.pump(timeout=PUMP_SLICE)
+                confirm_deadline = deadline.sooner(settings.broker.connect_timeout)
+                while publisher.unconfirmed() and not confirm_deadline.expired():
+                    replies.pump(timeout=min(0.05, confirm_deadline.remaining()))
             if publisher.confirms.refused or publisher.unconfirmed():
                 stopped = (
                     f"the broker did not confirm {publisher.confirms.refused + publisher.unconfirmed()} publish(es)"
@@ -112,8 +123,8 @@ def run_load(
         except replies.errors as exc:
             sent = len(table)
             stopped = f"publishing stopped after {sent} of {len(order)} tasks: {type(exc).__name__}: {str(exc)[:200]}"
-            replies._close()  # collect() reconnects
-        got = replies.collect(None, time.monotonic() + timeout, on_result, watch)
+            replies._close(broken=True)  # collect() reconnects
+        got = replies.collect(None, deadline.at, on_result, watch)
     wall = time.perf_counter() - t0
     if stopped and not got.broker_lost:
         got.broker_lost = stopped

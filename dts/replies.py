@@ -28,6 +28,7 @@ from kombu.exceptions import OperationalError
 from kombu.utils.uuid import uuid
 
 from dts.broker import broker_error, own_channel
+from dts.deadline import Deadline, bounded, close_quietly
 from dts.reports.dispatch import failure_reason
 
 log = logging.getLogger("dts.replies")
@@ -35,6 +36,7 @@ log = logging.getLogger("dts.replies")
 DRAIN_SLICE = 0.1  # seconds: the longest a wait runs past its deadline is about this
 CONSUMER_CHECK = 2.0  # seconds between checks of the task queues' consumers
 RECONNECT_PAUSE = 0.25  # seconds between attempts to reach a broker that is away
+CLEANUP_BOUND = 0.3  # seconds the reply queue's clean-up may take (a broker that does not answer: skipped)
 
 
 @dataclass
@@ -87,7 +89,7 @@ class ReplyQueue:
 
     def __exit__(self, *exc_info) -> None:
         if self.conn is not None:
-            with suppress(Exception):  # best effort: x-expires removes it anyway
+            with suppress(Exception), bounded(self.conn, Deadline.after(CLEANUP_BOUND)):  # x-expires removes it anyway
                 self.consumer.cancel()
                 self.conn.default_channel.queue_delete(self.name, if_empty=True)
         self._close()
@@ -97,21 +99,21 @@ class ReplyQueue:
         conn = self.app.connection_for_read(
             connect_timeout=max(0.05, timeout), transport_options={"confirm_publish": False}
         )
+        deadline = Deadline.after(max(0.05, timeout))
         try:  # one attempt: the wait loop paces the retries (kombu's own would sleep 2 s first)
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=max(0.05, timeout))
-            self.queue(conn.default_channel).declare()
-            channel = conn.default_channel
-            consumer = Consumer(channel, [self.queue], callbacks=[self._on_message], no_ack=False, accept=["json"])
-            consumer.consume()
+            with bounded(conn, deadline):
+                self.queue(conn.default_channel).declare()
+                channel = conn.default_channel
+                consumer = Consumer(channel, [self.queue], callbacks=[self._on_message], no_ack=False, accept=["json"])
+                consumer.consume()
         except BaseException:
-            conn.release()
+            close_quietly(conn)
             raise
         self.conn, self.consumer = conn, consumer
 
-    def _close(self) -> None:
-        if self.conn is not None:
-            with suppress(Exception):
-                self.conn.release()
+    def _close(self, broken: bool = False) -> None:
+        close_quietly(self.conn, handshake=not broken)
         self.conn = self.consumer = None
 
     def _on_message(self, body: dict[str, Any], message) -> None:
@@ -179,7 +181,7 @@ class ReplyQueue:
                     got.reconnects += 1
                     log.warning("broker connection back; collecting the results kept in %s", self.name)
                     lost_reason = None
-                self._check_consumers(now)
+                self._check_consumers(now, Deadline(deadline))
                 self.conn.drain_events(timeout=min(DRAIN_SLICE, max(0.001, deadline - now)))
             except TimeoutError:
                 continue
@@ -187,17 +189,17 @@ class ReplyQueue:
                 if lost_reason is None:
                     log.warning("broker connection lost (%s); reconnecting until the deadline", _short(exc))
                 lost_reason = _short(exc)
-                self._close()
+                self._close(broken=True)
                 time.sleep(min(RECONNECT_PAUSE, max(0.0, deadline - time.monotonic())))  # retry pacing
         got.broker_lost = lost_reason
         got.pools_lost = {pool: queue for queue, pool in self._watch.items() if queue in self._no_consumers_since}
         return got
 
-    def _check_consumers(self, now: float) -> None:
+    def _check_consumers(self, now: float, deadline: Deadline) -> None:
         if not self._watch or now < self._next_check:
             return
         self._next_check = now + CONSUMER_CHECK
-        with own_channel(self.conn) as channel:
+        with bounded(self.conn, deadline), own_channel(self.conn) as channel:
             for queue, pool in self._watch.items():
                 _, _, consumers = channel.queue_declare(queue=queue, passive=True)
                 if consumers == 0 and queue not in self._no_consumers_since:

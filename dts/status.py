@@ -14,8 +14,10 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from dts.broker import check_broker, queue_stats, redact_url
+from dts.broker import LOST, check_broker, forget_connections, queue_stats, redact_url
+from dts.broker import broker_error as lost_broker
 from dts.config import Settings
+from dts.deadline import Deadline
 from dts.engines.base import Engine
 from dts.errors import CliError
 from dts.reports.console import interactive
@@ -71,11 +73,14 @@ def collect_status(settings: Settings, engines: list[Engine], app) -> StatusRepo
             workers = {pool: workers[pool] + found.get(pool, []) for pool in workers}
     try:
         check_broker(app, settings.broker.connect_timeout)
-        stats = queue_stats(app, settings.queues)
+        stats = queue_stats(app, settings.queues, Deadline.after(settings.broker.connect_timeout))
         activity = worker_activity(app, [n for nodes in workers.values() for n in nodes])
     except CliError as exc:
         log.debug("broker: %s", exc)
         stats, activity, broker_error = {}, {}, str(exc)
+    except LOST as exc:  # lost between the check and the questions (a restart, a pause): a row, not a traceback
+        forget_connections(app)  # the next refresh connects afresh
+        stats, activity, broker_error = {}, {}, str(lost_broker(app.conf.broker_url, exc))
     else:
         broker_error = ""
     report = StatusReport(

@@ -9,6 +9,7 @@ the restarts. Real local `celery worker` processes (1 + 1) run against it. Under
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -88,7 +89,7 @@ def popen(fleet, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, *args],
         cwd=ROOT,
-        env=dict(os.environ, **fleet["env"]),
+        env=dict(os.environ, PYTHONFAULTHANDLER="1", **fleet["env"]),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -241,3 +242,105 @@ def test_a_pool_killed_during_a_load_test_is_reported_and_exits_4(fresh, tmp_pat
     # came back, its ack did not make it before the connection closed): it will run once more (at-least-once)
     assert len(queued - unknown) <= 1, queued - unknown
     assert counts["completed"] + counts["unknown"] == counts["sent"] == 60 and counts["duplicates"] == 0
+
+
+@contextlib.contextmanager
+def paused(broker):
+    """The broker's node process stopped (SIGSTOP: TCP still accepts, nothing answers), continued after."""
+    pid = int(broker.pidfile.read_text().strip())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_a_paused_broker_ends_the_dispatch_by_its_deadline_with_exit_3(fresh, fault_broker, tmp_path):
+    """The node stops answering (SIGSTOP) once both 5 s tasks run: the dispatcher ends within 0.5 s of its
+    --timeout 6 after its start-up checks, exit 3 with one line naming the broker, the partial report in
+    its result file; once the node continues, the workers finish and nothing is lost."""
+    out = tmp_path / "dispatch.json"
+    proc = popen(fresh, "dispatch.py", "--timeout", "6", "--output", str(out))
+    wait_for_line(proc.stdout, r"^Dispatching tasks")
+    started = time.monotonic()  # the start-up checks are done: the --timeout clock runs from about here
+    wait_for_line(proc.stdout, r" STARTED +task_[ab] ")
+    wait_for_line(proc.stdout, r" STARTED +task_[ab] ")
+    with paused(fault_broker):
+        try:
+            stdout, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: where it hangs, on stderr
+            stdout, stderr = proc.communicate()
+            raise AssertionError(f"the dispatch hung past its deadline:\n{stderr}") from None
+        elapsed = time.monotonic() - started
+    print(f"paused broker: dispatch ended {elapsed:.2f}s after its start-up checks; stderr: {stderr.strip()}")
+    assert proc.returncode == 3, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    last = stderr.splitlines()[-1]
+    assert last.startswith("dispatch.py: error: ") and "broker stopped answering" in last, last
+    assert elapsed <= 6.5
+    doc = json.loads(out.read_text())  # the partial report, whole
+    assert doc["exit_code"] == 3
+    assert {t["task"]: t["state"] for t in doc["tasks"]} == {"task_a": "unknown", "task_b": "unknown"}
+    runs = executions(fresh["run_dir"], [t["task_id"] for t in doc["tasks"]], settle=30)  # the node continued
+    assert sorted(runs.values()) == [1, 1], runs  # each task ran to success once: nothing lost, no duplicate
+
+
+def test_a_paused_broker_ends_the_load_test_by_its_deadline_with_exit_3(fresh, fault_broker, tmp_path):
+    """The node stops answering while a load test's results come in: the run ends within 0.5 s of its
+    --timeout 6 after the start-up checks, exit 3 naming the broker, every task in the result file
+    (succeeded or unknown, none lost)."""
+    out = tmp_path / "load.json"
+    argv = ["load_test.py", "-v", "--tasks", "100", "--duration-a", "0.2", "--duration-b", "0.2"]
+    proc = popen(fresh, *argv, "--timeout", "6", "--output", str(out))
+    wait_for_line(proc.stderr, r"load: \d+ tasks; slots")  # logged once the start-up checks are done
+    started = time.monotonic()
+    wait_for_line(proc.stderr, r"^progress: ")  # results are coming in
+    with paused(fault_broker):
+        try:
+            stdout, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            stdout, stderr = proc.communicate()
+            raise AssertionError(f"the load test hung past its deadline:\n{stderr}") from None
+        elapsed = time.monotonic() - started
+    print(f"paused broker: load test ended {elapsed:.2f}s after its start-up checks")
+    assert proc.returncode == 3, stdout + stderr[-3000:]
+    assert "Traceback" not in stdout + stderr
+    last = stderr.splitlines()[-1]
+    assert last.startswith("load_test.py: error: ") and "broker stopped answering" in last, last
+    assert elapsed <= 6.5
+    samples = json.loads(out.read_text())["runs"][0]["samples"]
+    counts = tally(samples, fresh["run_dir"])
+    print("broker paused mid-load:", counts)
+    assert counts["sent"] == 200 and counts["completed"] + counts["unknown"] == 200 and counts["lost"] == 0
+    assert counts["unknown"] > 0  # the pause came while tasks were still queued
+
+
+def test_status_watch_runs_through_a_broker_pause_and_a_restart(fresh, fault_broker):
+    """`status --watch` shows the broker as unreachable while it is paused and while it restarts (a
+    frame, not a traceback), shows the queues again each time it is back, and ends with 0 on Ctrl-C."""
+    env = {"DTS_RUN_DIR": str(fresh["run_dir"])}
+    proc = subprocess.Popen(
+        [sys.executable, "scale.py", "status", "--watch", "--interval", "0.5", "--engine", "local"],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONFAULTHANDLER="1", **fresh["env"], **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_line(proc.stdout, r"^engine: local .*\(ok\)")  # a frame with the broker answering
+        with paused(fault_broker):
+            wait_for_line(proc.stdout, r"^engine: local .*\(UNREACHABLE\)")  # the broker in trouble
+        wait_for_line(proc.stdout, r"^engine: local .*\(ok\)")  # back by itself
+        fault_broker.stop()
+        wait_for_line(proc.stdout, r"^engine: local .*\(UNREACHABLE\)")
+        fault_broker.start()
+        wait_for_line(proc.stdout, r"^worker-a +queue_a +1 +1 +1 +1 ")  # the queues again: 1 worker, 1 consumer
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stdout + stderr
