@@ -137,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
     announce("Dispatching tasks...")
     rounds, waits = [], []
     timeout = args.timeout or settings.dispatch.timeout
-    with ReplyQueue(app, connect_timeout=settings.broker.connect_timeout) as replies:
+    with ReplyQueue(
+        app, connect_timeout=settings.broker.connect_timeout, heartbeat=settings.broker.heartbeat
+    ) as replies:
         publisher = TaskPublisher(app, settings, replies, sent_events=settings.monitoring.task_events)
         for n in range(args.repeat):
             watch = TaskWatch(view.show, settings.retry.max_retries) if view and n == 0 else None

@@ -36,14 +36,13 @@ class QueueStats:
 
 @contextmanager
 def own_channel(conn):
-    """A channel of its own on `conn`, closed afterwards whatever happened (a channel the broker already
-    closed, e.g. after a 404 or 406, cannot close again: that is not an error)."""
+    """A channel of its own on `conn`, closed afterwards when the block went well. After an error it is
+    left as it is: the broker closed it already (a 404 or 406), or the connection is broken or silent and
+    a close would wait for an answer that does not come (the connection goes with it)."""
     channel = conn.channel()
-    try:
-        yield channel
-    finally:
-        with suppress(Exception):
-            channel.close()
+    yield channel
+    with suppress(Exception):
+        channel.close()
 
 
 def redact_url(url: str) -> str:

@@ -16,9 +16,10 @@ from celery import states
 from kombu.utils.uuid import uuid
 
 from dts.config import Settings
+from dts.deadline import BrokerSilent, Deadline, bounded
 from dts.live import TaskWatch
 from dts.publish import TaskPublisher
-from dts.replies import Collected, ReplyQueue, error_text
+from dts.replies import BLOCKED, Collected, ReplyQueue, error_text
 from dts.reports.dispatch import TaskOutcome, success
 
 log = logging.getLogger("dts.dispatch")
@@ -60,32 +61,36 @@ def dispatch_round(
     With a watch, each task is announced to it before it is sent (its events may arrive before
     publish returns) and, once the results are in, the watch is given the final state of any task
     whose events did not arrive (task events switched off, or lost)."""
-    t0 = time.perf_counter()
+    t0, deadline = time.perf_counter(), Deadline.after(timeout)
     ids = {name: uuid() for name in send_order(settings, overrides)}
     for name, task_id in ids.items():
         if watch:
             watch.expect(task_id, name)
-    unsent: dict[str, str] = {}
+    unsent: dict[str, tuple[str, bool]] = {}  # task -> (why, whether it may have reached the broker)
     for name, task_id in ids.items():
         try:
-            publisher.publish(name, task_id, overrides)
-        except replies.errors as exc:  # the broker is away
-            unsent[name] = f"not sent: the broker connection was lost ({type(exc).__name__}: {str(exc)[:200]})"
-            log.warning("%s %s", name, unsent[name])
+            with bounded(replies.conn, deadline):  # a broker that holds the publish cannot hold the run
+                publisher.publish(name, task_id, overrides)
+        except replies.errors as exc:  # the broker is away, silent, or blocking publishers
+            uncertain = replies.blocked or isinstance(exc, BrokerSilent)  # written out, never confirmed
+            lost = f"the broker connection was lost ({type(exc).__name__}: {str(exc)[:200]})"
+            why = f"{'not confirmed' if uncertain else 'not sent'}: {BLOCKED if replies.blocked else lost}"
+            unsent[name] = (why, uncertain)
+            log.warning("%s %s", name, why)
             continue
         log.info("sent %s id=%s queue=%s", name, task_id, settings.tasks[name].queue)
         if watch and not settings.monitoring.task_events:
             watch.feed({"type": "task-sent", "uuid": task_id, "retries": 0, "queue": settings.tasks[name].queue})
     pools = {settings.tasks[name].queue: settings.pool_for_task(name).name for name in ids if name not in unsent}
     sent_ids = {task_id for name, task_id in ids.items() if name not in unsent}
-    got = replies.collect(sent_ids, time.monotonic() + timeout, watch=pools) if sent_ids else Collected()
+    got = replies.collect(sent_ids, deadline.at, watch=pools) if sent_ids else Collected()
     if unsent and not got.broker_lost:
-        got.broker_lost = "publishing failed"
+        got.broker_lost = BLOCKED if replies.blocked else "publishing failed"
     if publisher.confirms.refused:
         log.warning("the broker refused %d publish(es) (nack)", publisher.confirms.refused)
     total = time.perf_counter() - t0
     outcomes = [
-        TaskOutcome(name, task_id, settings.pool_for_task(name).name, error=unsent[name])
+        TaskOutcome(name, task_id, settings.pool_for_task(name).name, error=unsent[name][0], unknown=unsent[name][1])
         if name in unsent
         else outcome(settings, name, task_id, got, timeout)
         for name, task_id in sorted(ids.items())

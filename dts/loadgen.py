@@ -95,7 +95,9 @@ def run_load(
         record(table, in_flight.pop(task_id), meta, time.time())
         progress.step()
 
-    with ReplyQueue(app, connect_timeout=settings.broker.connect_timeout, keep=False) as replies:
+    with ReplyQueue(
+        app, connect_timeout=settings.broker.connect_timeout, keep=False, heartbeat=settings.broker.heartbeat
+    ) as replies:
         stopped = None
         try:
             with bounded(replies.conn, deadline):  # every publish, drain and confirm wait ends by the deadline

@@ -36,6 +36,8 @@ log = logging.getLogger("dts.replies")
 DRAIN_SLICE = 0.1  # seconds: the longest a wait runs past its deadline is about this
 CONSUMER_CHECK = 2.0  # seconds between checks of the task queues' consumers
 RECONNECT_PAUSE = 0.25  # seconds between attempts to reach a broker that is away
+BLOCKED = "broker is blocking publishers (connection.blocked: a memory or disk alarm, see the broker's logs)"
+FINAL_PROBE = 0.2  # seconds: the broker's answer to one question at the deadline (a healthy one: ~1 ms)
 CLEANUP_BOUND = 0.3  # seconds the reply queue's clean-up may take (a broker that does not answer: skipped)
 
 
@@ -62,8 +64,12 @@ def error_text(meta: dict[str, Any], task: str) -> str:
 class ReplyQueue:
     """A run's own durable reply queue and the consumer that collects from it (see the module doc)."""
 
-    def __init__(self, app, expires: float = 3600.0, connect_timeout: float = 5.0, keep: bool = True):
+    def __init__(
+        self, app, expires: float = 3600.0, connect_timeout: float = 5.0, keep: bool = True, heartbeat: int = 0
+    ):
         self.app, self.connect_timeout, self.keep = app, connect_timeout, keep  # keep: the bodies, else True
+        self.heartbeat = heartbeat  # seconds (0: none): a broker silent for two of them ends the wait's connection
+        self.blocked = False  # the broker blocks this connection's publishes (RabbitMQ's connection.blocked)
         self.name = f"dts.replies.{uuid()}"
         self.queue = Queue(self.name, routing_key=self.name, durable=True, auto_delete=False, expires=expires)
         self.conn = None
@@ -88,16 +94,22 @@ class ReplyQueue:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self.conn is not None:
+        if self.conn is not None and not self.blocked:  # a blocked connection's requests go unanswered
             with suppress(Exception), bounded(self.conn, Deadline.after(CLEANUP_BOUND)):  # x-expires removes it anyway
                 self.consumer.cancel()
                 self.conn.default_channel.queue_delete(self.name, if_empty=True)
-        self._close()
+        self._close(broken=self.blocked)
 
     def _connect(self, timeout: float) -> None:
         # no per-publish confirm wait on this connection: a publisher on it confirms in batches (dts.loadgen)
         conn = self.app.connection_for_read(
-            connect_timeout=max(0.05, timeout), transport_options={"confirm_publish": False}
+            connect_timeout=max(0.05, timeout),
+            heartbeat=self.heartbeat,
+            transport_options={
+                "confirm_publish": False,
+                "on_blocked": self._on_blocked,  # said at once, not found out at the deadline
+                "on_unblocked": self._on_unblocked,
+            },
         )
         deadline = Deadline.after(max(0.05, timeout))
         try:  # one attempt: the wait loop paces the retries (kombu's own would sleep 2 s first)
@@ -111,6 +123,14 @@ class ReplyQueue:
             close_quietly(conn)
             raise
         self.conn, self.consumer = conn, consumer
+
+    def _on_blocked(self, reason: str) -> None:
+        self.blocked = True
+        log.warning("%s; waiting until the deadline", BLOCKED)
+
+    def _on_unblocked(self) -> None:
+        self.blocked = False
+        log.warning("broker accepts publishes again")
 
     def _close(self, broken: bool = False) -> None:
         close_quietly(self.conn, handshake=not broken)
@@ -137,6 +157,7 @@ class ReplyQueue:
     def pump(self, timeout: float = 0.0) -> None:
         """Handle what has arrived on the connection (results, a publisher's confirms), waiting at most
         `timeout`. Connection errors propagate (the caller decides; collect() reconnects)."""
+        self.conn.heartbeat_check()
         try:
             self.conn.drain_events(timeout=timeout)
         except TimeoutError:
@@ -181,19 +202,41 @@ class ReplyQueue:
                     got.reconnects += 1
                     log.warning("broker connection back; collecting the results kept in %s", self.name)
                     lost_reason = None
+                self.conn.heartbeat_check()  # sends ours when due; ConnectionForced after two silent intervals
                 self._check_consumers(now, Deadline(deadline))
                 self.conn.drain_events(timeout=min(DRAIN_SLICE, max(0.001, deadline - now)))
             except TimeoutError:
                 continue
             except self.errors as exc:
+                reason = self._why(exc)
                 if lost_reason is None:
-                    log.warning("broker connection lost (%s); reconnecting until the deadline", _short(exc))
-                lost_reason = _short(exc)
+                    log.warning("broker connection lost (%s); reconnecting until the deadline", reason)
+                lost_reason = reason
                 self._close(broken=True)
                 time.sleep(min(RECONNECT_PAUSE, max(0.0, deadline - time.monotonic())))  # retry pacing
+        if self.conn is not None and not lost_reason and self._missing(ids):
+            lost_reason = self._probe()  # results missing at the deadline: is the broker still answering?
+        if self.blocked and not lost_reason and self._missing(ids):
+            lost_reason = BLOCKED  # the results cannot come while the broker holds the tasks' publishes
         got.broker_lost = lost_reason
         got.pools_lost = {pool: queue for queue, pool in self._watch.items() if queue in self._no_consumers_since}
         return got
+
+    def _probe(self) -> str | None:
+        """One round trip, at most FINAL_PROBE seconds: why the broker does not answer, or None if it does."""
+        try:
+            with bounded(self.conn, Deadline.after(FINAL_PROBE)):
+                self.conn.default_channel.queue_declare(queue=self.name, passive=True)
+        except self.errors as exc:
+            self._close(broken=True)
+            return self._why(exc)
+        return None
+
+    def _why(self, exc: BaseException) -> str:
+        """Why the connection was lost, in the words the report uses."""
+        if "heartbeats missed" in str(exc):  # py-amqp's ConnectionForced from heartbeat_check
+            return f"broker stopped answering (no heartbeat for {2 * self.heartbeat:g} s)"
+        return _short(exc)
 
     def _check_consumers(self, now: float, deadline: Deadline) -> None:
         if not self._watch or now < self._next_check:

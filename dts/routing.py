@@ -159,6 +159,7 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": {"confirm_publish": True},
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": settings.broker.connect_timeout,
+        "broker_heartbeat": settings.broker.heartbeat,  # the workers' (Celery's clients send none of their own)
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_send_task_events": settings.monitoring.task_events,  # -E: received/started/retried/succeeded/...
         "task_send_sent_event": settings.monitoring.task_events,  # task-sent, from clients and from retries

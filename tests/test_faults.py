@@ -344,3 +344,92 @@ def test_status_watch_runs_through_a_broker_pause_and_a_restart(fresh, fault_bro
         proc.kill()
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stdout + stderr
+
+
+@pytest.fixture
+def heartbeat_fleet(fault_broker, tmp_path):
+    """1 worker-a + 1 worker-b with a 2 s heartbeat, on a vhost of their own on the fault broker."""
+    from dts.config import load_settings
+    from dts.testing import local_workers
+
+    vhost = "heartbeat"
+    fault_broker.ctl("add_vhost", vhost)
+    fault_broker.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    path = write_config(tmp_path / "heartbeat.yml", replicas="1", timeout="60")
+    path.write_text(path.read_text().replace("  connect_timeout: 5\n", "  connect_timeout: 5\n  heartbeat: 2\n"))
+    url = fault_broker.url.rstrip("/") + "/" + vhost
+    settings = load_settings(path).with_broker_url(url)
+    assert settings.broker.heartbeat == 2
+    app = app_for(settings)
+    env = {"BROKER_URL": url, "DTS_CONFIG": str(path), "CI": "true"}
+    try:
+        with local_workers(settings, app, tmp_path / "run") as engine:
+            yield {"engine": engine, "app": app, "env": env, "run_dir": tmp_path / "run"}
+    finally:
+        app.close()
+        fault_broker.ctl("delete_vhost", vhost)
+
+
+def test_workers_notice_a_paused_broker_by_heartbeat_and_finish_the_burst_when_it_is_back(
+    heartbeat_fleet, fault_broker, tmp_path
+):
+    """A pause longer than two heartbeat intervals (2 s) mid-burst: the workers drop the silent connection,
+    reconnect when the node continues, and the burst completes; no task lost (at-least-once: a task whose
+    ack was cut off runs again, counted)."""
+    out = tmp_path / "load.json"
+    argv = ["load_test.py", "--tasks", "40", "--duration-a", "0.1", "--duration-b", "0.1", "--timeout", "90"]
+    proc = popen(heartbeat_fleet, *argv, "--output", str(out))
+    wait_for_line(proc.stderr, r"^progress: ")  # results are coming in
+    with paused(fault_broker):
+        time.sleep(6)  # the fault itself lasts 6 s (three heartbeat intervals): what is measured is what follows
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stdout + stderr[-3000:]
+    samples = json.loads(out.read_text())["runs"][0]["samples"]
+    counts = tally(samples, heartbeat_fleet["run_dir"])
+    print("broker paused 6 s under busy workers (heartbeat 2 s):", counts)
+    assert counts["sent"] == 80 and counts["completed"] == 80 and counts["lost"] == 0
+    logs = "".join(p.read_text(errors="replace") for p in heartbeat_fleet["run_dir"].glob("*.log"))
+    assert "Connection to broker lost" in logs and "Too many heartbeats missed" in logs  # noticed by heartbeat
+
+
+@contextlib.contextmanager
+def memory_alarm(broker):
+    """RabbitMQ's memory alarm raised (high watermark 0: every publishing connection is blocked), then
+    cleared (the default watermark, 0.4)."""
+    broker.ctl("set_vm_memory_high_watermark", "0")
+    deadline = time.monotonic() + 30
+    while "memory" not in broker.ctl("eval", "rabbit_alarm:get_alarms()."):
+        assert time.monotonic() < deadline, "the memory alarm did not go off"
+        time.sleep(0.2)  # polling the node for the alarm, bounded by the deadline
+    try:
+        yield
+    finally:
+        broker.ctl("set_vm_memory_high_watermark", "0.4")
+
+
+def test_a_memory_alarm_is_reported_at_once_and_the_dispatch_ends_by_its_deadline(fresh, fault_broker, tmp_path):
+    """Publishers blocked (connection.blocked) from the first task on: the dispatcher says so as it starts,
+    ends by its --timeout 6 with exit 3 naming the alarm, both tasks reported unknown."""
+    out = tmp_path / "dispatch.json"
+    with memory_alarm(fault_broker):
+        proc = popen(fresh, "dispatch.py", "--timeout", "6", "--output", str(out))
+        wait_for_line(proc.stdout, r"^Dispatching tasks")
+        started = time.monotonic()
+        wait_for_line(proc.stderr, r"broker is blocking publishers")
+        said = time.monotonic() - started
+        try:
+            stdout, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            stdout, stderr = proc.communicate()
+            raise AssertionError(f"the dispatch hung past its deadline:\n{stderr}") from None
+        elapsed = time.monotonic() - started
+    print(f"memory alarm: said 'blocked' after {said:.2f}s, dispatch ended after {elapsed:.2f}s")
+    assert said < 1.0  # at once, not at the deadline
+    assert proc.returncode == 3, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    last = stderr.splitlines()[-1]
+    assert last.startswith("dispatch.py: error: ") and "blocking publishers" in last, last
+    assert elapsed <= 6.5
+    doc = json.loads(out.read_text())
+    assert {t["task"]: t["state"] for t in doc["tasks"]} == {"task_a": "unknown", "task_b": "unknown"}

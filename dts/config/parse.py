@@ -174,7 +174,12 @@ def _broker(sec: _Section, env: dict[str, str]) -> BrokerSettings:
             "broker.tls: {ca_file: PATH} naming the CA that signed the broker's certificate"
         )
     settings = BrokerSettings(
-        url=url, connect_timeout=sec.value("connect_timeout"), queue_type=queue_type, delivery_limit=limit, tls=tls
+        url=url,
+        connect_timeout=sec.value("connect_timeout"),
+        heartbeat=sec.value("heartbeat"),
+        queue_type=queue_type,
+        delivery_limit=limit,
+        tls=tls,
     )
     sec.done()
     return settings

@@ -107,6 +107,15 @@ class BrokerSettings:
     connect_timeout: float = field(
         default=5.0, metadata=key(min=0.1, max=60, help="seconds to wait for the broker before giving up (exit 3)")
     )
+    heartbeat: int = field(
+        default=30,
+        metadata=key(
+            min=0,
+            max=600,
+            help="seconds between AMQP heartbeats of the workers and the CLIs' waits (0: off); a broker that "
+            "stops answering is noticed within about two",
+        ),
+    )
     queue_type: str = field(
         default="classic",
         metadata=key(
