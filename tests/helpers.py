@@ -98,6 +98,15 @@ def need_engine(problem: str | None) -> None:
         pytest.skip(problem)
 
 
+def build_images(env: dict[str, str], *scripts: str, timeout: float = 900) -> None:
+    """Run the project's image build scripts (scripts/build-*.sh) with `env`; a failed build fails the test."""
+    for script in scripts:
+        build = subprocess.run(
+            ["sh", script], cwd=ROOT, env=dict(os.environ, **env), capture_output=True, text=True, timeout=timeout
+        )
+        assert build.returncode == 0, build.stdout + build.stderr
+
+
 def broker_answers(host: str = BROKER_HOST, port: int = 5672) -> bool:
     with socket.socket() as sock:
         sock.settimeout(2)

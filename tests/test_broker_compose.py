@@ -16,9 +16,9 @@ import sys
 import pytest
 from helpers import (
     CHECKOUT,
-    ROOT,
     app_for,
     broker_answers,
+    build_images,
     compose_problem,
     free_port,
     need_engine,
@@ -62,11 +62,7 @@ def broker_stack(tmp_path_factory):
         "DTS_IMAGE": f"dts-worker:e2e-{CHECKOUT}",
         "PY": sys.executable,
     }
-    for script in ("scripts/build-broker-image.sh", "scripts/build-image.sh"):  # both cached by tag / layers
-        build = subprocess.run(
-            ["sh", script], cwd=ROOT, env=dict(os.environ, **env), capture_output=True, text=True, timeout=900
-        )
-        assert build.returncode == 0, build.stdout + build.stderr
+    build_images(env, "scripts/build-broker-image.sh", "scripts/build-image.sh")  # both cached by tag / layers
     settings = load_settings(cfg_path).with_broker_url(env["BROKER_URL"])
     app = app_for(settings)
     engine = ComposeEngine(settings, app, project=project, env=env, broker="compose")

@@ -20,8 +20,8 @@ import pytest
 from celery.result import ResultSet
 from helpers import (
     CHECKOUT,
-    ROOT,
     app_for,
+    build_images,
     compose_problem,
     free_port,
     fresh_vhost,
@@ -63,15 +63,7 @@ def stack(rabbitmq, tmp_path_factory):
         "PY": sys.executable,
         **credentials,
     }
-    build = subprocess.run(
-        ["sh", "scripts/build-image.sh"],
-        cwd=ROOT,
-        env=dict(os.environ, **env),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert build.returncode == 0, build.stdout + build.stderr
+    build_images(env, "scripts/build-image.sh")
 
     settings = load_settings(cfg_path).with_broker_url(env["BROKER_URL"])
     app = app_for(settings)

@@ -17,8 +17,8 @@ import sys
 import pytest
 from helpers import (
     CHECKOUT,
-    ROOT,
     app_for,
+    build_images,
     compose_problem,
     fresh_vhost,
     need_engine,
@@ -89,15 +89,7 @@ def swarm(rabbitmq, tmp_path_factory):
         "PY": sys.executable,
         **credentials,
     }
-    build = subprocess.run(
-        ["sh", "scripts/build-image.sh"],
-        cwd=ROOT,
-        env=dict(os.environ, **env),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert build.returncode == 0, build.stdout + build.stderr
+    build_images(env, "scripts/build-image.sh")
 
     settings = load_settings(cfg_path).with_broker_url(env["BROKER_URL"])
     app = app_for(settings)
