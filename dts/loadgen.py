@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import states
@@ -85,8 +86,9 @@ def run_load(
 ) -> tuple[SampleTable, float, Collected]:
     """Stream the load: publish while results come back, at most `window` tasks in flight, then wait for
     the rest; all of it under one deadline, `timeout` from now, however the broker behaves (reconnecting
-    if it drops, ending at the deadline if it stops answering, noticing a pool that loses its consumers). Returns every task in send order (a SampleTable), the wall time and what the wait saw.
-    Only the tasks in flight are looked up by id; the rest of the state is the table's columns."""
+    if it drops, ending at the deadline if it stops answering, noticing a pool that loses its consumers).
+    Returns every task in send order (a SampleTable), the wall time and what the wait saw. Only the tasks
+    in flight are looked up by id; the rest of the state is the table's columns."""
     t0, deadline = time.perf_counter(), Deadline.after(timeout)
     table = SampleTable(settings.tasks)
     in_flight: dict[str, int] = {}  # task id -> row, until its result arrives
@@ -95,37 +97,14 @@ def run_load(
         record(table, in_flight.pop(task_id), meta, time.time())
         progress.step()
 
+    def add(name: str, task_id: str) -> None:
+        in_flight[task_id] = table.add(name, task_id, time.time())
+        replies.expect(task_id, on_result)
+
     with ReplyQueue(
         app, connect_timeout=settings.broker.connect_timeout, keep=False, heartbeat=settings.broker.heartbeat
     ) as replies:
-        stopped = None
-        try:
-            with bounded(replies.conn, deadline):  # every publish, drain and confirm wait ends by the deadline
-                publisher = TaskPublisher(app, settings, replies)
-                for n, name in enumerate(order):
-                    while publisher.published - replies.done() >= window:
-                        expire(deadline, "results")
-                        replies.pump(timeout=0.05)
-                    task_id = uuid()
-                    in_flight[task_id] = table.add(name, task_id, time.time())
-                    replies.expect(task_id, on_result)
-                    publisher.publish(name, task_id, kwargs[name])
-                    if n % PUMP_EVERY == 0:
-                        expire(deadline, "publisher confirms")
-                        tighten(replies.conn, deadline)
-                        replies.pump(timeout=PUMP_SLICE)
-                confirm_deadline = deadline.sooner(settings.broker.connect_timeout)
-                while publisher.unconfirmed() and not confirm_deadline.expired():
-                    replies.pump(timeout=min(0.05, confirm_deadline.remaining()))
-            if publisher.confirms.refused or publisher.unconfirmed():
-                stopped = (
-                    f"the broker did not confirm {publisher.confirms.refused + publisher.unconfirmed()} publish(es)"
-                )
-                log.warning("%s", stopped)
-        except replies.errors as exc:
-            sent = len(table)
-            stopped = f"publishing stopped after {sent} of {len(order)} tasks: {type(exc).__name__}: {str(exc)[:200]}"
-            replies._close(broken=True)  # collect() reconnects
+        stopped = publish_all(app, settings, replies, order, kwargs, deadline, window, add)
         got = replies.collect(None, deadline.at, on_result, watch)
     wall = time.perf_counter() - t0
     if stopped and not got.broker_lost:
@@ -135,3 +114,46 @@ def run_load(
     for row in sorted(in_flight.values()):
         table.unknown(row, why)
     return table, wall, got
+
+
+def publish_all(
+    app,
+    settings: Settings,
+    replies: ReplyQueue,
+    order: list[str],
+    kwargs: dict[str, dict[str, Any]],
+    deadline: Deadline,
+    window: int,
+    add: Callable[[str, str], None],
+) -> str | None:
+    """Publish every task of `order` (announced with add(name, id) first), at most `window` unanswered,
+    and wait for their confirms; every publish, drain and confirm wait ends by `deadline`. Returns why
+    publishing stopped short (the broker refused, did not confirm, or was lost), or None."""
+    added = 0
+    try:
+        with bounded(replies.conn, deadline):
+            publisher = TaskPublisher(app, settings, replies)
+            for n, name in enumerate(order):
+                while publisher.published - replies.done() >= window:
+                    expire(deadline, "results")
+                    replies.pump(timeout=0.05)
+                task_id = uuid()
+                add(name, task_id)
+                added += 1
+                publisher.publish(name, task_id, kwargs[name])
+                if n % PUMP_EVERY == 0:
+                    expire(deadline, "publisher confirms")
+                    tighten(replies.conn, deadline)
+                    replies.pump(timeout=PUMP_SLICE)
+            confirm_deadline = deadline.sooner(settings.broker.connect_timeout)
+            while publisher.unconfirmed() and not confirm_deadline.expired():
+                replies.pump(timeout=min(0.05, confirm_deadline.remaining()))
+    except replies.errors as exc:
+        replies._close(broken=True)  # collect() reconnects
+        why = f"{type(exc).__name__}: {str(exc)[:200]}"
+        return f"publishing stopped after {added} of {len(order)} tasks: {why}"
+    unconfirmed = publisher.confirms.refused + publisher.unconfirmed()
+    if not unconfirmed:
+        return None
+    log.warning("the broker did not confirm %d publish(es)", unconfirmed)
+    return f"the broker did not confirm {unconfirmed} publish(es)"

@@ -371,21 +371,21 @@ def heartbeat_fleet(fault_broker, tmp_path):
         fault_broker.ctl("delete_vhost", vhost)
 
 
-def wait_for_log(run_dir: Path, text: str, timeout: float) -> str:
-    """The workers' logs once one of them contains `text`; failing after `timeout` seconds."""
+def wait_for_log(run_dir: Path, text: str, times: int, timeout: float) -> str:
+    """The workers' logs once `text` stands in them `times` times; failing after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         logs = "".join(p.read_text(errors="replace") for p in run_dir.glob("*.log"))
-        if text in logs:
+        if logs.count(text) >= times:
             return logs
-        assert time.monotonic() < deadline, f"no worker logged {text!r} within {timeout:g}s"
+        assert time.monotonic() < deadline, f"the workers did not log {text!r} {times} times within {timeout:g}s"
         time.sleep(0.2)  # polling the log files for a condition, bounded by the deadline
 
 
 def test_workers_notice_a_paused_broker_by_heartbeat_and_finish_the_burst_when_it_is_back(
     heartbeat_fleet, fault_broker, tmp_path
 ):
-    """A pause mid-burst that lasts until the workers (2 s heartbeat) notice it: they drop the silent
+    """A pause mid-burst that lasts until both workers (2 s heartbeat) notice it: they drop the silent
     connection, reconnect when the node continues, and the burst completes; no task lost (at-least-once: a task whose
     ack was cut off runs again, counted)."""
     out = tmp_path / "load.json"
@@ -393,7 +393,7 @@ def test_workers_notice_a_paused_broker_by_heartbeat_and_finish_the_burst_when_i
     proc = popen(heartbeat_fleet, *argv, "--output", str(out))
     wait_for_line(proc.stderr, r"^progress: ")  # results are coming in
     with paused(fault_broker):
-        noticed = wait_for_log(heartbeat_fleet["run_dir"], "Too many heartbeats missed", timeout=30)
+        noticed = wait_for_log(heartbeat_fleet["run_dir"], "Too many heartbeats missed", times=2, timeout=30)  # both
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stdout + stderr[-3000:]
     samples = json.loads(out.read_text())["runs"][0]["samples"]
