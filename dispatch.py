@@ -110,10 +110,11 @@ def prepare(settings: Settings, announce) -> None:
     )
     from celery_app import app
     from dts.broker import check_broker, redact_url, require_consumers, warm_up
+    from dts.deadline import Deadline
 
     log.info("broker %s", redact_url(settings.broker.url))
     check_broker(app, settings.broker.connect_timeout)
-    stats = require_consumers(app, settings)
+    stats = require_consumers(app, settings, Deadline.after(settings.broker.connect_timeout))
     announce("Consumers: " + ", ".join(f"{q} {s.consumers}" for q, s in stats.items()))
     warm_up(app)
 

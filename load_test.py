@@ -88,19 +88,17 @@ def check_outputs(args: argparse.Namespace, settings: Settings) -> None:
 def start_up(settings: Settings) -> dict[str, int]:
     """Consumers on every task queue (exit 4), connections warm, the live worker slots per pool. A broker
     that goes away here is exit 3 with one line (nothing has been sent yet)."""
-    from kombu.exceptions import OperationalError
-
     from celery_app import app
-    from dts.broker import broker_error, require_consumers, warm_up
+    from dts.broker import reaching, require_consumers, warm_up
+    from dts.deadline import Deadline
     from dts.loadgen import live_slots
 
-    try:
-        stats = require_consumers(app, settings)
-        warm_up(app)
-        pools = {settings.pool_for_queue(q).name: s.consumers for q, s in stats.items()}  # a worker: one consumer
-        return live_slots(app, settings, workers=sum(pools.values()))
-    except (OSError, OperationalError, *app.connection_for_read().connection_errors) as exc:
-        raise broker_error(settings.broker.url, exc) from None
+    deadline = Deadline.after(settings.broker.connect_timeout)  # for all of the start-up's questions
+    stats = require_consumers(app, settings, deadline)
+    warm_up(app)
+    pools = {settings.pool_for_queue(q).name: s.consumers for q, s in stats.items()}  # a worker: one consumer
+    with reaching(app):
+        return live_slots(app, settings, deadline, workers=sum(pools.values()))
 
 
 def one_run(settings: Settings, args: argparse.Namespace, size: int | None) -> LoadRun:

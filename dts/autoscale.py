@@ -30,6 +30,7 @@ from kombu.exceptions import OperationalError
 
 from dts.broker import queue_stats
 from dts.config import Settings
+from dts.deadline import Deadline
 from dts.engines.base import Engine, replicas
 
 log = logging.getLogger("dts.autoscale")
@@ -126,7 +127,8 @@ def step(
     """One look: read the queues and the engine, decide per pool, resize the pools that change (one
     engine call). `say` gets a line per change before the resize and one when it is done (a warm
     shutdown can take up to engine.stop_timeout). Updates `last_change`. Returns the changes made."""
-    stats = queue_stats(app, [q for pool in rules for q in settings.pools[pool].queues])
+    queues = [q for pool in rules for q in settings.pools[pool].queues]
+    stats = queue_stats(app, queues, Deadline.after(settings.broker.connect_timeout))
     current = replicas(engine)
     changes = []
     for pool, rule in rules.items():

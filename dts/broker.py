@@ -2,24 +2,26 @@
 
 check_broker(app, timeout=5)             # raises CliError(exit 3) with a one-line fix; exit 2 when a queue
                                          # was declared without its dead-letter arguments (make migrate-queues)
-queue_stats(app, ["queue_a"])            # {"queue_a": QueueStats("queue_a", ready=0, consumers=1)}
-require_consumers(app, settings)         # CliError(exit 4) naming the first queue nobody consumes
+queue_stats(app, ["queue_a"], deadline)  # {"queue_a": QueueStats("queue_a", ready=0, consumers=1)}
+require_consumers(app, settings, deadline)  # CliError(exit 4) naming the first queue nobody consumes
+with reaching(app): ...                  # a broker away or silent in the block: CliError(exit 3) with the fix
+
+Every call here is on a dts.deadline session: a broker that stops answering ends it by its deadline.
 """
 
 from __future__ import annotations
 
 import ssl
-from contextlib import ExitStack, contextmanager, nullcontext, suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from amqp.exceptions import AccessRefused, NotFound, PreconditionFailed
 from amqp.exceptions import ConnectionError as AMQPConnectionError
-from kombu.common import maybe_declare
 from kombu.exceptions import OperationalError
 
 from dts.config import Settings
-from dts.deadline import Deadline, bounded
+from dts.deadline import BrokerBlocked, Deadline, session
 from dts.errors import CliError, ExitCode
 from dts.routing import dead_letter_queue_name, queue_type_of
 
@@ -94,7 +96,9 @@ def broker_error(url: str, exc: BaseException) -> CliError:
     shown = redact_url(url)
     shown = shown if len(shown) <= 120 else shown[:117] + "..."  # a message quotes an excerpt, never a whole value
     tls_exc = _ssl_error(exc)
-    if tls_exc is not None:
+    if isinstance(exc, BrokerBlocked):
+        why = f"the broker at {shown} {str(exc).removeprefix('broker ')}: clear the alarm (free memory or disk there)"
+    elif tls_exc is not None:
         why = tls_failure(shown, tls_exc)
     elif isinstance(exc, AccessRefused):
         why = (
@@ -113,23 +117,28 @@ def broker_error(url: str, exc: BaseException) -> CliError:
 
 
 LOST = (AMQPConnectionError, TimeoutError, OSError, OperationalError)  # a broker unreachable, gone or silent
+NO_CONSUMER_CONFIRM = 0.2  # seconds a "no consumer" verdict waits for a broker that is shutting down to say so
+
+
+@contextmanager
+def reaching(app):
+    """A broker unreachable, gone or silent within the block: CliError(exit 3) with the fix, the app's
+    pooled connections dropped."""
+    try:
+        yield
+    except (*LOST, ValueError) as exc:  # ValueError: a URL kombu cannot parse
+        forget_connections(app)
+        raise broker_error(app.conf.broker_url, exc) from None
 
 
 def check_broker(app, timeout: float, check_queues: bool = True) -> None:
-    """Open (and keep in the app's pool) a connection; CliError(exit 3) with a fix if that fails. Then
-    (check_queues) declare the app's queues: CliError(exit 2) naming the migration when one exists without
-    its dead-letter arguments, rather than an unexplained PRECONDITION_FAILED later. All of it within
-    `timeout` of a broker that answers (one that stops answering: exit 3 too)."""
-    try:
-        with app.connection_for_write() as conn:
-            # one retry, after half a second (kombu waits 2 s by default): a refused connection is exit 3 in ~0.5 s
-            conn.ensure_connection(max_retries=1, interval_start=0.5, timeout=timeout)
-            if check_queues:
-                with bounded(conn.connection, Deadline.after(timeout)):
-                    require_current_queues(conn.connection, list(app.conf.task_queues or ()))
-    except (*LOST, ValueError) as exc:
-        forget_connections(app)
-        raise broker_error(app.conf.broker_url, exc) from None
+    """Reach the broker: CliError(exit 3) with a fix if that fails. Then (check_queues) declare the app's
+    queues: CliError(exit 2) naming the migration when one exists without its dead-letter arguments,
+    rather than an unexplained PRECONDITION_FAILED later. All of it within `timeout` (a broker that stops
+    answering: exit 3 too)."""
+    with reaching(app), session(app, Deadline.after(timeout)) as conn:
+        if check_queues:
+            require_current_queues(conn.connection, list(app.conf.task_queues or ()))
 
 
 def forget_connections(app) -> None:
@@ -180,25 +189,37 @@ def require_current_queues(conn, queues) -> None:
     )
 
 
-def queue_stats(app, queues: list[str] | tuple[str, ...], deadline: Deadline | None = None) -> dict[str, QueueStats]:
-    """Passive-declare each queue: messages ready and consumer count. A missing queue has no consumer.
-    `deadline`: a broker that answers nothing until then raises BrokerSilent (a connection error)."""
+def stats_on(conn, queues: list[str] | tuple[str, ...]) -> dict[str, QueueStats]:
+    """Passive-declare each queue on `conn` (the caller bounds it): messages ready and consumer count. A
+    missing queue has no consumer."""
     stats = {}
-    with app.connection_for_write() as conn, bounded(conn.connect(), deadline) if deadline else nullcontext():
-        for queue in queues:
-            with own_channel(conn) as channel:
-                try:
-                    _, ready, consumers = channel.queue_declare(queue=queue, passive=True)
-                    stats[queue] = QueueStats(queue, ready, consumers)
-                except NotFound:
-                    stats[queue] = QueueStats(queue, 0, 0, exists=False)
+    for queue in queues:
+        with own_channel(conn) as channel:
+            try:
+                _, ready, consumers = channel.queue_declare(queue=queue, passive=True)
+                stats[queue] = QueueStats(queue, ready, consumers)
+            except NotFound:
+                stats[queue] = QueueStats(queue, 0, 0, exists=False)
     return stats
 
 
-def require_consumers(app, settings: Settings) -> dict[str, QueueStats]:
-    """Every task's queue has a consumer, else CliError(exit 4) naming the queue and its pool."""
+def queue_stats(app, queues: list[str] | tuple[str, ...], deadline: Deadline) -> dict[str, QueueStats]:
+    """Each queue's messages ready and consumers; a broker that answers nothing by `deadline` raises
+    BrokerSilent (a connection error, as the others in LOST)."""
+    with session(app, deadline) as conn:
+        return stats_on(conn, queues)
+
+
+def require_consumers(app, settings: Settings, deadline: Deadline) -> dict[str, QueueStats]:
+    """Every task's queue has a consumer, else CliError(exit 4) naming the queue and its pool. Found on a
+    live connection: a broker that is away, or shutting down (it drops the consumers before it closes the
+    connections), is exit 3."""
     queues = [t.queue for t in settings.tasks.values()]
-    stats = queue_stats(app, queues)
+    with reaching(app), session(app, deadline) as conn:
+        stats = stats_on(conn, queues)
+        if any(stats[q].consumers == 0 for q in queues):
+            with suppress(TimeoutError):  # nothing said: the connection is alive, and the verdict stands
+                conn.drain_events(timeout=min(NO_CONSUMER_CONFIRM, max(0.001, deadline.remaining())))
     for queue in queues:
         if stats[queue].consumers == 0:
             pool = settings.pool_for_queue(queue).name
@@ -210,14 +231,7 @@ def require_consumers(app, settings: Settings) -> dict[str, QueueStats]:
     return stats
 
 
-def warm_up(app, publishers: int = 1) -> None:
-    """Do the one-off set-up of the first publish and the first result wait ahead of time: open
-    `publishers` producer connections, declare the task queues on them, build the task sender. (Results
-    come back on each run's own reply queue: dts.replies.) Timing a dispatch then measures the dispatch."""
-    app.amqp.send_task_message  # noqa: B018 - a cached property that imports and builds the sender
-    with ExitStack() as stack:
-        for _ in range(publishers):
-            producer = stack.enter_context(app.producer_pool.acquire(block=True))
-            for queue in app.amqp.queues.values():
-                maybe_declare(queue, producer.channel, retry=True)
-            app.backend.on_task_call(producer, None)
+def warm_up(app) -> None:
+    """The one-off, broker-free set-up of the first publish, ahead of the clock: the app's AMQP helpers
+    and one task message built (imports, the message builder). Timing a dispatch then measures the dispatch."""
+    app.amqp.as_task_v2("warm-up", "celery_app.task_a", args=(), kwargs={})

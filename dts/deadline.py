@@ -4,10 +4,16 @@ nothing (paused, stuck on its disk, a path that drops packets) would hold the ca
 `bounded`, every read and write on the connection's socket gives up at the deadline instead.
 
     deadline = Deadline.after(6.0)
-    with bounded(conn, deadline):                       # raises BrokerSilent at the deadline
+    with session(app, deadline) as conn:                # connected by the deadline, or an error; closed quietly
+        conn.default_channel.queue_declare(queue="queue_a", passive=True)   # BrokerSilent at the deadline
+    with bounded(conn, deadline):                       # a long-lived connection (a reply queue's): one step
         channel.queue_declare(queue="queue_a", passive=True)
     close_quietly(conn)                                 # a close that cannot hang
     close_quietly(conn, handshake=False)                # a broken connection: its socket dropped at once
+
+Every connection the project opens comes from `connect` or `session` (tests/test_bounded.py checks it):
+connected in one attempt by the deadline, told at once when the broker blocks its publishes, and never
+retried by kombu on a new connection of its own (Producer.publish(retry=True) would reconnect forever).
 """
 
 from __future__ import annotations
@@ -43,9 +49,16 @@ class Deadline:
         return Deadline(min(self.at, time.monotonic() + seconds))
 
 
+BLOCKED = "broker is blocking publishers (connection.blocked: a memory or disk alarm, see the broker's logs)"
+
+
 class BrokerSilent(ConnectionError):
     """The broker accepted the connection but answered nothing until the deadline (a connection error:
     the caller drops this connection, as for a reset)."""
+
+
+class BrokerBlocked(BrokerSilent):
+    """The broker held a publish until the deadline because it blocks publishers (a resource alarm)."""
 
 
 def _socket(conn: Any) -> socket.socket | None:
@@ -57,7 +70,8 @@ def _socket(conn: Any) -> socket.socket | None:
 
 @contextlib.contextmanager
 def bounded(conn: Any, deadline: Deadline) -> Iterator[None]:
-    """Every socket read and write on `conn` within the block ends by `deadline`: BrokerSilent then."""
+    """Each socket read and write on `conn` within the block waits at most the time left to `deadline` when
+    the block starts (a loop of many calls brings it down with `tighten`): BrokerSilent then."""
     sock = _socket(conn)
     if sock is None:  # not connected: the connect itself is bounded by its connect_timeout
         yield
@@ -96,3 +110,54 @@ def close_quietly(conn: Any, seconds: float = CLOSE_BOUND, handshake: bool = Tru
     except Exception:  # noqa: BLE001 - the connection is being thrown away: any failure ends the same way
         with contextlib.suppress(Exception):
             conn.collect()
+
+
+def _no_retry(obj: Any, fun: Any, *args: Any, **kwargs: Any) -> Any:
+    """Connection.ensure that retries nothing: a failed call raises, and the caller's deadline decides."""
+    return fun
+
+
+def connect(app: Any, deadline: Deadline, heartbeat: float = 0, on_blocked: Any = None, **options: Any) -> Any:
+    """A new kombu connection to `app`'s broker, connected in one attempt by `deadline` (else the
+    connection error), with `heartbeat` seconds negotiated (0: none; the caller calls heartbeat_check).
+    `on_blocked(reason or None)`: told when the broker starts (a reason) and stops (None) blocking its
+    publishes. Release it with close_quietly."""
+    seconds = max(0.05, deadline.remaining())
+    transport_options = dict(options.pop("transport_options", {}))  # merged by Celery with the configured ones
+    if on_blocked is not None:
+        transport_options |= {"on_blocked": on_blocked, "on_unblocked": lambda: on_blocked(None)}
+    conn = app.connection_for_write(
+        connect_timeout=seconds, heartbeat=heartbeat, transport_options=transport_options, **options
+    )
+    conn.ensure = _no_retry  # kombu's publish(retry=True) and friends: one attempt on this connection
+    try:  # two quick attempts (kombu's own pacing would sleep 2 s first), both within the deadline
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=seconds)
+    except BaseException:
+        close_quietly(conn, handshake=False)
+        raise
+    return conn
+
+
+@contextlib.contextmanager
+def session(app: Any, deadline: Deadline, heartbeat: float = 0, **options: Any) -> Iterator[Any]:
+    """A connection (see `connect`) for one short job: every call on it within the block bounded by
+    `deadline` (BrokerSilent, or BrokerBlocked when the broker held a publish), released quietly after
+    (its socket dropped if the block raised)."""
+    blocked: list[str] = []
+
+    def on_blocked(reason: str | None) -> None:
+        blocked[:] = [reason] if reason else []
+
+    conn = connect(app, deadline, heartbeat, on_blocked=on_blocked, **options)
+    try:
+        with bounded(conn, deadline):
+            yield conn
+    except BrokerSilent as exc:
+        close_quietly(conn, handshake=False)
+        if blocked:
+            raise BrokerBlocked(f"{BLOCKED}: {blocked[0]}") from exc
+        raise
+    except BaseException:
+        close_quietly(conn, handshake=False)
+        raise
+    close_quietly(conn)

@@ -16,10 +16,10 @@ from celery import states
 from kombu.utils.uuid import uuid
 
 from dts.config import Settings
-from dts.deadline import BrokerSilent, Deadline, bounded
+from dts.deadline import BLOCKED, BrokerSilent, Deadline, bounded
 from dts.live import TaskWatch
 from dts.publish import TaskPublisher
-from dts.replies import BLOCKED, Collected, ReplyQueue, error_text
+from dts.replies import Collected, ReplyQueue, error_text
 from dts.reports.dispatch import TaskOutcome, success
 
 log = logging.getLogger("dts.dispatch")

@@ -14,9 +14,10 @@ import json
 import sys
 
 from dts import queue_ops
-from dts.broker import check_broker, require_current_queues
+from dts.broker import check_broker, reaching, require_current_queues
 from dts.cli import Parser, run_main
 from dts.config import Settings, load_settings
+from dts.deadline import Deadline, session
 from dts.errors import CliError, ExitCode
 from dts.reports.deadletters import (
     NOT_PURGED,
@@ -67,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
     use_settings(settings)
     queues = selected_queues(settings, args.queue)
     check_broker(app, settings.broker.connect_timeout, check_queues=False)
-    with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1)
+    # each request is answered within broker.connect_timeout, or the command ends with exit 3
+    with reaching(app), session(app, Deadline.after(settings.broker.connect_timeout)) as conn:
         conn = conn.connection  # the py-amqp connection: channels of our own
         declared = [q for q in declared_queues(settings) if q.name in queues]
         if args.command == "migrate":

@@ -85,7 +85,9 @@ def flower_version() -> str:
 def serve(config: str | None, address: str, port: int) -> int:
     """Run Flower in this process until it is stopped (SIGTERM or Ctrl-C)."""
     from celery_app import app, use_settings
-    from dts.broker import check_broker, redact_url
+    from dts.broker import check_broker, reaching, redact_url
+    from dts.control import ask_workers
+    from dts.deadline import Deadline, session
 
     settings = load_settings(config)
     use_settings(settings)
@@ -93,7 +95,9 @@ def serve(config: str | None, address: str, port: int) -> int:
     check_broker(app, settings.broker.connect_timeout)  # exit 3 with the fix, before Flower retries forever
     # Workers send task events only when asked; Flower asks every 5 s from its start. Asking now (and waiting
     # for the replies) means tasks sent from the moment Flower answers are seen.
-    replies = app.control.enable_events(reply=True, timeout=1.0) or []
+    deadline = Deadline.after(settings.broker.connect_timeout)
+    with reaching(app), session(app, deadline) as conn:
+        replies = ask_workers(app, conn, "enable_events", deadline, wait=1.0)
     os.environ["FLOWER_BASIC_AUTH"] = f"{user}:{password}"  # not on the command line: `ps` shows that to all
     protect_metrics()
     print(

@@ -237,7 +237,9 @@ class EventStream:
         self.error: BaseException | None = None
 
     def __enter__(self) -> EventStream:
-        self.connection = self.app.connection_for_read()
+        # kombu's ConsumerMixin consumes on a clone of it, checking its heartbeat between 0.1 s drains: a
+        # broker silent for two intervals ends the stream (the view then shows result states only)
+        self.connection = self.app.connection_for_read(heartbeat=self.app.conf.broker_heartbeat or 0)
         ready = self.ready
 
         class Receiver(self.app.events.Receiver):

@@ -17,7 +17,8 @@ from celery import states
 from kombu.utils.uuid import uuid
 
 from dts.config import Settings
-from dts.deadline import BrokerSilent, Deadline, bounded, tighten
+from dts.control import ask_workers
+from dts.deadline import BLOCKED, BrokerSilent, Deadline, bounded, session, tighten
 from dts.live import LoadProgress
 from dts.publish import TaskPublisher
 from dts.replies import Collected, ReplyQueue, error_text
@@ -38,13 +39,15 @@ def interleave(plan: dict[str, int]) -> list[str]:
     return [name for _, name in sorted(keyed)]
 
 
-def live_slots(app, settings: Settings, workers: int | None = None) -> dict[str, int]:
+def live_slots(app, settings: Settings, deadline: Deadline, workers: int | None = None) -> dict[str, int]:
     """Worker slots per pool, from the workers themselves: each live worker's max-concurrency, counted for
     the pool whose queue it consumes (inspect active_queues), whatever its name. `workers`: how many
-    replies to expect (the queues' consumer count): the broadcast then returns as soon as they are in,
-    not after its whole timeout."""
-    inspect = app.control.inspect(timeout=2.0, limit=workers or None)
-    stats, queues = inspect.stats() or {}, inspect.active_queues() or {}
+    replies to expect (the queues' consumer count): the question then returns as soon as they are in,
+    not after its whole wait. A broker silent until `deadline`: BrokerSilent."""
+    with session(app, deadline) as conn:
+        limit = workers or None
+        stats = ask_workers(app, conn, "stats", deadline, limit=limit, wait=SLOTS_WAIT)
+        queues = ask_workers(app, conn, "active_queues", deadline, limit=limit, wait=SLOTS_WAIT)
     slots = {pool: 0 for pool in settings.pools}
     for worker, consumed in queues.items():
         concurrency = int(stats.get(worker, {}).get("pool", {}).get("max-concurrency", 1))
@@ -55,6 +58,7 @@ def live_slots(app, settings: Settings, workers: int | None = None) -> dict[str,
 
 
 log = logging.getLogger("dts.loadgen")
+SLOTS_WAIT = 2.0  # seconds the slot count waits for a worker's reply (an answering one: a round trip)
 WINDOW = 2000  # tasks published and not yet answered: bounds the broker's queue and this process's state
 PUMP_EVERY = 64  # publishes between two looks at the connection (confirms, results)
 PUMP_SLICE = 0.0001  # seconds: a look, not a wait
@@ -150,7 +154,7 @@ def publish_all(
                 replies.pump(timeout=min(0.05, confirm_deadline.remaining()))
     except replies.errors as exc:
         replies._close(broken=True)  # collect() reconnects
-        why = f"{type(exc).__name__}: {str(exc)[:200]}"
+        why = BLOCKED if replies.blocked else f"{type(exc).__name__}: {str(exc)[:200]}"
         return f"publishing stopped after {added} of {len(order)} tasks: {why}"
     unconfirmed = publisher.confirms.refused + publisher.unconfirmed()
     if not unconfirmed:

@@ -28,6 +28,7 @@ from kombu import Connection
 from dts.broker import START_HINT, redact_url
 from dts.cli import Parser, report
 from dts.config import ENV_FILE, broker_url_from_env_file, checkout_name, read_env_file
+from dts.deadline import close_quietly
 from dts.errors import CliError, ExitCode, excerpt
 from dts.files import write_atomic
 
@@ -104,12 +105,15 @@ def write_env_file(path: Path, values: dict[str, str]) -> None:
 
 
 def login_works(url: str, timeout: float = 5) -> bool:
+    conn = None
     try:
-        with Connection(url, connect_timeout=timeout) as conn:
-            conn.ensure_connection(max_retries=1, timeout=timeout)
+        conn = Connection(url, connect_timeout=timeout)  # a login probe: it connects and asks nothing
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
         return True
     except Exception:  # noqa: BLE001 - any failure means "not usable"
         return False
+    finally:
+        close_quietly(conn)
 
 
 def require_listener(port: int, timeout: float = 5) -> None:

@@ -22,13 +22,14 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+from amqp import Message
 from celery import states
 from kombu import Consumer, Queue
 from kombu.exceptions import OperationalError
 from kombu.utils.uuid import uuid
 
 from dts.broker import broker_error, own_channel
-from dts.deadline import Deadline, bounded, close_quietly
+from dts.deadline import BLOCKED, Deadline, bounded, close_quietly, connect
 from dts.reports.dispatch import failure_reason
 
 log = logging.getLogger("dts.replies")
@@ -36,8 +37,8 @@ log = logging.getLogger("dts.replies")
 DRAIN_SLICE = 0.1  # seconds: the longest a wait runs past its deadline is about this
 CONSUMER_CHECK = 2.0  # seconds between checks of the task queues' consumers
 RECONNECT_PAUSE = 0.25  # seconds between attempts to reach a broker that is away
-BLOCKED = "broker is blocking publishers (connection.blocked: a memory or disk alarm, see the broker's logs)"
 FINAL_PROBE = 0.2  # seconds: the broker's answer to one question at the deadline (a healthy one: ~1 ms)
+STALL_PROBE = 0.5  # seconds without a result before the connection publishes once (see _probe_if_stalled)
 CLEANUP_BOUND = 0.3  # seconds the reply queue's clean-up may take (a broker that does not answer: skipped)
 
 
@@ -81,6 +82,7 @@ class ReplyQueue:
         self._watch: dict[str, str] = {}  # task queue -> pool
         self._no_consumers_since: dict[str, float] = {}
         self._next_check = 0.0
+        self._heard = time.monotonic()  # when the reply queue last had a message (or a stall probe was sent)
         probe = app.connection_for_read()
         self.errors = (OSError, OperationalError, *probe.connection_errors, *probe.channel_errors)
         probe.release()
@@ -101,19 +103,16 @@ class ReplyQueue:
         self._close(broken=self.blocked)
 
     def _connect(self, timeout: float) -> None:
-        # no per-publish confirm wait on this connection: a publisher on it confirms in batches (dts.loadgen)
-        conn = self.app.connection_for_read(
-            connect_timeout=max(0.05, timeout),
-            heartbeat=self.heartbeat,
-            transport_options={
-                "confirm_publish": False,
-                "on_blocked": self._on_blocked,  # said at once, not found out at the deadline
-                "on_unblocked": self._on_unblocked,
-            },
-        )
         deadline = Deadline.after(max(0.05, timeout))
-        try:  # one attempt: the wait loop paces the retries (kombu's own would sleep 2 s first)
-            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=max(0.05, timeout))
+        # no per-publish confirm wait on this connection: a publisher on it confirms in batches (dts.loadgen)
+        conn = connect(
+            self.app,
+            deadline,
+            self.heartbeat,
+            on_blocked=self._on_blocked,
+            transport_options={"confirm_publish": False},
+        )
+        try:
             with bounded(conn, deadline):
                 self.queue(conn.default_channel).declare()
                 channel = conn.default_channel
@@ -124,19 +123,20 @@ class ReplyQueue:
             raise
         self.conn, self.consumer = conn, consumer
 
-    def _on_blocked(self, reason: str) -> None:
-        self.blocked = True
-        log.warning("%s; waiting until the deadline", BLOCKED)
-
-    def _on_unblocked(self) -> None:
-        self.blocked = False
-        log.warning("broker accepts publishes again")
+    def _on_blocked(self, reason: str | None) -> None:
+        """Said at once, not found out at the deadline."""
+        self.blocked = reason is not None
+        if self.blocked:
+            log.warning("%s; waiting until the deadline", BLOCKED)
+        else:
+            log.warning("broker accepts publishes again")
 
     def _close(self, broken: bool = False) -> None:
         close_quietly(self.conn, handshake=not broken)
         self.conn = self.consumer = None
 
     def _on_message(self, body: dict[str, Any], message) -> None:
+        self._heard = time.monotonic()
         task_id, status = body.get("task_id"), body.get("status")
         if status in states.READY_STATES and task_id in self._expected and task_id not in self._collected.results:
             if self.keep:
@@ -158,6 +158,7 @@ class ReplyQueue:
         """Handle what has arrived on the connection (results, a publisher's confirms), waiting at most
         `timeout`. Connection errors propagate (the caller decides; collect() reconnects)."""
         self.conn.heartbeat_check()
+        self._probe_if_stalled()
         try:
             self.conn.drain_events(timeout=timeout)
         except TimeoutError:
@@ -203,6 +204,7 @@ class ReplyQueue:
                     log.warning("broker connection back; collecting the results kept in %s", self.name)
                     lost_reason = None
                 self.conn.heartbeat_check()  # sends ours when due; ConnectionForced after two silent intervals
+                self._probe_if_stalled()
                 self._check_consumers(now, Deadline(deadline))
                 self.conn.drain_events(timeout=min(DRAIN_SLICE, max(0.001, deadline - now)))
             except TimeoutError:
@@ -232,8 +234,21 @@ class ReplyQueue:
             return self._why(exc)
         return None
 
+    def _probe_if_stalled(self) -> None:
+        """No result for STALL_PROBE seconds: publish an empty message to the reply queue itself (consumed
+        and dropped). RabbitMQ tells a connection that it blocks publishers only once it publishes, so
+        without this a run whose workers are blocked (their results held by a memory or disk alarm) would
+        find out at its deadline instead of at once."""
+        now = time.monotonic()
+        if now - self._heard < STALL_PROBE or self.blocked:
+            return
+        self._heard = now
+        self.conn.default_channel.basic_publish(Message(b"{}", content_type="application/json"), "", self.name)
+
     def _why(self, exc: BaseException) -> str:
         """Why the connection was lost, in the words the report uses."""
+        if self.blocked:  # a blocked connection's requests go unanswered: the block is the cause
+            return BLOCKED
         if "heartbeats missed" in str(exc):  # py-amqp's ConnectionForced from heartbeat_check
             return f"broker stopped answering (no heartbeat for {2 * self.heartbeat:g} s)"
         return _short(exc)

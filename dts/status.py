@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from dts.broker import LOST, check_broker, forget_connections, queue_stats, redact_url
 from dts.broker import broker_error as lost_broker
 from dts.config import Settings
-from dts.deadline import Deadline
+from dts.control import ask_workers
+from dts.deadline import Deadline, session
 from dts.engines.base import Engine
 from dts.errors import CliError
 from dts.reports.console import interactive
@@ -36,19 +37,24 @@ log = logging.getLogger("dts.status")
 PING_TIMEOUT = 1.0  # how long a worker may take to answer; answering workers cost one round trip, not this
 
 
-def worker_activity(app, names: list[str], timeout: float = PING_TIMEOUT) -> dict[str, WorkerStatus]:
+def worker_activity(
+    app, names: list[str], deadline: Deadline, timeout: float = PING_TIMEOUT
+) -> dict[str, WorkerStatus]:
     """Ask the workers: who answers ping, its execution pool's concurrency, tasks running and reserved,
-    tasks processed. Every broadcast names its destinations and the number of replies to expect
-    (`limit`), so it returns as soon as they all replied: a refresh costs four round trips, and only a
-    worker that does not answer ping costs `timeout` (once: the other three ask only the live ones)."""
+    tasks processed. Every question names its destinations, so it returns as soon as they all replied:
+    a refresh costs four round trips, and only a worker that does not answer ping costs `timeout` (once:
+    the other three ask only the live ones). All of it by `deadline` (else BrokerSilent)."""
     if not names:
         return {}
-    pongs = app.control.inspect(destination=names, timeout=timeout, limit=len(names)).ping() or {}
-    live = [name for name in names if name in pongs]
     active, reserved, stats = {}, {}, {}
-    if live:
-        inspect = app.control.inspect(destination=live, timeout=timeout, limit=len(live))
-        stats, active, reserved = inspect.stats() or {}, inspect.active() or {}, inspect.reserved() or {}
+    with session(app, deadline) as conn:
+        pongs = ask_workers(app, conn, "ping", deadline, destination=names, wait=timeout)
+        live = [name for name in names if name in pongs]
+        if live:
+            stats, active, reserved = (
+                ask_workers(app, conn, command, deadline, destination=live, wait=timeout)
+                for command in ("stats", "active", "reserved")
+            )
     return {
         name: WorkerStatus(
             name=name,
@@ -73,8 +79,9 @@ def collect_status(settings: Settings, engines: list[Engine], app) -> StatusRepo
             workers = {pool: workers[pool] + found.get(pool, []) for pool in workers}
     try:
         check_broker(app, settings.broker.connect_timeout)
-        stats = queue_stats(app, settings.queues, Deadline.after(settings.broker.connect_timeout))
-        activity = worker_activity(app, [n for nodes in workers.values() for n in nodes])
+        deadline = Deadline.after(settings.broker.connect_timeout)
+        stats = queue_stats(app, settings.queues, deadline)
+        activity = worker_activity(app, [n for nodes in workers.values() for n in nodes], deadline)
     except CliError as exc:
         log.debug("broker: %s", exc)
         stats, activity, broker_error = {}, {}, str(exc)

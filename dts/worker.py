@@ -19,6 +19,10 @@ from dts.config import PoolSettings, Settings, load_settings
 from dts.errors import CliError, ExitCode, excerpt
 from dts.naming import HOST, nodename, worker_argv
 
+PING_BOUND = (
+    10.0  # seconds --ping may take: connecting, asking, the reply (a health check keeps its own timeout above it)
+)
+
 
 def pool_settings(settings: Settings, name: str | None) -> PoolSettings:
     if not name:
@@ -34,13 +38,16 @@ def ping(settings: Settings, pool: PoolSettings, host: str) -> int:
     from celery.utils.nodenames import host_format
 
     from celery_app import app, use_settings
-    from dts.broker import check_broker
+    from dts.broker import reaching
+    from dts.control import ask_workers
+    from dts.deadline import Deadline, session
 
     use_settings(settings)
-    check_broker(app, settings.broker.connect_timeout)  # exit 3 in one line, not a kombu traceback
     node = host_format(nodename(pool.name, host))
-    replies = app.control.ping(destination=[node], timeout=10) or []
-    return ExitCode.OK if any(node in reply for reply in replies) else ExitCode.FAILED
+    deadline = Deadline.after(PING_BOUND)
+    with reaching(app), session(app, deadline) as conn:  # exit 3 in one line, not a kombu traceback
+        pongs = ask_workers(app, conn, "ping", deadline, destination=[node], wait=PING_BOUND)
+    return ExitCode.OK if node in pongs else ExitCode.FAILED
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from helpers import CHECKOUT, fresh_vhost, run_cli, vhost_url, write_config
 
+from dts.deadline import Deadline
+
 pytestmark = pytest.mark.integration
 
 BAD_INPUT_VHOST = f"dts-test-badinput-{CHECKOUT}"  # queues declared, never consumed: a publish would stay there
@@ -255,7 +257,7 @@ def empty_vhost(rabbitmq, tmp_path_factory):
             conn.default_channel.queue_purge(queue.name)
 
     def depths() -> dict[str, int]:
-        return {q: s.ready for q, s in queue_stats(app, settings.queues).items()}
+        return {q: s.ready for q, s in queue_stats(app, settings.queues, Deadline.after(5)).items()}
 
     assert depths() == dict.fromkeys(settings.queues, 0)
     yield depths

@@ -33,6 +33,8 @@ from helpers import (
     write_config,
 )
 
+from dts.deadline import Deadline
+
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
 E2E_VHOST = f"dts-e2e-{CHECKOUT}"
@@ -206,7 +208,7 @@ def test_scale_worker_a_to_3_and_all_share_a_burst(stack):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     names = stack["engine"].workers()["worker-a"]
     assert len(set(names)) == 3, names
-    assert queue_stats(stack["app"], [QUEUES["worker-a"]])[QUEUES["worker-a"]].consumers == 3
+    assert queue_stats(stack["app"], [QUEUES["worker-a"]], Deadline.after(5))[QUEUES["worker-a"]].consumers == 3
 
     app = stack["app"]
     results = ResultSet([app.send_task("celery_app.task_a", kwargs={"duration": 0.2}) for _ in range(30)])

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, app_for, executions, require_rabbitmq_server, start_node, write_config
 
+from dts.deadline import Deadline
+
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 
 PORT = 5673
@@ -46,6 +48,8 @@ def fleet(fault_broker, tmp_path_factory):
     path = write_config(
         tmp_path_factory.mktemp("faults") / "faults.yml", replicas="1", duration_a="5", duration_b="5", timeout="20"
     )
+    # worker-a autoscaled at its one replica (only `scale.py auto` reads it: the autoscaler test)
+    path.write_text(path.read_text().replace("concurrency: 1}", "concurrency: 1, autoscale: {min: 1, max: 1}}", 1))
     settings = load_settings(path).with_broker_url(fault_broker.url)
     app = app_for(settings)
     run_dir = tmp_path_factory.mktemp("run")
@@ -77,7 +81,9 @@ def fresh(fleet, fault_broker):
             for queue in fleet["settings"].queues:
                 conn.default_channel.queue_purge(queue)
         deadline = time.monotonic() + 60  # workers reconnect on their own after a broker restart
-        while not all(s.consumers for s in queue_stats(fleet["app"], fleet["settings"].queues).values()):
+        while not all(
+            s.consumers for s in queue_stats(fleet["app"], fleet["settings"].queues, Deadline.after(5)).values()
+        ):
             assert time.monotonic() < deadline, "the workers did not come back to their queues"
 
     reset()
@@ -109,11 +115,13 @@ def finish(proc: subprocess.Popen, what: str, timeout: float = 30) -> tuple[str,
 
 def wait_for_line(stream, pattern: str) -> re.Match:
     """Read `stream` until a line matches (pytest-timeout bounds the wait)."""
+    seen = []
     for line in stream:
         match = re.search(pattern, line)
         if match:
             return match
-    raise AssertionError(f"the output ended without a line matching {pattern!r}")
+        seen = [*seen[-19:], line]
+    raise AssertionError(f"the output ended without a line matching {pattern!r}; its last lines:\n{''.join(seen)}")
 
 
 def queued_ids(app, queue: str) -> set[str]:
@@ -235,7 +243,7 @@ def test_a_pool_killed_during_a_load_test_is_reported_and_exits_4(fresh, tmp_pat
     )
     app = fresh["app"]
     deadline = time.monotonic() + 30
-    while queue_stats(app, ["queue_b"])["queue_b"].ready == 0:  # the load is published
+    while queue_stats(app, ["queue_b"], Deadline.after(5))["queue_b"].ready == 0:  # the load is published
         assert time.monotonic() < deadline and proc.poll() is None, "the load never reached queue_b"
     fresh["engine"].resize({"worker-b": 0})  # the whole pool goes (warm shutdown: its running task finishes)
     stdout, stderr = proc.communicate(timeout=60)
@@ -439,3 +447,66 @@ def test_a_memory_alarm_is_reported_at_once_and_the_dispatch_ends_by_its_deadlin
     assert elapsed <= 6.5
     doc = json.loads(out.read_text())
     assert {t["task"]: t["state"] for t in doc["tasks"]} == {"task_a": "unknown", "task_b": "unknown"}
+
+
+def test_a_memory_alarm_during_a_load_test_is_said_at_once_and_the_burst_completes_after(fresh, fault_broker, tmp_path):
+    """The alarm goes off while a load test publishes (6,000 tasks, 2,000 in flight at most): the load test
+    says "blocked" within a second, ends by its --timeout 8 with exit 3 naming the alarm and every task in
+    its result file; once the alarm is cleared, the workers finish what reached the queues, each once."""
+    from dts.broker import queue_stats
+
+    out = tmp_path / "load.json"
+    argv = ["load_test.py", "-v", "--tasks", "3000", "--duration-a", "0", "--duration-b", "0"]
+    proc = popen(fresh, *argv, "--timeout", "8", "--output", str(out))
+    wait_for_line(proc.stderr, r"load: \d+ tasks; slots")  # the start-up checks are done
+    started = time.monotonic()
+    wait_for_line(proc.stderr, r"^progress: ")  # results are coming in, publishing goes on
+    with memory_alarm(fault_broker):
+        alarm = time.monotonic()
+        wait_for_line(proc.stderr, r"broker is blocking publishers")
+        said = time.monotonic() - alarm
+        stdout, stderr = finish(proc, "the load test")
+        elapsed = time.monotonic() - started
+    print(f"memory alarm mid-load: said 'blocked' {said:.2f}s after the alarm, ended {elapsed:.2f}s after start-up")
+    assert said < 1.0  # at once, not at the deadline
+    assert proc.returncode == 3, stdout + stderr[-3000:]
+    assert "Traceback" not in stdout + stderr
+    last = stderr.splitlines()[-1]
+    assert last.startswith("load_test.py: error: ") and "blocking publishers" in last, last
+    assert elapsed <= 8.5
+    samples = json.loads(out.read_text())["runs"][0]["samples"]
+    deadline = time.monotonic() + 60  # the alarm is cleared: the workers take the rest of the burst
+    while any(s.ready for s in queue_stats(fresh["app"], fresh["settings"].queues, Deadline.after(5)).values()):
+        assert time.monotonic() < deadline, "the burst did not complete once the alarm was cleared"
+        time.sleep(0.2)  # polling the queues for a condition, bounded by the deadline
+    counts = tally(samples, fresh["run_dir"])
+    print("memory alarm mid-load:", counts)
+    assert counts["completed"] + counts["unknown"] == counts["sent"] == len(samples)  # every task sent accounted for
+    assert counts["lost"] == 0 and counts["duplicates"] == 0 and counts["unknown"] > 0
+
+
+def test_the_autoscaler_runs_through_a_broker_pause_and_looks_again_after(fresh, fault_broker):
+    """`scale.py auto` against a paused broker: each look ends by its bound with a warning line (sizes
+    stay), not a traceback or a hang; once the node continues, the looks read the queues again; exit 0."""
+    env = {"DTS_RUN_DIR": str(fresh["run_dir"])}
+    proc = subprocess.Popen(
+        [sys.executable, "scale.py", "auto", "-vv", "--engine", "local", "--interval", "0.5", "--duration", "30"],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONFAULTHANDLER="1", **{**fresh["env"], **env}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    look = r"worker-a: \d+ ready, \d+ consumer\(s\)"
+    wait_for_line(proc.stderr, look)  # a look that read the queue
+    with paused(fault_broker):
+        began = time.monotonic()
+        wait_for_line(proc.stderr, r"broker did not answer")
+        noticed = time.monotonic() - began
+    wait_for_line(proc.stderr, look)  # back: the next looks read the queue again
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = finish(proc, "the autoscaler")
+    print(f"autoscaler: a paused broker noticed after {noticed:.2f}s")
+    assert proc.returncode == 0, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    assert noticed < 7  # one look's bound (broker.connect_timeout 5) plus the interval

@@ -27,6 +27,8 @@ from helpers import (
     write_config,
 )
 
+from dts.deadline import Deadline
+
 pytestmark = [pytest.mark.docker, pytest.mark.swarm, pytest.mark.timeout(600)]
 
 VHOST = USER = f"dts-swarm-{CHECKOUT}"
@@ -125,7 +127,7 @@ def test_each_pool_consumes_its_renamed_queue(swarm):
 
     nodes = swarm["engine"].workers()
     assert {pool: len(n) for pool, n in nodes.items()} == {"worker-a": 1, "worker-b": 1}, nodes
-    stats = queue_stats(swarm["app"], list(QUEUES.values()))
+    stats = queue_stats(swarm["app"], list(QUEUES.values()), Deadline.after(5))
     assert {q: stats[q].consumers for q in QUEUES.values()} == {q: 1 for q in QUEUES.values()}
     active = swarm["app"].control.inspect(destination=[n for ns in nodes.values() for n in ns], timeout=5)
     assert {w: [q["name"] for q in qs] for w, qs in active.active_queues().items()} == {
@@ -160,7 +162,7 @@ def test_scale_worker_a_to_3_and_all_share_a_burst(swarm):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     names = swarm["engine"].workers()["worker-a"]
     assert len(set(names)) == 3, names
-    assert queue_stats(swarm["app"], [QUEUES["worker-a"]])[QUEUES["worker-a"]].consumers == 3
+    assert queue_stats(swarm["app"], [QUEUES["worker-a"]], Deadline.after(5))[QUEUES["worker-a"]].consumers == 3
     status = run_cli("scale.py", "status", "--engine", "swarm", env=swarm["env"])
     assert f"{swarm['stack']}_worker-a 3/3" in status.stdout, status.stdout + status.stderr
 

@@ -105,7 +105,13 @@ class BrokerSettings:
         metadata=key(help="host-side broker URL; .env and $BROKER_URL override it"),
     )
     connect_timeout: float = field(
-        default=5.0, metadata=key(min=0.1, max=60, help="seconds to wait for the broker before giving up (exit 3)")
+        default=5.0,
+        metadata=key(
+            min=0.1,
+            max=60,
+            help="seconds to wait for the broker (to connect, or to answer a request of a start-up check, a "
+            "status or a dead-letter command) before giving up (exit 3)",
+        ),
     )
     heartbeat: int = field(
         default=30,

@@ -125,6 +125,7 @@ def check_sizes(desired: dict[str, int], settings: Settings) -> None:
 
 
 RECONNECT_PAUSE = 0.25  # seconds between two pings while the broker connection is lost
+PING_BOUND = 2.0  # seconds one ping round (connect, ask, replies) may take
 
 
 def wait_for_pong(
@@ -134,24 +135,23 @@ def wait_for_pong(
     alive: Callable[[str], bool] = lambda name: True,
     last_words: Callable[[str], str] = lambda name: "",
 ) -> None:
-    """Poll `celery inspect ping` until every node in `names` answered, `alive` says one died, or the
-    deadline passes (CliError). `last_words(name)` is the dead worker's last log line, for the error."""
-    probe = app.connection_for_read()
-    lost = (OSError, *probe.connection_errors, *probe.channel_errors)
-    probe.release()
+    """Ping until every node in `names` answered, `alive` says one died, or the deadline passes (CliError).
+    `last_words(name)` is the dead worker's last log line, for the error."""
+    from dts.broker import LOST, broker_error  # kombu: not loaded for scale.py's refusals
+    from dts.control import ask_workers
+    from dts.deadline import Deadline, session
+
     waiting = set(names)
     while waiting:
+        ask = Deadline.after(PING_BOUND)
         try:
-            replies = app.control.ping(destination=sorted(waiting), timeout=0.5) or []
-        except lost as exc:  # a stale pooled connection (broker restarted), or the broker is away
+            with session(app, ask) as conn:
+                waiting -= set(ask_workers(app, conn, "ping", ask, destination=sorted(waiting), wait=0.5))
+        except LOST as exc:  # the broker is away, restarting or silent
             if time.monotonic() > deadline:  # away for good: one line, exit 3
-                from dts.broker import broker_error  # kombu: not loaded for scale.py's refusals
-
                 raise broker_error(app.conf.broker_url, exc) from None
-            time.sleep(RECONNECT_PAUSE)  # the next ping reconnects; pacing it, under the deadline
+            time.sleep(RECONNECT_PAUSE)  # pacing the next attempt, under the deadline
             continue
-        for reply in replies:
-            waiting -= set(reply)
         dead = [name for name in waiting if not alive(name)]
         if dead:
             said = last_words(dead[0])

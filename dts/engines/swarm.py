@@ -29,6 +29,7 @@ import yaml
 
 from dts.broker import queue_stats
 from dts.config import RUN_DIR, PoolSettings, Settings, broker_url_from_env_file, checkout_name, read_env_file
+from dts.deadline import Deadline
 from dts.engines.base import Engine, check_sizes, declared_sizes, replicas, scale_plan, wait_for_pong
 from dts.engines.containers import CONFIG_IN_IMAGE, container_tls_files, worker_template
 from dts.errors import CliError, ExitCode
@@ -296,7 +297,7 @@ class SwarmEngine(Engine):
         )
         queues = {q: sizes[pool] for pool in sizes for q in self.settings.pools[pool].queues}
         while True:
-            stats = queue_stats(self.app, list(queues))
+            stats = queue_stats(self.app, list(queues), Deadline.after(self.settings.broker.connect_timeout))
             wrong = [q for q, n in queues.items() if stats[q].consumers != n]
             if not wrong:
                 return
