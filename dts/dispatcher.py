@@ -96,7 +96,8 @@ def dispatch_round(
         for name, task_id in sorted(ids.items())
     ]
     if watch:
-        settle(settings, watch, outcomes, grace=0.0 if got.broker_lost else EVENT_GRACE)
+        # within the user's deadline: a task still without a result at the deadline gets no grace past it
+        settle(settings, watch, outcomes, grace=0.0 if got.broker_lost else min(EVENT_GRACE, deadline.remaining()))
     return outcomes, total, got
 
 

@@ -510,3 +510,55 @@ def test_the_autoscaler_runs_through_a_broker_pause_and_looks_again_after(fresh,
     assert proc.returncode == 0, stdout + stderr
     assert "Traceback" not in stdout + stderr
     assert noticed < 7  # one look's bound (broker.connect_timeout 5) plus the interval
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["scale.py", "health", "--engine", "local"],
+        ["scale.py", "status", "--engine", "local"],
+        ["-m", "dts.dlq", "list"],
+        ["-m", "dts.dlq", "replay"],
+    ],
+    ids=["health", "status", "dlq-list", "dlq-replay"],
+)
+def test_a_paused_broker_is_exit_3_within_the_commands_bound(fresh, fault_broker, argv):
+    """Against a node that accepts TCP and answers nothing, the one-shot commands end within their bound
+    (broker.connect_timeout 5 s, the config's, plus start-up) with exit 3: one line (status and health:
+    their report, saying UNREACHABLE), no traceback."""
+    env = {"DTS_RUN_DIR": str(fresh["run_dir"])}
+    with paused(fault_broker):
+        began = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, *argv],
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONFAULTHANDLER="1", **fresh["env"], **env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        stdout, stderr = finish(proc, " ".join(argv))
+        elapsed = time.monotonic() - began
+    print(f"paused broker: {' '.join(argv)} exit {proc.returncode} in {elapsed:.2f}s")
+    assert proc.returncode == 3, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    assert elapsed < 8
+    if argv[0] == "-m":
+        assert stderr.strip().count("\n") == 0 and "python -m dts.dlq: error:" in stderr, stderr
+    else:
+        assert "UNREACHABLE" in stdout, stdout
+
+
+def test_the_users_timeout_bounds_the_dispatch_after_its_start_up_checks(fresh, tmp_path):
+    """Both 5 s tasks still running at `--timeout 3`: the dispatcher exits (1: unknown tasks) within 0.3 s
+    of the deadline after its start-up checks, the live view's wait for trailing task events included."""
+    out = tmp_path / "dispatch.json"
+    proc = popen(fresh, "dispatch.py", "--timeout", "3", "--output", str(out))
+    wait_for_line(proc.stdout, r"^Dispatching tasks")
+    started = time.monotonic()
+    stdout, stderr = finish(proc, "the dispatch")
+    elapsed = time.monotonic() - started
+    print(f"--timeout 3, tasks of 5 s: the dispatch ended {elapsed:.2f}s after its start-up checks")
+    assert proc.returncode == 1, stdout + stderr
+    assert {t["state"] for t in json.loads(out.read_text())["tasks"]} == {"unknown"}
+    assert elapsed <= 3.3
