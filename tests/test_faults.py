@@ -562,3 +562,49 @@ def test_the_users_timeout_bounds_the_dispatch_after_its_start_up_checks(fresh, 
     assert proc.returncode == 1, stdout + stderr
     assert {t["state"] for t in json.loads(out.read_text())["tasks"]} == {"unknown"}
     assert elapsed <= 3.3
+
+
+def test_flower_shows_the_workers_offline_during_a_broker_pause_and_online_after(fresh, fault_broker, tmp_path):
+    """Flower launched by `python -m dts.flower`: while the node is paused its web side keeps answering and
+    the workers go offline (no heartbeat events); once the node continues they are online again."""
+    import secrets
+
+    from helpers import free_port, http_get
+
+    port, login = free_port(), ("flower-fault", secrets.token_urlsafe(16))
+    env = {"DTS_FLOWER_USER": login[0], "DTS_FLOWER_PASSWORD": login[1]}
+    log = (tmp_path / "flower.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dts.flower", "--port", str(port)],
+        cwd=ROOT,
+        env=dict(os.environ, **fresh["env"], **env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    nodes = {n for names in fresh["engine"].workers().values() for n in names}
+
+    def alive() -> set[str]:
+        status, body = http_get(f"http://127.0.0.1:{port}/api/workers?status=true", login)
+        assert status == 200, body
+        return {n for n, up in json.loads(body).items() if up} & nodes
+
+    def until(condition, what: str, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        while True:
+            assert proc.poll() is None, f"Flower exited: {(tmp_path / 'flower.log').read_text()[-2000:]}"
+            with contextlib.suppress(OSError):
+                if condition():
+                    return
+            assert time.monotonic() < deadline, f"{what} within {seconds}s"
+            time.sleep(0.25)  # polling Flower's API for a condition, bounded by the deadline
+
+    try:
+        until(lambda: alive() == nodes, "Flower did not see the workers")
+        with paused(fault_broker):
+            until(lambda: not alive(), "Flower did not show the workers offline during the pause")
+        until(lambda: alive() == nodes, "Flower did not show the workers online again after the pause")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+    assert "Traceback" not in (tmp_path / "flower.log").read_text()
