@@ -96,14 +96,14 @@ def dispatch_round(
         for name, task_id in sorted(ids.items())
     ]
     if watch:
-        # within the user's deadline: a task still without a result at the deadline gets no grace past it
         settle(settings, watch, outcomes, grace=0.0 if got.broker_lost else min(EVENT_GRACE, deadline.remaining()))
     return outcomes, total, got
 
 
 def settle(settings: Settings, watch: TaskWatch, outcomes: list[TaskOutcome], grace: float) -> None:
     """Give task events a moment to catch up with the results (a worker stores the result before it sends
-    task-succeeded), then let the results speak for any task still without a final line."""
+    task-succeeded), then let the results speak for any task still without a final line. The caller keeps
+    `grace` within the run's deadline: the user's --timeout bounds the whole round."""
     if settings.monitoring.task_events and grace:
         watch.wait_until_finished(grace)
     late = set(watch.unfinished())
