@@ -73,7 +73,11 @@ def test_report_has_a_summary_table_and_an_honest_comparison():
     assert row(lines, "task_b") == ["task_b", "Hello from Task B", "worker-b@h-1", "queue_b", "0.200s", "0"]
     assert "Tasks: 2 succeeded, 0 failed; fastest task_a 0.100s, slowest task_b 0.200s" in lines
     assert "Total dispatcher time: 0.250s (concurrent execution)" in lines
-    assert any(line.startswith("Sum of task execution times: 0.300s") for line in lines)
+    assert "Sequential time would be: 0.300s" in lines
+    challenge = ["Result from task_a: Hello from Task A", "Task A execution time: 0.100s", "Task A retries: 0"]
+    challenge += ["Result from task_b: Hello from Task B", "Task B execution time: 0.200s", "Task B retries: 0"]
+    start = lines.index(challenge[0])
+    assert lines[start : start + 6] == challenge and lines[start + 6].startswith("Total dispatcher time: ")
     assert "Speed-up from concurrency: 1.20x; overhead beyond the longest task: 50.0 ms" in lines
     assert lines[-1] == "Isolation: OK (task_a on worker-a, task_b on worker-b)"
 

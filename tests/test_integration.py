@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import IDLE_BROKER_URL, run_cli, write_config
+from helpers import IDLE_BROKER_URL, run_cli, run_in_pty, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +31,48 @@ def test_dispatch_prints_both_results_and_exits_0(config_path, clean_queues, cap
     assert any(line.startswith("Total dispatcher time: ") for line in out)
     assert out[-2] == "Isolation: OK (task_a on worker-a, task_b on worker-b)"
     assert out[-1].startswith("Result file: ")
+
+
+SEED_LINES = [  # the challenge's own output (shared/seeds), in its order, with the values read back
+    r"Result from task_a: Hello from Task A",
+    r"Task A execution time: (?P<a>\d+\.\d{3})s",
+    r"Task A retries: 0",
+    r"Result from task_b: Hello from Task B",
+    r"Task B execution time: (?P<b>\d+\.\d{3})s",
+    r"Task B retries: 0",
+    r"Total dispatcher time: (?P<total>\d+\.\d{3})s \(concurrent execution\)",
+    r"Sequential time would be: (?P<sequential>\d+\.\d{3})s",
+    r"Total retries: 0",
+]
+
+
+def seed_values(out: str) -> dict[str, float]:
+    """Each seed line found in `out`, in the seed's order; the numbers they carry."""
+    values, at = {}, 0
+    lines = out.splitlines()
+    for pattern in SEED_LINES:
+        found = next((i for i in range(at, len(lines)) if re.fullmatch(pattern, lines[i].strip())), None)
+        assert found is not None, f"no line {pattern!r} after line {at} in:\n{out}"
+        values.update({k: float(v) for k, v in re.fullmatch(pattern, lines[found].strip()).groupdict().items()})
+        at = found + 1
+    return values
+
+
+def test_piped_dispatch_prints_the_challenges_own_lines(config_path, clean_queues):
+    """`python dispatch.py | cat`: the seed's lines, in its order, with the run's real numbers."""
+    proc = run_cli("dispatch.py", "--config", str(config_path))
+    assert proc.returncode == 0, proc.stderr
+    v = seed_values(proc.stdout)
+    assert v["sequential"] == pytest.approx(v["a"] + v["b"], abs=0.0015)
+    assert max(v["a"], v["b"]) <= v["total"]  # the tasks ran concurrently: the total covers the longest one
+    rows = {line.split()[0]: re.split(r"\s{2,}", line) for line in proc.stdout.splitlines() if line.startswith("task_")}
+    assert rows["task_a"][4] == f"{v['a']:.3f}s" and rows["task_b"][4] == f"{v['b']:.3f}s"  # the table agrees
+
+
+def test_dispatch_on_a_terminal_prints_the_challenges_lines_too(config_path, clean_queues):
+    code, out = run_in_pty("dispatch.py", "--config", str(config_path))
+    assert code == 0, out
+    seed_values(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out).replace("\r", ""))
 
 
 def test_dispatch_as_a_subprocess_json(config_path, clean_queues):

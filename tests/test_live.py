@@ -56,7 +56,7 @@ def test_piped_dispatch_shows_every_state_of_each_task_in_order_without_colour(c
             "retry 1/3 in 0.05s"
         )
         assert lines[4][2] == "attempt 2"
-    table = [line for line in proc.stdout.splitlines() if line.startswith(("Task ", "task_"))]
+    table = [line for line in proc.stdout.splitlines() if line.startswith(("Task  ", "task_"))]  # header, rows
     assert re.split(r"\s{2,}", table[0]) == ["Task", "Result", "Worker", "Queue", "Time", "Retries"]
     assert [re.split(r"\s{2,}", row)[1] for row in table[1:]] == ["Hello from Task A", "Hello from Task B"]
 

@@ -175,8 +175,22 @@ def dispatch_rows(report: DispatchReport) -> list[tuple[str, ...]]:
     return rows
 
 
+def challenge_lines(outcomes: tuple[TaskOutcome, ...] | list[TaskOutcome]) -> list[str]:
+    """Per task, the challenge's own lines: `Result from task_a: Hello from Task A`, its execution time
+    (a task without a result has none) and its retries."""
+    lines = []
+    for o in outcomes:
+        said = o.result["message"] if o.ok else f"{o.state.upper()}: {o.error or o.isolation_breach}"
+        lines.append(f"Result from {o.task}: {said}")
+        if o.result:
+            lines.append(f"{label(o.task)} execution time: {o.result['execution_time']:.3f}s")
+        lines.append(f"{label(o.task)} retries: {o.retries}")
+    return lines
+
+
 def dispatch_totals(report: DispatchReport) -> list[str]:
-    """The lines under the table: wall time, counts, fastest/slowest, speed-up, retries, isolation."""
+    """The lines under the table: the challenge's lines per task, wall time, counts, fastest/slowest,
+    sequential time, speed-up, retries, isolation."""
     s, outcomes = report.summary, report.outcomes
     ok = [o for o in outcomes if o.ok]
     unknown = [o for o in outcomes if o.unknown]
@@ -188,17 +202,15 @@ def dispatch_totals(report: DispatchReport) -> list[str]:
         slowest = max(ok, key=lambda o: o.result["execution_time"])
         counts += f"; fastest {fastest.task} {fastest.result['execution_time']:.3f}s, "
         counts += f"slowest {slowest.task} {slowest.result['execution_time']:.3f}s"
-    lines = [f"Total dispatcher time: {s.total_time:.3f}s (concurrent execution)", counts]
+    lines = [*challenge_lines(outcomes), f"Total dispatcher time: {s.total_time:.3f}s (concurrent execution)", counts]
+    if not s.failed:  # the sum of the execution times: running them one after the other would take at least that
+        lines.append(f"Sequential time would be: {s.sum_execution_time:.3f}s")
     if not s.failed and s.total_retries:
         lines.append(
             f"Time includes backoff waits of up to {s.max_backoff:.3f}s per task; "
             "speed-up is reported for runs without retries"
         )
     elif not s.failed:
-        lines.append(
-            f"Sum of task execution times: {s.sum_execution_time:.3f}s "
-            "(what running them one after the other would take at least)"
-        )
         lines.append(
             f"Speed-up from concurrency: {s.speedup:.2f}x; overhead beyond the longest task: {s.overhead * 1000:.1f} ms"
         )
