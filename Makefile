@@ -3,6 +3,8 @@
 SHELL := /bin/sh
 
 VENV    ?= .venv
+# no mkdocs-material banner about its successor on every docs build
+export NO_MKDOCS_2_WARNING = 1
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 ENGINE  ?=
@@ -38,7 +40,7 @@ BUILD_IF_NEEDED = if [ "$$($(PY) scale.py engine --engine $$engine --needs-image
 export DOCKER_BUILDKIT ?= 0
 export COMPOSE_DOCKER_CLI_BUILD ?= 0
 
-.PHONY: help install broker build compose stack deploy up down run test lint logs monitor ps status health scale scale-all load-test autoscale bench bench-pools k8s flower flower-login dlq dlq-replay purge migrate-queues clean
+.PHONY: help install broker build compose stack deploy up down run test lint docs docs-serve docs-ref docs-check logs monitor ps status health scale scale-all load-test autoscale bench bench-pools k8s flower flower-login dlq dlq-replay purge migrate-queues clean
 
 help: ## List the targets
 	@echo "usage: make TARGET [VAR=value]   (ENGINE=$(subst $(space),|,$(ENGINE_NAMES)) (default: engine.name), BROKER=host|compose, QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
@@ -92,9 +94,23 @@ test: install ## Run the whole test suite (unit, integration against a real Rabb
 	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: install ## ruff check + format check
+lint: install ## ruff check + format check; the docs' generated reference matches the code; the docs site builds (strict)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) scripts/docs_reference.py --check
+	$(VENV)/bin/mkdocs build --strict --quiet
+
+docs: install docs-ref ## Build the docs site into site/ (mkdocs, strict: a broken link fails)
+	$(VENV)/bin/mkdocs build --strict
+
+docs-serve: install docs-ref ## Serve the docs site on http://127.0.0.1:8000 while you edit it
+	$(VENV)/bin/mkdocs serve
+
+docs-ref: install ## Regenerate the docs' reference pages (CLI, config keys, exit codes, make targets) from the code
+	$(PY) scripts/docs_reference.py
+
+docs-check: install ## Fail when the docs' reference pages differ from what the code generates (in make lint)
+	$(PY) scripts/docs_reference.py --check
 
 status: install ## Per pool: wanted/running workers, consumers, ready/unacked messages (WATCH=1: every second, tasks/s)
 	$(PY) scale.py status $(if $(WATCH),--watch) $(ENGINE_ARG)
@@ -151,6 +167,6 @@ purge: install ## Empty the work queues after a confirmation (YES=1: without ask
 migrate-queues: install ## Once, workers stopped: redeclare queues made without dead-lettering (messages kept)
 	@$(PY) -m dts.dlq migrate
 
-clean: down ## Stop the workers, remove .venv, .run and caches (nothing outside this project)
-	rm -rf $(VENV) .run results .pytest_cache .ruff_cache
+clean: down ## Stop the workers, remove .venv, .run, results/ (the result files), site/ and caches (nothing outside this project)
+	rm -rf $(VENV) .run results site .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -16,6 +16,18 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130  # Ctrl-C
 
 
+MEANINGS = {  # the docs' exit-code table is generated from this (scripts/docs_reference.py)
+    ExitCode.OK: "done: every task succeeded, the check passed",
+    ExitCode.FAILED: "tasks failed or are unknown, isolation was breached, a threshold was missed, a worker did "
+    "not start, or an operation could not be done",
+    ExitCode.USAGE: "bad usage or config: one line naming the problem and the fix; nothing was sent",
+    ExitCode.BROKER_UNREACHABLE: "the broker is unreachable, refused the login, stopped answering, blocks "
+    "publishers, or was lost and not back by the deadline (a run's partial report is printed and saved first)",
+    ExitCode.NO_CONSUMER: "a task's queue has no consumer: its pool has no worker (`make up`)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C); tasks already sent still run on the workers",
+}
+
+
 class CliError(Exception):
     """An expected failure: one line for stderr and the exit code that goes with it."""
 

@@ -14,6 +14,7 @@ even with --basic-auth; here it needs the login too. Only `/healthcheck` (it ans
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import sys
@@ -145,7 +146,7 @@ def compose_up(config: str | None, port: int) -> int:
     return ExitCode.OK
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="python -m dts.flower",
         description="Flower for this project's pools, behind the login in .env (DTS_FLOWER_USER/PASSWORD).",
@@ -161,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         help="local: this process (default); compose: the `monitoring` profile's container",
     )
     parser.add_argument("--login", action="store_true", help="create the login if needed and print it, then exit")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         if args.login:
             user, password, where = ensure_login()

@@ -218,7 +218,7 @@ def provision_compose(env_path: Path, vhost: str | None = None, user: str | None
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="python -m dts.provision",
         description="Create the workers' RabbitMQ vhost and user and write them to .env (idempotent).",
@@ -238,7 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         help="for the compose `broker` service: write .env only (vhost, user, password, host port "
         "DTS_BROKER_PORT: 5672, else 5674); the container creates them",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         print((provision_compose if args.compose else provision)(args.env_file, args.vhost, args.user))
     except CliError as exc:

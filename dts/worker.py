@@ -9,6 +9,7 @@ everywhere (local processes, compose containers, swarm services, Kubernetes pods
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import sys
@@ -50,7 +51,7 @@ def ping(settings: Settings, pool: PoolSettings, host: str) -> int:
     return ExitCode.OK if node in pongs else ExitCode.FAILED
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="python -m dts.worker",
         description=__doc__.split("\n\n")[0],
@@ -61,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=HOST, help="host part of the node name (default: %%h, the host name)")
     parser.add_argument("--ping", action="store_true", help="ping this host's worker of the pool instead")
     parser.add_argument("--config", help="config file (default: test-config.yml, or $DTS_CONFIG)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         fmt = logs.log_format()
         settings = load_settings(args.config)
