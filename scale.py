@@ -176,6 +176,18 @@ def down(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def logs(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
+    """The logs of every engine in use that runs workers (as status and down cover them), else the chosen
+    one's; --follow follows one: the first of them."""
+    engines = engines_in_use(engine, settings, args.engine)
+    running = [each for each in engines if any(each.workers().values())] or [engine]
+    for each in running[:1] if args.follow else running:
+        if len(running) > 1:
+            print(f"== {each.name} workers", flush=True)
+        each.logs(args.lines, args.follow)
+    return ExitCode.OK
+
+
 def engine_command(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
     """build, compose, stack: what only some engines do (their image, their deployment file)."""
     if args.command not in engine.commands:
@@ -382,10 +394,7 @@ def run(args: argparse.Namespace) -> int:
     if args.volumes and args.broker != "compose":
         raise CliError("--volumes deletes the compose broker's data: it goes with --broker compose", ExitCode.USAGE)
     engine = make_engine(settings, args.engine, app, **engine_options(args))
-    if args.command == "logs":
-        engine.logs(args.lines, args.follow)
-        return ExitCode.OK
-    actions = {"status": status, "health": status, "down": down, "auto": autoscale}
+    actions = {"status": status, "health": status, "down": down, "auto": autoscale, "logs": logs}
     action = engine_command if args.command in ENGINE_COMMANDS else actions.get(args.command, resize)
     return action(engine, settings, args)
 

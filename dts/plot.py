@@ -1,4 +1,4 @@
-"""load_test.py --plot: a latency histogram and a completion timeline per task type (matplotlib, optional)."""
+"""load_test.py --plot: a latency histogram and a completion timeline per task type (matplotlib: requirements-plot.txt, which `make install` installs)."""
 
 from __future__ import annotations
 
