@@ -27,7 +27,7 @@ from dts.cli import (
     run_main,
 )
 from dts.config import Settings, load_settings
-from dts.errors import CliError
+from dts.errors import CliError, exit_epilog
 from dts.live import EventStream, LiveView, TaskWatch
 from dts.reports.dispatch import (
     DISPATCH_COLUMNS,
@@ -55,9 +55,8 @@ live lines: HH:MM:SS.mmm STATE TASK ID WHERE [DETAIL], STATE one of SENT (WHERE 
 STARTED, RETRY (attempt, error, backoff delay), SUCCESS (run time), FAILURE, UNKNOWN (no result by the
 deadline); WHERE = the worker. From Celery's task events (monitoring.task_events in the config).
 
-exit codes: 0 ok, 1 a task failed or isolation was breached, 2 bad usage or config,
-            3 broker unreachable, or lost and not back before the deadline (the partial report is printed
-            and saved), 4 a queue has no consumer (also: lost them all while waiting), 130 interrupted"""
+"""
+EPILOG += exit_epilog("dispatch.py")
 
 
 def build_parser() -> argparse.ArgumentParser:

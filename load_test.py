@@ -31,7 +31,7 @@ from dts.cli import (
 from dts.config import Settings, load_settings
 from dts.engines import make_engine
 from dts.engines.base import replicas
-from dts.errors import CliError, ExitCode, excerpt
+from dts.errors import CliError, ExitCode, excerpt, exit_epilog
 from dts.live import LoadProgress
 from dts.reports.load import LoadRun, LoadSpec, LoadTestReport, render_load_test, summarise_load, threshold_failures
 from dts.reports.verdict import verdict
@@ -49,9 +49,8 @@ EPILOG = """examples:
 efficiency = ideal time / actual time, where the ideal is the lower bound for this load on the live
 worker slots (replicas x concurrency, asked from the workers): max(work / slots, ceil(tasks / slots) x
 shortest task, longest task) per pool.
-exit codes: 0 ok, 1 a task failed or a load_test threshold was missed, 2 bad usage or config,
-            3 broker unreachable, or lost and not back before the deadline (the partial report is printed
-            and saved), 4 a queue has no consumer (also: lost them all while waiting), 130 interrupted"""
+"""
+EPILOG += exit_epilog("load_test.py")
 
 
 def parse_sizes(text: str) -> list[int]:

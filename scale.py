@@ -35,7 +35,7 @@ from dts.config import MAX_CONFIG_BYTES, PROJECT_DIR, Settings, load_settings, r
 from dts.engines import engine_class, engines_in_use, make_engine, names, resolve_engine
 from dts.engines.base import Engine, check_sizes, declared_sizes
 from dts.engines.compose import BROKERS
-from dts.errors import CliError, ExitCode, excerpt
+from dts.errors import CliError, ExitCode, excerpt, exit_epilog
 from dts.reports.status import render_health, render_status
 
 DEFAULT_K8S_DIR = PROJECT_DIR / "deploy" / "k8s"
@@ -85,9 +85,8 @@ EPILOG = """examples:
   python scale.py down --engine compose --broker compose --volumes
                                      remove the broker container and its data volume as well
 
-exit codes: 0 ok, 1 a worker failed to start, 2 bad usage or config, 3 broker unreachable,
-            4 (status, health) a queue has no consumer or a worker does not answer ping,
-            130 interrupted (status --watch and auto: Ctrl-C ends them with 0)"""
+"""
+EPILOG += exit_epilog("scale.py")
 
 
 AUTO_EPILOG = """Pools with an `autoscale: {min, max, target}` mapping in the config are resized through their
@@ -101,8 +100,8 @@ examples:
   python scale.py auto --duration 600 --interval 1  ten minutes, a look every second
   make autoscale ENGINE=local DURATION=600
 
-exit codes: 0 ok (also on Ctrl-C or SIGTERM), 1 a new worker failed to start, 2 bad usage or config
-            (e.g. no pool has an autoscale: mapping), 3 broker unreachable at start"""
+"""
+AUTO_EPILOG += exit_epilog("scale.py auto")
 
 
 def pool_named(settings: Settings, name: str) -> str:

@@ -18,7 +18,7 @@ from dts.broker import check_broker, reaching, require_current_queues
 from dts.cli import Parser, run_main
 from dts.config import Settings, load_settings
 from dts.deadline import Deadline, session
-from dts.errors import CliError, ExitCode
+from dts.errors import CliError, ExitCode, exit_epilog
 from dts.reports.deadletters import (
     NOT_PURGED,
     list_json,
@@ -40,8 +40,8 @@ EPILOG = """examples:
   python -m dts.dlq purge --dead --yes       the dead-letter queues too
   python -m dts.dlq migrate                  queues declared by an older version: redeclare, messages kept
 
-exit codes: 0 ok, 1 purge declined / migration refused (consumers), 2 bad usage or config, or a queue
-            needs `migrate`, 3 broker unreachable, 130 interrupted"""
+"""
+EPILOG += exit_epilog("python -m dts.dlq")
 
 
 def confirm(question: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import textwrap
 
 
 class ExitCode(enum.IntEnum):
@@ -26,6 +27,72 @@ MEANINGS = {  # the docs' exit-code table is generated from this (scripts/docs_r
     ExitCode.NO_CONSUMER: "a task's queue has no consumer: its pool has no worker (`make up`)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C); tasks already sent still run on the workers",
 }
+
+
+_USAGE = "bad usage or config"
+_LOST = "broker unreachable, or lost and not back before the deadline (the partial report is printed and saved)"
+_NO_CONSUMER = "a queue has no consumer (also: lost them all while waiting)"
+# What each CLI's exit codes mean for it: the one mapping each --help's last lines (exit_epilog) and the
+# docs' exit-code page are written from.
+CLI_EXIT_CODES: dict[str, dict[int, str]] = {
+    "dispatch.py": {
+        0: "ok",
+        1: "a task failed or has no result (unknown), or isolation was breached",
+        2: _USAGE,
+        3: _LOST,
+        4: _NO_CONSUMER,
+        130: "interrupted",
+    },
+    "load_test.py": {
+        0: "ok",
+        1: "a task failed or has no result (unknown), or a load_test threshold was missed",
+        2: _USAGE,
+        3: _LOST,
+        4: _NO_CONSUMER,
+        130: "interrupted",
+    },
+    "scale.py": {
+        0: "ok (status --watch: also on Ctrl-C)",
+        1: "a worker failed to start",
+        2: _USAGE,
+        3: "broker unreachable",
+        4: "status, health: a queue has no consumer, or a worker the engine runs does not answer ping",
+        130: "interrupted",
+    },
+    "scale.py auto": {
+        0: "ok (also on Ctrl-C or SIGTERM)",
+        1: "a new worker failed to start",
+        2: _USAGE + " (e.g. no pool has an autoscale: mapping)",
+        3: "broker unreachable at start (later, a look it does not answer is logged and skipped)",
+    },
+    "python -m dts.dlq": {
+        0: "ok",
+        1: "purge declined, or migration refused (the queue has consumers)",
+        2: _USAGE + ", or a queue needs `migrate`",
+        3: "broker unreachable, or stopped answering",
+        130: "interrupted",
+    },
+    "python -m dts.flower": {0: "ok", 1: "Flower failed", 2: _USAGE, 3: "broker unreachable", 130: "interrupted"},
+    "python -m dts.worker": {
+        0: "ok (--ping: the worker answered; otherwise it execs `celery worker`, whose codes follow)",
+        1: "--ping: no answer",
+        2: _USAGE,
+        3: "--ping: broker unreachable",
+    },
+    "python -m dts.provision": {
+        0: "ok",
+        1: "could not create the vhost or user",
+        2: "bad usage (checked before anything is created)",
+        3: "no broker listens",
+        130: "interrupted",
+    },
+}
+
+
+def exit_epilog(prog: str) -> str:
+    """The `exit codes: 0 ok, 1 ...` lines that end `prog`'s --help, from CLI_EXIT_CODES."""
+    text = "exit codes: " + ", ".join(f"{code} {meaning}" for code, meaning in CLI_EXIT_CODES[prog].items())
+    return textwrap.fill(text, width=104, subsequent_indent=" " * 12, break_on_hyphens=False)
 
 
 class CliError(Exception):

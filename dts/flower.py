@@ -24,7 +24,7 @@ from pathlib import Path
 
 from dts.cli import Parser, int_between, report
 from dts.config import ENV_FILE, load_settings, read_env_file
-from dts.errors import CliError, ExitCode
+from dts.errors import CliError, ExitCode, exit_epilog
 
 USER_KEY, PASSWORD_KEY = "DTS_FLOWER_USER", "DTS_FLOWER_PASSWORD"
 DEFAULT_USER = "flower"
@@ -148,9 +148,10 @@ def compose_up(config: str | None, port: int) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         prog="python -m dts.flower",
         description="Flower for this project's pools, behind the login in .env (DTS_FLOWER_USER/PASSWORD).",
-        epilog="exit codes: 0 ok, 1 failed, 2 bad usage or config, 3 broker unreachable, 130 interrupted",
+        epilog=exit_epilog("python -m dts.flower"),
     )
     parser.add_argument("--address", default=DEFAULT_ADDRESS, help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int_between(1, 65535), default=DEFAULT_PORT, help="port (default: %(default)s)")

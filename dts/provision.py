@@ -29,7 +29,7 @@ from dts.broker import START_HINT, redact_url
 from dts.cli import Parser, report
 from dts.config import ENV_FILE, broker_url_from_env_file, checkout_name, read_env_file
 from dts.deadline import close_quietly
-from dts.errors import CliError, ExitCode, excerpt
+from dts.errors import CliError, ExitCode, excerpt, exit_epilog
 from dts.files import write_atomic
 
 MANAGEMENT_API = "http://localhost:15672/api"
@@ -224,8 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Create the workers' RabbitMQ vhost and user and write them to .env (idempotent).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example: python -m dts.provision   (vhost and user default to this checkout's name, dts-<hash>)\n"
-        "exit codes: 0 ok, 1 could not create them, 2 bad usage (checked before anything is created),\n"
-        "            3 broker unreachable, 130 interrupted",
+        + exit_epilog("python -m dts.provision"),
     )
     parser.add_argument(
         "--vhost", help=f"default: this checkout's name, dts-<hash of its directory> (<= {MAX_NAME} chars)"

@@ -17,7 +17,7 @@ import sys
 from dts import logs
 from dts.cli import Parser, report
 from dts.config import PoolSettings, Settings, load_settings
-from dts.errors import CliError, ExitCode, excerpt
+from dts.errors import CliError, ExitCode, excerpt, exit_epilog
 from dts.naming import HOST, nodename, worker_argv
 
 PING_BOUND = (
@@ -53,10 +53,10 @@ def ping(settings: Settings, pool: PoolSettings, host: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         prog="python -m dts.worker",
         description=__doc__.split("\n\n")[0],
-        epilog="exit codes: 0 ok (--ping: the worker answered), 1 no answer, 2 bad usage or config, "
-        "3 broker unreachable (--ping)",
+        epilog=exit_epilog("python -m dts.worker"),
     )
     parser.add_argument("pool", nargs="?", default=os.environ.get("DTS_POOL"), help="pool name (default: $DTS_POOL)")
     parser.add_argument("--host", default=HOST, help="host part of the node name (default: %%h, the host name)")

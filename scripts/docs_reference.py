@@ -96,12 +96,19 @@ def config_page() -> str:
 
 
 def exit_codes_page() -> str:
-    from dts.errors import MEANINGS
+    from dts.errors import CLI_EXIT_CODES, MEANINGS
 
     rows = ["| code | name | meaning |", "|---|---|---|"]
     rows += [f"| {int(code)} | `{code.name}` | {_cell(meaning)} |" for code, meaning in MEANINGS.items()]
+    per_cli = ["| command | code | what it means there |", "|---|---|---|"]
+    for prog, codes in CLI_EXIT_CODES.items():
+        per_cli += [f"| `{prog}` | {code} | {_cell(meaning)} |" for code, meaning in codes.items()]
     intro = "# Exit codes\n\nEvery command of the project ends with one of these.\n\n"
-    return intro + "\n".join(rows) + "\n"
+    each = (
+        "\n\n## Per command\n\nThe same list ends each command's `--help`. Every expected failure is one line "
+        "on stderr, `PROG: error: ...`, naming the problem and the fix (with `LOG_FORMAT=json`: a JSON log line).\n\n"
+    )
+    return intro + "\n".join(rows) + each + "\n".join(per_cli) + "\n"
 
 
 def make_page() -> str:
