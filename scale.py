@@ -8,6 +8,7 @@ python scale.py health              # broker, each queue's consumers and depth, 
 python scale.py down                # warm shutdown of every worker
 python scale.py k8s                 # write Kubernetes (+KEDA) manifests rendered from the pools to deploy/k8s/
 python scale.py auto                # resize the autoscaled pools on their queue depth until Ctrl-C
+python scale.py engine              # the engine `auto` picks here (compose if Docker answers, else local)
 python scale.py up --engine swarm --init-swarm   # deploy the swarm stack (single-node swarm if none)
 python scale.py up --engine compose --broker compose   # RabbitMQ as the compose `broker` service too
 """
