@@ -66,21 +66,7 @@ def dispatch_round(
     for name, task_id in ids.items():
         if watch:
             watch.expect(task_id, name)
-    unsent: dict[str, tuple[str, bool]] = {}  # task -> (why, whether it may have reached the broker)
-    for name, task_id in ids.items():
-        try:
-            with bounded(replies.conn, deadline):  # a broker that holds the publish cannot hold the run
-                publisher.publish(name, task_id, overrides)
-        except replies.errors as exc:  # the broker is away, silent, or blocking publishers
-            uncertain = replies.blocked or isinstance(exc, BrokerSilent)  # written out, never confirmed
-            lost = f"the broker connection was lost ({type(exc).__name__}: {str(exc)[:200]})"
-            why = f"{'not confirmed' if uncertain else 'not sent'}: {BLOCKED if replies.blocked else lost}"
-            unsent[name] = (why, uncertain)
-            log.warning("%s %s", name, why)
-            continue
-        log.info("sent %s id=%s queue=%s", name, task_id, settings.tasks[name].queue)
-        if watch and not settings.monitoring.task_events:
-            watch.feed({"type": "task-sent", "uuid": task_id, "retries": 0, "queue": settings.tasks[name].queue})
+    unsent = send_all(settings, publisher, replies, ids, overrides, deadline, watch)
     pools = {settings.tasks[name].queue: settings.pool_for_task(name).name for name in ids if name not in unsent}
     sent_ids = {task_id for name, task_id in ids.items() if name not in unsent}
     got = replies.collect(sent_ids, deadline.at, watch=pools) if sent_ids else Collected()
@@ -98,6 +84,35 @@ def dispatch_round(
     if watch:
         settle(settings, watch, outcomes, grace=0.0 if got.broker_lost else min(EVENT_GRACE, deadline.remaining()))
     return outcomes, total, got
+
+
+def send_all(
+    settings: Settings,
+    publisher: TaskPublisher,
+    replies: ReplyQueue,
+    ids: dict[str, str],
+    overrides: dict[str, Any],
+    deadline: Deadline,
+    watch: TaskWatch | None,
+) -> dict[str, tuple[str, bool]]:
+    """Publish each task (name -> id) by the deadline. Returns the tasks not sent, with why and whether
+    they may have reached the broker (written out, never confirmed: unknown, not failed)."""
+    unsent: dict[str, tuple[str, bool]] = {}
+    for name, task_id in ids.items():
+        try:
+            with bounded(replies.conn, deadline):  # a broker that holds the publish cannot hold the run
+                publisher.publish(name, task_id, overrides)
+        except replies.errors as exc:  # the broker is away, silent, or blocking publishers
+            uncertain = replies.blocked or isinstance(exc, BrokerSilent)
+            lost = f"the broker connection was lost ({type(exc).__name__}: {str(exc)[:200]})"
+            why = f"{'not confirmed' if uncertain else 'not sent'}: {BLOCKED if replies.blocked else lost}"
+            unsent[name] = (why, uncertain)
+            log.warning("%s %s", name, why)
+            continue
+        log.info("sent %s id=%s queue=%s", name, task_id, settings.tasks[name].queue)
+        if watch and not settings.monitoring.task_events:
+            watch.feed({"type": "task-sent", "uuid": task_id, "retries": 0, "queue": settings.tasks[name].queue})
+    return unsent
 
 
 def settle(settings: Settings, watch: TaskWatch, outcomes: list[TaskOutcome], grace: float) -> None:

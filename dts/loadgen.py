@@ -24,6 +24,8 @@ from dts.publish import TaskPublisher
 from dts.replies import Collected, ReplyQueue, error_text
 from dts.reports.samples import SampleTable
 
+SLOTS_WAIT = 2.0  # seconds the slot count waits for a worker's reply (an answering one: a round trip)
+
 
 def task_plan(tasks: int, mix: float) -> dict[str, int]:
     """2 × tasks in all; `mix` is the share of task_a (0.5 = as many of each, like the seed)."""
@@ -58,7 +60,6 @@ def live_slots(app, settings: Settings, deadline: Deadline, workers: int | None 
 
 
 log = logging.getLogger("dts.loadgen")
-SLOTS_WAIT = 2.0  # seconds the slot count waits for a worker's reply (an answering one: a round trip)
 WINDOW = 2000  # tasks published and not yet answered: bounds the broker's queue and this process's state
 PUMP_EVERY = 64  # publishes between two looks at the connection (confirms, results)
 PUMP_SLICE = 0.0001  # seconds: a look, not a wait

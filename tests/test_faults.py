@@ -113,6 +113,14 @@ def finish(proc: subprocess.Popen, what: str, timeout: float = 30) -> tuple[str,
         raise AssertionError(f"{what} hung past its deadline:\n{stderr}") from None
 
 
+def ended_for_the_broker(proc: subprocess.Popen, stdout: str, stderr: str, prog: str, cause: str) -> None:
+    """Exit 3, no traceback, and a last line on stderr that is `prog`'s one error line naming `cause`."""
+    assert proc.returncode == 3, stdout + stderr[-3000:]
+    assert "Traceback" not in stdout + stderr
+    last = stderr.splitlines()[-1]
+    assert last.startswith(f"{prog}: error: ") and cause in last, last
+
+
 def wait_for_line(stream, pattern: str) -> re.Match:
     """Read `stream` until a line matches (pytest-timeout bounds the wait)."""
     seen = []
@@ -288,10 +296,7 @@ def test_a_paused_broker_ends_the_dispatch_by_its_deadline_with_exit_3(fresh, fa
         stdout, stderr = finish(proc, "the dispatch")
         elapsed = time.monotonic() - started
     print(f"paused broker: dispatch ended {elapsed:.2f}s after its start-up checks; stderr: {stderr.strip()}")
-    assert proc.returncode == 3, stdout + stderr
-    assert "Traceback" not in stdout + stderr
-    last = stderr.splitlines()[-1]
-    assert last.startswith("dispatch.py: error: ") and "broker stopped answering" in last, last
+    ended_for_the_broker(proc, stdout, stderr, "dispatch.py", "broker stopped answering")
     assert elapsed <= 6.5
     doc = json.loads(out.read_text())  # the partial report, whole
     assert doc["exit_code"] == 3
@@ -314,10 +319,7 @@ def test_a_paused_broker_ends_the_load_test_by_its_deadline_with_exit_3(fresh, f
         stdout, stderr = finish(proc, "the load test")
         elapsed = time.monotonic() - started
     print(f"paused broker: load test ended {elapsed:.2f}s after its start-up checks")
-    assert proc.returncode == 3, stdout + stderr[-3000:]
-    assert "Traceback" not in stdout + stderr
-    last = stderr.splitlines()[-1]
-    assert last.startswith("load_test.py: error: ") and "broker stopped answering" in last, last
+    ended_for_the_broker(proc, stdout, stderr, "load_test.py", "broker stopped answering")
     assert elapsed <= 6.5
     samples = json.loads(out.read_text())["runs"][0]["samples"]
     counts = tally(samples, fresh["run_dir"])
@@ -440,10 +442,7 @@ def test_a_memory_alarm_is_reported_at_once_and_the_dispatch_ends_by_its_deadlin
         elapsed = time.monotonic() - started
     print(f"memory alarm: said 'blocked' after {said:.2f}s, dispatch ended after {elapsed:.2f}s")
     assert said < 1.0  # at once, not at the deadline
-    assert proc.returncode == 3, stdout + stderr
-    assert "Traceback" not in stdout + stderr
-    last = stderr.splitlines()[-1]
-    assert last.startswith("dispatch.py: error: ") and "blocking publishers" in last, last
+    ended_for_the_broker(proc, stdout, stderr, "dispatch.py", "blocking publishers")
     assert elapsed <= 6.5
     doc = json.loads(out.read_text())
     assert {t["task"]: t["state"] for t in doc["tasks"]} == {"task_a": "unknown", "task_b": "unknown"}
@@ -469,10 +468,7 @@ def test_a_memory_alarm_during_a_load_test_is_said_at_once_and_the_burst_complet
         elapsed = time.monotonic() - started
     print(f"memory alarm mid-load: said 'blocked' {said:.2f}s after the alarm, ended {elapsed:.2f}s after start-up")
     assert said < 1.0  # at once, not at the deadline
-    assert proc.returncode == 3, stdout + stderr[-3000:]
-    assert "Traceback" not in stdout + stderr
-    last = stderr.splitlines()[-1]
-    assert last.startswith("load_test.py: error: ") and "blocking publishers" in last, last
+    ended_for_the_broker(proc, stdout, stderr, "load_test.py", "blocking publishers")
     assert elapsed <= 8.5
     samples = json.loads(out.read_text())["runs"][0]["samples"]
     deadline = time.monotonic() + 60  # the alarm is cleared: the workers take the rest of the burst
