@@ -1,6 +1,6 @@
 # Worker image: one image for every pool. The pool comes from DTS_POOL (set per service by the engine);
 # its queues and options from the mounted test-config.yml, through `python -m dts.worker`.
-# Logs are JSON lines (LOG_FORMAT=json, see README "Logs"); `-e LOG_FORMAT=text` for Celery's text.
+# Logs are JSON lines (LOG_FORMAT=json, docs/operations/monitoring.md); `-e LOG_FORMAT=text` for Celery's text.
 # BASE_IMAGE lets a machine without a registry supply a local base (see tests/base_image.sh);
 # it must provide python3 with the venv module.
 ARG BASE_IMAGE=python:3.12-slim

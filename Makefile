@@ -40,7 +40,7 @@ BUILD_IF_NEEDED = if [ "$$($(PY) scale.py engine --engine $$engine --needs-image
 export DOCKER_BUILDKIT ?= 0
 export COMPOSE_DOCKER_CLI_BUILD ?= 0
 
-.PHONY: help install broker build compose stack deploy up down run test lint docs docs-serve docs-ref docs-check logs monitor ps status health scale scale-all load-test autoscale bench bench-pools k8s flower flower-login dlq dlq-replay purge migrate-queues clean
+.PHONY: help install broker build compose stack deploy up down run test lint docs docs-serve docs-ref docs-check docs-samples logs monitor ps status health scale scale-all load-test autoscale bench bench-pools k8s flower flower-login dlq dlq-replay purge migrate-queues clean
 
 help: ## List the targets
 	@echo "usage: make TARGET [VAR=value]   (ENGINE=$(subst $(space),|,$(ENGINE_NAMES)) (default: engine.name), BROKER=host|compose, QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
@@ -106,11 +106,15 @@ docs: install docs-ref ## Build the docs site into site/ (mkdocs, strict: a brok
 docs-serve: install docs-ref ## Serve the docs site on http://127.0.0.1:8000 while you edit it
 	$(VENV)/bin/mkdocs serve
 
-docs-ref: install ## Regenerate the docs' reference pages (CLI, config keys, exit codes, make targets) from the code
+docs-ref: install ## Regenerate the docs' reference pages (CLI, config, environment, exit codes, bounds, result files, make targets) and README's generated blocks
 	$(PY) scripts/docs_reference.py
 
 docs-check: install ## Fail when the docs' reference pages differ from what the code generates (in make lint)
 	$(PY) scripts/docs_reference.py --check
+
+docs-samples: install ## Regenerate the docs' sample outputs from a real run (needs `make up ENGINE=local` first), then the reference
+	$(PY) scripts/docs_samples.py
+	$(PY) scripts/docs_reference.py
 
 status: install ## Per pool: wanted/running workers, consumers, ready/unacked messages (WATCH=1: every second, tasks/s)
 	$(PY) scale.py status $(if $(WATCH),--watch) $(ENGINE_ARG)

@@ -28,6 +28,7 @@ from dts.cli import (
 )
 from dts.config import Settings, load_settings
 from dts.errors import CliError, exit_epilog
+from dts.files import shown
 from dts.live import EventStream, LiveView, TaskWatch
 from dts.reports.dispatch import (
     DISPATCH_COLUMNS,
@@ -47,7 +48,7 @@ EPILOG = """examples:
   python dispatch.py --fail-times 2        the first 2 attempts of each task fail, the third succeeds
   python dispatch.py --json | jq .summary  machine-readable output
   python dispatch.py --quiet               only the results ("task_a: Hello from Task A")
-  python dispatch.py | cat                 plain lines, no colour (also with CI=true or NO_COLOR=1)
+  python dispatch.py | cat                 plain lines, no colour (also with CI=true; NO_COLOR=1: no colour)
   python dispatch.py --repeat 10           benchmark: median overhead over 10 rounds
   python dispatch.py --no-save             no result file (default: results/dispatch-<UTC time>.json)
 
@@ -169,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         for line in dispatch_totals(report):
             view.message(line)
         if result_file:
-            view.message(f"Result file: {result_file}")
+            view.message(f"Result file: {shown(result_file)}")
     if problem:
         raise CliError(problem, code)  # after the (partial) report: one line on stderr, exit 3 or 4
     return report.exit_code

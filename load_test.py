@@ -32,6 +32,7 @@ from dts.config import Settings, load_settings
 from dts.engines import make_engine
 from dts.engines.base import replicas
 from dts.errors import CliError, ExitCode, excerpt, exit_epilog
+from dts.files import shown
 from dts.live import LoadProgress
 from dts.reports.load import LoadRun, LoadSpec, LoadTestReport, render_load_test, summarise_load, threshold_failures
 from dts.reports.verdict import verdict
@@ -63,6 +64,9 @@ def parse_sizes(text: str) -> list[int]:
             f"takes 1 to {MAX_SWEEP_SIZES} pool sizes from 1 to {MAX_WORKERS} like 1,2,4,8 (got {excerpt(text)})"
         )
     return [int(p) for p in parts]
+
+
+parse_sizes.rule = f"1 to {MAX_SWEEP_SIZES} comma-separated sizes, each from 1 to {MAX_WORKERS}"
 
 
 def task_kwargs(args: argparse.Namespace) -> dict[str, dict[str, float]]:
@@ -211,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
         write_plot([s.to_json() for s in runs[-1].samples], args.plot)
     print(json.dumps(report.summary_json(), indent=2) if args.json else "\n".join(render_load_test(report)))
     if result_file and not args.json:
-        print(f"Result file: {result_file}")
+        print(f"Result file: {shown(result_file)}")
     unknown = report.unknown()
     code, problem = verdict(
         ExitCode.FAILED if problems else ExitCode.OK, runs, unknown, f": {unknown} task(s) unknown (ids in the report)"

@@ -4,7 +4,7 @@ the wrapper that turns an expected failure (CliError) into one line on stderr an
     parser.add_argument("--timeout", type=float_between(0, MAX_TIMEOUT, low_open=True))
     sys.exit(run_main("dispatch.py", build_parser(), run, argv))
 
-Every count and number a CLI takes has an upper bound (below; README, "Input bounds"), said in --help:
+Every count and number a CLI takes has an upper bound (below; docs/reference/input-bounds.md), said in --help:
 a typo like `--tasks 2000000000` is a one-line usage error (exit 2), not a MemoryError minutes later.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dts.errors import CliError, ExitCode, excerpt
 from dts.logs import formatter, json_enabled, log_format
 
-# Upper bounds of the CLIs' numbers (README, "Input bounds").
+# Upper bounds of the CLIs' numbers (docs/reference/input-bounds.md, generated from them).
 MAX_TIMEOUT = 86400.0  # seconds (a day): --timeout of dispatch.py and load_test.py
 MAX_REPEAT = 1000  # dispatch.py --repeat (rounds of about a second each)
 MAX_FAIL_TIMES = 100  # dispatch.py --fail-times (retry.max_retries is at most 100)
@@ -85,6 +85,7 @@ def int_between(low: int, high: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"must be an integer from {low} to {high} (got {excerpt(text)})")
         return int(digits)
 
+    parse.rule = f"an integer from {low} to {high}"
     return parse
 
 
@@ -98,7 +99,16 @@ def float_between(low: float, high: float, low_open: bool = False) -> Callable[[
             raise argparse.ArgumentTypeError(f"must be a number {rule} (got {excerpt(text)})")
         return value
 
+    parse.rule = f"a number > {low:g} and <= {high:g}" if low_open else f"a number from {low:g} to {high:g}"
     return parse
+
+
+# what each argparse type accepts, in the words of its error message (the docs' input-bounds page lists them)
+positive_float.rule = "a number > 0"
+non_negative_float.rule = "a number >= 0"
+probability.rule = "a number from 0 to 1"
+non_negative_int.rule = "an integer >= 0"
+positive_int.rule = "an integer >= 1"
 
 
 class Parser(argparse.ArgumentParser):

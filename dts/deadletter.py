@@ -1,5 +1,5 @@
 """Worker side of dead-lettering: every message a worker gives up on lands in its queue's `Q.dead`, once,
-with the reason, the attempts and the time in its headers (README, "Dead letters").
+with the reason, the attempts and the time in its headers (docs/operations/dead-letters.md).
 
 Two hooks, both in the worker's main process, where the message itself is at hand:
 

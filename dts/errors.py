@@ -7,7 +7,7 @@ import textwrap
 
 
 class ExitCode(enum.IntEnum):
-    """What every CLI of the project returns (README, "Exit codes")."""
+    """What every CLI of the project returns (docs/reference/exit-codes.md)."""
 
     OK = 0
     FAILED = 1  # tasks failed, isolation breached, threshold missed, a worker failed to start

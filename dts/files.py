@@ -35,3 +35,11 @@ def write_atomic(path: Path, data: str | bytes, mode: int = 0o666) -> None:
     """Write all of `data` (text or bytes) to `path` atomically."""
     with atomic_write(path, mode, binary=isinstance(data, bytes)) as f:
         f.write(data)
+
+
+def shown(path: Path) -> str:
+    """A file as the user is told about it: relative to the current folder when it is inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -30,7 +30,7 @@ from dts.cli import Parser, report
 from dts.config import ENV_FILE, broker_url_from_env_file, checkout_name, read_env_file
 from dts.deadline import close_quietly
 from dts.errors import CliError, ExitCode, excerpt, exit_epilog
-from dts.files import write_atomic
+from dts.files import shown, write_atomic
 
 MANAGEMENT_API = "http://localhost:15672/api"
 COMMAND_TIMEOUT = 120  # seconds for one rabbitmqctl call
@@ -154,7 +154,9 @@ def provision(env_path: Path, vhost: str | None = None, user: str | None = None)
     existing = values = read_env_file(env_path)
     url = broker_url_from_env_file(values)
     if url and login_works(url):
-        return f"broker vhost {values['DTS_BROKER_VHOST']!r}, user {values['DTS_BROKER_USER']!r}: ok ({env_path})"
+        return (
+            f"broker vhost {values['DTS_BROKER_VHOST']!r}, user {values['DTS_BROKER_USER']!r}: ok ({shown(env_path)})"
+        )
     require_listener(int(values.get("DTS_BROKER_PORT", 5672)))
     values = {"DTS_BROKER_USER": user, "DTS_BROKER_PASSWORD": secrets.token_hex(16), "DTS_BROKER_VHOST": vhost}
     how = create_vhost_user(vhost, user, values["DTS_BROKER_PASSWORD"])
@@ -170,7 +172,7 @@ def provision(env_path: Path, vhost: str | None = None, user: str | None = None)
             f"created user {user!r} on vhost {vhost!r} but cannot log in as it at {redact_url(url)}",
             ExitCode.BROKER_UNREACHABLE,
         )
-    return f"broker vhost {vhost!r}, user {user!r}: created with {how}; credentials in {env_path} (mode 600)"
+    return f"broker vhost {vhost!r}, user {user!r}: created with {how}; credentials in {shown(env_path)} (mode 600)"
 
 
 COMPOSE_PORTS = (5672, 5674)  # the compose broker's host port: 5672, else 5674 (a host RabbitMQ has 5672)
@@ -214,7 +216,7 @@ def provision_compose(env_path: Path, vhost: str | None = None, user: str | None
             raise CliError(f"cannot write {env_path} ({exc.strerror})", ExitCode.USAGE) from None
     return (
         f"broker service (compose): vhost {values['DTS_BROKER_VHOST']!r}, user {values['DTS_BROKER_USER']!r}, "
-        f"127.0.0.1:{port}; credentials in {env_path} (mode 600)"
+        f"127.0.0.1:{port}; credentials in {shown(env_path)} (mode 600)"
     )
 
 

@@ -1,5 +1,5 @@
-"""Result files: every dispatch and load test leaves `results/<kind>-<UTC timestamp>.json` (README,
-"Result files", documents the schema), written atomically so a crash never leaves half a file. The
+"""Result files: every dispatch and load test leaves `results/<kind>-<UTC timestamp>.json`
+(docs/reference/result-files.md lists its keys), written atomically so a crash never leaves half a file. The
 document itself (schema, kind, created_at, the body) is dts.reports.documents'.
 
     path = output_path("dispatch", args.output, args.no_save)   # None: --no-save; checked before the run

@@ -2,13 +2,13 @@
 
 Every work queue Q is declared with its dead-letter pair: a direct exchange `Q.dlx` and a durable queue
 `Q.dead` bound to it (routing key Q). Q carries `x-dead-letter-exchange: Q.dlx` and
-`x-dead-letter-routing-key: Q`, so a message a worker rejects goes to `Q.dead` (README, "Dead letters").
+`x-dead-letter-routing-key: Q`, so a message a worker rejects goes to `Q.dead` (docs/operations/dead-letters.md).
 
 `broker.queue_type: quorum` declares Q and Q.dead as quorum queues (`x-queue-type: quorum`: replicated
 over a cluster's nodes) and gives Q an `x-delivery-limit` (broker.delivery_limit): a message redelivered
 more often than that (a task that kills its worker every time) is dead-lettered to Q.dead by RabbitMQ.
 Celery sees the argument and turns global QoS off (RabbitMQ refuses it on quorum queues). The per-run
-reply queues (dts.replies) stay classic. SCALING.md, "Quorum queues", says why.
+reply queues (dts.replies) stay classic. docs/deploy/multi-host.md says why.
 """
 
 from __future__ import annotations

@@ -800,7 +800,7 @@ def test_a_huge_key_is_cut_in_the_message(doc):
     assert len(str(err.value)) < 400 and "\n" not in str(err.value)
 
 
-# --------------------------------------------------------------------------- input bounds (README, "Input bounds")
+# --------------------------------------------------------------------------- input bounds (docs/reference/input-bounds.md)
 
 BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
     f"{k}: &{k} [{', '.join([f'*{p}'] * 9)}]\n" for p, k in zip("abcdefgh", "bcdefghi", strict=True)

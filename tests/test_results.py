@@ -1,4 +1,4 @@
-"""Result files: named by kind and UTC time, written atomically, with the schema README documents."""
+"""Result files: named by kind and UTC time, written atomically, with the keys docs/reference/result-files.md lists."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from dts.errors import CliError
 from dts.results import default_name, output_path, save
 
-# The documented schema (README, "Result files"): top-level keys and the keys of each nested record.
+# The schema (docs/reference/result-files.md): top-level keys and the keys of each nested record.
 DISPATCH_KEYS = {"schema", "kind", "created_at", "config", "tasks", "summary", "repeat", "exit_code"}
 DISPATCH_TASK_KEYS = {"task", "task_id", "pool", "result", "error", "isolation_breach", "unknown", "ok", "state"}
 SUMMARY_KEYS = {

@@ -24,7 +24,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
 DEFAULT_CONFIG = PROJECT_DIR / "test-config.yml"
 ENV_FILE = PROJECT_DIR / ".env"
 RUN_DIR = Path(os.environ.get("DTS_RUN_DIR") or PROJECT_DIR / ".run")  # local workers' pid/log files, rendered files
-MAX_ENV_FILE_BYTES = 64 * 1024  # .env: a few KEY=VALUE lines (README, "Input bounds")
+MAX_ENV_FILE_BYTES = 64 * 1024  # .env: a few KEY=VALUE lines (docs/reference/input-bounds.md)
 # $BROKER_TLS_<KEY> overrides broker.tls.<key>: where a container finds the files mounted into it
 TLS_FILE_KEYS = ("ca_file", "cert_file", "key_file")
 TLS_ENV = {key: f"BROKER_TLS_{key.upper()}" for key in TLS_FILE_KEYS}

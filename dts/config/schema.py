@@ -33,7 +33,7 @@ QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 HOST_NAME = re.compile(r"[A-Za-z0-9.:-]{1,253}")
 MAX_POOLS = 20
 MAX_POOL_QUEUES = 20
-MAX_URL_CHARS = 1024  # README, "Input bounds"
+MAX_URL_CHARS = 1024  # docs/reference/input-bounds.md
 DAY = 86400  # seconds: the upper bound of a duration that has no tighter one
 
 
@@ -110,7 +110,7 @@ class BrokerSettings:
             min=0.1,
             max=60,
             help="seconds to wait for the broker (to connect, or to answer a request of a start-up check, a "
-            "status or a dead-letter command) before giving up (exit 3)",
+            "status, an autoscaler's look or a dead-letter command) before giving up (exit 3)",
         ),
     )
     heartbeat: int = field(

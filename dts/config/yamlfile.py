@@ -3,7 +3,7 @@
     text = read_bounded(path, MAX_CONFIG_BYTES, "config", "pass --config PATH or set DTS_CONFIG")
     data = parse_yaml(text, path)                   # safe types only; ConfigError naming the line otherwise
 
-Input is bounded before it is trusted (README, "Input bounds"): a config file is at most MAX_CONFIG_BYTES
+Input is bounded before it is trusted (docs/reference/input-bounds.md): a config file is at most MAX_CONFIG_BYTES
 (checked with stat, then read with a bounded read); its YAML may not use anchors or aliases (`&x`, `*x`:
 no billion-laughs expansion), nor hold more than MAX_YAML_NODES nodes or nest deeper than MAX_YAML_DEPTH.
 """
@@ -23,7 +23,7 @@ from yaml.resolver import Resolver
 
 from dts.errors import ConfigError
 
-# Input bounds (README, "Input bounds"): what a config file and its YAML may be at most.
+# Input bounds (docs/reference/input-bounds.md): what a config file and its YAML may be at most.
 MAX_CONFIG_BYTES = 1024 * 1024  # the shipped file is ~8 KB
 MAX_YAML_NODES = 10_000  # scalars + mappings + sequences (the shipped file has ~100)
 MAX_YAML_DEPTH = 20  # nesting levels (the shipped file has 5)

@@ -248,7 +248,7 @@ class LoadTestReport:
         return sum(r.samples.count(UNKNOWN) for r in self.runs)
 
     def to_json(self) -> dict[str, Any]:
-        """The result file's body (README, "Result files")."""
+        """The result file's body (docs/reference/result-files.md)."""
         return {
             "config": self.config,
             "load": asdict(self.load),

@@ -1,0 +1,110 @@
+"""Every environment variable the project reads, declared once (pure data).
+
+The docs' reference page (docs/reference/environment.md) is generated from this list, and
+tests/test_variables.py checks it against the code both ways: a variable read by a module, a script, the
+Makefile or a compose file must be here, and every one here must be read somewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    group: str
+    meaning: str
+
+
+BROKER = "broker"
+PATHS = "files and folders"
+IMAGES = "engines and images"
+OUTPUT = "output"
+
+VARIABLES = (
+    Variable(
+        "BROKER_URL",
+        BROKER,
+        "the broker URL of every CLI and worker. Precedence: `$BROKER_URL` > the file named by `$BROKER_URL_FILE` "
+        "> the vhost/user in `.env` (written by `make broker`) > `broker.url` in the config. Set but empty is an "
+        "error (exit 2)",
+    ),
+    Variable(
+        "BROKER_URL_FILE",
+        BROKER,
+        "a file holding the broker URL (Docker's `*_FILE` convention: the swarm workers' secret); an unreadable "
+        "file is exit 2 naming it",
+    ),
+    Variable("BROKER_TLS_CA_FILE", BROKER, "overrides `broker.tls.ca_file`: where an engine mounted the CA file"),
+    Variable("BROKER_TLS_CERT_FILE", BROKER, "overrides `broker.tls.cert_file` (the client certificate)"),
+    Variable("BROKER_TLS_KEY_FILE", BROKER, "overrides `broker.tls.key_file` (the client key)"),
+    Variable(
+        "DTS_BROKER_USER",
+        BROKER,
+        "the workers' broker user, in `.env` (`make broker`); with `DTS_BROKER_PASSWORD` and `DTS_BROKER_VHOST` it "
+        "makes the URL of the CLIs and of the containers",
+    ),
+    Variable("DTS_BROKER_PASSWORD", BROKER, "its password, in `.env` (random, 32 characters)"),
+    Variable("DTS_BROKER_VHOST", BROKER, "its vhost, in `.env`: `dts-<hash of the checkout's folder>`"),
+    Variable(
+        "DTS_BROKER_PORT",
+        BROKER,
+        "the broker's port on the host (default 5672); with `BROKER=compose`, the port the broker container is "
+        "published on (written to `.env`: 5672 if free, else 5674)",
+    ),
+    Variable("DTS_BROKER_TLS_PORT", BROKER, "the broker's TLS port for containers (default 5671)"),
+    Variable("DTS_BROKER_WAIT", BROKER, "seconds `scripts/ensure-broker.sh` waits for RabbitMQ to answer (default 90)"),
+    Variable("PYTHON", PATHS, "the Python that makes `.venv` and checks the broker (default `python3`)"),
+    Variable("DTS_CONFIG", PATHS, "the config file when `--config` is not given (default `test-config.yml`)"),
+    Variable("DTS_RESULTS_DIR", PATHS, "where result files go (default `results/`)"),
+    Variable(
+        "DTS_RUN_DIR",
+        PATHS,
+        "where local workers' supervisord files, logs and the rendered compose/swarm files go (default `.run/`)",
+    ),
+    Variable("DTS_POOL", IMAGES, "the pool a worker container serves (set per service by the engine)"),
+    Variable("DTS_IMAGE", IMAGES, "the worker image's name (default `dts-worker:latest`)"),
+    Variable(
+        "BASE_IMAGE",
+        IMAGES,
+        "the worker image's base (default `python:3.12-slim`; where no registry answers, a local Debian base is "
+        "made); also the broker image's base (default `debian:bookworm-slim`)",
+    ),
+    Variable(
+        "DEBIAN_MIRROR",
+        IMAGES,
+        "the Debian mirror the local base image is made from (default `http://deb.debian.org/debian`)",
+    ),
+    Variable(
+        "HOST_CA_BUNDLE",
+        IMAGES,
+        "the CA bundle copied into the local base image (default `/etc/ssl/certs/ca-certificates.crt`)",
+    ),
+    Variable(
+        "DTS_BROKER_IMAGE",
+        IMAGES,
+        "the broker container's image (default `dts-broker:v1`, built locally); another name is pulled, not built",
+    ),
+    Variable("DTS_BROKER_REBUILD", IMAGES, "set: rebuild the broker image even when its tag exists"),
+    Variable("COMPOSE_PROJECT_NAME", IMAGES, "the compose project (default `dts-<hash>`, the checkout's vhost name)"),
+    Variable("DTS_STACK", IMAGES, "the swarm stack's name (default `dts-<hash>`)"),
+    Variable("DTS_FLOWER_USER", OUTPUT, "Flower's login user (default `flower`); the environment wins over `.env`"),
+    Variable("DTS_FLOWER_PASSWORD", OUTPUT, "Flower's password (generated into `.env` by the first `make flower`)"),
+    Variable(
+        "DTS_FLOWER_PORT",
+        OUTPUT,
+        "the host port of the compose Flower service; `make flower FLOWER_PORT=N` sets it",
+    ),
+    Variable(
+        "LOG_FORMAT",
+        OUTPUT,
+        "`text` (default on the host) or `json` (default in containers): one JSON object per log line",
+    ),
+    Variable("CI", OUTPUT, "`true`: plain output even on a terminal; in the tests, a missing broker or engine fails"),
+    Variable("NO_COLOR", OUTPUT, "set: no colour on a terminal (rich honours it)"),
+)
+
+
+def names() -> tuple[str, ...]:
+    return tuple(v.name for v in VARIABLES)

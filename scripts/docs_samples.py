@@ -1,0 +1,78 @@
+"""The sample outputs the docs show, regenerated from a real run (make docs-samples):
+
+    make up ENGINE=local                 # the broker and the shipped pools (1 + 1 workers)
+    python scripts/docs_samples.py       # runs each command below, writes docs/samples/NAME.txt (+ NAME.json)
+
+Each text file starts with the command as a user types it, then what it printed (stdout, or stderr for an
+error), piped (no colour). Where the command writes a result file or has --json, the JSON is kept beside
+it: tests/test_docs_samples.py renders it again with the report code and checks that the text matches,
+so a changed table header or line format fails until the samples are regenerated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "docs" / "samples"
+TIMEOUT = 120  # seconds per command: the slowest (a task giving up after its retries) takes about 8
+
+# name -> (the command as shown, its arguments, where the JSON comes from: "result" file, "--json" run, or None)
+SAMPLES = {
+    "dispatch": ("python dispatch.py | cat", ["dispatch.py"], "result"),
+    "dispatch-retry": ("python dispatch.py --fail-times 1 | cat", ["dispatch.py", "--fail-times", "1"], "result"),
+    "dispatch-quiet": ("python dispatch.py --quiet", ["dispatch.py", "--quiet", "--no-save"], None),
+    "dispatch-gave-up": (
+        "python dispatch.py --fail-rate 1 | cat",
+        ["dispatch.py", "--fail-rate", "1"],
+        "result",
+    ),
+    "health": ("python scale.py health --engine local", ["scale.py", "health", "--engine", "local"], "--json"),
+    "status": ("python scale.py status --engine local", ["scale.py", "status", "--engine", "local"], "--json"),
+    "load-test": ("python load_test.py --tasks 20", ["load_test.py", "--tasks", "20"], "result"),
+    "bad-config": (
+        "python dispatch.py --config docs/samples/bad-config.yml",
+        ["dispatch.py", "--config", "docs/samples/bad-config.yml"],
+        None,
+    ),
+}
+RESULT_FILE = re.compile(r"^Result file: (?P<path>\S+)$", re.MULTILINE)
+
+
+def run(args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CI": "true", "COLUMNS": "120"}
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+
+
+def sample(name: str, shown: str, args: list[str], source: str | None) -> None:
+    done = run(args)
+    text = done.stdout if done.stdout.strip() else done.stderr
+    (OUT / f"{name}.txt").write_text(f"$ {shown}\n{text}")
+    if source == "result":
+        path = ROOT / RESULT_FILE.search(done.stdout)["path"]
+        (OUT / f"{name}.json").write_text(path.read_text())
+    elif source == "--json":
+        document = json.loads(run([*args, "--json"]).stdout)
+        (OUT / f"{name}.json").write_text(json.dumps(document, indent=2) + "\n")
+    print(f"wrote docs/samples/{name}.txt (exit {done.returncode})")
+
+
+def main(argv: list[str]) -> int:
+    if run(["scale.py", "health", "--engine", "local"]).returncode != 0:
+        print("docs_samples: the pools are not healthy: start them with `make up ENGINE=local` first", file=sys.stderr)
+        return 1
+    for name, (shown, args, source) in SAMPLES.items():
+        if not argv or name in argv:
+            sample(name, shown, args, source)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
