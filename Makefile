@@ -23,8 +23,8 @@ DURATION ?=
 INTERVAL ?=
 BROKER  ?= host
 VOLUMES ?=
-ifeq ($(filter $(BROKER),host compose),)
-$(error BROKER must be host or compose (got '$(BROKER)'): e.g. make up BROKER=compose)
+ifeq ($(filter $(BROKER),host compose remote),)
+$(error BROKER must be host, compose or remote (got '$(BROKER)'): e.g. make up BROKER=compose)
 endif
 
 # the registry's engine names (dts/engines/__init__.py), read without the venv so `make help` works anywhere
@@ -43,7 +43,7 @@ export COMPOSE_DOCKER_CLI_BUILD ?= 0
 .PHONY: help install broker build compose stack deploy up down run test lint docs docs-serve docs-ref docs-check docs-samples logs monitor ps status health scale scale-all load-test autoscale bench bench-pools k8s flower flower-login dlq dlq-replay purge migrate-queues clean
 
 help: ## List the targets
-	@echo "usage: make TARGET [VAR=value]   (ENGINE=$(subst $(space),|,$(ENGINE_NAMES)) (default: engine.name), BROKER=host|compose, QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
+	@echo "usage: make TARGET [VAR=value]   (ENGINE=$(subst $(space),|,$(ENGINE_NAMES)) (default: engine.name), BROKER=host|compose|remote, QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: $(VENV)/.installed ## Create .venv and install the pinned requirements (+ dev tools)
@@ -54,8 +54,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-plot.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-broker: install ## RabbitMQ answers on localhost (installed if needed) + the workers' vhost/user in .env; BROKER=compose: its image + .env only
-ifeq ($(BROKER),compose)
+broker: install ## RabbitMQ answers on localhost (installed if needed) + the workers' vhost/user in .env; BROKER=compose: its image + .env only; BROKER=remote: nothing (another host's)
+ifeq ($(BROKER),remote)
+	@echo "BROKER=remote: the broker runs on another host; BROKER_URL (or .env) says where"
+else ifeq ($(BROKER),compose)
 	$(PY) -m dts.provision --compose
 	sh scripts/build-broker-image.sh
 else

@@ -37,6 +37,7 @@ from dts.engines import engine_class, engines_in_use, make_engine, names, resolv
 from dts.engines.base import Engine, check_sizes, declared_sizes
 from dts.engines.compose import BROKERS
 from dts.errors import CliError, ExitCode, excerpt, exit_epilog
+from dts.files import shown
 from dts.reports.status import render_health, render_status
 
 DEFAULT_K8S_DIR = PROJECT_DIR / "deploy" / "k8s"
@@ -196,7 +197,7 @@ def engine_command(engine: Engine, settings: Settings, args: argparse.Namespace)
         engine.build()
     else:
         path, use = engine.render()
-        print(f"{path}\nuse: {use}")
+        print(f"{shown(path)}\nuse: {use}")
     return ExitCode.OK
 
 
@@ -208,11 +209,11 @@ def k8s(args: argparse.Namespace) -> int:
     text = read_bounded(settings.path, MAX_CONFIG_BYTES, "config", "pass --config PATH or set DTS_CONFIG")
     image = manifests.check_image(args.image or manifests.default_image())
     written = manifests.write(manifests.render(settings, text, image), Path(args.output), settings.path.name)
-    print("\n".join(str(path) for path in written))
+    print("\n".join(shown(path) for path in written))
     print(
         f"image: {image} (push it to a registry the cluster pulls from; --image names it)\n"
         f"use: kubectl create secret generic {manifests.SECRET} --from-literal={manifests.SECRET_KEY}="
-        f"amqp://USER:PASSWORD@BROKER_HOST:5672/VHOST\n     kubectl apply -k {args.output}   (KEDA installed)"
+        f"amqp://USER:PASSWORD@BROKER_HOST:5672/VHOST\n     kubectl apply -k {shown(Path(args.output))}   (KEDA installed)"
     )
     return ExitCode.OK
 

@@ -72,7 +72,7 @@ def test_one_service_per_shipped_pool_running_the_worker_entry_point():
     for pool, svc in services.items():
         assert "container_name" not in svc and "ports" not in svc, pool  # both break --scale
         assert "host.docker.internal:host-gateway" in svc["extra_hosts"]
-        assert "@host.docker.internal:" in svc["environment"]["BROKER_URL"]
+        assert "@${DTS_BROKER_HOST:-host.docker.internal}:" in svc["environment"]["BROKER_URL"]
         assert "guest" not in svc["environment"]["BROKER_URL"]  # guest only works over loopback
         assert svc["environment"]["DTS_POOL"] == pool
         assert svc["environment"]["DTS_CONFIG"] == CONFIG_IN_IMAGE

@@ -49,3 +49,13 @@ def test_changed_content_gets_a_new_secret_name():
 def test_auto_never_chooses_swarm():
     assert resolve_engine("swarm") == "swarm"
     assert resolve_engine("auto") in ("compose", "local")
+
+
+def test_the_workers_broker_host_is_the_nodes_own_unless_dts_broker_host_names_another(tmp_path):
+    from dts.engines.swarm import SwarmEngine
+
+    settings = load_settings(write_config(tmp_path / "c.yml"))
+    creds = {"DTS_BROKER_USER": "u", "DTS_BROKER_PASSWORD": "p", "DTS_BROKER_VHOST": "v"}
+    assert "@host.docker.internal:5672/" in SwarmEngine(settings, None, env=creds).broker_url()
+    other = SwarmEngine(settings, None, env={**creds, "DTS_BROKER_HOST": "rabbit.example.org"})
+    assert other.broker_url() == "amqp://u:p@rabbit.example.org:5672/v"

@@ -53,6 +53,12 @@ VARIABLES = (
         "the broker's port on the host (default 5672); with `BROKER=compose`, the port the broker container is "
         "published on (written to `.env`: 5672 if free, else 5674)",
     ),
+    Variable(
+        "DTS_BROKER_HOST",
+        BROKER,
+        "the broker's host name as the worker containers (compose, swarm) reach it (default "
+        "`host.docker.internal`: the host each container runs on); set it when the broker is on another host",
+    ),
     Variable("DTS_BROKER_TLS_PORT", BROKER, "the broker's TLS port for containers (default 5671)"),
     Variable("DTS_BROKER_WAIT", BROKER, "seconds `scripts/ensure-broker.sh` waits for RabbitMQ to answer (default 90)"),
     Variable("PYTHON", PATHS, "the Python that makes `.venv` and checks the broker (default `python3`)"),
@@ -94,7 +100,8 @@ VARIABLES = (
     Variable(
         "DTS_FLOWER_PORT",
         OUTPUT,
-        "the host port of the compose Flower service; `make flower FLOWER_PORT=N` sets it",
+        "the host port of the compose Flower service, set by `python -m dts.flower --engine compose --port N` "
+        "(`make flower ENGINE=compose FLOWER_PORT=N`); a value of your own is replaced",
     ),
     Variable(
         "LOG_FORMAT",

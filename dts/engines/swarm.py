@@ -171,9 +171,11 @@ class SwarmEngine(Engine):
     # ----------------------------------------------------------------------- rendering
 
     def broker_url(self) -> str:
-        """The workers' broker URL: the dedicated vhost/user of .env (or the engine's env), at the host."""
+        """The workers' broker URL: the dedicated vhost/user of .env (or the engine's env), at $DTS_BROKER_HOST
+        (a broker on another host, for a swarm of many nodes), else at the host of each node."""
         env = {**read_env_file(), **self.env}
-        url = broker_url_from_env_file(env, host=CONTAINER_BROKER_HOST, tls=self.settings.broker.tls is not None)
+        host = env.get("DTS_BROKER_HOST") or CONTAINER_BROKER_HOST
+        url = broker_url_from_env_file(env, host=host, tls=self.settings.broker.tls is not None)
         if url is None:
             raise CliError(
                 "no broker user for the containers (guest only works over loopback): run `make broker` "
