@@ -51,3 +51,14 @@ def test_a_worker_started_from_the_entry_point_names_its_pool(renamed):
     _, _, _, engine = renamed
     for pool, nodes in engine.workers().items():
         assert [pool_of_node(n) for n in nodes] == [pool]
+
+
+def test_down_for_another_broker_still_stops_and_counts_every_worker(renamed):
+    """A worker host's `make down` run without the BROKER_URL it started with stops its workers all the same
+    (and says how many): stopping never needs to know which broker they serve. Last in this module."""
+    from dts.engines.local import LocalEngine
+
+    _, settings, app, engine = renamed
+    other = LocalEngine(settings.with_broker_url(vhost_url(VHOST + "-other")), app, run_dir=engine.run_dir)
+    assert other.stop() == {"worker-a": -1, "worker-b": -1}
+    assert engine.workers() == {"worker-a": [], "worker-b": []}

@@ -117,7 +117,7 @@ class LocalEngine(Engine):
                 drop.append(name)
             elif states.get(name, {}).get("statename") not in UP:  # exited for good (FATAL) or stopped
                 drop.append(name)
-            elif not self._mine(options):
+            elif not self._mine(options) and desired[where[0]] > 0:  # to 0: stopped and counted below
                 stale.append(name)
             else:
                 current[where[0]][where[1]] = name
