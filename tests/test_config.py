@@ -560,6 +560,15 @@ def test_deployment_env_precedence(tmp_path):
         deployment_env({"BROKER_URL": " "}, env)
 
 
+def test_dts_broker_host_points_the_env_file_credentials_at_a_broker_elsewhere(tmp_path):
+    """A worker host (docs/deploy/multi-host.md): the broker host's .env lines plus DTS_BROKER_HOST; the
+    environment's DTS_BROKER_HOST wins over the file's, as in docker compose."""
+    env = tmp_path / ".env"
+    env.write_text("DTS_BROKER_USER=u\nDTS_BROKER_PASSWORD=p\nDTS_BROKER_VHOST=v\nDTS_BROKER_HOST=rabbit.lan\n")
+    assert deployment_env({}, env) == {"BROKER_URL": "amqp://u:p@rabbit.lan:5672/v"}
+    assert deployment_env({"DTS_BROKER_HOST": "10.0.0.5"}, env) == {"BROKER_URL": "amqp://u:p@10.0.0.5:5672/v"}
+
+
 def test_broker_url_file_sits_between_broker_url_and_env_file(tmp_path):
     """Docker's *_FILE convention (a swarm secret): BROKER_URL > BROKER_URL_FILE > .env > the config."""
     env = tmp_path / ".env"

@@ -88,7 +88,8 @@ def read_broker_url_file(path: str) -> str:
 
 def deployment_env(environ: dict[str, str] | None = None, env_file: Path = ENV_FILE) -> dict[str, str]:
     """The environment overrides, read in one place. Precedence: $BROKER_URL (set but empty is an error),
-    else the file $BROKER_URL_FILE names (unreadable: an error), else the .env vhost/user, else the config.
+    else the file $BROKER_URL_FILE names (unreadable: an error), else the .env vhost/user (at $DTS_BROKER_HOST,
+    default localhost), else the config.
     $BROKER_TLS_CA_FILE / _CERT_FILE / _KEY_FILE override broker.tls's files (where an engine mounted them)."""
     environ = os.environ if environ is None else environ
     tls = {name: environ[name] for name in TLS_ENV.values() if name in environ}  # files mounted into a container
@@ -103,5 +104,7 @@ def _broker_url_env(environ, env_file: Path) -> dict[str, str]:
     if "BROKER_URL_FILE" in environ:
         url = read_broker_url_file(environ["BROKER_URL_FILE"])
         return {"BROKER_URL": url, "BROKER_URL_SOURCE": "the URL in $BROKER_URL_FILE"}
-    url = broker_url_from_env_file(read_env_file(env_file))
+    values = read_env_file(env_file)
+    host = environ.get("DTS_BROKER_HOST") or values.get("DTS_BROKER_HOST") or "localhost"  # a broker elsewhere
+    url = broker_url_from_env_file(values, host=host)
     return {"BROKER_URL": url} if url else {}

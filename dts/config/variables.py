@@ -27,7 +27,7 @@ VARIABLES = (
         "BROKER_URL",
         BROKER,
         "the broker URL of every CLI and worker. Precedence: `$BROKER_URL` > the file named by `$BROKER_URL_FILE` "
-        "> the vhost/user in `.env` (written by `make broker`) > `broker.url` in the config. Set but empty is an "
+        "> the vhost/user in `.env` (written by `make broker`; at `DTS_BROKER_HOST`) > `broker.url` in the config. Set but empty is an "
         "error (exit 2)",
     ),
     Variable(
@@ -56,8 +56,9 @@ VARIABLES = (
     Variable(
         "DTS_BROKER_HOST",
         BROKER,
-        "the broker's host name as the worker containers (compose, swarm) reach it (default "
-        "`host.docker.internal`: the host each container runs on); set it when the broker is on another host",
+        "the broker's host name when it runs on another host (in `.env` or the environment): the CLIs, local "
+        "workers and containers reach the `.env` vhost/user there. Unset: `localhost` for the CLIs and local "
+        "workers, `host.docker.internal` (the host each container runs on) for compose and swarm workers",
     ),
     Variable("DTS_BROKER_TLS_PORT", BROKER, "the broker's TLS port for containers (default 5671)"),
     Variable("DTS_BROKER_WAIT", BROKER, "seconds `scripts/ensure-broker.sh` waits for RabbitMQ to answer (default 90)"),
