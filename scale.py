@@ -75,7 +75,7 @@ EPILOG = """examples:
   python scale.py down               warm shutdown: running tasks finish, reserved ones go back to the queue
   python scale.py compose            write the compose file rendered from the pools; print how to use it
   python scale.py k8s                write Deployments + KEDA ScaledObjects for the pools to deploy/k8s/
-  python scale.py k8s --image registry.example.com/dts-worker:1.0 --output /tmp/k8s
+  python scale.py k8s --image registry.example.com/dts-worker:1.0 --output k8s-out
   python scale.py auto               resize the pools with an `autoscale:` range on their queue depth (Ctrl-C)
   python scale.py auto --once        one look and the resizes it calls for
   python scale.py auto --duration 600 --interval 1 --engine local
