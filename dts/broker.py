@@ -20,7 +20,7 @@ from amqp.exceptions import AccessRefused, NotFound, PreconditionFailed
 from amqp.exceptions import ConnectionError as AMQPConnectionError
 from kombu.exceptions import OperationalError
 
-from dts.config import Settings
+from dts.config import Settings, broker_urls
 from dts.deadline import BrokerBlocked, Deadline, session
 from dts.errors import CliError, ExitCode
 from dts.routing import dead_letter_queue_name, queue_type_of
@@ -48,7 +48,11 @@ def own_channel(conn):
 
 
 def redact_url(url: str) -> str:
-    """amqp://user:secret@host:5672/vh -> amqp://user:***@host:5672/vh"""
+    """amqp://user:secret@host:5672/vh -> amqp://user:***@host:5672/vh (each of `;`-separated failover URLs)"""
+    return ";".join(_redact_one(each) for each in broker_urls(url))
+
+
+def _redact_one(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url

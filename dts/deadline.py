@@ -130,8 +130,13 @@ def connect(app: Any, deadline: Deadline, heartbeat: float = 0, on_blocked: Any 
         connect_timeout=seconds, heartbeat=heartbeat, transport_options=transport_options, **options
     )
     conn.ensure = _no_retry  # kombu's publish(retry=True) and friends: one attempt on this connection
-    try:  # two quick attempts (kombu's own pacing would sleep 2 s first), both within the deadline
-        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=seconds)
+    # Quick attempts within the deadline (kombu's own pacing would sleep 2 s first): two on one URL; with
+    # failover URLs (the nodes of a cluster) one per node in turn, each given its share of the deadline.
+    nodes = max(1, len(conn.alt))
+    if nodes > 1:
+        conn.connect_timeout = max(0.05, seconds / nodes)
+    try:
+        conn.ensure_connection(max_retries=max(1, nodes - 1), interval_start=0, interval_step=0, timeout=seconds)
     except BaseException:
         close_quietly(conn, handshake=False)
         raise

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from kombu import Exchange, Queue
 
-from dts.config import BrokerSettings, Settings
+from dts.config import BrokerSettings, Settings, broker_urls
 
 DLX_SUFFIX = ".dlx"
 DEAD_SUFFIX = ".dead"
@@ -118,7 +118,8 @@ def time_limit_annotations(settings: Settings) -> dict[str, dict[str, float]]:
 def broker_ssl(settings: Settings) -> dict[str, Any] | None:
     """py-amqp's TLS options for an amqps:// URL, from `broker.tls` (None: plain AMQP, an amqp:// URL, e.g. the
     host's own plain listener while containers use TLS). The broker's certificate must be signed by
-    ca_file and carry server_hostname (default: the URL's host): py-amqp checks the name only when
+    ca_file and carry server_hostname (default: the first URL's host; with failover URLs of several hosts, a
+    name every node's certificate carries): py-amqp checks the name only when
     server_hostname is given, so it always is."""
     tls = settings.broker.tls
     if tls is None or not settings.broker.url.startswith("amqps://"):  # the URL says whether, broker.tls how
@@ -126,7 +127,7 @@ def broker_ssl(settings: Settings) -> dict[str, Any] | None:
     options = {
         "ca_certs": tls.ca_file,
         "cert_reqs": ssl.CERT_REQUIRED,
-        "server_hostname": tls.server_hostname or urlsplit(settings.broker.url).hostname or "localhost",
+        "server_hostname": tls.server_hostname or urlsplit(broker_urls(settings.broker.url)[0]).hostname or "localhost",
     }
     if tls.cert_file:
         options.update(certfile=tls.cert_file, keyfile=tls.key_file)

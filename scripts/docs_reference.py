@@ -165,6 +165,7 @@ def _bounded_options(parser: argparse.ArgumentParser) -> Iterator[tuple[str, str
 def input_bounds_page() -> str:
     from dts.config import MAX_URL_CHARS
     from dts.config.env import MAX_ENV_FILE_BYTES
+    from dts.config.schema import MAX_BROKER_URLS
     from dts.config.yamlfile import MAX_CONFIG_BYTES, MAX_INT_DIGITS, MAX_YAML_DEPTH, MAX_YAML_NODES
 
     files = [
@@ -184,7 +185,8 @@ def input_bounds_page() -> str:
             "`broker.url`, `$BROKER_URL`, `$BROKER_URL_FILE`",
             f"an `amqp://`, `amqps://` or `pyamqp://` URL of at "
             f"most {MAX_URL_CHARS} characters, no spaces or control characters, a numeric port; set but blank is an "
-            "error; never quoted back past its scheme",
+            "error; never quoted back past its scheme. Or up to "
+            f"{MAX_BROKER_URLS} such URLs separated by `;`, one scheme for all: the failover nodes of one cluster",
         ),
     ]
     rows = ["| input | bound |", "|---|---|", *(f"| {what} | {_cell(bound)} |" for what, bound in files)]

@@ -932,3 +932,14 @@ def test_cli_numbers_have_upper_bounds(kind, text, expected):
         parse(text)
     assert str(err.value) == expected
     assert int_between(1, 1000)(" 1000 ") == 1000 and float_between(0, MAX_TIMEOUT, low_open=True)("86400") == 86400
+
+
+def test_failover_urls_are_checked_one_by_one_and_redacted_each():
+    """`;`-separated URLs are the nodes of one cluster (kombu tries them in turn, round robin)."""
+    from dts.broker import redact_url
+    from dts.config import broker_urls
+
+    urls = "amqp://u:secret@rabbit-1:5672/v;amqp://u:secret@rabbit-2:5672/v"
+    assert broker_urls(urls) == ["amqp://u:secret@rabbit-1:5672/v", "amqp://u:secret@rabbit-2:5672/v"]
+    assert redact_url(urls) == "amqp://u:***@rabbit-1:5672/v;amqp://u:***@rabbit-2:5672/v"
+    assert broker_urls("amqp://u:p@h/v") == ["amqp://u:p@h/v"]

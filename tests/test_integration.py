@@ -214,3 +214,16 @@ def test_provisioning_without_a_broker_exits_3_with_one_line(tmp_path):
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert proc.stderr.count("\n") == 1 and "cannot reach the broker at localhost:1" in proc.stderr
     assert "make broker" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_failover_urls_reach_the_first_node_that_answers(settings, config_path, clean_queues):
+    """A `;`-separated BROKER_URL is the nodes of one cluster: nodes that refuse connections (ports 1, 2)
+    are skipped, one attempt each, for the next one, and the run succeeds there (the workers were given the
+    live URL only)."""
+    vhost = settings.broker.url.rsplit("/", 1)[-1]
+    dead = f"amqp://guest:guest@127.0.0.1:1/{vhost};amqp://guest:guest@127.0.0.1:2/{vhost}"
+    proc = run_cli(
+        "dispatch.py", "--config", str(config_path), "--json", env={"BROKER_URL": f"{dead};{settings.broker.url}"}
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["summary"]["failed"] == []

@@ -30,7 +30,7 @@ from dts.config.env import (
     resolve_config_path,
     results_dir,
 )
-from dts.config.parse import ROOT_KEYS, parse_settings
+from dts.config.parse import ROOT_KEYS, broker_urls, parse_settings
 from dts.config.schema import (
     BROKER_SCHEMES,
     DEFAULT_ROUTES,
@@ -97,6 +97,7 @@ __all__ = [
     "Settings",
     "TaskSettings",
     "broker_url_from_env_file",
+    "broker_urls",
     "checkout_name",
     "deployment_env",
     "keys",

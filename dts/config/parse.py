@@ -21,7 +21,9 @@ from dts.config import schema
 from dts.config.env import TLS_ENV, TLS_FILE_KEYS
 from dts.config.schema import (
     BROKER_SCHEMES,
+    MAX_BROKER_URLS,
     MAX_URL_CHARS,
+    URL_SEPARATOR,
     AutoscaleSettings,
     BrokerSettings,
     BrokerTLS,
@@ -237,7 +239,42 @@ def _broker_tls(parent: _Section, env: dict[str, str]) -> BrokerTLS | None:
     return BrokerTLS(**files, server_hostname=hostname)
 
 
+def broker_urls(url: str) -> list[str]:
+    """The failover URLs of a broker URL setting: `amqp://a//;amqp://b//` is two (kombu tries them in turn)."""
+    return url.split(URL_SEPARATOR)
+
+
 def _check_amqp_url(path: Path, source: str, url: str) -> None:
+    """One AMQP URL, or up to MAX_BROKER_URLS of them separated by `;` (the nodes of one cluster, tried in
+    turn), each checked alone and all with one scheme."""
+    if URL_SEPARATOR not in url:
+        return _check_one_url(path, source, url)
+    if len(url) > MAX_URL_CHARS * MAX_BROKER_URLS:
+        raise ConfigError(
+            f"{path.name}: {source} is {len(url)} characters long; at most {MAX_BROKER_URLS} URLs of "
+            f"{MAX_URL_CHARS} characters each (starts {excerpt(url, 20)})"
+        )
+    urls = broker_urls(url)
+    if len(urls) > MAX_BROKER_URLS:
+        raise ConfigError(
+            f"{path.name}: {source} lists {len(urls)} URLs; at most {MAX_BROKER_URLS} (the nodes of one cluster)"
+        )
+    for number, each in enumerate(urls, 1):
+        if not each.strip():
+            raise ConfigError(
+                f"{path.name}: {source} has an empty URL at position {number} of {len(urls)}: separate the "
+                "nodes' URLs with one ';' and no space"
+            )
+        _check_one_url(path, f"{source} (URL {number} of {len(urls)})", each)
+    schemes = sorted({each.split("://", 1)[0] for each in urls})
+    if len({"amqps" if s == "amqps" else "amqp" for s in schemes}) > 1:
+        raise ConfigError(
+            f"{path.name}: {source} mixes {' and '.join(schemes)} URLs: the nodes of one cluster are all "
+            "amqps:// (TLS) or all amqp://"
+        )
+
+
+def _check_one_url(path: Path, source: str, url: str) -> None:
     """An AMQP URL of at most MAX_URL_CHARS, without spaces or control characters, with a numeric port if
     any. A message never shows the URL itself past its scheme: it may hold a password."""
     if len(url) > MAX_URL_CHARS:

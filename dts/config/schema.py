@@ -34,6 +34,8 @@ HOST_NAME = re.compile(r"[A-Za-z0-9.:-]{1,253}")
 MAX_POOLS = 20
 MAX_POOL_QUEUES = 20
 MAX_URL_CHARS = 1024  # docs/reference/input-bounds.md
+MAX_BROKER_URLS = 9  # failover URLs of one broker cluster, separated by URL_SEPARATOR
+URL_SEPARATOR = ";"  # Celery's and kombu's separator of failover URLs
 DAY = 86400  # seconds: the upper bound of a duration that has no tighter one
 
 

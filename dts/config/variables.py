@@ -28,7 +28,8 @@ VARIABLES = (
         BROKER,
         "the broker URL of every CLI and worker. Precedence: `$BROKER_URL` > the file named by `$BROKER_URL_FILE` "
         "> the vhost/user in `.env` (written by `make broker`; at `DTS_BROKER_HOST`) > `broker.url` in the config. Set but empty is an "
-        "error (exit 2)",
+        "error (exit 2). Several URLs separated by `;` are the nodes of one cluster: a client connects to the "
+        "first that answers and, when it loses that node, to the next (round robin)",
     ),
     Variable(
         "BROKER_URL_FILE",
