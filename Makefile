@@ -23,8 +23,8 @@ DURATION ?=
 INTERVAL ?=
 BROKER  ?= host
 VOLUMES ?=
-ifeq ($(filter $(BROKER),host compose remote),)
-$(error BROKER must be host, compose or remote (got '$(BROKER)'): e.g. make up BROKER=compose)
+ifeq ($(filter $(BROKER),host compose cluster remote),)
+$(error BROKER must be host, compose, cluster or remote (got '$(BROKER)'): e.g. make up BROKER=compose)
 endif
 
 # the registry's engine names (dts/engines/__init__.py), read without the venv so `make help` works anywhere
@@ -32,9 +32,10 @@ ENGINE_NAMES := auto $(shell sed -n 's/^ *"\([a-z0-9_-]*\)": "dts\.engines\..*/\
 empty :=
 space := $(empty) $(empty)
 ENGINE_ARG = $(if $(ENGINE),--engine $(ENGINE))
-# BROKER=compose: RabbitMQ as the compose `broker` service (profile `broker`), the compose engine
-BROKER_ARG = $(if $(filter compose,$(BROKER)),--broker compose)
-BROKER_ENGINE = $(if $(filter compose,$(BROKER)),--engine compose,$(ENGINE_ARG))
+# BROKER=compose: RabbitMQ as the compose `broker` service (profile `broker`); BROKER=cluster: three RabbitMQ
+# nodes (profile `cluster`); both on the compose engine
+BROKER_ARG = $(if $(filter compose cluster,$(BROKER)),--broker $(BROKER))
+BROKER_ENGINE = $(if $(filter compose cluster,$(BROKER)),--engine compose,$(ENGINE_ARG))
 # in a recipe that set $$engine: build the worker image when that engine runs it (compose, swarm)
 BUILD_IF_NEEDED = if [ "$$($(PY) scale.py engine --engine $$engine --needs-image)" = yes ]; then PY=$(PY) sh scripts/build-image.sh; fi
 export DOCKER_BUILDKIT ?= 0
@@ -43,7 +44,7 @@ export COMPOSE_DOCKER_CLI_BUILD ?= 0
 .PHONY: help install broker build compose stack deploy up down run test lint docs docs-serve docs-ref docs-check docs-samples logs monitor ps status health scale scale-all load-test autoscale bench bench-pools k8s flower flower-login dlq dlq-replay purge migrate-queues clean
 
 help: ## List the targets
-	@echo "usage: make TARGET [VAR=value]   (ENGINE=$(subst $(space),|,$(ENGINE_NAMES)) (default: engine.name), BROKER=host|compose|remote, QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
+	@echo "usage: make TARGET [VAR=value]   (ENGINE=$(subst $(space),|,$(ENGINE_NAMES)) (default: engine.name), BROKER=host|compose|cluster|remote, QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: $(VENV)/.installed ## Create .venv and install the pinned requirements (+ dev tools)
@@ -54,11 +55,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-plot.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-broker: install ## RabbitMQ answers on localhost (installed if needed) + the workers' vhost/user in .env; BROKER=compose: its image + .env only; BROKER=remote: nothing (another host's)
+broker: install ## RabbitMQ answers on localhost (installed if needed) + the workers' vhost/user in .env; BROKER=compose|cluster: its image + .env only; BROKER=remote: nothing (another host's)
 ifeq ($(BROKER),remote)
 	@echo "BROKER=remote: the broker runs on another host; BROKER_URL (or .env) says where"
 else ifeq ($(BROKER),compose)
 	$(PY) -m dts.provision --compose
+	sh scripts/build-broker-image.sh
+else ifeq ($(BROKER),cluster)
+	$(PY) -m dts.provision --cluster
 	sh scripts/build-broker-image.sh
 else
 	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh
@@ -76,7 +80,7 @@ k8s: install ## Write Kubernetes + KEDA manifests for the pools to deploy/k8s/ (
 stack: install ## Write the swarm stack file rendered from the pools (and its secret file); print how to deploy it
 	$(PY) scale.py stack --engine swarm
 
-up: install broker ## Start every pool at its declared replicas (containers if Docker answers, else processes); BROKER=compose: RabbitMQ in a container too
+up: install broker ## Start every pool at its declared replicas (containers if Docker answers, else processes); BROKER=compose: RabbitMQ in a container too; BROKER=cluster: three RabbitMQ nodes
 	@engine=$$($(PY) scale.py engine $(BROKER_ENGINE)); echo "engine: $$engine"; \
 	$(BUILD_IF_NEEDED); \
 	$(PY) scale.py up --engine $$engine $(BROKER_ARG)
@@ -86,7 +90,7 @@ deploy: install broker ## Like up; ENGINE=swarm: build the image, deploy the sta
 	$(BUILD_IF_NEEDED); \
 	$(PY) scale.py up --engine $$engine $$($(PY) scale.py engine --engine $$engine --deploy-args)
 
-down: ## Stop every worker, containers and processes (warm shutdown); BROKER=compose: the broker container too (VOLUMES=1: and its data)
+down: ## Stop every worker, containers and processes (warm shutdown); BROKER=compose|cluster: the broker containers too (VOLUMES=1: and their data)
 	@if [ -x $(PY) ]; then $(PY) scale.py down $(BROKER_ENGINE) $(BROKER_ARG) $(if $(VOLUMES),--volumes); fi
 
 run: up ## Set up everything (venv, broker, workers), then run the dispatcher

@@ -86,6 +86,8 @@ EPILOG = """examples:
                                      RabbitMQ in a container too (the `broker` profile); the default is the host's
   python scale.py down --engine compose --broker compose --volumes
                                      remove the broker container and its data volume as well
+  python scale.py up --engine compose --broker cluster
+                                     a three-node RabbitMQ cluster in containers (the `cluster` profile)
 
 """
 EPILOG += exit_epilog("scale.py")
@@ -268,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--broker",
         choices=BROKERS,
         default="host",
-        help="the workers' RabbitMQ: host (default) or compose (the `broker` service; compose engine)",
+        help="the workers' RabbitMQ: host (default), compose (the `broker` service) or cluster (three nodes, the "
+        "`cluster` profile); the last two need the compose engine",
     )
     parser = Parser(
         prog="scale.py",
@@ -284,7 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="--engine swarm: make this Docker engine a single-node swarm if it is in none",
     )
     down = sub.add_parser("down", parents=[common], help="stop every worker (warm shutdown)")
-    down.add_argument("--volumes", action="store_true", help="--broker compose: delete the broker's data volume too")
+    down.add_argument(
+        "--volumes", action="store_true", help="--broker compose|cluster: delete the broker's data volumes too"
+    )
     one = sub.add_parser("set", parents=[common], help="resize one pool: set POOL COUNT")
     one.add_argument("pool", metavar="POOL", help="a pool name (or the name of one of its queues)")
     count = int_between(0, MAX_WORKERS)
@@ -392,8 +397,10 @@ def run(args: argparse.Namespace) -> int:
     from celery_app import app, use_settings
 
     use_settings(settings)
-    if args.volumes and args.broker != "compose":
-        raise CliError("--volumes deletes the compose broker's data: it goes with --broker compose", ExitCode.USAGE)
+    if args.volumes and args.broker == "host":
+        raise CliError(
+            "--volumes deletes the compose broker's data: it goes with --broker compose or cluster", ExitCode.USAGE
+        )
     engine = make_engine(settings, args.engine, app, **engine_options(args))
     actions = {"status": status, "health": status, "down": down, "auto": autoscale, "logs": logs}
     action = engine_command if args.command in ENGINE_COMMANDS else actions.get(args.command, resize)
@@ -417,8 +424,8 @@ def engine_options(args: argparse.Namespace) -> dict[str, object]:
     options: dict[str, object] = {}
     if args.init_swarm:
         options["init_swarm"] = True
-    if args.broker == "compose":
-        options["broker"] = "compose"
+    if args.broker != "host":
+        options["broker"] = args.broker
     return options
 
 

@@ -27,7 +27,7 @@ from kombu import Connection
 
 from dts.broker import START_HINT, redact_url
 from dts.cli import Parser, report
-from dts.config import ENV_FILE, broker_url_from_env_file, checkout_name, read_env_file
+from dts.config import ENV_FILE, RUN_DIR, broker_url_from_env_file, checkout_name, read_env_file
 from dts.deadline import close_quietly
 from dts.errors import CliError, ExitCode, excerpt, exit_epilog
 from dts.files import shown, write_atomic
@@ -151,7 +151,7 @@ def provision(env_path: Path, vhost: str | None = None, user: str | None = None)
     Every input is checked before anything is created (check_inputs)."""
     vhost, user = vhost or checkout_name(), user or checkout_name()
     check_inputs(env_path, vhost, user)
-    existing = values = read_env_file(env_path)
+    existing = values = not_a_cluster(env_path)
     url = broker_url_from_env_file(values)
     if url and login_works(url):
         return (
@@ -183,16 +183,35 @@ def port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
+def not_a_cluster(env_path: Path) -> dict[str, str]:
+    """.env's values without the cluster's node ports (DTS_CLUSTER_PORT_*), written back without them if it
+    had them: `make broker` for the host's broker (or the `broker` service) points the CLIs away from a cluster."""
+    values = read_env_file(env_path)
+    kept = {k: v for k, v in values.items() if not k.startswith("DTS_CLUSTER_PORT_")}
+    if kept != values:
+        try:
+            write_env_file(env_path, kept)
+        except OSError as exc:
+            raise CliError(f"cannot write {env_path} ({exc.strerror})", ExitCode.USAGE) from None
+    return kept
+
+
+def container_credentials(existing: dict[str, str], vhost: str, user: str) -> dict[str, str]:
+    """The vhost, user and password .env has for a broker in containers, else new ones (a random password)."""
+    values = {k: existing[k] for k in ("DTS_BROKER_USER", "DTS_BROKER_PASSWORD", "DTS_BROKER_VHOST") if existing.get(k)}
+    if len(values) < 3:
+        values = {"DTS_BROKER_USER": user, "DTS_BROKER_PASSWORD": secrets.token_hex(16), "DTS_BROKER_VHOST": vhost}
+    return values
+
+
 def provision_compose(env_path: Path, vhost: str | None = None, user: str | None = None) -> str:
     """For the compose `broker` service (BROKER=compose): make sure .env names a vhost, user, password and
     host port; the container creates the vhost and user at start. Keeps what .env has (the same credentials
     as with the host broker); the port is $DTS_BROKER_PORT, else .env's, else the first free of COMPOSE_PORTS."""
     vhost, user = vhost or checkout_name(), user or checkout_name()
     check_inputs(env_path, vhost, user)
-    existing = read_env_file(env_path)
-    values = {k: existing[k] for k in ("DTS_BROKER_USER", "DTS_BROKER_PASSWORD", "DTS_BROKER_VHOST") if existing.get(k)}
-    if len(values) < 3:
-        values = {"DTS_BROKER_USER": user, "DTS_BROKER_PASSWORD": secrets.token_hex(16), "DTS_BROKER_VHOST": vhost}
+    existing = not_a_cluster(env_path)
+    values = container_credentials(existing, vhost, user)
     port = os.environ.get("DTS_BROKER_PORT") or existing.get("DTS_BROKER_PORT")
     if not port:
         free = [p for p in COMPOSE_PORTS if port_free(p)]
@@ -220,6 +239,43 @@ def provision_compose(env_path: Path, vhost: str | None = None, user: str | None
     )
 
 
+CLUSTER_PORTS = (5681, 5682, 5683)  # the cluster nodes' host ports (127.0.0.1), DTS_CLUSTER_PORT_1..3
+
+
+def provision_cluster(env_path: Path, vhost: str | None = None, user: str | None = None) -> str:
+    """For the compose `cluster` profile (BROKER=cluster): .env names a vhost, user, password and the three
+    nodes' host ports (DTS_CLUSTER_PORT_1..3: the environment's, else .env's, else 5681..5683), and the run
+    folder holds the cluster's Erlang cookie (made once; mode 644 in a mode-700 folder, as the nodes' user
+    must read the bind-mounted secret). The nodes create the vhost and user at start."""
+    vhost, user = vhost or checkout_name(), user or checkout_name()
+    check_inputs(env_path, vhost, user)
+    existing = read_env_file(env_path)
+    values = container_credentials(existing, vhost, user)
+    for n, default in enumerate(CLUSTER_PORTS, 1):
+        key = f"DTS_CLUSTER_PORT_{n}"
+        port = os.environ.get(key) or existing.get(key) or str(default)
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise CliError(
+                f"{key} must be a port number 1..65535 (got {excerpt(port)}): fix it in .env", ExitCode.USAGE
+            )
+        values[key] = port
+    cookie = RUN_DIR / "cluster" / "erlang.cookie"
+    try:
+        cookie.parent.mkdir(parents=True, exist_ok=True)
+        cookie.parent.chmod(0o700)
+        if not cookie.exists():
+            write_atomic(cookie, secrets.token_hex(20), mode=0o644)
+        if {**existing, **values} != existing:
+            write_env_file(env_path, {**existing, **values})
+    except OSError as exc:
+        raise CliError(f"cannot write {exc.filename} ({exc.strerror})", ExitCode.USAGE) from None
+    ports = ", ".join(values[f"DTS_CLUSTER_PORT_{n}"] for n in range(1, len(CLUSTER_PORTS) + 1))
+    return (
+        f"broker cluster (compose): vhost {values['DTS_BROKER_VHOST']!r}, user {values['DTS_BROKER_USER']!r}, "
+        f"nodes on 127.0.0.1:{ports}; credentials in {shown(env_path)} (mode 600), Erlang cookie in {shown(cookie)}"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="python -m dts.provision",
@@ -239,13 +295,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="for the compose `broker` service: write .env only (vhost, user, password, host port "
         "DTS_BROKER_PORT: 5672, else 5674); the container creates them",
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="for the compose `cluster` profile (three RabbitMQ nodes): write .env (vhost, user, password, "
+        "host ports DTS_CLUSTER_PORT_1..3: 5681..5683) and the cluster's Erlang cookie; the nodes create them",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        print((provision_compose if args.compose else provision)(args.env_file, args.vhost, args.user))
+        if args.compose and args.cluster:
+            raise CliError("--compose and --cluster are two different brokers: give one", ExitCode.USAGE)
+        how = provision_cluster if args.cluster else provision_compose if args.compose else provision
+        print(how(args.env_file, args.vhost, args.user))
     except CliError as exc:
         report("dts.provision", f"dts.provision: error: {exc}", exc.exit_code)
         return exc.exit_code

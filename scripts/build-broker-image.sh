@@ -1,13 +1,13 @@
 #!/bin/sh
 # Build the RabbitMQ image of the compose `broker` profile (docker/broker/Dockerfile), once per recipe:
-# an image with the tag $DTS_BROKER_IMAGE (default dts-broker:v1) is reused. BASE_IMAGE defaults to
+# an image with the tag $DTS_BROKER_IMAGE (default dts-broker:v2) is reused. BASE_IMAGE defaults to
 # debian:bookworm-slim; when that is neither present nor pullable (no registry reachable), the project's
 # local Debian base is made with tests/base_image.sh (cached) and used instead.
 # DTS_BROKER_IMAGE naming another image (e.g. rabbitmq:3-management, the official one): nothing is built,
 # compose pulls it.
 set -eu
 cd "$(dirname "$0")/.."
-DEFAULT_TAG=dts-broker:v1   # bump with LABEL dts.broker.version in docker/broker/Dockerfile
+DEFAULT_TAG=dts-broker:v2   # bump with LABEL dts.broker.version in docker/broker/Dockerfile
 TAG="${DTS_BROKER_IMAGE:-$DEFAULT_TAG}"
 export DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}"
 

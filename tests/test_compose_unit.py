@@ -46,6 +46,7 @@ def test_compose_file_is_the_one_worker_template():
     assert {name: svc["profiles"] for name, svc in doc["services"].items()} == {
         "flower": ["monitoring"],
         "broker": ["broker"],
+        **{f"rabbit-{n}": ["cluster"] for n in (1, 2, 3)},
     }
     template = worker_template()
     assert template == doc["x-worker"]
@@ -163,7 +164,7 @@ def test_an_unknown_broker_is_a_usage_error():
 
     with pytest.raises(CliError) as err:
         render_pools(SHIPPED, worker_template(), broker="cloud")
-    assert err.value.exit_code == ExitCode.USAGE and "BROKER must be one of host, compose" in str(err.value)
+    assert err.value.exit_code == ExitCode.USAGE and "BROKER must be one of host, compose, cluster" in str(err.value)
 
 
 def test_broker_service_profile_volume_port_and_healthcheck():
@@ -171,7 +172,7 @@ def test_broker_service_profile_volume_port_and_healthcheck():
     svc = doc["services"]["broker"]
     assert svc["profiles"] == ["broker"] and svc["hostname"] == "broker"
     assert svc["environment"]["RABBITMQ_NODENAME"] == "rabbit@broker"  # data keyed by a fixed node name
-    assert svc["image"] == "${DTS_BROKER_IMAGE:-dts-broker:v1}"  # the override picks the official image
+    assert svc["image"] == "${DTS_BROKER_IMAGE:-dts-broker:v2}"  # the override picks the official image
     assert svc["volumes"] == ["broker-data:/var/lib/rabbitmq"] and "broker-data" in doc["volumes"]
     assert svc["ports"] == ["127.0.0.1:${DTS_BROKER_PORT:-5672}:5672"]  # loopback only
     assert {svc["environment"][f"RABBITMQ_DEFAULT_{k}"] for k in ("USER", "PASS", "VHOST")} == {
@@ -182,6 +183,40 @@ def test_broker_service_profile_volume_port_and_healthcheck():
     assert "rabbitmqctl" in svc["healthcheck"]["test"][1] and svc["healthcheck"]["interval"] == "10s"
     tag = re.search(r"^DEFAULT_TAG=(\S+)", (ROOT / "scripts/build-broker-image.sh").read_text(), re.M)
     assert tag and svc["image"].endswith(f":-{tag.group(1)}}}")  # the script builds what compose runs
+
+
+def test_with_the_cluster_the_workers_get_every_node_as_failover_urls_and_wait_for_each():
+    from dts.engines.compose import CLUSTER_SERVICES
+
+    services = render_pools(SHIPPED, worker_template(), broker="cluster")["services"]
+    for svc in services.values():
+        urls = svc["environment"]["BROKER_URL"].split(";")
+        assert [u.split("@", 1)[1].split(":", 1)[0] for u in urls] == list(CLUSTER_SERVICES)
+        assert svc["depends_on"] == {node: {"condition": "service_healthy"} for node in CLUSTER_SERVICES}
+
+
+def test_cluster_nodes_profile_names_volumes_ports_and_one_cookie_secret():
+    doc = yaml.safe_load(COMPOSE_FILE.read_text())
+    nodes = {name: svc for name, svc in doc["services"].items() if "cluster" in svc.get("profiles", [])}
+    assert sorted(nodes) == ["rabbit-1", "rabbit-2", "rabbit-3"]
+    for n, (name, svc) in enumerate(sorted(nodes.items()), 1):
+        assert svc["hostname"] == name and svc["environment"]["RABBITMQ_NODENAME"] == f"rabbit@{name}"
+        assert svc["environment"]["DTS_CLUSTER_SEED"] == "rabbit@rabbit-1"  # every node joins the first
+        assert svc["volumes"] == [f"{name}-data:/var/lib/rabbitmq"] and f"{name}-data" in doc["volumes"]
+        assert svc["ports"] == [f"127.0.0.1:${{DTS_CLUSTER_PORT_{n}:-568{n}}}:5672"]  # loopback only
+        assert svc["secrets"] == ["erlang_cookie"] and svc["image"] == doc["services"]["broker"]["image"]
+    assert doc["secrets"]["erlang_cookie"]["file"].endswith("/cluster/erlang.cookie")
+
+
+def test_the_cli_url_lists_every_cluster_node_when_env_names_their_ports():
+    from dts.config import broker_url_from_env_file
+
+    creds = {"DTS_BROKER_USER": "u", "DTS_BROKER_PASSWORD": "p", "DTS_BROKER_VHOST": "v"}
+    ports = {f"DTS_CLUSTER_PORT_{n}": str(5680 + n) for n in (1, 2, 3)}
+    assert broker_url_from_env_file({**creds, **ports}) == ";".join(
+        f"amqp://u:p@localhost:{5680 + n}/v" for n in (1, 2, 3)
+    )
+    assert broker_url_from_env_file({**creds, "DTS_CLUSTER_PORT_1": "5681"}) == "amqp://u:p@localhost:5672/v"
 
 
 # --------------------------------------------------------------------------- the image

@@ -385,12 +385,12 @@ def test_bad_status_and_health_arguments_exit_2(argv, line, capsys):
         (["up", "--broker", "cloud"], "scale.py up: error: argument --broker: invalid choice: 'cloud'"),
         (
             ["up", "--engine", "local", "--broker", "compose"],
-            "scale.py: error: --broker compose (BROKER=compose) runs RabbitMQ as a compose service: it needs the compose "
-            "engine (this run uses local); add --engine compose, start Docker",
+            "scale.py: error: --broker compose|cluster (BROKER=compose|cluster) runs RabbitMQ as compose services: it "
+            "needs the compose engine (this run uses local); add --engine compose, start Docker",
         ),
         (
             ["down", "--engine", "local", "--volumes"],
-            "scale.py: error: --volumes deletes the compose broker's data: it goes with --broker compose",
+            "scale.py: error: --volumes deletes the compose broker's data: it goes with --broker compose or cluster",
         ),
     ],
 )

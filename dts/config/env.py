@@ -71,7 +71,19 @@ def broker_url_from_env_file(values: dict[str, str], host: str = "localhost", tl
     scheme, port = (
         ("amqps", values.get("DTS_BROKER_TLS_PORT", "5671")) if tls else ("amqp", values.get("DTS_BROKER_PORT", "5672"))
     )
-    return f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(vhost, safe='')}"
+    ports = cluster_ports(values) or [port]
+    login, path = f"{quote(user, safe='')}:{quote(password, safe='')}", quote(vhost, safe="")
+    return ";".join(f"{scheme}://{login}@{host}:{each}/{path}" for each in ports)
+
+
+CLUSTER_NODES = 3  # the compose `cluster` profile's RabbitMQ nodes: rabbit-1 .. rabbit-3
+
+
+def cluster_ports(values: dict[str, str]) -> list[str]:
+    """The host ports of the compose cluster's nodes (`DTS_CLUSTER_PORT_1`.. in .env, written by `make broker
+    BROKER=cluster`), or [] when .env names no cluster: then the CLIs' URL lists each node, for failover."""
+    ports = [values.get(f"DTS_CLUSTER_PORT_{n}", "") for n in range(1, CLUSTER_NODES + 1)]
+    return ports if all(ports) else []
 
 
 def read_broker_url_file(path: str) -> str:

@@ -92,7 +92,7 @@ VARIABLES = (
     Variable(
         "DTS_BROKER_IMAGE",
         IMAGES,
-        "the broker container's image (default `dts-broker:v1`, built locally); another name is pulled, not built",
+        "the broker container's image (default `dts-broker:v2`, built locally); another name is pulled, not built",
     ),
     Variable("DTS_BROKER_REBUILD", IMAGES, "set: rebuild the broker image even when its tag exists"),
     Variable("COMPOSE_PROJECT_NAME", IMAGES, "the compose project (default `dts-<hash>`, the checkout's vhost name)"),

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import yaml
 
 from dts.config import PROJECT_DIR, RUN_DIR, Settings, checkout_name, read_env_file
+from dts.config.env import CLUSTER_NODES
 from dts.engines.base import Engine, check_sizes, declared_sizes, replicas, scale_plan, wait_for_pong
 from dts.engines.containers import COMPOSE_FILE, CONFIG_IN_IMAGE, container_tls_files, worker_template
 from dts.engines.docker import compose_command
@@ -33,13 +34,27 @@ from dts.naming import launch_argv, nodename, pool_of_node
 
 log = logging.getLogger("dts.compose")  # the name users know from the log lines
 DOCKER_TIMEOUT = 30  # seconds for one docker ps/inspect/logs call
-BROKERS = ("host", "compose")  # where the workers' RabbitMQ runs: the host (default) or the `broker` service
+BROKERS = ("host", "compose", "cluster")  # the workers' RabbitMQ: the host's, the `broker` service, or 3 nodes
 BROKER_SERVICE = BROKER_PROFILE = "broker"  # the service and its profile in docker-compose.yml
+CLUSTER_PROFILE = "cluster"  # the profile of the cluster's nodes in docker-compose.yml
+CLUSTER_SERVICES = tuple(f"rabbit-{n}" for n in range(1, CLUSTER_NODES + 1))  # rabbit-1 is the seed
+PROFILES = {"compose": BROKER_PROFILE, "cluster": CLUSTER_PROFILE}
 BROKER_START_PERIOD = 60  # seconds: the healthcheck's start_period in docker-compose.yml
+
+
 # the workers' URL for the `broker` service: .env's vhost/user (compose interpolates them), the container's port
-BROKER_SERVICE_URL = (
-    "amqp://${DTS_BROKER_USER:-dts}:${DTS_BROKER_PASSWORD:-}@" + BROKER_SERVICE + ":5672/${DTS_BROKER_VHOST:-dts}"
-)
+def service_url(service: str) -> str:
+    """The workers' URL for a broker service: .env's vhost/user (compose interpolates them), the container's port."""
+    return "amqp://${DTS_BROKER_USER:-dts}:${DTS_BROKER_PASSWORD:-}@" + service + ":5672/${DTS_BROKER_VHOST:-dts}"
+
+
+BROKER_SERVICE_URL = service_url(BROKER_SERVICE)
+CLUSTER_URL = ";".join(service_url(node) for node in CLUSTER_SERVICES)  # failover: every node, in turn
+
+
+def broker_services(broker: str) -> tuple[str, ...]:
+    """The compose services that are the workers' broker (none: the host's)."""
+    return {"compose": (BROKER_SERVICE,), "cluster": CLUSTER_SERVICES}.get(broker, ())
 
 
 def render_pools(settings: Settings, template: dict[str, Any], broker: str = "host") -> dict[str, Any]:
@@ -61,9 +76,9 @@ def render_pools(settings: Settings, template: dict[str, Any], broker: str = "ho
             service["environment"]["BROKER_URL"] = url.replace("amqp://", "amqps://", 1).replace(
                 "${DTS_BROKER_PORT:-5672}", "${DTS_BROKER_TLS_PORT:-5671}"
             )
-        if broker == "compose":  # the `broker` service, by name, on the compose network (no TLS listener there)
-            service["environment"]["BROKER_URL"] = BROKER_SERVICE_URL
-            service["depends_on"] = {BROKER_SERVICE: {"condition": "service_healthy"}}
+        if broker != "host":  # broker services, by name, on the compose network (no TLS listener there)
+            service["environment"]["BROKER_URL"] = CLUSTER_URL if broker == "cluster" else BROKER_SERVICE_URL
+            service["depends_on"] = {name: {"condition": "service_healthy"} for name in broker_services(broker)}
         service["command"] = launch_argv(pool.name)
         service["volumes"] = [
             *template.get("volumes", []),
@@ -85,8 +100,8 @@ class ComposeEngine(Engine):
 
     name = "compose"
     options: ClassVar[dict[str, str]] = {
-        "broker": "--broker compose (BROKER=compose) runs RabbitMQ as a compose service: it needs the compose "
-        "engine (this run uses {engine}); add --engine compose, start Docker"
+        "broker": "--broker compose|cluster (BROKER=compose|cluster) runs RabbitMQ as compose services: it needs "
+        "the compose engine (this run uses {engine}); add --engine compose, start Docker"
     }
     needs_docker = True
     needs_image = True
@@ -118,9 +133,9 @@ class ComposeEngine(Engine):
             "COMPOSE_DOCKER_CLI_BUILD": os.environ.get("COMPOSE_DOCKER_CLI_BUILD", "0"),
             **(env or {}),
         }
-        if broker == "compose":  # the `broker` profile on, beside any other (Flower's `monitoring`)
+        if broker in PROFILES:  # the broker's profile on, beside any other (Flower's `monitoring`)
             profiles = [p for p in self.env.get("COMPOSE_PROFILES", "").split(",") if p]
-            self.env["COMPOSE_PROFILES"] = ",".join(dict.fromkeys([*profiles, BROKER_PROFILE]))
+            self.env["COMPOSE_PROFILES"] = ",".join(dict.fromkeys([*profiles, PROFILES[broker]]))
 
     def write_pools_file(self) -> Path:
         """Write the pool services for the current settings (atomically); returns the file."""
@@ -140,7 +155,7 @@ class ComposeEngine(Engine):
     def render(self) -> tuple[Path, str]:
         """The pools file, and the compose command that uses it (with the `broker` service for broker="compose")."""
         path = self.write_pools_file()
-        profiles = f"COMPOSE_PROFILES={BROKER_PROFILE} " if self.broker == "compose" else ""
+        profiles = f"COMPOSE_PROFILES={PROFILES[self.broker]} " if self.broker in PROFILES else ""
         return path, f"{profiles}{' '.join(self.cmd)} up -d"
 
     def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -187,32 +202,39 @@ class ComposeEngine(Engine):
             )
 
     def prepare(self) -> None:
-        """broker="compose": start the `broker` service and wait until its healthcheck passes (the node runs
-        and the workers' user exists), within engine.start_timeout plus the healthcheck's start period."""
-        if self.broker != "compose":
+        """broker="compose" or "cluster": start the broker services and wait until each healthcheck passes (the
+        node runs, the workers' user exists, a cluster node has joined), within engine.start_timeout plus the
+        healthcheck's start period. A cluster's nodes start together: on a first start the others join the
+        seed as soon as it answers; on a restart (data kept) each node waits for its peers' tables, so none
+        may wait for another to be healthy first."""
+        services = broker_services(self.broker)
+        if not services:
             return
         self.check_credentials()
-        self.compose("up", "-d", "--no-recreate", BROKER_SERVICE)
-        cid = self._ps(BROKER_SERVICE)[:1]
+        deadline = time.monotonic() + self.settings.engine.start_timeout + BROKER_START_PERIOD
+        self.compose("up", "-d", "--no-recreate", *services)
+        for service in services:
+            self._wait_healthy(service, deadline)
+
+    def _wait_healthy(self, service: str, deadline: float) -> None:
+        cid = self._ps(service)[:1]
         if not cid:
             raise CliError(
-                f"the {BROKER_SERVICE} container is not running: see `docker-compose -p {self.project} "
-                f"logs {BROKER_SERVICE}`",
+                f"the {service} container is not running: see `docker-compose -p {self.project} logs {service}`",
                 ExitCode.BROKER_UNREACHABLE,
             )
-        deadline = time.monotonic() + self.settings.engine.start_timeout + BROKER_START_PERIOD
         state = ""
         while state != "healthy":
             state = _docker("inspect", "-f", "{{if .State.Health}}{{.State.Health.Status}}{{end}}", cid[0]).strip()
             if state == "unhealthy" or time.monotonic() > deadline:
                 said = _docker("logs", "--tail", "1", cid[0]).strip()[-300:]
                 raise CliError(
-                    f"the {BROKER_SERVICE} container is {state or 'not healthy'} ({said}); see "
-                    f"`docker-compose -p {self.project} logs {BROKER_SERVICE}`",
+                    f"the {service} container is {state or 'not healthy'} ({said}); see "
+                    f"`docker-compose -p {self.project} logs {service}`",
                     ExitCode.BROKER_UNREACHABLE,
                 )
             time.sleep(0.5 if state != "healthy" else 0)  # polling the health status, bounded by the deadline
-        log.info("broker service healthy (%s)", cid[0][:12])
+        log.info("%s service healthy (%s)", service, cid[0][:12])
 
     def build(self) -> None:
         self.compose("build")
@@ -262,6 +284,9 @@ class ComposeEngine(Engine):
         return {pool: -count for pool, count in before.items()}
 
     def stopped_lines(self, volumes: bool) -> list[str]:
+        if self.broker == "cluster":
+            kept = "too" if volumes else "kept (--volumes removes them)"
+            return [f"compose: the {len(CLUSTER_SERVICES)} broker nodes removed; their data volumes {kept}"]
         if self.broker != "compose":
             return []
         volume = "too" if volumes else "kept (--volumes removes it)"
