@@ -21,7 +21,8 @@ from amqp.exceptions import ConnectionError as AMQPConnectionError
 from kombu.exceptions import OperationalError
 
 from dts.config import Settings, broker_urls
-from dts.deadline import BrokerBlocked, Deadline, session
+from dts.config.schema import URL_SEPARATOR
+from dts.deadline import BrokerBlocked, Deadline, close_quietly, session
 from dts.errors import CliError, ExitCode
 from dts.routing import dead_letter_queue_name, queue_type_of
 
@@ -224,6 +225,10 @@ def require_consumers(app, settings: Settings, deadline: Deadline) -> dict[str, 
         if any(stats[q].consumers == 0 for q in queues):
             with suppress(TimeoutError):  # nothing said: the connection is alive, and the verdict stands
                 conn.drain_events(timeout=min(NO_CONSUMER_CONFIRM, max(0.001, deadline.remaining())))
+    if any(stats[q].consumers == 0 for q in queues):
+        why = lost_majority(app, max(0.1, min(settings.broker.connect_timeout, deadline.remaining())))
+        if why:  # the workers are there, but a queue without a leader takes no consumer
+            raise CliError(why, ExitCode.BROKER_UNREACHABLE)
     for queue in queues:
         if stats[queue].consumers == 0:
             pool = settings.pool_for_queue(queue).name
@@ -233,6 +238,41 @@ def require_consumers(app, settings: Settings, deadline: Deadline) -> dict[str, 
                 ExitCode.NO_CONSUMER,
             )
     return stats
+
+
+def nodes_answering(app, timeout: float) -> tuple[list[str], int]:
+    """The failover URLs (a cluster's nodes) of the app's broker that accept a connection, each tried once
+    with its share of `timeout`, redacted; and how many there are."""
+    from kombu import Connection
+
+    urls = broker_urls(app.conf.broker_url)
+    share = max(0.05, timeout / (2 * len(urls)))  # kombu's connect() makes two attempts
+    up = []
+    for url in urls:
+        conn = Connection(url, connect_timeout=share, ssl=app.conf.broker_use_ssl or False, heartbeat=0)
+        try:
+            conn.connect()
+            up.append(redact_url(url))
+        except (*LOST, ValueError):
+            pass
+        finally:
+            close_quietly(conn, handshake=False)
+    return up, len(urls)
+
+
+def lost_majority(app, timeout: float) -> str | None:
+    """Why a cluster's quorum queues have stopped, when fewer than half of its nodes answer (None: they do,
+    or the broker is one node). Asked only once something has gone wrong: it connects to every node."""
+    if URL_SEPARATOR not in app.conf.broker_url:
+        return None
+    up, total = nodes_answering(app, timeout)
+    if 2 * len(up) > total:
+        return None
+    hosts = ", ".join(urlsplit(url).netloc.rsplit("@", 1)[-1] for url in up) or "none"
+    return (
+        f"the broker cluster lost its majority: {len(up)} of {total} nodes answer ({hosts}); its quorum queues "
+        "take no task and give no result until enough nodes are back (`make up BROKER=cluster` restarts them)"
+    )
 
 
 def warm_up(app) -> None:

@@ -144,7 +144,15 @@ class _SettleToDeadLetters:
 
 
 class DeadLetterConsumer(Consumer):
-    """Celery's consumer, but what it cannot process goes to `Q.dead` with the reason (not dropped)."""
+    """Celery's consumer, but what it cannot process goes to `Q.dead` with the reason (not dropped), and
+    without Celery's native delayed delivery step (below)."""
+
+    class Blueprint(Consumer.Blueprint):
+        # Celery's DelayedDelivery step (on with quorum queues) binds topic exchanges for countdowns; ours are
+        # direct exchanges, which it does not support (it logs so), and at every reconnect it sets itself up
+        # on each broker URL in turn, 3 retries 1 + 3 + 5 s apart: a killed node of a cluster held the worker's
+        # consumer for ~17 s before it took a task again (measured; docs/deploy/multi-host.md).
+        default_steps = tuple(s for s in Consumer.Blueprint.default_steps if not s.endswith(":DelayedDelivery"))
 
     def dead_letter(self, message, reason: str) -> None:
         if publish_dead_letter(self.app, message, reason, 0, self.hostname):

@@ -1,7 +1,7 @@
 """Results that survive the broker, and waits that survive a lost connection.
 
 Each run (a dispatch, a load) gets a reply queue of its own: durable, not auto-deleted, removed by
-RabbitMQ after `expires` seconds unused (x-expires). Tasks are sent with `reply_to=<that queue>`; workers
+RabbitMQ after `expires` seconds unused (x-expires), a quorum queue when the task queues are. Tasks are sent with `reply_to=<that queue>`; workers
 publish their results there as persistent messages (`result_persistent`, the rpc:// backend), so a broker
 restart keeps the results of tasks that ran. The collector consumes the queue (acking each result once
 recorded), reconnects when the connection drops, keeps an eye on the task queues' consumers, and stops at
@@ -28,9 +28,10 @@ from kombu import Consumer, Queue
 from kombu.exceptions import OperationalError
 from kombu.utils.uuid import uuid
 
-from dts.broker import broker_error, own_channel
+from dts.broker import broker_error, lost_majority, own_channel
 from dts.deadline import BLOCKED, Deadline, bounded, close_quietly, connect
 from dts.reports.dispatch import failure_reason
+from dts.routing import queue_type_of
 
 log = logging.getLogger("dts.replies")
 
@@ -39,6 +40,7 @@ CONSUMER_CHECK = 2.0  # seconds between checks of the task queues' consumers
 RECONNECT_PAUSE = 0.25  # seconds between attempts to reach a broker that is away
 FINAL_PROBE = 0.2  # seconds: the broker's answer to one question at the deadline (a healthy one: ~1 ms)
 STALL_PROBE = 0.5  # seconds without a result before the connection publishes once (see _probe_if_stalled)
+MAJORITY_PROBE = 1.0  # seconds to ask each node of a cluster whether it answers, when results are missing
 CLEANUP_BOUND = 0.3  # seconds the reply queue's clean-up may take (a broker that does not answer: skipped)
 
 
@@ -62,6 +64,14 @@ def error_text(meta: dict[str, Any], task: str) -> str:
     return str(exc)
 
 
+def reply_queue_arguments(app) -> dict[str, str]:
+    """`x-queue-type: quorum` when the app's task queues are quorum queues (a cluster): the results of a run
+    then survive the loss of the node its reply queue was declared on, as its tasks do. A quorum queue costs
+    a Raft group per run (docs/deploy/multi-host.md measures it); classic otherwise."""
+    quorum = any(queue_type_of(queue) == "quorum" for queue in app.conf.task_queues or ())
+    return {"x-queue-type": "quorum"} if quorum else {}
+
+
 class ReplyQueue:
     """A run's own durable reply queue and the consumer that collects from it (see the module doc)."""
 
@@ -72,7 +82,14 @@ class ReplyQueue:
         self.heartbeat = heartbeat  # seconds (0: none): a broker silent for two of them ends the wait's connection
         self.blocked = False  # the broker blocks this connection's publishes (RabbitMQ's connection.blocked)
         self.name = f"dts.replies.{uuid()}"
-        self.queue = Queue(self.name, routing_key=self.name, durable=True, auto_delete=False, expires=expires)
+        self.queue = Queue(
+            self.name,
+            routing_key=self.name,
+            durable=True,
+            auto_delete=False,
+            expires=expires,
+            queue_arguments=reply_queue_arguments(app),
+        )
         self.conn = None
         self.consumer = None
         self._expected: set[str] = set()  # keep=False: only those still without a result
@@ -99,7 +116,12 @@ class ReplyQueue:
         if self.conn is not None and not self.blocked:  # a blocked connection's requests go unanswered
             with suppress(Exception), bounded(self.conn, Deadline.after(CLEANUP_BOUND)):  # x-expires removes it anyway
                 self.consumer.cancel()
-                self.conn.default_channel.queue_delete(self.name, if_empty=True)
+                channel = self.conn.default_channel
+                if self.queue.queue_arguments:  # quorum: RabbitMQ refuses if-empty deletes (540), so look first
+                    if channel.queue_declare(queue=self.name, passive=True).message_count == 0:
+                        channel.queue_delete(self.name)
+                else:
+                    channel.queue_delete(self.name, if_empty=True)
         self._close(broken=self.blocked)
 
     def _connect(self, timeout: float) -> None:
@@ -218,6 +240,8 @@ class ReplyQueue:
                 time.sleep(min(RECONNECT_PAUSE, max(0.0, deadline - time.monotonic())))  # retry pacing
         if self.conn is not None and not lost_reason and self._missing(ids):
             lost_reason = self._probe()  # results missing at the deadline: is the broker still answering?
+        if self._missing(ids):  # a cluster: the cause, when too few nodes answer, rather than its symptom
+            lost_reason = lost_majority(self.app, MAJORITY_PROBE) or lost_reason
         if self.blocked and not lost_reason and self._missing(ids):
             lost_reason = BLOCKED  # the results cannot come while the broker holds the tasks' publishes
         got.broker_lost = lost_reason

@@ -49,9 +49,9 @@ def dead_letter_arguments(queue: str, broker: BrokerSettings = CLASSIC) -> dict[
     args: dict[str, str | int] = {
         "x-dead-letter-exchange": dead_letter_exchange(queue),
         "x-dead-letter-routing-key": queue,
-        **type_arguments(broker.queue_type),
+        **type_arguments(broker.queues_type),
     }
-    if broker.queue_type == "quorum":
+    if broker.queues_type == "quorum":
         args["x-delivery-limit"] = broker.delivery_limit
     return args
 

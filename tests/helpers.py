@@ -8,7 +8,9 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -337,3 +339,62 @@ def start_node(node: str, port: int, conf: str = "", prepare=None) -> PrivateBro
     broker = PrivateBroker(node, f"amqp://guest:guest@localhost:{port}//", env, base / "pid", base)
     broker.ctl("wait", str(broker.pidfile), "--timeout", "90", timeout=120)
     return broker
+
+
+# --------------------------------------------------------------------------- runs with faults in them
+
+
+def popen_cli(env: dict[str, str], *args: str) -> subprocess.Popen:
+    """A project script started in the background (env: extra variables), its stdout and stderr piped; with
+    PYTHONFAULTHANDLER, so that `finish` can show where one hangs."""
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONFAULTHANDLER="1", **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen, what: str, timeout: float = 30) -> tuple[str, str]:
+    """The CLI's output once it exits; one that is still running after `timeout` is a failure that shows
+    where it hangs (SIGABRT: PYTHONFAULTHANDLER dumps every thread's stack on stderr)."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        stderr = proc.communicate()[1]
+        raise AssertionError(f"{what} hung past its deadline:\n{stderr}") from None
+
+
+def ended_for_the_broker(proc: subprocess.Popen, stdout: str, stderr: str, prog: str, cause: str) -> None:
+    """Exit 3, no traceback, and a last line on stderr that is `prog`'s one error line naming `cause`."""
+    assert proc.returncode == 3, stdout + stderr[-3000:]
+    assert "Traceback" not in stdout + stderr
+    last = stderr.splitlines()[-1]
+    assert last.startswith(f"{prog}: error: ") and cause in last, last
+
+
+def wait_for_line(stream, pattern: str) -> re.Match:
+    """Read `stream` until a line matches (pytest-timeout bounds the wait)."""
+    seen = []
+    for line in stream:
+        match = re.search(pattern, line)
+        if match:
+            return match
+        seen = [*seen[-19:], line]
+    raise AssertionError(f"the output ended without a line matching {pattern!r}; its last lines:\n{''.join(seen)}")
+
+
+def tally(samples: list[dict], run_dir: Path) -> dict[str, int]:
+    runs = executions(run_dir, [s["task_id"] for s in samples])
+    states = [s["state"] for s in samples]
+    return {
+        "sent": len(samples),
+        "completed": states.count("succeeded"),
+        "failed": states.count("failed"),
+        "unknown": states.count("unknown"),
+        "lost": sum(1 for s in samples if s["state"] == "succeeded" and runs[s["task_id"]] == 0),
+        "duplicates": sum(max(0, n - 1) for n in runs.values()),
+    }

@@ -21,6 +21,7 @@ from dts.config import (
     deployment_env,
     load_settings,
     parse_settings,
+    parse_yaml,
     read_env_file,
 )
 from dts.errors import ConfigError, ExitCode
@@ -298,7 +299,10 @@ def test_settings_are_frozen_and_broker_url_is_replaceable():
             "this project needs RabbitMQ",
         ),
         (POOLS + "broker: {connect_timeout: 0}", "broker.connect_timeout must be between 0.1 and 60 (got 0)"),
-        (POOLS + "broker: {queue_type: stream}", "broker.queue_type must be one of classic, quorum (got 'stream')"),
+        (
+            POOLS + "broker: {queue_type: stream}",
+            "broker.queue_type must be one of auto, classic, quorum (got 'stream')",
+        ),
         (
             POOLS + "broker: {queue_type: quorum, delivery_limit: 0}",
             "broker.delivery_limit must be between 1 and 1000 (got 0)",
@@ -308,8 +312,8 @@ def test_settings_are_frozen_and_broker_url_is_replaceable():
             "broker.delivery_limit must be an integer (got 'five')",
         ),
         (
-            POOLS + "broker: {delivery_limit: 3}",
-            "broker.delivery_limit applies to quorum queues only: set broker.queue_type: quorum or drop it (got 3)",
+            POOLS + "broker: {queue_type: classic, delivery_limit: 3}",
+            "broker.delivery_limit applies to quorum queues only: set broker.queue_type: quorum (or auto) or drop it (got 3)",
         ),
         (
             POOLS + "broker: {queue: quorum}",
@@ -686,7 +690,7 @@ def test_queue_type_is_declared_on_the_work_and_dead_letter_queues(broker, work_
     queue_a = celery_settings(s)["task_queues"][0]
     assert queue_a.queue_arguments == {**dlx, **work_args}
     assert queue_a.dead_letter_queue().queue_arguments == dead_args
-    assert s.broker.queue_type == broker.get("queue_type", "classic")
+    assert s.broker.queues_type == broker.get("queue_type", "classic")
 
 
 def test_every_pool_queue_is_declared_and_routes_follow_the_config(tmp_path):
@@ -943,3 +947,25 @@ def test_failover_urls_are_checked_one_by_one_and_redacted_each():
     assert broker_urls(urls) == ["amqp://u:secret@rabbit-1:5672/v", "amqp://u:secret@rabbit-2:5672/v"]
     assert redact_url(urls) == "amqp://u:***@rabbit-1:5672/v;amqp://u:***@rabbit-2:5672/v"
     assert broker_urls("amqp://u:p@h/v") == ["amqp://u:p@h/v"]
+
+
+@pytest.mark.parametrize(
+    ("url", "resolved"),
+    [
+        ("amqp://u:p@localhost:5672/v", "classic"),
+        ("amqp://u:p@localhost:5681/v;amqp://u:p@localhost:5682/v;amqp://u:p@localhost:5683/v", "quorum"),
+    ],
+)
+def test_queue_type_auto_is_quorum_for_the_nodes_of_a_cluster(tmp_path, url, resolved):
+    """The shipped `queue_type: auto`: a broker URL listing several nodes (a cluster) gets replicated queues,
+    the work, dead-letter and reply queues alike."""
+    from helpers import app_for
+
+    from dts.replies import reply_queue_arguments
+
+    path = tmp_path / "c.yml"
+    path.write_text(POOLS + "broker: {queue_type: auto}")
+    settings = parse_settings(parse_yaml(path.read_text(), path), path, {"BROKER_URL": url})
+    assert settings.broker.queues_type == resolved
+    reply = reply_queue_arguments(app_for(settings))
+    assert reply == ({"x-queue-type": "quorum"} if resolved == "quorum" else {})

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -20,7 +19,19 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, app_for, executions, require_rabbitmq_server, start_node, write_config
+from helpers import (
+    ROOT,
+    app_for,
+    ended_for_the_broker,
+    executions,
+    finish,
+    popen_cli,
+    require_rabbitmq_server,
+    start_node,
+    tally,
+    wait_for_line,
+    write_config,
+)
 
 from dts.deadline import Deadline
 
@@ -92,44 +103,7 @@ def fresh(fleet, fault_broker):
 
 
 def popen(fleet, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, *args],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONFAULTHANDLER="1", **fleet["env"]),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def finish(proc: subprocess.Popen, what: str, timeout: float = 30) -> tuple[str, str]:
-    """The CLI's output once it exits; one that is still running after `timeout` is a failure that shows
-    where it hangs (SIGABRT: PYTHONFAULTHANDLER dumps every thread's stack on stderr)."""
-    try:
-        return proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGABRT)
-        stderr = proc.communicate()[1]
-        raise AssertionError(f"{what} hung past its deadline:\n{stderr}") from None
-
-
-def ended_for_the_broker(proc: subprocess.Popen, stdout: str, stderr: str, prog: str, cause: str) -> None:
-    """Exit 3, no traceback, and a last line on stderr that is `prog`'s one error line naming `cause`."""
-    assert proc.returncode == 3, stdout + stderr[-3000:]
-    assert "Traceback" not in stdout + stderr
-    last = stderr.splitlines()[-1]
-    assert last.startswith(f"{prog}: error: ") and cause in last, last
-
-
-def wait_for_line(stream, pattern: str) -> re.Match:
-    """Read `stream` until a line matches (pytest-timeout bounds the wait)."""
-    seen = []
-    for line in stream:
-        match = re.search(pattern, line)
-        if match:
-            return match
-        seen = [*seen[-19:], line]
-    raise AssertionError(f"the output ended without a line matching {pattern!r}; its last lines:\n{''.join(seen)}")
+    return popen_cli(fleet["env"], *args)
 
 
 def queued_ids(app, queue: str) -> set[str]:
@@ -140,19 +114,6 @@ def queued_ids(app, queue: str) -> set[str]:
         while (message := channel.basic_get(queue, no_ack=True)) is not None:
             ids.add(message.headers["id"])
     return ids
-
-
-def tally(samples: list[dict], run_dir: Path) -> dict[str, int]:
-    runs = executions(run_dir, [s["task_id"] for s in samples])
-    states = [s["state"] for s in samples]
-    return {
-        "sent": len(samples),
-        "completed": states.count("succeeded"),
-        "failed": states.count("failed"),
-        "unknown": states.count("unknown"),
-        "lost": sum(1 for s in samples if s["state"] == "succeeded" and runs[s["task_id"]] == 0),
-        "duplicates": sum(max(0, n - 1) for n in runs.values()),
-    }
 
 
 def test_broker_restart_mid_burst_loses_no_result(fresh, fault_broker, tmp_path):

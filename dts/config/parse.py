@@ -165,9 +165,9 @@ def _broker(sec: _Section, env: dict[str, str]) -> BrokerSettings:
         _check_amqp_url(sec.path, source, url)
     queue_type = sec.value("queue_type")
     limit = sec.value("delivery_limit")
-    if queue_type != "quorum" and "delivery_limit" in sec.data:
+    if queue_type == "classic" and "delivery_limit" in sec.data:
         raise sec.fail(
-            "delivery_limit", limit, "applies to quorum queues only: set broker.queue_type: quorum or drop it"
+            "delivery_limit", limit, "applies to quorum queues only: set broker.queue_type: quorum (or auto) or drop it"
         )
     tls = _broker_tls(sec, env)
     if tls is None and url.startswith("amqps://"):

@@ -27,7 +27,7 @@ from dts.engines import names as engine_names  # the registry's: a registered en
 DEFAULT_ROUTES = {"task_a": "queue_a", "task_b": "queue_b"}
 EXECUTION_POOLS = ("prefork", "threads", "solo")
 BROKER_SCHEMES = ("amqp", "amqps", "pyamqp")
-QUEUE_TYPES = ("classic", "quorum")  # RabbitMQ's x-queue-type of the work and dead-letter queues
+QUEUE_TYPES = ("auto", "classic", "quorum")  # the work and dead-letter queues' x-queue-type (auto: see below)
 POOL_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")  # a compose service, a Celery node name and a file name
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 HOST_NAME = re.compile(r"[A-Za-z0-9.:-]{1,253}")
@@ -125,9 +125,11 @@ class BrokerSettings:
         ),
     )
     queue_type: str = field(
-        default="classic",
+        default="auto",
         metadata=key(
-            choices=QUEUE_TYPES, help="the work queues and their .dead queues (quorum: replicated, dts.routing)"
+            choices=QUEUE_TYPES,
+            help="the work queues, their .dead queues and each run's reply queue: quorum (replicated over a "
+            "cluster's nodes) or classic; auto: quorum when the broker URL lists several nodes, else classic",
         ),
     )
     delivery_limit: int = field(
@@ -137,6 +139,13 @@ class BrokerSettings:
     tls: BrokerTLS | None = field(
         default=None, metadata=key(help="TLS to the broker; absent: plain AMQP (refused for an amqps:// URL)")
     )
+
+    @property
+    def queues_type(self) -> str:
+        """The queues' type as declared: `auto` is quorum for the nodes of a cluster (several URLs), else classic."""
+        if self.queue_type == "auto":
+            return "quorum" if URL_SEPARATOR in self.url else "classic"
+        return self.queue_type
 
 
 @dataclass(frozen=True)
