@@ -41,7 +41,7 @@ BUILD_IF_NEEDED = if [ "$$($(PY) scale.py engine --engine $$engine --needs-image
 export DOCKER_BUILDKIT ?= 0
 export COMPOSE_DOCKER_CLI_BUILD ?= 0
 
-.PHONY: help install broker build compose stack deploy up down run test lint docs docs-serve docs-ref docs-check docs-samples logs monitor ps status health scale scale-all load-test autoscale bench bench-pools k8s flower flower-login dlq dlq-replay purge migrate-queues clean
+.PHONY: help install broker build compose stack deploy up down run test lint docs docs-serve docs-ref docs-check docs-samples logs monitor ps status health scale scale-all load-test autoscale bench bench-pools bench-cluster k8s flower flower-login dlq dlq-replay purge migrate-queues clean
 
 help: ## List the targets
 	@echo "usage: make TARGET [VAR=value]   (ENGINE=$(subst $(space),|,$(ENGINE_NAMES)) (default: engine.name), BROKER=host|compose|cluster|remote, QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
@@ -147,6 +147,11 @@ load-test: install ## Load the running pools: make load-test TASKS=20 [SWEEP=1,2
 bench: install ## Benchmark vs plain Celery and raw AMQP, one table with ratios and PASS/MISS (QUICK=1: a smoke run)
 	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh
 	$(PY) -m bench.run $(if $(QUICK),--quick)
+
+bench-cluster: install ## One broker node against a three-node cluster (compose): no-op throughput and seed overhead, one run
+	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh
+	sh scripts/build-broker-image.sh
+	$(PY) -m bench.cluster
 
 bench-pools: install ## Pool settings side by side: no-op throughput, CPU per task, seed overhead (SETTINGS="threads:4:16 ...")
 	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh

@@ -122,6 +122,7 @@ def broker_error(url: str, exc: BaseException) -> CliError:
 
 
 LOST = (AMQPConnectionError, TimeoutError, OSError, OperationalError)  # a broker unreachable, gone or silent
+MAJORITY_PROBE = 1.0  # seconds to ask each node of a cluster whether it answers, once something went wrong
 NO_CONSUMER_CONFIRM = 0.2  # seconds a "no consumer" verdict waits for a broker that is shutting down to say so
 
 
@@ -133,6 +134,9 @@ def reaching(app):
         yield
     except (*LOST, ValueError) as exc:  # ValueError: a URL kombu cannot parse
         forget_connections(app)
+        why = None if isinstance(exc, ValueError) else lost_majority(app, MAJORITY_PROBE)
+        if why:  # a cluster's node answers but holds no leader: the cause, not the symptom (a silent declare)
+            raise CliError(why, ExitCode.BROKER_UNREACHABLE) from None
         raise broker_error(app.conf.broker_url, exc) from None
 
 
@@ -240,24 +244,29 @@ def require_consumers(app, settings: Settings, deadline: Deadline) -> dict[str, 
     return stats
 
 
-def nodes_answering(app, timeout: float) -> tuple[list[str], int]:
-    """The failover URLs (a cluster's nodes) of the app's broker that accept a connection, each tried once
-    with its share of `timeout`, redacted; and how many there are."""
+def node_answers(app, timeout: float) -> list[tuple[str, bool]]:
+    """Each failover URL (a cluster's node) of the app's broker, redacted, and whether it accepts a
+    connection: each tried in turn with its share of `timeout`."""
     from kombu import Connection
 
     urls = broker_urls(app.conf.broker_url)
     share = max(0.05, timeout / (2 * len(urls)))  # kombu's connect() makes two attempts
-    up = []
+    answers = []
     for url in urls:
         conn = Connection(url, connect_timeout=share, ssl=app.conf.broker_use_ssl or False, heartbeat=0)
         try:
             conn.connect()
-            up.append(redact_url(url))
+            answers.append((redact_url(url), True))
         except (*LOST, ValueError):
-            pass
+            answers.append((redact_url(url), False))
         finally:
             close_quietly(conn, handshake=False)
-    return up, len(urls)
+    return answers
+
+
+def address(url: str) -> str:
+    """host:port of a URL, as written."""
+    return urlsplit(url).netloc.rsplit("@", 1)[-1]
 
 
 def lost_majority(app, timeout: float) -> str | None:
@@ -265,10 +274,11 @@ def lost_majority(app, timeout: float) -> str | None:
     or the broker is one node). Asked only once something has gone wrong: it connects to every node."""
     if URL_SEPARATOR not in app.conf.broker_url:
         return None
-    up, total = nodes_answering(app, timeout)
+    answers = node_answers(app, timeout)
+    up, total = [url for url, ok in answers if ok], len(answers)
     if 2 * len(up) > total:
         return None
-    hosts = ", ".join(urlsplit(url).netloc.rsplit("@", 1)[-1] for url in up) or "none"
+    hosts = ", ".join(address(url) for url in up) or "none"
     return (
         f"the broker cluster lost its majority: {len(up)} of {total} nodes answer ({hosts}); its quorum queues "
         "take no task and give no result until enough nodes are back (`make up BROKER=cluster` restarts them)"

@@ -28,8 +28,9 @@ from kombu import Consumer, Queue
 from kombu.exceptions import OperationalError
 from kombu.utils.uuid import uuid
 
-from dts.broker import broker_error, lost_majority, own_channel
+from dts.broker import MAJORITY_PROBE, broker_error, lost_majority, own_channel
 from dts.deadline import BLOCKED, Deadline, bounded, close_quietly, connect
+from dts.errors import CliError, ExitCode
 from dts.reports.dispatch import failure_reason
 from dts.routing import queue_type_of
 
@@ -40,7 +41,6 @@ CONSUMER_CHECK = 2.0  # seconds between checks of the task queues' consumers
 RECONNECT_PAUSE = 0.25  # seconds between attempts to reach a broker that is away
 FINAL_PROBE = 0.2  # seconds: the broker's answer to one question at the deadline (a healthy one: ~1 ms)
 STALL_PROBE = 0.5  # seconds without a result before the connection publishes once (see _probe_if_stalled)
-MAJORITY_PROBE = 1.0  # seconds to ask each node of a cluster whether it answers, when results are missing
 CLEANUP_BOUND = 0.3  # seconds the reply queue's clean-up may take (a broker that does not answer: skipped)
 
 
@@ -109,7 +109,10 @@ class ReplyQueue:
         try:
             self._connect(self.connect_timeout)
         except self.errors as exc:
-            raise broker_error(self.app.conf.broker_url, exc) from None
+            why = lost_majority(self.app, MAJORITY_PROBE)  # a cluster without a leader: said as such
+            raise (
+                CliError(why, ExitCode.BROKER_UNREACHABLE) if why else broker_error(self.app.conf.broker_url, exc)
+            ) from None
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -138,7 +138,7 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker.url,
         "broker_use_ssl": broker_ssl(settings) or False,  # every connection of the app: CLIs, workers, events
-        "result_backend": "rpc://",  # to the reply_to queue of each run (dts.replies): durable, its own
+        "result_backend": "dts.rpc_backend:NackRetryingRPCBackend",  # rpc:// to each run's reply queue (dts.replies)
         "result_persistent": True,  # results as persistent messages: a broker restart keeps them
         "task_serializer": "json",
         "result_serializer": "json",

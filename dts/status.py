@@ -14,15 +14,26 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from dts.broker import LOST, check_broker, forget_connections, queue_stats, redact_url
+from dts.broker import (
+    LOST,
+    address,
+    check_broker,
+    forget_connections,
+    lost_majority,
+    node_answers,
+    queue_stats,
+    redact_url,
+)
 from dts.broker import broker_error as lost_broker
 from dts.config import Settings
+from dts.config.schema import URL_SEPARATOR
 from dts.control import ask_workers
 from dts.deadline import Deadline, session
 from dts.engines.base import Engine
 from dts.errors import CliError
 from dts.reports.console import interactive
 from dts.reports.status import (
+    NodeStatus,
     StatusReport,
     WorkerStatus,
     pool_status,
@@ -68,6 +79,17 @@ def worker_activity(
     }
 
 
+def cluster_nodes(app, engines: list[Engine], timeout: float) -> list[NodeStatus]:
+    """A cluster's nodes: as the cluster sees them when an engine runs them, else as each failover URL
+    answers; none for a broker of one node."""
+    if URL_SEPARATOR not in app.conf.broker_url:
+        return []
+    for engine in engines:
+        if nodes := engine.broker_nodes():
+            return nodes
+    return [NodeStatus(address(url), "answers" if ok else "NO ANSWER") for url, ok in node_answers(app, timeout)]
+
+
 def collect_status(settings: Settings, engines: list[Engine], app) -> StatusReport:
     """The status report with its health verdict (report.exit_code, report.problems)."""
     workers: dict[str, list[str]] = {pool: [] for pool in settings.pools}
@@ -90,6 +112,9 @@ def collect_status(settings: Settings, engines: list[Engine], app) -> StatusRepo
         stats, activity, broker_error = {}, {}, str(lost_broker(app.conf.broker_url, exc))
     else:
         broker_error = ""
+    nodes = cluster_nodes(app, engines, settings.broker.connect_timeout)
+    if nodes and 2 * sum(not n.down for n in nodes) <= len(nodes):  # the cause, rather than its symptoms
+        broker_error = lost_majority(app, settings.broker.connect_timeout) or broker_error
     report = StatusReport(
         engine="+".join(names),
         pools=tuple(pool_status(settings, workers, stats, activity)),
@@ -97,6 +122,7 @@ def collect_status(settings: Settings, engines: list[Engine], app) -> StatusRepo
         broker_ok=not broker_error,
         broker_error=broker_error,
         queues=tuple(queue_status(settings, stats)),
+        nodes=tuple(nodes),
         time=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     return with_verdict(report)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import time
 
@@ -24,7 +23,6 @@ from helpers import (
     compose_problem,
     ended_for_the_broker,
     finish,
-    free_port,
     local_fleet,
     need_engine,
     popen_cli,
@@ -53,40 +51,22 @@ def leftovers(project: str) -> dict[str, list[str]]:
 def cluster(tmp_path_factory):
     need_engine(compose_problem())
     from dts.config import load_settings
-    from dts.engines.compose import ComposeEngine
+    from dts.testing import compose_cluster
 
-    run_dir = tmp_path_factory.mktemp("cluster-run")
-    (run_dir / "cluster").mkdir(mode=0o700)
-    cookie = run_dir / "cluster" / "erlang.cookie"
-    cookie.write_text(secrets.token_hex(20))
-    cookie.chmod(0o644)  # read through the bind mount by the nodes' unprivileged user
-    project, ports = f"dts-cl-{os.getpid()}", [free_port() for _ in NODES]
-    vhost = user = f"dts-cl-{CHECKOUT}-{os.getpid()}"
-    password = secrets.token_hex(12)
-    url = ";".join(f"amqp://{user}:{password}@127.0.0.1:{port}/{vhost}" for port in ports)
-    env = {
-        "DTS_BROKER_USER": user,
-        "DTS_BROKER_PASSWORD": password,
-        "DTS_BROKER_VHOST": vhost,
-        **{f"DTS_CLUSTER_PORT_{n}": str(port) for n, port in enumerate(ports, 1)},
-        "DTS_RUN_DIR": str(run_dir),
-        "COMPOSE_PROJECT_NAME": project,
-        "BROKER_URL": url,
-    }
-    build_images(env, "scripts/build-broker-image.sh")  # cached by tag
+    build_images({}, "scripts/build-broker-image.sh")  # cached by tag
     cfg = write_config(tmp_path_factory.mktemp("cluster") / "cluster.yml", replicas="1")
-    settings = load_settings(cfg).with_broker_url(url)
-    assert settings.broker.queues_type == "quorum"  # auto: several nodes
-    app = app_for(settings)
-    engine = ComposeEngine(settings, app, project=project, env=env, run_dir=run_dir, broker="cluster")
-    try:
-        engine.prepare()  # the three nodes up, joined, the vhost and user made
-        with local_fleet(cfg, url, tmp_path_factory.mktemp("cluster-workers")) as (_, _, workers):
-            yield {"env": {**env, "DTS_CONFIG": str(cfg)}, "engine": engine, "workers": workers, "app": app}
-    finally:
-        app.close()
-        engine.stop(volumes=True)
-        assert leftovers(project) == {"container": [], "network": [], "volume": []}
+    settings = load_settings(cfg)
+    project, vhost = f"dts-cl-{os.getpid()}", f"dts-cl-{CHECKOUT}-{os.getpid()}"
+    with compose_cluster(settings, tmp_path_factory.mktemp("cluster-run"), project, vhost) as running:
+        assert settings.with_broker_url(running.url).broker.queues_type == "quorum"  # auto: several nodes
+        app = app_for(settings.with_broker_url(running.url))
+        try:
+            with local_fleet(cfg, running.url, tmp_path_factory.mktemp("cluster-workers")) as (_, _, workers):
+                env = {**running.env, "DTS_CONFIG": str(cfg)}
+                yield {"env": env, "engine": running.engine, "workers": workers, "app": app}
+        finally:
+            app.close()
+    assert leftovers(project) == {"container": [], "network": [], "volume": []}
 
 
 def container(cluster, node: str) -> str:
@@ -133,6 +113,9 @@ def consumers_back(cluster, seconds: float = 60) -> None:
 def test_the_cluster_forms_and_every_queue_is_a_quorum_queue_on_three_nodes(cluster):
     proc = run_cli("dispatch.py", "--json", env=cluster["env"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    status = run_cli("scale.py", "status", "--engine", "compose", env=cluster["env"], timeout=60)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "nodes: rabbit@rabbit-1 running, rabbit@rabbit-2 running, rabbit@rabbit-3 running" in status.stdout
     out = subprocess.run(
         ["docker", "exec", container(cluster, "rabbit-1"), "rabbitmqctl", "-q", "list_queues", "-p",
          cluster["env"]["DTS_BROKER_VHOST"], "name", "type", "members", "--formatter", "json"],
@@ -176,6 +159,10 @@ def test_a_second_node_lost_ends_the_run_by_its_deadline_and_work_resumes_when_i
     assert counts["sent"] == counts["completed"] + counts["unknown"] == 800 and counts["unknown"] > 0, counts
     refused = run_cli("dispatch.py", env=cluster["env"], timeout=60)
     assert refused.returncode == 3 and "lost its majority" in refused.stderr, refused.stderr
+    health = run_cli("scale.py", "health", "--engine", "compose", "--json", env=cluster["env"], timeout=60)
+    assert health.returncode == 3, health.stdout + health.stderr
+    nodes = {n["node"]: n["state"] for n in json.loads(health.stdout)["nodes"]}  # as rabbit-3 sees them
+    assert nodes == {"rabbit@rabbit-1": "NOT RUNNING", "rabbit@rabbit-2": "NOT RUNNING", "rabbit@rabbit-3": "running"}
     restart(cluster, "rabbit-1", "rabbit-2")
     consumers_back(cluster)
     proc = run_cli("dispatch.py", "--json", env=cluster["env"])

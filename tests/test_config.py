@@ -712,7 +712,7 @@ def test_every_pool_queue_is_declared_and_routes_follow_the_config(tmp_path):
 
 def test_reliability_settings():
     conf = celery_settings(load_settings(SHIPPED))
-    assert conf["result_backend"] == "rpc://"
+    assert conf["result_backend"] == "dts.rpc_backend:NackRetryingRPCBackend"  # rpc://, nacks retried
     assert conf["accept_content"] == ["json"] and conf["task_serializer"] == "json"
     assert conf["task_acks_late"] is True and conf["task_reject_on_worker_lost"] is True
     assert conf["task_create_missing_queues"] is False
@@ -969,3 +969,44 @@ def test_queue_type_auto_is_quorum_for_the_nodes_of_a_cluster(tmp_path, url, res
     assert settings.broker.queues_type == resolved
     reply = reply_queue_arguments(app_for(settings))
     assert reply == ({"x-queue-type": "quorum"} if resolved == "quorum" else {})
+
+
+def test_a_nacked_result_is_published_again_and_other_errors_are_not(monkeypatch):
+    """The retry loop of dts.rpc_backend alone (the nack itself comes from a cluster electing a leader:
+    tests/test_cluster.py): a nacked publish is made again, a connection error is left to Celery's own
+    retries, and the nacks are bounded."""
+    from amqp.exceptions import MessageNacked
+    from celery.backends.rpc import RPCBackend
+    from kombu.exceptions import OperationalError
+
+    from dts import rpc_backend
+
+    calls = []
+
+    def store(self, *args, **kwargs):
+        calls.append(args[0])
+        if len(calls) < 3:
+            raise OperationalError("") from MessageNacked()
+        return "stored"
+
+    monkeypatch.setattr(RPCBackend, "store_result", store)
+    monkeypatch.setattr(rpc_backend, "NACK_PAUSE", 0)
+    backend = rpc_backend.NackRetryingRPCBackend.__new__(rpc_backend.NackRetryingRPCBackend)
+    assert backend.store_result("t1", {}, "SUCCESS") == "stored" and calls == ["t1"] * 3
+
+    def lost(self, *args, **kwargs):
+        raise OperationalError("connection lost")
+
+    monkeypatch.setattr(RPCBackend, "store_result", lost)
+    with pytest.raises(OperationalError, match="connection lost"):
+        backend.store_result("t2", {}, "SUCCESS")
+    calls.clear()
+
+    def always_nacked(self, *args, **kwargs):
+        calls.append(args[0])
+        raise OperationalError("") from MessageNacked()
+
+    monkeypatch.setattr(RPCBackend, "store_result", always_nacked)
+    with pytest.raises(OperationalError):
+        backend.store_result("t3", {}, "SUCCESS")
+    assert len(calls) == rpc_backend.NACK_RETRIES

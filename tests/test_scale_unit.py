@@ -396,3 +396,30 @@ def test_bad_status_and_health_arguments_exit_2(argv, line, capsys):
 )
 def test_bad_broker_arguments_exit_2_with_one_line(argv, line, capsys):
     assert usage_error(capsys, argv).startswith(line)
+
+
+def test_a_clusters_nodes_from_its_own_status_and_in_the_header():
+    """`rabbitmqctl cluster_status` read as the nodes' states (pure), and shown under the status header;
+    the header shows a cluster's first URL and how many more."""
+    from dts.engines.compose import nodes_of
+    from dts.reports.status import NodeStatus
+
+    status = {
+        "disk_nodes": ["rabbit@rabbit-1", "rabbit@rabbit-2", "rabbit@rabbit-3"],
+        "running_nodes": ["rabbit@rabbit-2", "rabbit@rabbit-1"],
+        "alarms": [{"node": "rabbit@rabbit-2", "resource": "memory"}],
+        "partitions": {"rabbit@rabbit-1": ["rabbit@rabbit-3"]},
+    }
+    assert nodes_of(status) == [
+        NodeStatus("rabbit@rabbit-1", "running", (), ("rabbit@rabbit-3",)),
+        NodeStatus("rabbit@rabbit-2", "running", ("memory",)),
+        NodeStatus("rabbit@rabbit-3", "NOT RUNNING"),
+    ]
+    url = "amqp://u:***@h:5681/v;amqp://u:***@h:5682/v;amqp://u:***@h:5683/v"
+    lines = render_status(StatusReport("compose", (), broker=url, nodes=tuple(nodes_of(status))))
+    assert lines[0] == "engine: compose   broker: amqp://u:***@h:5681/v (+2 failover nodes) (ok)"
+    assert lines[1] == (
+        "nodes: rabbit@rabbit-1 running (partitioned from rabbit@rabbit-3), rabbit@rabbit-2 running "
+        "(alarm memory), rabbit@rabbit-3 NOT RUNNING"
+    )
+    assert render_status(StatusReport("local", (), broker="amqp://u:***@h:5672/v"))[1].startswith("pool ")

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from dts.config import Settings
 from dts.errors import CliError, ExitCode
+from dts.reports.status import NodeStatus
 
 
 class Engine:
@@ -71,6 +72,11 @@ class Engine:
 
     def status_lines(self) -> list[str]:
         """The engine's own view below the status table (the swarm's running/desired tasks); none by default."""
+        return []
+
+    def broker_nodes(self) -> list[NodeStatus]:
+        """The broker cluster's nodes as the cluster itself sees them, when this engine runs them (compose's
+        `cluster` profile); none by default (then status asks each failover URL)."""
         return []
 
     def stopped_lines(self, volumes: bool) -> list[str]:

@@ -14,6 +14,7 @@ it (and waits for its healthcheck) before the workers, so the host's CLIs find i
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import subprocess
@@ -31,6 +32,7 @@ from dts.engines.docker import compose_command
 from dts.errors import CliError, ExitCode
 from dts.files import write_atomic
 from dts.naming import launch_argv, nodename, pool_of_node
+from dts.reports.status import NodeStatus
 
 log = logging.getLogger("dts.compose")  # the name users know from the log lines
 DOCKER_TIMEOUT = 30  # seconds for one docker ps/inspect/logs call
@@ -88,6 +90,41 @@ def render_pools(settings: Settings, template: dict[str, Any], broker: str = "ho
         service["stop_grace_period"] = f"{settings.engine.stop_timeout:g}s"
         services[pool.name] = service
     return {"services": services}
+
+
+def cluster_status(cid: str) -> dict[str, Any] | None:
+    """`rabbitmqctl cluster_status` of the node in container `cid`, as JSON; None if it does not answer."""
+    try:
+        out = subprocess.run(
+            ["docker", "exec", cid, "rabbitmqctl", "-q", "cluster_status", "--formatter", "json"],
+            capture_output=True,
+            text=True,
+            timeout=DOCKER_TIMEOUT,
+        )
+        return json.loads(out.stdout) if out.returncode == 0 else None
+    except (subprocess.TimeoutExpired, ValueError):
+        return None
+
+
+def nodes_of(status: dict[str, Any]) -> list[NodeStatus]:
+    """The members of a cluster from its `cluster_status` (pure): running or not, alarms, partitions."""
+    running = set(status.get("running_nodes") or [])
+    alarms: dict[str, list[str]] = {}
+    for alarm in status.get("alarms") or []:  # e.g. {"node": "rabbit@rabbit-1", "type": "resource_alarm", ...}
+        node = alarm.get("node", "?") if isinstance(alarm, dict) else "?"
+        what = alarm.get("resource") or alarm.get("type") if isinstance(alarm, dict) else str(alarm)
+        alarms.setdefault(node, []).append(str(what))
+    partitions = status.get("partitions") or {}
+    members = sorted(set(status.get("disk_nodes") or []) | set(status.get("ram_nodes") or []) | running)
+    return [
+        NodeStatus(
+            node,
+            "running" if node in running else "NOT RUNNING",
+            tuple(alarms.get(node, ())),
+            tuple(partitions.get(node, ())),
+        )
+        for node in members
+    ]
 
 
 def _docker(*args: str) -> str:
@@ -235,6 +272,17 @@ class ComposeEngine(Engine):
                 )
             time.sleep(0.5 if state != "healthy" else 0)  # polling the health status, bounded by the deadline
         log.info("%s service healthy (%s)", service, cid[0][:12])
+
+    def broker_nodes(self) -> list[NodeStatus]:
+        """The `cluster` profile's nodes as a running one of them sees them (`rabbitmqctl cluster_status`):
+        each member running or not, its alarms, the nodes it is partitioned from. None when this project
+        runs no cluster node, or none answers."""
+        for service in CLUSTER_SERVICES:
+            for cid in self._ps(service, "status=running"):
+                status = cluster_status(cid)
+                if status is not None:
+                    return nodes_of(status)
+        return []
 
     def build(self) -> None:
         self.compose("build")

@@ -51,6 +51,22 @@ class PoolStatus:
 
 
 @dataclass(frozen=True)
+class NodeStatus:
+    """One node of a broker cluster: a RabbitMQ node name as the cluster sees it (`rabbit@rabbit-1`:
+    running or not, its alarms, the nodes it is partitioned from), else a failover URL's host:port as a
+    client sees it (answers or not)."""
+
+    node: str
+    state: str  # running | NOT RUNNING | answers | NO ANSWER
+    alarms: tuple[str, ...] = ()
+    partitioned_from: tuple[str, ...] = ()
+
+    @property
+    def down(self) -> bool:
+        return self.state in ("NOT RUNNING", "NO ANSWER")
+
+
+@dataclass(frozen=True)
 class StatusReport:
     engine: str
     pools: tuple[PoolStatus, ...]
@@ -58,6 +74,7 @@ class StatusReport:
     broker_ok: bool = True
     broker_error: str = ""  # why the broker did not answer (one line, with the fix)
     queues: tuple[QueueStatus, ...] = ()
+    nodes: tuple[NodeStatus, ...] = ()  # a cluster's nodes (none: the broker is one node)
     problems: tuple[str, ...] = ()  # what makes it unhealthy (health_problems), empty when healthy
     exit_code: int = ExitCode.OK
     time: str = ""  # UTC, ISO 8601
@@ -163,9 +180,26 @@ def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     return table_lines(headers, rows, right=range(2, len(headers)))
 
 
+def shown_broker(report: StatusReport) -> str:
+    """The broker URL for a header line: a cluster's first node and how many more (the JSON has them all)."""
+    first, *more = (report.broker or "?").split(";")
+    return f"{first} (+{len(more)} failover node{'s' if len(more) > 1 else ''})" if more else first
+
+
+def node_lines(report: StatusReport) -> list[str]:
+    """One line for a cluster's nodes: each one's state, alarms and partitions (nothing for one node)."""
+    if not report.nodes:
+        return []
+    parts = []
+    for n in report.nodes:
+        extra = [*(f"alarm {a}" for a in n.alarms), *(f"partitioned from {p}" for p in n.partitioned_from)]
+        parts.append(f"{n.node} {n.state}" + (f" ({'; '.join(extra)})" if extra else ""))
+    return ["nodes: " + ", ".join(parts)]
+
+
 def render_status(report: StatusReport) -> list[str]:
-    broker = f"{report.broker or '?'} ({'ok' if report.broker_ok else 'UNREACHABLE'})"
-    lines = [f"engine: {report.engine}   broker: {broker}"]
+    broker = f"{shown_broker(report)} ({'ok' if report.broker_ok else 'UNREACHABLE'})"
+    lines = [f"engine: {report.engine}   broker: {broker}", *node_lines(report)]
     lines += _table(STATUS_HEADERS, status_rows(report))
     for r in report.pools:
         for m in r.workers:
@@ -189,7 +223,7 @@ HEALTH_WORKER_HEADERS = ("worker", "pool", "ping")
 
 def render_health(report: StatusReport) -> list[str]:
     """The health table: broker, each queue's consumers and depth, each worker's ping, the verdict."""
-    lines = [f"broker  {report.broker or '?'}  {'ok' if report.broker_ok else 'UNREACHABLE'}", ""]
+    lines = [f"broker  {shown_broker(report)}  {'ok' if report.broker_ok else 'UNREACHABLE'}", *node_lines(report), ""]
     queues = [(q.queue, q.pool, _unknown(q.consumers), _unknown(q.ready)) for q in report.queues]
     lines += _table(HEALTH_QUEUE_HEADERS, queues)
     ping = {True: "ok", False: "NO REPLY"} if report.broker_ok else {True: "-", False: "-"}  # not asked
