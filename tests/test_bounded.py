@@ -39,6 +39,9 @@ ALLOWED = {
     ("dts/deadletter.py", "producer_pool"): "in the worker: its connection is watched by broker_heartbeat, the "
     "message stays unacknowledged (late acks) until the copy is confirmed",
     ("dts/deadletter.py", "retry=True"): "the same copy: three retries at most (its retry_policy)",
+    ("dts/broker.py", "Connection"): "node_answers: one bounded connect per cluster node (its share of the "
+    "timeout), no request; closed with close_quietly",
+    ("dts/broker.py", "ensure_connection"): "node_answers' connect: two attempts within the node's share",
     ("dts/broker.py", "_pool"): "forget_connections: drops the pooled connections without a handshake",
     ("dts/replies.py", "connection_for_read"): "reads the transport's error classes; never connects",
 }

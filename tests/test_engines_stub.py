@@ -99,8 +99,8 @@ def test_a_registered_engine_is_a_choice_and_make_engine_builds_it(stub, config)
         ({"init_swarm": True}, "--init-swarm needs the swarm engine (this run uses stub): add --engine swarm"),
         (
             {"broker": "compose"},
-            "--broker compose (BROKER=compose) runs RabbitMQ as a compose service: it needs the compose "
-            "engine (this run uses stub); add --engine compose, start Docker",
+            "--broker compose|cluster (BROKER=compose|cluster) runs RabbitMQ as compose services: it needs "
+            "the compose engine (this run uses stub); add --engine compose, start Docker",
         ),
         ({"colour": "red"}, "the stub engine takes no option 'colour'"),
     ],

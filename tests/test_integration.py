@@ -216,14 +216,19 @@ def test_provisioning_without_a_broker_exits_3_with_one_line(tmp_path):
     assert "make broker" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_failover_urls_reach_the_first_node_that_answers(settings, config_path, clean_queues):
+def test_failover_urls_reach_the_first_node_that_answers(settings, config_path, clean_queues, tmp_path):
     """A `;`-separated BROKER_URL is the nodes of one cluster: nodes that refuse connections (ports 1, 2)
     are skipped, one attempt each, for the next one, and the run succeeds there (the workers were given the
-    live URL only)."""
+    live URL only). Classic queues, as the session's workers declared them (`auto` would ask for quorum)."""
     vhost = settings.broker.url.rsplit("/", 1)[-1]
     dead = f"amqp://guest:guest@127.0.0.1:1/{vhost};amqp://guest:guest@127.0.0.1:2/{vhost}"
+    config = tmp_path / "classic.yml"
+    config.write_text(
+        config_path.read_text().replace("  connect_timeout: 5\n", "  connect_timeout: 5\n  queue_type: classic\n", 1)
+    )
+    assert "queue_type: classic" in config.read_text()
     proc = run_cli(
-        "dispatch.py", "--config", str(config_path), "--json", env={"BROKER_URL": f"{dead};{settings.broker.url}"}
+        "dispatch.py", "--config", str(config), "--json", env={"BROKER_URL": f"{dead};{settings.broker.url}"}
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["summary"]["failed"] == []

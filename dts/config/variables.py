@@ -61,6 +61,21 @@ VARIABLES = (
         "workers and containers reach the `.env` vhost/user there. Unset: `localhost` for the CLIs and local "
         "workers, `host.docker.internal` (the host each container runs on) for compose and swarm workers",
     ),
+    *(
+        Variable(
+            f"DTS_CLUSTER_PORT_{n}",
+            BROKER,
+            f"the host port (127.0.0.1) of the compose cluster's node rabbit-{n} (default {5680 + n}); "
+            "written to `.env` by `make broker BROKER=cluster`, where the CLIs' failover URL comes from",
+        )
+        for n in (1, 2, 3)
+    ),
+    Variable(
+        "DTS_CLUSTER_SEED",
+        BROKER,
+        "in a cluster node's container: the node it joins on its first start (`rabbit@rabbit-1`; set by "
+        "docker-compose.yml)",
+    ),
     Variable("DTS_BROKER_TLS_PORT", BROKER, "the broker's TLS port for containers (default 5671)"),
     Variable("DTS_BROKER_WAIT", BROKER, "seconds `scripts/ensure-broker.sh` waits for RabbitMQ to answer (default 90)"),
     Variable("PYTHON", PATHS, "the Python that makes `.venv` and checks the broker (default `python3`)"),
