@@ -23,8 +23,15 @@ DURATION ?=
 INTERVAL ?=
 BROKER  ?= host
 VOLUMES ?=
+NODES   ?=
 ifeq ($(filter $(BROKER),host compose cluster remote),)
 $(error BROKER must be host, compose, cluster or remote (got '$(BROKER)'): e.g. make up BROKER=compose)
+endif
+
+ifneq ($(NODES),)
+ifneq ($(ENGINE),swarm)
+$(error NODES=$(NODES) is the swarm engine on that many Docker engines of this machine: add ENGINE=swarm)
+endif
 endif
 
 # the registry's engine names (dts/engines/__init__.py), read without the venv so `make help` works anywhere
@@ -36,15 +43,17 @@ ENGINE_ARG = $(if $(ENGINE),--engine $(ENGINE))
 # nodes (profile `cluster`); both on the compose engine
 BROKER_ARG = $(if $(filter compose cluster,$(BROKER)),--broker $(BROKER))
 BROKER_ENGINE = $(if $(filter compose cluster,$(BROKER)),--engine compose,$(ENGINE_ARG))
+# NODES=N: scale.py talks to the manager of `make swarm-nodes` (DOCKER_HOST), its image in the nodes' registry
+SCALE = $(if $(NODES),env $$(sh scripts/swarm-nodes.sh env)) $(PY) scale.py
 # in a recipe that set $$engine: build the worker image when that engine runs it (compose, swarm)
 BUILD_IF_NEEDED = if [ "$$($(PY) scale.py engine --engine $$engine --needs-image)" = yes ]; then PY=$(PY) sh scripts/build-image.sh; fi
 export DOCKER_BUILDKIT ?= 0
 export COMPOSE_DOCKER_CLI_BUILD ?= 0
 
-.PHONY: help install broker build compose stack deploy up down run test lint docs docs-serve docs-ref docs-check docs-samples logs monitor ps status health scale scale-all load-test autoscale bench bench-pools bench-cluster k8s flower flower-login dlq dlq-replay purge migrate-queues clean
+.PHONY: help install broker build compose stack deploy up down run test lint docs docs-serve docs-ref docs-check docs-samples logs monitor ps status health scale scale-all load-test autoscale bench bench-pools bench-cluster swarm-nodes swarm-nodes-down k8s flower flower-login dlq dlq-replay purge migrate-queues clean
 
 help: ## List the targets
-	@echo "usage: make TARGET [VAR=value]   (ENGINE=$(subst $(space),|,$(ENGINE_NAMES)) (default: engine.name), BROKER=host|compose|cluster|remote, QUEUE=POOL COUNT=N, TASKS=20, WATCH=1)"
+	@echo "usage: make TARGET [VAR=value]   (ENGINE=$(subst $(space),|,$(ENGINE_NAMES)) (default: engine.name), BROKER=host|compose|cluster|remote, QUEUE=POOL COUNT=N, TASKS=20, WATCH=1, NODES=3 with ENGINE=swarm)"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: $(VENV)/.installed ## Create .venv and install the pinned requirements (+ dev tools)
@@ -83,15 +92,15 @@ stack: install ## Write the swarm stack file rendered from the pools (and its se
 up: install broker ## Start every pool at its declared replicas (containers if Docker answers, else processes); BROKER=compose: RabbitMQ in a container too; BROKER=cluster: three RabbitMQ nodes
 	@engine=$$($(PY) scale.py engine $(BROKER_ENGINE)); echo "engine: $$engine"; \
 	$(BUILD_IF_NEEDED); \
-	$(PY) scale.py up --engine $$engine $(BROKER_ARG)
+	$(SCALE) up --engine $$engine $(BROKER_ARG)
 
-deploy: install broker ## Like up; ENGINE=swarm: build the image, deploy the stack (a single-node swarm if none), wait for consumers
+deploy: install broker $(if $(NODES),swarm-nodes) ## Like up; ENGINE=swarm: build the image, deploy the stack (a single-node swarm if none), wait for consumers
 	@engine=$$($(PY) scale.py engine $(ENGINE_ARG)); echo "engine: $$engine"; \
 	$(BUILD_IF_NEEDED); \
-	$(PY) scale.py up --engine $$engine $$($(PY) scale.py engine --engine $$engine --deploy-args)
+	$(SCALE) up --engine $$engine $$($(PY) scale.py engine --engine $$engine --deploy-args)
 
 down: ## Stop every worker, containers and processes (warm shutdown); BROKER=compose|cluster: the broker containers too (VOLUMES=1: and their data)
-	@if [ -x $(PY) ]; then $(PY) scale.py down $(BROKER_ENGINE) $(BROKER_ARG) $(if $(VOLUMES),--volumes); fi
+	@if [ -x $(PY) ]; then $(SCALE) down $(BROKER_ENGINE) $(BROKER_ARG) $(if $(VOLUMES),--volumes); fi
 
 run: up ## Set up everything (venv, broker, workers), then run the dispatcher
 	$(PY) dispatch.py
@@ -123,20 +132,20 @@ docs-samples: install ## Regenerate the docs' sample outputs from a real run (ne
 	$(PY) scripts/docs_reference.py
 
 status: install ## Per pool: wanted/running workers, consumers, ready/unacked messages (WATCH=1: every second, tasks/s)
-	$(PY) scale.py status $(if $(WATCH),--watch) $(ENGINE_ARG)
+	$(SCALE) status $(if $(WATCH),--watch) $(ENGINE_ARG)
 
 health: install ## Broker reachable, each queue's consumers and depth, each worker's ping; exit 0 ok, 3, 4
-	$(PY) scale.py health $(ENGINE_ARG)
+	$(SCALE) health $(ENGINE_ARG)
 
 ps: status ## Same as status
 
 scale: install ## Resize one pool: make scale QUEUE=POOL COUNT=N (QUEUE takes a pool or a queue name)
 	@if [ -z "$(QUEUE)" ] || [ -z "$(COUNT)" ]; then echo "usage: make scale QUEUE=POOL COUNT=N (pools: see test-config.yml)" >&2; exit 2; fi
-	$(PY) scale.py set $(QUEUE) $(COUNT) $(ENGINE_ARG)
+	$(SCALE) set $(QUEUE) $(COUNT) $(ENGINE_ARG)
 
 scale-all: install ## Resize every pool: make scale-all COUNT=4
 	@if [ -z "$(COUNT)" ]; then echo "usage: make scale-all COUNT=4" >&2; exit 2; fi
-	$(PY) scale.py all $(COUNT) $(ENGINE_ARG)
+	$(SCALE) all $(COUNT) $(ENGINE_ARG)
 
 autoscale: install ## Resize the pools that have an autoscale: range on their queue depth, until Ctrl-C (DURATION=S INTERVAL=S)
 	$(PY) scale.py auto $(ENGINE_ARG) $(if $(DURATION),--duration $(DURATION)) $(if $(INTERVAL),--interval $(INTERVAL))
@@ -148,6 +157,14 @@ bench: install ## Benchmark vs plain Celery and raw AMQP, one table with ratios 
 	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh
 	$(PY) -m bench.run $(if $(QUICK),--quick)
 
+swarm-nodes: install ## NODES Docker engines on this machine joined as one swarm, a local registry holding the worker image (NODES=3; root)
+	sh scripts/swarm-nodes.sh up $(or $(NODES),3)
+	PY=$(PY) sh scripts/build-image.sh
+	sh scripts/swarm-nodes.sh push $${DTS_IMAGE:-dts-worker:latest}
+
+swarm-nodes-down: ## Remove what `make swarm-nodes` made: the nodes' stacks, engines, namespaces, links and data, the registry
+	sh scripts/swarm-nodes.sh down
+
 bench-cluster: install ## One broker node against a three-node cluster (compose): no-op throughput and seed overhead, one run
 	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh
 	sh scripts/build-broker-image.sh
@@ -158,7 +175,7 @@ bench-pools: install ## Pool settings side by side: no-op throughput, CPU per ta
 	$(PY) -m bench.pools $(SETTINGS)
 
 logs: install ## Show the last lines of the running workers' logs
-	@$(PY) scale.py logs $(ENGINE_ARG)
+	@$(SCALE) logs $(ENGINE_ARG)
 
 monitor: install ## Follow the workers' logs (Ctrl-C to stop)
 	@$(PY) scale.py logs --follow --lines 5 $(ENGINE_ARG)

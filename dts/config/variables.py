@@ -76,6 +76,18 @@ VARIABLES = (
         "in a cluster node's container: the node it joins on its first start (`rabbit@rabbit-1`; set by "
         "docker-compose.yml)",
     ),
+    Variable(
+        "DTS_SWARM_STATE",
+        IMAGES,
+        "where `make swarm-nodes` keeps its engines' data, logs and the registry's storage (default /var/lib/dts-swarm)",
+    ),
+    Variable("DTS_SWARM_RUN", IMAGES, "the swarm nodes' sockets and exec roots (default /run/dts-swarm)"),
+    Variable("DTS_SWARM_WAIT", IMAGES, "seconds `make swarm-nodes` waits for one engine or the registry (default 60)"),
+    Variable(
+        "DTS_REGISTRY_PORT",
+        IMAGES,
+        "the port of the swarm nodes' image registry (default 5000; the nodes pull from 10.213.0.1:PORT)",
+    ),
     Variable("DTS_BROKER_TLS_PORT", BROKER, "the broker's TLS port for containers (default 5671)"),
     Variable("DTS_BROKER_WAIT", BROKER, "seconds `scripts/ensure-broker.sh` waits for RabbitMQ to answer (default 90)"),
     Variable("PYTHON", PATHS, "the Python that makes `.venv` and checks the broker (default `python3`)"),

@@ -316,7 +316,7 @@ class SwarmEngine(Engine):
     def deploy(self) -> None:
         """`docker stack deploy` of the rendered stack (services at their declared replicas); no waiting."""
         self.ensure_swarm()
-        if _docker("image", "inspect", self.image).returncode != 0:
+        if "/" not in self.image and _docker("image", "inspect", self.image).returncode != 0:  # a registry: pulled
             log.warning(
                 "image %s is not on this node: build it (`make build`) or push it to a registry the "
                 "nodes can pull from and set DTS_IMAGE",
@@ -369,9 +369,25 @@ class SwarmEngine(Engine):
         return {pool: -count for pool, count in before.items()}
 
     def status_lines(self) -> list[str]:
-        """The swarm's own count: running/desired tasks per service."""
+        """The swarm's own count: running/desired tasks per service, and each pool's live tasks per node."""
         services = ", ".join(f"{name} {count}" for name, count in sorted(self.services().items()))
-        return [f"swarm stack {self.stack}: " + (services or "not deployed")]
+        lines = [f"swarm stack {self.stack}: " + (services or "not deployed")]
+        for pool in self.settings.pools if services else ():
+            where = self.nodes_of(pool)
+            if where:
+                lines.append(f"  {pool} per node: " + ", ".join(f"{node} {n}" for node, n in sorted(where.items())))
+        return lines
+
+    def nodes_of(self, pool: str) -> dict[str, int]:
+        """{swarm node's host name: the pool's tasks running there} (docker service ps)."""
+        fmt = "{{.Node}} {{.CurrentState}}"
+        proc = _docker("service", "ps", "--filter", "desired-state=running", "--format", fmt, self.service(pool))
+        counts: dict[str, int] = {}
+        for line in proc.stdout.splitlines() if proc.returncode == 0 else []:
+            node, _, state = line.partition(" ")
+            if node and state.startswith(("Running", "Starting")):
+                counts[node] = counts.get(node, 0) + 1
+        return counts
 
     def leftovers(self) -> list[str]:
         """What of the stack still exists on this node: 'service x', 'container y', ..."""
