@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import run
 from bench.run import Failed, load_test_argv, ours_config, progress
+from bench.table import columns
 
 VHOST = "dts-bench-cluster"
 BROKERS = ("one node, classic", "one node, quorum", "3-node cluster, quorum")
@@ -96,10 +97,7 @@ def render(rows: list[dict[str, Any]]) -> str:
                 ratio(r, base, "seed_overhead"),
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
-    text.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(text)
+    return columns(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

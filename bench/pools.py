@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import run
 from bench.run import Failed, consume_rate, load_test_argv, load_with_cpu, ours_config, progress, worker_pids
+from bench.table import columns
 
 VHOST = "dts-bench-pools"
 DEFAULT = ["prefork:1:1", "prefork:1:16", "prefork:4:16", "solo:1:16", "threads:4:16", "threads:4:16:noevents"]
@@ -89,10 +90,7 @@ def render(rows: list[dict[str, Any]]) -> str:
                 f"{r['seed_overhead'] * 1000:.1f}",
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
-    text.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(text)
+    return columns(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -265,3 +265,11 @@ def summary(rows: list[Row]) -> str:
     counts = {v: sum(1 for r in rows if r.verdict == v) for v in (PASS, MISS, NO_DATA)}
     text = f"targets: {counts[PASS]} PASS, {counts[MISS]} MISS"
     return text + (f", {counts[NO_DATA]} n/a (not measured)" if counts[NO_DATA] else "")
+
+
+def columns(lines: list[tuple[str, ...]]) -> str:
+    """Rows of cells (the first the header) as aligned columns, a rule under the header."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text)

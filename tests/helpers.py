@@ -398,3 +398,13 @@ def tally(samples: list[dict], run_dir: Path) -> dict[str, int]:
         "lost": sum(1 for s in samples if s["state"] == "succeeded" and runs[s["task_id"]] == 0),
         "duplicates": sum(max(0, n - 1) for n in runs.values()),
     }
+
+
+def compose_leftovers(project: str) -> dict[str, list[str]]:
+    """Containers, networks and volumes compose made for the project (by its label)."""
+    label = f"label=com.docker.compose.project={project}"
+    found = {}
+    for kind in ("container", "network", "volume"):
+        argv = ["docker", kind, "ls", *(["-a"] if kind == "container" else []), "-q", "--filter", label]
+        found[kind] = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.split()
+    return found

@@ -19,6 +19,7 @@ from helpers import (
     app_for,
     broker_answers,
     build_images,
+    compose_leftovers,
     compose_problem,
     free_port,
     need_engine,
@@ -27,16 +28,6 @@ from helpers import (
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
-
-
-def leftovers(project: str) -> dict[str, list[str]]:
-    """Containers, networks and volumes compose made for the project (by its label)."""
-    label = f"label=com.docker.compose.project={project}"
-    found = {}
-    for kind in ("container", "network", "volume"):
-        argv = ["docker", kind, "ls", *(["-a"] if kind == "container" else []), "-q", "--filter", label]
-        found[kind] = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.split()
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +69,7 @@ def broker_stack(tmp_path_factory):
             "scale.py", "down", "--engine", "compose", "--broker", "compose", "--volumes", env=env, timeout=300
         )
         assert down.returncode == 0, down.stdout + down.stderr
-        assert leftovers(project) == {"container": [], "network": [], "volume": []}
+        assert compose_leftovers(project) == {"container": [], "network": [], "volume": []}
 
 
 def test_workers_reach_the_broker_service_by_name(broker_stack):

@@ -20,6 +20,7 @@ from helpers import (
     CHECKOUT,
     app_for,
     build_images,
+    compose_leftovers,
     compose_problem,
     ended_for_the_broker,
     finish,
@@ -36,15 +37,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.faults, pytest.mark.timeout(900)]
 
 NODES = ("rabbit-1", "rabbit-2", "rabbit-3")
 BURST = ["load_test.py", "--tasks", "400", "--duration-a", "0.01", "--duration-b", "0.01"]
-
-
-def leftovers(project: str) -> dict[str, list[str]]:
-    label = f"label=com.docker.compose.project={project}"
-    found = {}
-    for kind in ("container", "network", "volume"):
-        argv = ["docker", kind, "ls", *(["-a"] if kind == "container" else []), "-q", "--filter", label]
-        found[kind] = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.split()
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +58,7 @@ def cluster(tmp_path_factory):
                 yield {"env": env, "engine": running.engine, "workers": workers, "app": app}
         finally:
             app.close()
-    assert leftovers(project) == {"container": [], "network": [], "volume": []}
+    assert compose_leftovers(project) == {"container": [], "network": [], "volume": []}
 
 
 def container(cluster, node: str) -> str:
