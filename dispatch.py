@@ -21,6 +21,7 @@ from dts.cli import (
     MAX_REPEAT,
     MAX_TIMEOUT,
     Parser,
+    exit_now,
     float_between,
     int_between,
     probability,
@@ -109,23 +110,54 @@ def prepare(settings: Settings, announce) -> None:
         f"Expected workers: {sum(p.replicas for p in pools)} ({', '.join(f'{p.name} x{p.replicas}' for p in pools)})"
     )
     from celery_app import app
-    from dts.broker import check_broker, redact_url, require_consumers, warm_up
+    from dts.broker import redact_url, require_consumers, warm_up
     from dts.deadline import Deadline
 
     log.info("broker %s", redact_url(settings.broker.url))
-    check_broker(app, settings.broker.connect_timeout)
-    stats = require_consumers(app, settings, Deadline.after(settings.broker.connect_timeout))
+    stats = require_consumers(app, settings, Deadline.after(settings.broker.connect_timeout), check_queues=True)
     announce("Consumers: " + ", ".join(f"{q} {s.consumers}" for q, s in stats.items()))
     warm_up(app)
+
+
+def dispatch_rounds(
+    settings: Settings,
+    app,
+    args: argparse.Namespace,
+    overrides: dict,
+    watch: TaskWatch | None,
+    events: EventStream | None,
+) -> tuple[list, list]:
+    """args.repeat rounds on one reply queue (the watch sees the first, once its event stream is bound),
+    until one loses the broker or a pool."""
+    from dts.dispatcher import dispatch_round
+    from dts.publish import TaskPublisher
+    from dts.replies import ReplyQueue
+
+    rounds, waits = [], []
+    timeout = args.timeout or settings.dispatch.timeout
+    with ReplyQueue(
+        app, connect_timeout=settings.broker.connect_timeout, heartbeat=settings.broker.heartbeat
+    ) as replies:
+        publisher = TaskPublisher(app, settings, replies, sent_events=settings.monitoring.task_events)
+        if events:
+            events.wait_ready()
+        for n in range(args.repeat):
+            outcomes, total, got = dispatch_round(
+                settings, publisher, timeout, overrides, replies, watch if n == 0 else None
+            )
+            rounds.append((outcomes, summarise_dispatch(outcomes, total)))
+            waits.append(got)
+            overhead = rounds[-1][1].overhead * 1000
+            log.info("round %d/%d: total %.3fs overhead %.1f ms", n + 1, args.repeat, total, overhead)
+            if got.broker_lost or got.pools_lost:
+                break
+    return rounds, waits
 
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     # Celery is imported once the input is known good: a refusal does not wait for it (~0.3 s)
     from celery_app import app, use_settings
-    from dts.dispatcher import dispatch_round
-    from dts.publish import TaskPublisher
-    from dts.replies import ReplyQueue
 
     use_settings(settings)
     overrides = {"fail_times": args.fail_times} if args.fail_times else {}
@@ -134,25 +166,16 @@ def run(args: argparse.Namespace) -> int:
     view = None if args.json or args.quiet else LiveView(sys.stdout)
     announce = view.message if view else (lambda line: None)
     result_file = output_path("dispatch", args.output, args.no_save)
+    watch = TaskWatch(view.show, settings.retry.max_retries) if view else None  # the first round's live lines
+    events = (
+        EventStream(app, watch.feed, until=watch.all_shown, wait=False)
+        if watch and settings.monitoring.task_events
+        else None
+    )
     prepare(settings, announce)
     announce("Dispatching tasks...")
-    rounds, waits = [], []
-    timeout = args.timeout or settings.dispatch.timeout
-    with ReplyQueue(
-        app, connect_timeout=settings.broker.connect_timeout, heartbeat=settings.broker.heartbeat
-    ) as replies:
-        publisher = TaskPublisher(app, settings, replies, sent_events=settings.monitoring.task_events)
-        for n in range(args.repeat):
-            watch = TaskWatch(view.show, settings.retry.max_retries) if view and n == 0 else None
-            events = EventStream(app, watch.feed) if watch and settings.monitoring.task_events else nullcontext()
-            with events:
-                outcomes, total, got = dispatch_round(settings, publisher, timeout, overrides, replies, watch)
-            rounds.append((outcomes, summarise_dispatch(outcomes, total)))
-            waits.append(got)
-            overhead = rounds[-1][1].overhead * 1000
-            log.info("round %d/%d: total %.3fs overhead %.1f ms", n + 1, args.repeat, total, overhead)
-            if got.broker_lost or got.pools_lost:
-                break
+    with events or nullcontext():  # the broker answers: it connects and binds while the reply queue is made
+        rounds, waits = dispatch_rounds(settings, app, args, overrides, watch, events)
     report = dispatch_report(settings, rounds)
     unknown = [o.task_id for o in report.outcomes if o.unknown]
     ids = f": {len(unknown)} task(s) unknown ({', '.join(unknown)})" if unknown else ""
@@ -181,4 +204,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -219,12 +219,15 @@ def queue_stats(app, queues: list[str] | tuple[str, ...], deadline: Deadline) ->
         return stats_on(conn, queues)
 
 
-def require_consumers(app, settings: Settings, deadline: Deadline) -> dict[str, QueueStats]:
+def require_consumers(app, settings: Settings, deadline: Deadline, check_queues: bool = False) -> dict[str, QueueStats]:
     """Every task's queue has a consumer, else CliError(exit 4) naming the queue and its pool. Found on a
     live connection: a broker that is away, or shutting down (it drops the consumers before it closes the
-    connections), is exit 3."""
+    connections), is exit 3. With check_queues, first what check_broker checks, on the same connection
+    (one handshake fewer before a dispatch)."""
     queues = [t.queue for t in settings.tasks.values()]
     with reaching(app), session(app, deadline) as conn:
+        if check_queues:
+            require_current_queues(conn.connection, list(app.conf.task_queues or ()))
         stats = stats_on(conn, queues)
         if any(stats[q].consumers == 0 for q in queues):
             with suppress(TimeoutError):  # nothing said: the connection is alive, and the verdict stands

@@ -19,8 +19,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from pythonjsonlogger.json import JsonFormatter
-
 from dts.errors import CliError, ExitCode, excerpt
 
 ENV = "LOG_FORMAT"
@@ -60,16 +58,17 @@ def json_enabled() -> bool:
         return False
 
 
-class _JsonFormatter(JsonFormatter):
-    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        return {"timestamp": log_data.pop("timestamp"), **log_data}  # the timestamp first, for the eye
-
-
 def formatter(fmt: str) -> logging.Formatter:
     """The formatter of a log format: 'text' (TEXT_FORMAT) or 'json' (one object per line, FIELDS)."""
     if fmt == "text":
         return logging.Formatter(TEXT_FORMAT)
     if fmt == "json":
+        from pythonjsonlogger.json import JsonFormatter  # on use: ~4 ms of every CLI's start otherwise
+
+        class _JsonFormatter(JsonFormatter):
+            def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+                return {"timestamp": log_data.pop("timestamp"), **log_data}  # the timestamp first, for the eye
+
         return _JsonFormatter(
             "%(levelname)s %(message)s %(name)s",
             rename_fields={"levelname": "level", "message": "event", "name": "logger"},

@@ -11,7 +11,6 @@ $BROKER_TLS_* name broker.tls's files where an engine mounted them.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from urllib.parse import quote
@@ -33,6 +32,8 @@ TLS_ENV = {key: f"BROKER_TLS_{key.upper()}" for key in TLS_FILE_KEYS}
 def checkout_name() -> str:
     """'dts-<8 hex>': this checkout's RabbitMQ vhost/user and compose project name. Derived from the
     project directory, so two checkouts on one host never share queues, credentials or containers."""
+    import hashlib  # on use: ~2 ms of every CLI's start otherwise
+
     return "dts-" + hashlib.sha1(str(PROJECT_DIR).encode()).hexdigest()[:8]
 
 

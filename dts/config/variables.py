@@ -138,7 +138,7 @@ VARIABLES = (
         "`text` (default on the host) or `json` (default in containers): one JSON object per log line",
     ),
     Variable("CI", OUTPUT, "`true`: plain output even on a terminal; in the tests, a missing broker or engine fails"),
-    Variable("NO_COLOR", OUTPUT, "set: no colour on a terminal (rich honours it)"),
+    Variable("NO_COLOR", OUTPUT, "set and not empty: no colour on a terminal (the live lines, and rich's tables)"),
 )
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dts.engines.docker import compose_command, docker_answers
 from dts.errors import CliError, ExitCode
 
 if TYPE_CHECKING:
@@ -44,6 +43,8 @@ def resolve_engine(name: str) -> str:
     a swarm is asked for by name)."""
     if name != AUTO:
         return name
+    from dts.engines.docker import compose_command, docker_answers  # subprocess: not for the config's import
+
     return "compose" if docker_answers() and compose_command() else "local"
 
 
@@ -73,6 +74,8 @@ def make_engine(settings: Settings, name: str | None, app, **options) -> Engine:
     for option in options:
         if option not in cls.options:
             raise CliError(refusal(option, resolved), ExitCode.USAGE)
+    from dts.engines.docker import docker_answers
+
     if cls.needs_docker and not docker_answers():
         raise CliError(
             "no Docker engine answers (`docker info` failed): start one, or use ENGINE=local", ExitCode.USAGE
