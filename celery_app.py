@@ -17,7 +17,7 @@ from celery import Celery
 from dts.config import Settings, load_settings
 from dts.logs import connect_worker_signals
 from dts.routing import celery_settings
-from dts.work import connect_time_limit_check, run_task
+from dts.work import connect_time_limit_check, connect_warm_up, run_task
 
 DEAD_LETTER_REQUEST = "dts.deadletter:DeadLetterRequest"  # a final failure goes to the queue's Q.dead, with the reason
 _active: dict[str, Settings] = {}
@@ -41,6 +41,7 @@ app = Celery("celery_app", events="dts.events:UnconfirmedEvents")  # task events
 app.add_defaults(lambda: celery_settings(active_settings()))
 connect_worker_signals()  # LOG_FORMAT=json: the worker logs JSON lines, with the task lifecycle
 connect_time_limit_check(active_settings)  # a worker whose execution pool ignores time limits says so
+connect_warm_up(app)  # the result channel open before the first task, not inside it
 
 
 @app.task(bind=True, name="celery_app.task_a", Request=DEAD_LETTER_REQUEST)

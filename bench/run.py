@@ -36,7 +36,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import ceiling
+from bench import ceiling, startup
 from bench.cpu import CpuMeter
 from bench.table import build_rows, render, summary
 from dts.config import PROJECT_DIR, RUN_DIR
@@ -47,8 +47,8 @@ BROKER = "amqp://guest:guest@localhost:5672"
 WORKER_START = 60.0  # seconds for a naive worker to consume
 WORKER_STOP = 30.0  # seconds a naive worker's warm shutdown may take before SIGKILL
 CLI_TIMEOUT = 600.0  # seconds for one measuring subprocess (the RSS loads get more: their size / 50 tasks/s)
-FULL = {"tasks": 2000, "rtt_seconds": 3.0, "rounds": 10, "rss": (5000, 50000)}
-QUICK = {"tasks": 300, "rtt_seconds": 1.0, "rounds": 5, "rss": (500, 5000)}
+FULL = {"tasks": 2000, "rtt_seconds": 3.0, "rounds": 10, "rss": (5000, 50000), "starts": 5, "wall_runs": 10}
+QUICK = {"tasks": 300, "rtt_seconds": 1.0, "rounds": 5, "rss": (500, 5000), "starts": 2, "wall_runs": 3}
 
 
 def progress(text: str) -> None:
@@ -425,11 +425,31 @@ def run_ours(url: str, plan: dict[str, Any], work: Path, out: dict) -> None:
             ["dispatch.py", "--config", str(config), "--repeat", str(plan["rounds"]), "--json", "--no-save"],
             env,
         )
+        measure(
+            f"ours: `python dispatch.py` process wall, {plan['wall_runs']} runs",
+            out,
+            "wall",
+            process_wall,
+            ["dispatch.py", "--config", str(config), "--output", str(work / "dispatch-wall.json")],
+            env,
+            plan["wall_runs"],
+        )
         out["rss"] = {}
         for label, tasks in zip(("small", "large"), plan["rss"], strict=True):
             measure(
                 f"ours: load_test.py peak RSS, {2 * tasks} tasks", out["rss"], label, rss_run, config, tasks, env, work
             )
+    measure(
+        f"ours: the first dispatch after a fresh start of the workers, {plan['starts']} starts",
+        out,
+        "first",
+        startup.first_dispatches,
+        lambda: project_workers(url, config, "ours-fresh", "ours (a fresh start)"),
+        ["dispatch.py", "--config", str(config), "--json", "--no-save"],
+        env,
+        plan["starts"],
+        run_json,
+    )
     run_short_task_pools(url, plan, work, out)
     out["throughput"] = (out.get("load", {}).get("reports") or [{}])[0].get("throughput")
     out["cpu"] = out.get("load", {}).pop("cpu", None)
@@ -493,6 +513,13 @@ def run_short_task_pools(url: str, plan: dict[str, Any], work: Path, out: dict) 
             "throughput": (load["load"].get("reports") or [{}])[0].get("throughput"),
         }
     out.setdefault("errors", []).extend(load.get("errors", []))
+
+
+def process_wall(argv: list[str], env: dict[str, str], runs: int) -> dict[str, Any]:
+    try:
+        return startup.process_wall(argv, env, runs)
+    except RuntimeError as exc:
+        raise Failed(str(exc)) from None
 
 
 def rss_run(config: Path, tasks: int, env: dict[str, str], work: Path) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 
 from dts.config import Settings, TaskSettings
+from dts.errors import excerpt
 from dts.retry import backoff_delay
 
 log = logging.getLogger("dts.work")
@@ -87,6 +88,35 @@ def connect_time_limit_check(active_settings: Callable[[], Settings]) -> Callabl
             log.warning("%s", line)
 
     return check
+
+
+def warm_result_channel(app) -> None:
+    """Open the connection and channel this process publishes results on (publisher confirms selected),
+    so that the first task after a start does not pay the AMQP handshake (~5 ms) inside its run. A broker
+    that does not answer here is only logged: the first result publish connects as before."""
+    try:
+        with app.producer_pool.acquire(block=True, timeout=app.conf.broker_connection_timeout) as producer:
+            producer.connection.ensure_connection(max_retries=1)
+            producer.channel  # noqa: B018 - kombu opens a producer's channel on first use: open it now
+    except Exception as exc:  # noqa: BLE001 - a warm-up never stops a worker
+        log.warning("result connection not opened ahead of the first task: %s", excerpt(str(exc)))
+
+
+def connect_warm_up(app) -> Callable[..., None]:
+    """Warm the result channel where results are published: in each prefork pool process as it starts,
+    in the worker itself for the other pools (solo, threads). Returns the receiver (connected for good)."""
+    from celery import signals
+
+    @signals.worker_process_init.connect(weak=False)
+    def in_pool_process(**_):
+        warm_result_channel(app)
+
+    @signals.worker_ready.connect(weak=False)
+    def in_worker(sender=None, **_):
+        if type(getattr(sender, "pool", None)).__module__ != "celery.concurrency.prefork":
+            warm_result_channel(app)
+
+    return in_pool_process
 
 
 def run_task(
