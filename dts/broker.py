@@ -12,7 +12,7 @@ Every call here is on a dts.deadline session: a broker that stops answering ends
 from __future__ import annotations
 
 import ssl
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,7 +22,7 @@ from kombu.exceptions import OperationalError
 
 from dts.config import Settings, broker_urls
 from dts.config.schema import URL_SEPARATOR
-from dts.deadline import BrokerBlocked, Deadline, close_quietly, session
+from dts.deadline import BrokerBlocked, Deadline, bounded, close_quietly, session
 from dts.errors import CliError, ExitCode
 from dts.routing import dead_letter_queue_name, queue_type_of
 
@@ -174,9 +174,26 @@ def outdated_queues(conn, queues) -> dict[str, str]:
     return outdated
 
 
-def require_current_queues(conn, queues) -> None:
-    """CliError (exit 2) naming the first queue declared otherwise than configured, and the command that fixes it."""
-    outdated = outdated_queues(conn, queues)
+def declared_stats(conn, queues) -> tuple[dict[str, QueueStats], dict[str, str]]:
+    """Declare each queue (declared Queue objects) on one channel, as outdated_queues does, and take its
+    messages ready and consumers from the declare's answer: (stats, outdated). Stops at the first queue
+    declared otherwise (PRECONDITION_FAILED closes the channel), which is the one reported."""
+    stats: dict[str, QueueStats] = {}
+    with own_channel(conn) as channel:
+        for queue in queues:
+            bound = queue.bind(channel)
+            bound.on_declared = lambda name, ready, consumers: stats.update({name: QueueStats(name, ready, consumers)})
+            try:
+                bound.declare()
+            except PreconditionFailed as exc:
+                return stats, {queue.name: str(exc.reply_text or exc)}
+    return stats, {}
+
+
+def require_current_queues(conn, queues, outdated: dict[str, str] | None = None) -> None:
+    """CliError (exit 2) naming the first queue declared otherwise than configured, and the command that
+    fixes it (`outdated`: what outdated_queues or declared_stats found, else asked here)."""
+    outdated = outdated_queues(conn, queues) if outdated is None else outdated
     if not outdated:
         return
     name, why = next(iter(outdated.items()))
@@ -219,16 +236,23 @@ def queue_stats(app, queues: list[str] | tuple[str, ...], deadline: Deadline) ->
         return stats_on(conn, queues)
 
 
-def require_consumers(app, settings: Settings, deadline: Deadline, check_queues: bool = False) -> dict[str, QueueStats]:
+def require_consumers(
+    app, settings: Settings, deadline: Deadline, check_queues: bool = False, conn=None
+) -> dict[str, QueueStats]:
     """Every task's queue has a consumer, else CliError(exit 4) naming the queue and its pool. Found on a
-    live connection: a broker that is away, or shutting down (it drops the consumers before it closes the
-    connections), is exit 3. With check_queues, first what check_broker checks, on the same connection
-    (one handshake fewer before a dispatch)."""
+    live connection (`conn`, a connected kombu Connection the caller keeps, else one of its own): a broker
+    that is away, or shutting down (it drops the consumers before it closes the connections), is exit 3.
+    With check_queues, first what check_broker checks, on the same connection (a dispatch opens one
+    connection for all of it: its reply queue's)."""
     queues = [t.queue for t in settings.tasks.values()]
-    with reaching(app), session(app, deadline) as conn:
-        if check_queues:
-            require_current_queues(conn.connection, list(app.conf.task_queues or ()))
-        stats = stats_on(conn, queues)
+    on = nullcontext(conn) if conn is not None else session(app, deadline)
+    with reaching(app), on as conn, bounded(conn, deadline):
+        stats: dict[str, QueueStats] = {}
+        if check_queues:  # declared and counted on one channel: one round trip per queue fewer
+            declared = list(app.conf.task_queues or ())
+            stats, outdated = declared_stats(conn.connection, declared)
+            require_current_queues(conn.connection, declared, outdated)
+        stats = {q: stats[q] for q in queues if q in stats} | stats_on(conn, [q for q in queues if q not in stats])
         if any(stats[q].consumers == 0 for q in queues):
             with suppress(TimeoutError):  # nothing said: the connection is alive, and the verdict stands
                 conn.drain_events(timeout=min(NO_CONSUMER_CONFIRM, max(0.001, deadline.remaining())))

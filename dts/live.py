@@ -265,16 +265,9 @@ class EventStream:
         self.error: BaseException | None = None
 
     def __enter__(self) -> EventStream:
-        # kombu's ConsumerMixin consumes on a clone of it, checking its heartbeat between 0.1 s drains: a
-        # broker silent for two intervals ends the stream (the view then shows result states only)
-        self.connection = self.app.connection_for_read(heartbeat=self.app.conf.broker_heartbeat or 0)
-        ready = self.ready
-
-        class Receiver(self.app.events.Receiver):
-            def on_consume_ready(self, *args, **kwargs):
-                ready.set()
-
-        self.receiver = Receiver(self.connection, handlers={"*": self._handle}, app=self.app)
+        self.stopping = False
+        self.closed = False  # the thread closed its connection itself (after `until`)
+        self.connection = None
         self.thread = threading.Thread(target=self._run, name="dts-events", daemon=True)
         self.thread.start()
         if self.wait:
@@ -293,22 +286,46 @@ class EventStream:
         if self.until is not None and self.until():
             self.receiver.should_stop = True  # checked as soon as this drain returns
 
+    def _receiver(self):
+        """Made in the thread (~5 ms of Celery's set-up off the caller's path): kombu's ConsumerMixin
+        consumes on a clone of the connection, checking its heartbeat between 0.1 s drains: a broker silent
+        for two intervals ends the stream (the view then shows result states only)."""
+        self.connection = self.app.connection_for_read(heartbeat=self.app.conf.broker_heartbeat or 0)
+        ready = self.ready
+
+        class Receiver(self.app.events.Receiver):
+            def on_consume_ready(self, *args, **kwargs):
+                ready.set()
+
+        receiver = Receiver(self.connection, handlers={"*": self._handle}, app=self.app)
+        receiver.should_stop = self.stopping
+        return receiver
+
     def _run(self) -> None:
-        lost = (OSError, *self.connection.connection_errors, *self.connection.channel_errors)
         try:
-            for _ in self.receiver.consume(limit=None, timeout=None, safety_interval=0.1, wakeup=False):
-                pass
-        except lost as exc:  # the view degrades to result states; the dispatch itself goes on
-            self.error = exc
-            log.warning("task event stream stopped: %s", exc)
+            self.receiver = self._receiver()
+            lost = (OSError, *self.connection.connection_errors, *self.connection.channel_errors)
+            try:
+                for _ in self.receiver.consume(limit=None, timeout=None, safety_interval=0.1, wakeup=False):
+                    pass
+            except lost as exc:  # the view degrades to result states; the dispatch itself goes on
+                self.error = exc
+                log.warning("task event stream stopped: %s", exc)
+            else:
+                if not self.stopping:  # stopped by `until`: the close handshake here, not on the caller's path
+                    close_quietly(self.connection)
+                    self.closed = True
         finally:
             self.ready.set()
 
     def __exit__(self, *exc_info) -> None:
-        self.receiver.should_stop = True
+        self.stopping = True
+        if self.receiver is not None:
+            self.receiver.should_stop = True
         self.thread.join(timeout=JOIN_BOUND)  # it looks at should_stop every 0.1 s while the broker answers
-        # a thread still reading (a broker that stopped answering) gets its socket dropped, not a handshake
-        close_quietly(self.connection, handshake=not self.thread.is_alive())
+        if self.connection is not None and not self.closed:
+            # a thread still reading (a broker that stopped answering) gets its socket dropped, not a handshake
+            close_quietly(self.connection, handshake=not self.thread.is_alive())
 
 
 class LiveView:

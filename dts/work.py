@@ -90,16 +90,26 @@ def connect_time_limit_check(active_settings: Callable[[], Settings]) -> Callabl
     return check
 
 
+WARM_UP_BOUND = 2.0  # seconds: within billiard's 4 s for a new pool process to report for work
+
+
 def warm_result_channel(app) -> None:
     """Open the connection and channel this process publishes results on (publisher confirms selected),
-    so that the first task after a start does not pay the AMQP handshake (~5 ms) inside its run. A broker
-    that does not answer here is only logged: the first result publish connects as before."""
-    try:
-        with app.producer_pool.acquire(block=True, timeout=app.conf.broker_connection_timeout) as producer:
-            producer.connection.ensure_connection(max_retries=1)
-            producer.channel  # noqa: B018 - kombu opens a producer's channel on first use: open it now
-    except Exception as exc:  # noqa: BLE001 - a warm-up never stops a worker
-        log.warning("result connection not opened ahead of the first task: %s", excerpt(str(exc)))
+    so that the first task after a start does not pay the AMQP handshake (~5 ms) inside its run. All of it
+    within WARM_UP_BOUND; a broker that does not answer is only logged (the connection dropped): the
+    first result publish connects as before."""
+    from dts.deadline import Deadline, bounded, close_quietly
+
+    deadline = Deadline.after(WARM_UP_BOUND)
+    with app.producer_pool.acquire(block=True, timeout=WARM_UP_BOUND) as producer:
+        conn = producer.connection
+        try:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=WARM_UP_BOUND)
+            with bounded(conn, deadline):
+                producer.channel  # noqa: B018 - kombu opens a producer's channel on first use: open it now
+        except Exception as exc:  # noqa: BLE001 - a warm-up never stops a worker
+            close_quietly(conn, handshake=False)
+            log.warning("result connection not opened ahead of the first task: %s", excerpt(str(exc)))
 
 
 def connect_warm_up(app) -> Callable[..., None]:

@@ -44,6 +44,9 @@ ALLOWED = {
     ("dts/broker.py", "ensure_connection"): "node_answers' connect: two attempts within the node's share",
     ("dts/broker.py", "_pool"): "forget_connections: drops the pooled connections without a handshake",
     ("dts/replies.py", "connection_for_read"): "reads the transport's error classes; never connects",
+    ("dts/work.py", "producer_pool"): "warm_result_channel: a pooled producer taken with a timeout (WARM_UP_BOUND)",
+    ("dts/work.py", "ensure_connection"): "warm_result_channel: one attempt within WARM_UP_BOUND, the channel "
+    "opened under bounded()",
 }
 
 
