@@ -5,7 +5,8 @@ setting, one after the other, on one vhost (dts-bench-pools: made fresh, deleted
     python -m bench.pools --tasks 3000 prefork:1:1 threads:4:16 solo:1:16
     make bench-pools                                       # the default settings
 
-A setting is EXECUTION_POOL:CONCURRENCY:PREFETCH_MULTIPLIER, with `:noevents` to switch task events off.
+A setting is EXECUTION_POOL:CONCURRENCY:PREFETCH_MULTIPLIER, with `:noevents` to switch task events off
+and `:window=SECONDS` for monitoring.event_window (0: one event message per loop turn, Celery's way).
 For each: no-op throughput (load_test.py --tasks N, durations 0, results collected), the workers'
 completions/s, CPU per task (workers, broker, load generator: bench/cpu.py), and the seed scenario's
 overhead (dispatch.py --repeat 10, task_a 0.1 s + task_b 0.2 s: median). Prints one table; writes it with
@@ -35,26 +36,42 @@ POOLS = ("prefork", "threads", "solo")
 
 
 def parse_setting(text: str) -> dict[str, Any]:
-    """'threads:4:16[:noevents]' -> the pool keys of test-config.yml (and task_events)."""
+    """'threads:4:16[:noevents][:window=S]' -> the pool keys of test-config.yml (and monitoring's keys)."""
     parts = text.split(":")
-    if len(parts) not in (3, 4) or parts[0] not in POOLS or (len(parts) == 4 and parts[3] != "noevents"):
-        raise ValueError(f"{text!r}: expected POOL:CONCURRENCY:PREFETCH[:noevents], POOL one of {', '.join(POOLS)}")
+    flags = parts[3:]
+    windows = [f.removeprefix("window=") for f in flags if f.startswith("window=")]
+    bad = [f for f in flags if f != "noevents" and not f.startswith("window=")]
+    if len(parts) < 3 or parts[0] not in POOLS or bad or not all(_seconds(w) is not None for w in windows):
+        raise ValueError(
+            f"{text!r}: expected POOL:CONCURRENCY:PREFETCH[:noevents][:window=SECONDS], POOL one of {', '.join(POOLS)}"
+        )
     if not (parts[1].isdigit() and parts[2].isdigit()):
         raise ValueError(f"{text!r}: CONCURRENCY and PREFETCH are whole numbers")
     concurrency, prefetch = int(parts[1]), int(parts[2])
     if not (1 <= concurrency <= 64 and 1 <= prefetch <= 1000):
         raise ValueError(f"{text!r}: concurrency 1..64, prefetch 1..1000")
+    monitoring: dict[str, Any] = {"task_events": "noevents" not in flags}
+    if windows:
+        monitoring["event_window"] = _seconds(windows[-1])
     return {
         "pools": {"execution_pool": parts[0], "concurrency": concurrency, "prefetch_multiplier": prefetch},
-        "task_events": len(parts) == 3,
+        "monitoring": monitoring,
     }
+
+
+def _seconds(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if 0 <= value <= 1 else None
 
 
 def measure_setting(url: str, text: str, tasks: int, work: Path) -> dict[str, Any]:
     setting = parse_setting(text)
     config = ours_config(url, work / "pools.yml", setting["pools"])
     doc = yaml.safe_load(config.read_text())
-    doc["monitoring"] = {"task_events": setting["task_events"]}
+    doc["monitoring"] = setting["monitoring"]
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     env = dict(os.environ, BROKER_URL=url, DTS_CONFIG=str(config))
     row: dict[str, Any] = {"setting": text}

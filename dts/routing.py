@@ -164,6 +164,7 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_send_task_events": settings.monitoring.task_events,  # -E: received/started/retried/succeeded/...
         "task_send_sent_event": settings.monitoring.task_events,  # task-sent, from clients and from retries
+        "dts_event_window": settings.monitoring.event_window,  # read by dts.events' dispatcher in the worker
         "enable_utc": True,
         "timezone": "UTC",
     }

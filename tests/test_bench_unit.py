@@ -170,9 +170,10 @@ def test_pool_settings_parse_or_say_what_is_wrong():
 
     assert parse_setting("threads:4:16") == {
         "pools": {"execution_pool": "threads", "concurrency": 4, "prefetch_multiplier": 16},
-        "task_events": True,
+        "monitoring": {"task_events": True},
     }
-    assert parse_setting("solo:1:1:noevents")["task_events"] is False
-    for bad in ("gevent:1:1", "threads:4", "threads:x:16", "threads:0:16", "threads:4:16:fast"):
+    assert parse_setting("solo:1:1:noevents")["monitoring"] == {"task_events": False}
+    assert parse_setting("prefork:1:1:window=0")["monitoring"] == {"task_events": True, "event_window": 0.0}
+    for bad in ("gevent:1:1", "threads:4", "threads:x:16", "threads:0:16", "threads:4:16:fast", "solo:1:1:window=2"):
         with pytest.raises(ValueError, match=r"POOL|whole numbers|concurrency"):
             parse_setting(bad)

@@ -34,3 +34,41 @@ def test_tasks_and_results_keep_their_confirms(connected):
     with app.connection_for_write() as conn, app.producer_or_acquire() as producer:
         assert conn.transport_options["confirm_publish"] is True
         assert confirms(producer.channel)
+
+
+class FakeClock:
+    """A hand-driven clock and its timer: the pacing logic, not a sleep."""
+
+    def __init__(self):
+        self.now, self.timers = 100.0, []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def call_later(self, delay, fn):
+        self.timers.append((self.now + delay, fn))
+
+    def advance(self, seconds):
+        self.now += seconds
+        due = [t for t in self.timers if t[0] <= self.now]
+        self.timers = [t for t in self.timers if t[0] > self.now]
+        for _, fn in due:
+            fn()
+
+
+def test_paced_flushes_a_lone_event_at_once_and_gathers_a_burst():
+    from dts.events import paced
+
+    clock, flushes = FakeClock(), []
+    on_buffered = paced(lambda: flushes.append(clock.now), 0.01, clock.call_later, clock)
+    on_buffered()  # the first event after a quiet window: at once
+    assert flushes == [100.0]
+    for _ in range(5):  # a burst within the window: one flush at its end, for all of them
+        clock.advance(0.001)
+        on_buffered()
+    assert flushes == [100.0] and len(clock.timers) == 1
+    clock.advance(0.01)
+    assert flushes == [100.0, pytest.approx(100.015)]
+    clock.advance(1.0)  # quiet again: the next event goes at once
+    on_buffered()
+    assert flushes[-1] == pytest.approx(101.015) and len(flushes) == 3

@@ -283,6 +283,15 @@ class MonitoringSettings:
     task_events: bool = field(
         default=True, metadata=key(help="workers send task events, clients task-sent events (live view, Flower)")
     )
+    event_window: float = field(
+        default=0.01,
+        metadata=key(
+            min=0,
+            max=1,
+            help="seconds a worker gathers task events into one message when they come faster than one per "
+            "window (0: one message per loop turn, Celery's way); an event after a quiet window goes at once",
+        ),
+    )
 
 
 @dataclass(frozen=True)
