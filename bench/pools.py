@@ -6,7 +6,8 @@ setting, one after the other, on one vhost (dts-bench-pools: made fresh, deleted
     make bench-pools                                       # the default settings
 
 A setting is EXECUTION_POOL:CONCURRENCY:PREFETCH_MULTIPLIER, with `:noevents` to switch task events off
-and `:window=SECONDS` for monitoring.event_window (0: one event message per loop turn, Celery's way).
+`:window=SECONDS` for monitoring.event_window (0: one event message per loop turn, Celery's way) and
+`:log=LEVEL` for the pools' log_level (warning: no per-task log lines).
 For each: no-op throughput (load_test.py --tasks N, durations 0, results collected), the workers'
 completions/s, CPU per task (workers, broker, load generator: bench/cpu.py), and the seed scenario's
 overhead (dispatch.py --repeat 10, task_a 0.1 s + task_b 0.2 s: median). Prints one table; writes it with
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import run
 from bench.run import Failed, consume_rate, load_test_argv, load_with_cpu, ours_config, progress, worker_pids
 from bench.table import columns
+from dts.config.schema import LOG_LEVELS
 
 VHOST = "dts-bench-pools"
 DEFAULT = ["prefork:1:1", "prefork:1:16", "prefork:4:16", "solo:1:16", "threads:4:16", "threads:4:16:noevents"]
@@ -36,14 +38,17 @@ POOLS = ("prefork", "threads", "solo")
 
 
 def parse_setting(text: str) -> dict[str, Any]:
-    """'threads:4:16[:noevents][:window=S]' -> the pool keys of test-config.yml (and monitoring's keys)."""
+    """'threads:4:16[:noevents][:window=S][:log=LEVEL]' -> the pool keys of test-config.yml (and monitoring's)."""
     parts = text.split(":")
     flags = parts[3:]
     windows = [f.removeprefix("window=") for f in flags if f.startswith("window=")]
-    bad = [f for f in flags if f != "noevents" and not f.startswith("window=")]
+    levels = [f.removeprefix("log=") for f in flags if f.startswith("log=")]
+    bad = [f for f in flags if f != "noevents" and not f.startswith(("window=", "log="))]
+    bad += [level for level in levels if level not in LOG_LEVELS]
     if len(parts) < 3 or parts[0] not in POOLS or bad or not all(_seconds(w) is not None for w in windows):
         raise ValueError(
-            f"{text!r}: expected POOL:CONCURRENCY:PREFETCH[:noevents][:window=SECONDS], POOL one of {', '.join(POOLS)}"
+            f"{text!r}: expected POOL:CONCURRENCY:PREFETCH[:noevents][:window=SECONDS][:log=LEVEL], POOL one of "
+            f"{', '.join(POOLS)}"
         )
     if not (parts[1].isdigit() and parts[2].isdigit()):
         raise ValueError(f"{text!r}: CONCURRENCY and PREFETCH are whole numbers")
@@ -53,10 +58,10 @@ def parse_setting(text: str) -> dict[str, Any]:
     monitoring: dict[str, Any] = {"task_events": "noevents" not in flags}
     if windows:
         monitoring["event_window"] = _seconds(windows[-1])
-    return {
-        "pools": {"execution_pool": parts[0], "concurrency": concurrency, "prefetch_multiplier": prefetch},
-        "monitoring": monitoring,
-    }
+    pools: dict[str, Any] = {"execution_pool": parts[0], "concurrency": concurrency, "prefetch_multiplier": prefetch}
+    if levels:
+        pools["log_level"] = levels[-1]
+    return {"pools": pools, "monitoring": monitoring}
 
 
 def _seconds(text: str) -> float | None:

@@ -330,8 +330,9 @@ def run_naive(url: str, plan: dict[str, Any], durations: tuple[float, float], lo
 
 
 # -- ours
-# the pools of the second no-op load: what SCALING.md recommends for short tasks (test-config.yml comments)
-SHORT_TASK_POOLS = {"execution_pool": "threads", "concurrency": 4, "prefetch_multiplier": 16}
+# the pools of the second no-op load: the fast profile SCALING.md documents for short tasks, chosen by a
+# sweep of `make bench-pools` (test-config.yml's comments say what it gives up)
+FAST_PROFILE = {"execution_pool": "threads", "concurrency": 8, "prefetch_multiplier": 32, "log_level": "warning"}
 
 
 def ours_config(url: str, path: Path, pools: dict[str, Any] | None = None) -> Path:
@@ -450,7 +451,7 @@ def run_ours(url: str, plan: dict[str, Any], work: Path, out: dict) -> None:
         plan["starts"],
         run_json,
     )
-    run_short_task_pools(url, plan, work, out)
+    run_fast_profile(url, plan, work, out)
     out["throughput"] = (out.get("load", {}).get("reports") or [{}])[0].get("throughput")
     out["cpu"] = out.get("load", {}).pop("cpu", None)
     out["seed_overhead"] = ((out.get("dispatch") or {}).get("repeat") or {}).get("overhead_median")
@@ -489,11 +490,11 @@ def project_workers(url: str, config: Path, run_dir: str, label: str):
         raise Failed(f"the project's workers did not start: {exc}") from None
 
 
-def run_short_task_pools(url: str, plan: dict[str, Any], work: Path, out: dict) -> None:
-    """The no-op load again, on 1 + 1 workers with SHORT_TASK_POOLS: out["short"] = throughput, CPU."""
-    config = ours_config(url, work / "ours-short.yml", SHORT_TASK_POOLS)
+def run_fast_profile(url: str, plan: dict[str, Any], work: Path, out: dict) -> None:
+    """The no-op load again, on 1 + 1 workers with FAST_PROFILE: out["short"] = throughput, CPU."""
+    config = ours_config(url, work / "ours-short.yml", FAST_PROFILE)
     env = dict(os.environ, BROKER_URL=url, DTS_CONFIG=str(config))
-    label = ", ".join(f"{k} {v}" for k, v in SHORT_TASK_POOLS.items())
+    label = ", ".join(f"{k} {v}" for k, v in FAST_PROFILE.items())
     load: dict[str, Any] = {}
     with project_workers(url, config, "ours-short", f"ours ({label})") as engine:
         measure(
@@ -508,7 +509,7 @@ def run_short_task_pools(url: str, plan: dict[str, Any], work: Path, out: dict) 
         )
     if "load" in load:
         out["short"] = {
-            "pools": SHORT_TASK_POOLS,
+            "pools": FAST_PROFILE,
             "cpu": load["load"].pop("cpu", None),
             "throughput": (load["load"].get("reports") or [{}])[0].get("throughput"),
         }

@@ -176,7 +176,7 @@ def _profile(m: dict[str, Any]) -> str:
     if not pools:
         return "not measured"
     text = f"{pools.get('execution_pool')} x{pools.get('concurrency')}, prefetch {pools.get('prefetch_multiplier')}"
-    return text + (", no events" if pools.get("task_events") is False else "")
+    return text + (f", log {pools['log_level']}" if pools.get("log_level") else "")
 
 
 def _latency_rows(m: dict[str, Any]) -> list[Row]:

@@ -26,7 +26,7 @@ def pool_of_node(node: str) -> str:
     return node.split("@", 1)[0]
 
 
-def worker_argv(pool: PoolSettings, host: str = HOST, loglevel: str = "INFO", log_format: str = "text") -> list[str]:
+def worker_argv(pool: PoolSettings, host: str = HOST, log_format: str = "text") -> list[str]:
     """The one worker command line. With JSON logs (LOG_FORMAT=json) celery runs with -q: no start-up
     banner (printed, not logged), so every line the worker writes is a JSON log record."""
     options = [
@@ -37,7 +37,7 @@ def worker_argv(pool: PoolSettings, host: str = HOST, loglevel: str = "INFO", lo
         ("--prefetch-multiplier", str(pool.prefetch_multiplier)),
     ]
     quiet = ["-q"] if log_format == "json" else []
-    flags = ["--without-mingle", "--without-gossip", "--loglevel", loglevel]
+    flags = ["--without-mingle", "--without-gossip", "--loglevel", pool.log_level.upper()]
     return ["celery", "-A", "celery_app", *quiet, "worker", *(part for pair in options for part in pair), *flags]
 
 

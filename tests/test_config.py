@@ -184,7 +184,7 @@ def test_settings_are_frozen_and_broker_url_is_replaceable():
         (
             "pools: {worker-a: {queues: [queue_a], queue: queue_b}}",
             "pools.worker-a.queue is not a known key "
-            "(known: autoscale, concurrency, execution_pool, prefetch_multiplier, queues, replicas) (got 'queue_b')",
+            "(known: autoscale, concurrency, execution_pool, log_level, prefetch_multiplier, queues, replicas) (got 'queue_b')",
         ),
         # autoscale (per pool, and the loop)
         (
