@@ -49,7 +49,9 @@ def first_dispatches(
 
 def process_wall(argv: list[str], env: dict[str, str], runs: int) -> dict[str, Any]:
     """Wall seconds of `python ARGV` from spawn to exit, `runs` times (stdout to /dev/null, as a pipe
-    would take it), after one run not counted."""
+    would take it), after one run not counted. Python as a user's runs it: its bytecode cache written and
+    read (PYTHONDONTWRITEBYTECODE, set on some CI machines, would recompile the project's modules each run)."""
+    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
     walls = []
     for n in range(runs + 1):
         t0 = time.perf_counter()

@@ -10,7 +10,8 @@
 - input-bounds.md: the file and URL bounds (dts.config's constants) and every bounded CLI option (argparse types);
 - result-files.md: the keys of the result files of real runs (docs/samples/*.json, make docs-samples);
 - make-targets.md: every make target and its `##` comment, from the Makefile;
-- README.md's generated blocks: the everyday make targets, the quickstart's output (docs/samples/dispatch.txt).
+- README.md's generated blocks: the everyday make targets, the quickstart's output (docs/samples/dispatch.txt);
+- SCALING.md's benchmark table: the last full `make bench` run's result file (docs/samples/bench.json).
 """
 
 from __future__ import annotations
@@ -286,23 +287,37 @@ def quickstart_output() -> str:
     return "```text\n$ make run\n...\n" + "\n".join(lines[start:]) + "\n```\n"
 
 
-# README.md's blocks between `<!-- generated: NAME -->` and `<!-- /generated -->`
-README_BLOCKS: dict[str, Callable[[], str]] = {"everyday-targets": everyday_targets, "quickstart": quickstart_output}
+def bench_table() -> str:
+    """The table of the last full `make bench` run kept in docs/samples/bench.json (its result file), drawn
+    by bench.table as the run printed it."""
+    from bench.table import Row, render, summary
+
+    doc = json.loads((ROOT / "docs" / "samples" / "bench.json").read_text())
+    rows = [Row(**row) for row in doc["table"]]
+    return f"```text\n$ make bench\n{render(rows)}\n{summary(rows)}\n```\n"
 
 
-def readme() -> str:
-    text = README.read_text()
-    for name, block in README_BLOCKS.items():
+# the blocks between `<!-- generated: NAME -->` and `<!-- /generated -->` of hand-written pages
+BLOCKS: dict[Path, dict[str, Callable[[], str]]] = {
+    README: {"everyday-targets": everyday_targets, "quickstart": quickstart_output},
+    ROOT / "SCALING.md": {"bench": bench_table},
+}
+
+
+def with_blocks(path: Path, blocks: dict[str, Callable[[], str]]) -> str:
+    text = path.read_text()
+    for name, block in blocks.items():
         pattern = re.compile(rf"(<!-- generated: {name} -->\n).*?(<!-- /generated -->)", re.S)
         if not pattern.search(text):
-            raise SystemExit(f"README.md has no block <!-- generated: {name} --> ... <!-- /generated -->")
+            raise SystemExit(f"{path.name} has no block <!-- generated: {name} --> ... <!-- /generated -->")
         text = pattern.sub(lambda m, b=block: m[1] + b() + m[2], text)
     return text
 
 
 def generated() -> dict[Path, str]:
     sys.path.insert(0, str(ROOT))
-    return {**{OUT / name: HEADER + page() for name, page in PAGES.items()}, README: readme()}
+    pages = {OUT / name: HEADER + page() for name, page in PAGES.items()}
+    return {**pages, **{path: with_blocks(path, blocks) for path, blocks in BLOCKS.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
