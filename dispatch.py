@@ -202,6 +202,8 @@ def run(args: argparse.Namespace) -> int:
             view.message(line)
         if result_file:
             view.message(f"Result file: {shown(result_file)}")
+    if events:
+        events.finish()
     if problem:
         raise CliError(problem, code)  # after the (partial) report: one line on stderr, exit 3 or 4
     return report.exit_code

@@ -257,10 +257,12 @@ def _count(n: float | None) -> str:
     return f"{n / 1000:g}k" if n >= 1000 else f"{n:g}"
 
 
-def number(value: float | None) -> str:
-    """A cell: 3 significant digits at least, thousands grouped, '-' when unknown."""
+def number(value: float | None, unit: str = "") -> str:
+    """A cell: 3 significant digits at least (seconds: milliseconds shown), thousands grouped, '-' when unknown."""
     if value is None:
         return "-"
+    if unit == "s":
+        return f"{value:.3f}"
     if abs(value) >= 100:
         return f"{value:,.0f}"
     if abs(value) >= 10:
@@ -281,9 +283,9 @@ def render(rows: list[Row]) -> str:
         (
             r.measurement,
             r.unit,
-            number(r.ours),
-            number(r.naive),
-            number(r.ceiling),
+            number(r.ours, r.unit),
+            number(r.naive, r.unit),
+            number(r.ceiling, r.unit),
             ratio_cell(r),
             r.target or "-",
             r.verdict,

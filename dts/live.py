@@ -266,8 +266,8 @@ class EventStream:
 
     def __enter__(self) -> EventStream:
         self.stopping = False
-        self.closed = False  # the thread closed its connection itself (after `until`)
-        self.connection = None
+        self.closed = False  # the thread closes its connection itself (`until` came true)
+        self.receiver = self._receiver()  # here, not in the thread: ~5 ms of Python that would hold the GIL there
         self.thread = threading.Thread(target=self._run, name="dts-events", daemon=True)
         self.thread.start()
         if self.wait:
@@ -284,12 +284,13 @@ class EventStream:
     def _handle(self, event: dict[str, Any]) -> None:
         self.on_event(event)
         if self.until is not None and self.until():
+            self.closed = True  # this thread closes its connection: the caller's __exit__ leaves it to it
             self.receiver.should_stop = True  # checked as soon as this drain returns
 
     def _receiver(self):
-        """Made in the thread (~5 ms of Celery's set-up off the caller's path): kombu's ConsumerMixin
-        consumes on a clone of the connection, checking its heartbeat between 0.1 s drains: a broker silent
-        for two intervals ends the stream (the view then shows result states only)."""
+        """kombu's ConsumerMixin consumes on a clone of the connection (connected in the thread), checking
+        its heartbeat between 0.1 s drains: a broker silent for two intervals ends the stream (the view then
+        shows result states only)."""
         self.connection = self.app.connection_for_read(heartbeat=self.app.conf.broker_heartbeat or 0)
         ready = self.ready
 
@@ -303,7 +304,6 @@ class EventStream:
 
     def _run(self) -> None:
         try:
-            self.receiver = self._receiver()
             lost = (OSError, *self.connection.connection_errors, *self.connection.channel_errors)
             try:
                 for _ in self.receiver.consume(limit=None, timeout=None, safety_interval=0.1, wakeup=False):
@@ -312,13 +312,19 @@ class EventStream:
                 self.error = exc
                 log.warning("task event stream stopped: %s", exc)
             else:
-                if not self.stopping:  # stopped by `until`: the close handshake here, not on the caller's path
+                if self.closed:  # stopped by `until`: the close handshake here, not on the caller's path
                     close_quietly(self.connection)
-                    self.closed = True
         finally:
             self.ready.set()
 
+    def finish(self) -> None:
+        """After the caller's last output: the thread's own close handshake done (bounded), before the
+        process ends (a socket cut mid-handshake is a warning in the broker's log)."""
+        self.thread.join(timeout=JOIN_BOUND)
+
     def __exit__(self, *exc_info) -> None:
+        if self.closed:  # the thread stopped by itself and closes its connection: nothing to wait for
+            return
         self.stopping = True
         if self.receiver is not None:
             self.receiver.should_stop = True

@@ -118,13 +118,15 @@ class ReplyQueue:
     def __exit__(self, *exc_info) -> None:
         if self.conn is not None and not self.blocked:  # a blocked connection's requests go unanswered
             with suppress(Exception), bounded(self.conn, Deadline.after(CLEANUP_BOUND)):  # x-expires removes it anyway
-                self.consumer.cancel()
                 channel = self.conn.default_channel
                 if self.queue.queue_arguments:  # quorum: RabbitMQ refuses if-empty deletes (540), so look first
+                    self.consumer.cancel()
                     if channel.queue_declare(queue=self.name, passive=True).message_count == 0:
                         channel.queue_delete(self.name)
-                else:
-                    channel.queue_delete(self.name, if_empty=True)
+                else:  # without waiting for each answer: the close handshake below waits for all of them
+                    for tag in list(self.consumer._active_tags.values()):
+                        channel.basic_cancel(tag, nowait=True)
+                    channel.queue_delete(self.name, if_empty=True, nowait=True)
         self._close(broken=self.blocked)
 
     def _connect(self, timeout: float) -> None:
