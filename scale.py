@@ -280,6 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_resizing(sub, common)
+    add_inspecting(sub, common)
+    add_k8s_and_auto(sub, base, common)
+    return parser
+
+
+def add_resizing(sub, common: argparse.ArgumentParser) -> None:
+    """up, down, set, all: the pools started, stopped and resized."""
     up = sub.add_parser("up", parents=[common], help="every pool at its declared replicas")
     up.add_argument(
         "--init-swarm",
@@ -306,6 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=count,
         help=f"new number of workers per pool, 0..engine.max_replicas (at most {MAX_WORKERS})",
     )
+
+
+def add_inspecting(sub, common: argparse.ArgumentParser) -> None:
+    """status, health, logs, and the files and answers about the engine (build, compose, stack, engine)."""
     show = sub.add_parser("status", parents=[common], help="workers, consumers and queue depth per pool")
     show.add_argument("--json", action="store_true", help="one JSON document (with --watch: one per line and refresh)")
     show.add_argument("-w", "--watch", action="store_true", help="refresh every --interval seconds until Ctrl-C")
@@ -338,8 +350,6 @@ def build_parser() -> argparse.ArgumentParser:
     asks = which.add_mutually_exclusive_group()
     asks.add_argument("--needs-image", action="store_true", help="print yes if the engine runs the worker image")
     asks.add_argument("--deploy-args", action="store_true", help="print what `make deploy` adds to `scale.py up`")
-    add_k8s_and_auto(sub, base, common)
-    return parser
 
 
 def add_k8s_and_auto(sub, base: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:

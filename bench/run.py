@@ -396,50 +396,7 @@ def run_ours(url: str, plan: dict[str, Any], work: Path, out: dict) -> None:
     )
     fresh_vhost(VHOSTS["ours"])  # drop the tasks nobody consumed
     with project_workers(url, config, "ours", "ours") as engine:
-        load_file = work / "ours-load.json"
-        measure(
-            f"ours: load_test.py, {2 * plan['tasks']} no-op tasks",
-            out,
-            "load",
-            load_with_cpu,
-            load_test_argv(config, plan["tasks"], "--output", str(load_file)),
-            env,
-            worker_pids(engine),
-            2 * plan["tasks"],
-        )
-        if load_file.exists():
-            samples = json.loads(load_file.read_text())["runs"][-1]["samples"]
-            out["consume_rate"], out["load_sent_rate"] = consume_rate(samples), sent_rate(samples)
-        measure(
-            f"ours: round trips at 100/s for {plan['rtt_seconds']:g}s",
-            out,
-            "rtt",
-            run_json,
-            ["-m", "bench.ours", "rtt", "--rate", "100", "--seconds", str(plan["rtt_seconds"])],
-            env,
-        )
-        measure(
-            f"ours: dispatch.py --repeat {plan['rounds']}",
-            out,
-            "dispatch",
-            run_json,
-            ["dispatch.py", "--config", str(config), "--repeat", str(plan["rounds"]), "--json", "--no-save"],
-            env,
-        )
-        measure(
-            f"ours: `python dispatch.py` process wall, {plan['wall_runs']} runs",
-            out,
-            "wall",
-            process_wall,
-            ["dispatch.py", "--config", str(config), "--output", str(work / "dispatch-wall.json")],
-            env,
-            plan["wall_runs"],
-        )
-        out["rss"] = {}
-        for label, tasks in zip(("small", "large"), plan["rss"], strict=True):
-            measure(
-                f"ours: load_test.py peak RSS, {2 * tasks} tasks", out["rss"], label, rss_run, config, tasks, env, work
-            )
+        measure_warm(engine, config, env, plan, work, out)
     measure(
         f"ours: the first dispatch after a fresh start of the workers, {plan['starts']} starts",
         out,
@@ -452,6 +409,46 @@ def run_ours(url: str, plan: dict[str, Any], work: Path, out: dict) -> None:
         run_json,
     )
     run_fast_profile(url, plan, work, out)
+    summarise_ours(out)
+
+
+def measure_warm(engine, config: Path, env: dict[str, str], plan: dict[str, Any], work: Path, out: dict) -> None:
+    """On running workers: the no-op load with CPU, round trips, the seed scenario, the process wall, RSS."""
+    load_file = work / "ours-load.json"
+    measure(
+        f"ours: load_test.py, {2 * plan['tasks']} no-op tasks",
+        out,
+        "load",
+        load_with_cpu,
+        load_test_argv(config, plan["tasks"], "--output", str(load_file)),
+        env,
+        worker_pids(engine),
+        2 * plan["tasks"],
+    )
+    if load_file.exists():
+        samples = json.loads(load_file.read_text())["runs"][-1]["samples"]
+        out["consume_rate"], out["load_sent_rate"] = consume_rate(samples), sent_rate(samples)
+    rtt = ["-m", "bench.ours", "rtt", "--rate", "100", "--seconds", str(plan["rtt_seconds"])]
+    measure(f"ours: round trips at 100/s for {plan['rtt_seconds']:g}s", out, "rtt", run_json, rtt, env)
+    repeat = ["dispatch.py", "--config", str(config), "--repeat", str(plan["rounds"]), "--json", "--no-save"]
+    measure(f"ours: dispatch.py --repeat {plan['rounds']}", out, "dispatch", run_json, repeat, env)
+    wall = ["dispatch.py", "--config", str(config), "--output", str(work / "dispatch-wall.json")]
+    measure(
+        f"ours: `python dispatch.py` process wall, {plan['wall_runs']} runs",
+        out,
+        "wall",
+        process_wall,
+        wall,
+        env,
+        plan["wall_runs"],
+    )
+    out["rss"] = {}
+    for label, tasks in zip(("small", "large"), plan["rss"], strict=True):
+        measure(f"ours: load_test.py peak RSS, {2 * tasks} tasks", out["rss"], label, rss_run, config, tasks, env, work)
+
+
+def summarise_ours(out: dict) -> None:
+    """The figures the table reads, lifted out of the raw measurements."""
     out["throughput"] = (out.get("load", {}).get("reports") or [{}])[0].get("throughput")
     out["cpu"] = out.get("load", {}).pop("cpu", None)
     out["seed_overhead"] = ((out.get("dispatch") or {}).get("repeat") or {}).get("overhead_median")
