@@ -150,6 +150,20 @@ def dispatch_rounds(settings: Settings, args: argparse.Namespace, overrides: dic
     return rounds, waits
 
 
+def show_report(args: argparse.Namespace, view: LiveView | None, report, result_file: Path | None) -> None:
+    """The report as asked: one JSON document, the bare results, or the table and the totals."""
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    elif args.quiet:
+        print("\n".join(bare_results(report)))
+    else:
+        view.table(DISPATCH_COLUMNS, dispatch_rows(report))
+        for line in dispatch_totals(report):
+            view.message(line)
+        if result_file:
+            view.message(f"Result file: {shown(result_file)}")
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     # Celery is imported once the input is known good: a refusal does not wait for it (~0.3 s)
@@ -159,7 +173,6 @@ def run(args: argparse.Namespace) -> int:
     if not gc.isenabled():  # run as a script: what start-up loaded is never garbage, so never scanned again
         gc.freeze()
         gc.enable()
-
     use_settings(settings)
     overrides = {"fail_times": args.fail_times} if args.fail_times else {}
     if args.fail_rate is not None:
@@ -192,16 +205,7 @@ def run(args: argparse.Namespace) -> int:
     )
     report = replace(report, exit_code=code)
     save(result_file, "dispatch", report.to_json())
-    if args.json:
-        print(json.dumps(report.to_json(), indent=2))
-    elif args.quiet:
-        print("\n".join(bare_results(report)))
-    else:
-        view.table(DISPATCH_COLUMNS, dispatch_rows(report))
-        for line in dispatch_totals(report):
-            view.message(line)
-        if result_file:
-            view.message(f"Result file: {shown(result_file)}")
+    show_report(args, view, report, result_file)
     if events:
         events.finish()
     if problem:
