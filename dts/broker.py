@@ -160,24 +160,12 @@ def forget_connections(app) -> None:
                 conn.collect()
 
 
-def outdated_queues(conn, queues) -> dict[str, str]:
-    """The queues (declared Queue objects, dts.routing) that exist with other arguments than declared
-    (PRECONDITION_FAILED), with RabbitMQ's reason: declared by a version without dead-lettering, or before
-    broker.queue_type changed. Declaring creates missing queues (as publishing would)."""
-    outdated = {}
-    for queue in queues:
-        with own_channel(conn) as channel:
-            try:
-                queue.bind(channel).declare()
-            except PreconditionFailed as exc:
-                outdated[queue.name] = str(exc.reply_text or exc)
-    return outdated
-
-
 def declared_stats(conn, queues) -> tuple[dict[str, QueueStats], dict[str, str]]:
-    """Declare each queue (declared Queue objects) on one channel, as outdated_queues does, and take its
-    messages ready and consumers from the declare's answer: (stats, outdated). Stops at the first queue
-    declared otherwise (PRECONDITION_FAILED closes the channel), which is the one reported."""
+    """Declare each queue (declared Queue objects) on one channel and take its messages ready and
+    consumers from the declare's answer: (stats, outdated). Declaring creates missing queues (as publishing
+    would); a queue that exists with other arguments than declared (by a version without dead-lettering,
+    or before broker.queue_type changed) is outdated, with RabbitMQ's reason: the first one stops the
+    declares (PRECONDITION_FAILED closes the channel), and is the one reported."""
     stats: dict[str, QueueStats] = {}
     with own_channel(conn) as channel:
         for queue in queues:
@@ -192,8 +180,8 @@ def declared_stats(conn, queues) -> tuple[dict[str, QueueStats], dict[str, str]]
 
 def require_current_queues(conn, queues, outdated: dict[str, str] | None = None) -> None:
     """CliError (exit 2) naming the first queue declared otherwise than configured, and the command that
-    fixes it (`outdated`: what outdated_queues or declared_stats found, else asked here)."""
-    outdated = outdated_queues(conn, queues) if outdated is None else outdated
+    fixes it (`outdated`: what declared_stats found, else asked here)."""
+    outdated = declared_stats(conn, queues)[1] if outdated is None else outdated
     if not outdated:
         return
     name, why = next(iter(outdated.items()))

@@ -243,15 +243,19 @@ class ReplyQueue:
                 lost_reason = reason
                 self._close(broken=True)
                 time.sleep(min(RECONNECT_PAUSE, max(0.0, deadline - time.monotonic())))  # retry pacing
-        if self.conn is not None and not lost_reason and self._missing(ids):
-            lost_reason = self._probe()  # results missing at the deadline: is the broker still answering?
-        if self._missing(ids):  # a cluster: the cause, when too few nodes answer, rather than its symptom
-            lost_reason = lost_majority(self.app, MAJORITY_PROBE) or lost_reason
-        if self.blocked and not lost_reason and self._missing(ids):
-            lost_reason = BLOCKED  # the results cannot come while the broker holds the tasks' publishes
-        got.broker_lost = lost_reason
+        got.broker_lost = self._why_missing(ids, lost_reason) if self._missing(ids) else lost_reason
         got.pools_lost = {pool: queue for queue, pool in self._watch.items() if queue in self._no_consumers_since}
         return got
+
+    def _why_missing(self, ids: set[str] | None, lost_reason: str | None) -> str | None:
+        """Results still missing at the deadline: the broker's part in it, if it has one."""
+        if self.conn is not None and not lost_reason:
+            lost_reason = self._probe()  # is the broker still answering?
+        # a cluster: the cause, when too few nodes answer, rather than its symptom
+        lost_reason = lost_majority(self.app, MAJORITY_PROBE) or lost_reason
+        if self.blocked and not lost_reason:
+            lost_reason = BLOCKED  # the results cannot come while the broker holds the tasks' publishes
+        return lost_reason
 
     def _probe(self) -> str | None:
         """One round trip, at most FINAL_PROBE seconds: why the broker does not answer, or None if it does."""

@@ -255,35 +255,13 @@ def render(settings: Settings, config_text: str, image: str) -> dict[str, list[d
     """Every manifest, per file name (pure). `config_text` is the config file as read: it goes into the
     ConfigMap as is (the broker URL the workers use comes from the Secret, never from here)."""
     check_image(image)
-    for name in settings.pools:
-        if not K8S_NAME.fullmatch(name):
-            raise CliError(
-                f"pool {excerpt(name)} cannot name a Kubernetes Deployment (it must end with a letter or "
-                f"digit): rename it in {settings.path.name}",
-                ExitCode.USAGE,
-            )
+    check_pool_names(settings)
     config_hash = hashlib.sha256(config_text.encode()).hexdigest()
     files: dict[str, list[dict[str, Any]]] = {
         "configmap.yaml": [
             {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(CONFIG_MAP), "data": {CONFIG_KEY: config_text}}
         ],
-        "triggerauthentication.yaml": [
-            {
-                "apiVersion": KEDA_API,
-                "kind": "TriggerAuthentication",
-                "metadata": _meta(TRIGGER_AUTH),
-                "spec": {
-                    "secretTargetRef": [
-                        {"parameter": "host", "name": SECRET, "key": SECRET_KEY},
-                        *([{"parameter": "tls", "name": TLS_SECRET, "key": "tls"}] if tls_files(settings) else []),
-                        *(
-                            {"parameter": TLS_KEDA[key], "name": TLS_SECRET, "key": name}
-                            for key, name in tls_files(settings).items()
-                        ),
-                    ]
-                },
-            }
-        ],
+        "triggerauthentication.yaml": [trigger_authentication(settings)],
     }
     for pool in settings.pools.values():
         files[f"pool-{pool.name}.yaml"] = [
@@ -293,29 +271,42 @@ def render(settings: Settings, config_text: str, image: str) -> dict[str, list[d
     files[KUSTOMIZATION] = [
         {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": list(files)}
     ]
-    files[SECRET_FILE] = [
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": _meta(SECRET),
-            "type": "Opaque",
-            "stringData": {SECRET_KEY: SECRET_PLACEHOLDER},
-        }
-    ]
+    files[SECRET_FILE] = [_secret(SECRET, {SECRET_KEY: SECRET_PLACEHOLDER})]
     if tls_files(settings):  # a template too: the PEM files go in with `kubectl create secret generic --from-file`
-        files[TLS_SECRET_FILE] = [
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": _meta(TLS_SECRET),
-                "type": "Opaque",
-                "stringData": {
-                    "tls": "enable",
-                    **{name: f"<contents of broker.tls.{key}>" for key, name in tls_files(settings).items()},
-                },
-            }
-        ]
+        placeholders = {name: f"<contents of broker.tls.{key}>" for key, name in tls_files(settings).items()}
+        files[TLS_SECRET_FILE] = [_secret(TLS_SECRET, {"tls": "enable", **placeholders})]
     return files
+
+
+def check_pool_names(settings: Settings) -> None:
+    for name in settings.pools:
+        if not K8S_NAME.fullmatch(name):
+            raise CliError(
+                f"pool {excerpt(name)} cannot name a Kubernetes Deployment (it must end with a letter or "
+                f"digit): rename it in {settings.path.name}",
+                ExitCode.USAGE,
+            )
+
+
+def trigger_authentication(settings: Settings) -> dict[str, Any]:
+    """KEDA's credentials for the rabbitmq scaler: the broker URL (and TLS files) from the Secrets."""
+    tls = tls_files(settings)
+    return {
+        "apiVersion": KEDA_API,
+        "kind": "TriggerAuthentication",
+        "metadata": _meta(TRIGGER_AUTH),
+        "spec": {
+            "secretTargetRef": [
+                {"parameter": "host", "name": SECRET, "key": SECRET_KEY},
+                *([{"parameter": "tls", "name": TLS_SECRET, "key": "tls"}] if tls else []),
+                *({"parameter": TLS_KEDA[key], "name": TLS_SECRET, "key": name} for key, name in tls.items()),
+            ]
+        },
+    }
+
+
+def _secret(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(name), "type": "Opaque", "stringData": data}
 
 
 # --------------------------------------------------------------------------- YAML files
