@@ -50,7 +50,7 @@ BUILD_IF_NEEDED = if [ "$$($(PY) scale.py engine --engine $$engine --needs-image
 export DOCKER_BUILDKIT ?= 0
 export COMPOSE_DOCKER_CLI_BUILD ?= 0
 
-.PHONY: help install broker build compose stack deploy up down run test lint docs docs-serve docs-ref docs-check docs-samples logs monitor ps status health scale scale-all load-test autoscale bench bench-pools bench-cluster swarm-nodes swarm-nodes-down k8s flower flower-login dlq dlq-replay purge migrate-queues clean
+.PHONY: help install broker build compose stack deploy up down run test lint docs docs-serve docs-ref docs-check docs-samples logs monitor ps status health scale scale-all load-test autoscale bench bench-pools bench-profile bench-cluster swarm-nodes swarm-nodes-down k8s flower flower-login dlq dlq-replay purge migrate-queues clean
 
 help: ## List the targets
 	@echo "usage: make TARGET [VAR=value]   (ENGINE=$(subst $(space),|,$(ENGINE_NAMES)) (default: engine.name), BROKER=host|compose|cluster|remote, QUEUE=POOL COUNT=N, TASKS=20, WATCH=1, NODES=3 with ENGINE=swarm)"
@@ -173,6 +173,10 @@ bench-cluster: install ## One broker node against a three-node cluster (compose)
 bench-pools: install ## Pool settings side by side: no-op throughput, CPU per task, seed overhead (SETTINGS="threads:4:16 ...")
 	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh
 	$(PY) -m bench.pools $(SETTINGS)
+
+bench-profile: install ## Where a worker's CPU goes on a no-op load: py-spy of worker-a's processes (SETTING=prefork:1:1)
+	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh
+	$(PY) -m bench.profile $(SETTING)
 
 logs: install ## Show the last lines of the running workers' logs
 	@$(SCALE) logs $(ENGINE_ARG)

@@ -177,3 +177,18 @@ def test_pool_settings_parse_or_say_what_is_wrong():
     for bad in ("gevent:1:1", "threads:4", "threads:x:16", "threads:0:16", "threads:4:16:fast", "solo:1:1:window=2"):
         with pytest.raises(ValueError, match=r"POOL|whole numbers|concurrency"):
             parse_setting(bad)
+
+
+def test_profile_aggregate_counts_each_function_once_per_stack():
+    from bench.profile import aggregate
+
+    raw = (
+        "main (w.py:1);loop (lib/python3.11/site-packages/kombu/hub.py:10);loop (lib/python3.11/site-packages/kombu/hub.py:12) 3\n"
+        "main (w.py:1);send (billiard/compat.py:5) 1\n"
+        "not a stack line\n"
+    )
+    total, inclusive, own = aggregate(raw)
+    assert total == 4
+    assert inclusive["loop (kombu/hub.py)"] == 3  # on 3 samples, though twice on each stack (recursion)
+    assert inclusive["main (w.py)"] == 4 and own["main (w.py)"] == 0
+    assert own == {"loop (kombu/hub.py)": 3, "send (billiard/compat.py)": 1}
