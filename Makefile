@@ -174,7 +174,7 @@ bench-pools: install ## Pool settings side by side: no-op throughput, CPU per ta
 	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh
 	$(PY) -m bench.pools $(SETTINGS)
 
-bench-profile: install ## Where a worker's CPU goes on a no-op load: py-spy of worker-a's processes (SETTING=prefork:1:1)
+bench-profile: install ## Where a worker's CPU goes on a no-op load: py-spy of one worker's processes (SETTING=prefork:1:1)
 	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh
 	$(PY) -m bench.profile $(SETTING)
 
