@@ -184,6 +184,13 @@ class ReplyQueue:
         if self._pending_acks >= ACK_BATCH:
             self._ack_pending()
 
+    def _ack_before_return(self) -> None:
+        if self.conn is not None:
+            try:
+                self._ack_pending()
+            except self.errors:  # the broker keeps them: redelivered to the next consumer, recognised, dropped
+                self._close(broken=True)
+
     def _ack_pending(self) -> None:
         """Ack every result received so far with one basic.ack(multiple=True)."""
         if self._unacked is not None:
@@ -259,11 +266,7 @@ class ReplyQueue:
                 lost_reason = reason
                 self._close(broken=True)
                 time.sleep(min(RECONNECT_PAUSE, max(0.0, deadline - time.monotonic())))  # retry pacing
-        if self.conn is not None:
-            try:
-                self._ack_pending()
-            except self.errors:  # the broker keeps them: redelivered to the next consumer, recognised, dropped
-                self._close(broken=True)
+        self._ack_before_return()
         got.broker_lost = self._why_missing(lost_reason) if self._missing(ids) else lost_reason
         got.pools_lost = {pool: queue for queue, pool in self._watch.items() if queue in self._no_consumers_since}
         return got
