@@ -34,8 +34,8 @@ $(error NODES=$(NODES) is the swarm engine on that many Docker engines of this m
 endif
 endif
 
-# the registry's engine names (dts/engines/__init__.py), read without the venv so `make help` works anywhere
-ENGINE_NAMES := auto $(shell sed -n 's/^ *"\([a-z0-9_-]*\)": "dts\.engines\..*/\1/p' dts/engines/__init__.py)
+# the registry's engine names (dts/engines/registry.py), read without the venv so `make help` works anywhere
+ENGINE_NAMES := auto $(shell sed -n 's/^ *"\([a-z0-9_-]*\)": "dts\.engines\..*/\1/p' dts/engines/registry.py)
 empty :=
 space := $(empty) $(empty)
 ENGINE_ARG = $(if $(ENGINE),--engine $(ENGINE))
@@ -44,7 +44,7 @@ ENGINE_ARG = $(if $(ENGINE),--engine $(ENGINE))
 BROKER_ARG = $(if $(filter compose cluster,$(BROKER)),--broker $(BROKER))
 BROKER_ENGINE = $(if $(filter compose cluster,$(BROKER)),--engine compose,$(ENGINE_ARG))
 # NODES=N: scale.py talks to the manager of `make swarm-nodes` (DOCKER_HOST), its image in the nodes' registry
-SCALE = $(if $(NODES),env $$(sh scripts/swarm-nodes.sh env)) $(PY) scale.py
+SCALE = $(if $(NODES),env $$(DTS_IMAGE=$$($(PY) scale.py engine --image) sh scripts/swarm-nodes.sh env)) $(PY) scale.py
 # in a recipe that set $$engine: build the worker image when that engine runs it (compose, swarm)
 BUILD_IF_NEEDED = if [ "$$($(PY) scale.py engine --engine $$engine --needs-image)" = yes ]; then PY=$(PY) sh scripts/build-image.sh; fi
 export DOCKER_BUILDKIT ?= 0
@@ -56,26 +56,27 @@ help: ## List the targets
 	@echo "usage: make TARGET [VAR=value]   (ENGINE=$(subst $(space),|,$(ENGINE_NAMES)) (default: engine.name), BROKER=host|compose|cluster|remote, QUEUE=POOL COUNT=N, TASKS=20, WATCH=1, NODES=3 with ENGINE=swarm)"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-install: $(VENV)/.installed ## Create .venv and install the pinned requirements (+ dev tools)
+install: $(VENV)/.installed ## Create .venv, install the pinned requirements (+ dev tools) and this package (editable: the `dts` command)
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-plot.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-plot.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 broker: install ## RabbitMQ answers on localhost (installed if needed) + the workers' vhost/user in .env; BROKER=compose|cluster: its image + .env only; BROKER=remote: nothing (another host's)
 ifeq ($(BROKER),remote)
 	@echo "BROKER=remote: the broker runs on another host; BROKER_URL (or .env) says where"
 else ifeq ($(BROKER),compose)
-	$(PY) -m dts.provision --compose
+	$(PY) -m dts broker --compose
 	sh scripts/build-broker-image.sh
 else ifeq ($(BROKER),cluster)
-	$(PY) -m dts.provision --cluster
+	$(PY) -m dts broker --cluster
 	sh scripts/build-broker-image.sh
 else
 	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh
-	$(PY) -m dts.provision
+	$(PY) -m dts broker
 endif
 
 build: install ## Build the worker image (BASE_IMAGE=...; a local Debian base when no registry answers)
@@ -160,7 +161,7 @@ bench: install ## Benchmark vs plain Celery and raw AMQP, one table with ratios 
 swarm-nodes: install ## NODES Docker engines on this machine joined as one swarm, a local registry holding the worker image (NODES=3; root)
 	sh scripts/swarm-nodes.sh up $(or $(NODES),3)
 	PY=$(PY) sh scripts/build-image.sh
-	sh scripts/swarm-nodes.sh push $${DTS_IMAGE:-dts-worker:latest}
+	sh scripts/swarm-nodes.sh push $$($(PY) scale.py engine --image)
 
 swarm-nodes-down: ## Remove what `make swarm-nodes` made: the nodes' stacks, engines, namespaces, links and data, the registry
 	sh scripts/swarm-nodes.sh down
@@ -185,23 +186,23 @@ monitor: install ## Follow the workers' logs (Ctrl-C to stop)
 	@$(PY) scale.py logs --follow --lines 5 $(ENGINE_ARG)
 
 flower: install ## Flower on http://127.0.0.1:5555 (FLOWER_PORT=...), login in .env; ENGINE=compose: the `monitoring` profile
-	@if [ "$(ENGINE)" = compose ]; then PY=$(PY) sh scripts/build-image.sh && $(PY) -m dts.flower --engine compose --port $(FLOWER_PORT); \
-	else $(PY) -m dts.flower --port $(FLOWER_PORT); fi
+	@if [ "$(ENGINE)" = compose ]; then PY=$(PY) sh scripts/build-image.sh && $(PY) -m dts flower --engine compose --port $(FLOWER_PORT); \
+	else $(PY) -m dts flower --port $(FLOWER_PORT); fi
 
 flower-login: install ## Print Flower's user and password (generated into .env the first time)
-	@$(PY) -m dts.flower --login
+	@$(PY) -m dts flower --login
 
 dlq: install ## List the dead letters of every queue: time, task, id, attempts, reason (nothing is consumed)
-	@$(PY) -m dts.dlq list
+	@$(PY) -m dts dlq list
 
 dlq-replay: install ## Re-publish every dead letter to its work queue (retries start again)
-	@$(PY) -m dts.dlq replay
+	@$(PY) -m dts dlq replay
 
 purge: install ## Empty the work queues after a confirmation (YES=1: without asking); dead letters stay
-	@$(PY) -m dts.dlq purge $(if $(YES),--yes)
+	@$(PY) -m dts dlq purge $(if $(YES),--yes)
 
 migrate-queues: install ## Once, workers stopped: redeclare queues made without dead-lettering (messages kept)
-	@$(PY) -m dts.dlq migrate
+	@$(PY) -m dts dlq migrate
 
 clean: down ## Stop the workers, remove .venv, .run, results/ (the result files), site/ and caches (nothing outside this project)
 	rm -rf $(VENV) .run results site .pytest_cache .ruff_cache

@@ -30,7 +30,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import run
+from bench import PROJECT_DIR, run
 from bench.run import Failed, load_test_argv, ours_config, progress
 from bench.table import columns
 
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     from dts.files import shown
     from dts.results import output_path, save
 
-    path = output_path("bench-cluster", None, False)
+    path = output_path("bench-cluster", None, False, PROJECT_DIR)
     rows = []
     with tempfile.TemporaryDirectory(prefix="dts-bench-cluster-") as work:
         for label in BROKERS:

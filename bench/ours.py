@@ -24,21 +24,19 @@ from bench.table import round_trips
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from celery_app import TASKS, app, use_settings
+from dts.app import SIMULATED, make_app
 from dts.broker import warm_up
 from dts.config import load_settings
 from dts.replies import ReplyQueue
 
 
-def rtt(rate: float, seconds: float, timeout: float) -> dict:
+def rtt(app, settings, rate: float, seconds: float, timeout: float) -> dict:
     """One no-op task every 1/rate s (a then b), each waited for: send -> result times."""
-    from celery_app import active_settings
     from dts.publish import TaskPublisher
 
     names = ["task_a", "task_b"]
     warm_up(app)
     with ReplyQueue(app) as replies:
-        settings = active_settings()
         publisher = TaskPublisher(app, settings, replies, sent_events=settings.monitoring.task_events)
 
         def round_trip(name: str) -> float:
@@ -63,18 +61,17 @@ def rtt(rate: float, seconds: float, timeout: float) -> dict:
     return round_trips(times, rate, wall)
 
 
-def publish_only(tasks: int) -> dict:
+def publish_only(app, settings, tasks: int) -> dict:
     """The load generator's publish phase alone: 2 x tasks no-op tasks through dts.loadgen's TaskPublisher
     (confirms settled in batches), timed until the broker has confirmed every one."""
-    from celery_app import active_settings
     from dts.loadgen import PUMP_EVERY, interleave, task_plan
     from dts.publish import TaskPublisher
 
     order = interleave(task_plan(tasks, 0.5))
-    kwargs = {name: {"duration": 0} for name in TASKS}
+    kwargs = {name: {"duration": 0} for name in SIMULATED}
     warm_up(app)
     with ReplyQueue(app, keep=False) as replies:
-        publisher = TaskPublisher(app, active_settings(), replies)
+        publisher = TaskPublisher(app, settings, replies)
         t0 = time.perf_counter()
         for n, name in enumerate(order):
             publisher.publish(name, uuid(), kwargs[name])
@@ -97,9 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=3.0)
     sub.add_parser("publish").add_argument("--tasks", type=int, default=2000)
     args = parser.parse_args(argv)
-    use_settings(load_settings())
+    settings = load_settings()
+    app = make_app(settings)
     try:
-        out = rtt(args.rate, args.seconds, args.timeout) if args.command == "rtt" else publish_only(args.tasks)
+        if args.command == "rtt":
+            out = rtt(app, settings, args.rate, args.seconds, args.timeout)
+        else:
+            out = publish_only(app, settings, args.tasks)
     except KeyboardInterrupt:
         return 130
     print(json.dumps(out))

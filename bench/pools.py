@@ -27,7 +27,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import run
+from bench import PROJECT_DIR, run
 from bench.run import Failed, consume_rate, load_test_argv, load_with_cpu, ours_config, progress, worker_pids
 from bench.table import columns
 from dts.config.schema import LOG_LEVELS
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from dts.results import output_path, save
 
-    path = output_path("bench-pools", None, False)
+    path = output_path("bench-pools", None, False, PROJECT_DIR)
     rows = []
     with tempfile.TemporaryDirectory(prefix="dts-bench-pools-") as work, run.rabbitmq_vhost(VHOST) as url:
         for text in args.settings:

@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     from dts.results import output_path, save
 
-    path = output_path("bench-profile", None, False)
+    path = output_path("bench-profile", None, False, PROJECT_DIR)
     try:
         with tempfile.TemporaryDirectory(prefix="dts-bench-profile-") as work, run.rabbitmq_vhost(VHOST) as url:
             raw = profile(url, args.setting, args.pool, args.tasks, args.seconds, Path(work))

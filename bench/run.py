@@ -36,10 +36,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import ceiling, startup
+from bench import PROJECT_DIR, RUN_DIR, ceiling, startup
 from bench.cpu import CpuMeter
 from bench.table import build_rows, render, summary
-from dts.config import PROJECT_DIR, RUN_DIR
 from dts.testing import uninterrupted
 
 VHOSTS = {"ceiling": "dts-bench-ceiling", "naive": "dts-bench-naive", "ours": "dts-bench-ours"}
@@ -179,9 +178,10 @@ def short(value: Any) -> str:
 
 # -- ceiling
 def run_ceiling(url: str, messages: int, rtt_seconds: float) -> dict[str, Any]:
-    from celery_app import app
+    from dts.app import make_app
+    from dts.config import load_settings
 
-    size, msg = ceiling.task_message(app)
+    size, msg = ceiling.task_message(make_app(load_settings(PROJECT_DIR / "test-config.yml")))
     out: dict[str, Any] = {"message_bytes": size, "messages": messages}
     for key, fn, confirms in (
         ("publish", ceiling.publish_rate, True),
@@ -468,14 +468,14 @@ def project_workers(url: str, config: Path, run_dir: str, label: str):
     """The project's workers for `config` on the bench vhost `url` (LocalEngine, its own run folder), yielded
     as the engine, stopped afterwards. This process's app and the workers use `url` ($BROKER_URL wins over
     .env) and `config`; a start that fails is Failed (the measurement shows n/a)."""
-    from celery_app import app, use_settings
+    from dts.app import make_app
     from dts.config import load_settings
     from dts.errors import CliError
     from dts.testing import local_workers
 
     os.environ.update(BROKER_URL=url, DTS_CONFIG=str(config))
     settings = load_settings(config)
-    use_settings(settings)
+    app = make_app(settings)
     progress(f"{label}: starting 1 + 1 project workers")
     try:
         with local_workers(settings, app, RUN_DIR / "bench" / run_dir) as engine:
@@ -608,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     from dts.results import output_path, save
 
     try:
-        path = output_path("bench", args.output, False)
+        path = output_path("bench", args.output, False, PROJECT_DIR)
         if not broker_answers():
             print(
                 f"bench: error: RabbitMQ does not answer at {BROKER} as guest: start it (`make broker`)",

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from dts.config import PROJECT_DIR
+from bench import PROJECT_DIR
 
 WARM_AFTER = 2  # dispatches after the cold one whose median is that start's warm overhead
 

@@ -22,8 +22,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from celery_app import app, use_settings
-from dts.config import PROJECT_DIR, RUN_DIR, load_settings
+from bench import PROJECT_DIR, RUN_DIR
+from dts.app import make_app
+from dts.config import load_settings
 from dts.engines.local import LocalEngine
 from dts.testing import local_workers
 
@@ -42,7 +43,7 @@ def variant_config(events: bool) -> Path:
 
 def one_load(config: Path, tasks: int) -> float:
     settings = load_settings(config)
-    use_settings(settings)
+    app = make_app(settings)
     argv = ["load_test.py", "--config", str(config), "--tasks", str(tasks), "--json", "--no-save"]
     argv += ["--duration-a", "0", "--duration-b", "0"]
     with local_workers(settings, app, RUN_DIR / "bench" / config.stem):
@@ -57,7 +58,7 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=500, help="tasks of each kind per load (default 500)")
     parser.add_argument("--rounds", type=int, default=3, help="loads per variant, alternated (default 3)")
     args = parser.parse_args()
-    if any(LocalEngine(replace(load_settings()), app).workers().values()):
+    if any(LocalEngine(replace(load_settings()), None).workers().values()):
         print("stop the running local workers first (make down ENGINE=local)", file=sys.stderr)
         return 2
     configs = {"on": variant_config(True), "off": variant_config(False)}

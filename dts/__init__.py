@@ -1,2 +1,6 @@
-"""The Distributed Test System's library: everything the top-level scripts (celery_app.py, dispatch.py,
-scale.py, load_test.py) build on, one concern per module. docs/concepts/architecture.md lists them."""
+"""The Distributed Test System: route test jobs to isolated pools of Celery workers over RabbitMQ.
+
+`pip install .` gives the `dts` command (dts.cli.main); docs/concepts/architecture.md maps the modules.
+"""
+
+__version__ = "0.9.0"

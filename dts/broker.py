@@ -197,7 +197,7 @@ def require_current_queues(conn, queues, outdated: dict[str, str] | None = None)
             "RabbitMQ answers PRECONDITION_FAILED)"
         )
     raise CliError(
-        f"{problem}: run `make migrate-queues` (python -m dts.dlq migrate) once, with the workers stopped; it keeps "
+        f"{problem}: run `make migrate-queues` (dts dlq migrate) once, with the workers stopped; it keeps "
         "the queued messages",
         ExitCode.USAGE,
     )

@@ -13,7 +13,7 @@ Two hooks, both in the worker's main process, where the message itself is at han
 
 The trade-off (copy + ack rather than RabbitMQ's own reject): the reason travels with the message, at
 the price of an at-least-once window: a worker killed between the confirmed copy and the ack gets the
-message redelivered; if it fails again, `Q.dead` holds two copies with the same task id. `dts.dlq`
+message redelivered; if it fails again, `Q.dead` holds two copies with the same task id. `dts dlq`
 shows and replays a task id once.
 """
 

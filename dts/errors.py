@@ -32,10 +32,10 @@ MEANINGS = {  # the docs' exit-code table is generated from this (scripts/docs_r
 _USAGE = "bad usage or config"
 _LOST = "broker unreachable, or lost and not back before the deadline (the partial report is printed and saved)"
 _NO_CONSUMER = "a queue has no consumer (also: lost them all while waiting)"
-# What each CLI's exit codes mean for it: the one mapping each --help's last lines (exit_epilog) and the
-# docs' exit-code page are written from.
+# What each command's exit codes mean for it (by `dts` sub-command; "pools": up, down, scale, status, health,
+# logs, ...): the one mapping each --help's last lines (exit_epilog) and the docs' exit-code page are written from.
 CLI_EXIT_CODES: dict[str, dict[int, str]] = {
-    "dispatch.py": {
+    "dispatch": {
         0: "ok",
         1: "a task failed or has no result (unknown), or isolation was breached",
         2: _USAGE,
@@ -43,7 +43,7 @@ CLI_EXIT_CODES: dict[str, dict[int, str]] = {
         4: _NO_CONSUMER,
         130: "interrupted",
     },
-    "load_test.py": {
+    "load-test": {
         0: "ok",
         1: "a task failed or has no result (unknown), or a load_test threshold was missed",
         2: _USAGE,
@@ -51,7 +51,7 @@ CLI_EXIT_CODES: dict[str, dict[int, str]] = {
         4: _NO_CONSUMER,
         130: "interrupted",
     },
-    "scale.py": {
+    "pools": {
         0: "ok (status --watch: also on Ctrl-C)",
         1: "a worker failed to start",
         2: _USAGE,
@@ -59,27 +59,29 @@ CLI_EXIT_CODES: dict[str, dict[int, str]] = {
         4: "status, health: a queue has no consumer, or a worker the engine runs does not answer ping",
         130: "interrupted",
     },
-    "scale.py auto": {
+    "autoscale": {
         0: "ok (also on Ctrl-C or SIGTERM)",
         1: "a new worker failed to start",
         2: _USAGE + " (e.g. no pool has an autoscale: mapping)",
         3: "broker unreachable at start (later, a look it does not answer is logged and skipped)",
     },
-    "python -m dts.dlq": {
+    "dlq": {
         0: "ok",
         1: "purge declined, or migration refused (the queue has consumers)",
         2: _USAGE + ", or a queue needs `migrate`",
         3: "broker unreachable, or stopped answering",
         130: "interrupted",
     },
-    "python -m dts.flower": {0: "ok", 1: "Flower failed", 2: _USAGE, 3: "broker unreachable", 130: "interrupted"},
-    "python -m dts.worker": {
+    "flower": {0: "ok", 1: "Flower failed", 2: _USAGE, 3: "broker unreachable", 130: "interrupted"},
+    "worker": {
         0: "ok (--ping: the worker answered; otherwise it execs `celery worker`, whose codes follow)",
         1: "--ping: no answer",
         2: _USAGE,
         3: "--ping: broker unreachable",
     },
-    "python -m dts.provision": {
+    "init": {0: "ok: the file is written", 2: "bad usage, or the file exists (nothing is overwritten)"},
+    "config": {0: "ok: the config is valid (printed resolved)", 2: "the config is invalid: one line naming the key"},
+    "broker": {
         0: "ok",
         1: "could not create the vhost or user",
         2: "bad usage (checked before anything is created)",
@@ -89,9 +91,9 @@ CLI_EXIT_CODES: dict[str, dict[int, str]] = {
 }
 
 
-def exit_epilog(prog: str) -> str:
-    """The `exit codes: 0 ok, 1 ...` lines that end `prog`'s --help, from CLI_EXIT_CODES."""
-    text = "exit codes: " + ", ".join(f"{code} {meaning}" for code, meaning in CLI_EXIT_CODES[prog].items())
+def exit_epilog(command: str) -> str:
+    """The `exit codes: 0 ok, 1 ...` lines that end `command`'s --help, from CLI_EXIT_CODES."""
+    text = "exit codes: " + ", ".join(f"{code} {meaning}" for code, meaning in CLI_EXIT_CODES[command].items())
     return textwrap.fill(text, width=104, subsequent_indent=" " * 12, break_on_hyphens=False)
 
 

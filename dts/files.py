@@ -43,3 +43,8 @@ def shown(path: Path) -> str:
         return str(Path(path).resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+# what the package carries beside its code: the worker and broker image recipes, the compose template, the
+# starter config, the pinned requirements (in a checkout, symlinks to the repository's top-level files)
+DATA_DIR = Path(__file__).resolve().parent / "data"

@@ -2,7 +2,7 @@
 containers). The one place that reads LOG_FORMAT; CLIs (dts.cli) and workers (celery_app) both use it.
 
     LOG_FORMAT=json python dispatch.py -v       # diagnostics on stderr as JSON lines
-    LOG_FORMAT=json python -m dts.worker worker-a
+    LOG_FORMAT=json dts worker worker-a
 
 A JSON line always has `timestamp` (ISO 8601, UTC), `level`, `event` (the message) and `logger`; a worker's
 lines add `worker` (its node name) and, while a task runs, `task_id`, `task_name`, `queue` and `attempt`;

@@ -1,10 +1,10 @@
 """A worker's node name and command line, built from its pool's declaration: the one place (pure).
-Every engine starts workers through `launch_argv` (the `python -m dts.worker` entry point), which execs
+Every engine starts workers through `launch_argv` (the `python -m dts worker` entry point), which execs
 `worker_argv`, so a pool's queues and options follow the config everywhere.
 
     nodename("worker-a")        # 'worker-a@%h' (Celery expands %h to the host name)
     pool_of_node("worker-a@3f") # 'worker-a'
-    launch_argv("worker-a")     # ['python', '-m', 'dts.worker', 'worker-a']
+    launch_argv("worker-a")     # ['python', '-m', 'dts', 'worker', 'worker-a']
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from __future__ import annotations
 from dts.config import PoolSettings
 
 HOST = "%h"  # Celery expands it to the host name (a container's hostname is its id)
-WORKER_MODULE = "dts.worker"  # the entry point every engine runs
+WORKER_COMMAND = ("-m", "dts", "worker")  # the entry point every engine runs: `python -m dts worker POOL`
+APP_MODULE = "dts.app"  # the module `celery -A` loads in a worker (the app for $DTS_CONFIG)
 
 
 def nodename(pool: str, host: str = HOST) -> str:
@@ -38,9 +39,9 @@ def worker_argv(pool: PoolSettings, host: str = HOST, log_format: str = "text") 
     ]
     quiet = ["-q"] if log_format == "json" else []
     flags = ["--without-mingle", "--without-gossip", "--loglevel", pool.log_level.upper()]
-    return ["celery", "-A", "celery_app", *quiet, "worker", *(part for pair in options for part in pair), *flags]
+    return ["celery", "-A", APP_MODULE, *quiet, "worker", *(part for pair in options for part in pair), *flags]
 
 
 def launch_argv(pool: str, host: str = HOST, python: str = "python") -> list[str]:
     """How an engine starts a worker of `pool`: the worker entry point, which execs worker_argv."""
-    return [python, "-m", WORKER_MODULE, pool, *([] if host == HOST else ["--host", host])]
+    return [python, *WORKER_COMMAND, pool, *([] if host == HOST else ["--host", host])]

@@ -1,16 +1,16 @@
-"""The workers' RabbitMQ vhost and user: created once, credentials written to the git-ignored `.env`.
+"""The workers' RabbitMQ vhost and user: created once, credentials written to the project's git-ignored
+`.env` (what `dts broker` and `dts up` do, dts.cli.broker).
 
-    python -m dts.provision            # what `make broker` runs: idempotent, prints what it did
-    ensure_vhost("dts-test", "guest")  # a vhost for the tests, with permissions for an existing user
-    python -m dts.provision --compose  # `make broker BROKER=compose`: only .env (the `broker` service makes them)
+    provision(project / ".env")                # idempotent: the vhost and user, created when .env has none
+    provision_compose(project / ".env")        # for the compose `broker` service: only .env (it makes them)
+    ensure_vhost("dts-test", "guest")          # a vhost for the tests, with permissions for an existing user
 
 Containers cannot log in as `guest` (loopback only), so they use this dedicated user; its vhost is named
-after the checkout (`dts-<hash>`), so two checkouts never share queues or credentials.
+after the folder .env is in, the project (`dts-<hash>`), so two projects never share queues or credentials.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
@@ -18,7 +18,6 @@ import secrets
 import shutil
 import socket
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from urllib.parse import quote
@@ -26,10 +25,9 @@ from urllib.parse import quote
 from kombu import Connection
 
 from dts.broker import START_HINT, redact_url
-from dts.cli import Parser, report
-from dts.config import ENV_FILE, RUN_DIR, broker_url_from_env_file, checkout_name, read_env_file
+from dts.config import broker_url_from_env_file, project_name, read_env_file, run_dir
 from dts.deadline import close_quietly
-from dts.errors import CliError, ExitCode, excerpt, exit_epilog
+from dts.errors import CliError, ExitCode, excerpt
 from dts.files import shown, write_atomic
 
 MANAGEMENT_API = "http://localhost:15672/api"
@@ -149,7 +147,7 @@ def check_inputs(env_path: Path, vhost: str, user: str) -> None:
 def provision(env_path: Path, vhost: str | None = None, user: str | None = None) -> str:
     """Make sure .env names a vhost and user that can log in; create them when needed. Returns a report.
     Every input is checked before anything is created (check_inputs)."""
-    vhost, user = vhost or checkout_name(), user or checkout_name()
+    vhost, user = vhost or project_name(env_path.parent), user or project_name(env_path.parent)
     check_inputs(env_path, vhost, user)
     existing = values = not_a_cluster(env_path)
     url = broker_url_from_env_file(values)
@@ -208,7 +206,7 @@ def provision_compose(env_path: Path, vhost: str | None = None, user: str | None
     """For the compose `broker` service (BROKER=compose): make sure .env names a vhost, user, password and
     host port; the container creates the vhost and user at start. Keeps what .env has (the same credentials
     as with the host broker); the port is $DTS_BROKER_PORT, else .env's, else the first free of COMPOSE_PORTS."""
-    vhost, user = vhost or checkout_name(), user or checkout_name()
+    vhost, user = vhost or project_name(env_path.parent), user or project_name(env_path.parent)
     check_inputs(env_path, vhost, user)
     existing = not_a_cluster(env_path)
     values = container_credentials(existing, vhost, user)
@@ -247,7 +245,7 @@ def provision_cluster(env_path: Path, vhost: str | None = None, user: str | None
     nodes' host ports (DTS_CLUSTER_PORT_1..3: the environment's, else .env's, else 5681..5683), and the run
     folder holds the cluster's Erlang cookie (made once; mode 644 in a mode-700 folder, as the nodes' user
     must read the bind-mounted secret). The nodes create the vhost and user at start."""
-    vhost, user = vhost or checkout_name(), user or checkout_name()
+    vhost, user = vhost or project_name(env_path.parent), user or project_name(env_path.parent)
     check_inputs(env_path, vhost, user)
     existing = read_env_file(env_path)
     values = container_credentials(existing, vhost, user)
@@ -259,7 +257,7 @@ def provision_cluster(env_path: Path, vhost: str | None = None, user: str | None
                 f"{key} must be a port number 1..65535 (got {excerpt(port)}): fix it in .env", ExitCode.USAGE
             )
         values[key] = port
-    cookie = RUN_DIR / "cluster" / "erlang.cookie"
+    cookie = run_dir(env_path.parent) / "cluster" / "erlang.cookie"
     try:
         cookie.parent.mkdir(parents=True, exist_ok=True)
         cookie.parent.chmod(0o700)
@@ -274,51 +272,3 @@ def provision_cluster(env_path: Path, vhost: str | None = None, user: str | None
         f"broker cluster (compose): vhost {values['DTS_BROKER_VHOST']!r}, user {values['DTS_BROKER_USER']!r}, "
         f"nodes on 127.0.0.1:{ports}; credentials in {shown(env_path)} (mode 600), Erlang cookie in {shown(cookie)}"
     )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="python -m dts.provision",
-        description="Create the workers' RabbitMQ vhost and user and write them to .env (idempotent).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example: python -m dts.provision   (vhost and user default to this checkout's name, dts-<hash>)\n"
-        + exit_epilog("python -m dts.provision"),
-    )
-    parser.add_argument(
-        "--vhost", help=f"default: this checkout's name, dts-<hash of its directory> (<= {MAX_NAME} chars)"
-    )
-    parser.add_argument("--user", help="default: the same as the vhost")
-    parser.add_argument("--env-file", type=Path, default=ENV_FILE, help="where the credentials go (default: .env)")
-    parser.add_argument(
-        "--compose",
-        action="store_true",
-        help="for the compose `broker` service: write .env only (vhost, user, password, host port "
-        "DTS_BROKER_PORT: 5672, else 5674); the container creates them",
-    )
-    parser.add_argument(
-        "--cluster",
-        action="store_true",
-        help="for the compose `cluster` profile (three RabbitMQ nodes): write .env (vhost, user, password, "
-        "host ports DTS_CLUSTER_PORT_1..3: 5681..5683) and the cluster's Erlang cookie; the nodes create them",
-    )
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if args.compose and args.cluster:
-            raise CliError("--compose and --cluster are two different brokers: give one", ExitCode.USAGE)
-        how = provision_cluster if args.cluster else provision_compose if args.compose else provision
-        print(how(args.env_file, args.vhost, args.user))
-    except CliError as exc:
-        report("dts.provision", f"dts.provision: error: {exc}", exc.exit_code)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        report("dts.provision", "dts.provision: interrupted", ExitCode.INTERRUPTED)
-        return ExitCode.INTERRUPTED
-    return ExitCode.OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())

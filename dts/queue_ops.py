@@ -1,4 +1,4 @@
-"""Dead-letter and work-queue operations on the broker, for `python -m dts.dlq` (dts/dlq.py, the CLI):
+"""Dead-letter and work-queue operations on the broker, for `dts dlq` (dts/cli/dlq.py):
 browse the dead letters, replay them, purge queues, migrate queues declared without dead-lettering.
 
     conn = app.connection_for_write().connection          # a connected py-amqp connection: channels of our own

@@ -2,7 +2,7 @@
 (docs/reference/result-files.md lists its keys), written atomically so a crash never leaves half a file. The
 document itself (schema, kind, created_at, the body) is dts.reports.documents'.
 
-    path = output_path("dispatch", args.output, args.no_save)   # None: --no-save; checked before the run
+    path = output_path("dispatch", args.output, args.no_save, project)   # None: --no-save; checked first
     save(path, "dispatch", report.to_json())
 """
 
@@ -37,11 +37,14 @@ def check_writable(path: Path, hint: str = "") -> Path:
     return path
 
 
-def output_path(kind: str, output: Path | None, no_save: bool, now: datetime | None = None) -> Path | None:
-    """Where this run's result file goes, checked before the run (not after, when results would be lost)."""
+def output_path(
+    kind: str, output: Path | None, no_save: bool, project: Path, now: datetime | None = None
+) -> Path | None:
+    """Where this run's result file goes (default: the project's results/), checked before the run (not
+    after, when results would be lost)."""
     if no_save:
         return None
-    path = output or results_dir() / default_name(kind, now or datetime.now(UTC))
+    path = output or results_dir(project) / default_name(kind, now or datetime.now(UTC))
     return check_writable(path, "; pass --output PATH or --no-save")
 
 

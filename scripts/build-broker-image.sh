@@ -2,7 +2,7 @@
 # Build the RabbitMQ image of the compose `broker` profile (docker/broker/Dockerfile), once per recipe:
 # an image with the tag $DTS_BROKER_IMAGE (default dts-broker:v2) is reused. BASE_IMAGE defaults to
 # debian:bookworm-slim; when that is neither present nor pullable (no registry reachable), the project's
-# local Debian base is made with tests/base_image.sh (cached) and used instead.
+# local Debian base is made with docker/base_image.sh (cached) and used instead.
 # DTS_BROKER_IMAGE naming another image (e.g. rabbitmq:3-management, the official one): nothing is built,
 # compose pulls it.
 set -eu
@@ -22,8 +22,8 @@ fi
 if [ -z "${BASE_IMAGE:-}" ]; then
     BASE_IMAGE=debian:bookworm-slim
     if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 && ! docker pull -q "$BASE_IMAGE" >/dev/null 2>&1; then
-        echo "cannot pull $BASE_IMAGE (no registry reachable?): making a local base image with tests/base_image.sh"
-        bash tests/base_image.sh dts-base:bookworm
+        echo "cannot pull $BASE_IMAGE (no registry reachable?): making a local base image with docker/base_image.sh"
+        bash docker/base_image.sh dts-base:bookworm
         BASE_IMAGE=dts-base:bookworm
     fi
 fi

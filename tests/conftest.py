@@ -57,18 +57,30 @@ def config_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def settings(rabbitmq, config_path):
-    from celery_app import use_settings
     from dts.config import load_settings
 
-    loaded = load_settings(config_path)
-    use_settings(loaded)
-    return loaded
+    return load_settings(config_path)
 
 
 @pytest.fixture(scope="session")
-def workers(settings, tmp_path_factory):
+def app(settings):
+    """The Celery app made from the session's settings (dts.app), as every command makes its own."""
+    from dts.app import make_app
+
+    return make_app(settings)
+
+
+@pytest.fixture(scope="session")
+def tasks(app) -> dict:
+    """{"task_a": ..., "task_b": ...}: the app's simulated tasks."""
+    from dts.app import SIMULATED, task_name
+
+    return {name: app.tasks[task_name(name)] for name in SIMULATED}
+
+
+@pytest.fixture(scope="session")
+def workers(settings, app, tmp_path_factory):
     """Two worker-a and two worker-b `celery worker` processes for the whole session."""
-    from celery_app import app
     from dts.testing import local_workers
 
     with local_workers(settings, app, tmp_path_factory.mktemp("run")) as engine:
@@ -76,9 +88,8 @@ def workers(settings, tmp_path_factory):
 
 
 @pytest.fixture
-def clean_queues(settings, workers):
+def clean_queues(settings, app, workers):
     """Purge the task queues of the test vhost before and after a test."""
-    from celery_app import app
 
     def purge():
         with app.connection_for_write() as conn:

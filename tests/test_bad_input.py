@@ -134,7 +134,7 @@ CASES: list[Case] = [
     ("config-path-too-long", ["dispatch.py", "--config", "x" * 5000], {}, None, 2, "cannot read config"),
     (
         "yaml-syntax-error",
-        ["-m", "dts.worker", "worker-a", "--config", "{cfg}"],
+        ["-m", "dts", "worker", "worker-a", "--config", "{cfg}"],
         {},
         "retry: {max_retries: [1\n",
         2,
@@ -142,7 +142,7 @@ CASES: list[Case] = [
     ),
     (
         "two-documents",
-        ["-m", "dts.flower", "--config", "{cfg}"],
+        ["-m", "dts", "flower", "--config", "{cfg}"],
         {},
         POOLS + "---\n" + POOLS,
         2,
@@ -228,7 +228,7 @@ CASES: list[Case] = [
     ),
     (
         "worker-ping-broker-unreachable",
-        ["-m", "dts.worker", "worker-a", "--ping"],
+        ["-m", "dts", "worker", "worker-a", "--ping"],
         {"BROKER_URL": "amqp://guest:guest@127.0.0.1:1//"},
         None,
         3,
@@ -260,10 +260,10 @@ CASES: list[Case] = [
     ("watch-interval-huge", ["scale.py", "status", "--watch", "--interval", "1e6"], {}, None, 2, "<= 3600"),
     ("logs-lines-huge", ["scale.py", "logs", "--lines", "100001"], {}, None, 2, "from 1 to 10000"),
     ("unknown-option-huge", ["dispatch.py", "--" + "x" * 100_000], {}, None, 2, "unrecognized arguments"),
-    ("flower-port", ["-m", "dts.flower", "--port", "70000"], {}, None, 2, "from 1 to 65535"),
+    ("flower-port", ["-m", "dts", "flower", "--port", "70000"], {}, None, 2, "from 1 to 65535"),
     (
         "provision-env-file-missing-folder",
-        ["-m", "dts.provision", "--vhost", NEVER_VHOST, "--user", NEVER_VHOST, "--env-file", "{tmp}/no/such/.env"],
+        ["-m", "dts", "broker", "--vhost", NEVER_VHOST, "--user", NEVER_VHOST, "--env-file", "{tmp}/no/such/.env"],
         {},
         None,
         2,
@@ -341,7 +341,7 @@ def test_bad_input_is_refused_in_one_line(tmp_path, empty_vhost, argv, env, conf
     assert message in lines[0]
     assert elapsed < MAX_SECONDS, f"{elapsed:.2f}s ({cpu:.2f}s of CPU: a loaded machine if far less): {lines[0]}"
     assert set(empty_vhost().values()) == {0}, "a message was published"
-    if "dts.provision" in argv:
+    if "broker" in argv:
         assert not vhost_exists(NEVER_VHOST), "the vhost was created before the input was checked"
 
 

@@ -22,6 +22,7 @@ from dts.config import (
     load_settings,
     parse_settings,
     parse_yaml,
+    project_dir,
     read_env_file,
 )
 from dts.errors import ConfigError, ExitCode
@@ -397,11 +398,31 @@ def test_parse_settings_refuses_an_empty_document():
 # --------------------------------------------------------------------------- where the file and URL come from
 
 
-def test_relative_path_is_relative_to_the_project_not_the_cwd(tmp_path, monkeypatch):
-    (tmp_path / "test-config.yml").write_text("name: the wrong one\n" + POOLS)
+def test_a_relative_path_is_relative_to_the_working_folder(tmp_path, monkeypatch):
+    (tmp_path / "lab.yml").write_text("name: this one\n" + POOLS)
     monkeypatch.chdir(tmp_path)
-    s = load_settings("test-config.yml")
-    assert s.path == SHIPPED and s.name == "Basic two-task execution test"
+    monkeypatch.delenv("DTS_CONFIG", raising=False)
+    s = load_settings("lab.yml")
+    assert s.path == tmp_path / "lab.yml" and s.name == "this one"
+
+
+def test_without_a_path_the_nearest_test_config_above_the_working_folder_is_the_project(tmp_path, monkeypatch):
+    (tmp_path / "test-config.yml").write_text("name: the project's\n" + POOLS)
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a" / "b")
+    monkeypatch.delenv("DTS_CONFIG", raising=False)
+    s = load_settings()
+    assert s.path == tmp_path / "test-config.yml" and s.name == "the project's"
+    assert project_dir(s) == tmp_path
+
+
+def test_no_config_here_or_above_says_to_run_dts_init(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DTS_CONFIG", raising=False)
+    if any((folder / "test-config.yml").exists() for folder in tmp_path.parents):
+        pytest.skip("a test-config.yml above the temporary folder")
+    with pytest.raises(ConfigError, match=r"^no test-config.yml in .* or a folder above it: run `dts init`"):
+        load_settings()
 
 
 def test_dts_config_environment_variable(tmp_path, monkeypatch):
@@ -730,7 +751,7 @@ def test_worker_command_line_for_a_pool_with_two_queues():
         "io-2", ("q1", "q2"), replicas=3, concurrency=4, execution_pool="threads", prefetch_multiplier=8
     )
     argv = worker_argv(pool)
-    assert argv[:4] == ["celery", "-A", "celery_app", "worker"]
+    assert argv[:4] == ["celery", "-A", "dts.app", "worker"]  # the package's app, never a user's celery_app.py
     assert argv[argv.index("-Q") + 1] == "q1,q2"
     assert argv[argv.index("-n") + 1] == "io-2@%h"
     assert argv[argv.index("--pool") + 1] == "threads"
@@ -770,11 +791,12 @@ def test_pool_of_node_takes_everything_before_the_at(node, pool):
 
 
 def test_launch_argv_is_the_worker_module_entry_point():
-    assert launch_argv("worker-a") == ["python", "-m", "dts.worker", "worker-a"]
+    assert launch_argv("worker-a") == ["python", "-m", "dts", "worker", "worker-a"]
     assert launch_argv("worker-a", "vm-3", python="/venv/bin/python") == [
         "/venv/bin/python",
         "-m",
-        "dts.worker",
+        "dts",
+        "worker",
         "worker-a",
         "--host",
         "vm-3",
@@ -782,16 +804,16 @@ def test_launch_argv_is_the_worker_module_entry_point():
 
 
 def test_worker_entry_point_refuses_an_unknown_or_missing_pool(tmp_path, monkeypatch, capsys):
-    from dts import worker
+    from dts.cli import worker
 
     monkeypatch.delenv("DTS_POOL", raising=False)
     config = write_config(tmp_path / "cfg.yml")
     assert worker.main(["worker-z", "--config", str(config)]) == ExitCode.USAGE
     assert (
-        capsys.readouterr().err == "dts.worker: error: unknown pool 'worker-z': cfg.yml declares worker-a, worker-b\n"
+        capsys.readouterr().err == "dts worker: error: unknown pool 'worker-z': cfg.yml declares worker-a, worker-b\n"
     )
     assert worker.main(["--config", str(config)]) == ExitCode.USAGE
-    assert capsys.readouterr().err.startswith("dts.worker: error: no pool given")
+    assert capsys.readouterr().err.startswith("dts worker: error: no pool given")
 
 
 def test_a_queue_listed_twice_in_one_pool_says_so(tmp_path):

@@ -263,7 +263,7 @@ def test_help_shows_examples(capsys):
         dispatch.main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert "examples:" in out and "python dispatch.py --fail-rate 0.5" in out and "exit codes:" in out
+    assert "examples:" in out and "dts dispatch --fail-rate 0.5" in out and "exit codes:" in out
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 def dlq(config_path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return run_cli("-m", "dts.dlq", *args, "--config", str(config_path), env=env)
+    return run_cli("-m", "dts", "dlq", *args, "--config", str(config_path), env=env)
 
 
 def listed(config_path, env: dict | None = None) -> dict:
@@ -36,9 +36,8 @@ def poll(what, until, timeout: float = 30.0):
 
 
 @pytest.fixture
-def empty_queues(settings, workers):
+def empty_queues(settings, app, workers):
     """The work queues and their dead-letter queues empty before and after a test."""
-    from celery_app import app
     from dts.routing import dead_letter_queue_name
 
     def purge():
@@ -52,10 +51,8 @@ def empty_queues(settings, workers):
     purge()
 
 
-def publish_raw(body: bytes, content_type: str, headers: dict) -> None:
+def publish_raw(app, body: bytes, content_type: str, headers: dict) -> None:
     from kombu import Producer
-
-    from celery_app import app
 
     with app.connection_for_write() as conn:
         Producer(conn.default_channel).publish(
@@ -68,13 +65,13 @@ def publish_raw(body: bytes, content_type: str, headers: dict) -> None:
         )
 
 
-def test_poison_and_exhausted_retries_are_dead_lettered_once_with_the_reason(config_path, empty_queues):
+def test_poison_and_exhausted_retries_are_dead_lettered_once_with_the_reason(config_path, app, tasks, empty_queues):
     """The fault test: good tasks and poison messages together; every one is either completed or
     dead-lettered (with its reason), none is lost, none twice."""
     from celery import group
     from celery.exceptions import NotRegistered
 
-    from celery_app import app, task_a
+    task_a = tasks["task_a"]
 
     good = group(task_a.s(duration=0.01) for _ in range(10)).apply_async()
     exhausted = task_a.apply_async(kwargs={"fail_times": 10})
@@ -82,8 +79,8 @@ def test_poison_and_exhausted_retries_are_dead_lettered_once_with_the_reason(con
     wrong_args = app.send_task(
         "celery_app.task_a", kwargs={"colour": "red"}, queue="queue_a", routing_key="queue_a", exchange="queue_a"
     )
-    publish_raw(b"not json{", "application/json", {"task": "celery_app.task_a", "id": "bad-json", "lang": "py"})
-    publish_raw(b'{"a": 1}', "application/json", {"task": "celery_app.task_a", "id": "bad-shape", "lang": "py"})
+    publish_raw(app, b"not json{", "application/json", {"task": "celery_app.task_a", "id": "bad-json", "lang": "py"})
+    publish_raw(app, b'{"a": 1}', "application/json", {"task": "celery_app.task_a", "id": "bad-shape", "lang": "py"})
     sent = 10 + 5
 
     completed = len(good.get(timeout=60))
@@ -120,8 +117,8 @@ def test_poison_and_exhausted_retries_are_dead_lettered_once_with_the_reason(con
     assert listed(config_path)["queue_a"]["count"] == 5  # listing consumed nothing
 
 
-def test_replay_puts_a_dead_letter_back_and_the_task_succeeds(config_path, empty_queues):
-    from celery_app import task_a
+def test_replay_puts_a_dead_letter_back_and_the_task_succeeds(config_path, tasks, empty_queues):
+    task_a = tasks["task_a"]
 
     # a good task that was dead-lettered (as when its workers lacked it during a deploy): straight into the DLX
     result = task_a.apply_async(kwargs={"duration": 0.01}, exchange="queue_a.dlx", routing_key="queue_a")
@@ -144,9 +141,8 @@ def test_replay_puts_a_dead_letter_back_and_the_task_succeeds(config_path, empty
     assert again["id"] == poison.id and again["attempts"] == 4 and again["copies"] == 1
 
 
-def test_make_dlq_and_dlq_replay_and_purge(config_path, empty_queues):
+def test_make_dlq_and_dlq_replay_and_purge(config_path, app, empty_queues):
     """The Makefile targets themselves, on the test vhost."""
-    from celery_app import app
 
     env = dict(os.environ, DTS_CONFIG=str(config_path))
     poison = app.send_task("celery_app.task_a", kwargs={"colour": "red"}, exchange="queue_a.dlx", routing_key="queue_a")

@@ -3,7 +3,7 @@ from a temporary config whose queues are renamed) against the host's RabbitMQ th
 vhost/user, dispatch, scale worker-a to 3, stop a container during a burst, tear down. Own compose project
 and vhost, so a user's containers and queues are untouched.
 
-Where no registry is reachable the image is built on a local Debian base (tests/base_image.sh, cached).
+Where no registry is reachable the image is built on a local Debian base (docker/base_image.sh, cached).
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def test_flower_in_the_monitoring_profile_sees_the_worker_containers(stack):
     """The `monitoring` profile's Flower runs from the project image beside the workers, on loopback,
     behind its login, and lists both pools' containers."""
     from dts.engines.compose import ComposeEngine
-    from dts.flower import PROFILE, SERVICE, healthy
+    from dts.flower_auth import PROFILE, SERVICE, healthy
 
     engine, port, login = stack["engine"], free_port(), ("e2e", secrets.token_urlsafe(16))
     flower = ComposeEngine(
@@ -189,11 +189,14 @@ def test_healthcheck_pings_the_containers_own_worker(stack):
     assert len(ids) == 2
     for cid in ids:
         proc = subprocess.run(
-            ["docker", "exec", cid, "python", "-m", "dts.worker", "--ping"], capture_output=True, text=True, timeout=60
+            ["docker", "exec", cid, "python", "-m", "dts", "worker", "--ping"],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
     wrong = subprocess.run(
-        ["docker", "exec", "-e", "DTS_POOL=worker-b", ids[0], "python", "-m", "dts.worker", "--ping"],
+        ["docker", "exec", "-e", "DTS_POOL=worker-b", ids[0], "python", "-m", "dts", "worker", "--ping"],
         capture_output=True,
         text=True,
         timeout=60,

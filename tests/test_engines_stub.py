@@ -12,6 +12,7 @@ from stub_engine import StubEngine
 
 import scale
 from dts import engines
+from dts.cli import pools
 from dts.config import load_settings
 from dts.errors import CliError, ExitCode
 from dts.routing import declared_queues
@@ -21,13 +22,15 @@ MIN, MAX, TARGET = 1, 3, 5
 
 
 @pytest.fixture
-def stub(monkeypatch):
+def stub():
     """The stub engine registered as `stub` for one test (the registry is given back as it was)."""
-    monkeypatch.setattr(engines, "ENGINES", dict(engines.ENGINES))
+    before = dict(engines.ENGINES)
     engines.register("stub", "stub_engine:StubEngine")
     StubEngine.reset()
     yield StubEngine
     StubEngine.reset()
+    engines.ENGINES.clear()
+    engines.ENGINES.update(before)
 
 
 @pytest.fixture
@@ -67,19 +70,14 @@ def queues(rabbitmq, config):
 
 @pytest.fixture
 def run(stub, config, capsys):
-    """scale.main with --engine stub and the stub config: (exit code, stdout); the shared Celery app gets
-    the settings it had back afterwards (scale.main points it at its config)."""
-    from celery_app import active_settings, use_settings
-
-    before = active_settings()
+    """scale.main with --engine stub and the stub config: (exit code, stdout)."""
 
     def main(*argv: str) -> tuple[int, str]:
         code = scale.main([*argv, "--engine", "stub", "--config", str(config)])
         captured = capsys.readouterr()
         return code, captured.out
 
-    yield main
-    use_settings(before)
+    return main
 
 
 # --------------------------------------------------------------------------- the registry
@@ -119,7 +117,7 @@ def test_an_unknown_engine_is_a_usage_error(config):
 
 
 def test_the_engine_only_commands_refuse_the_stub_with_their_lines(stub, config, capsys):
-    for command, line in scale.ENGINE_COMMANDS.items():
+    for command, line in pools.ENGINE_COMMANDS.items():
         assert scale.main([command, "--engine", "stub", "--config", str(config)]) == ExitCode.USAGE
         assert capsys.readouterr().err == f"scale.py: error: {line}\n"
 
@@ -227,14 +225,14 @@ def test_load_test_sweep_resizes_to_each_size_in_turn_and_puts_the_pools_back(st
     import argparse
     import types
 
-    import load_test
+    from dts.cli import load_test
 
     settings = load_settings(config)
     StubEngine.sizes.update({"worker-a": 1, "worker-b": 2})
     seen: list[tuple[int | None, dict[str, int]]] = []
     lose_broker_at, raise_at = None, None
 
-    def run_at(settings, args, size):  # the load itself is the integration tests' (real workers)
+    def run_at(settings, app, args, size):  # the load itself is the integration tests' (real workers)
         seen.append((size, dict(StubEngine.sizes)))
         if size == raise_at:
             raise KeyboardInterrupt
@@ -242,17 +240,17 @@ def test_load_test_sweep_resizes_to_each_size_in_turn_and_puts_the_pools_back(st
 
     monkeypatch.setattr(load_test, "one_run", run_at)
     args = argparse.Namespace(engine="stub", sweep=[1, 3, 2])
-    runs = load_test.sweep(settings, args)
+    runs = load_test.sweep(settings, None, args)
     assert [r.size for r in runs] == [1, 3, 2]
     assert seen == [(n, {"worker-a": n, "worker-b": n}) for n in (1, 3, 2)]
     assert StubEngine.sizes == {"worker-a": 1, "worker-b": 2}  # put back
 
     seen.clear()
     lose_broker_at = 3
-    assert [r.size for r in load_test.sweep(settings, args)] == [1, 3]  # no run after the broker was lost
+    assert [r.size for r in load_test.sweep(settings, None, args)] == [1, 3]  # no run after the broker was lost
     assert StubEngine.sizes == {"worker-a": 1, "worker-b": 2}
 
     lose_broker_at, raise_at = None, 3
     with pytest.raises(KeyboardInterrupt):
-        load_test.sweep(settings, args)
+        load_test.sweep(settings, None, args)
     assert StubEngine.sizes == {"worker-a": 1, "worker-b": 2}

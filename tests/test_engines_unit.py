@@ -4,15 +4,16 @@ the compose services, the swarm stack and the Kubernetes manifests alike."""
 from pathlib import Path
 
 import yaml
+from helpers import ROOT
 
-from dts.config import PROJECT_DIR, load_settings
+from dts.config import load_settings
 from dts.engines import k8s
 from dts.engines.compose import render_pools
 from dts.engines.containers import worker_template
 from dts.engines.swarm import render_stack
 from dts.naming import launch_argv
 
-SHIPPED = PROJECT_DIR / "test-config.yml"
+SHIPPED = ROOT / "test-config.yml"
 
 
 def outputs(config: Path) -> dict[str, dict[str, dict]]:
@@ -84,7 +85,7 @@ def imported_modules(path: Path) -> set[str]:
 def test_no_engine_module_imports_another_or_the_factory_or_celery_app():
     from dts import engines
 
-    package = PROJECT_DIR / "dts" / "engines"
+    package = ROOT / "dts" / "engines"
     engine_modules = {dotted.split(":")[0] for dotted in engines.ENGINES.values()} | {"dts.engines.k8s"}
     for module in sorted(engine_modules | {"dts.engines.base", "dts.engines.containers", "dts.engines.docker"}):
         imports = imported_modules(package / f"{module.rsplit('.', 1)[1]}.py")

@@ -4,8 +4,6 @@ connected (Consumer.connection_for_write)."""
 
 import pytest
 
-from celery_app import app
-
 
 def confirms(channel) -> bool:
     """py-amqp makes a channel of a confirm_publish connection publish with basic_publish_confirm."""
@@ -13,13 +11,13 @@ def confirms(channel) -> bool:
 
 
 @pytest.fixture
-def connected():
+def connected(app):
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=3)
         yield conn
 
 
-def test_a_worker_event_channel_is_not_in_confirm_mode(connected):
+def test_a_worker_event_channel_is_not_in_confirm_mode(app, connected):
     dispatcher = app.events.Dispatcher(connected, hostname="test@host", enabled=True)
     try:
         assert not confirms(dispatcher.producer.channel)
@@ -28,7 +26,7 @@ def test_a_worker_event_channel_is_not_in_confirm_mode(connected):
         dispatcher.disable()
 
 
-def test_tasks_and_results_keep_their_confirms(connected):
+def test_tasks_and_results_keep_their_confirms(app, connected):
     app.events.Dispatcher(connected, hostname="test@host", enabled=False)
     assert app.conf.broker_transport_options["confirm_publish"] is True
     with app.connection_for_write() as conn, app.producer_or_acquire() as producer:

@@ -474,8 +474,8 @@ def test_the_autoscaler_runs_through_a_broker_pause_and_looks_again_after(fresh,
     [
         ["scale.py", "health", "--engine", "local"],
         ["scale.py", "status", "--engine", "local"],
-        ["-m", "dts.dlq", "list"],
-        ["-m", "dts.dlq", "replay"],
+        ["-m", "dts", "dlq", "list"],
+        ["-m", "dts", "dlq", "replay"],
     ],
     ids=["health", "status", "dlq-list", "dlq-replay"],
 )
@@ -501,7 +501,7 @@ def test_a_paused_broker_is_exit_3_within_the_commands_bound(fresh, fault_broker
     assert "Traceback" not in stdout + stderr
     assert elapsed < 8
     if argv[0] == "-m":
-        assert stderr.strip().count("\n") == 0 and "python -m dts.dlq: error:" in stderr, stderr
+        assert stderr.strip().count("\n") == 0 and "dts dlq: error:" in stderr, stderr
     else:
         assert "UNREACHABLE" in stdout, stdout
 
@@ -522,7 +522,7 @@ def test_the_users_timeout_bounds_the_dispatch_after_its_start_up_checks(fresh, 
 
 
 def test_flower_shows_the_workers_offline_during_a_broker_pause_and_online_after(fresh, fault_broker, tmp_path):
-    """Flower launched by `python -m dts.flower`: while the node is paused its web side keeps answering and
+    """Flower launched by `dts flower`: while the node is paused its web side keeps answering and
     the workers go offline (no heartbeat events); once the node continues they are online again."""
     import secrets
 
@@ -532,7 +532,7 @@ def test_flower_shows_the_workers_offline_during_a_broker_pause_and_online_after
     env = {"DTS_FLOWER_USER": login[0], "DTS_FLOWER_PASSWORD": login[1]}
     log = (tmp_path / "flower.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dts.flower", "--port", str(port)],
+        [sys.executable, "-m", "dts", "flower", "--port", str(port)],
         cwd=ROOT,
         env=dict(os.environ, **fresh["env"], **env),
         stdout=log,

@@ -1,4 +1,4 @@
-"""Flower (`python -m dts.flower`, what `make flower` runs) against the session's real workers (2 + 2).
+"""Flower (`dts flower`, what `make flower` runs) against the session's real workers (2 + 2).
 
 A real Flower process on a free port, the test vhost and a login of its own (given through the environment,
 so the checkout's .env is not touched); everything is checked over HTTP, polling Flower with a deadline.
@@ -37,16 +37,14 @@ def poll(check, what: str, proc: subprocess.Popen):
 
 
 @pytest.fixture(scope="module")
-def flower(settings, workers, config_path, tmp_path_factory):
-    """A running `python -m dts.flower` whose event receiver sees all four workers."""
-    from celery_app import app
-
+def flower(settings, app, workers, config_path, tmp_path_factory):
+    """A running `dts flower` whose event receiver sees all four workers."""
     port, login = free_port(), ("flower-test", secrets.token_urlsafe(16))
     out = tmp_path_factory.mktemp("flower") / "flower.log"
     env = dict(os.environ, DTS_FLOWER_USER=login[0], DTS_FLOWER_PASSWORD=login[1])
     with out.open("w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dts.flower", "--port", str(port), "--config", str(config_path)],
+            [sys.executable, "-m", "dts", "flower", "--port", str(port), "--config", str(config_path)],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -137,7 +135,7 @@ def test_flower_refuses_requests_without_the_login(flower, path):
 
 
 def test_login_is_generated_once_into_env_keeping_other_keys(tmp_path):
-    from dts.flower import PASSWORD_KEY, USER_KEY, ensure_login
+    from dts.flower_auth import PASSWORD_KEY, USER_KEY, ensure_login
 
     env_file = tmp_path / ".env"
     env_file.write_text("DTS_BROKER_USER=u\nDTS_BROKER_PASSWORD=p\nDTS_BROKER_VHOST=v\n")

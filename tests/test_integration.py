@@ -96,11 +96,10 @@ def test_concurrency_total_is_well_below_the_sum(config_path, clean_queues):
     assert summary["total_time"] < 0.85 * summary["sum_execution_time"], summary
 
 
-def test_isolation_every_task_runs_on_its_own_pool(settings, workers, clean_queues):
+def test_isolation_every_task_runs_on_its_own_pool(settings, app, tasks, workers, clean_queues):
     from celery import group
 
-    from celery_app import app, task_a, task_b
-
+    task_a, task_b = tasks["task_a"], tasks["task_b"]
     burst = group([task_a.s(duration=0.02) for _ in range(10)] + [task_b.s(duration=0.02) for _ in range(10)])
     results = burst.apply_async().get(timeout=60)
     by_task = {"task_a": set(), "task_b": set()}
@@ -118,9 +117,8 @@ def test_isolation_every_task_runs_on_its_own_pool(settings, workers, clean_queu
         assert [q["name"] for q in queues] == [expected], (worker, queues)
 
 
-def test_transient_failures_are_retried_with_growing_delays(settings, clean_queues):
-    from celery_app import task_a
-
+def test_transient_failures_are_retried_with_growing_delays(settings, tasks, clean_queues):
+    task_a = tasks["task_a"]
     t0 = time.monotonic()
     result = task_a.apply_async(kwargs={"fail_times": 3}).get(timeout=30)
     elapsed = time.monotonic() - t0
@@ -187,7 +185,7 @@ def test_bad_config_from_the_command_line_exits_2(tmp_path):
 
 def test_make_broker_provisions_a_private_vhost_user_and_env_file(rabbitmq, tmp_path):
     env_file = tmp_path / ".env"
-    provision = ("-m", "dts.provision", "--vhost", "dts-test-provision", "--user", "dts-test-provision")
+    provision = ("-m", "dts", "broker", "--vhost", "dts-test-provision", "--user", "dts-test-provision")
     proc = run_cli(*provision, "--env-file", str(env_file))
     assert proc.returncode == 0, proc.stderr
     assert "created with rabbitmqctl" in proc.stdout
@@ -210,7 +208,7 @@ def test_make_broker_provisions_a_private_vhost_user_and_env_file(rabbitmq, tmp_
 def test_provisioning_without_a_broker_exits_3_with_one_line(tmp_path):
     env_file = tmp_path / ".env"
     env_file.write_text("DTS_BROKER_USER=u\nDTS_BROKER_PASSWORD=p\nDTS_BROKER_VHOST=v\nDTS_BROKER_PORT=1\n")
-    proc = run_cli("-m", "dts.provision", "--env-file", str(env_file), timeout=60)
+    proc = run_cli("-m", "dts", "broker", "--env-file", str(env_file), timeout=60)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert proc.stderr.count("\n") == 1 and "cannot reach the broker at localhost:1" in proc.stderr
     assert "make broker" in proc.stderr and "Traceback" not in proc.stderr

@@ -254,7 +254,7 @@ def test_probes_are_the_images_health_check():
     for deployment in of_kind(k8s.render(SHIPPED, SHIPPED_TEXT, IMAGE), "Deployment").values():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         for probe in (container["readinessProbe"], container["livenessProbe"]):
-            assert probe["exec"]["command"] == yaml.safe_load(cmd) == ["python", "-m", "dts.worker", "--ping"]
+            assert probe["exec"]["command"] == yaml.safe_load(cmd) == ["python", "-m", "dts", "worker", "--ping"]
             assert probe["periodSeconds"] == interval and probe["timeoutSeconds"] == timeout
             assert probe["timeoutSeconds"] < probe["periodSeconds"]
 

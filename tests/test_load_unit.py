@@ -13,6 +13,7 @@ import pytest
 from helpers import ROOT
 
 import load_test
+from dts.cli import load_test as load_cli
 from dts.config import load_settings
 from dts.errors import ExitCode
 from dts.loadgen import interleave, task_plan
@@ -83,12 +84,12 @@ def test_ideal_time_without_slots_is_infinite():
 @pytest.mark.parametrize("text", ["", ",", "1,x", "0,2", "-1", "1.5"])
 def test_bad_sweep_sizes(text):
     with pytest.raises(argparse.ArgumentTypeError, match="takes 1 to 20 pool sizes from 1 to 1000 like 1,2,4,8"):
-        load_test.parse_sizes(text)
+        load_cli.parse_sizes(text)
 
 
 def test_parse_sizes():
-    assert load_test.parse_sizes("1,2, 4,8") == [1, 2, 4, 8]
-    assert load_test.parse_sizes("3") == [3]
+    assert load_cli.parse_sizes("1,2, 4,8") == [1, 2, 4, 8]
+    assert load_cli.parse_sizes("3") == [3]
 
 
 def sample(task: str, worker: str, sent: float, started: float, execution: float, received: float, retries=0) -> Sample:

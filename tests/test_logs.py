@@ -123,7 +123,7 @@ def test_an_unknown_log_format_is_a_usage_error():
     proc = run_cli("dispatch.py", "--no-save", env={"LOG_FORMAT": "xml"})
     assert proc.returncode == ExitCode.USAGE
     assert proc.stderr == "dispatch.py: error: LOG_FORMAT='xml' is not a log format: use text or json\n"
-    worker = run_cli("-m", "dts.worker", "worker-a", env={"LOG_FORMAT": "xml"})
+    worker = run_cli("-m", "dts", "worker", "worker-a", env={"LOG_FORMAT": "xml"})
     assert worker.returncode == ExitCode.USAGE and "LOG_FORMAT='xml'" in worker.stderr
 
 

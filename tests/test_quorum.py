@@ -88,7 +88,7 @@ def test_a_transient_failure_is_retried_and_succeeds(quorum):
 
 def test_a_message_redelivered_past_the_limit_is_dead_lettered(rabbitmq, tmp_path):
     """A consumer that gives up on a message each time (as a task that kills its worker would): after
-    LIMIT redeliveries RabbitMQ moves it to queue_b.dead, and `dts.dlq list` shows why."""
+    LIMIT redeliveries RabbitMQ moves it to queue_b.dead, and `dts dlq list` shows why."""
     from kombu import Connection, Producer
 
     from dts.config import load_settings
@@ -119,7 +119,7 @@ def test_a_message_redelivered_past_the_limit_is_dead_lettered(rabbitmq, tmp_pat
         assert counts == list(range(LIMIT + 1)), counts  # delivered 1 + LIMIT times
         letters, deadline = [], time.monotonic() + 15
         while not letters and time.monotonic() < deadline:  # dead-lettering follows the last reject
-            proc = run_cli("-m", "dts.dlq", "list", "--json", "--config", str(path), env={"BROKER_URL": url})
+            proc = run_cli("-m", "dts", "dlq", "list", "--json", "--config", str(path), env={"BROKER_URL": url})
             assert proc.returncode == 0, proc.stderr
             letters = json.loads(proc.stdout)["queues"]["queue_b"]["messages"]
         assert [(m["id"], m["reason"].split()[0]) for m in letters] == [("poison-1", "delivery_limit")]
@@ -155,7 +155,7 @@ def test_switching_a_classic_vhost_to_quorum_names_the_migration_and_it_keeps_th
         assert "exists as another queue type than the configured broker.queue_type: quorum" in err, err
         assert "make migrate-queues" in err
 
-        proc = run_cli("-m", "dts.dlq", "migrate", "--config", str(path), env=env)
+        proc = run_cli("-m", "dts", "dlq", "migrate", "--config", str(path), env=env)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.splitlines()[:3] == [
             "queue_a.dead: redeclared as a quorum queue (0 message(s) moved aside)",
@@ -169,7 +169,7 @@ def test_switching_a_classic_vhost_to_quorum_names_the_migration_and_it_keeps_th
         assert not any(q.endswith(".migrating") for q in types), types
         with Connection(url) as conn:  # a passive declare counts at once (rabbitmqctl's figures lag for quorum)
             assert conn.default_channel.queue_declare("queue_a", passive=True).message_count == 3
-        again = run_cli("-m", "dts.dlq", "migrate", "--config", str(path), env=env)
+        again = run_cli("-m", "dts", "dlq", "migrate", "--config", str(path), env=env)
         assert again.stdout.splitlines() == ["queue_a: ok", "queue_b: ok"], again.stdout + again.stderr
     finally:
         from dts.provision import rabbitmqctl

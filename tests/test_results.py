@@ -61,15 +61,25 @@ def test_default_name_is_kind_and_utc_time_with_milliseconds():
 def test_output_path_defaults_to_the_results_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("DTS_RESULTS_DIR", str(tmp_path / "r"))
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    assert output_path("load_test", None, False, now) == tmp_path / "r" / "load_test-20260102T030405.000Z.json"
+    project = tmp_path / "project"
+    assert output_path("load_test", None, False, project, now) == tmp_path / "r" / "load_test-20260102T030405.000Z.json"
     assert (tmp_path / "r").is_dir()
-    assert output_path("dispatch", tmp_path / "x.json", False) == tmp_path / "x.json"
-    assert output_path("dispatch", tmp_path / "x.json", True) is None
+    assert output_path("dispatch", tmp_path / "x.json", False, project) == tmp_path / "x.json"
+    assert output_path("dispatch", tmp_path / "x.json", True, project) is None
+
+
+def test_output_path_defaults_to_the_projects_results_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("DTS_RESULTS_DIR", raising=False)
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert (
+        output_path("dispatch", None, False, tmp_path, now)
+        == tmp_path / "results" / "dispatch-20260102T030405.000Z.json"
+    )
 
 
 def test_output_path_refuses_a_directory(tmp_path):
     with pytest.raises(CliError, match="is a directory"):
-        output_path("dispatch", tmp_path, False)
+        output_path("dispatch", tmp_path, False, tmp_path)
 
 
 def test_save_is_atomic_and_stamped(tmp_path):
@@ -125,3 +135,20 @@ def test_load_test_writes_a_result_file_with_the_documented_schema(config_path, 
     (run,) = doc["runs"]
     assert run["size"] is None and run["report"]["completed"] == 6
     assert len(run["samples"]) == 6 and all(set(s) == SAMPLE_KEYS and s["ok"] for s in run["samples"])
+
+
+def test_two_apps_keep_their_own_settings(tmp_path):
+    """An app made from settings runs its tasks with those settings, never another app's (Celery shares
+    decorated tasks between apps unless told not to)."""
+    from helpers import write_config
+
+    from dts.app import make_app, task_name
+    from dts.config import load_settings
+
+    first = make_app(load_settings(write_config(tmp_path / "one.yml", duration_a="0.5")))
+    second = make_app(load_settings(write_config(tmp_path / "two.yml", duration_a="0.7")))
+    for app, expected in ((first, "one.yml"), (second, "two.yml")):
+        run = app.tasks[task_name("task_a")].run
+        assert run.__closure__ and any(
+            getattr(cell.cell_contents, "path", None) == tmp_path / expected for cell in run.__closure__
+        ), expected

@@ -9,6 +9,7 @@ import pytest
 from helpers import ROOT, write_config
 
 import scale
+from dts.cli import pools
 from dts.config import load_settings
 from dts.engines.base import check_sizes, declared_sizes, indices_to_start, indices_to_stop, scale_plan
 from dts.errors import CliError, ExitCode
@@ -95,12 +96,12 @@ def test_good_sizes_pass():
 
 @pytest.mark.parametrize(("name", "pool"), [("worker-a", "worker-a"), ("queue_a", "worker-a"), ("queue_b", "worker-b")])
 def test_pool_named_takes_a_pool_or_a_queue(name, pool):
-    assert scale.pool_named(SETTINGS, name) == pool
+    assert pools.pool_named(SETTINGS, name) == pool
 
 
 def test_pool_named_refuses_anything_else():
     with pytest.raises(CliError) as err:
-        scale.pool_named(SETTINGS, "queue_z")
+        pools.pool_named(SETTINGS, "queue_z")
     assert err.value.exit_code == ExitCode.USAGE
     assert str(err.value) == (
         "unknown pool 'queue_z': test-config.yml declares pools worker-a, worker-b (queues queue_a, queue_b)"
@@ -118,14 +119,14 @@ def test_pool_named_refuses_anything_else():
 )
 def test_desired_sizes_from_the_command_line(argv, desired):
     args = scale.build_parser().parse_args(argv)
-    assert scale.desired_sizes(args, SETTINGS) == desired
+    assert pools.desired_sizes(args, SETTINGS) == desired
 
 
 def test_set_queue_resolves_to_its_pool_in_a_multi_queue_config(tmp_path):
     cfg = tmp_path / "c.yml"
     cfg.write_text("pools: {io: {queues: [queue_a, queue_c]}, cpu: {queues: [queue_b]}}\n")
     args = scale.build_parser().parse_args(["set", "queue_c", "4"])
-    assert scale.desired_sizes(args, load_settings(cfg)) == {"io": 4}
+    assert pools.desired_sizes(args, load_settings(cfg)) == {"io": 4}
 
 
 # --------------------------------------------------------------------------- scale.py usage errors

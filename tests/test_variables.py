@@ -36,7 +36,7 @@ NOT_OURS = {
 def product_files():
     yield from ROOT.glob("*.py")
     yield from (ROOT / "dts").rglob("*.py")
-    for name in ("Makefile", "Dockerfile", "docker-compose.yml", "tests/base_image.sh"):
+    for name in ("Makefile", "Dockerfile", "docker-compose.yml", "docker/base_image.sh"):
         yield ROOT / name
     yield from (ROOT / "scripts").glob("*.sh")
     yield from (ROOT / "docker").rglob("*")

@@ -1,6 +1,6 @@
 """test-config.yml → one typed, frozen `Settings`, validated at load time; the only config parser.
 
-    settings = load_settings()                      # --config / $DTS_CONFIG / test-config.yml, + env overrides
+    settings = load_settings()                      # --config / $DTS_CONFIG / ./test-config.yml (or a parent's)
     settings.pools["worker-a"].queues               # ('queue_a',)
     settings.pool_for_task("task_b").name           # 'worker-b'
 
@@ -15,20 +15,20 @@ from __future__ import annotations
 import os
 
 from dts.config.env import (
-    DEFAULT_CONFIG,
-    ENV_FILE,
+    CONFIG_NAME,
     MAX_ENV_FILE_BYTES,
-    PROJECT_DIR,
-    RUN_DIR,
     TLS_ENV,
     TLS_FILE_KEYS,
     broker_url_from_env_file,
-    checkout_name,
     deployment_env,
+    env_file,
+    find_config,
+    project_dir,
+    project_name,
     read_broker_url_file,
     read_env_file,
-    resolve_config_path,
     results_dir,
+    run_dir,
 )
 from dts.config.parse import ROOT_KEYS, broker_urls, parse_settings
 from dts.config.schema import (
@@ -65,9 +65,8 @@ from dts.config.yamlfile import (
 
 __all__ = [
     "BROKER_SCHEMES",
-    "DEFAULT_CONFIG",
+    "CONFIG_NAME",
     "DEFAULT_ROUTES",
-    "ENV_FILE",
     "EXECUTION_POOLS",
     "MAX_CONFIG_BYTES",
     "MAX_ENV_FILE_BYTES",
@@ -77,11 +76,9 @@ __all__ = [
     "MAX_YAML_DEPTH",
     "MAX_YAML_NODES",
     "POOL_NAME",
-    "PROJECT_DIR",
     "QUEUE_NAME",
     "QUEUE_TYPES",
     "ROOT_KEYS",
-    "RUN_DIR",
     "TLS_ENV",
     "TLS_FILE_KEYS",
     "AutoscaleSettings",
@@ -98,22 +95,25 @@ __all__ = [
     "TaskSettings",
     "broker_url_from_env_file",
     "broker_urls",
-    "checkout_name",
     "deployment_env",
+    "env_file",
+    "find_config",
     "keys",
     "load_settings",
     "parse_settings",
     "parse_yaml",
+    "project_dir",
+    "project_name",
     "read_bounded",
     "read_broker_url_file",
     "read_env_file",
-    "resolve_config_path",
     "results_dir",
+    "run_dir",
 ]
 
 
 def load_settings(path: str | os.PathLike | None = None) -> Settings:
     """Read, parse and validate the config file; every problem is one ConfigError."""
-    resolved = resolve_config_path(path)
+    resolved = find_config(path)
     text = read_bounded(resolved, MAX_CONFIG_BYTES, "config", "pass --config PATH or set DTS_CONFIG")
-    return parse_settings(parse_yaml(text, resolved), resolved, deployment_env())
+    return parse_settings(parse_yaml(text, resolved), resolved, deployment_env(None, env_file(resolved.parent)))

@@ -1,57 +1,83 @@
-"""The environment: the project's paths, .env, and the deployment facts that override the config file.
+"""The environment: the project (the folder of its config file), .env, and the deployment facts that
+override the config file.
 
-    deployment_env()                                # {'BROKER_URL': ...}: $BROKER_URL > $BROKER_URL_FILE > .env
-    checkout_name()                                 # 'dts-1a2b3c4d': this checkout's vhost, user, compose project
-    RUN_DIR, results_dir()                          # where local workers' files and result files go
+    find_config()                                   # --config, $DTS_CONFIG, else ./test-config.yml or a parent's
+    project_name(project)                           # 'dts-1a2b3c4d': the project's vhost, user, compose project
+    run_dir(project), results_dir(project)          # .run/ (local workers, rendered files) and results/ beside it
+    deployment_env(None, env_file(project))         # {'BROKER_URL': ...}: $BROKER_URL > $BROKER_URL_FILE > .env
 
-Deployment facts come from the environment, read in one place (`deployment_env`): $BROKER_URL, else the
-file named by $BROKER_URL_FILE (Docker's *_FILE convention: a swarm secret), else the vhost/user in `.env`;
-$BROKER_TLS_* name broker.tls's files where an engine mounted them.
+A project is the folder its test-config.yml is in: its .env, .run/ and results/ live there, and its RabbitMQ
+vhost and user and its compose project are named after it, so two projects on one machine never share
+queues, credentials or containers. Deployment facts come from the environment, read in one place
+(`deployment_env`): $BROKER_URL, else the file named by $BROKER_URL_FILE (Docker's *_FILE convention: a swarm
+secret), else the vhost/user in `.env`; $BROKER_TLS_* name broker.tls's files where an engine mounted them.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from dts.config.schema import MAX_URL_CHARS
 from dts.config.yamlfile import read_bounded, shown_path
 from dts.errors import ConfigError
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
-DEFAULT_CONFIG = PROJECT_DIR / "test-config.yml"
-ENV_FILE = PROJECT_DIR / ".env"
-RUN_DIR = Path(os.environ.get("DTS_RUN_DIR") or PROJECT_DIR / ".run")  # local workers' pid/log files, rendered files
+if TYPE_CHECKING:
+    from dts.config.schema import Settings
+
+CONFIG_NAME = "test-config.yml"  # what `dts init` writes and every command looks for
 MAX_ENV_FILE_BYTES = 64 * 1024  # .env: a few KEY=VALUE lines (docs/reference/input-bounds.md)
 # $BROKER_TLS_<KEY> overrides broker.tls.<key>: where a container finds the files mounted into it
 TLS_FILE_KEYS = ("ca_file", "cert_file", "key_file")
 TLS_ENV = {key: f"BROKER_TLS_{key.upper()}" for key in TLS_FILE_KEYS}
 
 
-def checkout_name() -> str:
-    """'dts-<8 hex>': this checkout's RabbitMQ vhost/user and compose project name. Derived from the
-    project directory, so two checkouts on one host never share queues, credentials or containers."""
+def find_config(path: str | os.PathLike | None = None, cwd: Path | None = None) -> Path:
+    """The config file: `path` (--config), else $DTS_CONFIG, both relative to the working folder; else the
+    first test-config.yml in the working folder or a folder above it (as git finds its repository)."""
+    here = Path(cwd or os.getcwd())
+    raw = path or os.environ.get("DTS_CONFIG")
+    if raw:
+        return (here / Path(raw).expanduser()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_NAME).is_file():
+            return (folder / CONFIG_NAME).resolve()
+    raise ConfigError(
+        f"no {CONFIG_NAME} in {here} or a folder above it: run `dts init` to write one here, or pass --config PATH"
+    )
+
+
+def project_dir(settings: Settings) -> Path:
+    """The project: the folder of the config file."""
+    return settings.path.parent
+
+
+def project_name(project: Path) -> str:
+    """'dts-<8 hex>': the project's RabbitMQ vhost/user and compose project name. Derived from the project
+    folder's path, so two projects on one host never share queues, credentials or containers."""
     import hashlib  # on use: ~2 ms of every CLI's start otherwise
 
-    return "dts-" + hashlib.sha1(str(PROJECT_DIR).encode()).hexdigest()[:8]
+    return "dts-" + hashlib.sha1(str(project).encode()).hexdigest()[:8]
 
 
-def results_dir() -> Path:
+def run_dir(project: Path) -> Path:
+    """The project's run state (local workers' pid and log files, rendered files): $DTS_RUN_DIR, else .run/."""
+    return Path(os.environ.get("DTS_RUN_DIR") or project / ".run")
+
+
+def results_dir(project: Path) -> Path:
     """Where result files go: $DTS_RESULTS_DIR, else the project's results/ (git-ignored)."""
-    return Path(os.environ.get("DTS_RESULTS_DIR") or PROJECT_DIR / "results")
+    return Path(os.environ.get("DTS_RESULTS_DIR") or project / "results")
 
 
-def resolve_config_path(path: str | os.PathLike | None) -> Path:
-    """`--config` or $DTS_CONFIG or the project's test-config.yml. A relative path is relative to the
-    project directory, not the current one, so every CLI and worker finds the same file wherever it runs."""
-    raw = path or os.environ.get("DTS_CONFIG")
-    if not raw:
-        return DEFAULT_CONFIG
-    return (PROJECT_DIR / Path(raw).expanduser()).resolve()
+def env_file(project: Path) -> Path:
+    """The project's git-ignored .env: the workers' broker vhost, user and password (`dts broker` writes it)."""
+    return project / ".env"
 
 
-def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
+def read_env_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines of the git-ignored .env written by `make broker` (missing file: empty)."""
     if not os.path.lexists(path):
         return {}
@@ -99,7 +125,7 @@ def read_broker_url_file(path: str) -> str:
     return url
 
 
-def deployment_env(environ: dict[str, str] | None = None, env_file: Path = ENV_FILE) -> dict[str, str]:
+def deployment_env(environ: dict[str, str] | None = None, env_file: Path | None = None) -> dict[str, str]:
     """The environment overrides, read in one place. Precedence: $BROKER_URL (set but empty is an error),
     else the file $BROKER_URL_FILE names (unreadable: an error), else the .env vhost/user (at $DTS_BROKER_HOST,
     default localhost), else the config.
@@ -117,7 +143,7 @@ def _broker_url_env(environ, env_file: Path) -> dict[str, str]:
     if "BROKER_URL_FILE" in environ:
         url = read_broker_url_file(environ["BROKER_URL_FILE"])
         return {"BROKER_URL": url, "BROKER_URL_SOURCE": "the URL in $BROKER_URL_FILE"}
-    values = read_env_file(env_file)
+    values = read_env_file(env_file) if env_file else {}
     host = environ.get("DTS_BROKER_HOST") or values.get("DTS_BROKER_HOST") or "localhost"  # a broker elsewhere
     url = broker_url_from_env_file(values, host=host)
     return {"BROKER_URL": url} if url else {}

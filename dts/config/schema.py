@@ -21,7 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from dts.engines import names as engine_names  # the registry's: a registered engine is a valid engine.name
+from dts.engines.registry import names as engine_names  # a registered engine is a valid engine.name
 
 # The task routing defaults: the tasks are code (celery_app.py); where each is routed is config.
 DEFAULT_ROUTES = {"task_a": "queue_a", "task_b": "queue_b"}

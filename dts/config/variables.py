@@ -129,7 +129,7 @@ VARIABLES = (
     Variable(
         "DTS_FLOWER_PORT",
         OUTPUT,
-        "the host port of the compose Flower service, set by `python -m dts.flower --engine compose --port N` "
+        "the host port of the compose Flower service, set by `dts flower --engine compose --port N` "
         "(`make flower ENGINE=compose FLOWER_PORT=N`); a value of your own is replaced",
     ),
     Variable(

@@ -1,8 +1,10 @@
-"""The engines: where a pool's workers run. This package's root is only the registry (an engine's name ->
-the dotted path of its class, resolved on use, as celery's `celery.concurrency` does) and the factory; the
-interface and what engines share are in dts.engines.base, each engine in a module of its own.
+"""The engines: where a pool's workers run. This package's root is the factory over the registry
+(dts.engines.registry: an engine's name -> the dotted path of its class, resolved on use, as celery's
+`celery.concurrency` does); the interface and what engines share are in dts.engines.base, each engine in a
+module of its own.
 
     make_engine(settings, "auto", app)               # compose when a Docker engine answers, else local
+    make_engine(settings, None, app)                 # engine.name; for auto, the engine `up` last used here
     make_engine(settings, "swarm", app, init_swarm=True)
     register("stub", "stub_engine:StubEngine")       # a new engine: its module plus one line in ENGINES
 
@@ -12,30 +14,15 @@ never each other, never this package's root. dts.engines.k8s renders manifests a
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dts.engines.registry import AUTO, ENGINES, names, register
 from dts.errors import CliError, ExitCode
 
 if TYPE_CHECKING:
     from dts.config import Settings
     from dts.engines.base import Engine
-
-AUTO = "auto"  # compose when a Docker engine answers and compose is installed, else local (never swarm)
-ENGINES = {
-    "compose": "dts.engines.compose:ComposeEngine",
-    "local": "dts.engines.local:LocalEngine",
-    "swarm": "dts.engines.swarm:SwarmEngine",
-}
-
-
-def register(name: str, dotted: str) -> None:
-    """Make the engine class at `dotted` ("module:Class") known as `name`."""
-    ENGINES[name] = dotted
-
-
-def names() -> tuple[str, ...]:
-    """Every name an engine can be asked for by: auto, then the registered engines."""
-    return (AUTO, *ENGINES)
 
 
 def resolve_engine(name: str) -> str:
@@ -66,10 +53,44 @@ def refusal(option: str, engine: str) -> str:
     return f"the {engine} engine takes no option {option!r}"
 
 
+UP_RECORD = "engine"  # in the project's run folder: the engine `up` last started the pools on
+
+
+def remember_engine(run_dir: Path, name: str | None) -> None:
+    """Note (None: forget) the engine `up` started the pools on, so that a later command that names none
+    (`dts scale worker-a 2` after `dts up --engine local`) acts on the same workers, not on `auto`'s pick."""
+    record = Path(run_dir) / UP_RECORD
+    if name is None:
+        record.unlink(missing_ok=True)
+        return
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(name + "\n")
+
+
+def remembered_engine(run_dir: Path) -> str | None:
+    """The engine `up` last started the pools on (None: none noted, or no longer a known engine)."""
+    try:
+        name = (Path(run_dir) / UP_RECORD).read_text().strip()
+    except OSError:
+        return None
+    return name if name in ENGINES else None
+
+
+def chosen_engine(settings: Settings, name: str | None) -> str:
+    """`name`, else engine.name; for `auto`, the engine `up` last started the pools on, else auto's pick."""
+    from dts.config import project_dir, run_dir
+
+    wanted = name or settings.engine.name
+    if wanted == AUTO:
+        wanted = remembered_engine(run_dir(project_dir(settings))) or AUTO
+    return resolve_engine(wanted)
+
+
 def make_engine(settings: Settings, name: str | None, app, **options) -> Engine:
-    """The engine `name` (None: engine.name from the config) for these settings, with its options; an
-    option it does not take, or a Docker engine it needs and does not find, is a one-line exit 2."""
-    resolved = resolve_engine(name or settings.engine.name)
+    """The engine `name` (None: engine.name from the config; for auto, the engine `up` last used) for these
+    settings, with its options; an option it does not take, or a Docker engine it needs and does not find,
+    is a one-line exit 2."""
+    resolved = chosen_engine(settings, name)
     cls = engine_class(resolved)
     for option in options:
         if option not in cls.options:
@@ -89,3 +110,6 @@ def engines_in_use(engine: Engine, settings: Settings, requested: str | None) ->
     if (requested or settings.engine.name) == AUTO and engine.name != "local":
         return [engine, make_engine(settings, "local", engine.app)]
     return [engine]
+
+
+__all__ = ["AUTO", "ENGINES", "chosen_engine", "engine_class", "make_engine", "names", "register", "resolve_engine"]

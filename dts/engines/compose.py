@@ -1,7 +1,7 @@
 """The compose engine: each pool is a docker compose service, rendered from the pool declaration.
 
 docker-compose.yml holds the one worker service definition (`x-worker`) and names no pool. For each
-declared pool this module renders a service from it (`DTS_POOL`, the `python -m dts.worker POOL` command,
+declared pool this module renders a service from it (`DTS_POOL`, the `python -m dts worker POOL` command,
 the config mounted read-only, `stop_grace_period` from engine.stop_timeout) into
 `.run/compose/<project>.pools.yml`, and runs compose with both files. `python scale.py compose` writes it.
 
@@ -24,11 +24,13 @@ from typing import Any, ClassVar
 
 import yaml
 
-from dts.config import PROJECT_DIR, RUN_DIR, Settings, checkout_name, read_env_file
+from dts.config import Settings, env_file, project_dir, project_name, read_env_file
+from dts.config import run_dir as project_run_dir
 from dts.config.env import CLUSTER_NODES
 from dts.engines.base import Engine, check_sizes, declared_sizes, replicas, scale_plan, wait_for_pong
 from dts.engines.containers import COMPOSE_FILE, CONFIG_IN_IMAGE, container_tls_files, worker_template
 from dts.engines.docker import compose_command
+from dts.engines.image import build_worker_image, worker_image
 from dts.errors import CliError, ExitCode
 from dts.files import write_atomic
 from dts.naming import launch_argv, nodename, pool_of_node
@@ -150,7 +152,7 @@ class ComposeEngine(Engine):
         app,
         project: str | None = None,
         env: dict[str, str] | None = None,
-        run_dir: Path = RUN_DIR,
+        run_dir: Path | None = None,
         broker: str = "host",
     ):
         cmd = compose_command()
@@ -161,15 +163,18 @@ class ComposeEngine(Engine):
         if broker not in BROKERS:
             raise CliError(f"BROKER must be one of {', '.join(BROKERS)} (got {broker!r})", ExitCode.USAGE)
         self.settings, self.app, self.broker = settings, app, broker
-        self.project = project or os.environ.get("COMPOSE_PROJECT_NAME") or checkout_name()
-        self.pools_file = Path(run_dir) / "compose" / f"{self.project}.pools.yml"
+        self.folder = project_dir(settings)  # compose's project directory: its .env, the relative paths
+        self.project = project or os.environ.get("COMPOSE_PROJECT_NAME") or project_name(self.folder)
+        self.pools_file = Path(run_dir or project_run_dir(self.folder)) / "compose" / f"{self.project}.pools.yml"
         self.cmd = [*cmd, "-f", str(COMPOSE_FILE), "-f", str(self.pools_file), "-p", self.project]
+        self.cmd += ["--project-directory", str(self.folder)]
         self.env = {
             **os.environ,
             "DOCKER_BUILDKIT": os.environ.get("DOCKER_BUILDKIT", "0"),
             "COMPOSE_DOCKER_CLI_BUILD": os.environ.get("COMPOSE_DOCKER_CLI_BUILD", "0"),
             **(env or {}),
         }
+        self.env.setdefault("DTS_IMAGE", worker_image(self.folder, self.env))  # the project's own worker image
         if broker in PROFILES:  # the broker's profile on, beside any other (Flower's `monitoring`)
             profiles = [p for p in self.env.get("COMPOSE_PROFILES", "").split(",") if p]
             self.env["COMPOSE_PROFILES"] = ",".join(dict.fromkeys([*profiles, PROFILES[broker]]))
@@ -199,7 +204,7 @@ class ComposeEngine(Engine):
         self.write_pools_file()
         log.info("compose -p %s %s", self.project, " ".join(args))
         proc = subprocess.run(
-            [*self.cmd, *args], cwd=PROJECT_DIR, env=self.env, capture_output=True, text=True, timeout=timeout
+            [*self.cmd, *args], cwd=self.folder, env=self.env, capture_output=True, text=True, timeout=timeout
         )
         if proc.returncode != 0:
             last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
@@ -230,7 +235,7 @@ class ComposeEngine(Engine):
 
     def check_credentials(self) -> None:
         """CliError (exit 2) unless .env (or the engine's env) has the containers' broker user."""
-        values = {**read_env_file(), **self.env}
+        values = {**read_env_file(env_file(self.folder)), **self.env}
         if not values.get("DTS_BROKER_PASSWORD"):
             raise CliError(
                 "no broker user for the containers (guest only works over loopback): run `make broker` "
@@ -285,12 +290,13 @@ class ComposeEngine(Engine):
         return []
 
     def build(self) -> None:
-        self.compose("build")
+        """The project's worker image (dts.engines.image), unless its tag exists."""
+        build_worker_image(self.folder)
 
     def logs(self, lines: int, follow: bool) -> None:
         self.write_pools_file()
         argv = [*self.cmd, "logs", "--tail", str(lines), *(["-f"] if follow else [])]
-        subprocess.run(argv, cwd=PROJECT_DIR, env=self.env, check=False)
+        subprocess.run(argv, cwd=self.folder, env=self.env, check=False)
 
     def resize(self, desired: dict[str, int]) -> dict[str, int]:
         """Resize services; existing replicas are kept as they are (--no-recreate)."""

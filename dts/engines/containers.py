@@ -13,9 +13,10 @@ from typing import Any
 
 import yaml
 
-from dts.config import PROJECT_DIR, TLS_ENV, Settings
+from dts.config import TLS_ENV, Settings
+from dts.files import DATA_DIR
 
-COMPOSE_FILE = PROJECT_DIR / "docker-compose.yml"
+COMPOSE_FILE = DATA_DIR / "docker-compose.yml"  # the package's copy of the repository's docker-compose.yml
 CONFIG_IN_IMAGE = "/app/test-config.yml"
 TLS_DIR_IN_CONTAINER = "/run/secrets"  # where a container finds broker.tls's files (swarm's secrets go there too)
 

@@ -46,7 +46,7 @@ TMP_SIZE = "64Mi"  # compose mounts a tmpfs at /tmp (HOME=/tmp in the image); he
 
 # The image's health check (Dockerfile HEALTHCHECK): ping this pod's own worker. Each run starts a Python
 # process (about a CPU-second), so it runs every minute, like the image's --interval=60s --timeout=20s.
-HEALTH_CHECK = ["python", "-m", "dts.worker", "--ping"]
+HEALTH_CHECK = ["python", "-m", "dts", "worker", "--ping"]
 PROBE_PERIOD = 60  # seconds between checks
 PROBE_TIMEOUT = 20  # seconds one check may take
 PROBE_FAILURES = 3  # consecutive failures before not-ready / restart

@@ -1,5 +1,5 @@
 """The local engine: workers as `celery worker` processes on this host, started through the same entry
-point as the containers (`python -m dts.worker POOL`) and supervised by one supervisord per run folder
+point as the containers (`python -m dts worker POOL`) and supervised by one supervisord per run folder
 (dts.engines.supervise): a worker that dies is restarted, like a compose service's container.
 
 The n-th worker of a pool is node `worker-a@<hostname>-<n>`, supervisord program `worker-a-<n>`, log file
@@ -19,7 +19,8 @@ from pathlib import Path
 
 from celery.utils.nodenames import host_format
 
-from dts.config import PROJECT_DIR, RUN_DIR, Settings
+from dts.config import Settings, project_dir
+from dts.config import run_dir as project_run_dir
 from dts.engines.base import (
     Engine,
     check_sizes,
@@ -53,12 +54,13 @@ class LocalEngine(Engine):
 
     name = "local"
 
-    def __init__(self, settings: Settings, app, run_dir: Path = RUN_DIR, env: dict[str, str] | None = None):
+    def __init__(self, settings: Settings, app, run_dir: Path | None = None, env: dict[str, str] | None = None):
         self.settings, self.app = settings, app
-        self.run_dir = Path(run_dir)
+        self.project = project_dir(settings)  # the workers' working folder
+        self.run_dir = Path(run_dir or project_run_dir(self.project))
         self.env = dict(os.environ if env is None else env)
         self.env.update({"DTS_CONFIG": str(settings.path), "BROKER_URL": settings.broker.url})
-        self.supervisor = Supervisor(self.run_dir, self.env, PROJECT_DIR)
+        self.supervisor = Supervisor(self.run_dir, self.env, self.project)
 
     # -- names and files
     def logfile(self, pool: str, index: int) -> Path:
@@ -75,7 +77,7 @@ class LocalEngine(Engine):
     def _program(self, pool: str, index: int) -> dict[str, str]:
         env = {key: self.env.get(key, "") for key in WORKER_ENV}
         argv = launch_argv(pool, f"%h-{index}", python=sys.executable)
-        return program(argv, env, PROJECT_DIR, self.logfile(pool, index), self.settings.engine.stop_timeout)
+        return program(argv, env, self.project, self.logfile(pool, index), self.settings.engine.stop_timeout)
 
     def _mine(self, options: dict[str, str]) -> bool:
         """Started for this engine's broker (and config)?"""
@@ -199,7 +201,7 @@ class LocalEngine(Engine):
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             except (OSError, ValueError, IndexError):
                 cmdline = b""
-            if b"dts.worker" in cmdline or b"celery_app" in cmdline:
+            if b"dts.worker" in cmdline or b"dts.app" in cmdline or b"celery_app" in cmdline:
                 targets.append(pid)
                 os.kill(pid, signal.SIGTERM)
             pidfile.unlink(missing_ok=True)

@@ -1,6 +1,6 @@
 """The swarm engine: each pool is a service of one Docker Swarm stack, rendered from the pool declaration.
 
-For each declared pool this module renders a v3.8 stack service (the same `python -m dts.worker POOL`
+For each declared pool this module renders a v3.8 stack service (the same `python -m dts worker POOL`
 command as every engine, DTS_POOL, replicas from the config, stop_grace_period = engine.stop_timeout)
 into `.run/swarm/<stack>.stack.yml` and deploys it with `docker stack deploy`. The config reaches the
 containers as a swarm config and the workers' broker URL as a swarm secret (read through
@@ -12,7 +12,7 @@ $BROKER_URL_FILE): neither is in the stack file or the image, and both reach eve
     engine.stop()                    # docker stack rm; returns when nothing of the stack is left
 
 `docker stack deploy` ignores `build:` and `.env`: the image is built first (`make build`) and referenced
-by tag ($DTS_IMAGE, default dts-worker:latest); a multi-host swarm needs it pushed to a registry.
+by tag ($DTS_IMAGE, default the project's own, dts.engines.image); a multi-host swarm needs it pushed to a registry.
 """
 
 from __future__ import annotations
@@ -28,16 +28,25 @@ from typing import Any, ClassVar
 import yaml
 
 from dts.broker import queue_stats
-from dts.config import RUN_DIR, PoolSettings, Settings, broker_url_from_env_file, checkout_name, read_env_file
+from dts.config import (
+    PoolSettings,
+    Settings,
+    broker_url_from_env_file,
+    env_file,
+    project_dir,
+    project_name,
+    read_env_file,
+)
+from dts.config import run_dir as project_run_dir
 from dts.deadline import Deadline
 from dts.engines.base import Engine, check_sizes, declared_sizes, replicas, scale_plan, wait_for_pong
 from dts.engines.containers import CONFIG_IN_IMAGE, container_tls_files, worker_template
+from dts.engines.image import worker_image
 from dts.errors import CliError, ExitCode
 from dts.files import write_atomic
 from dts.naming import launch_argv, nodename
 
 log = logging.getLogger("dts.swarm")  # the name users know from the log lines
-DEFAULT_IMAGE = "dts-worker:latest"
 CONTAINER_BROKER_HOST = "host.docker.internal"  # the host's broker, as compose reaches it (extra_hosts)
 SECRET = "broker_url"  # the stack's secret key; Docker names it <stack>_broker_url_<hash>
 SECRET_PATH = "/run/secrets/dts_broker_url"  # where a worker reads it ($BROKER_URL_FILE)
@@ -157,14 +166,15 @@ class SwarmEngine(Engine):
         app,
         stack: str | None = None,
         env: dict[str, str] | None = None,
-        run_dir: Path = RUN_DIR,
+        run_dir: Path | None = None,
         init_swarm: bool = False,
     ):
         self.settings, self.app, self.init_swarm = settings, app, init_swarm
-        self.stack = stack or os.environ.get("DTS_STACK") or checkout_name()
+        self.folder = project_dir(settings)
+        self.stack = stack or os.environ.get("DTS_STACK") or project_name(self.folder)
         self.env = {**os.environ, **(env or {})}
-        self.image = self.env.get("DTS_IMAGE") or DEFAULT_IMAGE
-        folder = Path(run_dir) / "swarm"
+        self.image = worker_image(self.folder, self.env)  # $DTS_IMAGE, else the project's own
+        folder = Path(run_dir or project_run_dir(self.folder)) / "swarm"
         self.stack_file = folder / f"{self.stack}.stack.yml"
         self.secret_file = folder / f"{self.stack}.broker-url"  # mode 0600, git-ignored like .env
 
@@ -173,7 +183,7 @@ class SwarmEngine(Engine):
     def broker_url(self) -> str:
         """The workers' broker URL: the dedicated vhost/user of .env (or the engine's env), at $DTS_BROKER_HOST
         (a broker on another host, for a swarm of many nodes), else at the host of each node."""
-        env = {**read_env_file(), **self.env}
+        env = {**read_env_file(env_file(self.folder)), **self.env}
         host = env.get("DTS_BROKER_HOST") or CONTAINER_BROKER_HOST
         url = broker_url_from_env_file(env, host=host, tls=self.settings.broker.tls is not None)
         if url is None:

@@ -1,5 +1,5 @@
 """The dead-letters report: each work queue's dead letters (task, id, reason, attempts, time), and what a
-replay, a purge or a queue migration did, as the text lines and the JSON document `python -m dts.dlq` prints.
+replay, a purge or a queue migration did, as the text lines and the JSON document `dts dlq` prints.
 
     letters = {queue: queue_ops.browse(conn, queue) for queue in queues}
     print("\\n".join(render_list(letters)))      # or json.dumps(list_json(letters), indent=2)

@@ -4,7 +4,7 @@
 # `docker import`, with this host's CA bundle so pip inside trusts what the host trusts.
 # Use it as the project's base: docker build --build-arg BASE_IMAGE=dts-base:bookworm .
 #
-# Usage: tests/base_image.sh [--rebuild] [IMAGE_NAME]
+# Usage: docker/base_image.sh [--rebuild] [IMAGE_NAME]
 # Idempotent: does nothing when the image exists with the current recipe version. The debootstrap
 # rootfs tarball is cached in ${XDG_CACHE_HOME:-$HOME/.cache}/dts and reused across runs, also by
 # --rebuild (which remakes the image only); delete that directory to run debootstrap again.

@@ -1,10 +1,10 @@
-"""`python -m dts.dlq`: the dead-letter queues' command line (the operations are dts.queue_ops, their text
-and JSON dts.reports.deadletters).
+"""`dts dlq`: the dead-letter queues' command line (the operations are dts.queue_ops, their text and JSON
+dts.reports.deadletters).
 
-    python -m dts.dlq list [--json]                 # what `make dlq` runs: task, id, reason, attempts, time
-    python -m dts.dlq replay [--queue Q] [--id ID]  # `make dlq-replay`: back to the work queue, fresh retries
-    python -m dts.dlq purge [--yes] [--dead]        # `make purge`: empty the work queues (after a confirmation)
-    python -m dts.dlq migrate                       # `make migrate-queues`: redeclare old queues, keep messages
+    dts dlq list [--json]                 # what `make dlq` runs: task, id, reason, attempts, time
+    dts dlq replay [--queue Q] [--id ID]  # `make dlq-replay`: back to the work queue, fresh retries
+    dts dlq purge [--yes] [--dead]        # `make purge`: empty the work queues (after a confirmation)
+    dts dlq migrate                       # `make migrate-queues`: redeclare old queues, keep messages
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 
 from dts import queue_ops
 from dts.broker import check_broker, reaching, require_current_queues
-from dts.cli import Parser, run_main
+from dts.cli import Parser, json_option, run_main, shared_options
 from dts.config import Settings, load_settings
 from dts.deadline import Deadline, session
 from dts.errors import CliError, ExitCode, exit_epilog
@@ -30,18 +30,19 @@ from dts.reports.deadletters import (
 )
 from dts.routing import dead_letter_queue_name, declared_queues
 
-PROG = "python -m dts.dlq"
+PROG = "dts dlq"
+DESCRIPTION = "Dead-letter queues: list, replay; purge the work queues; migrate."
 EPILOG = """examples:
-  python -m dts.dlq list                     every dead letter: time, task, id, attempts, reason
-  python -m dts.dlq list --json              the same as one JSON document
-  python -m dts.dlq replay                   every dead letter back to its work queue (retries start again)
-  python -m dts.dlq replay --queue queue_a --id 3f2c...   one task
-  python -m dts.dlq purge                    empty the work queues, after a confirmation (--yes: none)
-  python -m dts.dlq purge --dead --yes       the dead-letter queues too
-  python -m dts.dlq migrate                  queues declared by an older version: redeclare, messages kept
+  dts dlq list                     every dead letter: time, task, id, attempts, reason
+  dts dlq list --json              the same as one JSON document
+  dts dlq replay                   every dead letter back to its work queue (retries start again)
+  dts dlq replay --queue queue_a --id 3f2c...   one task
+  dts dlq purge                    empty the work queues, after a confirmation (--yes: none)
+  dts dlq purge --dead --yes       the dead-letter queues too
+  dts dlq migrate                  queues declared by an older version: redeclare, messages kept
 
 """
-EPILOG += exit_epilog("python -m dts.dlq")
+EPILOG += exit_epilog("dlq")
 
 
 def confirm(question: str) -> bool:
@@ -62,10 +63,10 @@ def selected_queues(settings: Settings, names: list[str] | None) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from celery_app import app, use_settings
-
     settings = load_settings(args.config)
-    use_settings(settings)
+    from dts.app import make_app  # Celery once the config is known good
+
+    app = make_app(settings)
     queues = selected_queues(settings, args.queue)
     check_broker(app, settings.broker.connect_timeout, check_queues=False)
     # each request is answered within broker.connect_timeout, or the command ends with exit 3
@@ -93,32 +94,26 @@ def run(args: argparse.Namespace) -> int:
         return ExitCode.OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = Parser(add_help=False)
-    common.add_argument("--config", help="config file (default: test-config.yml, or $DTS_CONFIG)")
-    common.add_argument("--queue", action="append", metavar="Q", help="a work queue (repeatable; default: all)")
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more diagnostics on stderr")
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = Parser(
-        prog=PROG,
-        description="Dead-letter queues: list, replay; purge the work queues; migrate.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=EPILOG,
+        prog=prog, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    show = sub.add_parser("list", parents=[common], help="every dead letter: time, task, id, attempts, reason")
-    show.add_argument("--json", action="store_true", help="one JSON document")
+    add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    return parser
+
+
+def add_commands(sub) -> None:
+    """list, replay, purge, migrate as sub-commands of `sub`."""
+    common = Parser(add_help=False, parents=[shared_options()])
+    common.add_argument("--queue", action="append", metavar="Q", help="a work queue (repeatable; default: all)")
+    sub.add_parser("list", parents=[common, json_option()], help="every dead letter: time, task, id, attempts, reason")
     again = sub.add_parser("replay", parents=[common], help="dead letters back to their work queue")
     again.add_argument("--id", action="append", metavar="TASK_ID", help="only this task id (repeatable)")
     empty = sub.add_parser("purge", parents=[common], help="empty the work queues (asks first)")
     empty.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
     empty.add_argument("--dead", action="store_true", help="also empty their dead-letter queues")
     sub.add_parser("migrate", parents=[common], help="redeclare queues declared without dead-lettering")
-    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run_main(PROG, build_parser(), run, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    return run_main(prog, build_parser(prog), run, argv)

@@ -1,8 +1,11 @@
-"""What the CLIs share: argparse value types that say the allowed range, logging set-up, and
-the wrapper that turns an expected failure (CliError) into one line on stderr and its exit code.
+"""The command line: one `dts` command (dts.cli.main) whose sub-commands are this package's modules, one per
+command. What they share is here: the options every command takes (`--config`, `-v`, declared once in
+`shared_options`), argparse value types that say the allowed range, logging set-up, and `run_main`, the one
+path from a parsed command to its exit code (an expected failure, CliError, is one line on stderr).
 
+    parser = command_parser("dispatch.py", __doc__, EPILOG)       # a command's own parser (its script's)
     parser.add_argument("--timeout", type=float_between(0, MAX_TIMEOUT, low_open=True))
-    sys.exit(run_main("dispatch.py", build_parser(), run, argv))
+    sys.exit(run_main("dispatch.py", parser, run, argv))
 
 Every count and number a CLI takes has an upper bound (below; docs/reference/input-bounds.md), said in --help:
 a typo like `--tasks 2000000000` is a one-line usage error (exit 2), not a MemoryError minutes later.
@@ -124,6 +127,35 @@ class Parser(argparse.ArgumentParser):
         self.exit(ExitCode.USAGE)
 
 
+CONFIG_HELP = "config file (default: ./test-config.yml or the nearest one above; $DTS_CONFIG)"
+
+
+def shared_options() -> argparse.ArgumentParser:
+    """The options every command takes, declared once: --config and -v (a parent of each command's parser)."""
+    shared = Parser(add_help=False)
+    shared.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    shared.add_argument("-v", "--verbose", action="count", default=0, help="more diagnostics on stderr (-vv: debug)")
+    return shared
+
+
+def json_option() -> argparse.ArgumentParser:
+    """--json, declared once for the commands that print a report (a parent of their parsers)."""
+    option = Parser(add_help=False)
+    option.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    return option
+
+
+def command_parser(prog: str, description: str, epilog: str = "", parents=()) -> argparse.ArgumentParser:
+    """A command's parser as its own script (`dispatch.py`, `scale.py`): the shared options, then its own."""
+    return Parser(
+        prog=prog,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[shared_options(), *parents],
+    )
+
+
 def setup_logging(verbosity: int) -> None:
     """Diagnostics go to stderr through logging: -v info, -vv debug; text, or JSON lines when LOG_FORMAT=json
     (an unknown LOG_FORMAT is a CliError, exit 2)."""
@@ -164,8 +196,10 @@ def exit_now(code: int) -> None:
 def run_main(
     prog: str, parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int], argv: list[str] | None
 ) -> int:
-    """Parse, set up logging, run; expected failures become `prog: error: ...` and their exit code."""
+    """Parse, set up logging, run; expected failures become `prog: error: ...` and their exit code (`prog`:
+    the parsed command's own name when it sets one, as `dts`'s sub-commands do)."""
     args = parser.parse_args(argv)
+    prog = getattr(args, "prog", None) or prog
     try:
         setup_logging(args.verbose)
         return run(args)

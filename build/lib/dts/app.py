@@ -1,0 +1,81 @@
+"""The Celery app, made from a `Settings` (no global state): its configuration is dts.routing's, its tasks
+are registered from one table, their work is dts.work's.
+
+    app = make_app(settings)            # what every command does with the settings it parsed
+    app.tasks[task_name("task_a")]      # the task `celery_app.task_a` (its name on the wire)
+    celery -A dts.app worker ...        # a worker: the app for $DTS_CONFIG, made on first use (worker_app)
+
+The workers' `-A` names this module, inside the package, so a `celery_app.py` of the user's own can never
+shadow it; this repository's top-level celery_app.py is the readable entry that takes its app from here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from celery import Celery
+
+from dts.routing import celery_settings
+
+if TYPE_CHECKING:
+    from dts.config import Settings
+
+APP_NAME = "celery_app"  # the app's main name: the tasks' wire names begin with it (celery_app.task_a)
+SIMULATED = ("task_a", "task_b")  # the built-in tasks: simulated work (tasks.NAME.duration, failure_rate)
+DEAD_LETTER_REQUEST = "dts.deadletter:DeadLetterRequest"  # a final failure goes to the queue's Q.dead, with the reason
+
+
+def task_name(task: str) -> str:
+    """'task_a' -> 'celery_app.task_a': the name a task is sent and registered by."""
+    return f"{APP_NAME}.{task}"
+
+
+def _simulated(task: str, settings: Settings):
+    """The body of a simulated task: the work, its retries with backoff, the result dict (dts.work)."""
+    from dts.work import run_task
+
+    def run(
+        self,
+        duration: float | None = None,
+        failure_rate: float | None = None,
+        fail_times: int = 0,
+        retry_delays: list[float] | None = None,
+    ) -> dict[str, Any]:
+        return run_task(self, task, settings, duration, failure_rate, fail_times, retry_delays)
+
+    run.__name__ = run.__qualname__ = task
+    return run
+
+
+def make_app(settings: Settings) -> Celery:
+    """The app for `settings`: configured on first use, with the simulated tasks registered."""
+    # task events without publisher confirms; no fixups (Celery's Django one costs every CLI ~4 ms to import)
+    app = Celery(APP_NAME, events="dts.events:UnconfirmedEvents", fixups=[])
+    app.add_defaults(lambda: celery_settings(settings))
+    for task in SIMULATED:  # not shared: another app (other settings) must never get this one's tasks
+        task_of = app.task(bind=True, name=task_name(task), Request=DEAD_LETTER_REQUEST, shared=False)
+        task_of(_simulated(task, settings))
+    return app
+
+
+def worker_app(settings: Settings) -> Celery:
+    """The app of a worker process: make_app, plus the worker-side signal handlers (JSON logs with the task
+    lifecycle, the time-limit check, the result channel opened before the first task)."""
+    from dts.logs import connect_worker_signals
+    from dts.work import connect_time_limit_check, connect_warm_up
+
+    app = make_app(settings)
+    connect_worker_signals()  # LOG_FORMAT=json: the worker logs JSON lines, with the task lifecycle
+    connect_time_limit_check(lambda: settings)  # a worker whose execution pool ignores time limits says so
+    connect_warm_up(app)  # the result channel open before the first task, not inside it
+    return app
+
+
+def __getattr__(name: str) -> Celery:
+    """`celery -A dts.app worker` asks this module for `app`: the worker's app for $DTS_CONFIG, made once."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from dts.config import load_settings
+
+    made = globals()["app"] = worker_app(load_settings())
+    return made

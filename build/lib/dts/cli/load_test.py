@@ -1,0 +1,228 @@
+"""`dts load-test` (`python load_test.py`): send TASKS of each task type, collect results as they complete,
+and report what the current pool sizes buy: throughput, latency (queue wait + execution), fairness, ideal
+time, efficiency.
+
+    dts load-test --tasks 20                  # 20 task_a + 20 task_b on the running pools
+    dts load-test --tasks 40 --sweep 1,2,4,8  # rescale both pools to each size, same load each time
+    dts load-test --tasks 20 --output results/run.json --plot results/run.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+from pathlib import Path
+
+from dts import engines
+from dts.cli import (
+    MAX_DURATION,
+    MAX_SWEEP_SIZES,
+    MAX_TASKS,
+    MAX_TIMEOUT,
+    MAX_WORKERS,
+    command_parser,
+    float_between,
+    int_between,
+    json_option,
+    probability,
+    run_main,
+)
+from dts.config import Settings, load_settings, project_dir
+from dts.engines import make_engine
+from dts.engines.base import replicas
+from dts.errors import CliError, ExitCode, excerpt, exit_epilog
+from dts.files import shown
+from dts.live import LoadProgress
+from dts.reports.load import LoadRun, LoadSpec, LoadTestReport, render_load_test, summarise_load, threshold_failures
+from dts.reports.verdict import verdict
+from dts.results import check_writable, output_path, save
+
+log = logging.getLogger("dts.load_test")
+DESCRIPTION = "Send a load of task_a/task_b and report throughput, latency, fairness and efficiency."
+EPILOG = """examples:
+  dts load-test --tasks 20                      20 task_a + 20 task_b on the running pools
+  dts load-test --tasks 50 --mix 0.8            100 tasks, 80% task_a
+  dts load-test --tasks 40 --sweep 1,2,4,8      rescale every pool to each size, same load at each
+                                                (the pools are put back to their sizes afterwards)
+  dts load-test --tasks 20 --json --output run.json --plot run.png
+  dts load-test --tasks 20 --no-save            no result file (default: results/load_test-<UTC time>.json)
+  python load_test.py --tasks 20                the same command, from this repository's checkout
+
+efficiency = ideal time / actual time, where the ideal is the lower bound for this load on the live
+worker slots (replicas x concurrency, asked from the workers): max(work / slots, ceil(tasks / slots) x
+shortest task, longest task) per pool.
+"""
+EPILOG += exit_epilog("load-test")
+
+
+def parse_sizes(text: str) -> list[int]:
+    """argparse type for --sweep: '1,2,4,8' -> [1, 2, 4, 8] (at most MAX_SWEEP_SIZES sizes of 1..MAX_WORKERS)."""
+    parts = [part.strip() for part in text.split(",", MAX_SWEEP_SIZES) if part.strip()]
+    if not 1 <= len(parts) <= MAX_SWEEP_SIZES or not all(
+        p.isascii() and p.isdigit() and len(p) <= 4 and 1 <= int(p) <= MAX_WORKERS for p in parts
+    ):
+        raise argparse.ArgumentTypeError(
+            f"takes 1 to {MAX_SWEEP_SIZES} pool sizes from 1 to {MAX_WORKERS} like 1,2,4,8 (got {excerpt(text)})"
+        )
+    return [int(p) for p in parts]
+
+
+parse_sizes.rule = f"1 to {MAX_SWEEP_SIZES} comma-separated sizes, each from 1 to {MAX_WORKERS}"
+
+
+def task_kwargs(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    common = {} if args.fail_rate is None else {"failure_rate": args.fail_rate}
+    durations = {"task_a": args.duration_a, "task_b": args.duration_b}
+    return {name: dict(common, **({} if d is None else {"duration": d})) for name, d in durations.items()}
+
+
+def check_outputs(args: argparse.Namespace, settings: Settings) -> None:
+    """Refuse bad output paths and sizes before the load runs, not after (when the results would be lost)."""
+    limit = settings.engine.max_replicas
+    if args.sweep and max(args.sweep) > limit:
+        raise CliError(f"--sweep size {max(args.sweep)} exceeds engine.max_replicas={limit}", ExitCode.USAGE)
+    if args.plot and args.plot.suffix.lower() != ".png":
+        raise CliError(f"--plot writes a PNG: give a file name ending in .png (got {args.plot})", ExitCode.USAGE)
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise CliError(
+            "--plot needs matplotlib: pip install matplotlib (this repository: pip install -r requirements-plot.txt)",
+            ExitCode.USAGE,
+        )
+    if args.plot:
+        check_writable(args.plot)
+
+
+def start_up(settings: Settings, app) -> dict[str, int]:
+    """Consumers on every task queue (exit 4), connections warm, the live worker slots per pool. A broker
+    that goes away here is exit 3 with one line (nothing has been sent yet)."""
+    from dts.broker import reaching, require_consumers, warm_up
+    from dts.deadline import Deadline
+    from dts.loadgen import live_slots
+
+    deadline = Deadline.after(settings.broker.connect_timeout)  # for all of the start-up's questions
+    stats = require_consumers(app, settings, deadline)
+    warm_up(app)
+    pools = {settings.pool_for_queue(q).name: s.consumers for q, s in stats.items()}  # a worker: one consumer
+    with reaching(app):
+        return live_slots(app, settings, deadline, workers=sum(pools.values()))
+
+
+def one_run(settings: Settings, app, args: argparse.Namespace, size: int | None) -> LoadRun:
+    from dts.loadgen import interleave, run_load, task_plan
+
+    slots = start_up(settings, app)
+    order = interleave(task_plan(args.tasks, args.mix))
+    log.info("load: %d tasks; slots %s", len(order), slots)
+    watch = {t.queue: settings.pool_for_task(name).name for name, t in settings.tasks.items()}
+    progress = LoadProgress(len(order), enabled=not args.json)
+    timeout = args.timeout or settings.load_test.timeout
+    try:
+        samples, wall, got = run_load(app, settings, order, task_kwargs(args), timeout, progress, watch)
+    finally:
+        progress.close()
+    report = summarise_load(settings, samples, slots, wall)
+    return LoadRun(size, report, samples, got.broker_lost, got.pools_lost)
+
+
+def sweep(settings: Settings, app, args: argparse.Namespace) -> list[LoadRun]:
+    """The same load at each pool size; the pools are put back to their sizes afterwards."""
+    engine = make_engine(settings, args.engine, app=app)
+    before = replicas(engine)
+    runs = []
+    try:
+        for size in args.sweep:
+            log.warning("-- %d worker(s) per pool", size)
+            engine.resize({pool: size for pool in settings.pools})
+            runs.append(one_run(settings, app, args, size))
+            if runs[-1].broker_lost or runs[-1].pools_lost:
+                break
+    finally:
+        log.warning("-- back to %s", before)
+        engine.resize(before)
+    return runs
+
+
+def build_parser(prog: str = "load_test.py") -> argparse.ArgumentParser:
+    parser = command_parser(prog, DESCRIPTION, EPILOG, parents=[json_option()])
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """load-test's own options (the shared ones come from its parser's parents)."""
+    parser.add_argument(
+        "--tasks",
+        type=int_between(1, MAX_TASKS),
+        default=20,
+        metavar="N",
+        help=f"tasks of each type, at most {MAX_TASKS} (default 20)",
+    )
+    parser.add_argument("--mix", type=probability, default=0.5, metavar="F", help="share of task_a, 0..1 (default 0.5)")
+    for name in ("a", "b"):
+        parser.add_argument(
+            f"--duration-{name}",
+            type=float_between(0, MAX_DURATION),
+            metavar="S",
+            help=f"task_{name} work, seconds, at most {MAX_DURATION:g} (default: config)",
+        )
+    parser.add_argument("--fail-rate", type=probability, metavar="P", help="probability 0..1 that an attempt fails")
+    parser.add_argument(
+        "--timeout",
+        type=float_between(0, MAX_TIMEOUT, low_open=True),
+        metavar="S",
+        help=f"seconds to wait for all results, at most {MAX_TIMEOUT:g} (default: config)",
+    )
+    parser.add_argument(
+        "--sweep",
+        type=parse_sizes,
+        metavar="SIZES",
+        help=f"pool sizes to run the load at, e.g. 1,2,4,8 (at most {MAX_SWEEP_SIZES} sizes, each <= engine.max_replicas)",
+    )
+    parser.add_argument(
+        "--engine", choices=engines.names(), help="where the workers run, for --sweep (default: config)"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="result file: the report and every sample as JSON (default: results/load_test-<UTC time>.json)",
+    )
+    parser.add_argument("--no-save", action="store_true", help="write no result file")
+    parser.add_argument("--plot", type=Path, metavar="PNG", help="latency histogram + completion timeline (matplotlib)")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    check_outputs(args, settings)
+    result_file = output_path("load_test", args.output, args.no_save, project_dir(settings))
+    # Celery is imported once the input is known good: a refusal does not wait for it (~0.3 s)
+    from dts.app import make_app
+    from dts.broker import check_broker
+
+    app = make_app(settings)
+    check_broker(app, settings.broker.connect_timeout)
+    runs = sweep(settings, app, args) if args.sweep else [one_run(settings, app, args, None)]
+    problems = tuple(p for r in runs for p in threshold_failures(r.report, settings))
+    load = LoadSpec(args.tasks, args.mix, args.duration_a, args.duration_b)
+    report = LoadTestReport(str(settings.path), load, tuple(runs), problems)
+    save(result_file, "load_test", report.to_json())
+    if args.plot:
+        from dts.plot import write_plot
+
+        write_plot([s.to_json() for s in runs[-1].samples], args.plot)
+    print(json.dumps(report.summary_json(), indent=2) if args.json else "\n".join(render_load_test(report)))
+    if result_file and not args.json:
+        print(f"Result file: {shown(result_file)}")
+    unknown = report.unknown()
+    code, problem = verdict(
+        ExitCode.FAILED if problems else ExitCode.OK, runs, unknown, f": {unknown} task(s) unknown (ids in the report)"
+    )
+    if problem:
+        raise CliError(problem, code)  # after the (partial) report: one line on stderr
+    return code
+
+
+def main(argv: list[str] | None = None, prog: str = "load_test.py") -> int:
+    return run_main(prog, build_parser(prog), run, argv)

@@ -1,0 +1,436 @@
+"""The config's declaration: every key of test-config.yml, with its type, default, bounds and help, once.
+
+    EngineSettings.stop_timeout                     # 60.0: the default is the dataclass field's
+    rule(EngineSettings, "stop_timeout").max        # 3600: bounds and help live in the field's metadata
+    [k.name for k in keys()][:3]                    # ['name', 'broker', 'broker.url']: the walk (docs, tests)
+
+A key's type is its annotation, its default the field's default, and the rest (bounds, choices, help) its
+`Rule`. The parser (dts.config.parse) reads every rule from here; a default or bound known only at load
+time (a pool's replicas are bounded by engine.max_replicas) is a `Ref`, resolved by the parser.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import MISSING, dataclass, field, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from dts.engines import names as engine_names  # the registry's: a registered engine is a valid engine.name
+
+# The task routing defaults: the tasks are code (celery_app.py); where each is routed is config.
+DEFAULT_ROUTES = {"task_a": "queue_a", "task_b": "queue_b"}
+EXECUTION_POOLS = ("prefork", "threads", "solo")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+BROKER_SCHEMES = ("amqp", "amqps", "pyamqp")
+QUEUE_TYPES = ("auto", "classic", "quorum")  # the work and dead-letter queues' x-queue-type (auto: see below)
+POOL_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")  # a compose service, a Celery node name and a file name
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+HOST_NAME = re.compile(r"[A-Za-z0-9.:-]{1,253}")
+MAX_POOLS = 20
+MAX_POOL_QUEUES = 20
+MAX_URL_CHARS = 1024  # docs/reference/input-bounds.md
+MAX_BROKER_URLS = 9  # failover URLs of one broker cluster, separated by URL_SEPARATOR
+URL_SEPARATOR = ";"  # Celery's and kombu's separator of failover URLs
+DAY = 86400  # seconds: the upper bound of a duration that has no tighter one
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A default or bound known only at load time: another key's value (`engine.max_replicas`) or a fact of
+    the entry being read (`route`: a task's queue in DEFAULT_ROUTES)."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a field's metadata says about its key, beside the type (annotation) and default (field default)."""
+
+    help: str
+    min: float | Ref | None = None  # numbers: the range; a list or mapping: how many items
+    max: float | Ref | None = None
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None  # a callable: asked at load time
+    pattern: re.Pattern[str] | None = None  # a list's items, a mapping's entry names, a string
+    follows: Ref | None = None  # the default when the file has none, where it is known only at load time
+    entries: Mapping[str, Mapping[str, Any]] | None = None  # a mapping's fixed entries, each with its facts
+
+    def allowed(self) -> tuple[str, ...] | None:
+        """The choices, asked now where they are a registry's (the engine names)."""
+        return self.choices() if callable(self.choices) else self.choices
+
+
+_RULE = "dts.config"
+
+
+def key(*, help: str, **rule: Any) -> dict[str, Rule]:
+    """The metadata of a dataclass field that is a config key: `field(default=60.0, metadata=key(...))`."""
+    return {_RULE: Rule(help, **rule)}
+
+
+# --------------------------------------------------------------------------- the settings
+
+
+@dataclass(frozen=True)
+class BrokerTLS:
+    """TLS to the broker (`broker.tls`): the CA that signed the broker's certificate, an optional client
+    certificate and key, and the name the broker's certificate must carry (default: the URL's host)."""
+
+    ca_file: str = field(
+        metadata=key(help="(required) PEM of the CA that signed the broker's certificate ($BROKER_TLS_CA_FILE)")
+    )
+    cert_file: str | None = field(
+        default=None, metadata=key(help="a client certificate, with key_file ($BROKER_TLS_CERT_FILE)")
+    )
+    key_file: str | None = field(
+        default=None, metadata=key(help="the client certificate's private key, unencrypted PEM ($BROKER_TLS_KEY_FILE)")
+    )
+    server_hostname: str | None = field(
+        default=None,
+        metadata=key(pattern=HOST_NAME, help="the name the broker's certificate must carry (default: the URL's host)"),
+    )
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """The broker (`broker:`): where it is and how its queues are declared."""
+
+    url: str = field(
+        default="amqp://guest:guest@localhost:5672//",
+        metadata=key(help="host-side broker URL; .env and $BROKER_URL override it"),
+    )
+    connect_timeout: float = field(
+        default=5.0,
+        metadata=key(
+            min=0.1,
+            max=60,
+            help="seconds to wait for the broker (to connect, or to answer a request of a start-up check, a "
+            "status, an autoscaler's look or a dead-letter command) before giving up (exit 3)",
+        ),
+    )
+    heartbeat: int = field(
+        default=30,
+        metadata=key(
+            min=0,
+            max=600,
+            help="seconds between AMQP heartbeats of the workers and the CLIs' waits (0: off); a broker that "
+            "stops answering is noticed within about two",
+        ),
+    )
+    queue_type: str = field(
+        default="auto",
+        metadata=key(
+            choices=QUEUE_TYPES,
+            help="the work queues, their .dead queues and each run's reply queue: quorum (replicated over a "
+            "cluster's nodes) or classic; auto: quorum when the broker URL lists several nodes, else classic",
+        ),
+    )
+    delivery_limit: int = field(
+        default=5,
+        metadata=key(min=1, max=1000, help="quorum only: a message redelivered more often than this is dead-lettered"),
+    )
+    tls: BrokerTLS | None = field(
+        default=None, metadata=key(help="TLS to the broker; absent: plain AMQP (refused for an amqps:// URL)")
+    )
+
+    @property
+    def queues_type(self) -> str:
+        """The queues' type as declared: `auto` is quorum for the nodes of a cluster (several URLs), else classic."""
+        if self.queue_type == "auto":
+            return "quorum" if URL_SEPARATOR in self.url else "classic"
+        return self.queue_type
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """A task (`tasks.<task>`): where it is routed and how its simulated work behaves."""
+
+    name: str
+    queue: str = field(
+        metadata=key(follows=Ref("route"), help="the queue the task is routed to; must be a pool's queue")
+    )
+    duration: float = field(default=0.0, metadata=key(min=0, max=3600, help="seconds of simulated work per attempt"))
+    failure_rate: float = field(
+        default=0.0, metadata=key(min=0, max=1, help="probability that an attempt raises a transient error (retried)")
+    )
+    soft_time_limit: float = field(
+        default=0.0,
+        metadata=key(min=0, max=DAY, help="seconds; past it the task fails, not retried (prefork only); 0 = none"),
+    )
+    time_limit: float = field(
+        default=0.0,
+        metadata=key(
+            min=0, max=DAY, help="seconds; past it the worker kills the task's process (prefork only); 0 = none"
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Where the workers run (`engine:`) and the bounds every engine keeps."""
+
+    name: str = field(
+        default="auto",
+        metadata=key(choices=engine_names, help="where the workers run (auto: compose if Docker answers, else local)"),
+    )
+    stop_timeout: float = field(
+        default=60.0, metadata=key(min=1, max=3600, help="seconds a warm shutdown may take before SIGKILL")
+    )
+    start_timeout: float = field(
+        default=60.0, metadata=key(min=1, max=3600, help="seconds to wait for a new worker to answer ping")
+    )
+    max_replicas: int = field(default=10, metadata=key(min=1, max=1000, help="upper bound for any pool's replicas"))
+    health_interval: float = field(
+        default=60.0, metadata=key(min=1, max=3600, help="seconds between health checks of a swarm worker")
+    )
+
+
+@dataclass(frozen=True)
+class PoolAutoscale:
+    """A pool's autoscaling range (`pools.<name>.autoscale`): `scale.py auto` keeps its replicas within
+    min..max, aiming at `target` ready messages per replica."""
+
+    min: int = field(
+        default=1,
+        metadata=key(
+            min=0, max=Ref("engine.max_replicas"), help="fewest replicas (0: none while the queues are empty)"
+        ),
+    )
+    max: int = field(
+        default=EngineSettings.max_replicas,
+        metadata=key(
+            follows=Ref("engine.max_replicas"),
+            min=1,
+            max=Ref("engine.max_replicas"),
+            help="most replicas (default: engine.max_replicas)",
+        ),
+    )
+    target: int = field(default=20, metadata=key(min=1, max=1_000_000, help="ready messages per replica"))
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """A pool: a named group of identical workers serving its queues."""
+
+    name: str
+    queues: tuple[str, ...] = field(
+        metadata=key(
+            min=1, max=MAX_POOL_QUEUES, pattern=QUEUE_NAME, help="(required) the queues this pool consumes (-Q)"
+        )
+    )
+    replicas: int = field(
+        default=1, metadata=key(min=0, max=Ref("engine.max_replicas"), help="workers started by `make up`")
+    )
+    concurrency: int = field(default=1, metadata=key(min=1, max=256, help="execution slots per worker (--concurrency)"))
+    execution_pool: str = field(default="prefork", metadata=key(choices=EXECUTION_POOLS, help="Celery's --pool"))
+    prefetch_multiplier: int = field(
+        default=1, metadata=key(min=1, max=1000, help="messages each slot reserves ahead; 1 = fair dispatch")
+    )
+    autoscale: PoolAutoscale | None = field(
+        default=None, metadata=key(help="the range `scale.py auto` keeps; absent: left alone")
+    )
+    log_level: str = field(
+        default="info",
+        metadata=key(
+            choices=LOG_LEVELS,
+            help="the workers' --loglevel: info logs two lines per task (received, succeeded); warning drops "
+            "them (~0.1 ms of worker CPU per task, SCALING.md) and keeps retries, failures and warnings",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff (`retry:`): the delay before retry n+1 is backoff_base * 2**n, capped."""
+
+    max_retries: int = field(default=3, metadata=key(min=0, max=100, help="retries after the first attempt"))
+    backoff_base: float = field(default=1.0, metadata=key(min=0, max=3600, help="seconds (fractions allowed)"))
+    backoff_max: float = field(default=30.0, metadata=key(min=0, max=DAY, help="cap on one delay, seconds"))
+    jitter: bool = field(
+        default=True, metadata=key(help="draw each delay from [delay/2, delay] so retries of many tasks spread out")
+    )
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    """dispatch.py (`dispatch:`)."""
+
+    timeout: float = field(
+        default=60.0,
+        metadata=key(min=0.1, max=DAY, help="seconds to wait for all results before reporting them missing"),
+    )
+
+
+@dataclass(frozen=True)
+class LoadTestSettings:
+    """load_test.py (`load_test:`): its wait and its thresholds."""
+
+    timeout: float = field(
+        default=300.0,
+        metadata=key(min=1, max=DAY, help="seconds to wait for all results before the rest count as failed"),
+    )
+    min_efficiency: float = field(
+        default=0.0, metadata=key(min=0, max=1, help="exit 1 below this efficiency (ideal / actual); 0 = none")
+    )
+    max_p95: float = field(
+        default=0.0, metadata=key(min=0, max=DAY, help="exit 1 above this p95 end-to-end latency (seconds); 0 = none")
+    )
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """Task events (`monitoring:`)."""
+
+    task_events: bool = field(
+        default=True, metadata=key(help="workers send task events, clients task-sent events (live view, Flower)")
+    )
+    event_window: float = field(
+        default=0.01,
+        metadata=key(
+            min=0,
+            max=1,
+            help="seconds a worker gathers task events into one message when they come faster than one per "
+            "window (0: one message per loop turn, Celery's way); an event after a quiet window goes at once",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class AutoscaleSettings:
+    """The autoscaler's loop (`autoscale:`): how often it looks, how long it waits before a scale-down."""
+
+    interval: float = field(default=2.0, metadata=key(min=0.1, max=60, help="seconds between two looks at the queues"))
+    cooldown: float = field(
+        default=30.0, metadata=key(min=0, max=3600, help="seconds after a pool's last change before it may shrink")
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """The whole file: one typed, frozen object (dts.config.load_settings)."""
+
+    path: Path
+    name: str = field(default="Distributed test", metadata=key(help='printed by dispatch.py as "Loaded config: ..."'))
+    broker: BrokerSettings = field(default=BrokerSettings(), metadata=key(help="the broker connection"))
+    tasks: dict[str, TaskSettings] = field(
+        metadata=key(
+            entries={task: {"route": queue} for task, queue in DEFAULT_ROUTES.items()},
+            help="the tasks (code in celery_app.py): their routes and behaviour",
+        )
+    )
+    pools: dict[str, PoolSettings] = field(
+        metadata=key(
+            min=1,
+            max=MAX_POOLS,
+            pattern=POOL_NAME,
+            help="(required) the pools, by name (lower-case letters, digits, -)",
+        )
+    )
+    retry: RetryPolicy = field(default=RetryPolicy(), metadata=key(help="exponential backoff of retried tasks"))
+    engine: EngineSettings = field(default=EngineSettings(), metadata=key(help="where the workers run"))
+    dispatch: DispatchSettings = field(default=DispatchSettings(), metadata=key(help="dispatch.py"))
+    load_test: LoadTestSettings = field(default=LoadTestSettings(), metadata=key(help="load_test.py"))
+    monitoring: MonitoringSettings = field(default=MonitoringSettings(), metadata=key(help="task events"))
+    autoscale: AutoscaleSettings = field(
+        default=AutoscaleSettings(), metadata=key(help="the autoscaler's loop (make autoscale)")
+    )
+
+    def pool_for_queue(self, queue: str) -> PoolSettings:
+        return next(p for p in self.pools.values() if queue in p.queues)
+
+    def pool_for_task(self, task: str) -> PoolSettings:
+        return self.pool_for_queue(self.tasks[task].queue)
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """Every queue a pool serves, in declaration order: the queues the app declares."""
+        return tuple(q for p in self.pools.values() for q in p.queues)
+
+    def with_broker_url(self, url: str) -> Settings:
+        return replace(self, broker=replace(self.broker, url=url))
+
+
+# --------------------------------------------------------------------------- reading the declaration
+
+
+@cache
+def _declared(cls: type) -> dict[str, tuple[dataclasses.Field, Any]]:
+    """A settings class's keys in declaration order: name → (field, type)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: (f, hints[f.name]) for f in dataclasses.fields(cls) if _RULE in f.metadata}
+
+
+def names(cls: type) -> tuple[str, ...]:
+    """The keys a settings class declares, in declaration order."""
+    return tuple(_declared(cls))
+
+
+def declared(cls: type, name: str) -> tuple[Any, Any, Rule]:
+    """A key's (type, default, rule); the default is MISSING for a required key."""
+    f, kind = _declared(cls)[name]
+    return kind, f.default, f.metadata[_RULE]
+
+
+def rule(cls: type, name: str) -> Rule:
+    return declared(cls, name)[2]
+
+
+def section_of(kind: Any) -> type | None:
+    """The settings class of a section's type (X, X | None, dict[str, X]), or None for a value."""
+    if typing.get_origin(kind) is dict:
+        kind = typing.get_args(kind)[1]
+    elif isinstance(kind, types.UnionType):
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    return kind if dataclasses.is_dataclass(kind) else None
+
+
+def is_scalar(kind: Any) -> bool:
+    """A value the generic reader handles: a number, a string (maybe a choice), true/false."""
+    return kind in (int, float, str, bool)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of the walk: `pools.<name>.replicas`, its type, default (MISSING: required; a Ref: another
+    key's value), bounds, choices and help. A section is a key too (its type a settings class)."""
+
+    name: str
+    type: Any
+    default: Any
+    min: float | Ref | None
+    max: float | Ref | None
+    choices: tuple[str, ...] | None
+    help: str
+    required: bool  # the file must give it (a mapping of fixed entries, like tasks, is not required)
+
+
+def keys(cls: type = Settings, prefix: str = "", facts: Mapping[str, Any] | None = None) -> Iterator[Key]:
+    """Every key of the declaration, depth first in file order: sections, their entries (`pools.<name>`,
+    `tasks.task_a`) and values, dotted. A Ref default that the entry knows (a task's route) is resolved."""
+    facts = facts or {}
+    for name, (f, kind) in _declared(cls).items():
+        r, dotted = f.metadata[_RULE], prefix + name
+        default = r.follows if r.follows else f.default
+        if isinstance(default, Ref) and default.name in facts:
+            default = facts[default.name]
+        required = default is MISSING and r.entries is None
+        yield Key(dotted, kind, default, r.min, r.max, r.allowed(), r.help, required)
+        sub = section_of(kind)
+        if sub is None:
+            continue
+        if typing.get_origin(kind) is not dict:
+            yield from keys(sub, dotted + ".", facts)
+            continue
+        entries = r.entries or {"<name>": {}}
+        for entry, entry_facts in entries.items():
+            doc = (sub.__doc__ or "").splitlines()[0]
+            yield Key(f"{dotted}.{entry}", sub, MISSING, None, None, None, doc, False)
+            yield from keys(sub, f"{dotted}.{entry}.", entry_facts)

@@ -1,0 +1,69 @@
+#!/bin/sh
+# The broker container's entrypoint: RabbitMQ in the foreground as PID 1 (it gets `docker stop`'s SIGTERM),
+# and, beside it, the workers' vhost and user from RABBITMQ_DEFAULT_VHOST / _USER / _PASS created (or their
+# password reset) once the node is up: idempotent, every start. `--health`: the HEALTHCHECK.
+#
+# A cluster node (the compose `cluster` profile) is also given DTS_CLUSTER_SEED, the node it joins
+# (rabbit@rabbit-1), and the cluster's Erlang cookie as the file /run/secrets/erlang_cookie. On its first
+# start a node other than the seed joins the seed's cluster (stop_app, join_cluster, start_app); later
+# starts find it a member already (its data volume) and it rejoins on its own.
+set -eu
+vhost=${RABBITMQ_DEFAULT_VHOST:-}
+user=${RABBITMQ_DEFAULT_USER:-}
+pass=${RABBITMQ_DEFAULT_PASS:-}
+seed=${DTS_CLUSTER_SEED:-}
+cookie=/run/secrets/erlang_cookie
+
+if [ "${1:-}" = --health ]; then   # the node answers and the user has its permissions on the vhost
+    rabbitmqctl -q list_user_permissions "$user" | cut -f1 | grep -qxF "$vhost"
+    if [ -n "$seed" ]; then   # and, in a cluster, the node is a member of the seed's cluster
+        rabbitmqctl -q cluster_status --formatter json | grep -qF "\"$seed\""
+    fi
+    exit
+fi
+if [ -n "$seed" ]; then   # every node of a cluster has the same cookie: the secret's, owner-only
+    if [ ! -r "$cookie" ]; then
+        echo "dts-broker: DTS_CLUSTER_SEED is set but $cookie is missing: make up BROKER=cluster writes it" >&2
+        exit 2
+    fi
+    [ -f "$HOME/.erlang.cookie" ] && chmod 600 "$HOME/.erlang.cookie"
+    cp "$cookie" "$HOME/.erlang.cookie"
+    chmod 400 "$HOME/.erlang.cookie"
+fi
+if [ -z "$vhost" ] || [ -z "$user" ] || [ -z "$pass" ]; then
+    echo "dts-broker: set RABBITMQ_DEFAULT_VHOST, RABBITMQ_DEFAULT_USER and RABBITMQ_DEFAULT_PASS (make up BROKER=compose writes them to .env)" >&2
+    exit 2
+fi
+
+provision() {
+    tries=0   # await_startup fails at once while the node is not reachable yet: ask again, up to 5 min
+    until rabbitmqctl -q await_startup --timeout 10 >/dev/null 2>&1; do
+        tries=$((tries + 1))
+        if [ "$tries" -ge 150 ]; then echo "dts-broker: the node did not start within 5 min" >&2; return 1; fi
+        sleep 2
+    done
+    if [ -n "$seed" ] && [ "$seed" != "$RABBITMQ_NODENAME" ] \
+        && ! rabbitmqctl -q cluster_status --formatter json | grep -qF "\"$seed\""; then
+        rabbitmqctl -q stop_app
+        until rabbitmqctl -q join_cluster "$seed"; do   # the seed may still be starting: bounded below
+            tries=$((tries + 1))
+            if [ "$tries" -ge 150 ]; then echo "dts-broker: could not join $seed within 5 min" >&2; return 1; fi
+            sleep 2
+        done
+        rabbitmqctl -q start_app
+        echo "dts-broker: $RABBITMQ_NODENAME joined the cluster of $seed"
+    fi
+    rabbitmqctl -q list_vhosts name | grep -qxF "$vhost" || rabbitmqctl -q add_vhost "$vhost"
+    if rabbitmqctl -q list_users | cut -f1 | grep -qxF "$user"; then
+        rabbitmqctl -q change_password "$user" "$pass"
+    else
+        rabbitmqctl -q add_user "$user" "$pass"
+    fi
+    rabbitmqctl -q set_permissions -p "$vhost" "$user" '.*' '.*' '.*'
+    echo "dts-broker: vhost $vhost, user $user: ready"
+}
+provision &
+# Not Debian's /usr/sbin wrapper: it neither execs (SIGTERM would not reach the node) nor logs to stdout.
+# This script traps SIGTERM and stops the node cleanly.
+cd /var/lib/rabbitmq
+exec /usr/lib/rabbitmq/bin/rabbitmq-server

@@ -1,0 +1,32 @@
+"""Asking the host's Docker: does an engine answer, which compose command is installed (no dts import, so
+the engine registry can use it without loading the config).
+
+    docker_answers()     # True when `docker info` exits 0 within its timeout
+    compose_command()    # ["docker", "compose"] (v2), ["docker-compose"] (v1.29) or None
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+
+def quiet(argv: list[str], timeout: float = 10) -> bool:
+    """True when the command exits 0 within `timeout`."""
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=timeout).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def docker_answers(timeout: float = 10) -> bool:
+    return bool(shutil.which("docker")) and quiet(["docker", "info"], timeout)
+
+
+def compose_command() -> list[str] | None:
+    """`docker compose` (v2) when the plugin exists, else `docker-compose` (v1.29), else None."""
+    if shutil.which("docker") and quiet(["docker", "compose", "version"]):
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None

@@ -1,0 +1,129 @@
+"""The images the container engines run, built locally from what the installed package carries (no
+registry needed): the worker image from the package itself, the broker image from its recipe.
+
+    worker_image(project)        # 'dts-1a2b3c4d-worker:0.9.0-3f2a1b4c5d': $DTS_IMAGE, else per project
+    build_worker_image(project)  # docker build of that tag, unless it exists
+    build_broker_image()         # dts-broker:v2 ($DTS_BROKER_IMAGE) from the package's broker recipe
+
+The worker image's build context is made in the project's run folder: the package's Dockerfile and pinned
+requirements.txt, and the package's own files (dts/), so the image runs the same `dts` as the host. Its tag
+names the project, the version and a hash of that context: a changed package is a new tag, never `latest`.
+The base is $BASE_IMAGE, else python:3.12-slim, else (no registry answers) a Debian base made here with
+debootstrap (the package's base_image.sh, cached; needs root).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import dts
+from dts.config import project_name, run_dir
+from dts.errors import CliError
+from dts.files import DATA_DIR
+
+log = logging.getLogger("dts.image")
+PACKAGE_DIR = Path(dts.__file__).resolve().parent
+WORKER_BASE, BROKER_BASE = "python:3.12-slim", "debian:bookworm-slim"
+LOCAL_BASE = "dts-base:bookworm"  # made by base_image.sh where no registry answers
+BROKER_IMAGE = "dts-broker:v2"  # bump with LABEL dts.broker.version in the broker's Dockerfile
+BUILD_TIMEOUT = 1800  # seconds for one docker build (pip or apt inside it)
+
+
+def package_files() -> dict[str, Path]:
+    """The worker image's context: {path in the context: file}: the Dockerfile, the pinned requirements and
+    every file of the package (its data included, symlinks followed), without byte-code."""
+    found = {"Dockerfile": DATA_DIR / "Dockerfile", "requirements.txt": DATA_DIR / "requirements.txt"}
+    for path in sorted(PACKAGE_DIR.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            found[str(Path("dts", path.relative_to(PACKAGE_DIR)))] = path
+    return found
+
+
+def context_hash(files: dict[str, Path], base: str) -> str:
+    """12 hex digits over the context's paths and contents and the base image's name (pure but for reading)."""
+    digest = hashlib.sha256(base.encode())
+    for name, path in sorted(files.items()):
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def worker_image(project: Path, environ: dict[str, str] | None = None) -> str:
+    """$DTS_IMAGE, else '<project name>-worker:<version>-<context hash>'."""
+    environ = os.environ if environ is None else environ
+    if environ.get("DTS_IMAGE"):
+        return environ["DTS_IMAGE"]
+    base = environ.get("BASE_IMAGE") or WORKER_BASE
+    return f"{project_name(project)}-worker:{dts.__version__}-{context_hash(package_files(), base)}"
+
+
+def docker(*args: str, timeout: float = 60, quiet: bool = True) -> bool:
+    """True when `docker ARGS` exits 0 (output discarded when quiet)."""
+    out = subprocess.DEVNULL if quiet else None
+    try:
+        return subprocess.run(["docker", *args], stdout=out, stderr=out, timeout=timeout).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def base_image(default: str) -> str:
+    """$BASE_IMAGE, else `default` when present or pullable, else the local Debian base (made once)."""
+    if os.environ.get("BASE_IMAGE"):
+        return os.environ["BASE_IMAGE"]
+    if docker("image", "inspect", default) or docker("pull", "-q", default, timeout=120):
+        return default
+    log.warning("cannot pull %s (no registry reachable?): making a local Debian base, %s", default, LOCAL_BASE)
+    proc = subprocess.run(["bash", str(DATA_DIR / "base_image.sh"), LOCAL_BASE], timeout=BUILD_TIMEOUT)
+    if proc.returncode != 0:
+        raise CliError(f"cannot make the local base image {LOCAL_BASE}: set BASE_IMAGE to an image this engine has")
+    return LOCAL_BASE
+
+
+def docker_build(tag: str, base: str, context: Path) -> None:
+    env = {**os.environ, "DOCKER_BUILDKIT": os.environ.get("DOCKER_BUILDKIT", "0")}  # the legacy builder: no buildx
+    argv = ["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}", "-t", tag, str(context)]
+    try:
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise CliError(f"building {tag} took more than {BUILD_TIMEOUT}s") from None
+    if proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        raise CliError(f"`docker build` of {tag} failed: {last[0]}")
+
+
+def build_worker_image(project: Path, rebuild: bool = False) -> str:
+    """Build the project's worker image unless its tag exists; returns the tag."""
+    tag = worker_image(project)
+    if not rebuild and docker("image", "inspect", tag):
+        log.info("worker image %s: present", tag)
+        return tag
+    context = run_dir(project) / "image"
+    shutil.rmtree(context, ignore_errors=True)
+    for name, path in package_files().items():
+        (context / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, context / name)
+    base = base_image(WORKER_BASE)
+    print(f"building the worker image {tag} on {base}", flush=True)
+    docker_build(tag, base, context)
+    return tag
+
+
+def build_broker_image() -> str:
+    """The compose broker's image: $DTS_BROKER_IMAGE when it names another image (compose pulls it), else
+    dts-broker:v2, built once from the package's recipe. Returns the tag."""
+    tag = os.environ.get("DTS_BROKER_IMAGE") or BROKER_IMAGE
+    cached = docker("image", "inspect", tag) and not os.environ.get("DTS_BROKER_REBUILD")
+    if not tag.startswith("dts-broker:") or cached:
+        return tag
+    base = base_image(BROKER_BASE)
+    print(f"building the broker image {tag} on {base} (apt-get install rabbitmq-server; about a minute)", flush=True)
+    with tempfile.TemporaryDirectory(prefix="dts-broker-") as context:  # the recipe's files, not links to them
+        for path in (DATA_DIR / "broker").iterdir():
+            shutil.copyfile(path, Path(context, path.name))
+        docker_build(tag, base, Path(context))
+    return tag

@@ -1,0 +1,1 @@
+../../docker/base_image.sh

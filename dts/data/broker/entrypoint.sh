@@ -1,0 +1,1 @@
+../../../docker/broker/entrypoint.sh
