@@ -281,7 +281,7 @@ def test_settings_are_frozen_and_broker_url_is_replaceable():
         # engine
         (
             POOLS + "engine: {name: kubernetes}",
-            "engine.name must be one of auto, compose, local, swarm (got 'kubernetes')",
+            "engine.name must be one of auto, compose, local, swarm, stub (got 'kubernetes')",
         ),
         (POOLS + "engine: {stop_timeout: 0}", "engine.stop_timeout must be between 1 and 3600 (got 0)"),
         (POOLS + "engine: {start_timeout: 3601}", "engine.start_timeout must be between 1 and 3600 (got 3601)"),

@@ -1,6 +1,7 @@
-"""scale.py's actions and one autoscaler step on the stub engine (tests/stub_engine.py), in-process through
-`scale.main([...])`: the engine is registered by one line, the broker is the real test RabbitMQ (queues of
-their own, which no worker consumes, so their depth is what the test put there), no worker process runs."""
+"""scale.py's actions and one autoscaler step on the stub engine (dts/engines/stub.py, shipped in the package),
+in-process through `scale.main([...])`: the broker is the real test RabbitMQ (queues of their own, which no
+worker consumes, so their depth is what the test put there), no worker process runs. A second engine with an
+option of its own, registered by one line, gets that option on the command line."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import pytest
 import yaml
 from helpers import app_for, write_config
 from kombu import Producer
-from stub_engine import StubEngine
 
 import scale
 from dts import engines
 from dts.cli import pools
 from dts.config import load_settings
+from dts.engines.base import Option
+from dts.engines.stub import StubEngine
 from dts.errors import CliError, ExitCode
 from dts.routing import declared_queues
 
@@ -23,11 +25,37 @@ MIN, MAX, TARGET = 1, 3, 5
 
 @pytest.fixture
 def stub():
-    """The stub engine registered as `stub` for one test (the registry is given back as it was)."""
-    before = dict(engines.ENGINES)
-    engines.register("stub", "stub_engine:StubEngine")
+    """The stub engine (always registered), emptied before and after a test."""
     StubEngine.reset()
     yield StubEngine
+    StubEngine.reset()
+
+
+class ColouredStub(StubEngine):
+    """A second engine with one option of its own: all it takes is this class and one register() line."""
+
+    name = "coloured"
+    cli_options = (
+        Option(
+            "--colour",
+            help="the workers' colour",
+            refusal="--colour needs the coloured engine",
+            choices=("grey", "red"),
+        ),
+    )
+
+    def __init__(self, settings, app, colour: str = "grey"):
+        super().__init__(settings, app)
+        self.colour = colour
+        self.calls.append(("colour", colour))
+
+
+@pytest.fixture
+def coloured():
+    before = dict(engines.ENGINES)
+    engines.register("coloured", f"{__name__}:ColouredStub")  # the one line
+    StubEngine.reset()
+    yield ColouredStub
     StubEngine.reset()
     engines.ENGINES.clear()
     engines.ENGINES.update(before)
@@ -112,14 +140,43 @@ def test_make_engine_refuses_options_the_engine_does_not_take(stub, config, opti
 def test_an_unknown_engine_is_a_usage_error(config):
     with pytest.raises(CliError) as err:
         engines.make_engine(load_settings(config), "nomad", None)
-    assert str(err.value) == "unknown engine 'nomad': choose from auto, compose, local, swarm"
+    assert str(err.value) == "unknown engine 'nomad': choose from auto, compose, local, swarm, stub"
     assert err.value.exit_code == ExitCode.USAGE
 
 
-def test_the_engine_only_commands_refuse_the_stub_with_their_lines(stub, config, capsys):
-    for command, line in pools.ENGINE_COMMANDS.items():
-        assert scale.main([command, "--engine", "stub", "--config", str(config)]) == ExitCode.USAGE
-        assert capsys.readouterr().err == f"scale.py: error: {line}\n"
+@pytest.mark.parametrize(
+    ("command", "line"),
+    [
+        ("build", "`build` needs the compose engine (this run uses stub): add --engine compose"),
+        ("compose", "`compose` needs the compose engine (this run uses stub): add --engine compose"),
+        ("stack", "`stack` needs the swarm engine (this run uses stub): add --engine swarm"),
+    ],
+)
+def test_the_engine_only_commands_refuse_the_stub_with_their_lines(stub, config, capsys, command, line):
+    assert scale.main([command, "--engine", "stub", "--config", str(config)]) == ExitCode.USAGE
+    assert capsys.readouterr().err == f"scale.py: error: {line}\n"
+
+
+def test_an_engines_option_comes_from_its_class_alone(coloured, config, queues, capsys):
+    """Registered by one line, the engine's option is on the pool commands, reaches its constructor, and
+    another engine refuses it with the engine's own words."""
+    assert "--colour {grey,red}" in scale_help("up") and "--colour {grey,red}" in scale_help("status")
+    assert scale.main(["set", "worker-a", "2", "--engine", "coloured", "--colour", "red", "--config", str(config)]) == 0
+    assert ("colour", "red") in ColouredStub.calls and ColouredStub.sizes == {"worker-a": 2}
+    capsys.readouterr()
+    assert scale.main(["set", "worker-a", "1", "--engine", "stub", "--colour", "red", "--config", str(config)]) == 2
+    assert capsys.readouterr().err == "scale.py: error: --colour needs the coloured engine\n"
+    engines.ENGINES.pop("coloured")
+    assert "--colour" not in scale_help("up")  # unregistered: gone from the command line
+
+
+def scale_help(command: str) -> str:
+    """`scale.py COMMAND --help`, as text."""
+    import argparse
+
+    parser = pools.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[command].format_help()
 
 
 # --------------------------------------------------------------------------- scale.py's actions

@@ -195,7 +195,10 @@ class EngineSettings:
 
     name: str = field(
         default="auto",
-        metadata=key(choices=engine_names, help="where the workers run (auto: compose if Docker answers, else local)"),
+        metadata=key(
+            choices=engine_names,
+            help="where the workers run (auto: compose if Docker answers, else local; stub: pools in memory, for tests and dry runs)",
+        ),
     )
     stop_timeout: float = field(
         default=60.0, metadata=key(min=1, max=3600, help="seconds a warm shutdown may take before SIGKILL")

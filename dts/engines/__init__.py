@@ -6,7 +6,7 @@ module of its own.
     make_engine(settings, "auto", app)               # compose when a Docker engine answers, else local
     make_engine(settings, None, app)                 # engine.name; for auto, the engine `up` last used here
     make_engine(settings, "swarm", app, init_swarm=True)
-    register("stub", "stub_engine:StubEngine")       # a new engine: its module plus one line in ENGINES
+    register("stub", "dts.engines.stub:StubEngine")  # a new engine: its module plus one line (dts.engines.registry)
 
 Engine modules import dts.engines.base and the shared helpers (containers, docker; local its supervise):
 never each other, never this package's root. dts.engines.k8s renders manifests and is no engine.
@@ -22,7 +22,7 @@ from dts.errors import CliError, ExitCode
 
 if TYPE_CHECKING:
     from dts.config import Settings
-    from dts.engines.base import Engine
+    from dts.engines.base import Engine, Option
 
 
 def resolve_engine(name: str) -> str:
@@ -44,12 +44,39 @@ def engine_class(name: str) -> type[Engine]:
     return symbol_by_name(ENGINES[name])
 
 
+def engine_classes() -> dict[str, type[Engine]]:
+    """Every registered engine's class, by name (imported: what the command line is built from)."""
+    return {name: engine_class(name) for name in ENGINES}
+
+
+def cli_options() -> list[Option]:
+    """Every registered engine's own command-line options, each flag once (the first engine's)."""
+    found: dict[str, Option] = {}
+    for cls in engine_classes().values():
+        for option in cls.cli_options:
+            found.setdefault(option.flag, option)
+    return list(found.values())
+
+
+def cli_commands() -> dict[str, str]:
+    """Every registered engine's own sub-commands: name -> help (the first engine's words)."""
+    found: dict[str, str] = {}
+    for cls in engine_classes().values():
+        for command, words in cls.cli_commands.items():
+            found.setdefault(command, words)
+    return found
+
+
+def engines_with_command(command: str) -> list[str]:
+    return [name for name, cls in engine_classes().items() if command in cls.cli_commands]
+
+
 def refusal(option: str, engine: str) -> str:
-    """Why `engine` does not take `option`: the words of the engine that does, else a plain line."""
-    for name in ENGINES:
-        words = engine_class(name).options.get(option)
-        if words:
-            return words.format(engine=engine)
+    """Why `engine` does not take `option` (a dest): the words of the engine that does, else a plain line."""
+    for cls in engine_classes().values():
+        declared = cls.option(option)
+        if declared:
+            return declared.refusal.format(engine=engine)
     return f"the {engine} engine takes no option {option!r}"
 
 
@@ -93,7 +120,7 @@ def make_engine(settings: Settings, name: str | None, app, **options) -> Engine:
     resolved = chosen_engine(settings, name)
     cls = engine_class(resolved)
     for option in options:
-        if option not in cls.options:
+        if cls.option(option) is None:
             raise CliError(refusal(option, resolved), ExitCode.USAGE)
     from dts.engines.docker import docker_answers
 
@@ -112,4 +139,16 @@ def engines_in_use(engine: Engine, settings: Settings, requested: str | None) ->
     return [engine]
 
 
-__all__ = ["AUTO", "ENGINES", "chosen_engine", "engine_class", "make_engine", "names", "register", "resolve_engine"]
+__all__ = [
+    "AUTO",
+    "ENGINES",
+    "chosen_engine",
+    "cli_commands",
+    "cli_options",
+    "engine_class",
+    "engines_with_command",
+    "make_engine",
+    "names",
+    "register",
+    "resolve_engine",
+]

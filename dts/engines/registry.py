@@ -2,8 +2,8 @@
 celery's `celery.concurrency` ALIASES are). It imports nothing of the project, so the config validates
 `engine.name` against it without loading the engines.
 
-    names()                                      # ('auto', 'compose', 'local', 'swarm')
-    register("stub", "dts.engines.stub:StubEngine")
+    names()                                      # ('auto', 'compose', 'local', 'swarm', 'stub')
+    register("k8s-live", "mypkg.engines:KubernetesEngine")   # a new engine: its module plus this one line
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ ENGINES = {
     "compose": "dts.engines.compose:ComposeEngine",
     "local": "dts.engines.local:LocalEngine",
     "swarm": "dts.engines.swarm:SwarmEngine",
+    "stub": "dts.engines.stub:StubEngine",  # pools as counters in memory: for tests and dry runs
 }
 
 

@@ -1,8 +1,8 @@
-"""An engine in memory, for tests (like dramatiq's `brokers/stub.py`): no process, no container, no Docker.
-Its workers are names in a dict that every StubEngine shares, as every LocalEngine sees the same supervisord,
-so a test can drive `scale.py` (which makes its own engine) and look at what it did.
+"""The stub engine (`engine.name: stub`, `--engine stub`): pools in memory, for tests and dry runs (like
+dramatiq's `brokers/stub.py`): no process, no container, no Docker. Its workers are names in a dict that
+every StubEngine of a process shares, as every LocalEngine sees the same supervisord, so a test can drive
+the pool commands (which make their own engine) and look at what they did. Nothing runs a task.
 
-    register("stub", "stub_engine:StubEngine")       # one line: the registry then knows it (dts.engines)
     scale.main(["set", "worker-a", "3", "--engine", "stub"])
     StubEngine.sizes                                  # {"worker-a": 3}; StubEngine.calls: what was asked
 
