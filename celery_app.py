@@ -1,5 +1,5 @@
 """The Celery app of the Distributed Test System and its two tasks, as a reader of this repository expects
-to find them. Both come from the package (dts.app makes the app from the settings; dts.work does the work).
+to find them. Both come from the package (dts.app makes the app from the settings; dts.runtime.work does the work).
 
 `task_a` is routed to `queue_a` and `task_b` to `queue_b` (by default; `tasks:` in test-config.yml), each
 served by its own pool of workers (`pools:`).

@@ -38,7 +38,7 @@ def task_message(app, name: str = "celery_app.task_a", kwargs: dict | None = Non
         name,
         args=(),
         kwargs=kwargs if kwargs is not None else {"duration": 0},
-        reply_to=f"dts.replies.{uuid()}",
+        reply_to=f"dts.amqp.replies.{uuid()}",
     )
     _, _, body = dumps(msg.body, serializer="json")
     headers = {k: v for k, v in msg.headers.items() if v is not None}
@@ -112,7 +112,7 @@ def publish_consume_rate(
 
 def round_trip(url: str, msg: dict[str, Any], rate: float, seconds: float, timeout: float = 10.0) -> dict[str, float]:
     """One message every 1/rate s to an echo process, each reply waited for: send -> reply times."""
-    from dts.reports.load import percentile
+    from dts.reports.load_report import percentile
 
     queue, replies = _queue(f"bench.echo.{uuid()}"), Queue(f"bench.replies.{uuid()}", exclusive=True)
     with Connection(url, transport_options={"confirm_publish": False}) as conn:

@@ -4,7 +4,7 @@ subprocess, with DTS_CONFIG / BROKER_URL pointing at the bench vhost):
     python -m bench.ours rtt --rate 100 --seconds 3   # one no-op task every 10 ms, each waited for
     python -m bench.ours publish --tasks 2000         # the load generator's publish phase alone (no consumers)
 
-`rtt` sends like dispatch.py does (`dts.publish.TaskPublisher` on the run's ReplyQueue connection,
+`rtt` sends like dispatch.py does (`dts.amqp.publish.TaskPublisher` on the run's ReplyQueue connection,
 connections warmed up first) and waits for each result on that ReplyQueue. `publish` times the same
 publisher (one channel, confirms settled in batches) for 2 x tasks no-op tasks into queues nobody
 consumes. Each command prints one JSON object on stdout.
@@ -24,15 +24,15 @@ from bench.table import round_trips
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dts.amqp.checks import warm_up
+from dts.amqp.replies import ReplyQueue
 from dts.app import SIMULATED, make_app
-from dts.broker import warm_up
 from dts.config import load_settings
-from dts.replies import ReplyQueue
 
 
 def rtt(app, settings, rate: float, seconds: float, timeout: float) -> dict:
     """One no-op task every 1/rate s (a then b), each waited for: send -> result times."""
-    from dts.publish import TaskPublisher
+    from dts.amqp.publish import TaskPublisher
 
     names = ["task_a", "task_b"]
     warm_up(app)
@@ -62,10 +62,10 @@ def rtt(app, settings, rate: float, seconds: float, timeout: float) -> dict:
 
 
 def publish_only(app, settings, tasks: int) -> dict:
-    """The load generator's publish phase alone: 2 x tasks no-op tasks through dts.loadgen's TaskPublisher
+    """The load generator's publish phase alone: 2 x tasks no-op tasks through dts.runs.loadgen's TaskPublisher
     (confirms settled in batches), timed until the broker has confirmed every one."""
-    from dts.loadgen import PUMP_EVERY, interleave, task_plan
-    from dts.publish import TaskPublisher
+    from dts.amqp.publish import TaskPublisher
+    from dts.runs.loadgen import PUMP_EVERY, interleave, task_plan
 
     order = interleave(task_plan(tasks, 0.5))
     kwargs = {name: {"duration": 0} for name in SIMULATED}

@@ -387,7 +387,7 @@ def run_ours(url: str, plan: dict[str, Any], work: Path, out: dict) -> None:
     env = dict(os.environ, BROKER_URL=url, DTS_CONFIG=str(config))
     os.environ.update(BROKER_URL=url, DTS_CONFIG=str(config))  # this process's app too ($BROKER_URL wins over .env)
     measure(
-        f"ours: publish phase alone, {2 * plan['tasks']} tasks, no consumers (dts.publish.TaskPublisher)",
+        f"ours: publish phase alone, {2 * plan['tasks']} tasks, no consumers (dts.amqp.publish.TaskPublisher)",
         out,
         "publish",
         run_json,

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from dts.reports.console import table_lines
-from dts.reports.load import percentile
+from dts.reports.load_report import percentile
 
 PASS, MISS, NO_TARGET, NO_DATA = "PASS", "MISS", "-", "n/a"
 

@@ -24,9 +24,9 @@ from urllib.parse import quote
 
 from kombu import Connection
 
-from dts.broker import START_HINT, redact_url
+from dts.amqp.checks import START_HINT, redact_url
+from dts.amqp.deadline import close_quietly
 from dts.config import broker_url_from_env_file, project_name, read_env_file, run_dir
-from dts.deadline import close_quietly
 from dts.errors import CliError, ExitCode, excerpt
 from dts.files import shown, write_atomic
 

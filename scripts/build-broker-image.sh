@@ -7,7 +7,7 @@
 # compose pulls it.
 set -eu
 cd "$(dirname "$0")/.."
-DEFAULT_TAG=dts-broker:v2   # bump with LABEL dts.broker.version in docker/broker/Dockerfile
+DEFAULT_TAG=dts-broker:v2   # bump with LABEL dts.amqp.checks.version in docker/broker/Dockerfile
 TAG="${DTS_BROKER_IMAGE:-$DEFAULT_TAG}"
 export DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}"
 

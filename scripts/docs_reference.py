@@ -11,7 +11,8 @@
 - result-files.md: the keys of the result files of real runs (docs/samples/*.json, make docs-samples);
 - make-targets.md: every make target and its `##` comment, from the Makefile;
 - README.md's generated blocks: the everyday make targets, the quickstart's output (docs/samples/dispatch.txt);
-- SCALING.md's benchmark table: the last full `make bench` run's result file (docs/samples/bench.json).
+- SCALING.md's benchmark table: the last full `make bench` run's result file (docs/samples/bench.json);
+- architecture.md's module table: every module of dts/, by layer, with its docstring's first sentence.
 """
 
 from __future__ import annotations
@@ -303,9 +304,48 @@ def bench_table() -> str:
 
 
 # the blocks between `<!-- generated: NAME -->` and `<!-- /generated -->` of hand-written pages
+# the layers, top down, as the architecture page lists them: (folder under dts/, what it is)
+LAYERS = (
+    ("cli", "the command line: `dts` and one module per sub-command"),
+    ("config", "the config file, read once into `Settings`"),
+    ("app", "the Celery app, made from `Settings`"),
+    ("runtime", "inside a worker"),
+    ("amqp", "talking to RabbitMQ"),
+    ("runs", "running work and watching it"),
+    ("engines", "where the workers run"),
+    ("reports", "what a run reports, as text and JSON"),
+    ("", "shared by the layers"),
+)
+
+
+def summary(path: Path) -> str:
+    """A module's docstring's first sentence, on one line (the module table's second column)."""
+    import ast
+
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    first = " ".join(doc.split("\n\n")[0].split())
+    end = re.search(r"\.(\s|$)", first)
+    sentence = first[: end.start()] if end else first
+    if len(sentence) > 200:  # a long one: up to its colon, where it says what the module is
+        sentence = sentence.split(": ", 1)[0]
+    return sentence.strip()
+
+
+def modules_table() -> str:
+    """Every module of the package, by layer, with the first sentence of its docstring."""
+    rows = ["| module | what it holds |", "|---|---|"]
+    for folder, words in LAYERS:
+        base = ROOT / "dts" / folder
+        rows.append(f"| **{words}** (`dts/{folder + '/' if folder else ''}`) | |")
+        for path in sorted(base.glob("*.py")):
+            rows.append(f"| `{path.name}` | {_cell(summary(path))} |")
+    return "\n".join(rows) + "\n"
+
+
 BLOCKS: dict[Path, dict[str, Callable[[], str]]] = {
     README: {"everyday-targets": everyday_targets, "quickstart": quickstart_output},
     ROOT / "SCALING.md": {"bench": bench_table},
+    ROOT / "docs" / "concepts" / "architecture.md": {"modules": modules_table},
 }
 
 

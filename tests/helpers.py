@@ -119,7 +119,7 @@ def app_for(settings):
     """A Celery app of its own for these settings (another vhost than the session's app)."""
     from celery import Celery
 
-    from dts.routing import celery_settings
+    from dts.app.conf import celery_settings
 
     app = Celery("celery_app")
     app.conf.update(celery_settings(settings))

@@ -38,8 +38,8 @@ def config(path, url):
 
 
 def test_a_burst_grows_the_pool_and_the_cooldown_shrinks_it_back(rabbitmq, tmp_path):
-    from dts.publish import TaskPublisher
-    from dts.replies import ReplyQueue
+    from dts.amqp.publish import TaskPublisher
+    from dts.amqp.replies import ReplyQueue
 
     fresh_vhost(AUTOSCALE_VHOST, "guest")
     url, run_dir = vhost_url(AUTOSCALE_VHOST), tmp_path / "run"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from helpers import ROOT
 
-from dts.autoscale import Change, Policy, decide, policies, reason
 from dts.config import load_settings
+from dts.runs.autoscale import Change, Policy, decide, policies, reason
 
 P = Policy(min=1, max=3, target=5, cooldown=2.0)  # the integration test's policy
 Z = Policy(min=0, max=10, target=20, cooldown=30.0)  # scale to zero allowed, the default target and cooldown

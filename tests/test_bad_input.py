@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from helpers import CHECKOUT, fresh_vhost, run_cli, vhost_url, write_config
 
-from dts.deadline import Deadline
+from dts.amqp.deadline import Deadline
 
 pytestmark = pytest.mark.integration
 
@@ -278,7 +278,7 @@ def empty_vhost(rabbitmq, tmp_path_factory):
     returning each queue's messages, counted by passive declare (no consumer ever runs here)."""
     from helpers import app_for
 
-    from dts.broker import queue_stats
+    from dts.amqp.checks import queue_stats
     from dts.config import load_settings
 
     fresh_vhost(BAD_INPUT_VHOST, "guest")

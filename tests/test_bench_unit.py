@@ -10,7 +10,7 @@ import pytest
 
 from bench.run import consume_rate, sent_rate
 from bench.table import MISS, NO_DATA, NO_TARGET, PASS, build_rows, meets, ratio, render, summary, verdict
-from dts.reports.load import percentile
+from dts.reports.load_report import percentile
 
 
 def test_ratio_is_none_when_unknown_or_divided_by_zero():

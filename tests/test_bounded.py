@@ -1,8 +1,8 @@
 """Every broker call on a deadline, checked over the parsed source of the product (no import is run).
 
 A call that can wait on the broker needs a connection, and every connection the project opens comes from
-dts.deadline (`connect`, `session`: connected by a deadline, calls on it bounded, kombu's endless
-reconnecting switched off); questions to the workers go through dts.control.ask_workers on such a
+dts.amqp.deadline (`connect`, `session`: connected by a deadline, calls on it bounded, kombu's endless
+reconnecting switched off); questions to the workers go through dts.amqp.control.ask_workers on such a
 connection. So the check is: outside those two modules, nothing opens a connection or reaches for the
 app's pooled ones, Celery's remote control, or kombu's retrying publish, except the places listed in
 ALLOWED with the reason their wait is bounded otherwise.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
-HELPERS = {"dts/deadline.py", "dts/control.py"}
+HELPERS = {"dts/amqp/deadline.py", "dts/amqp/control.py"}
 # attribute names that open a connection, take a pooled one, or ask the workers through Celery's own client
 OPENERS = {
     "connection_for_write",
@@ -33,19 +33,25 @@ OPENERS = {
     "delay",
 }
 ALLOWED = {
-    ("dts/live.py", "connection_for_read"): "the event stream's consumer thread: its heartbeat ends a silent broker",
+    (
+        "dts/runs/live.py",
+        "connection_for_read",
+    ): "the event stream's consumer thread: its heartbeat ends a silent broker",
     ("dts/provision.py", "Connection"): "a login probe: a bounded connect, no request; closed with close_quietly",
     ("dts/provision.py", "ensure_connection"): "the login probe's connect, with its own timeout",
-    ("dts/deadletter.py", "producer_pool"): "in the worker: its connection is watched by broker_heartbeat, the "
+    ("dts/runtime/deadletter.py", "producer_pool"): "in the worker: its connection is watched by broker_heartbeat, the "
     "message stays unacknowledged (late acks) until the copy is confirmed",
-    ("dts/deadletter.py", "retry=True"): "the same copy: three retries at most (its retry_policy)",
-    ("dts/broker.py", "Connection"): "node_answers: one bounded connect per cluster node (its share of the "
+    ("dts/runtime/deadletter.py", "retry=True"): "the same copy: three retries at most (its retry_policy)",
+    ("dts/amqp/checks.py", "Connection"): "node_answers: one bounded connect per cluster node (its share of the "
     "timeout), no request; closed with close_quietly",
-    ("dts/broker.py", "ensure_connection"): "node_answers' connect: two attempts within the node's share",
-    ("dts/broker.py", "_pool"): "forget_connections: drops the pooled connections without a handshake",
-    ("dts/replies.py", "connection_for_read"): "reads the transport's error classes; never connects",
-    ("dts/work.py", "producer_pool"): "warm_result_channel: a pooled producer taken with a timeout (WARM_UP_BOUND)",
-    ("dts/work.py", "ensure_connection"): "warm_result_channel: one attempt within WARM_UP_BOUND, the channel "
+    ("dts/amqp/checks.py", "ensure_connection"): "node_answers' connect: two attempts within the node's share",
+    ("dts/amqp/checks.py", "_pool"): "forget_connections: drops the pooled connections without a handshake",
+    ("dts/amqp/replies.py", "connection_for_read"): "reads the transport's error classes; never connects",
+    (
+        "dts/runtime/work.py",
+        "producer_pool",
+    ): "warm_result_channel: a pooled producer taken with a timeout (WARM_UP_BOUND)",
+    ("dts/runtime/work.py", "ensure_connection"): "warm_result_channel: one attempt within WARM_UP_BOUND, the channel "
     "opened under bounded()",
 }
 

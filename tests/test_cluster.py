@@ -87,8 +87,8 @@ def restart(cluster, *nodes: str) -> None:
 
 def consumers_back(cluster, seconds: float = 60) -> None:
     """Each work queue has its consumer again (the workers reconnected to a node with the queue's leader)."""
-    from dts.broker import queue_stats
-    from dts.deadline import Deadline
+    from dts.amqp.checks import queue_stats
+    from dts.amqp.deadline import Deadline
 
     app, until = cluster["app"], time.monotonic() + seconds
     while True:
@@ -117,7 +117,7 @@ def test_the_cluster_forms_and_every_queue_is_a_quorum_queue_on_three_nodes(clus
     for queue in ("queue_a", "queue_b", "queue_a.dead", "queue_b.dead"):
         assert queues[queue]["type"] == "quorum", queues[queue]
         assert sorted(queues[queue]["members"]) == [f"rabbit@{n}" for n in NODES]
-    assert not [q for q in queues if q.startswith("dts.replies.")]  # the run deleted its (quorum) reply queue
+    assert not [q for q in queues if q.startswith("dts.amqp.replies.")]  # the run deleted its (quorum) reply queue
 
 
 def test_the_node_everyone_is_connected_to_killed_mid_burst_loses_no_task(cluster, tmp_path):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, write_config
 
+from dts.app.conf import celery_settings, declared_queues, route_table
 from dts.config import (
     AutoscaleSettings,
     PoolAutoscale,
@@ -27,8 +28,7 @@ from dts.config import (
 )
 from dts.errors import ConfigError, ExitCode
 from dts.naming import launch_argv, nodename, pool_of_node, worker_argv
-from dts.retry import backoff_delay, backoff_schedule
-from dts.routing import celery_settings, declared_queues, route_table
+from dts.runtime.retry import backoff_delay, backoff_schedule
 
 # the two seed pools, for documents that test another section
 POOLS = "pools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b]}}\n"
@@ -733,7 +733,7 @@ def test_every_pool_queue_is_declared_and_routes_follow_the_config(tmp_path):
 
 def test_reliability_settings():
     conf = celery_settings(load_settings(SHIPPED))
-    assert conf["result_backend"] == "dts.rpc_backend:NackRetryingRPCBackend"  # rpc://, nacks retried
+    assert conf["result_backend"] == "dts.app.rpc_backend:NackRetryingRPCBackend"  # rpc://, nacks retried
     assert conf["accept_content"] == ["json"] and conf["task_serializer"] == "json"
     assert conf["task_acks_late"] is True and conf["task_reject_on_worker_lost"] is True
     assert conf["task_create_missing_queues"] is False
@@ -962,7 +962,7 @@ def test_cli_numbers_have_upper_bounds(kind, text, expected):
 
 def test_failover_urls_are_checked_one_by_one_and_redacted_each():
     """`;`-separated URLs are the nodes of one cluster (kombu tries them in turn, round robin)."""
-    from dts.broker import redact_url
+    from dts.amqp.checks import redact_url
     from dts.config import broker_urls
 
     urls = "amqp://u:secret@rabbit-1:5672/v;amqp://u:secret@rabbit-2:5672/v"
@@ -983,7 +983,7 @@ def test_queue_type_auto_is_quorum_for_the_nodes_of_a_cluster(tmp_path, url, res
     the work, dead-letter and reply queues alike."""
     from helpers import app_for
 
-    from dts.replies import reply_queue_arguments
+    from dts.amqp.replies import reply_queue_arguments
 
     path = tmp_path / "c.yml"
     path.write_text(POOLS + "broker: {queue_type: auto}")
@@ -994,14 +994,14 @@ def test_queue_type_auto_is_quorum_for_the_nodes_of_a_cluster(tmp_path, url, res
 
 
 def test_a_nacked_result_is_published_again_and_other_errors_are_not(monkeypatch):
-    """The retry loop of dts.rpc_backend alone (the nack itself comes from a cluster electing a leader:
+    """The retry loop of dts.app.rpc_backend alone (the nack itself comes from a cluster electing a leader:
     tests/test_cluster.py): a nacked publish is made again, a connection error is left to Celery's own
     retries, and the nacks are bounded."""
     from amqp.exceptions import MessageNacked
     from celery.backends.rpc import RPCBackend
     from kombu.exceptions import OperationalError
 
-    from dts import rpc_backend
+    from dts.app import rpc_backend
 
     calls = []
 

@@ -1,4 +1,4 @@
-"""Unit tests: dts.deadline bounds every read on a connection's socket, on a real socket that never answers."""
+"""Unit tests: dts.amqp.deadline bounds every read on a connection's socket, on a real socket that never answers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from dts.deadline import BrokerSilent, Deadline, bounded, close_quietly
+from dts.amqp.deadline import BrokerSilent, Deadline, bounded, close_quietly
 
 
 def silent_connection():

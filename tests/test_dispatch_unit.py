@@ -1,4 +1,4 @@
-"""Unit tests (no broker): the dispatch report (dts.reports.dispatch), the send order (dts.dispatcher) and
+"""Unit tests (no broker): the dispatch report (dts.reports.dispatch_report), the send order (dts.runs.dispatch_round) and
 dispatch.py's argument and config errors."""
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from helpers import ROOT, write_config
 
 import dispatch
 from dts.config import load_settings
-from dts.dispatcher import send_order
 from dts.errors import ExitCode
-from dts.reports.dispatch import (
+from dts.reports.dispatch_report import (
     TaskOutcome,
     bare_results,
     dispatch_report,
@@ -24,6 +23,7 @@ from dts.reports.dispatch import (
     summarise_rounds,
 )
 from dts.reports.documents import SCHEMA_VERSION
+from dts.runs.dispatch_round import send_order
 
 SETTINGS = load_settings(ROOT / "test-config.yml")
 
@@ -290,7 +290,7 @@ def test_help_shows_examples(capsys):
     ],
 )
 def test_the_verdict_of_a_dispatch_that_lost_its_broker_or_a_pool(broker_lost, pools_lost, unknown, code, problem):
-    from dts.replies import Collected
+    from dts.amqp.replies import Collected
     from dts.reports.verdict import verdict
 
     waits = [Collected(), Collected(broker_lost=broker_lost, pools_lost=pools_lost)]

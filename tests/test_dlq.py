@@ -38,7 +38,7 @@ def poll(what, until, timeout: float = 30.0):
 @pytest.fixture
 def empty_queues(settings, app, workers):
     """The work queues and their dead-letter queues empty before and after a test."""
-    from dts.routing import dead_letter_queue_name
+    from dts.app.conf import dead_letter_queue_name
 
     def purge():
         with app.connection_for_write() as conn:
@@ -176,7 +176,7 @@ def test_purge_empties_the_work_queues_only_after_a_confirmation(rabbitmq, confi
     """On the idle vhost (no workers): messages wait in queue_a until purge --yes drops them."""
     from kombu import Connection
 
-    from dts.routing import work_queue
+    from dts.app.conf import work_queue
 
     env = {"BROKER_URL": IDLE_BROKER_URL}
     with Connection(IDLE_BROKER_URL) as conn:

@@ -33,7 +33,7 @@ from helpers import (
     write_config,
 )
 
-from dts.deadline import Deadline
+from dts.amqp.deadline import Deadline
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -205,7 +205,7 @@ def test_healthcheck_pings_the_containers_own_worker(stack):
 
 
 def test_scale_worker_a_to_3_and_all_share_a_burst(stack):
-    from dts.broker import queue_stats
+    from dts.amqp.checks import queue_stats
 
     proc = run_cli("scale.py", "set", "worker-a", "3", "--engine", "compose", env=stack["env"], timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr

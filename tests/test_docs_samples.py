@@ -12,7 +12,7 @@ import pytest
 from helpers import ROOT
 
 from dts.reports.console import table_lines
-from dts.reports.dispatch import (
+from dts.reports.dispatch_report import (
     DISPATCH_COLUMNS,
     DispatchReport,
     DispatchSummary,
@@ -20,8 +20,8 @@ from dts.reports.dispatch import (
     dispatch_rows,
     dispatch_totals,
 )
-from dts.reports.load import Distribution, LoadReport, PoolLoad, render_load
-from dts.reports.status import PoolStatus, QueueStatus, StatusReport, WorkerStatus, render_health, render_status
+from dts.reports.load_report import Distribution, LoadReport, PoolLoad, render_load
+from dts.reports.status_report import PoolStatus, QueueStatus, StatusReport, WorkerStatus, render_health, render_status
 
 SAMPLES = ROOT / "docs" / "samples"
 DISPATCH_SAMPLES = ("dispatch", "dispatch-retry", "dispatch-gave-up")

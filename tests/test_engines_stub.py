@@ -12,12 +12,12 @@ from kombu import Producer
 
 import scale
 from dts import engines
+from dts.app.conf import declared_queues
 from dts.cli import pools
 from dts.config import load_settings
 from dts.engines.base import Option
 from dts.engines.stub import StubEngine
 from dts.errors import CliError, ExitCode
-from dts.routing import declared_queues
 
 QUEUE_A, QUEUE_B = "stub_a", "stub_b"  # no session worker consumes these
 MIN, MAX, TARGET = 1, 3, 5

@@ -6,8 +6,8 @@ from pathlib import Path
 import yaml
 from helpers import ROOT
 
+from dts import k8s
 from dts.config import load_settings
-from dts.engines import k8s
 from dts.engines.compose import render_pools
 from dts.engines.containers import worker_template
 from dts.engines.swarm import render_stack
@@ -86,8 +86,9 @@ def test_no_engine_module_imports_another_or_the_factory_or_celery_app():
     from dts import engines
 
     package = ROOT / "dts" / "engines"
-    engine_modules = {dotted.split(":")[0] for dotted in engines.ENGINES.values()} | {"dts.engines.k8s"}
-    for module in sorted(engine_modules | {"dts.engines.base", "dts.engines.containers", "dts.engines.docker"}):
+    engine_modules = {dotted.split(":")[0] for dotted in engines.ENGINES.values()}
+    helpers = {"dts.engines.base", "dts.engines.containers", "dts.engines.docker", "dts.engines.image"}
+    for module in sorted(engine_modules | helpers | {"dts.engines.registry", "dts.engines.supervise"}):
         imports = imported_modules(package / f"{module.rsplit('.', 1)[1]}.py")
         assert not imports & (engine_modules - {module}), module  # no engine module imports another
         assert "dts.engines" not in imports and "celery_app" not in imports, module  # nor the factory, nor the app

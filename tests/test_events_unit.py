@@ -1,4 +1,4 @@
-"""Task events go out without publisher confirms; tasks and results keep theirs (dts.events).
+"""Task events go out without publisher confirms; tasks and results keep theirs (dts.app.events).
 Against the real broker: the worker's Events bootstep hands the dispatcher a connection it has already
 connected (Consumer.connection_for_write)."""
 
@@ -55,7 +55,7 @@ class FakeClock:
 
 
 def test_paced_flushes_a_lone_event_at_once_and_gathers_a_burst():
-    from dts.events import paced
+    from dts.app.events import paced
 
     clock, flushes = FakeClock(), []
     on_buffered = paced(lambda: flushes.append(clock.now), 0.01, clock.call_later, clock)

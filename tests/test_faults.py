@@ -33,7 +33,7 @@ from helpers import (
     write_config,
 )
 
-from dts.deadline import Deadline
+from dts.amqp.deadline import Deadline
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 
@@ -74,7 +74,7 @@ def fleet(fault_broker, tmp_path_factory):
 @pytest.fixture
 def fresh(fleet, fault_broker):
     """Before and after each test: the broker up, both pools at 1 worker consuming, the task queues empty."""
-    from dts.broker import queue_stats
+    from dts.amqp.checks import queue_stats
 
     def reset():
         if fault_broker.ctl("eval", "rabbit:is_running().").strip() != "true":
@@ -193,7 +193,7 @@ def test_broker_gone_during_load_test_start_up_exits_3_and_writes_nothing(fresh,
 
 
 def test_a_pool_killed_during_a_load_test_is_reported_and_exits_4(fresh, tmp_path):
-    from dts.broker import queue_stats
+    from dts.amqp.checks import queue_stats
 
     out = tmp_path / "load.json"
     proc = popen(
@@ -413,7 +413,7 @@ def test_a_memory_alarm_during_a_load_test_is_said_at_once_and_the_burst_complet
     """The alarm goes off while a load test publishes (6,000 tasks, 2,000 in flight at most): the load test
     says "blocked" within a second, ends by its --timeout 8 with exit 3 naming the alarm and every task in
     its result file; once the alarm is cleared, the workers finish what reached the queues, each once."""
-    from dts.broker import queue_stats
+    from dts.amqp.checks import queue_stats
 
     out = tmp_path / "load.json"
     argv = ["load_test.py", "-v", "--tasks", "3000", "--duration-a", "0", "--duration-b", "0"]

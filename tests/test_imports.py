@@ -198,3 +198,40 @@ def test_a_library_module_importing_celery_app_or_a_cli_module_is_reported(tmp_p
         "library module dts.other imports the CLI module dts.cli",
         "library module dts.third imports the CLI module dts.cli.pools",
     ]
+
+
+# --------------------------------------------------------------------------- names a newcomer cannot confuse
+
+
+def base_name_clashes(root: Path) -> dict[str, list[str]]:
+    """Base names (a module's last part, a package's folder name) that more than one module or package under
+    dts/ has, with the modules: `dts.status` beside `dts.reports.status` is two places a newcomer mixes up."""
+    seen: dict[str, list[str]] = {}
+    for name in project_modules(root):
+        if name.startswith("dts.") and not name.endswith("__main__"):
+            seen.setdefault(name.rsplit(".", 1)[1], []).append(name)
+    return {base: sorted(names) for base, names in seen.items() if len(names) > 1}
+
+
+def test_no_two_modules_under_dts_share_a_base_name():
+    assert base_name_clashes(ROOT) == {}
+
+
+def test_a_shared_base_name_is_reported(tmp_path):
+    root = write_tree(
+        tmp_path,
+        {
+            "dts/__init__.py": "",
+            "dts/status.py": "",
+            "dts/reports/__init__.py": "",
+            "dts/reports/status.py": "",
+            "dts/config/__init__.py": "",
+            "dts/cli/__init__.py": "",
+            "dts/cli/config.py": "",
+            "dts/cli/dispatch.py": "",
+        },
+    )
+    assert base_name_clashes(root) == {
+        "config": ["dts.cli.config", "dts.config"],
+        "status": ["dts.reports.status", "dts.status"],
+    }

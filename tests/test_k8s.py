@@ -1,4 +1,4 @@
-"""Unit tests (no cluster): the Kubernetes manifests rendered from the pools (dts.engines.k8s, `scale.py k8s`).
+"""Unit tests (no cluster): the Kubernetes manifests rendered from the pools (dts.k8s, `scale.py k8s`).
 
 No Kubernetes cluster is reachable from here, so the manifests are validated offline: the built-in kinds with
 kubernetes-validate (the API's own JSON schemas, strict: unknown fields fail) for Kubernetes 1.30 and 1.37,
@@ -25,8 +25,8 @@ from helpers import ROOT
 from test_compose_unit import dockerfile_instruction
 
 import scale
+from dts import k8s
 from dts.config import load_settings
-from dts.engines import k8s
 from dts.engines.containers import CONFIG_IN_IMAGE, worker_template
 from dts.errors import CliError, ExitCode
 from dts.naming import launch_argv

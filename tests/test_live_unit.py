@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from dts.live import LiveView, LoadProgress, TaskEvent, TaskTracker, TaskWatch, progress_line, retry_delay
+from dts.runs.live import LiveView, LoadProgress, TaskEvent, TaskTracker, TaskWatch, progress_line, retry_delay
 
 ID = "5843da32-8c8a-44e3-a5a6-ceec032ddc13"
 

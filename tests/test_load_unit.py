@@ -1,4 +1,4 @@
-"""Unit tests (no broker): the load plan (dts.loadgen), statistics and the load report (dts.reports.load), and
+"""Unit tests (no broker): the load plan (dts.runs.loadgen), statistics and the load report (dts.reports.load_report), and
 load_test.py's argument errors."""
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import load_test
 from dts.cli import load_test as load_cli
 from dts.config import load_settings
 from dts.errors import ExitCode
-from dts.loadgen import interleave, task_plan
-from dts.reports.load import (
+from dts.reports.load_report import (
     LoadRun,
     LoadSpec,
     LoadTestReport,
@@ -29,7 +28,8 @@ from dts.reports.load import (
     summarise_load,
     threshold_failures,
 )
-from dts.reports.samples import Sample
+from dts.runs.loadgen import interleave, task_plan
+from dts.runs.samples import Sample
 
 SETTINGS = load_settings(ROOT / "test-config.yml")
 
@@ -201,7 +201,7 @@ def test_failures_are_listed_at_most_ten():
 
 
 def run_of(samples: list[Sample], broker_lost=None, pools_lost=None) -> LoadRun:
-    from dts.reports.samples import SampleTable
+    from dts.runs.samples import SampleTable
 
     table = SampleTable.of(samples)
     return LoadRun(
@@ -306,7 +306,7 @@ def test_sweep_limit_follows_engine_max_replicas(tmp_path, capsys):
 
 
 def test_publisher_confirms_are_counted_one_by_one_multiple_and_out_of_order():
-    from dts.publish import Confirms
+    from dts.amqp.publish import Confirms
 
     c = Confirms()
     assert [c.settle(1, False), c.settle(2, False)] == [1, 1] and c.settled() == 2
@@ -321,7 +321,7 @@ def test_publisher_confirms_are_counted_one_by_one_multiple_and_out_of_order():
 def test_sample_table_keeps_every_task_and_gives_back_the_same_samples():
     import uuid
 
-    from dts.reports.samples import SampleTable
+    from dts.runs.samples import SampleTable
 
     samples = [
         sample("task_a", "worker-a@h-1", 1764000000.25, 1764000000.5, 0.1, 1764000000.75),

@@ -91,8 +91,8 @@ def test_a_message_redelivered_past_the_limit_is_dead_lettered(rabbitmq, tmp_pat
     LIMIT redeliveries RabbitMQ moves it to queue_b.dead, and `dts dlq list` shows why."""
     from kombu import Connection, Producer
 
+    from dts.app.conf import declared_queues
     from dts.config import load_settings
-    from dts.routing import declared_queues
 
     fresh_vhost(IDLE, "guest")
     url = vhost_url(IDLE)
@@ -134,8 +134,8 @@ def test_a_message_redelivered_past_the_limit_is_dead_lettered(rabbitmq, tmp_pat
 def test_switching_a_classic_vhost_to_quorum_names_the_migration_and_it_keeps_the_messages(rabbitmq, tmp_path):
     from kombu import Connection, Producer
 
+    from dts.app.conf import declared_queues
     from dts.config import load_settings
-    from dts.routing import declared_queues
 
     fresh_vhost(IDLE, "guest")
     url = vhost_url(IDLE)

@@ -13,7 +13,7 @@ from dts.cli import pools
 from dts.config import load_settings
 from dts.engines.base import check_sizes, declared_sizes, indices_to_start, indices_to_stop, scale_plan
 from dts.errors import CliError, ExitCode
-from dts.reports.status import (
+from dts.reports.status_report import (
     StatusReport,
     WorkerStatus,
     health_problems,
@@ -231,7 +231,7 @@ def test_bad_config_exits_2_with_one_line(tmp_path, capsys):
 
 
 def test_status_counts_slots_of_live_workers_and_unacked_tasks():
-    from dts.broker import QueueStats
+    from dts.amqp.checks import QueueStats
 
     activity = {
         "worker-a@h-1": WorkerStatus("worker-a@h-1", True, concurrency=4, running=2, reserved=1, processed=9),
@@ -284,7 +284,7 @@ def test_status_without_a_broker_shows_unknowns_as_dashes():
 
 
 def test_status_shows_consumers_this_engine_did_not_start():
-    from dts.broker import QueueStats
+    from dts.amqp.checks import QueueStats
 
     stats = {
         "queue_a": QueueStats("queue_a", ready=7, consumers=3),
@@ -303,7 +303,7 @@ def test_status_shows_consumers_this_engine_did_not_start():
 
 def report_of(consumers: dict[str, int], workers: dict[str, list[tuple[str, bool, int]]]) -> StatusReport:
     """A report as collect_status builds it: consumers per queue, (node, answers ping, processed) per pool."""
-    from dts.broker import QueueStats
+    from dts.amqp.checks import QueueStats
 
     stats = {q: QueueStats(q, ready=0, consumers=n) for q, n in consumers.items()}
     activity = {
@@ -403,7 +403,7 @@ def test_a_clusters_nodes_from_its_own_status_and_in_the_header():
     """`rabbitmqctl cluster_status` read as the nodes' states (pure), and shown under the status header;
     the header shows a cluster's first URL and how many more."""
     from dts.engines.compose import nodes_of
-    from dts.reports.status import NodeStatus
+    from dts.reports.status_report import NodeStatus
 
     status = {
         "disk_nodes": ["rabbit@rabbit-1", "rabbit@rabbit-2", "rabbit@rabbit-3"],

@@ -27,7 +27,7 @@ from helpers import (
     write_config,
 )
 
-from dts.deadline import Deadline
+from dts.amqp.deadline import Deadline
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm, pytest.mark.timeout(600)]
 
@@ -123,7 +123,7 @@ def leave_swarm(created: bool) -> None:
 
 
 def test_each_pool_consumes_its_renamed_queue(swarm):
-    from dts.broker import queue_stats
+    from dts.amqp.checks import queue_stats
 
     nodes = swarm["engine"].workers()
     assert {pool: len(n) for pool, n in nodes.items()} == {"worker-a": 1, "worker-b": 1}, nodes
@@ -156,7 +156,7 @@ def test_dispatch_gets_both_results_from_swarm_workers(swarm):
 def test_scale_worker_a_to_3_and_all_share_a_burst(swarm):
     from celery.result import ResultSet
 
-    from dts.broker import queue_stats
+    from dts.amqp.checks import queue_stats
 
     proc = run_cli("scale.py", "set", "worker-a", "3", "--engine", "swarm", env=swarm["env"], timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr

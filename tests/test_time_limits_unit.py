@@ -13,11 +13,11 @@ from billiard.exceptions import TimeLimitExceeded
 from celery.exceptions import SoftTimeLimitExceeded
 from helpers import ROOT
 
-from dts import work
+from dts.app.conf import celery_settings, time_limit_annotations
 from dts.config import load_settings, parse_settings
 from dts.errors import ConfigError
-from dts.reports.dispatch import failure_reason
-from dts.routing import celery_settings, time_limit_annotations
+from dts.reports.dispatch_report import failure_reason
+from dts.runtime import work
 
 POOLS = "pools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b]}}\n"
 

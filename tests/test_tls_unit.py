@@ -7,7 +7,7 @@ import ssl
 import pytest
 from helpers import write_config
 
-from dts.broker import broker_error
+from dts.amqp.checks import broker_error
 from dts.config import broker_url_from_env_file, load_settings, parse_settings
 from dts.engines.compose import render_pools
 from dts.engines.containers import worker_template

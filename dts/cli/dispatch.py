@@ -32,8 +32,7 @@ from dts.cli import (
 from dts.config import Settings, load_settings, project_dir
 from dts.errors import CliError, ExitCode, exit_epilog
 from dts.files import shown
-from dts.live import EventStream, LiveView, TaskWatch
-from dts.reports.dispatch import (
+from dts.reports.dispatch_report import (
     DISPATCH_COLUMNS,
     bare_results,
     dispatch_report,
@@ -43,6 +42,7 @@ from dts.reports.dispatch import (
 )
 from dts.reports.verdict import verdict
 from dts.results import output_path, save
+from dts.runs.live import EventStream, LiveView, TaskWatch
 
 log = logging.getLogger("dts.dispatch")
 DESCRIPTION = "Send task_a and task_b concurrently; print results, execution times, retries and total time."
@@ -113,8 +113,8 @@ def announce_plan(settings: Settings, announce) -> None:
 def check_pools(settings: Settings, app, announce, conn) -> None:
     """On the reply queue's connection: the task queues declared as configured (exit 2), each consumed
     (exit 4); the first task message built ahead of the clock."""
-    from dts.broker import redact_url, require_consumers, warm_up
-    from dts.deadline import Deadline
+    from dts.amqp.checks import redact_url, require_consumers, warm_up
+    from dts.amqp.deadline import Deadline
 
     log.info("broker %s", redact_url(settings.broker.url))
     deadline = Deadline.after(settings.broker.connect_timeout)
@@ -126,8 +126,8 @@ def check_pools(settings: Settings, app, announce, conn) -> None:
 def dispatch_rounds(settings: Settings, args: argparse.Namespace, overrides: dict, replies, watch) -> tuple[list, list]:
     """args.repeat rounds on the run's reply queue (the watch sees the first), until one loses the broker
     or a pool."""
-    from dts.dispatcher import dispatch_round
-    from dts.publish import TaskPublisher
+    from dts.amqp.publish import TaskPublisher
+    from dts.runs.dispatch_round import dispatch_round
 
     rounds, waits = [], []
     timeout = args.timeout or settings.dispatch.timeout
@@ -164,8 +164,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("argument -q/--quiet: not allowed with argument --json", ExitCode.USAGE)
     settings = load_settings(args.config)
     # Celery is imported once the input is known good: a refusal does not wait for it (~0.3 s)
+    from dts.amqp.replies import ReplyQueue
     from dts.app import make_app
-    from dts.replies import ReplyQueue
 
     app = make_app(settings)
     if not gc.isenabled():  # run as a script: what start-up loaded is never garbage, so never scanned again

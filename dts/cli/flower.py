@@ -31,10 +31,10 @@ EPILOG = """examples:
 
 def serve(config: str | None, address: str, port: int) -> int:
     """Run Flower in this process until it is stopped (SIGTERM or Ctrl-C)."""
+    from dts.amqp.checks import check_broker, reaching, redact_url
+    from dts.amqp.control import ask_workers
+    from dts.amqp.deadline import Deadline, session
     from dts.app import make_app
-    from dts.broker import check_broker, reaching, redact_url
-    from dts.control import ask_workers
-    from dts.deadline import Deadline, session
 
     settings = load_settings(config)
     app = make_app(settings)

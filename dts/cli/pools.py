@@ -1,6 +1,8 @@
-"""The pool commands, `dts up|down|scale|scale-all|status|health|logs|build|compose|stack|engine|k8s|autoscale`
-(`python scale.py COMMAND` in this repository: scale.py's names are set, all, auto for scale, scale-all,
-autoscale): start, stop, resize and inspect the worker pools on their engine (local processes, compose, swarm).
+"""The pool commands (`dts up`, `down`, `scale`, `status`, `health`, `logs`, `autoscale`, ...): start, stop,
+resize and inspect the worker pools on their engine.
+
+In this repository they are also `python scale.py COMMAND` (scale.py's names: set, all, auto for scale,
+scale-all, autoscale); the engines' own commands (build, compose, stack) come from the registry.
 
 python scale.py up                  # every pool at its declared replicas; waits for ping
 python scale.py set worker-a 3      # resize one pool (a queue name works too: set queue_a 3)
@@ -50,7 +52,7 @@ from dts.engines import names as names_of_engines
 from dts.engines.base import Engine, check_sizes, declared_sizes
 from dts.errors import CliError, ExitCode, excerpt, exit_epilog
 from dts.files import shown
-from dts.reports.status import render_health, render_status
+from dts.reports.status_report import render_health, render_status
 
 K8S_DIR = Path("deploy", "k8s")  # in the project: where `k8s` writes the manifests by default
 # the pool commands every engine answers (the engines' own, `build`, `compose`, `stack`, come from the registry)
@@ -127,7 +129,7 @@ def desired_sizes(args: argparse.Namespace, settings: Settings) -> dict[str, int
 
 
 def resize(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
-    from dts.broker import check_broker
+    from dts.amqp.checks import check_broker
 
     app = engine.app
     engine.prepare()  # --broker compose: the `broker` service, healthy, before anything asks it
@@ -145,8 +147,8 @@ def resize(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
 
 
 def status(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
-    """status, status --watch and health: one report (dts.status), three renderings."""
-    from dts.status import collect_status, watch
+    """status, status --watch and health: one report (dts.runs.status_query), three renderings."""
+    from dts.runs.status_query import collect_status, watch
 
     app = engine.app
     engines = engines_in_use(engine, settings, args.engine)
@@ -203,7 +205,7 @@ def engine_command(engine: Engine, settings: Settings, args: argparse.Namespace)
 
 def k8s(args: argparse.Namespace) -> int:
     """Render the manifests (no cluster, no Celery) and write them; print the files and how to apply them."""
-    from dts.engines import k8s as manifests
+    from dts import k8s as manifests
 
     settings = load_settings(args.config)
     text = read_bounded(settings.path, MAX_CONFIG_BYTES, "config", "pass --config PATH or set DTS_CONFIG")
@@ -224,10 +226,10 @@ def stop_on_sigterm(signum, frame) -> None:
 
 
 def autoscale(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
-    """scale.py auto: the loop of dts.autoscale, one line per resize on stdout; Ctrl-C ends it with 0 and
+    """scale.py auto: the loop of dts.runs.autoscale, one line per resize on stdout; Ctrl-C ends it with 0 and
     leaves the pools at their current sizes."""
-    from dts.autoscale import policies, run
-    from dts.broker import check_broker
+    from dts.amqp.checks import check_broker
+    from dts.runs.autoscale import policies, run
 
     app = engine.app
     check_broker(app, settings.broker.connect_timeout)

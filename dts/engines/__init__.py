@@ -9,7 +9,7 @@ module of its own.
     register("stub", "dts.engines.stub:StubEngine")  # a new engine: its module plus one line (dts.engines.registry)
 
 Engine modules import dts.engines.base and the shared helpers (containers, docker; local its supervise):
-never each other, never this package's root. dts.engines.k8s renders manifests and is no engine.
+never each other, never this package's root. dts.k8s renders manifests and is no engine.
 """
 
 from __future__ import annotations

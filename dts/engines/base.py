@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from dts.config import Settings
 from dts.errors import CliError, ExitCode
-from dts.reports.status import NodeStatus
+from dts.reports.status_report import NodeStatus
 
 
 @dataclass(frozen=True)
@@ -174,9 +174,9 @@ def wait_for_pong(
 ) -> None:
     """Ping until every node in `names` answered, `alive` says one died, or the deadline passes (CliError).
     `last_words(name)` is the dead worker's last log line, for the error."""
-    from dts.broker import LOST, broker_error  # kombu: not loaded for scale.py's refusals
-    from dts.control import ask_workers
-    from dts.deadline import Deadline, session
+    from dts.amqp.checks import LOST, broker_error  # kombu: not loaded for scale.py's refusals
+    from dts.amqp.control import ask_workers
+    from dts.amqp.deadline import Deadline, session
 
     waiting = set(names)
     while waiting:

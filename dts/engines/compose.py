@@ -34,7 +34,7 @@ from dts.engines.image import build_worker_image, worker_image
 from dts.errors import CliError, ExitCode
 from dts.files import shown, write_atomic
 from dts.naming import launch_argv, nodename, pool_of_node
-from dts.reports.status import NodeStatus
+from dts.reports.status_report import NodeStatus
 
 log = logging.getLogger("dts.compose")  # the name users know from the log lines
 DOCKER_TIMEOUT = 30  # seconds for one docker ps/inspect/logs call

@@ -27,7 +27,8 @@ from typing import Any, ClassVar
 
 import yaml
 
-from dts.broker import queue_stats
+from dts.amqp.checks import queue_stats
+from dts.amqp.deadline import Deadline
 from dts.config import (
     PoolSettings,
     Settings,
@@ -38,7 +39,6 @@ from dts.config import (
     read_env_file,
 )
 from dts.config import run_dir as project_run_dir
-from dts.deadline import Deadline
 from dts.engines.base import Engine, Option, check_sizes, declared_sizes, replicas, scale_plan, wait_for_pong
 from dts.engines.containers import CONFIG_IN_IMAGE, container_tls_files, worker_template
 from dts.engines.image import worker_image

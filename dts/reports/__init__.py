@@ -1,7 +1,7 @@
 """Reports: frozen dataclasses built by pure functions, rendered to text lines and to JSON here and nowhere
 else. The data model first, then one module per report, then the console they are shown on.
 
-    from dts.reports.dispatch import dispatch_report, render_dispatch
+    from dts.reports.dispatch_report import dispatch_report, render_dispatch
     report = dispatch_report(settings, rounds)
     print("\\n".join(render_dispatch(report)))       # or json.dumps(report.to_json())
 
@@ -15,5 +15,5 @@ deadletters  the dead letters of each queue, what a replay, purge or migration d
 console      a person at a terminal or not; the one table renderer (plain lines or a rich Table)
 
 Nothing here talks to the broker, imports Celery or an entry point: besides itself the package imports
-dts.config, dts.errors, dts.naming and dts.routing (and rich, on a terminal).
+dts.config, dts.errors, dts.naming and dts.app.conf (and rich, on a terminal).
 """

@@ -20,7 +20,7 @@ def verdict(
 ) -> tuple[int, str | None]:
     """`code` and None, unless a wait ended on a lost broker or a lost pool. `endings`: what each wait saw,
     objects with `broker_lost` (why, or None) and `pools_lost` (pool -> its queue without consumers): a
-    dts.replies.Collected, a dts.reports.load.LoadRun. `unknown`: how many tasks have no result, and
+    dts.amqp.replies.Collected, a dts.reports.load_report.LoadRun. `unknown`: how many tasks have no result, and
     `unknown_text` what the error says of them; `broker_fix` and `pool_fix` end the two errors."""
     endings = list(endings)
     lost = next((e.broker_lost for e in endings if e.broker_lost), None)

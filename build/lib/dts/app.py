@@ -1,5 +1,5 @@
-"""The Celery app, made from a `Settings` (no global state): its configuration is dts.routing's, its tasks
-are registered from one table, their work is dts.work's.
+"""The Celery app, made from a `Settings` (no global state): its configuration is dts.app.conf's, its tasks
+are registered from one table, their work is dts.runtime.work's.
 
     app = make_app(settings)            # what every command does with the settings it parsed
     app.tasks[task_name("task_a")]      # the task `celery_app.task_a` (its name on the wire)
@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
-from dts.routing import celery_settings
+from dts.app.conf import celery_settings
 
 if TYPE_CHECKING:
     from dts.config import Settings
 
 APP_NAME = "celery_app"  # the app's main name: the tasks' wire names begin with it (celery_app.task_a)
 SIMULATED = ("task_a", "task_b")  # the built-in tasks: simulated work (tasks.NAME.duration, failure_rate)
-DEAD_LETTER_REQUEST = "dts.deadletter:DeadLetterRequest"  # a final failure goes to the queue's Q.dead, with the reason
+DEAD_LETTER_REQUEST = "dts.runtime.deadletter:DeadLetterRequest"  # a final failure goes to the queue's Q.dead, with the reason
 
 
 def task_name(task: str) -> str:
@@ -31,8 +31,8 @@ def task_name(task: str) -> str:
 
 
 def _simulated(task: str, settings: Settings):
-    """The body of a simulated task: the work, its retries with backoff, the result dict (dts.work)."""
-    from dts.work import run_task
+    """The body of a simulated task: the work, its retries with backoff, the result dict (dts.runtime.work)."""
+    from dts.runtime.work import run_task
 
     def run(
         self,
@@ -50,7 +50,7 @@ def _simulated(task: str, settings: Settings):
 def make_app(settings: Settings) -> Celery:
     """The app for `settings`: configured on first use, with the simulated tasks registered."""
     # task events without publisher confirms; no fixups (Celery's Django one costs every CLI ~4 ms to import)
-    app = Celery(APP_NAME, events="dts.events:UnconfirmedEvents", fixups=[])
+    app = Celery(APP_NAME, events="dts.app.events:UnconfirmedEvents", fixups=[])
     app.add_defaults(lambda: celery_settings(settings))
     for task in SIMULATED:  # not shared: another app (other settings) must never get this one's tasks
         task_of = app.task(bind=True, name=task_name(task), Request=DEAD_LETTER_REQUEST, shared=False)
@@ -62,7 +62,7 @@ def worker_app(settings: Settings) -> Celery:
     """The app of a worker process: make_app, plus the worker-side signal handlers (JSON logs with the task
     lifecycle, the time-limit check, the result channel opened before the first task)."""
     from dts.logs import connect_worker_signals
-    from dts.work import connect_time_limit_check, connect_warm_up
+    from dts.runtime.work import connect_time_limit_check, connect_warm_up
 
     app = make_app(settings)
     connect_worker_signals()  # LOG_FORMAT=json: the worker logs JSON lines, with the task lifecycle

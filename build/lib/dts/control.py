@@ -1,6 +1,6 @@
 """Questions to the workers (Celery's remote control: ping, stats, active, ...) on a deadline.
 
-    with session(app, deadline) as conn:                                  # dts.deadline
+    with session(app, deadline) as conn:                                  # dts.amqp.deadline
         pongs = ask_workers(app, conn, "ping", deadline, destination=["worker-a@host"])
         # {"worker-a@host": {"ok": "pong"}}: who answered by the deadline
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dts.deadline import Deadline
+from dts.amqp.deadline import Deadline
 
 
 class _Enough(Exception):

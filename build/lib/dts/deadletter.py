@@ -27,7 +27,7 @@ from celery.exceptions import Ignore, Reject, Retry, Terminated, WorkerLostError
 from celery.worker.consumer import Consumer
 from celery.worker.request import Request
 
-from dts.routing import dead_letter_exchange, dead_letter_queue, queue_type_of
+from dts.app.conf import dead_letter_exchange, dead_letter_queue, queue_type_of
 
 logger = logging.getLogger("dts.deadletter")
 

@@ -3,7 +3,7 @@
 with ReplyQueue(app) as replies:
     publisher = TaskPublisher(app, settings, replies, sent_events=settings.monitoring.task_events)
     outcomes, total, got = dispatch_round(settings, publisher, 60, overrides={}, replies=replies, watch=watch)
-summarise_dispatch(outcomes, total)            # dts.reports.dispatch: the round's summary
+summarise_dispatch(outcomes, total)            # dts.reports.dispatch_report: the round's summary
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from celery import states
 from kombu.utils.uuid import uuid
 
 from dts.config import Settings
-from dts.deadline import BLOCKED, BrokerSilent, Deadline, bounded
-from dts.live import TaskWatch
-from dts.publish import TaskPublisher
-from dts.replies import Collected, ReplyQueue, error_text
-from dts.reports.dispatch import TaskOutcome, success
+from dts.amqp.deadline import BLOCKED, BrokerSilent, Deadline, bounded
+from dts.runs.live import TaskWatch
+from dts.amqp.publish import TaskPublisher
+from dts.amqp.replies import Collected, ReplyQueue, error_text
+from dts.reports.dispatch_report import TaskOutcome, success
 
 log = logging.getLogger("dts.dispatch")
 EVENT_GRACE = 0.5  # seconds the live view waits for task events that trail their results

@@ -1,4 +1,4 @@
-"""Flower, Celery's web monitor, behind a login (what `dts flower` serves, dts.cli.flower):
+"""Flower, Celery's web monitor, behind a login: what `dts flower` (dts.cli.flower) serves.
 
     ensure_login(env_file(project))           # (user, password, where it is kept): generated into .env once
     protect_metrics()                         # Flower's /metrics behind the login too

@@ -25,7 +25,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, TextIO
 
-from dts.deadline import close_quietly
+from dts.amqp.deadline import close_quietly
 from dts.reports.console import interactive, table_lines
 
 log = logging.getLogger("dts.live")

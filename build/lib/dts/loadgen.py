@@ -17,12 +17,12 @@ from celery import states
 from kombu.utils.uuid import uuid
 
 from dts.config import Settings
-from dts.control import ask_workers
-from dts.deadline import BLOCKED, BrokerSilent, Deadline, bounded, session, tighten
-from dts.live import LoadProgress
-from dts.publish import TaskPublisher
-from dts.replies import Collected, ReplyQueue, error_text
-from dts.reports.samples import SampleTable
+from dts.amqp.control import ask_workers
+from dts.amqp.deadline import BLOCKED, BrokerSilent, Deadline, bounded, session, tighten
+from dts.runs.live import LoadProgress
+from dts.amqp.publish import TaskPublisher
+from dts.amqp.replies import Collected, ReplyQueue, error_text
+from dts.runs.samples import SampleTable
 
 SLOTS_WAIT = 2.0  # seconds the slot count waits for a worker's reply (an answering one: a round trip)
 

@@ -1,6 +1,6 @@
 """Publishing tasks on the run's connection: a channel in confirm mode, confirms settled as they arrive.
 
-    publisher = TaskPublisher(app, settings, replies)            # replies: the run's dts.replies.ReplyQueue
+    publisher = TaskPublisher(app, settings, replies)            # replies: the run's dts.amqp.replies.ReplyQueue
     publisher.publish("task_a", task_id, {"duration": 0})       # returns at once; no round trip
     replies.collect(ids, deadline)                               # results and confirms arrive meanwhile
     publisher.unconfirmed(), publisher.confirms.refused          # what the broker has not taken (yet)

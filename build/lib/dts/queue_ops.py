@@ -4,10 +4,10 @@ browse the dead letters, replay them, purge queues, migrate queues declared with
     conn = app.connection_for_write().connection          # a connected py-amqp connection: channels of our own
     letters = browse(conn, "queue_a")                      # [DeadLetter]: nothing consumed
     replay(conn, ["queue_a"], ids=None, broker=settings.broker);  purge(conn, ["queue_a"])
-    steps = migrate(conn, declared_queues(settings))      # [MigrationStep], rendered by dts.reports.deadletters
+    steps = migrate(conn, declared_queues(settings))      # [MigrationStep], rendered by dts.reports.deadletter_report
 
-Every work queue Q has a dead-letter queue Q.dead (dts.routing); workers put there what they give up on
-(dts.deadletter). Browsing does not consume: it gets every message without acknowledging it and closes the
+Every work queue Q has a dead-letter queue Q.dead (dts.app.conf); workers put there what they give up on
+(dts.runtime.deadletter). Browsing does not consume: it gets every message without acknowledging it and closes the
 channel, and RabbitMQ puts them back in their places. Replay and migration move a message with a publisher
 confirm before acknowledging it where it was: a crash in between leaves a copy in both places, never none.
 """
@@ -22,10 +22,10 @@ from amqp.exceptions import NotFound, PreconditionFailed
 from kombu import Queue
 
 from dts import deadletter
-from dts.broker import own_channel
+from dts.amqp.checks import own_channel
 from dts.errors import CliError, ExitCode
-from dts.reports.deadletters import DeadLetter, MigrationStep
-from dts.routing import CLASSIC, dead_letter_queue_name, queue_type_of, work_queue
+from dts.reports.deadletter_report import DeadLetter, MigrationStep
+from dts.app.conf import CLASSIC, dead_letter_queue_name, queue_type_of, work_queue
 
 MIGRATING_SUFFIX = ".migrating"
 # what a moved message keeps (not user_id: the broker refuses a user_id that is not the publisher's own)
@@ -219,7 +219,7 @@ def _move_back(conn, queue: str) -> MigrationStep | None:
 
 
 def migrate(conn, queues) -> list[MigrationStep]:
-    """Redeclare each outdated work queue (declared Queue objects, dts.routing) as configured, its messages
+    """Redeclare each outdated work queue (declared Queue objects, dts.app.conf) as configured, its messages
     kept: without dead-lettering (an older version), or of another queue type (broker.queue_type changed;
     then its dead-letter queue too). Each is moved to `Q.migrating`, deleted (only if empty) and declared
     anew, the messages moved back. Refused while Q has consumers. Run again after an interruption, it

@@ -8,7 +8,7 @@ Every work queue Q is declared with its dead-letter pair: a direct exchange `Q.d
 over a cluster's nodes) and gives Q an `x-delivery-limit` (broker.delivery_limit): a message redelivered
 more often than that (a task that kills its worker every time) is dead-lettered to Q.dead by RabbitMQ.
 Celery sees the argument and turns global QoS off (RabbitMQ refuses it on quorum queues). The per-run
-reply queues (dts.replies) stay classic. docs/deploy/multi-host.md says why.
+reply queues (dts.amqp.replies) stay classic. docs/deploy/multi-host.md says why.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker.url,
         "broker_use_ssl": broker_ssl(settings) or False,  # every connection of the app: CLIs, workers, events
-        "result_backend": "dts.rpc_backend:NackRetryingRPCBackend",  # rpc:// to each run's reply queue (dts.replies)
+        "result_backend": "dts.app.rpc_backend:NackRetryingRPCBackend",  # rpc:// to each run's reply queue (dts.amqp.replies)
         "result_persistent": True,  # results as persistent messages: a broker restart keeps them
         "task_serializer": "json",
         "result_serializer": "json",
@@ -149,8 +149,8 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
         "task_default_queue": settings.queues[0],
         "task_create_missing_queues": False,
         "task_acks_late": True,
-        "task_acks_on_failure_or_timeout": True,  # a failed task is acked once its copy is in Q.dead (dts.deadletter)
-        "worker_consumer": "dts.deadletter:DeadLetterConsumer",  # undecodable bodies are dead-lettered, not dropped
+        "task_acks_on_failure_or_timeout": True,  # a failed task is acked once its copy is in Q.dead (dts.runtime.deadletter)
+        "worker_consumer": "dts.runtime.deadletter:DeadLetterConsumer",  # undecodable bodies are dead-lettered, not dropped
         "task_reject_on_worker_lost": True,
         # A task killed at its hard time limit is acked, not requeued: it fails once instead of looping (False
         # would make Celery reject it with requeue=True, to be killed again and again). Celery's default today.
@@ -164,7 +164,7 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_send_task_events": settings.monitoring.task_events,  # -E: received/started/retried/succeeded/...
         "task_send_sent_event": settings.monitoring.task_events,  # task-sent, from clients and from retries
-        "dts_event_window": settings.monitoring.event_window,  # read by dts.events' dispatcher in the worker
+        "dts_event_window": settings.monitoring.event_window,  # read by dts.app.events' dispatcher in the worker
         "enable_utc": True,
         "timezone": "UTC",
     }

@@ -43,7 +43,7 @@ def plain(value: Any) -> Any:
 
 def resolved(settings: Settings) -> dict[str, Any]:
     """The settings as a document, with the broker URL's passwords redacted."""
-    from dts.broker import redact_url
+    from dts.amqp.checks import redact_url
 
     doc = plain(settings)
     doc["broker"]["url"] = redact_url(settings.broker.url)

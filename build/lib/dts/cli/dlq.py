@@ -1,5 +1,5 @@
-"""`dts dlq`: the dead-letter queues' command line (the operations are dts.queue_ops, their text and JSON
-dts.reports.deadletters).
+"""`dts dlq`: the dead-letter queues' command line (the operations are dts.amqp.queue_ops, their text and JSON
+dts.reports.deadletter_report).
 
     dts dlq list [--json]                 # what `make dlq` runs: task, id, reason, attempts, time
     dts dlq replay [--queue Q] [--id ID]  # `make dlq-replay`: back to the work queue, fresh retries
@@ -13,13 +13,14 @@ import argparse
 import json
 import sys
 
-from dts import queue_ops
-from dts.broker import check_broker, reaching, require_current_queues
+from dts.amqp import queue_ops
+from dts.amqp.checks import check_broker, reaching, require_current_queues
+from dts.amqp.deadline import Deadline, session
+from dts.app.conf import dead_letter_queue_name, declared_queues
 from dts.cli import Parser, json_option, run_main, shared_options
 from dts.config import Settings, load_settings
-from dts.deadline import Deadline, session
 from dts.errors import CliError, ExitCode, exit_epilog
-from dts.reports.deadletters import (
+from dts.reports.deadletter_report import (
     NOT_PURGED,
     list_json,
     purge_question,
@@ -28,7 +29,6 @@ from dts.reports.deadletters import (
     render_purge,
     render_replay,
 )
-from dts.routing import dead_letter_queue_name, declared_queues
 
 PROG = "dts dlq"
 DESCRIPTION = "Dead-letter queues: list, replay; purge the work queues; migrate."

@@ -1,6 +1,7 @@
-"""`dts load-test` (`python load_test.py`): send TASKS of each task type, collect results as they complete,
-and report what the current pool sizes buy: throughput, latency (queue wait + execution), fairness, ideal
-time, efficiency.
+"""`dts load-test` (`python load_test.py`): a load of both task types, and what the pool sizes buy.
+
+TASKS of each type are sent, their results collected as they complete, and the report says throughput,
+latency (queue wait + execution), fairness, ideal time and efficiency.
 
     dts load-test --tasks 20                  # 20 task_a + 20 task_b on the running pools
     dts load-test --tasks 40 --sweep 1,2,4,8  # rescale both pools to each size, same load each time
@@ -34,10 +35,17 @@ from dts.engines import make_engine
 from dts.engines.base import replicas
 from dts.errors import CliError, ExitCode, excerpt, exit_epilog
 from dts.files import shown
-from dts.live import LoadProgress
-from dts.reports.load import LoadRun, LoadSpec, LoadTestReport, render_load_test, summarise_load, threshold_failures
+from dts.reports.load_report import (
+    LoadRun,
+    LoadSpec,
+    LoadTestReport,
+    render_load_test,
+    summarise_load,
+    threshold_failures,
+)
 from dts.reports.verdict import verdict
 from dts.results import check_writable, output_path, save
+from dts.runs.live import LoadProgress
 
 log = logging.getLogger("dts.load_test")
 DESCRIPTION = "Send a load of task_a/task_b and report throughput, latency, fairness and efficiency."
@@ -97,9 +105,9 @@ def check_outputs(args: argparse.Namespace, settings: Settings) -> None:
 def start_up(settings: Settings, app) -> dict[str, int]:
     """Consumers on every task queue (exit 4), connections warm, the live worker slots per pool. A broker
     that goes away here is exit 3 with one line (nothing has been sent yet)."""
-    from dts.broker import reaching, require_consumers, warm_up
-    from dts.deadline import Deadline
-    from dts.loadgen import live_slots
+    from dts.amqp.checks import reaching, require_consumers, warm_up
+    from dts.amqp.deadline import Deadline
+    from dts.runs.loadgen import live_slots
 
     deadline = Deadline.after(settings.broker.connect_timeout)  # for all of the start-up's questions
     stats = require_consumers(app, settings, deadline)
@@ -110,7 +118,7 @@ def start_up(settings: Settings, app) -> dict[str, int]:
 
 
 def one_run(settings: Settings, app, args: argparse.Namespace, size: int | None) -> LoadRun:
-    from dts.loadgen import interleave, run_load, task_plan
+    from dts.runs.loadgen import interleave, run_load, task_plan
 
     slots = start_up(settings, app)
     order = interleave(task_plan(args.tasks, args.mix))
@@ -198,8 +206,8 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(args, settings)
     result_file = output_path("load_test", args.output, args.no_save, project_dir(settings))
     # Celery is imported once the input is known good: a refusal does not wait for it (~0.3 s)
+    from dts.amqp.checks import check_broker
     from dts.app import make_app
-    from dts.broker import check_broker
 
     app = make_app(settings)
     check_broker(app, settings.broker.connect_timeout)

@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from dts import __version__
-from dts.cli import Parser, broker, config, dispatch, dlq, flower, init, load_test, pools, run_main, worker
+from dts.cli import Parser, broker, check_config, dispatch, dlq, flower, init, load_test, pools, run_main, worker
 
 PROG = "dts"
 DESCRIPTION = "Route test jobs to isolated pools of Celery workers over RabbitMQ: start, dispatch, scale, measure."
@@ -40,7 +40,7 @@ SINGLE = {
 # sub-commands with sub-commands of their own: name -> (module, help)
 GROUPS = {
     "dlq": (dlq, "dead letters: list, replay; purge the work queues; migrate"),
-    "config": (config, "check a config file and print it resolved"),
+    "config": (check_config, "check a config file and print it resolved"),
 }
 
 

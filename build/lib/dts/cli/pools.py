@@ -1,6 +1,8 @@
-"""The pool commands, `dts up|down|scale|scale-all|status|health|logs|build|compose|stack|engine|k8s|autoscale`
-(`python scale.py COMMAND` in this repository: scale.py's names are set, all, auto for scale, scale-all,
-autoscale): start, stop, resize and inspect the worker pools on their engine (local processes, compose, swarm).
+"""The pool commands (`dts up`, `down`, `scale`, `status`, `health`, `logs`, `autoscale`, ...): start, stop,
+resize and inspect the worker pools on their engine.
+
+In this repository they are also `python scale.py COMMAND` (scale.py's names: set, all, auto for scale,
+scale-all, autoscale); the engines' own commands (build, compose, stack) come from the registry.
 
 python scale.py up                  # every pool at its declared replicas; waits for ping
 python scale.py set worker-a 3      # resize one pool (a queue name works too: set queue_a 3)
@@ -36,36 +38,25 @@ from dts.cli import (
     shared_options,
 )
 from dts.config import MAX_CONFIG_BYTES, Settings, env_file, load_settings, project_dir, read_bounded, run_dir
-from dts.engines import chosen_engine, engine_class, engines_in_use, make_engine, remember_engine
+from dts.engines import (
+    chosen_engine,
+    cli_commands,
+    cli_options,
+    engine_class,
+    engines_in_use,
+    engines_with_command,
+    make_engine,
+    remember_engine,
+)
 from dts.engines import names as names_of_engines
 from dts.engines.base import Engine, check_sizes, declared_sizes
-from dts.engines.compose import BROKERS
 from dts.errors import CliError, ExitCode, excerpt, exit_epilog
 from dts.files import shown
-from dts.reports.status import render_health, render_status
+from dts.reports.status_report import render_health, render_status
 
 K8S_DIR = Path("deploy", "k8s")  # in the project: where `k8s` writes the manifests by default
-# the commands only some engines answer (Engine.commands), and the one line for the others
-ENGINE_COMMANDS = {
-    "build": "`build` needs the compose engine (a Docker engine); local workers need no image",
-    "compose": "`compose` needs the compose engine (a Docker engine); local workers need no image",
-    "stack": "`stack` renders the swarm stack: pass --engine swarm",
-}
-COMMANDS = (
-    "up",
-    "down",
-    "set",
-    "all",
-    "status",
-    "health",
-    "logs",
-    "build",
-    "compose",
-    "stack",
-    "engine",
-    "k8s",
-    "auto",
-)
+# the pool commands every engine answers (the engines' own, `build`, `compose`, `stack`, come from the registry)
+COMMANDS = ("up", "down", "set", "all", "status", "health", "logs", "engine", "k8s", "auto")
 EPILOG = """examples:
   python scale.py up                 start every pool at its declared replicas (waits for ping)
   python scale.py set worker-a 3     three worker-a workers (new ones answer ping before this returns)
@@ -138,7 +129,7 @@ def desired_sizes(args: argparse.Namespace, settings: Settings) -> dict[str, int
 
 
 def resize(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
-    from dts.broker import check_broker
+    from dts.amqp.checks import check_broker
 
     app = engine.app
     engine.prepare()  # --broker compose: the `broker` service, healthy, before anything asks it
@@ -156,8 +147,8 @@ def resize(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
 
 
 def status(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
-    """status, status --watch and health: one report (dts.status), three renderings."""
-    from dts.status import collect_status, watch
+    """status, status --watch and health: one report (dts.runs.status_query), three renderings."""
+    from dts.runs.status_query import collect_status, watch
 
     app = engine.app
     engines = engines_in_use(engine, settings, args.engine)
@@ -198,21 +189,23 @@ def logs(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def command_refusal(command: str, engine: str) -> str:
+    """Why `engine` cannot run `command`, an engine's own sub-command: the engines that can."""
+    able = engines_with_command(command)
+    return f"`{command}` needs the {' or '.join(able)} engine (this run uses {engine}): add --engine {able[0]}"
+
+
 def engine_command(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
-    """build, compose, stack: what only some engines do (their image, their deployment file)."""
-    if args.command not in engine.commands:
-        raise CliError(ENGINE_COMMANDS[args.command], ExitCode.USAGE)
-    if args.command == "build":
-        engine.build()
-    else:
-        path, use = engine.render()
-        print(f"{shown(path)}\nuse: {use}")
+    """An engine's own sub-command (build, compose, stack): what only some engines do."""
+    if args.command not in engine.cli_commands:
+        raise CliError(command_refusal(args.command, engine.name), ExitCode.USAGE)
+    print("\n".join(engine.run_command(args.command)))
     return ExitCode.OK
 
 
 def k8s(args: argparse.Namespace) -> int:
     """Render the manifests (no cluster, no Celery) and write them; print the files and how to apply them."""
-    from dts.engines import k8s as manifests
+    from dts import k8s as manifests
 
     settings = load_settings(args.config)
     text = read_bounded(settings.path, MAX_CONFIG_BYTES, "config", "pass --config PATH or set DTS_CONFIG")
@@ -233,10 +226,10 @@ def stop_on_sigterm(signum, frame) -> None:
 
 
 def autoscale(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
-    """scale.py auto: the loop of dts.autoscale, one line per resize on stdout; Ctrl-C ends it with 0 and
+    """scale.py auto: the loop of dts.runs.autoscale, one line per resize on stdout; Ctrl-C ends it with 0 and
     leaves the pools at their current sizes."""
-    from dts.autoscale import policies, run
-    from dts.broker import check_broker
+    from dts.amqp.checks import check_broker
+    from dts.runs.autoscale import policies, run
 
     app = engine.app
     check_broker(app, settings.broker.connect_timeout)
@@ -287,38 +280,35 @@ def add_commands(sub, names: dict[str, str], under_dts: bool = False) -> None:
     and `up` prepares first what `make up` does beforehand (the broker's vhost and user, the image)."""
     base = shared_options()
     common = Parser(add_help=False, parents=[base])
-    common.set_defaults(init_swarm=False, volumes=False)  # the options of `up` and `down`, for every command
     common.add_argument(
         "--engine", choices=names_of_engines(), help="where the workers run (default: engine.name in the config)"
     )
-    common.add_argument(
-        "--broker",
-        choices=BROKERS,
-        default="host",
-        help="the workers' RabbitMQ: host (default), compose (the `broker` service) or cluster (three nodes, the "
-        "`cluster` profile); the last two need the compose engine",
-    )
+    options = cli_options()  # the engines' own, each on the commands it names (None: on every one)
+    common.set_defaults(volumes=False, **{o.dest: o.default for o in options})
+    for option in options:
+        if option.commands is None:
+            common.add_argument(option.flag, **option.argparse_kwargs())
 
     def add(command: str, parents: list, **kwargs) -> argparse.ArgumentParser:
         parser = sub.add_parser(names.get(command, command), parents=parents, **kwargs)
         parser.set_defaults(command=command, prepare=False)
+        for option in options:
+            if option.commands and command in option.commands:
+                parser.add_argument(option.flag, **option.argparse_kwargs())
         if under_dts:
             parser.set_defaults(run=run, prog=parser.prog, prepare=command == "up")
         return parser
 
     add_resizing(add, common)
     add_inspecting(add, common)
+    for command, words in cli_commands().items():  # build, compose, stack: what only some engines do
+        add(command, [common], help=words)
     add_k8s_and_auto(add, base, common)
 
 
 def add_resizing(add, common: argparse.ArgumentParser) -> None:
     """up, down, set, all: the pools started, stopped and resized."""
-    up = add("up", [common], help="every pool at its declared replicas")
-    up.add_argument(
-        "--init-swarm",
-        action="store_true",
-        help="--engine swarm: make this Docker engine a single-node swarm if it is in none",
-    )
+    add("up", [common], help="every pool at its declared replicas")
     down = add("down", [common], help="stop every worker (warm shutdown)")
     down.add_argument(
         "--volumes", action="store_true", help="--broker compose|cluster: delete the broker's data volumes too"
@@ -368,9 +358,6 @@ def add_inspecting(add, common: argparse.ArgumentParser) -> None:
         help=f"lines per worker, at most {MAX_LINES} (default 20)",
     )
     logs.add_argument("-f", "--follow", action="store_true", help="keep following")
-    add("build", [common], help="build the worker image (compose engine)")
-    add("compose", [common], help="write the compose file rendered from the pools")
-    add("stack", [common], help="write the swarm stack file rendered from the pools")
     which = add("engine", [common], help="print the engine `auto` resolves to")
     asks = which.add_mutually_exclusive_group()
     asks.add_argument("--needs-image", action="store_true", help="print yes if the engine runs the worker image")
@@ -428,7 +415,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.command == "engine":
         return describe_engine(settings, args)
-    if args.volumes and args.broker == "host":
+    if args.volumes and getattr(args, "broker", "host") == "host":
         raise CliError(
             "--volumes deletes the compose broker's data: it goes with --broker compose or cluster", ExitCode.USAGE
         )
@@ -440,7 +427,7 @@ def run(args: argparse.Namespace) -> int:
     app = make_app(settings)
     engine = make_engine(settings, args.engine, app, **engine_options(args))
     actions = {"status": status, "health": status, "down": down, "auto": autoscale, "logs": logs}
-    action = engine_command if args.command in ENGINE_COMMANDS else actions.get(args.command, resize)
+    action = engine_command if args.command not in COMMANDS else actions.get(args.command, resize)
     return action(engine, settings, args)
 
 
@@ -452,8 +439,9 @@ def prepare(settings: Settings, args: argparse.Namespace) -> Settings:
     from dts.engines.image import build_broker_image, build_worker_image
 
     project = project_dir(settings)
-    print(provision_broker(args.broker, env_file(project)), flush=True)
-    if args.broker != "host":
+    broker = getattr(args, "broker", "host")  # the compose engine's option
+    print(provision_broker(broker, env_file(project)), flush=True)
+    if broker != "host":
         print(f"broker image: {build_broker_image()}", flush=True)
     if engine_class(chosen_engine(settings, args.engine)).needs_image:
         print(f"worker image: {build_worker_image(project)}", flush=True)
@@ -477,17 +465,14 @@ def describe_engine(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def engine_options(args: argparse.Namespace) -> dict[str, object]:
-    """The engine options given on the command line (make_engine refuses those the engine does not take)."""
-    options: dict[str, object] = {}
-    if args.init_swarm:
-        options["init_swarm"] = True
-    if args.broker != "host":
-        options["broker"] = args.broker
-    return options
+    """The engines' options given on the command line, not left at their defaults (make_engine refuses those
+    the engine does not take)."""
+    given = ((o.dest, getattr(args, o.dest, o.default), o.default) for o in cli_options())
+    return {dest: value for dest, value, default in given if value != default}
 
 
 def main(argv: list[str] | None = None, prog: str = "scale.py") -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+    if argv and not argv[0].startswith("-") and argv[0] not in (*COMMANDS, *cli_commands()):
         argv = ["set", *argv]  # the short form: scale.py worker-a 3
     return run_main(prog, build_parser(prog), run, argv)

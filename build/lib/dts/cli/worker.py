@@ -40,10 +40,10 @@ def pool_settings(settings: Settings, name: str | None) -> PoolSettings:
 def ping(settings: Settings, pool: PoolSettings, host: str) -> int:
     from celery.utils.nodenames import host_format
 
+    from dts.amqp.checks import reaching
+    from dts.amqp.control import ask_workers
+    from dts.amqp.deadline import Deadline, session
     from dts.app import make_app
-    from dts.broker import reaching
-    from dts.control import ask_workers
-    from dts.deadline import Deadline, session
 
     app = make_app(settings)
     node = host_format(nodename(pool.name, host))

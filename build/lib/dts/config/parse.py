@@ -1,18 +1,28 @@
-"""A parsed YAML document → `Settings`, every rule read from the declaration (dts.config.schema).
+"""A parsed YAML document → `Settings`: one generic reader builds every section from its declaration
+(dts.config.schema), and each section's validate hook adds what one key cannot say alone.
 
     settings = parse_settings({"pools": {"w": {"queues": ["queue_a", "queue_b"]}}}, Path("test-config.yml"))
     settings.engine.stop_timeout                    # 60.0: EngineSettings' declared default
+    VALIDATE[PoolAutoscale]                         # its cross-field rule: min <= max
 
-Pure: no file or environment access (the environment's overrides come in as a dict). A key's type,
-default, bounds and choices are its declaration's; what is written here is only what one key cannot say
-alone (a URL's form, TLS files, min <= max, routes). Every problem is one ConfigError that leads with the
-file, the dotted key and the value: `test-config.yml: retry.max_retries must be between 0 and 100 (got -1)`.
+The reader walks the declaration recursively: values (typed, bounded, choices, patterns), lists, sections,
+optional sections (`broker.tls`, `pools.<name>.autoscale`: absent or null is none) and mappings of entries
+(`pools:` free, by name; `tasks:` fixed, each with its facts). Per section: its keys in declaration order
+(a key another key's Ref names first: engine, for engine.max_replicas), then its hook, then its unknown keys.
+A hook (`VALIDATE`, registered with `@_validates(cls)`) gets the section and its values and returns them,
+checked or replaced: min <= max, routes, a URL's form, TLS files, the environment's overrides (given as a dict:
+no environment access here; broker.tls's files are the only ones opened). Every problem is one ConfigError that leads with the file, the dotted key and the
+value: `test-config.yml: retry.max_retries must be between 0 and 100 (got -1)`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import reprlib
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,14 +37,9 @@ from dts.config.schema import (
     AutoscaleSettings,
     BrokerSettings,
     BrokerTLS,
-    DispatchSettings,
-    EngineSettings,
-    LoadTestSettings,
-    MonitoringSettings,
     PoolAutoscale,
     PoolSettings,
     Ref,
-    RetryPolicy,
     Settings,
     TaskSettings,
 )
@@ -63,18 +68,38 @@ def _rule(path: Path, key: str, value: Any, rule: str) -> ConfigError:
     return ConfigError(f"{path.name}: {key} {rule} (got {_shown(value)})")
 
 
+def parse_settings(data: Any, path: Path, env: dict[str, str] | None = None) -> Settings:
+    """Validate a parsed YAML document into Settings (no environment access: `env` holds its overrides)."""
+    if data is None:
+        raise ConfigError(f"{path.name}: the file is empty; start from the project's test-config.yml")
+    return _Section(path, "", data, Settings, env=env or {}).build()
+
+
 class _Section:
     """One mapping of the YAML document and the settings class that declares its keys (for a mapping of
-    entries, like pools, the entries' class): typed, range-checked reads, and its unknown keys. `facts`
-    resolve the declaration's Refs (engine.max_replicas, a task's route)."""
+    entries, like pools, the entries' class): it reads every declared key, runs the class's validate hook and
+    refuses unknown keys. `facts` resolve the declaration's Refs that an entry knows (a task's route); `known`
+    (shared by the whole document) holds every value read so far (engine.max_replicas); `env` the overrides."""
 
-    def __init__(self, path: Path, prefix: str, data: Any, schema_: type, facts: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        path: Path,
+        prefix: str,
+        data: Any,
+        schema_: type,
+        facts: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        known: dict[str, Any] | None = None,
+        name: str = "",
+    ):
         if data is None:
             data = {}
         if not isinstance(data, dict):
             raise _rule(path, prefix or "the document", data, "must be a mapping")
         self.path, self.prefix, self.data, self.seen = path, prefix, data, set()
-        self.schema, self.facts = schema_, facts or {}
+        self.schema, self.facts, self.env = schema_, facts or {}, env or {}
+        self.known = {} if known is None else known
+        self.name = name  # an entry's: its key in the mapping of entries
 
     def key(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix else name
@@ -83,10 +108,9 @@ class _Section:
         return _rule(self.path, self.key(name), value, rule)
 
     def resolve(self, value: Any) -> Any:
-        return self.facts[value.name] if isinstance(value, Ref) else value
-
-    def rule(self, name: str) -> schema.Rule:
-        return schema.rule(self.schema, name)
+        if not isinstance(value, Ref):
+            return value
+        return self.facts[value.name] if value.name in self.facts else self.known[value.name]
 
     def typed(self, name: str, value: Any, kind: type | tuple) -> Any:
         kinds = kind if isinstance(kind, tuple) else (kind,)
@@ -98,10 +122,74 @@ class _Section:
         self.seen.add(name)
         return self.typed(name, self.data.get(name, default), kind)
 
-    def value(self, name: str) -> Any:
-        """A scalar key, read by its declaration: its type, default (or the fact it follows), bounds, choices."""
+    # ----------------------------------------------------------------- a section
+
+    def build(self) -> Any:
+        """The section's settings object: every declared key read, the hook run, unknown keys refused."""
+        declared = schema.names(self.schema)
+        if not self.prefix:  # the document: a misspelt section is reported first, not as the problem it causes
+            self.seen.update(declared)
+            self.done()
+        values = {name: self.read(name) for name in self._order(declared)}
+        hook = next((VALIDATE[c] for c in self.schema.__mro__ if c in VALIDATE), None)
+        if hook is not None:
+            values = hook(self, values)
+        self.done()
+        self.known.update((self.key(name), value) for name, value in values.items())
+        given = {"path": self.path, "name": self.name}  # the fields that are no key: the file's, an entry's name
+        fields = (f.name for f in dataclasses.fields(self.schema) if f.name not in declared)
+        return self.schema(**{f: given[f] for f in fields}, **values)
+
+    def _order(self, declared: tuple[str, ...]) -> list[str]:
+        """Declaration order, except that a key another key's Ref names (engine: engine.max_replicas) is first."""
+        refs = schema.referenced()
+        first = [n for n in declared if any(r == self.key(n) or r.startswith(self.key(n) + ".") for r in refs)]
+        return first + [n for n in declared if n not in first]
+
+    def section(self, name: str, facts: dict[str, Any] | None = None) -> _Section:
+        """The declared section `name` (for a mapping of entries, its entries' class reads them)."""
+        sub = schema.section_of(schema.declared(self.schema, name)[0])
+        return self._sub(name, sub, facts)
+
+    def entry(self, name: str, facts: dict[str, Any] | None = None) -> _Section:
+        """An entry of this mapping of entries (a pool, a task), read by the entries' class."""
+        return self._sub(name, self.schema, facts)
+
+    def _sub(self, name: str, sub: type, facts: dict[str, Any] | None) -> _Section:
+        self.seen.add(name)
+        data, facts = self.data.get(name), {**self.facts, **(facts or {})}
+        return _Section(self.path, self.key(str(name)), data, sub, facts, self.env, self.known, str(name))
+
+    def done(self) -> None:
+        unknown = sorted((k for k in self.data if k not in self.seen), key=str)
+        if unknown:
+            known = ", ".join(sorted(self.seen)) or "none"
+            raise self.fail(str(unknown[0]), self.data[unknown[0]], f"is not a known key (known: {known})")
+
+    # ----------------------------------------------------------------- a key
+
+    def read(self, name: str) -> Any:
+        """One declared key, by its declaration: a section, a mapping of entries, a list or a value."""
         kind, default, rule = schema.declared(self.schema, name)
+        if default is MISSING and rule.required and name not in self.data:
+            raise self.fail(name, None, f"is required: {rule.required}")
+        kind, optional = schema.optional(kind)
+        if typing.get_origin(kind) is dict:
+            return self.entries(name, rule)
+        if schema.section_of(kind) is not None:
+            self.seen.add(name)
+            return None if optional and self.data.get(name) is None else self.section(name).build()
         default = self.resolve(rule.follows or default)
+        if optional or (default is MISSING and not rule.required):  # no default, no hint: its hook gives it
+            self.seen.add(name)
+            if self.data.get(name) is None:
+                return None if default is MISSING else default
+        if typing.get_origin(kind) is tuple:
+            return self.strings(name, default, rule)
+        return self.value(name, kind, default, rule)
+
+    def value(self, name: str, kind: type, default: Any, rule: schema.Rule) -> Any:
+        """A scalar: its type, default, bounds, choices and pattern."""
         choices = rule.allowed()
         if choices:
             value = self.get(name, str, default)
@@ -119,80 +207,171 @@ class _Section:
         value = self.get(name, kind, default)
         if kind is int and not lo <= value <= hi:
             raise self.fail(name, value, f"must be between {lo} and {hi}")
+        if kind is str and rule.pattern and not rule.pattern.fullmatch(value):
+            raise self.fail(name, value, rule.form or f"must match {rule.pattern.pattern}")
         return value
 
-    def values(self) -> dict[str, Any]:
-        """Every scalar key of the section's class, in declaration order: the keyword arguments to build it."""
-        return {
-            n: self.value(n) for n in schema.names(self.schema) if schema.is_scalar(schema.declared(self.schema, n)[0])
-        }
+    def strings(self, name: str, default: Any, rule: schema.Rule) -> tuple[str, ...]:
+        """A list of strings (one string is a list of one): how many, and each by the rule's pattern."""
+        value = self.get(name, (list, str), default)
+        items = (value,) if isinstance(value, str) else tuple(value)
+        lo, hi = self.resolve(rule.min), self.resolve(rule.max)
+        if lo is not None and not lo <= len(items) <= hi:
+            raise self.fail(name, value, f"must list {lo} to {hi} {rule.items or 'items'}")
+        for item in items:
+            if not isinstance(item, str) or (rule.pattern and not rule.pattern.fullmatch(item)):
+                raise self.fail(name, item, rule.form or "must hold strings")
+        return items
 
-    def section(self, name: str, facts: dict[str, Any] | None = None) -> _Section:
-        """The declared section `name` (for a mapping of entries, its entries' class reads them)."""
-        sub = schema.section_of(schema.declared(self.schema, name)[0])
-        return self._sub(name, sub, facts)
-
-    def entry(self, name: str, facts: dict[str, Any] | None = None) -> _Section:
-        """An entry of this mapping of entries (a pool, a task), read by the entries' class."""
-        return self._sub(name, self.schema, facts)
-
-    def _sub(self, name: str, sub: type, facts: dict[str, Any] | None) -> _Section:
-        self.seen.add(name)
-        return _Section(self.path, self.key(str(name)), self.data.get(name), sub, {**self.facts, **(facts or {})})
-
-    def items(self) -> list[tuple[str, Any]]:
-        """Every (key, value) of a free-form mapping (pools), all keys seen."""
-        self.seen.update(self.data)
-        return list(self.data.items())
-
-    def done(self) -> None:
-        unknown = sorted((k for k in self.data if k not in self.seen), key=str)
-        if unknown:
-            known = ", ".join(sorted(self.seen)) or "none"
-            raise self.fail(str(unknown[0]), self.data[unknown[0]], f"is not a known key (known: {known})")
-
-
-# --------------------------------------------------------------------------- sections
+    def entries(self, name: str, rule: schema.Rule) -> dict[str, Any]:
+        """A mapping of entries: the rule's fixed ones (tasks), each with its facts, or any, named by the
+        rule's pattern and counted by its bounds (pools)."""
+        sec = self.section(name)
+        if rule.entries is not None:
+            found = {entry: sec.entry(entry, dict(facts)).build() for entry, facts in rule.entries.items()}
+            sec.done()
+            return found
+        sec.seen.update(sec.data)
+        lo, hi = self.resolve(rule.min), self.resolve(rule.max)
+        if lo is not None and not lo <= len(sec.data) <= hi:
+            raise self.fail(name, sec.data, f"must declare {lo} to {hi} {rule.items or 'entries'}")
+        found = {}
+        for entry in sec.data:
+            if not isinstance(entry, str) or (rule.pattern and not rule.pattern.fullmatch(entry)):
+                raise sec.fail(str(entry), entry, rule.form or "must be a name")
+            found[entry] = sec.entry(entry).build()
+        return found
 
 
-def _broker(sec: _Section, env: dict[str, str]) -> BrokerSettings:
-    url = sec.value("url")
-    _check_amqp_url(sec.path, "broker.url", url)
-    source = "broker.url"
-    if "BROKER_URL" in env:
-        url = env["BROKER_URL"]
-        source = env.get("BROKER_URL_SOURCE", "$BROKER_URL")
+# --------------------------------------------------------------------------- the sections' validate hooks
+
+Hook = Callable[[_Section, dict[str, Any]], dict[str, Any]]
+VALIDATE: dict[type, Hook] = {}  # a settings class → its cross-field rules (a subclass keeps its base's)
+
+
+def _validates(cls: type) -> Callable[[Hook], Hook]:
+    """Register a section's validate hook: it gets the section and its values, read, and returns them."""
+
+    def register(hook: Hook) -> Hook:
+        VALIDATE[cls] = hook
+        return hook
+
+    return register
+
+
+@_validates(Settings)
+def _settings(sec: _Section, values: dict[str, Any]) -> dict[str, Any]:
+    """A queue belongs to one pool; every task is routed to a pool's queue, each task to its own."""
+    _check_queue_owners(sec, values["pools"])
+    _check_routes(sec, values["tasks"], values["pools"])
+    return values
+
+
+@_validates(BrokerSettings)
+def _broker(sec: _Section, broker: dict[str, Any]) -> dict[str, Any]:
+    """The URL's form (and $BROKER_URL's, which replaces it); delivery_limit only for quorum queues; TLS
+    for an amqps:// URL (the environment's $BROKER_TLS_* files alone make broker.tls)."""
+    url, source = broker["url"], sec.key("url")
+    _check_amqp_url(sec.path, source, url)
+    if "BROKER_URL" in sec.env:
+        url, source = sec.env["BROKER_URL"], sec.env.get("BROKER_URL_SOURCE", "$BROKER_URL")
         _check_amqp_url(sec.path, source, url)
-    queue_type = sec.value("queue_type")
-    limit = sec.value("delivery_limit")
-    if queue_type == "classic" and "delivery_limit" in sec.data:
+    if broker["queue_type"] == "classic" and "delivery_limit" in sec.data:
         raise sec.fail(
-            "delivery_limit", limit, "applies to quorum queues only: set broker.queue_type: quorum (or auto) or drop it"
+            "delivery_limit",
+            broker["delivery_limit"],
+            "applies to quorum queues only: set broker.queue_type: quorum (or auto) or drop it",
         )
-    tls = _broker_tls(sec, env)
+    tls = broker["tls"]
+    if tls is None and any(name in sec.env for name in TLS_ENV.values()):
+        tls = sec.section("tls").build()
     if tls is None and url.startswith("amqps://"):
         raise ConfigError(
             f"{sec.path.name}: {source} is an amqps:// URL but broker.tls.ca_file is not set: add "
             "broker.tls: {ca_file: PATH} naming the CA that signed the broker's certificate"
         )
-    settings = BrokerSettings(
-        url=url,
-        connect_timeout=sec.value("connect_timeout"),
-        heartbeat=sec.value("heartbeat"),
-        queue_type=queue_type,
-        delivery_limit=limit,
-        tls=tls,
-    )
-    sec.done()
-    return settings
+    return {**broker, "url": url, "tls": tls}
 
 
-def _tls_file(sec: _Section, key: str, env: dict[str, str]) -> str | None:
+@_validates(BrokerTLS)
+def _broker_tls(sec: _Section, tls: dict[str, Any]) -> dict[str, Any]:
+    """ca_file is required (the file's or $BROKER_TLS_CA_FILE), cert_file and key_file go together, and each
+    file exists and can be read now."""
+    files = {key: _tls_file(sec, key, tls[key]) for key in TLS_FILE_KEYS}
+    if files["ca_file"] is None:
+        raise sec.fail("ca_file", None, "is required: the PEM file of the CA that signed the broker's certificate")
+    if (files["cert_file"] is None) != (files["key_file"] is None):
+        given, missing = ("cert_file", "key_file") if files["cert_file"] else ("key_file", "cert_file")
+        raise sec.fail(missing, None, f"is required with {sec.key(given)}: a client certificate needs its key")
+    return {**tls, **files}
+
+
+@_validates(TaskSettings)
+def _task(sec: _Section, task: dict[str, Any]) -> dict[str, Any]:
+    """The hard time limit exceeds the soft one (0: none)."""
+    soft, hard = task["soft_time_limit"], task["time_limit"]
+    if soft and hard and hard <= soft:
+        raise sec.fail("time_limit", hard, f"must exceed {sec.key('soft_time_limit')} ({soft:g}), or be 0 (none)")
+    return task
+
+
+@_validates(PoolAutoscale)
+def _pool_autoscale(sec: _Section, scale: dict[str, Any]) -> dict[str, Any]:
+    """min <= max."""
+    if scale["min"] > scale["max"]:
+        raise sec.fail("min", scale["min"], f"must be <= {sec.key('max')} ({scale['max']})")
+    return scale
+
+
+@_validates(AutoscaleSettings)
+def _autoscale(sec: _Section, loop: dict[str, Any]) -> dict[str, Any]:
+    """A pool's range written in the loop's section: its message says where it goes."""
+    misplaced = next((k for k in schema.names(PoolAutoscale) if k in sec.data), None)
+    if misplaced:
+        known = ", ".join(sorted(schema.names(AutoscaleSettings)))
+        raise sec.fail(
+            misplaced,
+            sec.data[misplaced],
+            f"is not a known key (known: {known}); a pool's range goes in pools.NAME.autoscale",
+        )
+    return loop
+
+
+# --------------------------------------------------------------------------- the hooks' checks
+
+
+def _check_queue_owners(sec: _Section, pools: dict[str, PoolSettings]) -> None:
+    owner: dict[str, str] = {}
+    for pool in pools.values():
+        for queue in pool.queues:
+            if owner.get(queue) == pool.name:
+                raise sec.fail(f"pools.{pool.name}.queues", queue, "is listed twice")
+            if queue in owner:
+                raise sec.fail(
+                    f"pools.{pool.name}.queues",
+                    queue,
+                    f"is already served by pool {owner[queue]}: a queue belongs to one pool",
+                )
+            owner[queue] = pool.name
+
+
+def _check_routes(sec: _Section, tasks: dict[str, TaskSettings], pools: dict[str, PoolSettings]) -> None:
+    served = [q for p in pools.values() for q in p.queues]
+    for task in tasks.values():
+        if task.queue not in served:
+            raise sec.fail(f"tasks.{task.name}.queue", task.queue, f"must be a pool's queue ({', '.join(served)})")
+    first, *others = tasks.values()
+    for task in others:
+        if task.queue == first.queue:
+            raise sec.fail(f"tasks.{task.name}.queue", task.queue, f"must differ from {first.name}'s queue")
+
+
+def _tls_file(sec: _Section, key: str, value: str | None) -> str | None:
     """A file of broker.tls (or the $BROKER_TLS_* that overrides it): it must exist and be readable now,
     not at the first connection (exit 2 naming the key and the file)."""
-    value, source = _optional_str(sec, key), sec.key(key)
-    if TLS_ENV[key] in env:
-        value, source = env[TLS_ENV[key]], "$" + TLS_ENV[key]
+    source = sec.key(key)
+    if TLS_ENV[key] in sec.env:
+        value, source = sec.env[TLS_ENV[key]], "$" + TLS_ENV[key]
     if value is None:
         return None
     path = Path(value).expanduser()
@@ -211,32 +390,6 @@ def _tls_file(sec: _Section, key: str, env: dict[str, str]) -> str | None:
             f"({exc.strerror or exc}): fix its permissions"
         ) from None
     return str(path)
-
-
-def _optional_str(sec: _Section, key: str) -> str | None:
-    """A string of broker.tls, where null is the same as absent."""
-    sec.seen.add(key)
-    value = sec.data.get(key)
-    return None if value is None else sec.typed(key, value, str)
-
-
-def _broker_tls(parent: _Section, env: dict[str, str]) -> BrokerTLS | None:
-    """`broker.tls`: absent (or null) = plain AMQP; else ca_file is required, cert_file and key_file go together."""
-    present = parent.data.get("tls") is not None or any(name in env for name in TLS_ENV.values())
-    sec = parent.section("tls")
-    if not present:
-        return None
-    files = {key: _tls_file(sec, key, env) for key in TLS_FILE_KEYS}
-    if files["ca_file"] is None:
-        raise sec.fail("ca_file", None, "is required: the PEM file of the CA that signed the broker's certificate")
-    if (files["cert_file"] is None) != (files["key_file"] is None):
-        given, missing = ("cert_file", "key_file") if files["cert_file"] else ("key_file", "cert_file")
-        raise sec.fail(missing, None, f"is required with {sec.key(given)}: a client certificate needs its key")
-    hostname = _optional_str(sec, "server_hostname")
-    if hostname is not None and not sec.rule("server_hostname").pattern.fullmatch(hostname):
-        raise sec.fail("server_hostname", hostname, "must be a host name or IP address (letters, digits, .:-)")
-    sec.done()
-    return BrokerTLS(**files, server_hostname=hostname)
 
 
 def broker_urls(url: str) -> list[str]:
@@ -298,140 +451,3 @@ def _check_one_url(path: Path, source: str, url: str) -> None:
         urlsplit(url).port  # noqa: B018 - raises ValueError on a port that is not a number in 0..65535
     except ValueError as exc:
         raise ConfigError(f"{path.name}: {source} has a bad port ({exc}): use host:5672") from None
-
-
-def _tasks(sec: _Section) -> dict[str, TaskSettings]:
-    tasks = {}
-    for name, facts in schema.rule(Settings, "tasks").entries.items():
-        task = sec.entry(name, facts)
-        queue = task.value("queue")
-        soft, hard = task.value("soft_time_limit"), task.value("time_limit")
-        if soft and hard and hard <= soft:
-            raise task.fail("time_limit", hard, f"must exceed {task.key('soft_time_limit')} ({soft:g}), or be 0 (none)")
-        tasks[name] = TaskSettings(
-            name=name,
-            queue=queue,
-            duration=task.value("duration"),
-            failure_rate=task.value("failure_rate"),
-            soft_time_limit=soft,
-            time_limit=hard,
-        )
-        task.done()
-    sec.done()
-    return tasks
-
-
-def _queues(sec: _Section) -> tuple[str, ...]:
-    rule = sec.rule("queues")
-    sec.seen.add("queues")
-    if "queues" not in sec.data:
-        raise sec.fail("queues", None, "is required: the queue(s) this pool consumes, e.g. [queue_a]")
-    value = sec.typed("queues", sec.data["queues"], (list, str))
-    queues = (value,) if isinstance(value, str) else tuple(value)
-    if not rule.min <= len(queues) <= rule.max:
-        raise sec.fail("queues", value, f"must list {rule.min} to {rule.max} queue names")
-    for queue in queues:
-        if not isinstance(queue, str) or not rule.pattern.fullmatch(queue):
-            raise sec.fail("queues", queue, "must hold queue names of letters, digits and _.:- (at most 100)")
-    return queues
-
-
-def _pool_autoscale(parent: _Section) -> PoolAutoscale | None:
-    """`autoscale:` of a pool: absent (or null) = not autoscaled; `{}` = every default."""
-    present = parent.data.get("autoscale") is not None
-    sec = parent.section("autoscale")
-    if not present:
-        return None
-    low, high = sec.value("min"), sec.value("max")
-    if low > high:
-        raise sec.fail("min", low, f"must be <= {sec.key('max')} ({high})")
-    scale = PoolAutoscale(min=low, max=high, target=sec.value("target"))
-    sec.done()
-    return scale
-
-
-def _pool(sec: _Section, name: str) -> PoolSettings:
-    pool = PoolSettings(name=name, queues=_queues(sec), **sec.values(), autoscale=_pool_autoscale(sec))
-    sec.done()
-    return pool
-
-
-def _pools(parent: _Section, max_replicas: int) -> dict[str, PoolSettings]:
-    if "pools" not in parent.data:
-        raise parent.fail("pools", None, "is required: declare each pool's queues, e.g. worker-a: {queues: [queue_a]}")
-    rule = parent.rule("pools")
-    sec = parent.section("pools", {"engine.max_replicas": max_replicas})
-    entries = sec.items()
-    if not rule.min <= len(entries) <= rule.max:
-        raise parent.fail("pools", sec.data, f"must declare {rule.min} to {rule.max} pools")
-    pools = {}
-    for name, _ in entries:
-        if not isinstance(name, str) or not rule.pattern.fullmatch(name):
-            raise sec.fail(str(name), name, "must be a lower-case name of letters, digits and dashes (e.g. worker-a)")
-        pools[name] = _pool(sec.entry(name), name)
-    owner: dict[str, str] = {}
-    for pool in pools.values():
-        for queue in pool.queues:
-            if owner.get(queue) == pool.name:
-                raise sec.fail(f"{pool.name}.queues", queue, "is listed twice")
-            if queue in owner:
-                raise sec.fail(
-                    f"{pool.name}.queues",
-                    queue,
-                    f"is already served by pool {owner[queue]}: a queue belongs to one pool",
-                )
-            owner[queue] = pool.name
-    return pools
-
-
-def _check_routes(path: Path, tasks: dict[str, TaskSettings], pools: dict[str, PoolSettings]) -> None:
-    served = [q for p in pools.values() for q in p.queues]
-    for task in tasks.values():
-        if task.queue not in served:
-            raise _rule(path, f"tasks.{task.name}.queue", task.queue, f"must be a pool's queue ({', '.join(served)})")
-    first, *others = tasks.values()
-    for task in others:
-        if task.queue == first.queue:
-            raise _rule(path, f"tasks.{task.name}.queue", task.queue, f"must differ from {first.name}'s queue")
-
-
-def parse_settings(data: Any, path: Path, env: dict[str, str] | None = None) -> Settings:
-    """Validate a parsed YAML document into Settings (pure: no file or environment access)."""
-    env = env or {}
-    if data is None:
-        raise ConfigError(f"{path.name}: the file is empty; start from the project's test-config.yml")
-    root = _Section(path, "", data, Settings)
-    root.seen.update(ROOT_KEYS)
-    root.done()  # a misspelt section is reported first, not as the problem it causes elsewhere
-    engine_sec = root.section("engine")
-    engine = EngineSettings(**engine_sec.values())
-    engine_sec.done()
-    pools = _pools(root, engine.max_replicas)
-    tasks = _tasks(root.section("tasks"))
-    _check_routes(path, tasks, pools)
-    retry_sec, dispatch_sec, load_sec = root.section("retry"), root.section("dispatch"), root.section("load_test")
-    monitoring_sec, autoscale_sec = root.section("monitoring"), root.section("autoscale")
-    settings = Settings(
-        path=path,
-        name=root.value("name"),
-        broker=_broker(root.section("broker"), env),
-        tasks=tasks,
-        pools=pools,
-        retry=RetryPolicy(**retry_sec.values()),
-        engine=engine,
-        dispatch=DispatchSettings(**dispatch_sec.values()),
-        load_test=LoadTestSettings(**load_sec.values()),
-        monitoring=MonitoringSettings(**monitoring_sec.values()),
-        autoscale=AutoscaleSettings(**autoscale_sec.values()),
-    )
-    misplaced = next((k for k in schema.names(PoolAutoscale) if k in autoscale_sec.data), None)
-    if misplaced:  # a pool's key written in the loop's section
-        known = ", ".join(sorted(schema.names(AutoscaleSettings)))
-        raise autoscale_sec.fail(
-            misplaced,
-            autoscale_sec.data[misplaced],
-            f"is not a known key (known: {known}); a pool's range goes in pools.NAME.autoscale",
-        )
-    for sec in (retry_sec, dispatch_sec, load_sec, monitoring_sec, autoscale_sec, root):
-        sec.done()
-    return settings

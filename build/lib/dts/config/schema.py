@@ -5,8 +5,11 @@
     [k.name for k in keys()][:3]                    # ['name', 'broker', 'broker.url']: the walk (docs, tests)
 
 A key's type is its annotation, its default the field's default, and the rest (bounds, choices, help) its
-`Rule`. The parser (dts.config.parse) reads every rule from here; a default or bound known only at load
-time (a pool's replicas are bounded by engine.max_replicas) is a `Ref`, resolved by the parser.
+`Rule`. The parser (dts.config.parse) reads every section from here with one generic reader; a default or
+bound known only at load time (a pool's replicas are bounded by engine.max_replicas) is a `Ref`, resolved by
+the parser. What one key cannot say alone (min <= max, routes, a URL's form, TLS files, the environment's
+overrides) is its section's validate hook: dts.config.parse.VALIDATE, one function per class. Adding a key
+to any section is one field here (and its line in test-config.yml).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from dts.engines import names as engine_names  # the registry's: a registered engine is a valid engine.name
+from dts.engines.registry import names as engine_names  # a registered engine is a valid engine.name
 
 # The task routing defaults: the tasks are code (celery_app.py); where each is routed is config.
 DEFAULT_ROUTES = {"task_a": "queue_a", "task_b": "queue_b"}
@@ -62,6 +65,10 @@ class Rule:
     pattern: re.Pattern[str] | None = None  # a list's items, a mapping's entry names, a string
     follows: Ref | None = None  # the default when the file has none, where it is known only at load time
     entries: Mapping[str, Mapping[str, Any]] | None = None  # a mapping's fixed entries, each with its facts
+    # a key without a default: why and how to give it, when the file lacks it (none: its section's hook gives it)
+    required: str | None = None
+    form: str | None = None  # what a value (a list's item, a mapping's entry name) not matching `pattern` is told
+    items: str | None = None  # what a list's or mapping's items are called, in its count's message
 
     def allowed(self) -> tuple[str, ...] | None:
         """The choices, asked now where they are a registry's (the engine names)."""
@@ -82,9 +89,11 @@ def key(*, help: str, **rule: Any) -> dict[str, Rule]:
 @dataclass(frozen=True)
 class BrokerTLS:
     """TLS to the broker (`broker.tls`): the CA that signed the broker's certificate, an optional client
-    certificate and key, and the name the broker's certificate must carry (default: the URL's host)."""
+    certificate and key, and the name the broker's certificate must carry (default: the URL's host).
+    Validate hook: ca_file is required (or $BROKER_TLS_CA_FILE); cert_file goes with key_file; $BROKER_TLS_*
+    replace the files; each must be a readable file now."""
 
-    ca_file: str = field(
+    ca_file: str = field(  # required, but $BROKER_TLS_CA_FILE may give it: its hook refuses it when neither does
         metadata=key(help="(required) PEM of the CA that signed the broker's certificate ($BROKER_TLS_CA_FILE)")
     )
     cert_file: str | None = field(
@@ -95,13 +104,19 @@ class BrokerTLS:
     )
     server_hostname: str | None = field(
         default=None,
-        metadata=key(pattern=HOST_NAME, help="the name the broker's certificate must carry (default: the URL's host)"),
+        metadata=key(
+            pattern=HOST_NAME,
+            form="must be a host name or IP address (letters, digits, .:-)",
+            help="the name the broker's certificate must carry (default: the URL's host)",
+        ),
     )
 
 
 @dataclass(frozen=True)
 class BrokerSettings:
-    """The broker (`broker:`): where it is and how its queues are declared."""
+    """The broker (`broker:`): where it is and how its queues are declared.
+    Validate hook: the URL's form ($BROKER_URL replaces it, checked too); delivery_limit is for quorum queues
+    only; an amqps:// URL needs broker.tls (which $BROKER_TLS_* alone also make)."""
 
     url: str = field(
         default="amqp://guest:guest@localhost:5672//",
@@ -151,7 +166,8 @@ class BrokerSettings:
 
 @dataclass(frozen=True)
 class TaskSettings:
-    """A task (`tasks.<task>`): where it is routed and how its simulated work behaves."""
+    """A task (`tasks.<task>`): where it is routed and how its simulated work behaves.
+    Validate hook: time_limit exceeds soft_time_limit (0: none)."""
 
     name: str
     queue: str = field(
@@ -179,7 +195,10 @@ class EngineSettings:
 
     name: str = field(
         default="auto",
-        metadata=key(choices=engine_names, help="where the workers run (auto: compose if Docker answers, else local)"),
+        metadata=key(
+            choices=engine_names,
+            help="where the workers run (auto: compose if Docker answers, else local; stub: pools in memory, for tests and dry runs)",
+        ),
     )
     stop_timeout: float = field(
         default=60.0, metadata=key(min=1, max=3600, help="seconds a warm shutdown may take before SIGKILL")
@@ -196,7 +215,7 @@ class EngineSettings:
 @dataclass(frozen=True)
 class PoolAutoscale:
     """A pool's autoscaling range (`pools.<name>.autoscale`): `scale.py auto` keeps its replicas within
-    min..max, aiming at `target` ready messages per replica."""
+    min..max, aiming at `target` ready messages per replica. Validate hook: min <= max."""
 
     min: int = field(
         default=1,
@@ -223,7 +242,13 @@ class PoolSettings:
     name: str
     queues: tuple[str, ...] = field(
         metadata=key(
-            min=1, max=MAX_POOL_QUEUES, pattern=QUEUE_NAME, help="(required) the queues this pool consumes (-Q)"
+            min=1,
+            max=MAX_POOL_QUEUES,
+            pattern=QUEUE_NAME,
+            required="the queue(s) this pool consumes, e.g. [queue_a]",
+            form="must hold queue names of letters, digits and _.:- (at most 100)",
+            items="queue names",
+            help="(required) the queues this pool consumes (-Q)",
         )
     )
     replicas: int = field(
@@ -305,7 +330,8 @@ class MonitoringSettings:
 
 @dataclass(frozen=True)
 class AutoscaleSettings:
-    """The autoscaler's loop (`autoscale:`): how often it looks, how long it waits before a scale-down."""
+    """The autoscaler's loop (`autoscale:`): how often it looks, how long it waits before a scale-down.
+    Validate hook: a pool's key written here (min, max, target) is told it goes in pools.NAME.autoscale."""
 
     interval: float = field(default=2.0, metadata=key(min=0.1, max=60, help="seconds between two looks at the queues"))
     cooldown: float = field(
@@ -315,7 +341,8 @@ class AutoscaleSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    """The whole file: one typed, frozen object (dts.config.load_settings)."""
+    """The whole file: one typed, frozen object (dts.config.load_settings).
+    Validate hook: a queue belongs to one pool; each task is routed to a pool's queue, each to its own."""
 
     path: Path
     name: str = field(default="Distributed test", metadata=key(help='printed by dispatch.py as "Loaded config: ..."'))
@@ -331,6 +358,9 @@ class Settings:
             min=1,
             max=MAX_POOLS,
             pattern=POOL_NAME,
+            required="declare each pool's queues, e.g. worker-a: {queues: [queue_a]}",
+            form="must be a lower-case name of letters, digits and dashes (e.g. worker-a)",
+            items="pools",
             help="(required) the pools, by name (lower-case letters, digits, -)",
         )
     )
@@ -381,6 +411,13 @@ def declared(cls: type, name: str) -> tuple[Any, Any, Rule]:
 
 def rule(cls: type, name: str) -> Rule:
     return declared(cls, name)[2]
+
+
+def optional(kind: Any) -> tuple[Any, bool]:
+    """A key's type without its `| None`, and whether it had one (null or absent: the default, or no section)."""
+    if isinstance(kind, types.UnionType) and type(None) in typing.get_args(kind):
+        return next(a for a in typing.get_args(kind) if a is not type(None)), True
+    return kind, False
 
 
 def section_of(kind: Any) -> type | None:
@@ -434,3 +471,9 @@ def keys(cls: type = Settings, prefix: str = "", facts: Mapping[str, Any] | None
             doc = (sub.__doc__ or "").splitlines()[0]
             yield Key(f"{dotted}.{entry}", sub, MISSING, None, None, None, doc, False)
             yield from keys(sub, f"{dotted}.{entry}.", entry_facts)
+
+
+@cache
+def referenced() -> frozenset[str]:
+    """The keys a Ref names (`engine.max_replicas`): the parser reads them before the keys that need them."""
+    return frozenset(str(v) for k in keys() for v in (k.min, k.max, k.default) if isinstance(v, Ref))

@@ -1,14 +1,15 @@
-"""The engines: where a pool's workers run. This package's root is only the registry (an engine's name ->
-the dotted path of its class, resolved on use, as celery's `celery.concurrency` does) and the factory; the
-interface and what engines share are in dts.engines.base, each engine in a module of its own.
+"""The engines: where a pool's workers run. This package's root is the factory over the registry
+(dts.engines.registry: an engine's name -> the dotted path of its class, resolved on use, as celery's
+`celery.concurrency` does); the interface and what engines share are in dts.engines.base, each engine in a
+module of its own.
 
     make_engine(settings, "auto", app)               # compose when a Docker engine answers, else local
     make_engine(settings, None, app)                 # engine.name; for auto, the engine `up` last used here
     make_engine(settings, "swarm", app, init_swarm=True)
-    register("stub", "stub_engine:StubEngine")       # a new engine: its module plus one line in ENGINES
+    register("stub", "dts.engines.stub:StubEngine")  # a new engine: its module plus one line (dts.engines.registry)
 
 Engine modules import dts.engines.base and the shared helpers (containers, docker; local its supervise):
-never each other, never this package's root. dts.engines.k8s renders manifests and is no engine.
+never each other, never this package's root. dts.k8s renders manifests and is no engine.
 """
 
 from __future__ import annotations
@@ -16,28 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dts.engines.registry import AUTO, ENGINES, names, register
 from dts.errors import CliError, ExitCode
 
 if TYPE_CHECKING:
     from dts.config import Settings
-    from dts.engines.base import Engine
-
-AUTO = "auto"  # compose when a Docker engine answers and compose is installed, else local (never swarm)
-ENGINES = {
-    "compose": "dts.engines.compose:ComposeEngine",
-    "local": "dts.engines.local:LocalEngine",
-    "swarm": "dts.engines.swarm:SwarmEngine",
-}
-
-
-def register(name: str, dotted: str) -> None:
-    """Make the engine class at `dotted` ("module:Class") known as `name`."""
-    ENGINES[name] = dotted
-
-
-def names() -> tuple[str, ...]:
-    """Every name an engine can be asked for by: auto, then the registered engines."""
-    return (AUTO, *ENGINES)
+    from dts.engines.base import Engine, Option
 
 
 def resolve_engine(name: str) -> str:
@@ -59,12 +44,39 @@ def engine_class(name: str) -> type[Engine]:
     return symbol_by_name(ENGINES[name])
 
 
+def engine_classes() -> dict[str, type[Engine]]:
+    """Every registered engine's class, by name (imported: what the command line is built from)."""
+    return {name: engine_class(name) for name in ENGINES}
+
+
+def cli_options() -> list[Option]:
+    """Every registered engine's own command-line options, each flag once (the first engine's)."""
+    found: dict[str, Option] = {}
+    for cls in engine_classes().values():
+        for option in cls.cli_options:
+            found.setdefault(option.flag, option)
+    return list(found.values())
+
+
+def cli_commands() -> dict[str, str]:
+    """Every registered engine's own sub-commands: name -> help (the first engine's words)."""
+    found: dict[str, str] = {}
+    for cls in engine_classes().values():
+        for command, words in cls.cli_commands.items():
+            found.setdefault(command, words)
+    return found
+
+
+def engines_with_command(command: str) -> list[str]:
+    return [name for name, cls in engine_classes().items() if command in cls.cli_commands]
+
+
 def refusal(option: str, engine: str) -> str:
-    """Why `engine` does not take `option`: the words of the engine that does, else a plain line."""
-    for name in ENGINES:
-        words = engine_class(name).options.get(option)
-        if words:
-            return words.format(engine=engine)
+    """Why `engine` does not take `option` (a dest): the words of the engine that does, else a plain line."""
+    for cls in engine_classes().values():
+        declared = cls.option(option)
+        if declared:
+            return declared.refusal.format(engine=engine)
     return f"the {engine} engine takes no option {option!r}"
 
 
@@ -108,7 +120,7 @@ def make_engine(settings: Settings, name: str | None, app, **options) -> Engine:
     resolved = chosen_engine(settings, name)
     cls = engine_class(resolved)
     for option in options:
-        if option not in cls.options:
+        if cls.option(option) is None:
             raise CliError(refusal(option, resolved), ExitCode.USAGE)
     from dts.engines.docker import docker_answers
 
@@ -125,3 +137,18 @@ def engines_in_use(engine: Engine, settings: Settings, requested: str | None) ->
     if (requested or settings.engine.name) == AUTO and engine.name != "local":
         return [engine, make_engine(settings, "local", engine.app)]
     return [engine]
+
+
+__all__ = [
+    "AUTO",
+    "ENGINES",
+    "chosen_engine",
+    "cli_commands",
+    "cli_options",
+    "engine_class",
+    "engines_with_command",
+    "make_engine",
+    "names",
+    "register",
+    "resolve_engine",
+]

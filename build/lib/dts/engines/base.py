@@ -5,70 +5,101 @@ with the pure scale plan and size checks they share, and the wait for new worker
     engine.resize({"worker-a": 3})              # returns when the new workers answer ping
     engine.workers()                            # {"worker-a": ["worker-a@host-1", ...], "worker-b": [...]}
 
-A new engine is one subclass of Engine in its own module and one line in dts.engines.ENGINES.
+A new engine is one subclass of Engine in its own module and one line in dts.engines.registry; its
+command-line options (`Option`) and extra sub-commands (`cli_commands`) are declared on the class, and the
+pool commands' parsers are built from the registry (dts.cli.pools), so an engine's option is its own.
 """
 
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from dts.config import Settings
 from dts.errors import CliError, ExitCode
-from dts.reports.status import NodeStatus
+from dts.reports.status_report import NodeStatus
 
 
-class Engine:
+@dataclass(frozen=True)
+class Option:
+    """A command-line option of one engine: `--flag` on the pool commands it names (None: every one), passed
+    to the engine's constructor as the keyword `dest` when given; `refusal` is the one line when another
+    engine is asked for it ({engine}: the engine that run uses)."""
+
+    flag: str
+    help: str
+    refusal: str
+    commands: tuple[str, ...] | None = None  # scale.py's names: "up", "down", "set", "status", ...
+    choices: tuple[str, ...] | None = None  # a value among these (default: the first); else a switch
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def default(self) -> Any:
+        return self.choices[0] if self.choices else False
+
+    def argparse_kwargs(self) -> dict[str, Any]:
+        if self.choices:
+            return {"choices": self.choices, "default": self.default, "help": self.help}
+        return {"action": "store_true", "help": self.help}
+
+
+class Engine(abc.ABC):
     """Where a pool's workers run. Subclasses set `name`, implement workers/resize/stop/logs and override
     the rest where they have more to do; the defaults are what an engine without that feature does."""
 
     name: ClassVar[str]  # "local", "compose", ...
-    # keyword options make_engine passes on (beyond settings and app), each with the one-line refusal when
-    # another engine is asked for it ({engine}: the engine that run uses)
-    options: ClassVar[dict[str, str]] = {}
+    cli_options: ClassVar[tuple[Option, ...]] = ()  # its own command-line options, passed to its constructor
+    # its own sub-commands beyond the pool commands every engine answers: name -> help (`run_command` runs them)
+    cli_commands: ClassVar[dict[str, str]] = {}
     needs_docker: ClassVar[bool] = False  # make_engine refuses it (exit 2) when no Docker engine answers
-    needs_image: ClassVar[bool] = False  # `make up` / `make deploy` build the worker image first
+    needs_image: ClassVar[bool] = False  # `dts up` / `make up` / `make deploy` build the worker image first
     deploy_args: ClassVar[tuple[str, ...]] = ()  # what `make deploy` adds to `scale.py up` (swarm: --init-swarm)
-    # scale.py's commands beyond the common ones that this engine answers: "build", "compose", "stack"
-    commands: ClassVar[frozenset[str]] = frozenset()
 
     settings: Settings
     app: Any  # the Celery app its workers answer ping through
 
+    @classmethod
+    def option(cls, dest: str) -> Option | None:
+        return next((o for o in cls.cli_options if o.dest == dest), None)
+
+    @abc.abstractmethod
     def workers(self) -> dict[str, list[str]]:
         """Node names of the running workers, per declared pool."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def resize(self, desired: dict[str, int]) -> dict[str, int]:
         """Bring each named pool to its size (warm shutdown on the way down); the change per pool."""
-        raise NotImplementedError
 
     def start(self) -> dict[str, int]:
         """Every pool at its declared replicas."""
         return self.resize(declared_sizes(self.settings))
 
+    @abc.abstractmethod
     def stop(self, volumes: bool = False) -> dict[str, int]:
         """Every worker stopped (warm shutdown within engine.stop_timeout); with `volumes` the data of what
         the engine ran beside them (the compose broker's volume) too."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def logs(self, lines: int, follow: bool) -> None:
         """Print (or follow) the workers' logs."""
-        raise NotImplementedError
 
-    def prepare(self) -> None:
+    def run_command(self, command: str) -> list[str]:
+        """Run one of `cli_commands`; the lines to print."""
+        raise CliError(f"the {self.name} engine has no command {command!r}", ExitCode.USAGE)
+
+    def prepare(self) -> None:  # noqa: B027 - a hook: most engines need nothing before the broker is asked
         """What must run before the broker is asked (the compose `broker` service); nothing by default."""
 
     def render(self) -> tuple[Path, str]:
-        """Write this engine's deployment file: (its path, how to use it). Engines with "compose" or
-        "stack" in `commands` have one."""
+        """Write this engine's deployment file: (its path, how to use it), for the engines that have one."""
         raise CliError(f"the {self.name} engine renders no deployment file", ExitCode.USAGE)
-
-    def build(self) -> None:
-        """Build the worker image (engines with "build" in `commands`)."""
-        raise CliError(f"the {self.name} engine builds no image", ExitCode.USAGE)
 
     def status_lines(self) -> list[str]:
         """The engine's own view below the status table (the swarm's running/desired tasks); none by default."""
@@ -143,9 +174,9 @@ def wait_for_pong(
 ) -> None:
     """Ping until every node in `names` answered, `alive` says one died, or the deadline passes (CliError).
     `last_words(name)` is the dead worker's last log line, for the error."""
-    from dts.broker import LOST, broker_error  # kombu: not loaded for scale.py's refusals
-    from dts.control import ask_workers
-    from dts.deadline import Deadline, session
+    from dts.amqp.checks import LOST, broker_error  # kombu: not loaded for scale.py's refusals
+    from dts.amqp.control import ask_workers
+    from dts.amqp.deadline import Deadline, session
 
     waiting = set(names)
     while waiting:

@@ -27,14 +27,14 @@ import yaml
 from dts.config import Settings, env_file, project_dir, project_name, read_env_file
 from dts.config import run_dir as project_run_dir
 from dts.config.env import CLUSTER_NODES
-from dts.engines.base import Engine, check_sizes, declared_sizes, replicas, scale_plan, wait_for_pong
+from dts.engines.base import Engine, Option, check_sizes, declared_sizes, replicas, scale_plan, wait_for_pong
 from dts.engines.containers import COMPOSE_FILE, CONFIG_IN_IMAGE, container_tls_files, worker_template
 from dts.engines.docker import compose_command
 from dts.engines.image import build_worker_image, worker_image
 from dts.errors import CliError, ExitCode
-from dts.files import write_atomic
+from dts.files import shown, write_atomic
 from dts.naming import launch_argv, nodename, pool_of_node
-from dts.reports.status import NodeStatus
+from dts.reports.status_report import NodeStatus
 
 log = logging.getLogger("dts.compose")  # the name users know from the log lines
 DOCKER_TIMEOUT = 30  # seconds for one docker ps/inspect/logs call
@@ -43,6 +43,7 @@ BROKER_SERVICE = BROKER_PROFILE = "broker"  # the service and its profile in doc
 CLUSTER_PROFILE = "cluster"  # the profile of the cluster's nodes in docker-compose.yml
 CLUSTER_SERVICES = tuple(f"rabbit-{n}" for n in range(1, CLUSTER_NODES + 1))  # rabbit-1 is the seed
 PROFILES = {"compose": BROKER_PROFILE, "cluster": CLUSTER_PROFILE}
+MONITOR_SERVICE = "flower"  # docker-compose.yml's Flower service (profile `monitoring`): its config mounted here
 BROKER_START_PERIOD = 60  # seconds: the healthcheck's start_period in docker-compose.yml
 
 
@@ -138,13 +139,22 @@ class ComposeEngine(Engine):
     """Workers as replicas of compose services, one service per pool, in one compose project."""
 
     name = "compose"
-    options: ClassVar[dict[str, str]] = {
-        "broker": "--broker compose|cluster (BROKER=compose|cluster) runs RabbitMQ as compose services: it needs "
-        "the compose engine (this run uses {engine}); add --engine compose, start Docker"
+    cli_options = (
+        Option(
+            "--broker",
+            help="the workers' RabbitMQ: host (default), compose (the `broker` service) or cluster (three nodes, the "
+            "`cluster` profile); the last two need the compose engine",
+            refusal="--broker compose|cluster (BROKER=compose|cluster) runs RabbitMQ as compose services: it needs "
+            "the compose engine (this run uses {engine}); add --engine compose, start Docker",
+            choices=BROKERS,
+        ),
+    )
+    cli_commands: ClassVar[dict[str, str]] = {
+        "build": "build the project's worker image (compose engine)",
+        "compose": "write the compose file rendered from the pools",
     }
     needs_docker = True
     needs_image = True
-    commands = frozenset({"build", "compose"})
 
     def __init__(
         self,
@@ -190,7 +200,10 @@ class ComposeEngine(Engine):
             )
         self.pools_file.parent.mkdir(parents=True, exist_ok=True)
         text = f"# Rendered from the pools in {self.settings.path} by dts.engines.compose; do not edit.\n"
-        text += yaml.safe_dump(render_pools(self.settings, worker_template(), self.broker), sort_keys=False)
+        rendered = render_pools(self.settings, worker_template(), self.broker)
+        # Flower's service (the `monitoring` profile) reads the same config as the workers
+        rendered["services"][MONITOR_SERVICE] = {"volumes": [f"{self.settings.path}:{CONFIG_IN_IMAGE}:ro"]}
+        text += yaml.safe_dump(rendered, sort_keys=False)
         write_atomic(self.pools_file, text)
         return self.pools_file
 
@@ -289,9 +302,13 @@ class ComposeEngine(Engine):
                     return nodes_of(status)
         return []
 
-    def build(self) -> None:
-        """The project's worker image (dts.engines.image), unless its tag exists."""
-        build_worker_image(self.folder)
+    def run_command(self, command: str) -> list[str]:
+        """`build`: the project's worker image (dts.engines.image), unless its tag exists; `compose`: the
+        pools file and the compose command that uses it."""
+        if command == "build":
+            return [f"worker image: {build_worker_image(self.folder)}"]
+        path, use = self.render()
+        return [shown(path), f"use: {use}"]
 
     def logs(self, lines: int, follow: bool) -> None:
         self.write_pools_file()

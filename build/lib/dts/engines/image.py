@@ -31,7 +31,7 @@ log = logging.getLogger("dts.image")
 PACKAGE_DIR = Path(dts.__file__).resolve().parent
 WORKER_BASE, BROKER_BASE = "python:3.12-slim", "debian:bookworm-slim"
 LOCAL_BASE = "dts-base:bookworm"  # made by base_image.sh where no registry answers
-BROKER_IMAGE = "dts-broker:v2"  # bump with LABEL dts.broker.version in the broker's Dockerfile
+BROKER_IMAGE = "dts-broker:v2"  # bump with LABEL dts.amqp.checks.version in the broker's Dockerfile
 BUILD_TIMEOUT = 1800  # seconds for one docker build (pip or apt inside it)
 
 

@@ -324,7 +324,7 @@ _Dumper.add_representer(str, _str)
 
 
 def dump(docs: list[dict[str, Any]], source: str) -> str:
-    head = f"{GENERATED} {source} by dts.engines.k8s (python scale.py k8s); do not edit.\n"
+    head = f"{GENERATED} {source} by dts.k8s (python scale.py k8s); do not edit.\n"
     if any(doc["kind"] == "Secret" for doc in docs):
         head += "# A TEMPLATE: put the real values in a copy (or use kubectl create secret); never commit it.\n"
     return head + yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, explicit_start=True, allow_unicode=True)

@@ -17,8 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-from celery.utils.nodenames import host_format
-
 from dts.config import Settings, project_dir
 from dts.config import run_dir as project_run_dir
 from dts.engines.base import (
@@ -67,6 +65,8 @@ class LocalEngine(Engine):
         return self.run_dir / f"{pool}-{index}.log"
 
     def node(self, pool: str, index: int) -> str:
+        from celery.utils.nodenames import host_format  # Celery: not loaded to build the command line
+
         return host_format(nodename(pool, f"%h-{index}"))
 
     def _index(self, name: str) -> tuple[str, int] | None:

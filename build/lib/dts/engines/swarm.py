@@ -27,7 +27,8 @@ from typing import Any, ClassVar
 
 import yaml
 
-from dts.broker import queue_stats
+from dts.amqp.checks import queue_stats
+from dts.amqp.deadline import Deadline
 from dts.config import (
     PoolSettings,
     Settings,
@@ -38,12 +39,11 @@ from dts.config import (
     read_env_file,
 )
 from dts.config import run_dir as project_run_dir
-from dts.deadline import Deadline
-from dts.engines.base import Engine, check_sizes, declared_sizes, replicas, scale_plan, wait_for_pong
+from dts.engines.base import Engine, Option, check_sizes, declared_sizes, replicas, scale_plan, wait_for_pong
 from dts.engines.containers import CONFIG_IN_IMAGE, container_tls_files, worker_template
 from dts.engines.image import worker_image
 from dts.errors import CliError, ExitCode
-from dts.files import write_atomic
+from dts.files import shown, write_atomic
 from dts.naming import launch_argv, nodename
 
 log = logging.getLogger("dts.swarm")  # the name users know from the log lines
@@ -152,13 +152,18 @@ class SwarmEngine(Engine):
     """Workers as tasks of swarm services, one service per pool, in one stack."""
 
     name = "swarm"
-    options: ClassVar[dict[str, str]] = {
-        "init_swarm": "--init-swarm needs the swarm engine (this run uses {engine}): add --engine swarm"
-    }
+    cli_options = (
+        Option(
+            "--init-swarm",
+            help="--engine swarm: make this Docker engine a single-node swarm if it is in none",
+            refusal="--init-swarm needs the swarm engine (this run uses {engine}): add --engine swarm",
+            commands=("up",),
+        ),
+    )
+    cli_commands: ClassVar[dict[str, str]] = {"stack": "write the swarm stack file rendered from the pools"}
     needs_docker = True
     needs_image = True
     deploy_args = ("--init-swarm",)
-    commands = frozenset({"stack"})
 
     def __init__(
         self,
@@ -220,6 +225,11 @@ class SwarmEngine(Engine):
 
     def deploy_command(self) -> str:
         return f"docker stack deploy -c {self.stack_file} --resolve-image never {self.stack}"
+
+    def run_command(self, command: str) -> list[str]:
+        """`stack`: the stack file and how to deploy it."""
+        path, use = self.render()
+        return [shown(path), f"use: {use}"]
 
     def render(self) -> tuple[Path, str]:
         """The stack file (and its secret file), and how to deploy it."""

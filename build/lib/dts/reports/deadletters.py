@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from dts.routing import dead_letter_queue_name
+from dts.app.conf import dead_letter_queue_name
 
 
 @dataclass(frozen=True)

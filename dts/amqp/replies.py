@@ -29,11 +29,11 @@ from kombu import Consumer, Queue
 from kombu.exceptions import OperationalError
 from kombu.utils.uuid import uuid
 
-from dts.broker import MAJORITY_PROBE, broker_error, lost_majority, own_channel
-from dts.deadline import BLOCKED, Deadline, bounded, close_quietly, connect
+from dts.amqp.checks import MAJORITY_PROBE, broker_error, lost_majority, own_channel
+from dts.amqp.deadline import BLOCKED, Deadline, bounded, close_quietly, connect
+from dts.app.conf import queue_type_of
 from dts.errors import CliError, ExitCode
-from dts.reports.dispatch import failure_reason
-from dts.routing import queue_type_of
+from dts.reports.dispatch_report import failure_reason
 
 log = logging.getLogger("dts.replies")
 
@@ -83,7 +83,7 @@ class ReplyQueue:
         self.app, self.connect_timeout, self.keep = app, connect_timeout, keep  # keep: the bodies, else True
         self.heartbeat = heartbeat  # seconds (0: none): a broker silent for two of them ends the wait's connection
         self.blocked = False  # the broker blocks this connection's publishes (RabbitMQ's connection.blocked)
-        self.name = f"dts.replies.{uuid()}"
+        self.name = f"dts.amqp.replies.{uuid()}"
         self.queue = Queue(
             self.name,
             routing_key=self.name,
@@ -136,7 +136,7 @@ class ReplyQueue:
 
     def _connect(self, timeout: float) -> None:
         deadline = Deadline.after(max(0.05, timeout))
-        # no per-publish confirm wait on this connection: a publisher on it confirms in batches (dts.loadgen)
+        # no per-publish confirm wait on this connection: a publisher on it confirms in batches (dts.runs.loadgen)
         conn = connect(
             self.app,
             deadline,

@@ -14,7 +14,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from dts.config import Settings, TaskSettings
 from dts.errors import excerpt
-from dts.retry import backoff_delay
+from dts.runtime.retry import backoff_delay
 
 log = logging.getLogger("dts.work")
 MESSAGES = {"task_a": "Hello from Task A", "task_b": "Hello from Task B"}
@@ -98,7 +98,7 @@ def warm_result_channel(app) -> None:
     so that the first task after a start does not pay the AMQP handshake (~5 ms) inside its run. All of it
     within WARM_UP_BOUND; a broker that does not answer is only logged (the connection dropped): the
     first result publish connects as before."""
-    from dts.deadline import Deadline, bounded, close_quietly
+    from dts.amqp.deadline import Deadline, bounded, close_quietly
 
     deadline = Deadline.after(WARM_UP_BOUND)
     with app.producer_pool.acquire(block=True, timeout=WARM_UP_BOUND) as producer:

@@ -16,7 +16,7 @@ from typing import Any
 
 from dts.config import Settings
 from dts.reports.documents import Stream
-from dts.reports.samples import SUCCEEDED, UNKNOWN, SampleTable
+from dts.runs.samples import SUCCEEDED, UNKNOWN, SampleTable
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ queue_stats(app, ["queue_a"], deadline)  # {"queue_a": QueueStats("queue_a", rea
 require_consumers(app, settings, deadline)  # CliError(exit 4) naming the first queue nobody consumes
 with reaching(app): ...                  # a broker away or silent in the block: CliError(exit 3) with the fix
 
-Every call here is on a dts.deadline session: a broker that stops answering ends it by its deadline.
+Every call here is on a dts.amqp.deadline session: a broker that stops answering ends it by its deadline.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from amqp.exceptions import AccessRefused, NotFound, PreconditionFailed
 from amqp.exceptions import ConnectionError as AMQPConnectionError
 from kombu.exceptions import OperationalError
 
+from dts.amqp.deadline import BrokerBlocked, Deadline, bounded, close_quietly, session
+from dts.app.conf import dead_letter_queue_name, queue_type_of
 from dts.config import Settings, broker_urls
 from dts.config.schema import URL_SEPARATOR
-from dts.deadline import BrokerBlocked, Deadline, bounded, close_quietly, session
 from dts.errors import CliError, ExitCode
-from dts.routing import dead_letter_queue_name, queue_type_of
 
 START_HINT = "start RabbitMQ with `make broker` (or set BROKER_URL to a running broker)"
 

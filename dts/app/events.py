@@ -1,9 +1,9 @@
 """Task events are fire-and-forget: the workers send them without publisher confirms.
 
-    app = Celery("celery_app", events="dts.events:UnconfirmedEvents")   # what celery_app.py does
+    app = Celery("celery_app", events="dts.app.events:UnconfirmedEvents")   # what celery_app.py does
     without_confirms(connection)     # a kombu Connection whose channels, from now on, publish without confirms
 
-`broker_transport_options.confirm_publish` (dts.routing) applies to every connection the app opens, so
+`broker_transport_options.confirm_publish` (dts.app.conf) applies to every connection the app opens, so
 without this each `task-received`/`task-started`/`task-succeeded` event a worker sends would wait for the
 broker's confirm: a profile of a no-op load put 62 % of a worker's main process there (SCALING.md). Events
 are transient monitoring messages, lost by design when nobody listens; confirms protect nothing there.
@@ -73,4 +73,4 @@ class UnconfirmedEventDispatcher(EventDispatcher):
 
 
 class UnconfirmedEvents(Events):
-    dispatcher_cls = "dts.events:UnconfirmedEventDispatcher"
+    dispatcher_cls = "dts.app.events:UnconfirmedEventDispatcher"

@@ -1,4 +1,4 @@
-"""The result backend: Celery's rpc:// (results to each run's reply queue, dts.replies), but a result the
+"""The result backend: Celery's rpc:// (results to each run's reply queue, dts.amqp.replies), but a result the
 broker refuses with a negative confirm is published again, a bounded number of times.
 
 A quorum queue whose leader is gone (a cluster node lost) nacks the publishes it cannot commit until its

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from amqp.exceptions import ConnectionError as AMQPConnectionError
 from kombu.exceptions import OperationalError
 
-from dts.broker import queue_stats
+from dts.amqp.checks import queue_stats
+from dts.amqp.deadline import Deadline
 from dts.config import Settings
-from dts.deadline import Deadline
 from dts.engines.base import Engine, replicas
 
 log = logging.getLogger("dts.autoscale")

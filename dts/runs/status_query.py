@@ -1,6 +1,6 @@
 """What is running: per pool, its workers (asked from the engines and the workers themselves) and its
 queues (asked from the broker). One code path for `scale.py status`, `status --watch`, `health` and their
-`--json`: `collect_status` builds the report, dts.reports.status renders it.
+`--json`: `collect_status` builds the report, dts.reports.status_report renders it.
 
     report = collect_status(settings, engines, app)     # report.exit_code: 0 healthy, 3, 4
     watch(settings, engines, app, interval=1.0)          # refresh the table until Ctrl-C
@@ -14,7 +14,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from dts.broker import (
+from dts.amqp.checks import (
     LOST,
     address,
     check_broker,
@@ -24,15 +24,15 @@ from dts.broker import (
     queue_stats,
     redact_url,
 )
-from dts.broker import broker_error as lost_broker
+from dts.amqp.checks import broker_error as lost_broker
+from dts.amqp.control import ask_workers
+from dts.amqp.deadline import Deadline, session
 from dts.config import Settings
 from dts.config.schema import URL_SEPARATOR
-from dts.control import ask_workers
-from dts.deadline import Deadline, session
 from dts.engines.base import Engine
 from dts.errors import CliError
 from dts.reports.console import interactive
-from dts.reports.status import (
+from dts.reports.status_report import (
     NodeStatus,
     StatusReport,
     WorkerStatus,

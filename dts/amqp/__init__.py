@@ -1,0 +1,1 @@
+"""Talking to RabbitMQ: bounded broker calls, checks, publishing, reply queues, queue operations."""

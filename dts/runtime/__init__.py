@@ -1,0 +1,1 @@
+"""What runs inside a worker: the tasks' work, their retries and backoff, dead letters."""
