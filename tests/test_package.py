@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import venv
 from pathlib import Path
@@ -22,6 +23,7 @@ from helpers import ROOT, compose_problem, need_engine
 pytestmark = pytest.mark.integration
 INSTALL_TIMEOUT = 900  # seconds: pip builds the wheel and installs Celery & co. from the index
 COMMAND_TIMEOUT = 300  # one dts command (an image build with the compose engine is the longest)
+LOCAL_STATE = (".git", ".venv", ".run", ".env", "build", "*.egg-info", "results", "site", "deploy", "__pycache__")
 SEED_LINES = (
     "Result from task_a: Hello from Task A",
     "Task A retries: 0",
@@ -35,8 +37,11 @@ def dts_bin(rabbitmq, tmp_path_factory) -> Path:
     """The `dts` script of a fresh venv (outside the checkout) where the checkout was pip-installed."""
     where = tmp_path_factory.mktemp("user-venv") / "venv"
     venv.EnvBuilder(with_pip=True).create(where)
+    # the checkout as a clone has it (pip builds in the folder it installs: build/ stays out of this one)
+    checkout = where.parent / "checkout"
+    shutil.copytree(ROOT, checkout, symlinks=True, ignore=shutil.ignore_patterns(*LOCAL_STATE))
     proc = subprocess.run(
-        [where / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", str(ROOT)],
+        [where / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", str(checkout)],
         cwd=where.parent,
         env=user_env(),
         capture_output=True,

@@ -18,8 +18,12 @@ from dts.provision import MAX_NAME, provision, provision_cluster, provision_comp
 
 PROG = "dts broker"
 DESCRIPTION = "Create the workers' RabbitMQ vhost and user and write them to the project's .env (idempotent)."
-EPILOG = "example: dts broker   (vhost and user default to the project's name, dts-<hash of its folder>)\n"
-EPILOG += exit_epilog("broker")
+EPILOG = """examples:
+  dts broker                  the host's RabbitMQ: vhost and user named after the project (dts-<hash of its folder>)
+  dts broker --compose        for the compose `broker` service: .env only (the container makes them)
+  dts broker --cluster        for the compose `cluster` profile: .env and the cluster's Erlang cookie
+
+""" + exit_epilog("broker")
 PROVISIONERS = {"host": provision, "compose": provision_compose, "cluster": provision_cluster}
 
 

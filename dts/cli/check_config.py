@@ -59,7 +59,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 
 def add_commands(sub) -> None:
-    sub.add_parser("check", parents=[shared_options(), json_option()], help="validate the config, print it resolved")
+    sub.add_parser(
+        "check",
+        parents=[shared_options(), json_option()],
+        help="validate the config, print it resolved",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def run(args: argparse.Namespace) -> int:

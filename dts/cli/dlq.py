@@ -105,14 +105,20 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 def add_commands(sub) -> None:
     """list, replay, purge, migrate as sub-commands of `sub`."""
     common = Parser(add_help=False, parents=[shared_options()])
+
+    def add(name: str, parents: list, text: str) -> argparse.ArgumentParser:  # each with the examples, exit codes
+        return sub.add_parser(
+            name, parents=parents, help=text, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+
     common.add_argument("--queue", action="append", metavar="Q", help="a work queue (repeatable; default: all)")
-    sub.add_parser("list", parents=[common, json_option()], help="every dead letter: time, task, id, attempts, reason")
-    again = sub.add_parser("replay", parents=[common], help="dead letters back to their work queue")
+    add("list", [common, json_option()], "every dead letter: time, task, id, attempts, reason")
+    again = add("replay", [common], "dead letters back to their work queue")
     again.add_argument("--id", action="append", metavar="TASK_ID", help="only this task id (repeatable)")
-    empty = sub.add_parser("purge", parents=[common], help="empty the work queues (asks first)")
+    empty = add("purge", [common], "empty the work queues (asks first)")
     empty.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
     empty.add_argument("--dead", action="store_true", help="also empty their dead-letter queues")
-    sub.add_parser("migrate", parents=[common], help="redeclare queues declared without dead-lettering")
+    add("migrate", [common], "redeclare queues declared without dead-lettering")
 
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 from dts.cli import command_parser, int_between, run_main
 from dts.config import env_file, load_settings, project_dir
-from dts.errors import CliError, ExitCode, exit_epilog
-from dts.flower_auth import DEFAULT_ADDRESS, DEFAULT_PORT, PROFILE, SERVICE, ensure_login, healthy, protect_metrics
+from dts.engines import engine_classes
+from dts.errors import ExitCode, exit_epilog
+from dts.flower_auth import DEFAULT_ADDRESS, DEFAULT_PORT, ensure_login, protect_metrics
 
 PROG = "dts flower"
 DESCRIPTION = "Flower for this project's pools, behind the login in .env (DTS_FLOWER_USER/PASSWORD)."
@@ -56,26 +56,15 @@ def serve(config: str | None, address: str, port: int) -> int:
     return code or ExitCode.OK
 
 
-def compose_up(config: str | None, port: int) -> int:
-    """Start the `flower` service of the `monitoring` profile (the project image) and wait until it answers."""
+def on_engine(config: str | None, name: str, port: int) -> int:
+    """Flower run by an engine that serves one (the compose engine's `monitoring` service), once it answers."""
     from dts.app import make_app
-    from dts.engines.compose import ComposeEngine
+    from dts.engines import make_engine
 
     settings = load_settings(config)
-    app = make_app(settings)
     user, _, where = ensure_login(env_file(project_dir(settings)))
-    engine = ComposeEngine(settings, app, env={"COMPOSE_PROFILES": PROFILE, "DTS_FLOWER_PORT": str(port)})
-    engine.check_credentials()  # the container cannot log in as guest: `make broker` first
-    engine.compose("up", "-d", "--no-deps", SERVICE, timeout=300)
-    url = f"http://127.0.0.1:{port}"
-    if not healthy(url, time.monotonic() + settings.engine.start_timeout):
-        raise CliError(
-            f"the {SERVICE} container does not answer on {url}: see `docker-compose -p {engine.project} logs {SERVICE}`"
-        )
-    print(
-        f"Flower (compose service {SERVICE!r}, project {engine.project}) on {url}: user {user!r}, password: {where} "
-        "(`make flower-login` prints it); `make down` stops it"
-    )
+    engine = make_engine(settings, name, make_app(settings))
+    print(f"{engine.start_flower(port)}: user {user!r}, password: {where} (`dts flower --login` prints it)")
     return ExitCode.OK
 
 
@@ -88,11 +77,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", default=DEFAULT_ADDRESS, help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int_between(1, 65535), default=DEFAULT_PORT, help="port (default: %(default)s)")
+    serving = [name for name, cls in engine_classes().items() if cls.serves_flower]  # compose's `monitoring`
     parser.add_argument(
         "--engine",
-        choices=("local", "compose"),
+        choices=("local", *serving),
         default="local",
-        help="local: this process (default); compose: the `monitoring` profile's container",
+        help=f"local: this process (default); {', '.join(serving)}: the engine's own Flower service",
     )
     parser.add_argument("--login", action="store_true", help="create the login if needed and print it, then exit")
 
@@ -102,8 +92,8 @@ def run(args: argparse.Namespace) -> int:
         user, password, where = ensure_login(env_file(project_dir(load_settings(args.config))))
         print(f"user: {user}\npassword: {password}\n(kept as {where})")
         return ExitCode.OK
-    if args.engine == "compose":
-        return compose_up(args.config, args.port)
+    if args.engine != "local":
+        return on_engine(args.config, args.engine, args.port)
     return serve(args.config, args.address, args.port)
 
 

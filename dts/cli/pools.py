@@ -57,50 +57,57 @@ from dts.reports.status_report import render_health, render_status
 K8S_DIR = Path("deploy", "k8s")  # in the project: where `k8s` writes the manifests by default
 # the pool commands every engine answers (the engines' own, `build`, `compose`, `stack`, come from the registry)
 COMMANDS = ("up", "down", "set", "all", "status", "health", "logs", "engine", "k8s", "auto")
-EPILOG = """examples:
-  python scale.py up                 start every pool at its declared replicas (waits for ping)
-  python scale.py set worker-a 3     three worker-a workers (new ones answer ping before this returns)
-  python scale.py set queue_a 3      the same, naming the pool by its queue
-  python scale.py all 2              two workers in every pool
-  python scale.py status --json      per pool: workers, slots, consumers, messages ready
-  python scale.py status --watch     refresh every second (tasks/s, ready, unacked) until Ctrl-C
-  python scale.py health             broker, each queue's consumers and depth, each worker's ping
-  python scale.py health --json      the same report as status --json (problems, exit_code)
-  python scale.py logs -f            follow the workers' logs
-  python scale.py down               warm shutdown: running tasks finish, reserved ones go back to the queue
-  python scale.py compose            write the compose file rendered from the pools; print how to use it
-  python scale.py k8s                write Deployments + KEDA ScaledObjects for the pools to deploy/k8s/
-  python scale.py k8s --image registry.example.com/dts-worker:1.0 --output k8s-out
-  python scale.py auto               resize the pools with an `autoscale:` range on their queue depth (Ctrl-C)
-  python scale.py auto --once        one look and the resizes it calls for
-  python scale.py auto --duration 600 --interval 1 --engine local
-  python scale.py up --engine swarm --init-swarm
-                                     deploy the pools as a swarm stack (makes a single-node swarm if needed)
-  python scale.py stack              write the swarm stack file rendered from the pools; print how to deploy it
-  python scale.py up --engine compose --broker compose
-                                     RabbitMQ in a container too (the `broker` profile); the default is the host's
-  python scale.py down --engine compose --broker compose --volumes
-                                     remove the broker container and its data volume as well
-  python scale.py up --engine compose --broker cluster
-                                     a three-node RabbitMQ cluster in containers (the `cluster` profile)
-
-"""
-EPILOG += exit_epilog("pools")
+# (command, its arguments, what it does): each pool command's --help, and scale.py's list, from this one table
+EXAMPLES = (
+    ("up", "", "start every pool at its declared replicas (waits for ping)"),
+    ("set", "worker-a 3", "three worker-a workers (new ones answer ping before this returns)"),
+    ("set", "queue_a 3", "the same, naming the pool by its queue"),
+    ("all", "2", "two workers in every pool"),
+    ("status", "--json", "per pool: workers, slots, consumers, messages ready"),
+    ("status", "--watch", "refresh every second (tasks/s, ready, unacked) until Ctrl-C"),
+    ("health", "", "broker, each queue's consumers and depth, each worker's ping"),
+    ("health", "--json", "the same report as status --json (problems, exit_code)"),
+    ("logs", "-f", "follow the workers' logs"),
+    ("down", "", "warm shutdown: running tasks finish, reserved ones go back to the queue"),
+    ("build", "", "build the project's worker image (the compose and swarm engines run it)"),
+    ("compose", "", "write the compose file rendered from the pools; print how to use it"),
+    ("stack", "", "write the swarm stack file rendered from the pools; print how to deploy it"),
+    ("engine", "", "the engine `auto` picks here (compose if Docker answers, else local)"),
+    ("engine", "--image", "the project's worker image tag"),
+    ("k8s", "", "write Deployments + KEDA ScaledObjects for the pools to deploy/k8s/"),
+    ("k8s", "--image registry.example.com/dts-worker:1.0 --output k8s-out", ""),
+    ("auto", "", "resize the pools with an `autoscale:` range on their queue depth (Ctrl-C)"),
+    ("auto", "--once", "one look and the resizes it calls for"),
+    ("auto", "--duration 600 --interval 1 --engine local", ""),
+    ("up", "--engine swarm --init-swarm", "deploy the pools as a swarm stack (makes a single-node swarm if needed)"),
+    ("up", "--engine compose --broker compose", "RabbitMQ in a container too (the `broker` profile)"),
+    ("down", "--engine compose --broker compose --volumes", "remove the broker container and its data volume too"),
+    ("up", "--engine compose --broker cluster", "a three-node RabbitMQ cluster in containers (`cluster`)"),
+)
 
 
-AUTO_EPILOG = """Pools with an `autoscale: {min, max, target}` mapping in the config are resized through their
+def examples(prog: str, names: dict[str, str], only: str | None = None) -> str:
+    """The examples of one command (`only`), or of all, as `prog NAME ARGS   what it does` lines."""
+    lines = ["examples:"]
+    for command, arguments, words in EXAMPLES:
+        if only not in (None, command):
+            continue
+        line = f"  {prog} {names.get(command, command)} {arguments}".rstrip()
+        if words:
+            line = f"{line:<38} {words}" if len(line) < 38 else f"{line}\n{'':38} {words}"
+        lines.append(line)
+    return "\n".join(lines) + "\n\n"
+
+
+EPILOG = examples("python scale.py", {}) + exit_epilog("pools")
+
+
+AUTO_RULE = """Pools with an `autoscale: {min, max, target}` mapping in the config are resized through their
 engine: up at once to ceil(ready / target) replicas, down only `autoscale.cooldown` seconds after the
 pool's last change and only to a size the ready messages fill to at most half its target (hysteresis).
 Surplus workers stop with a warm shutdown: running tasks finish, reserved ones go back to the queue.
 
-examples:
-  python scale.py auto                              until Ctrl-C (exit 0), pools keep their sizes
-  python scale.py auto --once                       one look: print and make the resizes it calls for
-  python scale.py auto --duration 600 --interval 1  ten minutes, a look every second
-  make autoscale ENGINE=local DURATION=600
-
 """
-AUTO_EPILOG += exit_epilog("autoscale")
 
 
 def pool_named(settings: Settings, name: str) -> str:
@@ -289,7 +296,12 @@ def add_commands(sub, names: dict[str, str], under_dts: bool = False) -> None:
         if option.commands is None:
             common.add_argument(option.flag, **option.argparse_kwargs())
 
+    prog = "dts" if under_dts else "python scale.py"
+
     def add(command: str, parents: list, **kwargs) -> argparse.ArgumentParser:
+        codes = exit_epilog("autoscale" if command == "auto" else "pools")
+        kwargs.setdefault("epilog", examples(prog, names, command) + codes)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         parser = sub.add_parser(names.get(command, command), parents=parents, **kwargs)
         parser.set_defaults(command=command, prepare=False)
         for option in options:
@@ -382,8 +394,7 @@ def add_k8s_and_auto(add, base: argparse.ArgumentParser, common: argparse.Argume
         "auto",
         [common],
         help="resize the autoscaled pools on queue depth until Ctrl-C",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=AUTO_EPILOG,
+        description="Resize the autoscaled pools on queue depth until Ctrl-C.\n\n" + AUTO_RULE.strip(),
     )
     auto.add_argument(
         "--interval",

@@ -23,7 +23,12 @@ from dts.naming import HOST, nodename, worker_argv
 
 PROG = "dts worker"
 DESCRIPTION = "Run a worker of a pool (what every engine starts), or ping this host's one."
-EPILOG = exit_epilog("worker")
+EPILOG = """examples:
+  dts worker worker-a              a worker of pool worker-a, in the foreground (what the engines start)
+  DTS_POOL=worker-b dts worker     the pool from the environment (the worker image's CMD)
+  dts worker worker-a --ping       exit 0 when this host's worker of worker-a answers (a health check)
+
+""" + exit_epilog("worker")
 PING_BOUND = 10.0  # seconds --ping may take: connecting, asking, the reply (a health check's timeout is above it)
 
 

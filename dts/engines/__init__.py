@@ -146,6 +146,7 @@ __all__ = [
     "cli_commands",
     "cli_options",
     "engine_class",
+    "engine_classes",
     "engines_with_command",
     "make_engine",
     "names",

@@ -59,6 +59,7 @@ class Engine(abc.ABC):
     # its own sub-commands beyond the pool commands every engine answers: name -> help (`run_command` runs them)
     cli_commands: ClassVar[dict[str, str]] = {}
     needs_docker: ClassVar[bool] = False  # make_engine refuses it (exit 2) when no Docker engine answers
+    serves_flower: ClassVar[bool] = False  # `dts flower --engine NAME`: it runs Flower as a service of its own
     needs_image: ClassVar[bool] = False  # `dts up` / `make up` / `make deploy` build the worker image first
     deploy_args: ClassVar[tuple[str, ...]] = ()  # what `make deploy` adds to `scale.py up` (swarm: --init-swarm)
 
@@ -96,6 +97,10 @@ class Engine(abc.ABC):
 
     def prepare(self) -> None:  # noqa: B027 - a hook: most engines need nothing before the broker is asked
         """What must run before the broker is asked (the compose `broker` service); nothing by default."""
+
+    def start_flower(self, port: int) -> str:
+        """Start the engine's Flower service on 127.0.0.1:`port`, answering; where it is, in words."""
+        raise CliError(f"the {self.name} engine runs no Flower: `dts flower` runs one here", ExitCode.USAGE)
 
     def render(self) -> tuple[Path, str]:
         """Write this engine's deployment file: (its path, how to use it), for the engines that have one."""

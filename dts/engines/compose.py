@@ -155,6 +155,7 @@ class ComposeEngine(Engine):
     }
     needs_docker = True
     needs_image = True
+    serves_flower = True
 
     def __init__(
         self,
@@ -301,6 +302,20 @@ class ComposeEngine(Engine):
                 if status is not None:
                     return nodes_of(status)
         return []
+
+    def start_flower(self, port: int) -> str:
+        """The `flower` service of the `monitoring` profile (the project's image) on 127.0.0.1:`port`."""
+        from dts.flower_auth import PROFILE, SERVICE, healthy
+
+        self.env.update(COMPOSE_PROFILES=PROFILE, DTS_FLOWER_PORT=str(port))
+        self.check_credentials()  # the container cannot log in as guest: `dts broker` first
+        self.compose("up", "-d", "--no-deps", SERVICE, timeout=300)
+        url = f"http://127.0.0.1:{port}"
+        if not healthy(url, time.monotonic() + self.settings.engine.start_timeout):
+            raise CliError(
+                f"the {SERVICE} container does not answer on {url}: see `{' '.join(self.cmd)} logs {SERVICE}`"
+            )
+        return f"Flower (compose service {SERVICE!r}, project {self.project}) on {url}; `dts down` stops it"
 
     def run_command(self, command: str) -> list[str]:
         """`build`: the project's worker image (dts.engines.image), unless its tag exists; `compose`: the

@@ -1,0 +1,57 @@
+"""The one `dts` command: every sub-command's --help has examples and its exit codes, the shared options
+are declared once, and the top-level scripts are the same commands as `dts`'s."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import pytest
+from helpers import ROOT
+
+from dts.cli.main import build_parser
+
+
+def leaves(parser: argparse.ArgumentParser, prog: str = "dts"):
+    """(prog, parser) of every command that runs something: those without sub-commands of their own."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield prog, parser
+    for action in subs:
+        for name, child in action.choices.items():
+            yield from leaves(child, f"{prog} {name}")
+
+
+COMMANDS = dict(leaves(build_parser()))
+
+
+def test_the_commands_the_issue_names_are_there():
+    wanted = {"init", "up", "down", "scale", "status", "health", "logs", "dispatch", "load-test", "autoscale"}
+    wanted |= {"dlq list", "dlq replay", "dlq purge", "dlq migrate", "flower", "worker", "broker", "k8s"}
+    assert {f"dts {name}" for name in wanted | {"config check"}} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("prog", sorted(COMMANDS))
+def test_every_help_has_examples_and_exit_codes(prog):
+    text = COMMANDS[prog].format_help()
+    assert "examples:" in text and "exit codes:" in text, prog
+    example = re.search(rf"^  {re.escape(prog)}\b", text, re.M)
+    assert example, f"{prog} --help shows no example of itself"
+
+
+def test_the_shared_options_are_declared_once():
+    declared = {flag: [] for flag in ('"--config"', '"-v"', '"--json"')}
+    for path in sorted((ROOT / "dts").rglob("*.py")):
+        for flag in declared:
+            if re.search(rf"add_argument\(\s*{flag}", path.read_text()):
+                declared[flag].append(str(path.relative_to(ROOT)))
+    assert declared['"--config"'] == ["dts/cli/__init__.py"]
+    assert declared['"-v"'] == ["dts/cli/__init__.py"]
+
+
+def test_version(capsys):
+    from dts import __version__
+
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"dts {__version__}"
