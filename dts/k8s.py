@@ -1,6 +1,6 @@
 """Kubernetes manifests rendered from the pool declaration: a Deployment and a KEDA ScaledObject per pool.
 
-    files = render(settings, config_text, image="dts-worker:latest")   # {file name: [manifest, ...]} (pure)
+    files = render(settings, config_text, image="registry.example.com/dts-worker:1.0")   # {file: [manifest, ...]}
     write(files, Path("deploy/k8s"))                                   # one YAML file each, atomically
     python scale.py k8s [--output DIR] [--image TAG]                   # both (`make k8s`)
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import yaml
 
 from dts.config import TLS_ENV, PoolSettings, Settings
-from dts.engines.containers import CONFIG_IN_IMAGE, worker_template
+from dts.engines.containers import CONFIG_IN_IMAGE
 from dts.errors import CliError, ExitCode, excerpt
 from dts.files import write_atomic
 from dts.naming import launch_argv
@@ -111,16 +110,6 @@ def resources(pool: PoolSettings) -> dict[str, Any]:
             "memory": f"{MEMORY_LIMIT_MI[0] + MEMORY_LIMIT_MI[1] * slots}Mi",
         },
     }
-
-
-def default_image(environ: dict[str, str] | None = None) -> str:
-    """The tag the compose engine builds: $DTS_IMAGE, else the default in docker-compose.yml's x-worker."""
-    environ = os.environ if environ is None else environ
-    if environ.get("DTS_IMAGE"):
-        return environ["DTS_IMAGE"]
-    image = worker_template()["image"]
-    found = re.fullmatch(r"\$\{DTS_IMAGE:-([^}]+)\}", image)
-    return found.group(1) if found else image
 
 
 def check_image(image: str) -> str:

@@ -28,6 +28,7 @@ import scale
 from dts import k8s
 from dts.config import load_settings
 from dts.engines.containers import CONFIG_IN_IMAGE, worker_template
+from dts.engines.image import worker_image
 from dts.errors import CliError, ExitCode
 from dts.naming import launch_argv
 
@@ -349,10 +350,13 @@ def test_no_broker_credentials_in_any_manifest(tmp_path, monkeypatch):
     assert "TEMPLATE" in k8s.dump(files[k8s.SECRET_FILE], "c.yml")
 
 
-def test_default_image_is_the_compose_engines_tag():
-    assert worker_template()["image"] == "${DTS_IMAGE:-dts-worker:latest}"
-    assert k8s.default_image({}) == "dts-worker:latest"
-    assert k8s.default_image({"DTS_IMAGE": "dts-worker:e2e"}) == "dts-worker:e2e"
+def test_the_default_image_is_the_projects_own(tmp_path):
+    from dts.engines.image import worker_image
+
+    tag = worker_image(tmp_path / "lab", {})
+    assert tag.startswith("dts-") and "-worker:" in tag and not tag.endswith(":latest")
+    assert tag != worker_image(tmp_path / "other", {})  # per project
+    assert worker_image(tmp_path / "lab", {"DTS_IMAGE": "dts-worker:e2e"}) == "dts-worker:e2e"
 
 
 @pytest.mark.parametrize(
@@ -406,7 +410,7 @@ def test_scale_k8s_writes_what_render_returns(tmp_path, capsys):
     left = sorted(p.name for p in out.glob("*.yaml"))
     assert left == sorted(name for name in [*expected, "extra.yaml"] if name != "pool-reports-2.yaml")
     (container,) = of_kind(read_dir(out), "Deployment")["worker-a"]["spec"]["template"]["spec"]["containers"]
-    assert container["image"] == k8s.default_image()  # no --image: the compose engine's tag
+    assert container["image"] == worker_image(config.parent)  # no --image: the project's own tag
 
 
 @pytest.mark.parametrize(

@@ -50,6 +50,7 @@ from dts.engines import (
 )
 from dts.engines import names as names_of_engines
 from dts.engines.base import Engine, check_sizes, declared_sizes
+from dts.engines.image import worker_image
 from dts.errors import CliError, ExitCode, excerpt, exit_epilog
 from dts.files import shown
 from dts.reports.status_report import render_health, render_status
@@ -216,7 +217,7 @@ def k8s(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     text = read_bounded(settings.path, MAX_CONFIG_BYTES, "config", "pass --config PATH or set DTS_CONFIG")
-    image = manifests.check_image(args.image or manifests.default_image())
+    image = manifests.check_image(args.image or worker_image(project_dir(settings)))  # $DTS_IMAGE, else the project's
     output = Path(args.output) if args.output else project_dir(settings) / K8S_DIR
     written = manifests.write(manifests.render(settings, text, image), output, settings.path.name)
     print("\n".join(shown(path) for path in written))
@@ -388,7 +389,7 @@ def add_k8s_and_auto(add, base: argparse.ArgumentParser, common: argparse.Argume
     kube.add_argument(
         "--image",
         metavar="TAG",
-        help="worker image the cluster pulls (default: $DTS_IMAGE, else the compose engine's dts-worker:latest)",
+        help="worker image the cluster pulls (default: $DTS_IMAGE, else the project's own, `dts engine --image`)",
     )
     auto = add(
         "auto",

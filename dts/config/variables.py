@@ -99,7 +99,11 @@ VARIABLES = (
         "where local workers' supervisord files, logs and the rendered compose/swarm files go (default `.run/`)",
     ),
     Variable("DTS_POOL", IMAGES, "the pool a worker container serves (set per service by the engine)"),
-    Variable("DTS_IMAGE", IMAGES, "the worker image's name (default `dts-worker:latest`)"),
+    Variable(
+        "DTS_IMAGE",
+        IMAGES,
+        "the worker image's name (default: the project's own, `<project>-worker:<version>-<hash>`, `dts engine --image`)",
+    ),
     Variable(
         "BASE_IMAGE",
         IMAGES,
