@@ -55,3 +55,14 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as done:
         build_parser().parse_args(["--version"])
     assert done.value.code == 0 and capsys.readouterr().out.strip() == f"dts {__version__}"
+
+
+@pytest.mark.parametrize("command", ["dispatch", "load-test", "worker", "dlq list", "config check", "status"])
+def test_a_usage_error_names_the_dts_command(command, capsys):
+    from dts.cli.main import main
+
+    with pytest.raises(SystemExit) as done:
+        main([*command.split(), "--no-such-flag"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dts {command}: error: unrecognized arguments: --no-such-flag") and err.count("\n") == 1
