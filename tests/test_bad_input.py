@@ -261,6 +261,7 @@ CASES: list[Case] = [
     ("logs-lines-huge", ["scale.py", "logs", "--lines", "100001"], {}, None, 2, "from 1 to 10000"),
     ("unknown-option-huge", ["dispatch.py", "--" + "x" * 100_000], {}, None, 2, "unrecognized arguments"),
     ("flower-port", ["-m", "dts", "flower", "--port", "70000"], {}, None, 2, "from 1 to 65535"),
+    ("junit-is-a-directory", ["dispatch.py", "--junit", "{tmp}"], {}, None, 2, "is a directory: give a file name"),
     (
         "provision-env-file-missing-folder",
         ["-m", "dts", "broker", "--vhost", NEVER_VHOST, "--user", NEVER_VHOST, "--env-file", "{tmp}/no/such/.env"],

@@ -41,7 +41,7 @@ from dts.reports.dispatch_report import (
     summarise_dispatch,
 )
 from dts.reports.verdict import verdict
-from dts.results import output_path, save
+from dts.results import check_writable, output_path, save
 from dts.runs.live import EventStream, LiveView, TaskWatch
 
 log = logging.getLogger("dts.dispatch")
@@ -55,6 +55,7 @@ EPILOG = """examples:
   dts dispatch | cat                 plain lines, no colour (also with CI=true; NO_COLOR=1: no colour)
   dts dispatch --repeat 10           benchmark: median overhead over 10 rounds
   dts dispatch --no-save             no result file (default: results/dispatch-<UTC time>.json)
+  dts dispatch --junit report.xml    the report as JUnit XML too, for CI (GitLab, Jenkins)
   python dispatch.py                 the same command, from this repository's checkout
 
 live lines: HH:MM:SS.mmm STATE TASK ID WHERE [DETAIL], STATE one of SENT (WHERE = queue), RECEIVED,
@@ -100,6 +101,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output", type=Path, metavar="FILE", help="result file (default: results/dispatch-<UTC time>.json)"
     )
     parser.add_argument("--no-save", action="store_true", help="write no result file")
+    parser.add_argument(
+        "--junit", type=Path, metavar="FILE", help="also write the report as JUnit XML (a testcase per task), for CI"
+    )
 
 
 def announce_plan(settings: Settings, announce) -> None:
@@ -177,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
     view = None if args.json or args.quiet else LiveView(sys.stdout)
     announce = view.message if view else (lambda line: None)
     result_file = output_path("dispatch", args.output, args.no_save, project_dir(settings))
+    if args.junit:
+        check_writable(args.junit, "; pass another --junit FILE")
     watch = TaskWatch(view.show, settings.retry.max_retries) if view else None  # the first round's live lines
     announce_plan(settings, announce)
     # one connection for the checks and the results (the broker unreachable: exit 3)
@@ -202,6 +208,10 @@ def run(args: argparse.Namespace) -> int:
     )
     report = replace(report, exit_code=code)
     save(result_file, "dispatch", report.to_json())
+    if args.junit:  # beside the result file, whatever the verdict (a partial run's too)
+        from dts.reports.junit import dispatch_junit, write_junit  # xml.etree: only for --junit
+
+        write_junit(args.junit, dispatch_junit(report))
     show_report(args, view, report, result_file)
     if events:
         events.finish()

@@ -1,0 +1,94 @@
+"""JUnit XML, the report every CI system reads: one <testsuite> per run, one <testcase> per task.
+
+    text = dispatch_junit(report, hostname="vm-1", now=datetime.now(UTC))   # pure: the document, as text
+    write_junit(path, text)                                                 # written whole, then renamed
+
+What CI systems do with it decides its shape: GitLab shows a testcase's `classname` as its suite and keeps
+only the first of two testcases with one name, so every name is unique (the task's, then its id when a task
+is there twice) and `classname` is the pool; `time` is the task's execution time. A task that failed is a
+<failure> with its reason and the attempts it took; a task with no result is an <error> (unknown, and why).
+The task id, queue, worker and retries are the testcase's own lines in <system-out>, where GitLab and
+Jenkins show them. The file never decides the job's status: the command's exit code does.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dts.files import write_atomic
+from dts.reports.dispatch_report import DispatchReport, TaskOutcome
+
+MAX_MESSAGE = 500  # characters of a failure's message attribute (the element's text has the whole reason)
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # characters XML 1.0 cannot carry
+
+
+def clean(text: str) -> str:
+    """`text` as XML can carry it: control characters (but tab and newlines) become U+FFFD."""
+    return NOT_XML.sub("\ufffd", text)
+
+
+def _seconds(value: float) -> str:
+    return f"{max(value, 0.0):.6f}"
+
+
+def unique_names(outcomes: tuple[TaskOutcome, ...] | list[TaskOutcome]) -> list[str]:
+    """Each outcome's testcase name: its task's, or `task [task id]` when the task is there more than once."""
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.task] = counts.get(o.task, 0) + 1
+    return [o.task if counts[o.task] == 1 else f"{o.task} [{o.task_id}]" for o in outcomes]
+
+
+def _details(o: TaskOutcome) -> str:
+    """The testcase's own lines: the task id, where it ran (what its result says), retries, state."""
+    result = o.result or {}
+    lines = [f"task_id: {o.task_id}", f"pool: {o.pool}"]
+    lines += [f"{key}: {result[key]}" for key in ("queue", "worker") if result.get(key)]
+    lines += [f"retries: {o.retries}", f"state: {o.state}"]
+    if o.ok:
+        lines.append(f"result: {result.get('message')}")
+    return "\n".join(lines) + "\n"
+
+
+def _testcase(suite: ET.Element, o: TaskOutcome, name: str) -> None:
+    time = (o.result or {}).get("execution_time", 0.0)
+    case = ET.SubElement(suite, "testcase", name=name, classname=o.pool, time=_seconds(time))
+    if o.unknown:
+        reason = clean(o.error or "no result")
+        ET.SubElement(case, "error", message=reason[:MAX_MESSAGE], type="unknown").text = reason
+    elif not o.ok:
+        reason = clean(o.error or o.isolation_breach or "failed")
+        kind = "IsolationBreach" if o.isolation_breach and not o.error else reason.split(":", 1)[0]
+        failure = ET.SubElement(case, "failure", message=reason[:MAX_MESSAGE], type=kind[:100])
+        failure.text = f"{reason}\n(attempts: {o.retries + 1})"
+    ET.SubElement(case, "system-out").text = clean(_details(o))
+
+
+def dispatch_junit(report: DispatchReport, hostname: str | None = None, now: datetime | None = None) -> str:
+    """The dispatch's report as one <testsuite name="dispatch">, a <testcase> per task (pure)."""
+    outcomes = report.outcomes
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None, microsecond=0)
+    suite = ET.Element(
+        "testsuite",
+        name=f"dispatch: {report.config_name}",
+        tests=str(len(outcomes)),
+        failures=str(sum(1 for o in outcomes if not o.ok and not o.unknown)),
+        errors=str(sum(1 for o in outcomes if o.unknown)),
+        skipped="0",
+        time=_seconds(report.summary.total_time),
+        timestamp=stamp.isoformat(),
+        hostname=hostname or socket.gethostname(),
+    )
+    for o, name in zip(outcomes, unique_names(outcomes), strict=True):
+        _testcase(suite, o, name)
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+
+
+def write_junit(path: Path, text: str) -> None:
+    """The JUnit file, written whole (a temp file renamed into place)."""
+    write_atomic(path, text)
