@@ -1,14 +1,20 @@
-"""`--junit FILE`: the dispatch's report as JUnit XML, read back by a real consumer (junitparser, as CI
-plugins parse it) — from report objects (every state: succeeded, failed, unknown, a breach, a task there
-twice) and from real dispatches against the session's workers."""
+"""`--junit FILE`: the dispatch's and the load test's reports as JUnit XML, read back by a real consumer
+(junitparser, as CI plugins parse it) and checked against the schema Jenkins reads them with — from report
+objects (every state: succeeded, failed, unknown, a breach, a task there twice; a bounded load of 1,000+
+failures) and from real runs against the session's workers."""
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
+import sys
+import tarfile
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
-from helpers import run_cli
+from helpers import IN_CI, run_cli
 from junitparser import Error, Failure, JUnitXml
 
 from dts.reports.dispatch_report import DispatchReport, TaskOutcome, success, summarise_dispatch
@@ -32,6 +38,42 @@ OUTCOMES = [
 ]
 
 
+# Jenkins' JUnit schema (junit-10.xsd of its xunit plugin): pytest's sdist carries it; fetched with pip,
+# never committed here. Its sha256 in pytest 9.2.0 (requirements-dev.txt pins pytest):
+JUNIT_XSD = "testing/example_scripts/junit-10.xsd"
+JUNIT_XSD_SHA256 = "a1a816f58d1bf95ebabf371994df0b9246dee66ea9572fbec4f9296f1b2c0ff6"
+
+
+def fetch_junit_xsd(folder: Path) -> Path:
+    """junit-10.xsd from pytest's sdist (pip download), checked against its hash; cached in `folder`."""
+    target = folder / "junit-10.xsd"
+    if target.exists() and hashlib.sha256(target.read_bytes()).hexdigest() == JUNIT_XSD_SHA256:
+        return target
+    version = pytest.__version__
+    pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", f"pytest=={version}"]
+    subprocess.run([*pip, "-d", str(folder)], check=True, capture_output=True, timeout=300)
+    with tarfile.open(folder / f"pytest-{version}.tar.gz") as sdist:
+        data = sdist.extractfile(f"pytest-{version}/{JUNIT_XSD}").read()
+    assert hashlib.sha256(data).hexdigest() == JUNIT_XSD_SHA256, "pytest's junit-10.xsd changed: review, then pin"
+    target.write_bytes(data)
+    return target
+
+
+@pytest.fixture(scope="session")
+def junit_schema():
+    """Jenkins' JUnit schema as an xmlschema validator (skipped locally, failed under CI=true, if unreachable)."""
+    import xmlschema
+
+    folder = Path.home() / ".cache" / "dts"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return xmlschema.XMLSchema(str(fetch_junit_xsd(folder)))
+    except (OSError, subprocess.SubprocessError, KeyError) as exc:
+        if IN_CI:
+            pytest.fail(f"CI=true and Jenkins' JUnit schema could not be fetched: {exc}")
+        pytest.skip(f"Jenkins' JUnit schema could not be fetched: {exc}")
+
+
 def suite_of(text: str, tmp_path):
     path = tmp_path / "report.xml"
     write_junit(path, text)
@@ -39,7 +81,8 @@ def suite_of(text: str, tmp_path):
     return xml if xml._tag == "testsuite" else next(iter(xml))
 
 
-def test_a_testcase_per_task_with_its_state_pool_and_time(tmp_path):
+def test_a_testcase_per_task_with_its_state_pool_and_time(tmp_path, junit_schema):
+    junit_schema.validate(dispatch_junit(report_of(OUTCOMES)))
     suite = suite_of(
         dispatch_junit(report_of(OUTCOMES), hostname="lab-host", now=datetime(2026, 1, 2, tzinfo=UTC)), tmp_path
     )
@@ -77,10 +120,11 @@ def test_control_characters_in_a_reason_do_not_break_the_xml(tmp_path):
 
 
 @pytest.mark.integration
-def test_a_real_dispatch_writes_the_junit_file(settings, workers, config_path, tmp_path):
+def test_a_real_dispatch_writes_the_junit_file(settings, workers, config_path, tmp_path, junit_schema):
     path = tmp_path / "junit" / "dispatch.xml"
     ok = run_cli("dispatch.py", "--config", str(config_path), "--no-save", "-q", "--junit", str(path))
     assert ok.returncode == 0, ok.stderr
+    junit_schema.validate(str(path))
     suite = suite_of(path.read_text(), tmp_path)
     assert {(c.name, c.classname, c.is_passed) for c in suite} == {
         ("task_a", "worker-a", True),
@@ -92,3 +136,66 @@ def test_a_real_dispatch_writes_the_junit_file(settings, workers, config_path, t
     assert failed.returncode == 1  # the exit code says the job failed; the file says which tasks and why
     suite = suite_of(path.read_text(), tmp_path)
     assert suite.failures == 2 and all("gave up after" in case.result[0].message for case in suite)
+
+
+# --------------------------------------------------------------------------- the load test's file
+
+
+def load_report_of(samples, problems=()):
+    from helpers import ROOT
+
+    from dts.config import load_settings
+    from dts.reports.load_report import LoadRun, LoadSpec, LoadTestReport, summarise_load
+    from dts.runs.samples import SampleTable
+
+    table = SampleTable.of(samples)
+    report = summarise_load(load_settings(ROOT / "test-config.yml"), table, {"worker-a": 1, "worker-b": 1}, 2.0)
+    return LoadTestReport("c.yml", LoadSpec(1, 0.5, None, None), (LoadRun(None, report, table),), problems)
+
+
+def done(task: str, n: int):
+    from dts.runs.samples import Sample
+
+    result = {"worker": f"{task}@h", "started_at": "2026-01-01T00:00:00+00:00", "execution_time": 0.1, "retries": 0}
+    return Sample(task, f"{task}-{n}", 0.0, received_at=0.2, result=result)
+
+
+def test_a_load_tests_file_is_bounded_an_aggregate_per_type_and_a_case_per_failed_task(tmp_path, junit_schema):
+    from dts.reports.junit import MAX_FAILED_CASES, load_junit
+    from dts.runs.samples import Sample
+
+    failed = [Sample("task_a", f"lost-{n}", 0.0, error="TransientError: boom") for n in range(MAX_FAILED_CASES + 5)]
+    unknown = [Sample("task_b", "gone-1", 0.0, unknown=True, error="no result within 5s")]
+    report = load_report_of([*(done("task_b", n) for n in range(3)), *failed, *unknown], ("throughput 1.5 < 2",))
+    path = tmp_path / "load.xml"
+    write_junit(path, load_junit(report, hostname="h"))
+    junit_schema.validate(str(path))
+    (suite,) = JUnitXml.fromfile(str(path))
+    cases = list(suite)
+    assert len(cases) == 2 + MAX_FAILED_CASES + 1 + 1  # aggregates, failed (bounded), "more", thresholds
+    by_name = {case.name: case for case in cases}
+    assert by_name[f"task_a: {MAX_FAILED_CASES + 5} tasks"].classname == "worker-a"
+    assert (
+        f"{MAX_FAILED_CASES + 5} of {MAX_FAILED_CASES + 5} task_a tasks"
+        in by_name[f"task_a: {MAX_FAILED_CASES + 5} tasks"].result[0].message
+    )
+    assert "6 more tasks" in by_name["more failed tasks"].result[0].message  # 1,005 + 1 unknown, 1,000 shown
+    assert by_name["thresholds"].result[0].type == "threshold"
+    assert sum(1 for c in cases if c.name.startswith("task_a [lost-")) == MAX_FAILED_CASES
+    # every case fails: task_b's aggregate too (gone-1 did not succeed), though gone-1 is past the bound
+    assert (suite.tests, suite.failures, suite.errors) == (len(cases), len(cases), 0)
+    assert len(path.read_bytes()) < 400_000  # bounded: no output for the successes
+
+
+@pytest.mark.integration
+def test_a_real_load_test_writes_the_junit_file(settings, workers, config_path, tmp_path, clean_queues, junit_schema):
+    path = tmp_path / "load.xml"
+    proc = run_cli("load_test.py", "--config", str(config_path), "--tasks", "3", "--duration-a", "0", "--duration-b", "0",
+                   "--no-save", "--junit", str(path))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    junit_schema.validate(str(path))
+    (suite,) = JUnitXml.fromfile(str(path))
+    assert sorted((c.name, c.classname, c.is_passed) for c in suite) == [
+        ("task_a: 3 tasks", "worker-a", True),
+        ("task_b: 3 tasks", "worker-b", True),
+    ]

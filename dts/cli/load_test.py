@@ -56,6 +56,7 @@ EPILOG = """examples:
                                                 (the pools are put back to their sizes afterwards)
   dts load-test --tasks 20 --json --output run.json --plot run.png
   dts load-test --tasks 20 --no-save            no result file (default: results/load_test-<UTC time>.json)
+  dts load-test --tasks 20 --junit load.xml     JUnit XML for CI too: a testcase per task type
   python load_test.py --tasks 20                the same command, from this repository's checkout
 
 efficiency = ideal time / actual time, where the ideal is the lower bound for this load on the live
@@ -198,6 +199,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="result file: the report and every sample as JSON (default: results/load_test-<UTC time>.json)",
     )
     parser.add_argument("--no-save", action="store_true", help="write no result file")
+    parser.add_argument(
+        "--junit",
+        type=Path,
+        metavar="FILE",
+        help="also write JUnit XML for CI: a testcase per task type, one per failed task (at most 1,000)",
+    )
     parser.add_argument("--plot", type=Path, metavar="PNG", help="latency histogram + completion timeline (matplotlib)")
 
 
@@ -205,6 +212,8 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     check_outputs(args, settings)
     result_file = output_path("load_test", args.output, args.no_save, project_dir(settings))
+    if args.junit:
+        check_writable(args.junit, "; pass another --junit FILE")
     # Celery is imported once the input is known good: a refusal does not wait for it (~0.3 s)
     from dts.amqp.checks import check_broker
     from dts.app import make_app
@@ -216,6 +225,10 @@ def run(args: argparse.Namespace) -> int:
     load = LoadSpec(args.tasks, args.mix, args.duration_a, args.duration_b)
     report = LoadTestReport(str(settings.path), load, tuple(runs), problems)
     save(result_file, "load_test", report.to_json())
+    if args.junit:  # whatever the verdict (a partial run's too)
+        from dts.reports.junit import load_junit, write_junit  # xml.etree: only for --junit
+
+        write_junit(args.junit, load_junit(report))
     if args.plot:
         from dts.plot import write_plot
 

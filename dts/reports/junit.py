@@ -1,6 +1,7 @@
 """JUnit XML, the report every CI system reads: one <testsuite> per run, one <testcase> per task.
 
     text = dispatch_junit(report, hostname="vm-1", now=datetime.now(UTC))   # pure: the document, as text
+    text = load_junit(load_report)               # a load test: bounded, an aggregate testcase per task type
     write_junit(path, text)                                                 # written whole, then renamed
 
 What CI systems do with it decides its shape: GitLab shows a testcase's `classname` as its suite and keeps
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from dts.files import write_atomic
 from dts.reports.dispatch_report import DispatchReport, TaskOutcome
+from dts.reports.load_report import LoadRun, LoadTestReport
 
 MAX_MESSAGE = 500  # characters of a failure's message attribute (the element's text has the whole reason)
 NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # characters XML 1.0 cannot carry
@@ -32,7 +34,8 @@ def clean(text: str) -> str:
 
 
 def _seconds(value: float) -> str:
-    return f"{max(value, 0.0):.6f}"
+    """A duration as Jenkins' schema takes it: at most three decimals, no exponent."""
+    return f"{max(value, 0.0):.3f}"
 
 
 def unique_names(outcomes: tuple[TaskOutcome, ...] | list[TaskOutcome]) -> list[str]:
@@ -92,3 +95,68 @@ def dispatch_junit(report: DispatchReport, hostname: str | None = None, now: dat
 def write_junit(path: Path, text: str) -> None:
     """The JUnit file, written whole (a temp file renamed into place)."""
     write_atomic(path, text)
+
+
+MAX_FAILED_CASES = 1000  # a load test's file: one testcase per failed task up to this many, then one that counts
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.0f} ms"
+
+
+def _load_suite(parent: ET.Element, run: LoadRun, name: str, problems: tuple[str, ...], stamp: str, host: str) -> None:
+    """One load run: an aggregate testcase per task type, one per failed task (bounded), the thresholds."""
+    r = run.report
+    failed_cases = r.failures[:MAX_FAILED_CASES]
+    suite = ET.SubElement(parent, "testsuite", name=name, tests="0", failures="0", errors="0", skipped="0",
+                          time=_seconds(r.total_time), timestamp=stamp, hostname=host)  # fmt: skip
+    props = ET.SubElement(suite, "properties")
+    for key, value in (("throughput", f"{r.throughput or 0:.1f} tasks/s"), ("latency_p50", _ms(r.latency.p50)),
+                       ("latency_p95", _ms(r.latency.p95)), ("latency_p99", _ms(r.latency.p99)),
+                       ("efficiency", "-" if r.efficiency is None else f"{r.efficiency:.3f}")):  # fmt: skip
+        ET.SubElement(props, "property", name=key, value=value)
+    for task, load in r.pools.items():
+        bad = sum(1 for f in r.failures if f["task"] == task)
+        case = ET.SubElement(suite, "testcase", name=f"{task}: {load.tasks} tasks", classname=load.pool,
+                             time=_seconds(load.work))  # fmt: skip
+        if bad:
+            ET.SubElement(case, "failure", message=f"{bad} of {load.tasks} {task} tasks did not succeed", type="failed")
+        ET.SubElement(
+            case, "system-out"
+        ).text = f"tasks: {load.tasks}\ncompleted: {load.completed}\nslots: {load.slots}\nwork: {load.work:.3f}s\n"
+    for f in failed_cases:
+        case = ET.SubElement(suite, "testcase", name=f"{f['task']} [{f['task_id']}]", classname=r.pools[f["task"]].pool
+                             if f["task"] in r.pools else f["task"], time=_seconds(0))  # fmt: skip
+        reason = clean(f["error"] or f["state"])
+        tag, kind = ("error", "unknown") if f["state"] == "unknown" else ("failure", reason.split(":", 1)[0][:100])
+        ET.SubElement(case, tag, message=reason[:MAX_MESSAGE], type=kind).text = reason
+    if len(r.failures) > MAX_FAILED_CASES:
+        more = len(r.failures) - MAX_FAILED_CASES
+        case = ET.SubElement(suite, "testcase", name="more failed tasks", classname="load-test", time=_seconds(0))
+        ET.SubElement(case, "failure", message=f"{more} more tasks did not succeed (ids in the result file)",
+                      type="failed")  # fmt: skip
+    if problems:
+        case = ET.SubElement(suite, "testcase", name="thresholds", classname="load-test", time=_seconds(0))
+        text = clean("; ".join(problems))
+        ET.SubElement(case, "failure", message=text[:MAX_MESSAGE], type="threshold").text = text
+    cases = suite.findall("testcase")
+    suite.set("tests", str(len(cases)))
+    suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
+    suite.set("errors", str(sum(1 for c in cases if c.find("error") is not None)))
+
+
+def load_junit(report: LoadTestReport, hostname: str | None = None, now: datetime | None = None) -> str:
+    """A load test as JUnit XML (pure): one <testsuite> per run (a sweep: one per pool size, in a
+    <testsuites>), bounded whatever the load: an aggregate testcase per task type (no output of the
+    successes), one per failed task up to MAX_FAILED_CASES, one for the thresholds missed."""
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None, microsecond=0).isoformat()
+    host = hostname or socket.gethostname()
+    root = ET.Element("testsuites", name="load-test")
+    for run in report.runs:
+        name = "load-test" + (f": {run.size} worker(s) per pool" if run.size is not None else "")
+        _load_suite(root, run, name, report.problems if run is report.runs[-1] else (), stamp, host)
+    suites = root.findall("testsuite")
+    for key in ("tests", "failures", "errors"):
+        root.set(key, str(sum(int(s.get(key)) for s in suites)))
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
