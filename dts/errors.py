@@ -119,3 +119,8 @@ def excerpt(text: str, limit: int = 60) -> str:
     whatever the input: a 10 MB value gives a 60-character excerpt)."""
     shown = repr(text[: limit + 1])
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+class Transient(Exception):
+    """Raised by a task of your own (`call:`) for a failure worth another attempt: retried with backoff,
+    like the exceptions its `retry_on:` names (`from dts import Transient`)."""

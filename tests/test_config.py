@@ -269,7 +269,51 @@ def test_settings_are_frozen_and_broker_url_is_replaceable():
         (POOLS + "tasks: {task_a: {failure_rate: 1.5}}", "tasks.task_a.failure_rate must be between 0 and 1 (got 1.5)"),
         (POOLS + "tasks: {task_a: {duration: fast}}", "tasks.task_a.duration must be a number (got 'fast')"),
         (POOLS + "tasks: {task_a: {duration: .nan}}", "tasks.task_a.duration must be a finite number (got nan)"),
-        (POOLS + "tasks: {task_c: {}}", "tasks.task_c is not a known key (known: task_a, task_b) (got {})"),
+        (
+            POOLS + "tasks: {task_c: {}}",
+            "tasks.task_c.call is required: the Python callable the workers run, module:function (got None)",
+        ),
+        # tasks of your own
+        (
+            POOLS + "tasks: {job: {call: nocolon, queue: queue_a}}",
+            "tasks.job.call must be module:function (e.g. mylab.jobs:flash), a callable the workers import (got 'nocolon')",
+        ),
+        (
+            POOLS + "tasks: {job: {call: 'm:f'}}",
+            "tasks.job.queue is required: the queue the task is routed to (a pool's queue) (got None)",
+        ),
+        (
+            POOLS + "tasks: {task_a: {call: 'm:f'}}",
+            "tasks.task_a.call applies to your own tasks (with call:) only (got 'm:f')",
+        ),
+        (
+            POOLS + "tasks: {job: {call: 'm:f', queue: queue_a, duration: 1}}",
+            "tasks.job.duration applies to the built-in tasks only (got 1)",
+        ),
+        (
+            POOLS + "tasks: {job: {call: 'm:f', queue: queue_a, params: {x: '-rf'}}}",
+            "tasks.job.params.x must not start with - (an option where an argument goes) (got '-rf')",
+        ),
+        (
+            POOLS + "tasks: {job: {call: 'm:f', queue: queue_a, params: {x: [1]}}}",
+            "tasks.job.params.x must be a string, a number or true/false (got [1])",
+        ),
+        (
+            POOLS + "tasks: {job: {call: 'm:f', queue: queue_a, retry_on: [Glitch]}}",
+            "tasks.job.retry_on must name an exception class by its dotted name (e.g. mylab.jobs.BoardBusy) (got 'Glitch')",
+        ),
+        (
+            POOLS + "tasks: {Job: {call: 'm:f', queue: queue_a}}",
+            "tasks.Job must be a lower-case name of letters, digits and _ (e.g. flash_and_test) (got 'Job')",
+        ),
+        (
+            POOLS + "dispatch: {tasks: [nope]}",
+            "dispatch.tasks is not a declared task (tasks: task_a, task_b) (got 'nope')",
+        ),
+        (
+            POOLS + "tasks: {job: {call: 'm:f', queue: queue_z}}",
+            "tasks.job.queue must be a pool's queue (queue_a, queue_b) (got 'queue_z')",
+        ),
         # retry
         (POOLS + "retry: {max_retries: -1}", "retry.max_retries must be between 0 and 100 (got -1)"),
         (POOLS + "retry: {max_retries: three}", "retry.max_retries must be an integer (got 'three')"),
@@ -1032,3 +1076,18 @@ def test_a_nacked_result_is_published_again_and_other_errors_are_not(monkeypatch
     with pytest.raises(OperationalError):
         backend.store_result("t3", {}, "SUCCESS")
     assert len(calls) == rpc_backend.NACK_RETRIES
+
+
+def test_a_task_of_your_own_shares_a_queue_and_keeps_its_params_types(tmp_path):
+    path = tmp_path / "c.yml"
+    path.write_text(
+        POOLS
+        + "tasks: {flash: {queue: queue_a, call: 'lab.jobs:flash', params: {board: rev-a, slot: 2, dry: true},"
+        + " retry_on: [lab.jobs.Busy], soft_time_limit: 5, time_limit: 6}}\ndispatch: {tasks: [flash, task_b]}\n"
+    )
+    s = load_settings(path)
+    flash = s.tasks["flash"]
+    assert (flash.queue, flash.call, flash.retry_on) == ("queue_a", "lab.jobs:flash", ("lab.jobs.Busy",))
+    assert flash.params == {"board": "rev-a", "slot": 2, "dry": True}
+    assert s.pool_for_task("flash").name == s.pool_for_task("task_a").name  # two tasks on one queue
+    assert s.dispatch.tasks == ("flash", "task_b") and list(s.tasks) == ["task_a", "task_b", "flash"]

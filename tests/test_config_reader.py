@@ -53,6 +53,7 @@ def document(tmp_path) -> dict[str, Any]:
     return {
         "broker": {"tls": {"ca_file": "ca.pem"}},
         "pools": {"w": {"queues": ["queue_a", "queue_b"], "autoscale": {}}},
+        "tasks": {"w": {"queue": "queue_b", "call": "lab.jobs:run"}},  # a task of your own: tasks.<name>
     }
 
 

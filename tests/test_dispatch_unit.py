@@ -212,7 +212,8 @@ def test_longest_task_is_sent_first(tmp_path, durations, overrides, order):
     settings = load_settings(
         write_config(tmp_path / "c.yml", duration_a=str(durations[0]), duration_b=str(durations[1]))
     )
-    assert send_order(settings, overrides) == order
+    plan = [("task_a", dict(overrides)), ("task_b", dict(overrides))]
+    assert [name for name, _ in send_order(settings, plan)] == order
 
 
 @pytest.mark.parametrize(("task", "text"), [("task_a", "Task A"), ("task_b", "Task B")])

@@ -225,14 +225,15 @@ def queue_stats(app, queues: list[str] | tuple[str, ...], deadline: Deadline) ->
 
 
 def require_consumers(
-    app, settings: Settings, deadline: Deadline, check_queues: bool = False, conn=None
+    app, settings: Settings, deadline: Deadline, check_queues: bool = False, conn=None, tasks=None
 ) -> dict[str, QueueStats]:
-    """Every task's queue has a consumer, else CliError(exit 4) naming the queue and its pool. Found on a
+    """Every task's queue (of `tasks`, default every declared task) has a consumer, else CliError(exit 4)
+    naming the queue and its pool. Found on a
     live connection (`conn`, a connected kombu Connection the caller keeps, else one of its own): a broker
     that is away, or shutting down (it drops the consumers before it closes the connections), is exit 3.
     With check_queues, first what check_broker checks, on the same connection (a dispatch opens one
     connection for all of it: its reply queue's)."""
-    queues = [t.queue for t in settings.tasks.values()]
+    queues = list(dict.fromkeys(settings.tasks[name].queue for name in (tasks or settings.tasks)))
     on = nullcontext(conn) if conn is not None else session(app, deadline)
     with reaching(app), on as conn, bounded(conn, deadline):
         stats: dict[str, QueueStats] = {}

@@ -47,8 +47,22 @@ def _simulated(task: str, settings: Settings):
     return run
 
 
+def _own(task: str, settings: Settings):
+    """The body of a task of your own: its callable with the params (dts.runtime.calls, imported on use:
+    the dispatcher never needs the user's code)."""
+
+    def run(self, **params: Any) -> dict[str, Any]:
+        from dts.runtime.calls import run_call
+
+        return run_call(self, task, settings, params)
+
+    run.__name__ = run.__qualname__ = task
+    return run
+
+
 def make_app(settings: Settings) -> Celery:
-    """The app for `settings`: configured on first use, with the simulated tasks registered."""
+    """The app for `settings`: configured on first use, every declared task registered under one naming rule
+    (`celery_app.<name>`): the built-ins with their simulated work, your own with their callable."""
     from celery import Celery  # on use: dts.app.conf's readers (the k8s renderer) need no Celery
 
     from dts.app.conf import celery_settings
@@ -56,9 +70,9 @@ def make_app(settings: Settings) -> Celery:
     # task events without publisher confirms; no fixups (Celery's Django one costs every CLI ~4 ms to import)
     app = Celery(APP_NAME, events="dts.app.events:UnconfirmedEvents", fixups=[])
     app.add_defaults(lambda: celery_settings(settings))
-    for task in SIMULATED:  # not shared: another app (other settings) must never get this one's tasks
+    for task, spec in settings.tasks.items():  # not shared: another app (other settings) never gets them
         task_of = app.task(bind=True, name=task_name(task), Request=DEAD_LETTER_REQUEST, shared=False)
-        task_of(_simulated(task, settings))
+        task_of(_own(task, settings) if spec.call else _simulated(task, settings))
     return app
 
 

@@ -43,6 +43,7 @@ from dts.reports.dispatch_report import (
 from dts.reports.verdict import verdict
 from dts.results import check_writable, output_path, save
 from dts.runs.live import EventStream, LiveView, TaskWatch
+from dts.runs.plan import dispatch_plan, task_arg, task_list
 
 log = logging.getLogger("dts.dispatch")
 DESCRIPTION = "Send task_a and task_b concurrently; print results, execution times, retries and total time."
@@ -56,6 +57,9 @@ EPILOG = """examples:
   dts dispatch --repeat 10           benchmark: median overhead over 10 rounds
   dts dispatch --no-save             no result file (default: results/dispatch-<UTC time>.json)
   dts dispatch --junit report.xml    the report as JUnit XML too, for CI (GitLab, Jenkins)
+  dts dispatch --task flash:board=rev-b --task unit_tests
+                                     these declared tasks instead, with these params, all at once
+  dts dispatch --list                the declared tasks, their routes and params
   python dispatch.py                 the same command, from this repository's checkout
 
 live lines: HH:MM:SS.mmm STATE TASK ID WHERE [DETAIL], STATE one of SENT (WHERE = queue), RECEIVED,
@@ -80,7 +84,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help=f"seconds to wait for results, at most {MAX_TIMEOUT:g} (default: dispatch.timeout)",
     )
-    parser.add_argument("--fail-rate", type=probability, metavar="P", help="probability 0..1 that an attempt fails")
+    parser.add_argument(
+        "--task",
+        action="append",
+        type=task_arg,
+        metavar="NAME[:K=V,...]",
+        help="send this declared task, with these params (repeatable; default: dispatch.tasks, task_a and task_b)",
+    )
+    parser.add_argument("--list", action="store_true", help="print the declared tasks and their params, then exit")
+    parser.add_argument(
+        "--fail-rate", type=probability, metavar="P", help="probability 0..1 that an attempt of a built-in task fails"
+    )
     parser.add_argument(
         "--fail-times",
         type=int_between(0, MAX_FAIL_TIMES),
@@ -114,7 +128,7 @@ def announce_plan(settings: Settings, announce) -> None:
     )
 
 
-def check_pools(settings: Settings, app, announce, conn) -> None:
+def check_pools(settings: Settings, app, announce, conn, tasks: list[str]) -> None:
     """On the reply queue's connection: the task queues declared as configured (exit 2), each consumed
     (exit 4); the first task message built ahead of the clock."""
     from dts.amqp.checks import redact_url, require_consumers, warm_up
@@ -122,12 +136,12 @@ def check_pools(settings: Settings, app, announce, conn) -> None:
 
     log.info("broker %s", redact_url(settings.broker.url))
     deadline = Deadline.after(settings.broker.connect_timeout)
-    stats = require_consumers(app, settings, deadline, check_queues=True, conn=conn)
+    stats = require_consumers(app, settings, deadline, check_queues=True, conn=conn, tasks=tasks)
     announce("Consumers: " + ", ".join(f"{q} {s.consumers}" for q, s in stats.items()))
     warm_up(app)
 
 
-def dispatch_rounds(settings: Settings, args: argparse.Namespace, overrides: dict, replies, watch) -> tuple[list, list]:
+def dispatch_rounds(settings: Settings, args: argparse.Namespace, plan: list, replies, watch) -> tuple[list, list]:
     """args.repeat rounds on the run's reply queue (the watch sees the first), until one loses the broker
     or a pool."""
     from dts.amqp.publish import TaskPublisher
@@ -137,9 +151,7 @@ def dispatch_rounds(settings: Settings, args: argparse.Namespace, overrides: dic
     timeout = args.timeout or settings.dispatch.timeout
     publisher = TaskPublisher(replies.app, settings, replies, sent_events=settings.monitoring.task_events)
     for n in range(args.repeat):
-        outcomes, total, got = dispatch_round(
-            settings, publisher, timeout, overrides, replies, watch if n == 0 else None
-        )
+        outcomes, total, got = dispatch_round(settings, publisher, timeout, plan, replies, watch if n == 0 else None)
         rounds.append((outcomes, summarise_dispatch(outcomes, total)))
         waits.append(got)
         overhead = rounds[-1][1].overhead * 1000
@@ -167,6 +179,13 @@ def run(args: argparse.Namespace) -> int:
     if args.json and args.quiet:
         raise CliError("argument -q/--quiet: not allowed with argument --json", ExitCode.USAGE)
     settings = load_settings(args.config)
+    if args.list:
+        print("\n".join(task_list(settings)))
+        return ExitCode.OK
+    overrides = {"fail_times": args.fail_times} if args.fail_times else {}
+    if args.fail_rate is not None:
+        overrides["failure_rate"] = args.fail_rate
+    plan = dispatch_plan(settings, args.task or [], overrides)  # unknown tasks or params: exit 2, nothing sent
     # Celery is imported once the input is known good: a refusal does not wait for it (~0.3 s)
     from dts.amqp.replies import ReplyQueue
     from dts.app import make_app
@@ -175,9 +194,6 @@ def run(args: argparse.Namespace) -> int:
     if not gc.isenabled():  # run as a script: what start-up loaded is never garbage, so never scanned again
         gc.freeze()
         gc.enable()
-    overrides = {"fail_times": args.fail_times} if args.fail_times else {}
-    if args.fail_rate is not None:
-        overrides["failure_rate"] = args.fail_rate
     view = None if args.json or args.quiet else LiveView(sys.stdout)
     announce = view.message if view else (lambda line: None)
     result_file = output_path("dispatch", args.output, args.no_save, project_dir(settings))
@@ -195,11 +211,11 @@ def run(args: argparse.Namespace) -> int:
             else None
         )
         with events or nullcontext():  # it connects and binds in its thread while the pools are checked
-            check_pools(settings, app, announce, replies.conn)
+            check_pools(settings, app, announce, replies.conn, [name for name, _ in plan])
             announce("Dispatching tasks...")
             if events:
                 events.wait_ready()
-            rounds, waits = dispatch_rounds(settings, args, overrides, replies, watch)
+            rounds, waits = dispatch_rounds(settings, args, plan, replies, watch)
     report = dispatch_report(settings, rounds)
     unknown = [o.task_id for o in report.outcomes if o.unknown]
     ids = f": {len(unknown)} task(s) unknown ({', '.join(unknown)})" if unknown else ""

@@ -76,6 +76,16 @@ def run(args: argparse.Namespace) -> int:
     pool = pool_settings(settings, args.pool)
     if args.ping:
         return ping(settings, pool, socket.gethostname() if args.host == HOST else args.host)
+    if any(t.call and t.queue in pool.queues for t in settings.tasks.values()):
+        from dts.runtime.calls import import_problems  # the pool runs tasks of your own: their code must import
+
+        problems = import_problems(settings, pool)
+        if problems:
+            raise CliError(
+                f"pool {pool.name} cannot start: {problems[0]}; put the module on the workers' import path "
+                "(the project's folder for local workers)",
+                ExitCode.USAGE,
+            )
     argv = [sys.executable, "-m", *worker_argv(pool, args.host, log_format=fmt)]
     os.environ["DTS_CONFIG"] = str(settings.path)  # the worker reads the same file
     sys.stdout.flush()

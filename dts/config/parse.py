@@ -48,7 +48,7 @@ from dts.errors import ConfigError, excerpt
 
 ROOT_KEYS = schema.names(Settings)
 
-_TYPE_NAMES = {int: "an integer", str: "a string", bool: "true or false", list: "a list"}
+_TYPE_NAMES = {int: "an integer", str: "a string", bool: "true or false", list: "a list", dict: "a mapping"}
 
 
 _REPR = reprlib.Repr()
@@ -108,9 +108,11 @@ class _Section:
         return _rule(self.path, self.key(name), value, rule)
 
     def resolve(self, value: Any) -> Any:
+        """A Ref's value: the entry's fact, else a key read before; MISSING when neither has it (a task of
+        your own has no default route)."""
         if not isinstance(value, Ref):
             return value
-        return self.facts[value.name] if value.name in self.facts else self.known[value.name]
+        return self.facts[value.name] if value.name in self.facts else self.known.get(value.name, MISSING)
 
     def typed(self, name: str, value: Any, kind: type | tuple) -> Any:
         kinds = kind if isinstance(kind, tuple) else (kind,)
@@ -171,10 +173,17 @@ class _Section:
     def read(self, name: str) -> Any:
         """One declared key, by its declaration: a section, a mapping of entries, a list or a value."""
         kind, default, rule = schema.declared(self.schema, name)
+        if rule.kind and rule.kind != self.facts.get("kind"):  # a key of the other kind of task
+            if name in self.data:
+                own = "your own tasks (with call:)" if rule.kind == schema.OWN else "the built-in tasks"
+                raise self.fail(name, self.data[name], f"applies to {own} only")
+            return default
         if default is MISSING and rule.required and name not in self.data:
             raise self.fail(name, None, f"is required: {rule.required}")
         kind, optional = schema.optional(kind)
         if typing.get_origin(kind) is dict:
+            if schema.section_of(kind) is None:
+                return self.scalars(name, default, rule)
             return self.entries(name, rule)
         if schema.section_of(kind) is not None:
             self.seen.add(name)
@@ -213,7 +222,7 @@ class _Section:
 
     def strings(self, name: str, default: Any, rule: schema.Rule) -> tuple[str, ...]:
         """A list of strings (one string is a list of one): how many, and each by the rule's pattern."""
-        value = self.get(name, (list, str), default)
+        value = self.get(name, (list, str), list(default) if isinstance(default, tuple) else default)
         items = (value,) if isinstance(value, str) else tuple(value)
         lo, hi = self.resolve(rule.min), self.resolve(rule.max)
         if lo is not None and not lo <= len(items) <= hi:
@@ -224,23 +233,45 @@ class _Section:
         return items
 
     def entries(self, name: str, rule: schema.Rule) -> dict[str, Any]:
-        """A mapping of entries: the rule's fixed ones (tasks), each with its facts, or any, named by the
-        rule's pattern and counted by its bounds (pools)."""
+        """A mapping of entries: the rule's fixed ones (the built-in tasks), each with its facts, always
+        there; and, where the rule has a pattern, any others so named, counted by its bounds (pools, your own
+        tasks: kind OWN)."""
         sec = self.section(name)
-        if rule.entries is not None:
-            found = {entry: sec.entry(entry, dict(facts)).build() for entry, facts in rule.entries.items()}
+        fixed = rule.entries or {}
+        found = {entry: sec.entry(entry, dict(facts)).build() for entry, facts in fixed.items()}
+        if rule.pattern is None:
             sec.done()
             return found
+        others = [entry for entry in sec.data if entry not in fixed]
         sec.seen.update(sec.data)
         lo, hi = self.resolve(rule.min), self.resolve(rule.max)
         if lo is not None and not lo <= len(sec.data) <= hi:
             raise self.fail(name, sec.data, f"must declare {lo} to {hi} {rule.items or 'entries'}")
-        found = {}
-        for entry in sec.data:
-            if not isinstance(entry, str) or (rule.pattern and not rule.pattern.fullmatch(entry)):
+        if hi is not None and lo is None and len(sec.data) > hi:
+            raise self.fail(name, sec.data, f"must declare at most {hi} {rule.items or 'entries'}")
+        for entry in others:
+            if not isinstance(entry, str) or not rule.pattern.fullmatch(entry):
                 raise sec.fail(str(entry), entry, rule.form or "must be a name")
-            found[entry] = sec.entry(entry).build()
+            found[entry] = sec.entry(entry, {"kind": schema.OWN} if fixed else None).build()
         return found
+
+    def scalars(self, name: str, default: dict[str, Any], rule: schema.Rule) -> dict[str, Any]:
+        """A mapping of plain values (a task's params): names by the rule's pattern, values a string (at most
+        MAX_PARAM_CHARS, no NUL or newline, not starting with -), a number or true/false."""
+        data = self.get(name, dict, default)
+        if rule.max is not None and len(data) > self.resolve(rule.max):
+            raise self.fail(name, data, f"must have at most {self.resolve(rule.max)} {rule.items or 'entries'}")
+        for key, value in data.items():
+            dotted = f"{name}.{key}"
+            if not isinstance(key, str) or (rule.pattern and not rule.pattern.fullmatch(key)):
+                raise self.fail(dotted, key, rule.form or "must be a name")
+            if isinstance(value, str):
+                problem = schema.param_problem(value)
+                if problem:
+                    raise self.fail(dotted, value, problem)
+            elif not isinstance(value, int | float | bool) or (isinstance(value, float) and not math.isfinite(value)):
+                raise self.fail(dotted, value, "must be a string, a number or true/false")
+        return dict(data)
 
 
 # --------------------------------------------------------------------------- the sections' validate hooks
@@ -261,9 +292,14 @@ def _validates(cls: type) -> Callable[[Hook], Hook]:
 
 @_validates(Settings)
 def _settings(sec: _Section, values: dict[str, Any]) -> dict[str, Any]:
-    """A queue belongs to one pool; every task is routed to a pool's queue, each task to its own."""
+    """A queue belongs to one pool; every task is routed to a pool's queue; the built-ins each to its own;
+    dispatch.tasks names declared tasks."""
     _check_queue_owners(sec, values["pools"])
     _check_routes(sec, values["tasks"], values["pools"])
+    for name in values["dispatch"].tasks:
+        if name not in values["tasks"]:
+            declared = ", ".join(values["tasks"])
+            raise sec.fail("dispatch.tasks", name, f"is not a declared task (tasks: {declared})")
     return values
 
 
@@ -308,7 +344,12 @@ def _broker_tls(sec: _Section, tls: dict[str, Any]) -> dict[str, Any]:
 
 @_validates(TaskSettings)
 def _task(sec: _Section, task: dict[str, Any]) -> dict[str, Any]:
-    """The hard time limit exceeds the soft one (0: none)."""
+    """A task of your own names its callable and its queue; the hard time limit exceeds the soft one."""
+    if sec.facts.get("kind") == schema.OWN:
+        if task["call"] is None:
+            raise sec.fail("call", None, "is required: the Python callable the workers run, module:function")
+        if task["queue"] is None:
+            raise sec.fail("queue", None, "is required: the queue the task is routed to (a pool's queue)")
     soft, hard = task["soft_time_limit"], task["time_limit"]
     if soft and hard and hard <= soft:
         raise sec.fail("time_limit", hard, f"must exceed {sec.key('soft_time_limit')} ({soft:g}), or be 0 (none)")
@@ -360,7 +401,7 @@ def _check_routes(sec: _Section, tasks: dict[str, TaskSettings], pools: dict[str
     for task in tasks.values():
         if task.queue not in served:
             raise sec.fail(f"tasks.{task.name}.queue", task.queue, f"must be a pool's queue ({', '.join(served)})")
-    first, *others = tasks.values()
+    first, *others = (tasks[name] for name in schema.DEFAULT_ROUTES)  # the built-ins: one queue each
     for task in others:
         if task.queue == first.queue:
             raise sec.fail(f"tasks.{task.name}.queue", task.queue, f"must differ from {first.name}'s queue")

@@ -26,8 +26,16 @@ from typing import Any
 
 from dts.engines.registry import names as engine_names  # a registered engine is a valid engine.name
 
-# The task routing defaults: the tasks are code (celery_app.py); where each is routed is config.
+# The built-in tasks (simulated work) and their default routes; a task of your own is declared with `call:`.
 DEFAULT_ROUTES = {"task_a": "queue_a", "task_b": "queue_b"}
+SIMULATED, OWN = "simulated", "own"  # the kinds of task: a key that applies to one kind only says which
+TASK_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")  # a task's wire name is celery_app.<name>
+CALL = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")  # module:function
+DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")  # an exception class by its dotted name
+PARAM_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+MAX_TASKS = 100
+MAX_PARAMS = 50
+MAX_PARAM_CHARS = 1024  # a param's value (a default, or a dispatch's): no NUL or newline, not starting with -
 EXECUTION_POOLS = ("prefork", "threads", "solo")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 BROKER_SCHEMES = ("amqp", "amqps", "pyamqp")
@@ -69,6 +77,7 @@ class Rule:
     required: str | None = None
     form: str | None = None  # what a value (a list's item, a mapping's entry name) not matching `pattern` is told
     items: str | None = None  # what a list's or mapping's items are called, in its count's message
+    kind: str | None = None  # a task's key that applies to one kind of task only: SIMULATED or OWN
 
     def allowed(self) -> tuple[str, ...] | None:
         """The choices, asked now where they are a registry's (the engine names)."""
@@ -164,18 +173,74 @@ class BrokerSettings:
         return self.queue_type
 
 
+Scalar = str | int | float | bool  # a param's value
+
+
+def param_problem(value: str) -> str | None:
+    """What is wrong with a param's string value (a default in the file, or a dispatch's), or None: at most
+    MAX_PARAM_CHARS characters, no NUL or newline, not starting with - (it may fill a command's argv: no
+    option injection)."""
+    if len(value) > MAX_PARAM_CHARS:
+        return f"must be at most {MAX_PARAM_CHARS} characters (got {len(value)})"
+    if "\0" in value or "\n" in value or "\r" in value:
+        return "must not hold a NUL or a newline"
+    if value.startswith("-"):
+        return "must not start with - (an option where an argument goes)"
+    return None
+
+
 @dataclass(frozen=True)
 class TaskSettings:
-    """A task (`tasks.<task>`): where it is routed and how its simulated work behaves.
-    Validate hook: time_limit exceeds soft_time_limit (0: none)."""
+    """A task (`tasks.<task>`): where it is routed, and its work: simulated (the built-ins, task_a and task_b)
+    or a Python callable of your own (`call:`).
+    Validate hook: a task of your own has `call:` and a queue; time_limit exceeds soft_time_limit (0: none)."""
 
     name: str
     queue: str = field(
         metadata=key(follows=Ref("route"), help="the queue the task is routed to; must be a pool's queue")
     )
-    duration: float = field(default=0.0, metadata=key(min=0, max=3600, help="seconds of simulated work per attempt"))
+    duration: float = field(
+        default=0.0, metadata=key(min=0, max=3600, kind=SIMULATED, help="seconds of simulated work per attempt")
+    )
     failure_rate: float = field(
-        default=0.0, metadata=key(min=0, max=1, help="probability that an attempt raises a transient error (retried)")
+        default=0.0,
+        metadata=key(
+            min=0, max=1, kind=SIMULATED, help="probability that an attempt raises a transient error (retried)"
+        ),
+    )
+    call: str | None = field(
+        default=None,
+        metadata=key(
+            pattern=CALL,
+            kind=OWN,
+            form="must be module:function (e.g. mylab.jobs:flash), a callable the workers import",
+            help="(required for a task of your own) the Python callable the workers run, module:function; "
+            "its keyword arguments are the params, its JSON-serialisable return value the result's `value`",
+        ),
+    )
+    params: dict[str, Scalar] = field(
+        default_factory=dict,
+        metadata=key(
+            max=MAX_PARAMS,
+            pattern=PARAM_NAME,
+            kind=OWN,
+            form="must be a lower-case name of letters, digits and _",
+            items="params",
+            help="the callable's keyword arguments and their defaults (a dispatch may override them: "
+            "--task NAME:KEY=VALUE)",
+        ),
+    )
+    retry_on: tuple[str, ...] = field(
+        default=(),
+        metadata=key(
+            max=20,
+            pattern=DOTTED,
+            kind=OWN,
+            form="must name an exception class by its dotted name (e.g. mylab.jobs.BoardBusy)",
+            items="exception classes",
+            help="exceptions retried with backoff (dotted names; dts.Transient always is); any other fails the "
+            "task at once with its type and message",
+        ),
     )
     soft_time_limit: float = field(
         default=0.0,
@@ -292,6 +357,17 @@ class DispatchSettings:
         default=60.0,
         metadata=key(min=0.1, max=DAY, help="seconds to wait for all results before reporting them missing"),
     )
+    tasks: tuple[str, ...] = field(
+        default=tuple(DEFAULT_ROUTES),
+        metadata=key(
+            min=1,
+            max=MAX_TASKS,
+            pattern=TASK_NAME,
+            items="tasks",
+            form="must name a declared task",
+            help="the tasks `dts dispatch` sends when it is given no --task (each a declared task)",
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -349,8 +425,12 @@ class Settings:
     broker: BrokerSettings = field(default=BrokerSettings(), metadata=key(help="the broker connection"))
     tasks: dict[str, TaskSettings] = field(
         metadata=key(
-            entries={task: {"route": queue} for task, queue in DEFAULT_ROUTES.items()},
-            help="the tasks (code in celery_app.py): their routes and behaviour",
+            entries={task: {"route": queue, "kind": SIMULATED} for task, queue in DEFAULT_ROUTES.items()},
+            pattern=TASK_NAME,
+            max=MAX_TASKS,
+            form="must be a lower-case name of letters, digits and _ (e.g. flash_and_test)",
+            help="the tasks: the built-ins (task_a, task_b: simulated work) and your own (any other name, with "
+            "`call:`), their routes and behaviour",
         )
     )
     pools: dict[str, PoolSettings] = field(
@@ -403,10 +483,15 @@ def names(cls: type) -> tuple[str, ...]:
     return tuple(_declared(cls))
 
 
+def default_of(f: dataclasses.Field) -> Any:
+    """A field's default (a fresh one where a factory makes it); MISSING for a required key."""
+    return f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
+
+
 def declared(cls: type, name: str) -> tuple[Any, Any, Rule]:
     """A key's (type, default, rule); the default is MISSING for a required key."""
     f, kind = _declared(cls)[name]
-    return kind, f.default, f.metadata[_RULE]
+    return kind, default_of(f), f.metadata[_RULE]
 
 
 def rule(cls: type, name: str) -> Rule:
@@ -455,18 +540,24 @@ def keys(cls: type = Settings, prefix: str = "", facts: Mapping[str, Any] | None
     facts = facts or {}
     for name, (f, kind) in _declared(cls).items():
         r, dotted = f.metadata[_RULE], prefix + name
-        default = r.follows if r.follows else f.default
+        if r.kind and facts.get("kind") != r.kind:  # a task's key of the other kind of task
+            continue
+        default = r.follows if r.follows else default_of(f)
         if isinstance(default, Ref) and default.name in facts:
             default = facts[default.name]
+        elif r.follows and default.name not in facts:  # an entry without the fact: a task of your own's queue
+            default = MISSING
         required = default is MISSING and r.entries is None
         yield Key(dotted, kind, default, r.min, r.max, r.allowed(), r.help, required)
         sub = section_of(kind)
         if sub is None:
+            if typing.get_origin(kind) is dict:  # a mapping of values (a task's params): any names
+                yield Key(f"{dotted}.<name>", typing.get_args(kind)[1], MISSING, None, None, None, r.help, False)
             continue
         if typing.get_origin(kind) is not dict:
             yield from keys(sub, dotted + ".", facts)
             continue
-        entries = r.entries or {"<name>": {}}
+        entries = {**(r.entries or {}), **({"<name>": {"kind": OWN}} if r.pattern else {})}
         for entry, entry_facts in entries.items():
             doc = (sub.__doc__ or "").splitlines()[0]
             yield Key(f"{dotted}.{entry}", sub, MISSING, None, None, None, doc, False)

@@ -198,10 +198,10 @@ def wait_for_pong(
         if dead:
             said = last_words(dead[0])
             raise CliError(
-                f"worker {dead[0]} exited during start-up" + (f" ({said})" if said else "") + "; see `make logs`"
+                f"worker {dead[0]} exited during start-up" + (f" ({said})" if said else "") + "; see `dts logs`"
             )
         if waiting and time.monotonic() > deadline:
             raise CliError(
                 f"{len(waiting)} worker(s) did not answer ping in time ({', '.join(sorted(waiting))}); "
-                "see `make logs`, or raise engine.start_timeout"
+                "see `dts logs`, or raise engine.start_timeout"
             )

@@ -350,7 +350,7 @@ class ComposeEngine(Engine):
         for pool, count in desired.items():
             have = sum(1 for name in ids if pool_of_node(name) == pool)
             if have != count:
-                raise CliError(f"{pool}: compose runs {have} container(s), expected {count}; see `make logs`")
+                raise CliError(f"{pool}: compose runs {have} container(s), expected {count}; see `dts logs`")
         restarts = {name: self._restarts(cid) for name, cid in ids.items()}
         wait_for_pong(
             self.app,

@@ -176,7 +176,7 @@ class LocalEngine(Engine):
                     raise CliError(
                         f"worker {node} is {now} in supervisord, not RUNNING"
                         + (f" ({said})" if said else "")
-                        + "; see `make logs`"
+                        + "; see `dts logs`"
                     )
                 time.sleep(0.05)  # polling a process state, not synchronising on time
 

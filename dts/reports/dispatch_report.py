@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from dts.config import Settings
+from dts.config.schema import DEFAULT_ROUTES
 from dts.errors import ExitCode
 from dts.naming import pool_of_node
 from dts.reports.console import table_lines
@@ -20,8 +21,8 @@ from dts.reports.documents import SCHEMA_VERSION
 
 
 def label(task: str) -> str:
-    """'task_a' -> 'Task A'"""
-    return "Task " + task.rsplit("_", 1)[-1].upper()
+    """'task_a' -> 'Task A' (the built-ins, as the challenge prints them); a task of your own: its name."""
+    return "Task " + task[-1].upper() if task in DEFAULT_ROUTES else task
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class TaskOutcome:
 def failure_reason(task: str, exc_type: str, args: Any, text: str) -> str:
     """A failed task's error line, 'Type: text'. Celery's TimeLimitExceeded (the hard time limit: the worker
     killed the process running the task) only carries the limit, so its line is spelt out here."""
+    if exc_type == "CallFailed":  # a task of your own: the text names the callable's exception itself
+        return text
     if exc_type == "TimeLimitExceeded":
         limit = args[0] if isinstance(args, list | tuple) and args else args
         limit = f" of {limit:g}s" if isinstance(limit, int | float) else ""

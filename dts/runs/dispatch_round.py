@@ -1,8 +1,9 @@
-"""One dispatch round: send every task at once, then collect every result under one deadline.
+"""One dispatch round: send every task of the plan at once, then collect every result under one deadline.
 
 with ReplyQueue(app) as replies:
     publisher = TaskPublisher(app, settings, replies, sent_events=settings.monitoring.task_events)
-    outcomes, total, got = dispatch_round(settings, publisher, 60, overrides={}, replies=replies, watch=watch)
+    plan = [("task_a", {}), ("flash", {"board": "rev-b"})]      # (a declared task, its kwargs), any number
+    outcomes, total, got = dispatch_round(settings, publisher, 60, plan, replies=replies, watch=watch)
 summarise_dispatch(outcomes, total)            # dts.reports.dispatch_report: the round's summary
 """
 
@@ -26,10 +27,13 @@ log = logging.getLogger("dts.dispatch")
 EVENT_GRACE = 0.5  # seconds the live view waits for task events that trail their results
 
 
-def send_order(settings: Settings, overrides: dict[str, Any]) -> list[str]:
-    """Longest expected task first, so that the task that bounds the total starts first."""
-    duration = overrides.get("duration")
-    return sorted(settings.tasks, key=lambda name: -(settings.tasks[name].duration if duration is None else duration))
+Plan = list[tuple[str, dict[str, Any]]]  # the tasks a round sends: (a declared task's name, its kwargs)
+
+
+def send_order(settings: Settings, plan: Plan) -> Plan:
+    """Longest expected task first (a built-in's duration; a task of your own: unknown, 0), so that the
+    task that bounds the total starts first; otherwise in the plan's order."""
+    return sorted(plan, key=lambda item: -item[1].get("duration", settings.tasks[item[0]].duration))
 
 
 def outcome(settings: Settings, name: str, task_id: str, got: Collected, timeout: float) -> TaskOutcome:
@@ -51,7 +55,7 @@ def dispatch_round(
     settings: Settings,
     publisher: TaskPublisher,
     timeout: float,
-    overrides: dict[str, Any],
+    plan: Plan,
     replies: ReplyQueue,
     watch: TaskWatch | None = None,
 ) -> tuple[list[TaskOutcome], float, Collected]:
@@ -62,24 +66,28 @@ def dispatch_round(
     publish returns) and, once the results are in, the watch is given the final state of any task
     whose events did not arrive (task events switched off, or lost)."""
     t0, deadline = time.perf_counter(), Deadline.after(timeout)
-    ids = {name: uuid() for name in send_order(settings, overrides)}
-    for name, task_id in ids.items():
+    sends = [(name, uuid(), kwargs) for name, kwargs in send_order(settings, plan)]
+    for name, task_id, _ in sends:
         if watch:
             watch.expect(task_id, name)
-    unsent = send_all(settings, publisher, replies, ids, overrides, deadline, watch)
-    pools = {settings.tasks[name].queue: settings.pool_for_task(name).name for name in ids if name not in unsent}
-    sent_ids = {task_id for name, task_id in ids.items() if name not in unsent}
+    unsent = send_all(settings, publisher, replies, sends, deadline, watch)
+    sent = [(name, task_id) for name, task_id, _ in sends if task_id not in unsent]
+    pools = {settings.tasks[name].queue: settings.pool_for_task(name).name for name, _ in sent}
+    sent_ids = {task_id for _, task_id in sent}
     got = replies.collect(sent_ids, deadline.at, watch=pools) if sent_ids else Collected()
     if unsent and not got.broker_lost:
         got.broker_lost = BLOCKED if replies.blocked else "publishing failed"
     if publisher.confirms.refused:
         log.warning("the broker refused %d publish(es) (nack)", publisher.confirms.refused)
     total = time.perf_counter() - t0
+    in_plan_order = {task_id: n for n, (_, task_id, _) in enumerate(sends)}
     outcomes = [
-        TaskOutcome(name, task_id, settings.pool_for_task(name).name, error=unsent[name][0], unknown=unsent[name][1])
-        if name in unsent
+        TaskOutcome(
+            name, task_id, settings.pool_for_task(name).name, error=unsent[task_id][0], unknown=unsent[task_id][1]
+        )
+        if task_id in unsent
         else outcome(settings, name, task_id, got, timeout)
-        for name, task_id in sorted(ids.items())
+        for name, task_id, _ in sorted(sends, key=lambda s: (s[0], in_plan_order[s[1]]))
     ]
     if watch:
         settle(settings, watch, outcomes, grace=0.0 if got.broker_lost else min(EVENT_GRACE, deadline.remaining()))
@@ -90,23 +98,22 @@ def send_all(
     settings: Settings,
     publisher: TaskPublisher,
     replies: ReplyQueue,
-    ids: dict[str, str],
-    overrides: dict[str, Any],
+    sends: list[tuple[str, str, dict[str, Any]]],
     deadline: Deadline,
     watch: TaskWatch | None,
 ) -> dict[str, tuple[str, bool]]:
-    """Publish each task (name -> id) by the deadline. Returns the tasks not sent, with why and whether
-    they may have reached the broker (written out, never confirmed: unknown, not failed)."""
+    """Publish each task (name, id, kwargs) by the deadline. Returns the tasks not sent (by id), with why
+    and whether they may have reached the broker (written out, never confirmed: unknown, not failed)."""
     unsent: dict[str, tuple[str, bool]] = {}
-    for name, task_id in ids.items():
+    for name, task_id, kwargs in sends:
         try:
             with bounded(replies.conn, deadline):  # a broker that holds the publish cannot hold the run
-                publisher.publish(name, task_id, overrides)
+                publisher.publish(name, task_id, kwargs)
         except replies.errors as exc:  # the broker is away, silent, or blocking publishers
             uncertain = replies.blocked or isinstance(exc, BrokerSilent)
             lost = f"the broker connection was lost ({type(exc).__name__}: {str(exc)[:200]})"
             why = f"{'not confirmed' if uncertain else 'not sent'}: {BLOCKED if replies.blocked else lost}"
-            unsent[name] = (why, uncertain)
+            unsent[task_id] = (why, uncertain)
             log.warning("%s %s", name, why)
             continue
         log.info("sent %s id=%s queue=%s", name, task_id, settings.tasks[name].queue)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -151,7 +152,7 @@ class TaskTracker:
             pass  # a task killed at its hard time limit: Celery's next task-failed names TimeLimitExceeded(limit)
         elif kind == "task-failed":
             attempt = self._attempt_of(task, host)
-            note = f"after {attempt} attempt(s): {event.get('exception', '')}"
+            note = f"after {attempt} attempt(s): {unwrapped(event.get('exception', ''))}"
             self._hold(task, (attempt, 3), line(state="FAILURE", detail=note))
         elif kind == "task-unknown":  # not a Celery event: the dispatcher's word for "no result by the deadline"
             unknown = line(state="UNKNOWN", where=host or "-", detail=event.get("exception", ""))
@@ -201,6 +202,16 @@ class TaskTracker:
                 break
             task.next = (1, 1) if stage == 0 else (attempt + 1, 1) if stage == 3 else (attempt, stage + 1)
         return lines
+
+
+WRAPPED = re.compile(r"CallFailed\((['\"])(.*)\1\)", re.S)  # a task of your own's failure, as its event says it
+
+
+def unwrapped(exception: str) -> str:
+    """A task-failed event's exception as the report says it: a task of your own's failure is the callable's
+    own exception (`CallFailed('ValueError: bad board; not retried')` -> `ValueError: bad board; ...`)."""
+    found = WRAPPED.fullmatch(exception)
+    return found.group(2) if found else exception
 
 
 class TaskWatch:

@@ -1,0 +1,117 @@
+"""What a dispatch sends (pure): the declared tasks it names, each with its kwargs, checked against the
+config before anything is published. The config is the allowlist: a dispatch names a declared task and
+fills its params; nothing else.
+
+    task_arg("flash:board=rev-b,slot=2")       # argparse type of --task: ('flash', {'board': 'rev-b', 'slot': '2'})
+    dispatch_plan(settings, [("flash", {"board": "rev-b"})], overrides={})   # [('flash', {'board': 'rev-b'})]
+    dispatch_plan(settings, [], overrides={"fail_times": 2})    # dispatch.tasks, the built-ins' fault injection
+    task_list(settings)                        # `dts dispatch --list`: every task, its route and params
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from dts.config import Settings, TaskSettings
+from dts.config.schema import PARAM_NAME, TASK_NAME, param_problem
+from dts.errors import CliError, ExitCode, excerpt
+
+Plan = list[tuple[str, dict[str, Any]]]  # (a declared task's name, its kwargs)
+MAX_TASK_ARG = 4096  # characters of one --task (a name and its KEY=VALUE pairs)
+# what a built-in task's dispatch may set: (type, low, high), the bounds of its config keys and of --fail-times
+SIMULATED_KEYS = {"duration": (float, 0, 3600), "failure_rate": (float, 0, 1), "fail_times": (int, 0, 100)}
+
+
+def task_arg(text: str) -> tuple[str, dict[str, str]]:
+    """argparse type of --task: NAME[:KEY=VALUE[,KEY=VALUE...]] (names checked here, values by the plan)."""
+    if len(text) > MAX_TASK_ARG:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_TASK_ARG} characters (got {len(text)})")
+    name, _, pairs = text.partition(":")
+    if not TASK_NAME.fullmatch(name):
+        raise argparse.ArgumentTypeError(f"takes NAME[:KEY=VALUE,...], NAME a task's name (got {excerpt(text)})")
+    values: dict[str, str] = {}
+    for pair in pairs.split(",") if pairs else []:
+        key, equals, value = pair.partition("=")
+        if not equals or not PARAM_NAME.fullmatch(key):
+            raise argparse.ArgumentTypeError(f"takes NAME:KEY=VALUE,... (got {excerpt(pair)} in {excerpt(text)})")
+        values[key] = value
+    return name, values
+
+
+task_arg.rule = "NAME[:KEY=VALUE,...]: a declared task, its params"
+
+
+def _typed(task: str, key: str, value: str, like: Any) -> Any:
+    """A dispatch's value as its declared default's type (a string stays a string, checked by the rule)."""
+    where = f"--task {task}:{key}"
+    if isinstance(like, bool):
+        if value not in ("true", "false"):
+            raise CliError(f"{where} must be true or false (got {excerpt(value)})", ExitCode.USAGE)
+        return value == "true"
+    if isinstance(like, int | float):
+        try:
+            return type(like)(value)
+        except ValueError:
+            kind = "an integer" if isinstance(like, int) else "a number"
+            raise CliError(f"{where} must be {kind} (got {excerpt(value)})", ExitCode.USAGE) from None
+    problem = param_problem(value)
+    if problem:
+        raise CliError(f"{where} {problem} (got {excerpt(value)})", ExitCode.USAGE)
+    return value
+
+
+def _simulated(spec: TaskSettings, given: dict[str, str]) -> dict[str, Any]:
+    kwargs = {}
+    for key, value in given.items():
+        if key not in SIMULATED_KEYS:
+            known = ", ".join(SIMULATED_KEYS)
+            raise CliError(f"--task {spec.name}: unknown key {excerpt(key)} (a built-in takes {known})", ExitCode.USAGE)
+        kind, low, high = SIMULATED_KEYS[key]
+        number = _typed(spec.name, key, value, kind(0))
+        if not low <= number <= high:
+            raise CliError(f"--task {spec.name}:{key} must be from {low} to {high} (got {value})", ExitCode.USAGE)
+        kwargs[key] = number
+    return kwargs
+
+
+def _own(spec: TaskSettings, given: dict[str, str]) -> dict[str, Any]:
+    kwargs = {}
+    for key, value in given.items():
+        if key not in spec.params:
+            declared = ", ".join(spec.params) or "none"
+            raise CliError(
+                f"--task {spec.name}: unknown param {excerpt(key)} (declared params: {declared})", ExitCode.USAGE
+            )
+        kwargs[key] = _typed(spec.name, key, value, spec.params[key])
+    return kwargs
+
+
+def dispatch_plan(settings: Settings, asked: list[tuple[str, dict[str, str]]], overrides: dict[str, Any]) -> Plan:
+    """The tasks to send: those asked for (--task), else dispatch.tasks; a built-in gets the run's fault
+    injection (`overrides`: --fail-rate, --fail-times) under its own --task values. Unknown tasks, keys or
+    values are a CliError (exit 2), before anything is sent."""
+    plan: Plan = []
+    for name, given in asked or [(name, {}) for name in settings.dispatch.tasks]:
+        spec = settings.tasks.get(name)
+        if spec is None:
+            declared = ", ".join(settings.tasks)
+            raise CliError(
+                f"unknown task {excerpt(name)}: {settings.path.name} declares {declared} (dts dispatch --list)",
+                ExitCode.USAGE,
+            )
+        plan.append((name, _own(spec, given) if spec.call else {**overrides, **_simulated(spec, given)}))
+    return plan
+
+
+def task_list(settings: Settings) -> list[str]:
+    """Every declared task: its route (queue and pool), what it runs, its params; then dispatch.tasks."""
+    lines = []
+    for spec in settings.tasks.values():
+        work = f"call {spec.call}" if spec.call else "simulated work (built-in)"
+        params = ", ".join(f"{k}={v!r}" for k, v in spec.params.items())
+        lines.append(f"{spec.name}: {spec.queue} -> {settings.pool_for_task(spec.name).name}; {work}")
+        if params:
+            lines.append(f"  params: {params}")
+    lines.append(f"dispatched without --task: {', '.join(settings.dispatch.tasks)}")
+    return lines
