@@ -271,7 +271,7 @@ def test_settings_are_frozen_and_broker_url_is_replaceable():
         (POOLS + "tasks: {task_a: {duration: .nan}}", "tasks.task_a.duration must be a finite number (got nan)"),
         (
             POOLS + "tasks: {task_c: {}}",
-            "tasks.task_c.call is required: the Python callable the workers run, module:function (got None)",
+            "tasks.task_c.call is required: the Python callable the workers run, module:function (or command:) (got None)",
         ),
         # tasks of your own
         (
@@ -305,6 +305,34 @@ def test_settings_are_frozen_and_broker_url_is_replaceable():
         (
             POOLS + "tasks: {Job: {call: 'm:f', queue: queue_a}}",
             "tasks.Job must be a lower-case name of letters, digits and _ (e.g. flash_and_test) (got 'Job')",
+        ),
+        (
+            POOLS + "tasks: {job: {queue: queue_a, command: 'pytest -k smoke'}}",
+            "tasks.job.command must be a list: the program and its arguments, e.g. [pytest, -k, smoke] (got 'pytest -k smoke')",
+        ),
+        (
+            POOLS + "tasks: {job: {queue: queue_a, command: []}}",
+            "tasks.job.command must be a list: the program and its arguments, e.g. [pytest, -k, smoke] (got [])",
+        ),
+        (
+            POOLS + "tasks: {job: {queue: queue_a, command: [echo, '{x}']}}",
+            "tasks.job.command has a placeholder with no value: {x} (declare it under params:) (got ['echo', '{x}'])",
+        ),
+        (
+            POOLS + "tasks: {job: {queue: queue_a, command: [echo], retry_on_exit: [0]}}",
+            "tasks.job.retry_on_exit must hold exit codes from 1 to 255 (0 is success) (got 0)",
+        ),
+        (
+            POOLS + "tasks: {job: {queue: queue_a, command: [echo], call: 'm:f'}}",
+            "tasks.job.command goes without call: a task runs a callable or a command (got ['echo'])",
+        ),
+        (
+            POOLS + "tasks: {job: {queue: queue_a, call: 'm:f', cwd: /tmp}}",
+            "tasks.job.cwd applies to a command task only (got '/tmp')",
+        ),
+        (
+            POOLS + "tasks: {job: {queue: queue_a, command: [echo], env: {A: 1}}}",
+            "tasks.job.env.A must be a string (got 1)",
         ),
         (
             POOLS + "dispatch: {tasks: [nope]}",

@@ -145,8 +145,12 @@ def test_a_bad_task_is_refused_before_anything_is_sent(fleet, argv, line):
 
 
 def test_a_worker_whose_callable_cannot_be_imported_refuses_to_start(rabbitmq, tmp_path):
+    from helpers import fresh_vhost
+
+    vhost = VHOST + "-broken"  # its own: the module's workers, same node names, answer no ping for it
+    fresh_vhost(vhost)
     config = project(tmp_path / "lab", tmp_path / "m", call_of_add="labjobs_missing:add")
-    env = {"BROKER_URL": vhost_url(VHOST), "DTS_RUN_DIR": str(tmp_path / "run")}
+    env = {"BROKER_URL": vhost_url(vhost), "DTS_RUN_DIR": str(tmp_path / "run")}
     try:
         up = run_cli("scale.py", "up", "--engine", "local", "--config", str(config), env=env, timeout=120)
         assert up.returncode == 1, up.stdout + up.stderr

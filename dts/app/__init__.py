@@ -52,6 +52,10 @@ def _own(task: str, settings: Settings):
     the dispatcher never needs the user's code)."""
 
     def run(self, **params: Any) -> dict[str, Any]:
+        if settings.tasks[task].command:
+            from dts.runtime.commands import run_command
+
+            return run_command(self, task, settings, params)
         from dts.runtime.calls import run_call
 
         return run_call(self, task, settings, params)
@@ -72,7 +76,7 @@ def make_app(settings: Settings) -> Celery:
     app.add_defaults(lambda: celery_settings(settings))
     for task, spec in settings.tasks.items():  # not shared: another app (other settings) never gets them
         task_of = app.task(bind=True, name=task_name(task), Request=DEAD_LETTER_REQUEST, shared=False)
-        task_of(_own(task, settings) if spec.call else _simulated(task, settings))
+        task_of(_own(task, settings) if spec.call or spec.command else _simulated(task, settings))
     return app
 
 

@@ -183,7 +183,7 @@ class _Section:
         kind, optional = schema.optional(kind)
         if typing.get_origin(kind) is dict:
             if schema.section_of(kind) is None:
-                return self.scalars(name, default, rule)
+                return self.scalars(name, default, rule, strings_only=typing.get_args(kind)[1] is str)
             return self.entries(name, rule)
         if schema.section_of(kind) is not None:
             self.seen.add(name)
@@ -194,7 +194,7 @@ class _Section:
             if self.data.get(name) is None:
                 return None if default is MISSING else default
         if typing.get_origin(kind) is tuple:
-            return self.strings(name, default, rule)
+            return self.strings(name, default, rule, typing.get_args(kind)[0])
         return self.value(name, kind, default, rule)
 
     def value(self, name: str, kind: type, default: Any, rule: schema.Rule) -> Any:
@@ -220,16 +220,21 @@ class _Section:
             raise self.fail(name, value, rule.form or f"must match {rule.pattern.pattern}")
         return value
 
-    def strings(self, name: str, default: Any, rule: schema.Rule) -> tuple[str, ...]:
-        """A list of strings (one string is a list of one): how many, and each by the rule's pattern."""
+    def strings(self, name: str, default: Any, rule: schema.Rule, item: type = str) -> tuple[Any, ...]:
+        """A list of strings (one string is a list of one), or of integers: how many, and each by its type
+        and the rule's pattern."""
         value = self.get(name, (list, str), list(default) if isinstance(default, tuple) else default)
         items = (value,) if isinstance(value, str) else tuple(value)
         lo, hi = self.resolve(rule.min), self.resolve(rule.max)
         if lo is not None and not lo <= len(items) <= hi:
             raise self.fail(name, value, f"must list {lo} to {hi} {rule.items or 'items'}")
-        for item in items:
-            if not isinstance(item, str) or (rule.pattern and not rule.pattern.fullmatch(item)):
-                raise self.fail(name, item, rule.form or "must hold strings")
+        if lo is None and hi is not None and len(items) > hi:
+            raise self.fail(name, value, f"must list at most {hi} {rule.items or 'items'}")
+        for each in items:
+            if item is int and (not isinstance(each, int) or isinstance(each, bool)):
+                raise self.fail(name, each, "must hold integers")
+            if item is str and (not isinstance(each, str) or (rule.pattern and not rule.pattern.fullmatch(each))):
+                raise self.fail(name, each, rule.form or "must hold strings")
         return items
 
     def entries(self, name: str, rule: schema.Rule) -> dict[str, Any]:
@@ -255,7 +260,9 @@ class _Section:
             found[entry] = sec.entry(entry, {"kind": schema.OWN} if fixed else None).build()
         return found
 
-    def scalars(self, name: str, default: dict[str, Any], rule: schema.Rule) -> dict[str, Any]:
+    def scalars(
+        self, name: str, default: dict[str, Any], rule: schema.Rule, strings_only: bool = False
+    ) -> dict[str, Any]:
         """A mapping of plain values (a task's params): names by the rule's pattern, values a string (at most
         MAX_PARAM_CHARS, no NUL or newline, not starting with -), a number or true/false."""
         data = self.get(name, dict, default)
@@ -265,6 +272,8 @@ class _Section:
             dotted = f"{name}.{key}"
             if not isinstance(key, str) or (rule.pattern and not rule.pattern.fullmatch(key)):
                 raise self.fail(dotted, key, rule.form or "must be a name")
+            if strings_only and not isinstance(value, str):
+                raise self.fail(dotted, value, "must be a string")
             if isinstance(value, str):
                 problem = schema.param_problem(value)
                 if problem:
@@ -346,14 +355,40 @@ def _broker_tls(sec: _Section, tls: dict[str, Any]) -> dict[str, Any]:
 def _task(sec: _Section, task: dict[str, Any]) -> dict[str, Any]:
     """A task of your own names its callable and its queue; the hard time limit exceeds the soft one."""
     if sec.facts.get("kind") == schema.OWN:
-        if task["call"] is None:
-            raise sec.fail("call", None, "is required: the Python callable the workers run, module:function")
-        if task["queue"] is None:
-            raise sec.fail("queue", None, "is required: the queue the task is routed to (a pool's queue)")
+        _own_task(sec, task)
     soft, hard = task["soft_time_limit"], task["time_limit"]
     if soft and hard and hard <= soft:
         raise sec.fail("time_limit", hard, f"must exceed {sec.key('soft_time_limit')} ({soft:g}), or be 0 (none)")
     return task
+
+
+def _own_task(sec: _Section, task: dict[str, Any]) -> None:
+    """A task of your own: a queue, and exactly one of call: and command:; a command's placeholders are
+    declared params, its retry_on_exit codes 1..255."""
+    given = sec.data.get("command")
+    if isinstance(given, str) or ("command" in sec.data and not task["command"]):
+        raise sec.fail("command", given, "must be a list: the program and its arguments, e.g. [pytest, -k, smoke]")
+    if task["call"] is None and not task["command"]:
+        raise sec.fail("call", None, "is required: the Python callable the workers run, module:function (or command:)")
+    if task["call"] is not None and task["command"]:
+        raise sec.fail("command", list(task["command"]), "goes without call: a task runs a callable or a command")
+    if task["queue"] is None:
+        raise sec.fail("queue", None, "is required: the queue the task is routed to (a pool's queue)")
+    from dts.config.schema import command_placeholders
+
+    missing = sorted(command_placeholders(task["command"]) - set(task["params"]))
+    if missing:
+        raise sec.fail(
+            "command",
+            list(task["command"]),
+            f"has a placeholder with no value: {{{missing[0]}}} (declare it under params:)",
+        )
+    for code in task["retry_on_exit"]:
+        if not 1 <= code <= 255:
+            raise sec.fail("retry_on_exit", code, "must hold exit codes from 1 to 255 (0 is success)")
+    if task["call"] is not None and (task["cwd"] is not None or task["env"] or task["retry_on_exit"]):
+        key = next(k for k in ("cwd", "env", "retry_on_exit") if task[k])
+        raise sec.fail(key, task[key], "applies to a command task only")
 
 
 @_validates(PoolAutoscale)

@@ -176,6 +176,20 @@ class BrokerSettings:
 Scalar = str | int | float | bool  # a param's value
 
 
+def command_placeholders(argv: tuple[str, ...]) -> set[str]:
+    """The {name} placeholders of a command's argv (an empty or unclosed one as "{}")."""
+    import string
+
+    found: set[str] = set()
+    for part in argv:
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(part) if f is not None]
+        except ValueError:
+            fields = [""]
+        found |= {f or "{}" for f in fields}
+    return found
+
+
 def param_problem(value: str) -> str | None:
     """What is wrong with a param's string value (a default in the file, or a dispatch's), or None: at most
     MAX_PARAM_CHARS characters, no NUL or newline, not starting with - (it may fill a command's argv: no
@@ -191,9 +205,10 @@ def param_problem(value: str) -> str | None:
 
 @dataclass(frozen=True)
 class TaskSettings:
-    """A task (`tasks.<task>`): where it is routed, and its work: simulated (the built-ins, task_a and task_b)
-    or a Python callable of your own (`call:`).
-    Validate hook: a task of your own has `call:` and a queue; time_limit exceeds soft_time_limit (0: none)."""
+    """A task (`tasks.<task>`): where it is routed, and its work: simulated (the built-ins, task_a and task_b),
+    or of your own: a Python callable (`call:`) or a program (`command:`).
+    Validate hook: a task of your own has a queue and one of call: or command: (its placeholders declared
+    params, its retry_on_exit codes 1..255); time_limit exceeds soft_time_limit (0: none)."""
 
     name: str
     queue: str = field(
@@ -214,8 +229,41 @@ class TaskSettings:
             pattern=CALL,
             kind=OWN,
             form="must be module:function (e.g. mylab.jobs:flash), a callable the workers import",
-            help="(required for a task of your own) the Python callable the workers run, module:function; "
+            help="a task of your own: the Python callable the workers run, module:function (or command:); "
             "its keyword arguments are the params, its JSON-serialisable return value the result's `value`",
+        ),
+    )
+    command: tuple[str, ...] = field(
+        default=(),
+        metadata=key(
+            max=200,
+            kind=OWN,
+            items="arguments",
+            help="or (instead of call:) the program the workers run, as an argv list, never through a shell; "
+            "{name} placeholders are filled from the params",
+        ),
+    )
+    cwd: str | None = field(
+        default=None, metadata=key(kind=OWN, help="a command's working folder (default: the worker's)")
+    )
+    env: dict[str, str] = field(
+        default_factory=dict,
+        metadata=key(
+            max=50,
+            pattern=re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}"),
+            kind=OWN,
+            form="must be an environment variable's name",
+            items="variables",
+            help="variables added to a command's environment",
+        ),
+    )
+    retry_on_exit: tuple[int, ...] = field(
+        default=(),
+        metadata=key(
+            max=20,
+            kind=OWN,
+            items="exit codes",
+            help="a command's exit codes retried with backoff (1..255); any other but 0 fails the task",
         ),
     )
     params: dict[str, Scalar] = field(

@@ -100,7 +100,8 @@ def dispatch_plan(settings: Settings, asked: list[tuple[str, dict[str, str]]], o
                 f"unknown task {excerpt(name)}: {settings.path.name} declares {declared} (dts dispatch --list)",
                 ExitCode.USAGE,
             )
-        plan.append((name, _own(spec, given) if spec.call else {**overrides, **_simulated(spec, given)}))
+        own = spec.call or spec.command
+        plan.append((name, _own(spec, given) if own else {**overrides, **_simulated(spec, given)}))
     return plan
 
 
@@ -109,6 +110,8 @@ def task_list(settings: Settings) -> list[str]:
     lines = []
     for spec in settings.tasks.values():
         work = f"call {spec.call}" if spec.call else "simulated work (built-in)"
+        if spec.command:
+            work = "command " + " ".join(spec.command)
         params = ", ".join(f"{k}={v!r}" for k, v in spec.params.items())
         lines.append(f"{spec.name}: {spec.queue} -> {settings.pool_for_task(spec.name).name}; {work}")
         if params:

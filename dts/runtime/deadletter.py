@@ -111,9 +111,22 @@ class DeadLetterRequest(Request):
 
     _dead_letter_reason: str | None = None
 
+    def on_timeout(self, soft, timeout):
+        """In the worker's main process: past the hard limit billiard kills the pool process, not what a
+        command task started (its own process group): that group is killed here (dts.runtime.commands)."""
+        if not soft:
+            from dts.runtime.commands import kill_recorded
+
+            kill_recorded(self.id)
+        return super().on_timeout(soft, timeout)
+
     def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
         exc = exc_info.exception
         exc = exc.exc if isinstance(exc, ExceptionWithTraceback) else exc
+        if isinstance(exc, WorkerLostError | Terminated):  # the pool process died: killed, revoked, crashed
+            from dts.runtime.commands import kill_recorded
+
+            kill_recorded(self.id)
         if not isinstance(exc, NOT_A_FAILURE):
             self._dead_letter_reason = exception_reason(exc)
         try:
