@@ -80,6 +80,7 @@ CLI_EXIT_CODES: dict[str, dict[int, str]] = {
         3: "--ping: broker unreachable",
     },
     "init": {0: "ok: the file is written", 2: "bad usage, or the file exists (nothing is overwritten)"},
+    "revoke": {0: "ok: the revoke is sent to every worker", 2: _USAGE, 3: "broker unreachable", 130: "interrupted"},
     "config": {0: "ok: the config is valid (printed resolved)", 2: "the config is invalid: one line naming the key"},
     "broker": {
         0: "ok",

@@ -69,6 +69,10 @@ def config_for(folder: Path) -> Path:
             command: ["{PY}", "{folder / "stubborn.py"}", "{{pidfile}}"]
             params: {{pidfile: "{folder / "hard.pid"}"}}
             time_limit: 2
+          long:
+            queue: queue_c
+            command: ["{PY}", "{folder / "stubborn.py"}", "{{pidfile}}"]
+            params: {{pidfile: "{folder / "long.pid"}"}}
         retry: {{max_retries: 3, backoff_base: 0.05, backoff_max: 1.0, jitter: false}}
         engine: {{name: local, stop_timeout: 30, start_timeout: 60}}
         dispatch: {{timeout: 60}}
@@ -82,8 +86,8 @@ def fleet(rabbitmq, tmp_path_factory):
     fresh_vhost(VHOST)
     folder = tmp_path_factory.mktemp("cmd")
     config = config_for(folder)
-    with local_fleet(config, vhost_url(VHOST), folder / ".run"):
-        yield config, folder
+    with local_fleet(config, vhost_url(VHOST), folder / ".run") as (_, app, _):
+        yield config, folder, app
 
 
 def dispatch(config, *tasks):
@@ -107,7 +111,7 @@ def gone(pid: int, within: float) -> bool:
 
 
 def test_a_command_runs_with_its_placeholders_and_returns_its_output(fleet):
-    config, _ = fleet
+    config, _, _ = fleet
     proc, tasks = dispatch(config, "echo:who=lab")
     assert proc.returncode == 0, proc.stderr
     result = tasks["echo"]["result"]
@@ -116,7 +120,7 @@ def test_a_command_runs_with_its_placeholders_and_returns_its_output(fleet):
 
 
 def test_exit_codes_retried_failed_or_not_found(fleet):
-    config, _ = fleet
+    config, _, _ = fleet
     proc, tasks = dispatch(config, "flaky", "fails", "missing")
     assert proc.returncode == 1
     assert tasks["flaky"]["ok"] and tasks["flaky"]["result"]["retries"] == 2  # exit 75 twice, then 0
@@ -125,7 +129,7 @@ def test_exit_codes_retried_failed_or_not_found(fleet):
 
 
 def test_no_process_of_a_command_outlives_its_soft_limit(fleet):
-    config, folder = fleet
+    config, folder, _ = fleet
     proc, tasks = dispatch(config, "soft")
     assert proc.returncode == 1 and "exceeded soft time limit of 1s" in tasks["soft"]["error"], tasks["soft"]
     grandchild = int((folder / "soft.pid").read_text())
@@ -133,8 +137,24 @@ def test_no_process_of_a_command_outlives_its_soft_limit(fleet):
 
 
 def test_no_process_of_a_command_outlives_a_hard_kill(fleet):
-    config, folder = fleet
+    config, folder, _ = fleet
     proc, tasks = dispatch(config, "hard")
     assert proc.returncode == 1 and "TimeLimitExceeded" in tasks["hard"]["error"], tasks["hard"]
     grandchild = int((folder / "hard.pid").read_text())
     assert gone(grandchild, within=10), f"pid {grandchild} outlived the pool process the hard limit killed"
+
+
+def test_dts_revoke_stops_a_running_command_and_its_whole_group(fleet):
+    config, folder, app = fleet
+    result = app.send_task("celery_app.long", queue="queue_c", routing_key="queue_c", exchange="queue_c")
+    pidfile = folder / "long.pid"
+    deadline = time.monotonic() + 30
+    while not pidfile.exists() or not pidfile.read_text():
+        assert time.monotonic() < deadline, "the command did not start"
+        time.sleep(0.1)  # polling for the command's start, under the deadline
+    grandchild = int(pidfile.read_text())
+    revoked = run_cli("-m", "dts", "revoke", result.id, "--config", str(config), env={"BROKER_URL": vhost_url(VHOST)})
+    assert revoked.returncode == 0 and f"revoked {result.id}" in revoked.stdout, revoked.stderr
+    assert gone(grandchild, within=10), f"pid {grandchild} outlived the revoked task"
+    result.get(timeout=30, propagate=False)
+    assert result.state == "REVOKED"

@@ -55,3 +55,9 @@ def ask_workers(
     except _Enough:
         pass
     return answers
+
+
+def revoke(app, conn, task_ids: list[str]) -> None:
+    """Revoke tasks with terminate (SIGTERM to the pool process running one), broadcast on the session's
+    connection: every worker drops them if queued, stops them if running. No reply is waited for."""
+    app.control.revoke(list(task_ids), terminate=True, signal="SIGTERM", connection=conn)

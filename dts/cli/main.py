@@ -38,6 +38,7 @@ SINGLE = {
     "load-test": ("dts.cli.load_test", "measure what the pool sizes buy"),
     "flower": ("dts.cli.flower", "Flower, Celery's web monitor, behind a login"),
     "worker": ("dts.cli.worker", "run one worker of a pool (what every engine starts)"),
+    "revoke": ("dts.cli.revoke", "stop tasks by id (a command task's whole process group)"),
     "broker": ("dts.cli.broker", "the workers' RabbitMQ vhost and user, written to .env"),
 }
 # sub-commands with sub-commands of their own: name -> (module, help)
