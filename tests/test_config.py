@@ -32,7 +32,7 @@ from dts.runtime.retry import backoff_delay, backoff_schedule
 
 # the two seed pools, for documents that test another section
 POOLS = "pools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b]}}\n"
-ROOT_KEYS = "autoscale, broker, dispatch, engine, load_test, monitoring, name, pools, retry, tasks"
+ROOT_KEYS = "autoscale, broker, dispatch, engine, load_test, monitoring, name, pools, retry, scenarios, tasks"
 SHIPPED = ROOT / "test-config.yml"
 
 
@@ -334,6 +334,19 @@ def test_settings_are_frozen_and_broker_url_is_replaceable():
             POOLS + "tasks: {job: {queue: queue_a, command: [echo], env: {A: 1}}}",
             "tasks.job.env.A must be a string (got 1)",
         ),
+        (
+            POOLS + "scenarios: {night: [task_c]}",
+            "scenarios.night names no declared task (tasks: task_a, task_b) (got 'task_c')",
+        ),
+        (
+            POOLS + "scenarios: {night: ['task_a:colour=red']}",
+            "scenarios.night gives task_a a key it does not take: colour (got 'task_a:colour=red')",
+        ),
+        (
+            POOLS + "scenarios: {night: ['0*task_a']}",
+            "scenarios.night takes NAME[:KEY=VALUE,...], NAME a task's name (got '0*task_a')",
+        ),
+        (POOLS + "scenarios: {night: []}", "scenarios.night must list 1 to 100 tasks (got [])"),
         (
             POOLS + "dispatch: {tasks: [nope]}",
             "dispatch.tasks is not a declared task (tasks: task_a, task_b) (got 'nope')",

@@ -75,6 +75,7 @@ def project(folder, marker, call_of_add="labjobs:add"):
         retry: {{max_retries: 3, backoff_base: 0.05, backoff_max: 1.0, jitter: false}}
         engine: {{name: local, stop_timeout: 30, start_timeout: 60}}
         dispatch: {{timeout: 60, tasks: [task_a, add]}}
+        scenarios: {{lab: ["2*add:x=10", task_b]}}
         """)
     )
     return config
@@ -166,3 +167,17 @@ def test_the_live_lines_and_the_report_name_the_callables_own_exception(fleet):
     failure = next(line for line in proc.stdout.splitlines() if " FAILURE " in line)
     assert failure.endswith("after 1 attempt(s): ValueError: bad board; not retried"), failure
     assert "Result from broken: FAILED: ValueError: bad board; not retried" in proc.stdout
+
+
+def test_a_scenario_sends_its_tasks_and_the_list_shows_it(fleet):
+    proc, doc = dispatch(fleet, "--json", "--scenario", "lab")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted((t["task"], (t["result"].get("value") or {}).get("sum")) for t in doc["tasks"]) == [
+        ("add", 12),
+        ("add", 12),
+        ("task_b", None),
+    ]
+    listed = run_cli("dispatch.py", "--config", str(fleet), "--list", env={"BROKER_URL": vhost_url(VHOST)})
+    assert "scenario lab: 2*add:x=10 task_b" in listed.stdout
+    unknown, _ = dispatch(fleet, "--scenario", "nope")
+    assert unknown.returncode == 2 and "unknown scenario 'nope': test-config.yml declares lab" in unknown.stderr

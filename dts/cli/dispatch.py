@@ -43,7 +43,7 @@ from dts.reports.dispatch_report import (
 from dts.reports.verdict import verdict
 from dts.results import check_writable, output_path, save
 from dts.runs.live import EventStream, LiveView, TaskWatch
-from dts.runs.plan import dispatch_plan, task_arg, task_list
+from dts.runs.plan import dispatch_plan, scenario_tasks, task_arg, task_list
 
 log = logging.getLogger("dts.dispatch")
 DESCRIPTION = "Send task_a and task_b concurrently; print results, execution times, retries and total time."
@@ -59,7 +59,8 @@ EPILOG = """examples:
   dts dispatch --junit report.xml    the report as JUnit XML too, for CI (GitLab, Jenkins)
   dts dispatch --task flash:board=rev-b --task unit_tests
                                      these declared tasks instead, with these params, all at once
-  dts dispatch --list                the declared tasks, their routes and params
+  dts dispatch --list                the declared tasks, their routes and params, the scenarios
+  dts dispatch --scenario nightly    the tasks of a scenario (scenarios: in the config)
   python dispatch.py                 the same command, from this repository's checkout
 
 live lines: HH:MM:SS.mmm STATE TASK ID WHERE [DETAIL], STATE one of SENT (WHERE = queue), RECEIVED,
@@ -84,14 +85,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help=f"seconds to wait for results, at most {MAX_TIMEOUT:g} (default: dispatch.timeout)",
     )
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--task",
         action="append",
         type=task_arg,
         metavar="NAME[:K=V,...]",
-        help="send this declared task, with these params (repeatable; default: dispatch.tasks, task_a and task_b)",
+        help="send this declared task, with these params (repeatable; N*NAME: N times; default: dispatch.tasks)",
     )
-    parser.add_argument("--list", action="store_true", help="print the declared tasks and their params, then exit")
+    which.add_argument("--scenario", metavar="NAME", help="send the tasks of this scenario (scenarios: in the config)")
+    parser.add_argument(
+        "--list", action="store_true", help="print the declared tasks, their params and the scenarios, then exit"
+    )
     parser.add_argument(
         "--fail-rate", type=probability, metavar="P", help="probability 0..1 that an attempt of a built-in task fails"
     )
@@ -185,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"fail_times": args.fail_times} if args.fail_times else {}
     if args.fail_rate is not None:
         overrides["failure_rate"] = args.fail_rate
-    plan = dispatch_plan(settings, args.task or [], overrides)  # unknown tasks or params: exit 2, nothing sent
+    asked = scenario_tasks(settings, args.scenario) if args.scenario else [t for each in args.task or [] for t in each]
+    plan = dispatch_plan(settings, asked, overrides)  # unknown tasks or params: exit 2, nothing sent
     # Celery is imported once the input is known good: a refusal does not wait for it (~0.3 s)
     from dts.amqp.replies import ReplyQueue
     from dts.app import make_app

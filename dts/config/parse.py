@@ -183,7 +183,10 @@ class _Section:
         kind, optional = schema.optional(kind)
         if typing.get_origin(kind) is dict:
             if schema.section_of(kind) is None:
-                return self.scalars(name, default, rule, strings_only=typing.get_args(kind)[1] is str)
+                values = typing.get_args(kind)[1]
+                if typing.get_origin(values) is tuple:
+                    return self.lists(name, default, rule)
+                return self.scalars(name, default, rule, strings_only=values is str)
             return self.entries(name, rule)
         if schema.section_of(kind) is not None:
             self.seen.add(name)
@@ -260,6 +263,23 @@ class _Section:
             found[entry] = sec.entry(entry, {"kind": schema.OWN} if fixed else None).build()
         return found
 
+    def lists(self, name: str, default: dict[str, Any], rule: schema.Rule) -> dict[str, tuple[str, ...]]:
+        """A mapping of lists of strings (the scenarios): names by the rule's pattern, each list of 1 to
+        MAX_TASKS strings."""
+        data = self.get(name, dict, default)
+        if rule.max is not None and len(data) > self.resolve(rule.max):
+            raise self.fail(name, data, f"must have at most {self.resolve(rule.max)} {rule.items or 'entries'}")
+        found = {}
+        for key, value in data.items():
+            if not isinstance(key, str) or (rule.pattern and not rule.pattern.fullmatch(key)):
+                raise self.fail(f"{name}.{key}", key, rule.form or "must be a name")
+            if not isinstance(value, list) or not 1 <= len(value) <= schema.MAX_TASKS:
+                raise self.fail(f"{name}.{key}", value, f"must list 1 to {schema.MAX_TASKS} tasks")
+            if not all(isinstance(item, str) for item in value):
+                raise self.fail(f"{name}.{key}", value, "must hold strings: NAME[:KEY=VALUE,...]")
+            found[key] = tuple(value)
+        return found
+
     def scalars(
         self, name: str, default: dict[str, Any], rule: schema.Rule, strings_only: bool = False
     ) -> dict[str, Any]:
@@ -309,7 +329,25 @@ def _settings(sec: _Section, values: dict[str, Any]) -> dict[str, Any]:
         if name not in values["tasks"]:
             declared = ", ".join(values["tasks"])
             raise sec.fail("dispatch.tasks", name, f"is not a declared task (tasks: {declared})")
+    for scenario, entries in values["scenarios"].items():
+        for entry in entries:
+            _check_spec(sec, f"scenarios.{scenario}", entry, values["tasks"])
     return values
+
+
+def _check_spec(sec: _Section, key: str, entry: str, tasks: dict[str, TaskSettings]) -> None:
+    """A scenario's entry: NAME[:KEY=VALUE,...] naming a declared task and keys it takes."""
+    spec = schema.task_spec(entry)
+    if isinstance(spec, str):
+        raise sec.fail(key, entry, spec)
+    _, name, given = spec
+    if name not in tasks:
+        raise sec.fail(key, entry, f"names no declared task (tasks: {', '.join(tasks)})")
+    task = tasks[name]
+    takes = set(task.params) if task.call or task.command else set(schema.SIMULATED_KEYS)
+    unknown = sorted(set(given) - takes)
+    if unknown:
+        raise sec.fail(key, entry, f"gives {name} a key it does not take: {unknown[0]}")
 
 
 @_validates(BrokerSettings)

@@ -190,6 +190,28 @@ def command_placeholders(argv: tuple[str, ...]) -> set[str]:
     return found
 
 
+TASK_SPEC = re.compile(r"(?:(?P<count>[1-9][0-9]{0,3})\*)?(?P<name>[a-z][a-z0-9_]{0,62})(?::(?P<pairs>.*))?", re.S)
+MAX_TASK_SPEC = 4096  # characters of one task spec (--task, or a scenario's entry)
+# what a dispatch may set on a built-in task: (type, low, high), the bounds of its config keys and --fail-times
+SIMULATED_KEYS = {"duration": (float, 0, 3600), "failure_rate": (float, 0, 1), "fail_times": (int, 0, 100)}
+
+
+def task_spec(text: str) -> tuple[int, str, dict[str, str]] | str:
+    """`[N*]NAME[:KEY=VALUE,...]` as (count, name, {key: value}); or, when it is not one, why (pure)."""
+    if len(text) > MAX_TASK_SPEC:
+        return f"must be at most {MAX_TASK_SPEC} characters (got {len(text)})"
+    found = TASK_SPEC.fullmatch(text)
+    if not found:
+        return "takes NAME[:KEY=VALUE,...], NAME a task's name"
+    values: dict[str, str] = {}
+    for pair in found["pairs"].split(",") if found["pairs"] else []:
+        name, equals, value = pair.partition("=")
+        if not equals or not PARAM_NAME.fullmatch(name):
+            return f"takes NAME:KEY=VALUE,... (not {pair[:40]!r})"
+        values[name] = value
+    return int(found["count"] or 1), found["name"], values
+
+
 def param_problem(value: str) -> str | None:
     """What is wrong with a param's string value (a default in the file, or a dispatch's), or None: at most
     MAX_PARAM_CHARS characters, no NUL or newline, not starting with - (it may fill a command's argv: no
@@ -495,6 +517,17 @@ class Settings:
     retry: RetryPolicy = field(default=RetryPolicy(), metadata=key(help="exponential backoff of retried tasks"))
     engine: EngineSettings = field(default=EngineSettings(), metadata=key(help="where the workers run"))
     dispatch: DispatchSettings = field(default=DispatchSettings(), metadata=key(help="dispatch.py"))
+    scenarios: dict[str, tuple[str, ...]] = field(
+        default_factory=dict,
+        metadata=key(
+            max=50,
+            pattern=TASK_NAME,
+            form="must be a lower-case name of letters, digits and _ (e.g. nightly)",
+            items="scenarios",
+            help="named test scenarios for `dts dispatch --scenario NAME`: each a list of tasks as --task takes "
+            "them, NAME[:KEY=VALUE,...], a leading N* to send it N times (e.g. 3*board_smoke:board=rev-b)",
+        ),
+    )
     load_test: LoadTestSettings = field(default=LoadTestSettings(), metadata=key(help="load_test.py"))
     monitoring: MonitoringSettings = field(default=MonitoringSettings(), metadata=key(help="task events"))
     autoscale: AutoscaleSettings = field(

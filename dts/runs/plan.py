@@ -14,32 +14,23 @@ import argparse
 from typing import Any
 
 from dts.config import Settings, TaskSettings
-from dts.config.schema import PARAM_NAME, TASK_NAME, param_problem
+from dts.config.schema import SIMULATED_KEYS, param_problem, task_spec
 from dts.errors import CliError, ExitCode, excerpt
 
 Plan = list[tuple[str, dict[str, Any]]]  # (a declared task's name, its kwargs)
-MAX_TASK_ARG = 4096  # characters of one --task (a name and its KEY=VALUE pairs)
-# what a built-in task's dispatch may set: (type, low, high), the bounds of its config keys and of --fail-times
-SIMULATED_KEYS = {"duration": (float, 0, 3600), "failure_rate": (float, 0, 1), "fail_times": (int, 0, 100)}
 
 
 def task_arg(text: str) -> tuple[str, dict[str, str]]:
-    """argparse type of --task: NAME[:KEY=VALUE[,KEY=VALUE...]] (names checked here, values by the plan)."""
-    if len(text) > MAX_TASK_ARG:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_TASK_ARG} characters (got {len(text)})")
-    name, _, pairs = text.partition(":")
-    if not TASK_NAME.fullmatch(name):
-        raise argparse.ArgumentTypeError(f"takes NAME[:KEY=VALUE,...], NAME a task's name (got {excerpt(text)})")
-    values: dict[str, str] = {}
-    for pair in pairs.split(",") if pairs else []:
-        key, equals, value = pair.partition("=")
-        if not equals or not PARAM_NAME.fullmatch(key):
-            raise argparse.ArgumentTypeError(f"takes NAME:KEY=VALUE,... (got {excerpt(pair)} in {excerpt(text)})")
-        values[key] = value
-    return name, values
+    """argparse type of --task: NAME[:KEY=VALUE[,KEY=VALUE...]] (names checked here, values by the plan);
+    a leading N* sends it N times."""
+    spec = task_spec(text)
+    if isinstance(spec, str):
+        raise argparse.ArgumentTypeError(f"{spec} (got {excerpt(text)})")
+    count, name, values = spec
+    return [(name, values)] * count
 
 
-task_arg.rule = "NAME[:KEY=VALUE,...]: a declared task, its params"
+task_arg.rule = "[N*]NAME[:KEY=VALUE,...]: a declared task, its params"
 
 
 def _typed(task: str, key: str, value: str, like: Any) -> Any:
@@ -87,9 +78,23 @@ def _own(spec: TaskSettings, given: dict[str, str]) -> dict[str, Any]:
     return kwargs
 
 
+def scenario_tasks(settings: Settings, scenario: str) -> list[tuple[str, dict[str, str]]]:
+    """The tasks of a declared scenario (checked at load time), N* entries repeated."""
+    if scenario not in settings.scenarios:
+        declared = ", ".join(settings.scenarios) or "none"
+        raise CliError(
+            f"unknown scenario {excerpt(scenario)}: {settings.path.name} declares {declared}", ExitCode.USAGE
+        )
+    tasks = []
+    for entry in settings.scenarios[scenario]:
+        count, name, values = task_spec(entry)
+        tasks += [(name, values)] * count
+    return tasks
+
+
 def dispatch_plan(settings: Settings, asked: list[tuple[str, dict[str, str]]], overrides: dict[str, Any]) -> Plan:
-    """The tasks to send: those asked for (--task), else dispatch.tasks; a built-in gets the run's fault
-    injection (`overrides`: --fail-rate, --fail-times) under its own --task values. Unknown tasks, keys or
+    """The tasks to send: those asked for (--task, a scenario), else dispatch.tasks; a built-in gets the run's
+    fault injection (`overrides`: --fail-rate, --fail-times) under its own values. Unknown tasks, keys or
     values are a CliError (exit 2), before anything is sent."""
     plan: Plan = []
     for name, given in asked or [(name, {}) for name in settings.dispatch.tasks]:
@@ -117,4 +122,5 @@ def task_list(settings: Settings) -> list[str]:
         if params:
             lines.append(f"  params: {params}")
     lines.append(f"dispatched without --task: {', '.join(settings.dispatch.tasks)}")
+    lines += [f"scenario {name}: {' '.join(entries)}" for name, entries in settings.scenarios.items()]
     return lines
