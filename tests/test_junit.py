@@ -104,6 +104,15 @@ def test_a_testcase_per_task_with_its_state_pool_and_time(tmp_path, junit_schema
     )
 
 
+def test_a_command_tasks_output_is_in_system_out_and_system_err(tmp_path, junit_schema):
+    ran = result("board_smoke", "worker-c@h", "queue_c", 0.3)
+    ran["value"] = {"exit_code": 0, "stdout": "3 passed\n", "stderr": "warning: slow board\n"}
+    text = dispatch_junit(report_of([success("board_smoke", "id-s", "worker-c", ran)]))
+    junit_schema.validate(text)
+    (case,) = suite_of(text, tmp_path)
+    assert case.system_out.endswith("3 passed\n") and case.system_err == "warning: slow board\n"
+
+
 def test_names_are_unique_when_a_task_is_there_twice():
     twice = [OUTCOMES[0], success("task_a", "id-a2", "worker-a", result("task_a", "worker-a@h-2", "queue_a", 0.1))]
     assert unique_names(twice) == ["task_a [id-a]", "task_a [id-a2]"]

@@ -9,7 +9,7 @@ only the first of two testcases with one name, so every name is unique (the task
 is there twice) and `classname` is the pool; `time` is the task's execution time. A task that failed is a
 <failure> with its reason and the attempts it took; a task with no result is an <error> (unknown, and why).
 The task id, queue, worker and retries are the testcase's own lines in <system-out>, where GitLab and
-Jenkins show them. The file never decides the job's status: the command's exit code does.
+Jenkins show them, followed by a command task's output (its last 4 KB; stderr's in <system-err>). The file never decides the job's status: the command's exit code does.
 """
 
 from __future__ import annotations
@@ -68,7 +68,11 @@ def _testcase(suite: ET.Element, o: TaskOutcome, name: str) -> None:
         kind = "IsolationBreach" if o.isolation_breach and not o.error else reason.split(":", 1)[0]
         failure = ET.SubElement(case, "failure", message=reason[:MAX_MESSAGE], type=kind[:100])
         failure.text = f"{reason}\n(attempts: {o.retries + 1})"
-    ET.SubElement(case, "system-out").text = clean(_details(o))
+    value = (o.result or {}).get("value")
+    output = value if isinstance(value, dict) and "exit_code" in value else {}  # a command task's tails
+    ET.SubElement(case, "system-out").text = clean(_details(o) + (output.get("stdout") or ""))
+    if output.get("stderr"):
+        ET.SubElement(case, "system-err").text = clean(output["stderr"])
 
 
 def dispatch_junit(report: DispatchReport, hostname: str | None = None, now: datetime | None = None) -> str:
