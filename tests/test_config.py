@@ -32,7 +32,7 @@ from dts.runtime.retry import backoff_delay, backoff_schedule
 
 # the two seed pools, for documents that test another section
 POOLS = "pools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b]}}\n"
-ROOT_KEYS = "autoscale, broker, dispatch, engine, load_test, monitoring, name, pools, retry, scenarios, tasks"
+ROOT_KEYS = "autoscale, broker, code, dispatch, engine, load_test, monitoring, name, pools, retry, scenarios, tasks"
 SHIPPED = ROOT / "test-config.yml"
 
 

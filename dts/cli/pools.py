@@ -217,7 +217,9 @@ def k8s(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     text = read_bounded(settings.path, MAX_CONFIG_BYTES, "config", "pass --config PATH or set DTS_CONFIG")
-    image = manifests.check_image(args.image or worker_image(project_dir(settings)))  # $DTS_IMAGE, else the project's
+    image = manifests.check_image(
+        args.image or worker_image(project_dir(settings), code=settings.code)
+    )  # $DTS_IMAGE, else the project's
     output = Path(args.output) if args.output else project_dir(settings) / K8S_DIR
     written = manifests.write(manifests.render(settings, text, image), output, settings.path.name)
     print("\n".join(shown(path) for path in written))
@@ -456,7 +458,7 @@ def prepare(settings: Settings, args: argparse.Namespace) -> Settings:
     if broker != "host":
         print(f"broker image: {build_broker_image()}", flush=True)
     if engine_class(chosen_engine(settings, args.engine)).needs_image:
-        print(f"worker image: {build_worker_image(project)}", flush=True)
+        print(f"worker image: {build_worker_image(project, settings.code)}", flush=True)
     return load_settings(settings.path)
 
 
@@ -470,7 +472,7 @@ def describe_engine(settings: Settings, args: argparse.Namespace) -> int:
     elif args.image:
         from dts.engines.image import worker_image
 
-        print(worker_image(project_dir(settings)))
+        print(worker_image(project_dir(settings), code=settings.code))
     else:
         print(name)
     return ExitCode.OK

@@ -329,6 +329,10 @@ def _settings(sec: _Section, values: dict[str, Any]) -> dict[str, Any]:
         if name not in values["tasks"]:
             declared = ", ".join(values["tasks"])
             raise sec.fail("dispatch.tasks", name, f"is not a declared task (tasks: {declared})")
+    for folder in values["code"]:
+        path = sec.path.parent / folder
+        if ".." in Path(folder).parts or not path.is_dir():
+            raise sec.fail("code", folder, "must be an existing folder inside the project, relative to this file")
     for scenario, entries in values["scenarios"].items():
         for entry in entries:
             _check_spec(sec, f"scenarios.{scenario}", entry, values["tasks"])

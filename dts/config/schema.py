@@ -212,6 +212,11 @@ def task_spec(text: str) -> tuple[int, str, dict[str, str]] | str:
     return int(found["count"] or 1), found["name"], values
 
 
+def code_folders(settings: Settings) -> list[Path]:
+    """The `code:` folders, as paths (relative to the config file's folder, where they were checked)."""
+    return [settings.path.parent / folder for folder in settings.code]
+
+
 def param_problem(value: str) -> str | None:
     """What is wrong with a param's string value (a default in the file, or a dispatch's), or None: at most
     MAX_PARAM_CHARS characters, no NUL or newline, not starting with - (it may fill a command's argv: no
@@ -517,6 +522,17 @@ class Settings:
     retry: RetryPolicy = field(default=RetryPolicy(), metadata=key(help="exponential backoff of retried tasks"))
     engine: EngineSettings = field(default=EngineSettings(), metadata=key(help="where the workers run"))
     dispatch: DispatchSettings = field(default=DispatchSettings(), metadata=key(help="dispatch.py"))
+    code: tuple[str, ...] = field(
+        default=(),
+        metadata=key(
+            max=20,
+            pattern=re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_./-]{0,199}"),
+            form="must be a folder inside the project, relative to this file (e.g. lib)",
+            items="folders",
+            help="folders (relative to this file) holding your own tasks' modules: on the local workers' import "
+            "path; the container engines' image copies them (its tag follows their content)",
+        ),
+    )
     scenarios: dict[str, tuple[str, ...]] = field(
         default_factory=dict,
         metadata=key(

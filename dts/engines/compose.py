@@ -185,7 +185,9 @@ class ComposeEngine(Engine):
             "COMPOSE_DOCKER_CLI_BUILD": os.environ.get("COMPOSE_DOCKER_CLI_BUILD", "0"),
             **(env or {}),
         }
-        self.env.setdefault("DTS_IMAGE", worker_image(self.folder, self.env))  # the project's own worker image
+        self.env.setdefault(
+            "DTS_IMAGE", worker_image(self.folder, self.env, settings.code)
+        )  # the project's own worker image
         if broker in PROFILES:  # the broker's profile on, beside any other (Flower's `monitoring`)
             profiles = [p for p in self.env.get("COMPOSE_PROFILES", "").split(",") if p]
             self.env["COMPOSE_PROFILES"] = ",".join(dict.fromkeys([*profiles, PROFILES[broker]]))
@@ -321,7 +323,7 @@ class ComposeEngine(Engine):
         """`build`: the project's worker image (dts.engines.image), unless its tag exists; `compose`: the
         pools file and the compose command that uses it."""
         if command == "build":
-            return [f"worker image: {build_worker_image(self.folder)}"]
+            return [f"worker image: {build_worker_image(self.folder, self.settings.code)}"]
         path, use = self.render()
         return [shown(path), f"use: {use}"]
 

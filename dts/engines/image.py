@@ -45,21 +45,41 @@ def package_files() -> dict[str, Path]:
     return found
 
 
-def context_hash(files: dict[str, Path], base: str) -> str:
-    """12 hex digits over the context's paths and contents and the base image's name (pure but for reading)."""
+def _files_of(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
+
+
+def context(project: Path, code: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """The worker image's build context, {path in it: content}: the package's files, and the project's
+    `code:` folders under app/ with a Dockerfile that copies them to /app and puts them on the import path."""
+    files = {name: path.read_bytes() for name, path in package_files().items()}
+    if code:
+        for folder in code:
+            for path in _files_of(project / folder):
+                files[str(Path("app", folder, path.relative_to(project / folder)))] = path.read_bytes()
+        paths = ":".join(["/opt/dts", *(f"/app/{Path(folder).as_posix()}" for folder in code)])
+        files["Dockerfile"] += (
+            f"\n# the project's code: folders (dts.engines.image)\nCOPY app/ /app/\nENV PYTHONPATH={paths}\n".encode()
+        )
+    return files
+
+
+def context_hash(files: dict[str, bytes], base: str) -> str:
+    """12 hex digits over the context's paths and contents and the base image's name (pure)."""
     digest = hashlib.sha256(base.encode())
-    for name, path in sorted(files.items()):
-        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for name, data in sorted(files.items()):
+        digest.update(name.encode() + b"\0" + data + b"\0")
     return digest.hexdigest()[:12]
 
 
-def worker_image(project: Path, environ: dict[str, str] | None = None) -> str:
-    """$DTS_IMAGE, else '<project name>-worker:<version>-<context hash>'."""
+def worker_image(project: Path, environ: dict[str, str] | None = None, code: tuple[str, ...] = ()) -> str:
+    """$DTS_IMAGE, else '<project name>-worker:<version>-<context hash>' (the hash follows the package and
+    the project's code: folders)."""
     environ = os.environ if environ is None else environ
     if environ.get("DTS_IMAGE"):
         return environ["DTS_IMAGE"]
     base = environ.get("BASE_IMAGE") or WORKER_BASE
-    return f"{project_name(project)}-worker:{dts.__version__}-{context_hash(package_files(), base)}"
+    return f"{project_name(project)}-worker:{dts.__version__}-{context_hash(context(project, code), base)}"
 
 
 def docker(*args: str, timeout: float = 60, quiet: bool = True) -> bool:
@@ -96,20 +116,20 @@ def docker_build(tag: str, base: str, context: Path) -> None:
         raise CliError(f"`docker build` of {tag} failed: {last[0]}")
 
 
-def build_worker_image(project: Path, rebuild: bool = False) -> str:
+def build_worker_image(project: Path, code: tuple[str, ...] = (), rebuild: bool = False) -> str:
     """Build the project's worker image unless its tag exists; returns the tag."""
-    tag = worker_image(project)
+    tag = worker_image(project, code=code)
     if not rebuild and docker("image", "inspect", tag):
         log.info("worker image %s: present", tag)
         return tag
-    context = run_dir(project) / "image"
-    shutil.rmtree(context, ignore_errors=True)
-    for name, path in package_files().items():
-        (context / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, context / name)
+    folder = run_dir(project) / "image"
+    shutil.rmtree(folder, ignore_errors=True)
+    for name, data in context(project, code).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
     base = base_image(WORKER_BASE)
     print(f"building the worker image {tag} on {base}", flush=True)
-    docker_build(tag, base, context)
+    docker_build(tag, base, folder)
     return tag
 
 

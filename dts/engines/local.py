@@ -19,6 +19,7 @@ from pathlib import Path
 
 from dts.config import Settings, project_dir
 from dts.config import run_dir as project_run_dir
+from dts.config.schema import code_folders
 from dts.engines.base import (
     Engine,
     check_sizes,
@@ -32,7 +33,12 @@ from dts.errors import CliError
 from dts.naming import launch_argv, nodename
 
 log = logging.getLogger("dts.local")  # the name users know from the log lines
-WORKER_ENV = ("DTS_CONFIG", "BROKER_URL", "LOG_FORMAT")  # set per program; the rest comes from supervisord's
+WORKER_ENV = (
+    "DTS_CONFIG",
+    "BROKER_URL",
+    "LOG_FORMAT",
+    "PYTHONPATH",
+)  # set per program; the rest comes from supervisord's
 
 
 def last_line(path: Path) -> str:
@@ -58,6 +64,9 @@ class LocalEngine(Engine):
         self.run_dir = Path(run_dir or project_run_dir(self.project))
         self.env = dict(os.environ if env is None else env)
         self.env.update({"DTS_CONFIG": str(settings.path), "BROKER_URL": settings.broker.url})
+        paths = [str(folder.resolve()) for folder in code_folders(settings)]  # your own tasks' modules (code:)
+        if paths:
+            self.env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [self.env.get("PYTHONPATH")])])
         self.supervisor = Supervisor(self.run_dir, self.env, self.project)
 
     # -- names and files
@@ -75,7 +84,7 @@ class LocalEngine(Engine):
         return (pool, int(index)) if pool in self.settings.pools and index.isdigit() else None
 
     def _program(self, pool: str, index: int) -> dict[str, str]:
-        env = {key: self.env.get(key, "") for key in WORKER_ENV}
+        env = {key: self.env.get(key, "") for key in WORKER_ENV if key != "PYTHONPATH" or self.env.get(key)}
         argv = launch_argv(pool, f"%h-{index}", python=sys.executable)
         return program(argv, env, self.project, self.logfile(pool, index), self.settings.engine.stop_timeout)
 

@@ -178,7 +178,7 @@ class SwarmEngine(Engine):
         self.folder = project_dir(settings)
         self.stack = stack or os.environ.get("DTS_STACK") or project_name(self.folder)
         self.env = {**os.environ, **(env or {})}
-        self.image = worker_image(self.folder, self.env)  # $DTS_IMAGE, else the project's own
+        self.image = worker_image(self.folder, self.env, settings.code)  # $DTS_IMAGE, else the project's own
         folder = Path(run_dir or project_run_dir(self.folder)) / "swarm"
         self.stack_file = folder / f"{self.stack}.stack.yml"
         self.secret_file = folder / f"{self.stack}.broker-url"  # mode 0600, git-ignored like .env
