@@ -109,7 +109,7 @@ def test_callables_run_with_their_params_and_report_their_values(fleet):
 
 def test_dispatch_tasks_is_what_a_plain_dispatch_sends(fleet):
     proc, _ = dispatch(fleet)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     assert "Result from task_a: Hello from Task A" in proc.stdout
     assert 'Result from add: {"sum": 3' in proc.stdout and "add retries: 0" in proc.stdout
 

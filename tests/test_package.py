@@ -52,6 +52,7 @@ def dts_bin(rabbitmq, tmp_path_factory) -> Path:
     located = subprocess.run(
         [where / "bin" / "python", "-c", "import dts, sys; print(dts.__file__)"],
         cwd=where.parent,
+        env=user_env(),
         capture_output=True,
         text=True,
         check=True,
