@@ -102,11 +102,11 @@ def test_celery_applies_the_annotations_to_the_task(tmp_path):
     app = Celery("limits-unit", set_as_current=False)
     app.conf.update(celery_settings(settings_of(tmp_path, "tasks: {task_b: {soft_time_limit: 1, time_limit: 2}}")))
 
-    @app.task(name="celery_app.task_b")
+    @app.task(name="celery_app.task_b", shared=False)  # not handed to the apps made after it
     def task_b():
         return None
 
-    @app.task(name="celery_app.task_a")
+    @app.task(name="celery_app.task_a", shared=False)
     def task_a():
         return None
 

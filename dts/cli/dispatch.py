@@ -180,6 +180,16 @@ def show_report(args: argparse.Namespace, view: LiveView | None, report, result_
             view.message(f"Result file: {shown(result_file)}")
 
 
+def plan_of(settings: Settings, args: argparse.Namespace) -> list:
+    """What this dispatch sends: --task, a --scenario, else dispatch.tasks; the built-ins with --fail-rate and
+    --fail-times (checked against the config: CliError, exit 2)."""
+    overrides = {"fail_times": args.fail_times} if args.fail_times else {}
+    if args.fail_rate is not None:
+        overrides["failure_rate"] = args.fail_rate
+    asked = scenario_tasks(settings, args.scenario) if args.scenario else [t for each in args.task or [] for t in each]
+    return dispatch_plan(settings, asked, overrides)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.json and args.quiet:
         raise CliError("argument -q/--quiet: not allowed with argument --json", ExitCode.USAGE)
@@ -187,11 +197,7 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         print("\n".join(task_list(settings)))
         return ExitCode.OK
-    overrides = {"fail_times": args.fail_times} if args.fail_times else {}
-    if args.fail_rate is not None:
-        overrides["failure_rate"] = args.fail_rate
-    asked = scenario_tasks(settings, args.scenario) if args.scenario else [t for each in args.task or [] for t in each]
-    plan = dispatch_plan(settings, asked, overrides)  # unknown tasks or params: exit 2, nothing sent
+    plan = plan_of(settings, args)  # unknown tasks or params: exit 2, nothing sent
     # Celery is imported once the input is known good: a refusal does not wait for it (~0.3 s)
     from dts.amqp.replies import ReplyQueue
     from dts.app import make_app

@@ -23,8 +23,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from dts.config import PoolSettings, Settings
 from dts.errors import Transient, excerpt
-from dts.runtime.retry import backoff_delay
-from dts.runtime.work import TimeLimitError, soft_limit_of
+from dts.runtime.work import TimeLimitError, envelope, retry_later, soft_limit_of
 
 DELAYS_KEY = "_dts_retry_delays"  # the backoff delays so far, carried by a retried message (not a param)
 MAX_MESSAGE = 200  # characters of the value shown as a result's message
@@ -108,24 +107,9 @@ def run_call(task, name: str, settings: Settings, kwargs: dict[str, Any]) -> dic
             raise CallFailed(
                 f"{why}; gave up after {attempt + 1} attempts (max_retries={policy.max_retries})"
             ) from None
-        delay = backoff_delay(attempt, policy)
-        again = dict(task.request.kwargs or {}, **{DELAYS_KEY: [*delays, round(delay, 4)]})
-        raise task.retry(exc=exc, countdown=delay, kwargs=again, max_retries=policy.max_retries) from None
+        raise retry_later(task, exc, delays, policy, DELAYS_KEY) from None
     try:
         json.dumps(value)
     except (TypeError, ValueError) as exc:
         raise NotJSON(f"{name} returned a value that is not JSON-serialisable ({excerpt(str(exc), 200)})") from None
-    delivery = task.request.delivery_info or {}
-    return {
-        "message": message_of(value),
-        "value": value,
-        "task": name,
-        "task_id": task.request.id,
-        "queue": delivery.get("routing_key") or spec.queue,
-        "worker": task.request.hostname,
-        "retries": attempt,
-        "retry_delays": delays,
-        "started_at": started_at.isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "execution_time": round(time.perf_counter() - t0, 6),
-    }
+    return envelope(task, spec, message_of(value), delays, started_at, t0, value=value)

@@ -27,8 +27,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from dts.config import Settings, TaskSettings
 from dts.runtime.calls import DELAYS_KEY, CallFailed
-from dts.runtime.retry import backoff_delay
-from dts.runtime.work import TimeLimitError, soft_limit_of
+from dts.runtime.work import TimeLimitError, envelope, retry_later, soft_limit_of
 
 TAIL_BYTES = 4096  # of stdout and of stderr, kept in the result
 KILL_GRACE = 5.0  # seconds between the group's SIGTERM and its SIGKILL
@@ -139,20 +138,6 @@ def run_command(task, name: str, settings: Settings, kwargs: dict[str, Any]) -> 
             raise CallFailed(f"{why}; not retried")
         if attempt >= policy.max_retries:
             raise CallFailed(f"{why}; gave up after {attempt + 1} attempts (max_retries={policy.max_retries})")
-        delay = backoff_delay(attempt, policy)
-        again = dict(task.request.kwargs or {}, **{DELAYS_KEY: [*delays, round(delay, 4)]})
-        raise task.retry(exc=CallFailed(why), countdown=delay, kwargs=again, max_retries=policy.max_retries)
-    delivery = task.request.delivery_info or {}
-    return {
-        "message": last_line(out) or "exit code 0",
-        "value": {"exit_code": code, "stdout": out, "stderr": err},
-        "task": name,
-        "task_id": task.request.id,
-        "queue": delivery.get("routing_key") or spec.queue,
-        "worker": task.request.hostname,
-        "retries": attempt,
-        "retry_delays": delays,
-        "started_at": started_at.isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "execution_time": round(time.perf_counter() - t0, 6),
-    }
+        raise retry_later(task, CallFailed(why), delays, policy, DELAYS_KEY)
+    value = {"exit_code": code, "stdout": out, "stderr": err}
+    return envelope(task, spec, last_line(out) or "exit code 0", delays, started_at, t0, value=value)

@@ -157,17 +157,33 @@ def run_task(
             raise TransientError(
                 f"{exc}; gave up after {attempt + 1} attempts (max_retries={policy.max_retries})"
             ) from None
-        delay = backoff_delay(attempt, policy)
-        kwargs = dict(task.request.kwargs or {}, retry_delays=[*delays, round(delay, 4)])
-        raise task.retry(exc=exc, countdown=delay, kwargs=kwargs, max_retries=policy.max_retries) from None
+        raise retry_later(task, exc, delays, policy, "retry_delays") from None
+    return envelope(task, spec, MESSAGES[name], delays, started_at, t0)
+
+
+def retry_later(task, exc: BaseException, delays: list[float], policy, key: str):
+    """The Retry to raise: the next attempt after the backoff delay, the delays so far carried in the
+    message's kwargs under `key` (what the result's retry_delays lists)."""
+    delay = backoff_delay(task.request.retries, policy)
+    kwargs = dict(task.request.kwargs or {}, **{key: [*delays, round(delay, 4)]})
+    return task.retry(exc=exc, countdown=delay, kwargs=kwargs, max_retries=policy.max_retries)
+
+
+_NO_VALUE = object()
+
+
+def envelope(task, spec: TaskSettings, message: str, delays: list[float], started_at: datetime, t0: float,
+             value: Any = _NO_VALUE) -> dict[str, Any]:  # fmt: skip
+    """The result dict every task returns and every report reads (with `value`: a task of your own's)."""
     delivery = task.request.delivery_info or {}
     return {
-        "message": MESSAGES[name],
-        "task": name,
+        "message": message,
+        **({} if value is _NO_VALUE else {"value": value}),
+        "task": spec.name,
         "task_id": task.request.id,
         "queue": delivery.get("routing_key") or spec.queue,
         "worker": task.request.hostname,
-        "retries": attempt,
+        "retries": task.request.retries,
         "retry_delays": delays,
         "started_at": started_at.isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),
