@@ -117,6 +117,37 @@ def test_isolation_every_task_runs_on_its_own_pool(settings, app, tasks, workers
         assert [q["name"] for q in queues] == [expected], (worker, queues)
 
 
+def test_a_result_read_while_later_tasks_are_sent_is_kept(settings, app, workers, clean_queues):
+    """A publish may read the connection (a channel's first declare waits for its answer): a result that
+    arrives then belongs to a task already sent, and is kept. Here each publish reads the connection until
+    the task's own result has been read, which a loaded machine does by chance."""
+    from dts.amqp.publish import TaskPublisher
+    from dts.amqp.replies import ReplyQueue
+    from dts.runs.dispatch_round import dispatch_round
+
+    read: set[str] = set()
+
+    class ReadingPublisher(TaskPublisher):
+        def publish(self, name, task_id, kwargs):
+            super().publish(name, task_id, kwargs)
+            deadline = time.monotonic() + 30
+            while task_id not in read and time.monotonic() < deadline:
+                try:
+                    self.replies.conn.drain_events(timeout=0.1)
+                except TimeoutError:
+                    continue
+
+    with ReplyQueue(app) as replies:
+        replies.consumer.callbacks.append(lambda body, message: read.add(body.get("task_id")))
+        plan = [("task_a", {"duration": 0}), ("task_b", {"duration": 0})]
+        outcomes, _, _ = dispatch_round(settings, ReadingPublisher(app, settings, replies), 20, plan, replies)
+    assert len(read) == 2  # both results were read inside a publish
+    assert [(o.task, o.result and o.result["message"]) for o in outcomes] == [
+        ("task_a", "Hello from Task A"),
+        ("task_b", "Hello from Task B"),
+    ], outcomes
+
+
 def test_transient_failures_are_retried_with_growing_delays(settings, tasks, clean_queues):
     task_a = tasks["task_a"]
     t0 = time.monotonic()

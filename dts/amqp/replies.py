@@ -9,9 +9,13 @@ idle or a wait ends: a result redelivered after a reconnect is recognised and dr
 the deadline (within a tenth of a second).
 
     with ReplyQueue(app) as replies:
-        res = task_a.apply_async(reply_to=replies.name)
-        got = replies.collect({res.id}, deadline=time.monotonic() + 60, watch={"queue_a": "worker-a"})
-        got.results[res.id]   # the result message: {"task_id", "status", "result", ...}
+        replies.expect(task_id)                     # before sending: a result for an id not expected is dropped
+        task_a.apply_async(task_id=task_id, reply_to=replies.name)
+        got = replies.collect({task_id}, deadline=time.monotonic() + 60, watch={"queue_a": "worker-a"})
+        got.results[task_id]   # the result message: {"task_id", "status", "result", ...}
+
+A result may be read by any call that waits on the connection (a publish's declare, a channel's open), not
+only by collect(): expect() each task before it is sent.
 """
 
 from __future__ import annotations
@@ -179,6 +183,8 @@ class ReplyQueue:
                 self._done += 1
             if self._on_result:
                 self._on_result(task_id, body)
+        elif status in states.READY_STATES:
+            log.debug("dropped a result of %s: not expected (or already recorded)", task_id)
         self._unacked = message  # recorded (or a state we do not wait for: RETRY, STARTED); acked in a batch
         self._pending_acks += 1
         if self._pending_acks >= ACK_BATCH:

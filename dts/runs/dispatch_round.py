@@ -64,10 +64,13 @@ def dispatch_round(
     Returns the outcomes, the total time and what the wait saw (a lost broker, a pool without consumers).
     With a watch, each task is announced to it before it is sent (its events may arrive before
     publish returns) and, once the results are in, the watch is given the final state of any task
-    whose events did not arrive (task events switched off, or lost)."""
+    whose events did not arrive (task events switched off, or lost). Every task is expected by the reply
+    queue before anything is sent: a synchronous step of a later publish (a channel's first declare) reads
+    the connection, and a result read then for an id not yet expected would be dropped."""
     t0, deadline = time.perf_counter(), Deadline.after(timeout)
     sends = [(name, uuid(), kwargs) for name, kwargs in send_order(settings, plan)]
     for name, task_id, _ in sends:
+        replies.expect(task_id)  # before it is sent: its result may arrive while the next one is published
         if watch:
             watch.expect(task_id, name)
     unsent = send_all(settings, publisher, replies, sends, deadline, watch)
