@@ -87,6 +87,15 @@ def test_pools_only_gives_defaults_for_everything_else(tmp_path):
     assert s.engine.health_interval == 60.0
 
 
+def test_a_tasks_own_retry_keys_replace_the_sections(tmp_path):
+    text = POOLS + "retry: {max_retries: 5, backoff_base: 0.5}\ntasks: {task_a: {retry: {max_retries: 0}}}\n"
+    s = load_settings(write(tmp_path, text))
+    assert s.retry_for("task_a") == RetryPolicy(max_retries=0, backoff_base=0.5)  # the rest: the section's
+    assert s.retry_for("task_b") == s.retry == RetryPolicy(max_retries=5, backoff_base=0.5)
+    bad = error_of(write(tmp_path, POOLS + "tasks: {task_a: {retry: {max_retries: -1}}}\n"))
+    assert bad == "cfg.yml: tasks.task_a.retry.max_retries must be between 0 and 100 (got -1)"
+
+
 def test_autoscale_defaults_and_values(tmp_path):
     s = load_settings(
         write(
@@ -955,7 +964,7 @@ def test_yaml_bounds_refuse_in_milliseconds(text, expected):
 def test_the_shipped_config_is_far_inside_the_bounds():
     from dts.config import MAX_CONFIG_BYTES, parse_yaml
 
-    assert SHIPPED.stat().st_size < MAX_CONFIG_BYTES / 100
+    assert SHIPPED.stat().st_size < MAX_CONFIG_BYTES / 50
     assert parse_yaml(SHIPPED.read_text(), SHIPPED)["pools"]["worker-a"]["queues"] == ["queue_a"]
 
 

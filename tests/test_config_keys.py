@@ -48,8 +48,15 @@ def file_keys(text: str) -> set[str]:
     return found
 
 
+def shown_once(found: set[str]) -> set[str]:
+    """A key every task takes is shown once, in the commented task of your own (`tasks.<name>.retry`): it
+    counts for the built-ins too."""
+    shared = {k.removeprefix("tasks.<name>.") for k in found if k.startswith("tasks.<name>.")}
+    return found | {f"tasks.{task}.{k}" for task in ("task_a", "task_b") for k in shared}
+
+
 def test_every_declared_key_is_in_test_config_yml():
-    missing = sorted(DECLARED - file_keys(SHIPPED.read_text()))
+    missing = sorted(DECLARED - shown_once(file_keys(SHIPPED.read_text())))
     assert not missing, f"declared in dts/config/schema.py, not in test-config.yml (add it, commented out): {missing}"
 
 
@@ -101,8 +108,9 @@ def _lookup(settings: Any, dotted: str) -> Any:
 
 
 def test_the_walk_gives_the_defaults_the_parser_applies():
-    """A file with only a pool (and an empty autoscale range) loads each scalar key's declared default."""
-    doc = {"pools": {"p": {"queues": ["queue_a", "queue_b"], "autoscale": {}}}}
+    """A file with only a pool (and an empty autoscale range and task retry:) loads each scalar key's declared default."""
+    doc = {"pools": {"p": {"queues": ["queue_a", "queue_b"], "autoscale": {}}}, "tasks": {}}
+    doc["tasks"] = {task: {"retry": {}} for task in ("task_a", "task_b")}  # a task's own retry: (empty: the section's)
     settings = parse_settings(doc, Path("c.yml"))
     checked = 0
     for key in keys():

@@ -51,10 +51,10 @@ def test_a_task_sent_line_comes_first_even_when_the_worker_speaks_first():
     assert tracker.feed(worker_event("task-succeeded", 10.5, runtime=0.1)) == []  # a duplicate shows nothing
 
 
-@pytest.mark.parametrize("sent_first", [True, False])
-def test_a_retry_line_has_the_error_the_attempt_and_the_backoff_delay_in_either_order(sent_first):
+@pytest.mark.parametrize(("sent_first", "own"), [(True, None), (False, None), (True, 5)])
+def test_a_retry_line_has_the_error_the_attempt_and_the_backoff_delay_in_either_order(sent_first, own):
     tracker = TaskTracker(max_retries=3)
-    tracker.expect(ID, "task_a")
+    tracker.expect(ID, "task_a", max_retries=own)  # own: the task's retry.max_retries, over the tracker's
     feed_all(tracker, [sent(), worker_event("task-received", 10.1, retries=0), worker_event("task-started", 10.2)])
     halves = [
         sent(retries=1, ts=10.3, kwargs="{'fail_times': 1, 'retry_delays': [0.05]}"),
@@ -62,7 +62,7 @@ def test_a_retry_line_has_the_error_the_attempt_and_the_backoff_delay_in_either_
     ]
     lines = feed_all(tracker, halves if sent_first else halves[::-1])
     assert states(lines) == ["RETRY"]
-    assert lines[0].detail == "attempt 1 failed: TransientError('boom'); retry 1/3 in 0.05s"
+    assert lines[0].detail == f"attempt 1 failed: TransientError('boom'); retry 1/{own or 3} in 0.05s"
     lines = feed_all(tracker, [worker_event("task-received", 10.4, retries=1), worker_event("task-started", 10.5)])
     assert [(line.state, line.detail) for line in lines] == [("RECEIVED", "attempt 2"), ("STARTED", "attempt 2")]
 

@@ -70,6 +70,7 @@ def project(folder, marker, call_of_add="labjobs:add"):
           add: {{queue: queue_c, call: "{call_of_add}", params: {{x: 1, y: 2}}}}
           flaky: {{queue: queue_c, call: "labjobs:flaky", params: {{marker: "{marker}"}}, retry_on: [labjobs.Glitch]}}
           busy: {{queue: queue_c, call: "labjobs:busy"}}
+          busy_once: {{queue: queue_c, call: "labjobs:busy", retry: {{max_retries: 1, backoff_base: 0.02}}}}
           broken: {{queue: queue_c, call: "labjobs:broken", retry_on: [labjobs.Glitch]}}
           opaque: {{queue: queue_c, call: "labjobs:opaque"}}
         retry: {{max_retries: 3, backoff_base: 0.05, backoff_max: 1.0, jitter: false}}
@@ -115,9 +116,12 @@ def test_dispatch_tasks_is_what_a_plain_dispatch_sends(fleet):
 
 
 def test_retry_on_and_transient_are_retried_any_other_exception_fails_at_once(fleet):
-    proc, doc = dispatch(fleet, "--json", "--task", "flaky", "--task", "busy", "--task", "broken", "--task", "opaque")
+    tasks = ("flaky", "busy", "busy_once", "broken", "opaque")
+    proc, doc = dispatch(fleet, "--json", *(arg for task in tasks for arg in ("--task", task)))
     assert proc.returncode == 1, proc.stderr
     by = {t["task"]: t for t in doc["tasks"]}
+    # a task's own retry: keys over the top-level section's (its backoff_max, jitter kept)
+    assert "gave up after 2 attempts (max_retries=1)" in by["busy_once"]["error"], by["busy_once"]
     assert by["flaky"]["ok"] and by["flaky"]["result"]["value"] == "answered on try 3"
     assert by["flaky"]["result"]["retries"] == 2 and by["flaky"]["result"]["retry_delays"] == [0.05, 0.1]
     assert by["busy"]["state"] == "failed"

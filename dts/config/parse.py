@@ -40,6 +40,7 @@ from dts.config.schema import (
     PoolAutoscale,
     PoolSettings,
     Ref,
+    RetryPolicy,
     Settings,
     TaskSettings,
 )
@@ -323,6 +324,7 @@ def _validates(cls: type) -> Callable[[Hook], Hook]:
 def _settings(sec: _Section, values: dict[str, Any]) -> dict[str, Any]:
     """A queue belongs to one pool; every task is routed to a pool's queue; the built-ins each to its own;
     dispatch.tasks names declared tasks."""
+    values["tasks"] = {name: _task_retry(sec, task, values["retry"]) for name, task in values["tasks"].items()}
     _check_queue_owners(sec, values["pools"])
     _check_routes(sec, values["tasks"], values["pools"])
     for name in values["dispatch"].tasks:
@@ -337,6 +339,15 @@ def _settings(sec: _Section, values: dict[str, Any]) -> dict[str, Any]:
         for entry in entries:
             _check_spec(sec, f"scenarios.{scenario}", entry, values["tasks"])
     return values
+
+
+def _task_retry(sec: _Section, task: TaskSettings, policy: RetryPolicy) -> TaskSettings:
+    """A task's retry: as read gives every key (the unset ones at their defaults): the ones given replace the
+    top-level section's, the others are the section's."""
+    given = ((sec.data.get("tasks") or {}).get(task.name) or {}).get("retry")
+    if task.retry is None or not isinstance(given, dict):
+        return task
+    return dataclasses.replace(task, retry=dataclasses.replace(policy, **{k: getattr(task.retry, k) for k in given}))
 
 
 def _check_spec(sec: _Section, key: str, entry: str, tasks: dict[str, TaskSettings]) -> None:

@@ -317,6 +317,13 @@ class TaskSettings:
             "task at once with its type and message",
         ),
     )
+    retry: RetryPolicy | None = field(
+        default=None,
+        metadata=key(
+            help="this task's own backoff: the keys given here replace the top-level retry: section's for it "
+            "(e.g. retry: {max_retries: 0} for a task never retried)"
+        ),
+    )
     soft_time_limit: float = field(
         default=0.0,
         metadata=key(min=0, max=DAY, help="seconds; past it the task fails, not retried (prefork only); 0 = none"),
@@ -549,6 +556,10 @@ class Settings:
     autoscale: AutoscaleSettings = field(
         default=AutoscaleSettings(), metadata=key(help="the autoscaler's loop (make autoscale)")
     )
+
+    def retry_for(self, task: str) -> RetryPolicy:
+        """The task's backoff: its own retry: keys over the top-level retry: section."""
+        return self.tasks[task].retry or self.retry
 
     def pool_for_queue(self, queue: str) -> PoolSettings:
         return next(p for p in self.pools.values() if queue in p.queues)

@@ -72,7 +72,7 @@ def dispatch_round(
     for name, task_id, _ in sends:
         replies.expect(task_id)  # before it is sent: its result may arrive while the next one is published
         if watch:
-            watch.expect(task_id, name)
+            watch.expect(task_id, name, settings.retry_for(name).max_retries)
     unsent = send_all(settings, publisher, replies, sends, deadline, watch)
     sent = [(name, task_id) for name, task_id, _ in sends if task_id not in unsent]
     pools = {settings.tasks[name].queue: settings.pool_for_task(name).name for name, _ in sent}

@@ -93,6 +93,7 @@ class _Task:
     hosts: dict[int, str] = field(default_factory=dict)  # attempt -> the worker that received it
     delays: dict[int, float | None] = field(default_factory=dict)  # attempt -> backoff before the next one
     done: bool = False  # its final line is shown
+    max_retries: int | None = None  # its own retry.max_retries (None: the tracker's)
 
 
 class TaskTracker:
@@ -105,8 +106,8 @@ class TaskTracker:
         self.max_retries = max_retries
         self.tasks: dict[str, _Task] = {}
 
-    def expect(self, task_id: str, name: str) -> None:
-        self.tasks[task_id] = _Task(name)
+    def expect(self, task_id: str, name: str, max_retries: int | None = None) -> None:
+        self.tasks[task_id] = _Task(name, max_retries=max_retries)
 
     def finished(self) -> bool:
         """Every task's final line shown."""
@@ -184,7 +185,8 @@ class TaskTracker:
             return
         if attempt in task.delays:
             delay = task.delays[attempt]
-            when = f"retry {attempt}/{self.max_retries}" + (f" in {delay:.2f}s" if delay is not None else "")
+            most = self.max_retries if task.max_retries is None else task.max_retries
+            when = f"retry {attempt}/{most}" + (f" in {delay:.2f}s" if delay is not None else "")
             task.held[(attempt, 3)] = replace(held, detail=f"{held.detail}; {when}")
 
     def _release(self, task: _Task) -> list[TaskEvent]:
@@ -223,9 +225,9 @@ class TaskWatch:
         self.show = show
         self._changed = threading.Condition()
 
-    def expect(self, task_id: str, name: str) -> None:
+    def expect(self, task_id: str, name: str, max_retries: int | None = None) -> None:
         with self._changed:
-            self.tracker.expect(task_id, name)
+            self.tracker.expect(task_id, name, max_retries)
 
     def feed(self, event: dict[str, Any]) -> None:
         with self._changed:

@@ -85,7 +85,7 @@ def message_of(value: Any) -> str:
 def run_call(task, name: str, settings: Settings, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Body of a task of your own: its callable with the params (declared defaults, then the dispatch's), a
     retryable exception retried with backoff, any other failing at once with its type and message."""
-    spec, policy = settings.tasks[name], settings.retry
+    spec, policy = settings.tasks[name], settings.retry_for(name)
     params = dict(kwargs)
     delays = list(params.pop(DELAYS_KEY, None) or [])
     attempt = task.request.retries

@@ -119,7 +119,7 @@ def last_line(text: str) -> str:
 def run_command(task, name: str, settings: Settings, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Body of a command task: run it; exit 0 succeeds, an exit code in retry_on_exit is retried with
     backoff, any other fails the task with the code and the last line of stderr."""
-    spec, policy = settings.tasks[name], settings.retry
+    spec, policy = settings.tasks[name], settings.retry_for(name)
     params = dict(kwargs)
     delays = list(params.pop(DELAYS_KEY, None) or [])
     attempt = task.request.retries

@@ -139,7 +139,7 @@ def run_task(
     retry_delays: list[float] | None,
 ) -> dict[str, Any]:
     """Body shared by task_a and task_b: do the work, retry with backoff, return the result dict."""
-    spec, policy = settings.tasks[name], settings.retry
+    spec, policy = settings.tasks[name], settings.retry_for(name)
     attempt = task.request.retries
     delays = list(retry_delays or [])
     started_at = datetime.now(UTC)
