@@ -328,6 +328,38 @@ def test_settings_are_frozen_and_broker_url_is_replaceable():
             "tasks.job.command has a placeholder with no value: {x} (declare it under params:) (got ['echo', '{x}'])",
         ),
         (
+            POOLS + "tasks: {job: {call: 'm:f', queue: queue_a, cleanup: [relay, 'off']}}",
+            "tasks.job.cleanup applies to a command task only (got ['relay', 'off'])",
+        ),
+        (
+            POOLS + "tasks: {job: {queue: queue_a, command: [echo], cleanup: 'relay off'}}",
+            "tasks.job.cleanup must be a list: the program and its arguments, e.g. [relay, off] (got 'relay off')",
+        ),
+        (
+            POOLS + "tasks: {job: {queue: queue_a, command: [echo], cleanup: [relay, '{slot}']}}",
+            "tasks.job.cleanup has a placeholder with no value: {slot} (declare it under params:) (got ['relay', '{slot}'])",
+        ),
+        (
+            POOLS + "tasks: {job: {queue: queue_a, command: [echo], report: junit}}",
+            "tasks.job.report needs {report} in the command, where it writes it (e.g. --junitxml={report}) (got 'junit')",
+        ),
+        (
+            POOLS + "tasks: {job: {queue: queue_a, command: [pytest, '--junitxml={report}']}}",
+            "tasks.job.command has a placeholder with no value: {report} (add report: junit) (got ['pytest', '--junitxml={report}'])",
+        ),
+        (
+            POOLS + "tasks: {job: {queue: queue_a, command: [pytest, '--junitxml={report}'], report: xml}}",
+            "tasks.job.report must be one of junit (got 'xml')",
+        ),
+        (
+            POOLS + "tasks: {job: {queue: queue_a, command: ['{report}'], report: junit, params: {report: x}}}",
+            "tasks.job.params must not declare report: {report} is the report file's path (got 'report')",
+        ),
+        (
+            POOLS + "tasks: {job: {queue: queue_a, command: [echo], cleanup_timeout: 0}}",
+            "tasks.job.cleanup_timeout must be between 1 and 3600 (got 0)",
+        ),
+        (
             POOLS + "tasks: {job: {queue: queue_a, command: [echo], retry_on_exit: [0]}}",
             "tasks.job.retry_on_exit must hold exit codes from 1 to 255 (0 is success) (got 0)",
         ),

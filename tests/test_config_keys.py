@@ -94,7 +94,7 @@ def test_every_key_has_help_and_every_number_its_bounds():
         if key.type in (int, float):
             assert key.min is not None and key.max is not None, f"{key.name} has no bounds"
         if key.choices:
-            assert key.default in key.choices, f"{key.name}'s default is not one of its choices"
+            assert key.default is None or key.default in key.choices, f"{key.name}'s default is not one of its choices"
 
 
 def _lookup(settings: Any, dotted: str) -> Any:

@@ -48,12 +48,16 @@ def grafted(cls: type, path: list[str], knob: str) -> type:
 
 @pytest.fixture
 def document(tmp_path) -> dict[str, Any]:
-    """A valid document in which every optional section is present (broker.tls, a pool's autoscale)."""
+    """A valid document in which every optional section is present (broker.tls, a pool's autoscale, a task's
+    retry)."""
     (tmp_path / "ca.pem").write_text("x")
     return {
         "broker": {"tls": {"ca_file": "ca.pem"}},
         "pools": {"w": {"queues": ["queue_a", "queue_b"], "autoscale": {}}},
-        "tasks": {"w": {"queue": "queue_b", "call": "lab.jobs:run"}},  # a task of your own: tasks.<name>
+        "tasks": {  # a task of your own: tasks.<name>; each task's own retry:
+            "w": {"queue": "queue_b", "call": "lab.jobs:run", "retry": {}},
+            **{task: {"retry": {}} for task in ("task_a", "task_b")},
+        },
     }
 
 

@@ -113,6 +113,46 @@ def test_a_command_tasks_output_is_in_system_out_and_system_err(tmp_path, junit_
     assert case.system_out.endswith("3 passed\n") and case.system_err == "warning: slow board\n"
 
 
+PYTEST_REPORT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" tests="3">
+<testcase classname="tests.test_board" name="test_boots" time="0.012"/>
+<testcase classname="tests.test_board" name="test_uart" time="1,5"><failure message="no banner">trace</failure>
+<system-out>uart log</system-out></testcase>
+<testcase classname="tests.test_board" name="test_wifi" time="0"><skipped message="no antenna"/></testcase>
+</testsuite></testsuites>"""
+
+
+@pytest.mark.parametrize(
+    ("report", "merged", "said"),
+    [
+        ({"format": "junit", "text": PYTEST_REPORT, "note": None}, 3, "report: 3 testcase(s) merged"),
+        ({"format": "junit", "text": PYTEST_REPORT[:300], "note": "cut at 300 of 600 bytes"}, 0,
+         "report: not merged, not XML (unclosed token: line 4, column 20) (cut at 300 of 600 bytes)"),
+        ({"format": "junit", "text": None, "note": "the command wrote no report"}, 0,
+         "report: none (the command wrote no report)"),
+    ],
+)  # fmt: skip
+def test_a_command_tasks_report_joins_the_suite_as_its_own_testcases(tmp_path, junit_schema, report, merged, said):
+    output = {"exit_code": 1, "stdout": "", "stderr": "1 failed\n", "report": report}  # a failed command's
+    failed = TaskOutcome("board_smoke", "id-s", "worker-c", error="exit code 1: 1 failed; not retried", output=output)
+    text = dispatch_junit(report_of([failed]))
+    junit_schema.validate(text)
+    suite = suite_of(text, tmp_path)
+    assert suite.tests == 1 + merged and suite.failures == 1 + (merged and 1) and suite.skipped == (merged and 1)
+    own, *cases = list(suite)
+    assert own.name == "board_smoke" and said in own.system_out and own.system_err == "1 failed\n"
+    assert (
+        [(c.name, c.classname, c.time) for c in cases]
+        == [
+            ("board_smoke: test_boots", "tests.test_board", 0.012),
+            ("board_smoke: test_uart", "tests.test_board", 0.0),  # a time that is no number: 0
+            ("board_smoke: test_wifi", "tests.test_board", 0.0),
+        ][:merged]
+    )
+    if merged:
+        assert cases[0].is_passed and cases[1].result[0].message == "no banner" and cases[2].is_skipped
+        assert cases[1].system_out == "uart log"
+
+
 def test_names_are_unique_when_a_task_is_there_twice():
     twice = [OUTCOMES[0], success("task_a", "id-a2", "worker-a", result("task_a", "worker-a@h-2", "queue_a", 0.1))]
     assert unique_names(twice) == ["task_a [id-a]", "task_a [id-a2]"]

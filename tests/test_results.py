@@ -14,7 +14,18 @@ from dts.results import default_name, output_path, save
 
 # The schema (docs/reference/result-files.md): top-level keys and the keys of each nested record.
 DISPATCH_KEYS = {"schema", "kind", "created_at", "config", "tasks", "summary", "repeat", "exit_code"}
-DISPATCH_TASK_KEYS = {"task", "task_id", "pool", "result", "error", "isolation_breach", "unknown", "ok", "state"}
+DISPATCH_TASK_KEYS = {
+    "task",
+    "task_id",
+    "pool",
+    "result",
+    "error",
+    "isolation_breach",
+    "unknown",
+    "output",
+    "ok",
+    "state",
+}
 SUMMARY_KEYS = {
     "total_time",
     "sum_execution_time",

@@ -72,7 +72,7 @@ def test_shipped_config_sets_five_minutes_soft_and_a_half_minute_more_hard():
         (
             "tasks: {task_a: {timeout: 5}}",
             "tasks.task_a.timeout is not a known key "
-            "(known: duration, failure_rate, queue, soft_time_limit, time_limit) (got 5)",
+            "(known: duration, failure_rate, queue, retry, soft_time_limit, time_limit) (got 5)",
         ),
     ],
 )

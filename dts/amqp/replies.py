@@ -65,9 +65,18 @@ def error_text(meta: dict[str, Any], task: str) -> str:
     exc = meta.get("result")
     if isinstance(exc, dict) and "exc_type" in exc:
         args = exc.get("exc_message")
+        if exc["exc_type"] == "CallFailed" and isinstance(args, list | tuple) and args:
+            args = args[:1]  # the reason; a command's output is its second argument (failure_output)
         text = ", ".join(str(m) for m in args) if isinstance(args, list | tuple) else str(args)
         return failure_reason(task, str(exc["exc_type"]), args, text)
     return str(exc)
+
+
+def failure_output(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """A failed command task's exit code, output tails and report (CallFailed's second argument), or None."""
+    exc = meta.get("result")
+    args = exc.get("exc_message") if isinstance(exc, dict) and exc.get("exc_type") == "CallFailed" else None
+    return args[1] if isinstance(args, list) and len(args) > 1 and isinstance(args[1], dict) else None
 
 
 def reply_queue_arguments(app) -> dict[str, str]:

@@ -347,7 +347,9 @@ def _task_retry(sec: _Section, task: TaskSettings, policy: RetryPolicy) -> TaskS
     given = ((sec.data.get("tasks") or {}).get(task.name) or {}).get("retry")
     if task.retry is None or not isinstance(given, dict):
         return task
-    return dataclasses.replace(task, retry=dataclasses.replace(policy, **{k: getattr(task.retry, k) for k in given}))
+    shared = set(schema.names(type(policy))) - set(given)
+    inherited = {k: getattr(policy, k) for k in schema.names(type(task.retry)) if k in shared}
+    return dataclasses.replace(task, retry=dataclasses.replace(task.retry, **inherited))
 
 
 def _check_spec(sec: _Section, key: str, entry: str, tasks: dict[str, TaskSettings]) -> None:
@@ -427,21 +429,41 @@ def _own_task(sec: _Section, task: dict[str, Any]) -> None:
         raise sec.fail("command", list(task["command"]), "goes without call: a task runs a callable or a command")
     if task["queue"] is None:
         raise sec.fail("queue", None, "is required: the queue the task is routed to (a pool's queue)")
-    from dts.config.schema import command_placeholders
-
-    missing = sorted(command_placeholders(task["command"]) - set(task["params"]))
-    if missing:
-        raise sec.fail(
-            "command",
-            list(task["command"]),
-            f"has a placeholder with no value: {{{missing[0]}}} (declare it under params:)",
-        )
     for code in task["retry_on_exit"]:
         if not 1 <= code <= 255:
             raise sec.fail("retry_on_exit", code, "must hold exit codes from 1 to 255 (0 is success)")
-    if task["call"] is not None and (task["cwd"] is not None or task["env"] or task["retry_on_exit"]):
-        key = next(k for k in ("cwd", "env", "retry_on_exit") if task[k])
-        raise sec.fail(key, task[key], "applies to a command task only")
+    if task["call"] is not None:
+        given = [k for k in COMMAND_ONLY if k in sec.data]
+        if given:
+            raise sec.fail(given[0], sec.data[given[0]], "applies to a command task only")
+        return
+    _command_placeholders(sec, task)
+
+
+COMMAND_ONLY = ("cwd", "env", "retry_on_exit", "cleanup", "cleanup_timeout", "report")
+
+
+def _command_placeholders(sec: _Section, task: dict[str, Any]) -> None:
+    """The command's and the clean-up's placeholders are declared params; {report} is the report's path,
+    in the command when (and only when) report: is given."""
+    given = sec.data.get("cleanup")
+    if isinstance(given, str) or ("cleanup" in sec.data and not task["cleanup"]):
+        raise sec.fail("cleanup", given, "must be a list: the program and its arguments, e.g. [relay, off]")
+    report = schema.REPORT_PLACEHOLDER
+    if report in task["params"] and task["report"]:
+        raise sec.fail("params", report, f"must not declare {report}: {{{report}}} is the report file's path")
+    fills = set(task["params"]) | ({report} if task["report"] else set())
+    for key in ("command", "cleanup"):
+        missing = sorted(schema.command_placeholders(task[key]) - fills)
+        if missing:
+            hint = "add report: junit" if missing[0] == report else "declare it under params:"
+            raise sec.fail(key, list(task[key]), f"has a placeholder with no value: {{{missing[0]}}} ({hint})")
+    if task["report"] and report not in schema.command_placeholders(task["command"]):
+        raise sec.fail(
+            "report",
+            task["report"],
+            f"needs {{{report}}} in the command, where it writes it (e.g. --junitxml={{report}})",
+        )
 
 
 @_validates(PoolAutoscale)

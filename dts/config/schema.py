@@ -193,6 +193,8 @@ def command_placeholders(argv: tuple[str, ...]) -> set[str]:
 TASK_SPEC = re.compile(r"(?:(?P<count>[1-9][0-9]{0,3})\*)?(?P<name>[a-z][a-z0-9_]{0,62})(?::(?P<pairs>.*))?", re.S)
 MAX_TASK_SPEC = 4096  # characters of one task spec (--task, or a scenario's entry)
 # what a dispatch may set on a built-in task: (type, low, high), the bounds of its config keys and --fail-times
+REPORT_FORMATS = ("junit",)  # a command task's report: (the placeholder that names its path is {report})
+REPORT_PLACEHOLDER = "report"
 SIMULATED_KEYS = {"duration": (float, 0, 3600), "failure_rate": (float, 0, 1), "fail_times": (int, 0, 100)}
 
 
@@ -268,6 +270,29 @@ class TaskSettings:
             items="arguments",
             help="or (instead of call:) the program the workers run, as an argv list, never through a shell; "
             "{name} placeholders are filled from the params",
+        ),
+    )
+    cleanup: tuple[str, ...] = field(
+        default=(),
+        metadata=key(
+            max=200,
+            kind=OWN,
+            items="arguments",
+            help="a command task's clean-up (power a board off, release a lock): an argv run after every "
+            "attempt, whatever happened, {name} placeholders filled as the command's; its failure is reported",
+        ),
+    )
+    cleanup_timeout: float = field(
+        default=60.0,
+        metadata=key(min=1, max=3600, kind=OWN, help="seconds the clean-up may run before its process group is killed"),
+    )
+    report: str | None = field(
+        default=None,
+        metadata=key(
+            choices=REPORT_FORMATS,
+            kind=OWN,
+            help="a report the command writes where its {report} placeholder says (e.g. --junitxml={report}): "
+            "junit; it comes back with the result (at most 1 MB) and its testcases join the run's JUnit file",
         ),
     )
     cwd: str | None = field(

@@ -34,6 +34,7 @@ class TaskOutcome:
     error: str | None = None  # why it failed or went missing
     isolation_breach: str | None = None
     unknown: bool = False  # no result by the deadline: it may still be queued, running, or have run
+    output: dict[str, Any] | None = None  # a failed command task's exit code, output tails and report
 
     @property
     def state(self) -> str:

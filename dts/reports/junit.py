@@ -9,7 +9,10 @@ only the first of two testcases with one name, so every name is unique (the task
 is there twice) and `classname` is the pool; `time` is the task's execution time. A task that failed is a
 <failure> with its reason and the attempts it took; a task with no result is an <error> (unknown, and why).
 The task id, queue, worker and retries are the testcase's own lines in <system-out>, where GitLab and
-Jenkins show them, followed by a command task's output (its last 4 KB; stderr's in <system-err>). The file never decides the job's status: the command's exit code does.
+Jenkins show them, followed by a command task's output (its last 4 KB; stderr's in <system-err>). A command
+task's own JUnit report (`report: junit`, e.g. pytest's) has its testcases merged into the suite, each named
+`<task>: <its name>` with its own classname. The file never decides the job's status: the command's exit
+code does.
 """
 
 from __future__ import annotations
@@ -57,6 +60,42 @@ def _details(o: TaskOutcome) -> str:
     return "\n".join(lines) + "\n"
 
 
+MAX_REPORT_CASES = 5000  # of one task's report file merged into the run's file
+REPORT_CHILDREN = ("skipped", "error", "failure", "system-out", "system-err")  # what a merged testcase keeps
+MAX_REPORT_TEXT = 64 * 1024  # characters of one such element's text
+
+
+def _report_cases(suite: ET.Element, report: dict, label: str) -> str:
+    """The testcases of a command task's JUnit report (`report: junit`) added to the run's suite, each named
+    `<task>: <its name>` (unique per task) with its own classname; returns the line the task's own
+    testcase says about it."""
+    note = f" ({report['note']})" if report.get("note") else ""
+    if report.get("text") is None:
+        return f"report: none{note}"
+    try:
+        root = ET.fromstring(report["text"])
+    except ET.ParseError as exc:
+        return f"report: not merged, not XML ({exc}){note}"
+    cases = list(root.iter("testcase"))
+    for case in cases[:MAX_REPORT_CASES]:
+        name = f"{label}: {case.get('name') or '?'}"
+        merged = ET.SubElement(suite, "testcase", name=clean(name), classname=clean(case.get("classname") or label),
+                               time=_seconds(_float(case.get("time"))))  # fmt: skip
+        for child in case:
+            if child.tag in REPORT_CHILDREN:
+                attrs = {k: clean(v)[:MAX_MESSAGE] for k, v in child.attrib.items() if k in ("message", "type")}
+                ET.SubElement(merged, child.tag, attrs).text = clean(child.text or "")[:MAX_REPORT_TEXT]
+    more = f", {len(cases) - MAX_REPORT_CASES} more not merged" if len(cases) > MAX_REPORT_CASES else ""
+    return f"report: {len(cases)} testcase(s) merged{more}{note}"
+
+
+def _float(text: str | None) -> float:
+    try:
+        return float(text or 0)
+    except ValueError:
+        return 0.0
+
+
 def _testcase(suite: ET.Element, o: TaskOutcome, name: str) -> None:
     time = (o.result or {}).get("execution_time", 0.0)
     case = ET.SubElement(suite, "testcase", name=name, classname=o.pool, time=_seconds(time))
@@ -68,9 +107,10 @@ def _testcase(suite: ET.Element, o: TaskOutcome, name: str) -> None:
         kind = "IsolationBreach" if o.isolation_breach and not o.error else reason.split(":", 1)[0]
         failure = ET.SubElement(case, "failure", message=reason[:MAX_MESSAGE], type=kind[:100])
         failure.text = f"{reason}\n(attempts: {o.retries + 1})"
-    value = (o.result or {}).get("value")
+    value = (o.result or {}).get("value") if o.result else o.output
     output = value if isinstance(value, dict) and "exit_code" in value else {}  # a command task's tails
-    ET.SubElement(case, "system-out").text = clean(_details(o) + (output.get("stdout") or ""))
+    merged = _report_cases(suite, output["report"], name) + "\n" if output.get("report") else ""
+    ET.SubElement(case, "system-out").text = clean(_details(o) + merged + (output.get("stdout") or ""))
     if output.get("stderr"):
         ET.SubElement(case, "system-err").text = clean(output["stderr"])
 
@@ -82,9 +122,9 @@ def dispatch_junit(report: DispatchReport, hostname: str | None = None, now: dat
     suite = ET.Element(
         "testsuite",
         name=f"dispatch: {report.config_name}",
-        tests=str(len(outcomes)),
-        failures=str(sum(1 for o in outcomes if not o.ok and not o.unknown)),
-        errors=str(sum(1 for o in outcomes if o.unknown)),
+        tests="0",  # counted below, with the testcases of the tasks' report files
+        failures="0",
+        errors="0",
         skipped="0",
         time=_seconds(report.summary.total_time),
         timestamp=stamp.isoformat(),
@@ -92,6 +132,9 @@ def dispatch_junit(report: DispatchReport, hostname: str | None = None, now: dat
     )
     for o, name in zip(outcomes, unique_names(outcomes), strict=True):
         _testcase(suite, o, name)
+    cases = suite.findall("testcase")
+    for key, tag in (("tests", None), ("failures", "failure"), ("errors", "error"), ("skipped", "skipped")):
+        suite.set(key, str(sum(1 for c in cases if tag is None or c.find(tag) is not None)))
     ET.indent(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
 

@@ -18,7 +18,7 @@ from kombu.utils.uuid import uuid
 
 from dts.amqp.deadline import BLOCKED, BrokerSilent, Deadline, bounded
 from dts.amqp.publish import TaskPublisher
-from dts.amqp.replies import Collected, ReplyQueue, error_text
+from dts.amqp.replies import Collected, ReplyQueue, error_text, failure_output
 from dts.config import Settings
 from dts.reports.dispatch_report import TaskOutcome, success
 from dts.runs.live import TaskWatch
@@ -48,7 +48,7 @@ def outcome(settings: Settings, name: str, task_id: str, got: Collected, timeout
         return TaskOutcome(name, task_id, pool, error=f"no result within {timeout:g}s: {why}", unknown=True)
     if meta.get("status") == states.SUCCESS:
         return success(name, task_id, pool, meta["result"])
-    return TaskOutcome(name, task_id, pool, error=error_text(meta, name))
+    return TaskOutcome(name, task_id, pool, error=error_text(meta, name), output=failure_output(meta))
 
 
 def dispatch_round(

@@ -34,7 +34,19 @@ class CallImportError(Exception):
 
 
 class CallFailed(Exception):
-    """A task of your own failed for good: an exception not worth a retry, or the retries ran out."""
+    """A task of your own failed for good: an exception not worth a retry, or the retries ran out. `output`
+    (a command's exit code, output tails and report) travels in the result as the exception's second
+    argument; its text and repr (the task-failed event's, the dead letter's reason) are the reason alone."""
+
+    def __init__(self, why: str, output: dict[str, Any] | None = None):
+        super().__init__(*((why, output) if output else (why,)))
+        self.why = why
+
+    def __str__(self) -> str:
+        return self.why
+
+    def __repr__(self) -> str:
+        return f"CallFailed({self.why!r})"
 
 
 class NotJSON(Exception):
