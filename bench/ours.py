@@ -67,7 +67,7 @@ def publish_only(app, settings, tasks: int) -> dict:
     from dts.amqp.publish import TaskPublisher
     from dts.runs.loadgen import PUMP_EVERY, interleave, task_plan
 
-    order = interleave(task_plan(tasks, 0.5))
+    order = interleave(task_plan(tasks, dict.fromkeys(SIMULATED, 1)))
     kwargs = {name: {"duration": 0} for name in SIMULATED}
     warm_up(app)
     with ReplyQueue(app, keep=False) as replies:

@@ -20,7 +20,7 @@ from dts.reports.dispatch_report import (
     dispatch_rows,
     dispatch_totals,
 )
-from dts.reports.load_report import Distribution, LoadReport, PoolLoad, render_load
+from dts.reports.load_report import Distribution, LoadReport, PoolLoad, TaskLoad, render_load
 from dts.reports.status_report import PoolStatus, QueueStatus, StatusReport, WorkerStatus, render_health, render_status
 
 SAMPLES = ROOT / "docs" / "samples"
@@ -75,6 +75,10 @@ def load_report(doc: dict) -> LoadReport:
     for key in ("latency", "queue_wait", "execution"):
         r[key] = Distribution(**r[key])
     r["pools"] = {name: PoolLoad(**p) for name, p in r["pools"].items()}
+    r["task_types"] = {
+        name: TaskLoad(**{**t, **{k: Distribution(**t[k]) for k in ("latency", "queue_wait", "execution")}})
+        for name, t in r["task_types"].items()
+    }
     r["failures"] = tuple(r["failures"])
     return LoadReport(**r)
 

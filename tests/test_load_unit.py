@@ -22,12 +22,14 @@ from dts.reports.load_report import (
     LoadTestReport,
     ideal_time,
     percentile,
+    reason,
     render_load,
     render_load_test,
     render_sweep,
     summarise_load,
     threshold_failures,
 )
+from dts.reports.slots import count_bound, ideal_on, most_at_once, work_bound
 from dts.runs.loadgen import interleave, task_plan
 from dts.runs.samples import Sample
 
@@ -38,14 +40,14 @@ SETTINGS = load_settings(ROOT / "test-config.yml")
     ("tasks", "mix", "plan"), [(20, 0.5, (20, 20)), (10, 0.8, (16, 4)), (5, 0.0, (0, 10)), (3, 1.0, (6, 0))]
 )
 def test_task_plan(tasks, mix, plan):
-    assert task_plan(tasks, mix) == {"task_a": plan[0], "task_b": plan[1]}
+    assert task_plan(tasks, load_cli.mix_weights(mix)) == {"task_a": plan[0], "task_b": plan[1]}
 
 
 def test_interleave_spreads_types_evenly():
     assert interleave({"task_a": 3, "task_b": 3}) == ["task_a", "task_b"] * 3
     assert interleave({"task_a": 4, "task_b": 2}) == ["task_a", "task_b", "task_a", "task_a", "task_b", "task_a"]
     assert interleave({"task_a": 0, "task_b": 3}) == ["task_b"] * 3
-    order = interleave(task_plan(50, 0.8))
+    order = interleave(task_plan(50, load_cli.mix_weights(0.8)))
     assert (order.count("task_a"), order.count("task_b")) == (80, 20)
     # one task_b after every four task_a: evenly spread, never bunched
     b_at = [i for i, name in enumerate(order) if name == "task_b"]
@@ -117,22 +119,36 @@ def test_summary_splits_latency_and_measures_efficiency_against_live_slots():
     assert report.queue_wait.max == pytest.approx(0.1)
     assert report.execution.p50 == pytest.approx(0.1)
     assert report.per_worker == {"worker-a@h-1": 2, "worker-b@h-1": 1, "worker-b@h-2": 1}
-    a, b = report.pools["task_a"], report.pools["task_b"]
-    assert (a.pool, a.slots, a.tasks, a.completed) == ("worker-a", 1, 2, 2)
-    assert (b.pool, b.slots, b.tasks, b.completed) == ("worker-b", 2, 3, 2)
-    assert a.ideal == pytest.approx(0.2)  # 2 x 0.1 on 1 slot
-    assert b.ideal == pytest.approx(0.2)  # 2 x 0.2 on 2 slots
+    a, b = report.task_types["task_a"], report.task_types["task_b"]
+    assert (a.pool, a.tasks, a.completed, a.failed, a.unknown) == ("worker-a", 2, 2, 0, 0)
+    assert (b.pool, b.tasks, b.completed, b.failed, b.unknown) == ("worker-b", 3, 2, 0, 1)
+    assert (b.failures, report.failure_reasons) == ({"no result within 5s": 1}, {"no result within 5s": 1})
+    assert a.queue_wait.max == pytest.approx(0.1) and b.execution.p50 == pytest.approx(0.2)
+    pa, pb = (
+        report.pools["worker-a"],
+        report.pools["worker-b"],
+    )  # per pool, not per task type (a pool may serve several)
+    assert (pa.slots, pa.slots_max, pa.tasks, pa.completed) == (1, 1, 2, 2)
+    assert (pb.slots, pb.slots_max, pb.tasks, pb.completed) == (2, 2, 3, 2)
+    assert pa.ideal == pytest.approx(0.2)  # 2 x 0.1 on 1 slot
+    assert pb.ideal == pytest.approx(0.2)  # 2 x 0.2 on 2 slots
+    assert pa.efficiency == pytest.approx(0.2 / 0.2) and pb.efficiency == pytest.approx(0.2 / 0.2)  # to its last result
     assert report.ideal_time == pytest.approx(0.2)
     assert report.efficiency == pytest.approx(0.2 / 0.25)
     assert report.throughput == pytest.approx(4 / 0.25)
     doc = json.loads(json.dumps(report.to_json()))
-    assert doc["pools"]["task_b"]["pool"] == "worker-b" and doc["latency"]["max"] == pytest.approx(0.2)
+    assert doc["task_types"]["task_b"]["pool"] == "worker-b" and doc["latency"]["max"] == pytest.approx(0.2)
+    assert doc["pools"]["worker-b"]["slots"] == 2
 
 
-def test_a_pool_without_live_slots_has_no_finite_ideal_time():
+def test_a_pool_without_live_slots_counts_the_workers_that_ran_its_tasks():
+    # none answered the slot count before the run, but worker-a@h ran a task: its slot was there (before
+    # issue 31 the ideal was infinite); a pool without any worker has no finite ideal
     report = summarise_load(SETTINGS, [sample("task_a", "worker-a@h", 0, 0, 0.1, 0.1)], {"worker-a": 0}, wall=0.1)
-    assert report.pools["task_a"].ideal == math.inf and report.pools["task_b"].ideal == 0.0
-    assert report.work_per_slot == 0.0
+    assert (report.pools["worker-a"].slots, report.pools["worker-a"].slots_max) == (0, 1)
+    assert report.pools["worker-a"].ideal == pytest.approx(0.1) and list(report.pools) == ["worker-a"]
+    assert report.work_per_slot == pytest.approx(0.1)
+    assert ideal_on([0.1], []) == math.inf
 
 
 def test_nothing_completed_has_no_efficiency():
@@ -184,6 +200,7 @@ def test_report_and_sweep_lines():
     assert lines[0] == "Tasks: 1 sent, 1 completed, 0 failed, 0 unknown, 0 retries"
     assert lines[1] == "Total time: 0.100s   throughput: 10.0 tasks/s"
     assert "Tasks per worker: worker-a@h 1" in lines
+    assert lines[-2] == "Efficiency per pool (ideal / time to its last result): worker-a 1.000"
     assert lines[-1] == "Efficiency (ideal / actual): 1.000 (work per slot / actual: 1.000)"
     faster = summarise_load(
         SETTINGS, [sample("task_a", "worker-a@h", 0, 0, 0.1, 0.1)], {"worker-a": 2, "worker-b": 2}, wall=0.05
@@ -351,3 +368,176 @@ def test_a_result_file_streams_its_samples_and_is_one_json_document(tmp_path):
     doc = json.loads(path.read_text())
     assert doc["runs"][0] == {"samples": [{"n": 0}, {"n": 1}, {"n": 2}], "report": {"tasks": 3}}
     assert doc["kind"] == "load_test" and not list(tmp_path.glob(".*.tmp"))
+
+
+# --------------------------------------------------------------------------- issue 31: a load of any tasks
+
+OWN = """\
+pools:
+  worker-a: {queues: [queue_a]}
+  worker-b: {queues: [queue_b]}
+  worker-c: {queues: [queue_c], concurrency: 1}
+tasks:
+  add: {queue: queue_c, call: "labjobs:add", params: {x: 1, y: 2}}
+  flash: {queue: queue_c, command: [echo, "{board}"], params: {board: rev-a}}
+"""
+
+
+@pytest.fixture
+def own_config(tmp_path):
+    path = tmp_path / "test-config.yml"
+    path.write_text(OWN)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("tasks", "weights", "plan"),
+    [
+        (20, {"add": 3, "flash": 1}, {"add": 30, "flash": 10}),  # tasks x types in all, split by weight
+        (5, {"task_a": 1, "add": 2}, {"task_a": 3, "add": 7}),
+        (1, {"add": 1, "flash": 1, "task_a": 1}, {"add": 1, "flash": 1, "task_a": 1}),
+        (1, {"add": 0.1, "flash": 1000}, {"add": 0, "flash": 2}),
+        (7, {"add": 2.5}, {"add": 7}),
+    ],
+)
+def test_task_plan_splits_tasks_x_types_by_weight_exactly(tasks, weights, plan):
+    assert task_plan(tasks, weights) == plan and sum(plan.values()) == tasks * len(weights)
+
+
+def test_a_share_of_task_a_is_the_same_plan_as_before_weights():
+    for tasks in (1, 3, 20, 33, 999):
+        for mix in (0.0, 0.1, 0.25, 0.333, 0.5, 0.8, 0.9, 1.0):
+            n_a = round(2 * tasks * mix)  # the seed's rule
+            assert task_plan(tasks, load_cli.mix_weights(mix)) == {"task_a": n_a, "task_b": 2 * tasks - n_a}
+
+
+def test_mix_arg_takes_a_share_or_declared_names_and_weights():
+    assert load_cli.mix_arg("0.8") == 0.8
+    assert load_cli.mix_arg("add=3, flash=1.5") == {"add": 3.0, "flash": 1.5}
+
+
+def args_of(*argv: str) -> argparse.Namespace:
+    return load_cli.build_parser().parse_args(list(argv))
+
+
+def test_the_load_plan_gives_each_declared_task_its_params_and_the_builtins_their_overrides(own_config):
+    settings = load_settings(own_config)
+    plan, kwargs = load_cli.load_plan(settings, args_of("--mix", "task_a=1,add=2", "--tasks", "5", "--duration-a", "0"))
+    assert plan == {"task_a": 3, "add": 7}
+    assert kwargs == {"task_a": {"duration": 0.0}, "add": {}}  # add: its declared params, filled by the worker
+    _, kwargs = load_cli.load_plan(settings, args_of("--fail-rate", "0.5", "--duration-b", "0.25"))
+    assert kwargs == {"task_a": {"failure_rate": 0.5}, "task_b": {"failure_rate": 0.5, "duration": 0.25}}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--mix", "add=x"], "argument --mix: weight of add must be a number > 0 and <= 1,000,000 (got 'add=x')"),
+        (["--mix", "add=0"], "argument --mix: weight of add must be a number > 0 and <= 1,000,000 (got 'add=0')"),
+        (["--mix", "add=-1"], "argument --mix: weight of add must be a number > 0 and <= 1,000,000 (got 'add=-1')"),
+        (["--mix", "add=nan"], "argument --mix: weight of add must be a number > 0 and <= 1,000,000 (got 'add=nan')"),
+        (["--mix", "add=1,add=2"], "argument --mix: names add twice (got 'add=1,add=2')"),
+        (["--mix", "Add=1"], "argument --mix: takes NAME=WEIGHT,..., NAME a declared task's name (got 'Add=1')"),
+        (["--mix", ",".join(f"t{n}=1" for n in range(21))], "argument --mix: takes at most 20 NAME=WEIGHT"),
+    ],
+)
+def test_a_bad_mix_is_a_usage_error(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        load_test.main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == ExitCode.USAGE and err.count("\n") == 1
+    assert err.startswith(f"load_test.py: error: {message}"), err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--mix", "add=1,nope=2"], "unknown task 'nope': test-config.yml declares task_a, task_b, add, flash"),
+        (["--mix", "add=1", "--duration-a", "0"], "--duration-a is for task_a, which --mix leaves out"),
+        (["--mix", "add=1,flash=1,task_a=1", "--tasks", "40000"], "--tasks 40000 x 3 task types is more than 100000"),
+    ],
+)
+def test_an_undeclared_task_in_the_mix_is_refused_before_the_broker(own_config, argv, message, capsys):
+    # refused before the broker is asked (a broker asked would be exit 3 here: the test vhost is not made)
+    assert load_test.main(["--config", str(own_config), *argv]) == ExitCode.USAGE
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"load_test.py: error: {message}") and captured.err.count("\n") == 1
+    assert captured.out == ""
+
+
+def test_a_report_of_any_tasks_per_type_per_pool_and_failures_by_reason(own_config):
+    settings = load_settings(own_config)
+    samples = [
+        sample("add", "worker-c@h", 0.0, 0.0, 0.2, 0.2),
+        sample("flash", "worker-c@h", 0.0, 0.2, 0.2, 0.4),
+        sample("task_a", "worker-a@h", 0.0, 0.0, 0.1, 0.1),
+        Sample("add", "x", 0.0, received_at=0.5, error="ValueError: bad board; not retried"),
+        Sample("flash", "y", 0.0, received_at=0.5, error="ValueError: exit 3"),
+        Sample("flash", "z", 0.0, error="no result within 5s: still queued or running", unknown=True),
+    ]
+    report = summarise_load(settings, samples, {"worker-a": 1, "worker-b": 1, "worker-c": 1}, wall=0.5)
+    assert list(report.task_types) == ["task_a", "add", "flash"] and list(report.pools) == ["worker-a", "worker-c"]
+    flash = report.task_types["flash"]
+    assert (flash.pool, flash.tasks, flash.completed, flash.failed, flash.unknown) == ("worker-c", 3, 1, 1, 1)
+    assert flash.failures == {"ValueError": 1, "no result within 5s": 1}
+    assert report.failure_reasons == {"ValueError": 2, "no result within 5s": 1}
+    c = report.pools["worker-c"]
+    assert (c.tasks, c.completed, c.ideal) == (5, 2, pytest.approx(0.4))  # add + flash share worker-c's one slot
+    lines = render_load(report)
+    assert "flash           worker-c         3     1      1       1      200    200      200    200" in lines
+    assert "Failures by reason: ValueError 2, no result within 5s 1" in lines
+
+
+def grown_pool() -> tuple[list[Sample], float]:
+    """worker-a had 1 slot at the start; three more workers joined at 1 s (autoscale): 1 + 4 tasks of 1 s
+    ran in 2 s."""
+    samples = [sample("task_a", "worker-a@h-1", 0.0, 0.0, 1.0, 1.0)]
+    samples += [sample("task_a", f"worker-a@h-{n}", 0.0, 1.0, 1.0, 2.0) for n in range(1, 5)]
+    return samples, 2.0
+
+
+def test_efficiency_never_exceeds_1_when_a_pool_grows_during_the_run():
+    samples, wall = grown_pool()
+    report = summarise_load(SETTINGS, samples, {"worker-a": 1, "worker-b": 1}, wall=wall)
+    pool = report.pools["worker-a"]
+    assert (pool.slots, pool.slots_max) == (1, 4)
+    assert pool.ideal == pytest.approx(2.0) and report.efficiency == pytest.approx(1.0)
+    assert report.efficiency <= 1 and pool.efficiency <= 1
+    assert "worker-a 1->4 (grew during the run)" in render_load(report)[-3]
+    # the formula before issue 31 (the slots asked once, at the start) claimed 2.5
+    assert ideal_time([1.0] * 5, 1) / wall == pytest.approx(2.5)
+
+
+def test_a_worker_lost_mid_run_keeps_its_slot_counted():
+    # 2 slots at the start; worker-a@h-2 ran one task and was lost: the ideal still counts 2 slots (lower)
+    samples = [sample("task_a", "worker-a@h-1", 0.0, t, 1.0, t + 1.0) for t in (0.0, 1.0, 2.0)]
+    samples.append(sample("task_a", "worker-a@h-2", 0.0, 0.0, 1.0, 1.0))
+    report = summarise_load(SETTINGS, samples, {"worker-a": 2}, wall=3.0)
+    assert report.pools["worker-a"].ideal == pytest.approx(2.0) and report.efficiency == pytest.approx(2 / 3)
+
+
+def test_a_worker_running_more_at_once_than_its_pool_declares_counts_what_it_ran():
+    samples = [sample("task_a", "worker-a@h-1", 0.0, 0.0, 1.0, 1.0) for _ in range(3)]
+    report = summarise_load(SETTINGS, samples, {"worker-a": 1}, wall=1.0)
+    assert report.pools["worker-a"].slots_max == 3 and report.efficiency == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("slots", [1, 2, 3, 7])
+@pytest.mark.parametrize(
+    "executions", [[0.2] * 20, [0.2] * 21, [1.0, 0.1, 0.1], [0.1, 0.3], [0.0, 0.0], [0.05 * n for n in range(1, 30)]]
+)
+def test_on_a_steady_pool_the_ideal_is_the_formula_before_issue_31(executions, slots):
+    old = max(sum(executions) / slots, math.ceil(len(executions) / slots) * min(executions), max(executions))
+    assert ideal_on(executions, [(0.0, slots)]) == old  # exactly
+    assert work_bound(sum(executions), [(0.0, slots)]) == sum(executions) / slots
+
+
+def test_the_bounds_on_slots_that_come_during_the_run():
+    lanes = [(0.0, 1), (1.0, 3)]
+    assert work_bound(5.0, lanes) == pytest.approx(2.0) and work_bound(0.5, lanes) == pytest.approx(0.5)
+    assert count_bound(5, 1.0, lanes) == 2.0 and count_bound(6, 1.0, lanes) == 3.0
+    assert count_bound(3, 0.0, [(2.0, 1)]) == 2.0 and work_bound(1.0, []) == math.inf
+    assert most_at_once([(0.0, 1.0), (1.0, 2.0), (0.5, 1.5)]) == 2
+    assert (
+        reason("TransientError: boom; gave up", "failed") == "TransientError" and reason(None, "unknown") == "unknown"
+    )

@@ -232,7 +232,7 @@ def test_load_test_20_plus_20(config_path, workers, clean_queues, tmp_path, caps
     assert (report["tasks"], report["completed"], report["failed"]) == (40, 40, 0)
     assert sum(report["per_worker"].values()) == 40
     assert report["slots"] == {"worker-a": 2, "worker-b": 2}  # asked from the live workers
-    assert report["pools"]["task_a"]["pool"] == "worker-a" and report["pools"]["task_b"]["pool"] == "worker-b"
+    assert report["task_types"]["task_a"]["pool"] == "worker-a" and report["task_types"]["task_b"]["pool"] == "worker-b"
     running = workers.workers()
     assert set(report["per_worker"]) == set(running["worker-a"] + running["worker-b"])  # every worker took part
     lat = report["latency"]

@@ -1,7 +1,7 @@
 """JUnit XML, the report every CI system reads: one <testsuite> per run, one <testcase> per task.
 
     text = dispatch_junit(report, hostname="vm-1", now=datetime.now(UTC))   # pure: the document, as text
-    text = load_junit(load_report)               # a load test: bounded, an aggregate testcase per task type
+    text = load_junit(load_report)               # a load test: bounded, an aggregate testcase per task type (any tasks)
     write_junit(path, text)                                                 # written whole, then renamed
 
 What CI systems do with it decides its shape: GitLab shows a testcase's `classname` as its suite and keeps
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from dts.files import write_atomic
 from dts.reports.dispatch_report import DispatchReport, TaskOutcome
-from dts.reports.load_report import LoadRun, LoadTestReport
+from dts.reports.load_report import LoadRun, LoadTestReport, PoolLoad, TaskLoad
 
 MAX_MESSAGE = 500  # characters of a failure's message attribute (the element's text has the whole reason)
 NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # characters XML 1.0 cannot carry
@@ -151,6 +151,26 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.0f} ms"
 
 
+def _task_type_case(suite: ET.Element, task: str, load: TaskLoad, pool: PoolLoad | None) -> None:
+    """A task type's aggregate testcase: failed when any of its tasks did not succeed (the reasons counted)."""
+    case = ET.SubElement(suite, "testcase", name=f"{task}: {load.tasks} tasks", classname=load.pool,
+                         time=_seconds(load.work))  # fmt: skip
+    bad = load.failed + load.unknown
+    if bad:
+        why = ", ".join(f"{reason} {n}" for reason, n in load.failures.items())
+        message = clean(f"{bad} of {load.tasks} {task} tasks did not succeed ({why})")
+        ET.SubElement(case, "failure", message=message[:MAX_MESSAGE], type="failed").text = message
+    slots = (
+        "-"
+        if pool is None
+        else f"{pool.slots}" + (f" (at most {pool.slots_max})" if pool.slots_max > pool.slots else "")
+    )
+    ET.SubElement(case, "system-out").text = (
+        f"tasks: {load.tasks}\ncompleted: {load.completed}\npool: {load.pool}\nslots: {slots}\n"
+        f"work: {load.work:.3f}s\nqueue wait p95: {_ms(load.queue_wait.p95)}\nexecution p95: {_ms(load.execution.p95)}\n"
+    )
+
+
 def _load_suite(parent: ET.Element, run: LoadRun, name: str, problems: tuple[str, ...], stamp: str, host: str) -> None:
     """One load run: an aggregate testcase per task type, one per failed task (bounded), the thresholds."""
     r = run.report
@@ -162,18 +182,11 @@ def _load_suite(parent: ET.Element, run: LoadRun, name: str, problems: tuple[str
                        ("latency_p95", _ms(r.latency.p95)), ("latency_p99", _ms(r.latency.p99)),
                        ("efficiency", "-" if r.efficiency is None else f"{r.efficiency:.3f}")):  # fmt: skip
         ET.SubElement(props, "property", name=key, value=value)
-    for task, load in r.pools.items():
-        bad = sum(1 for f in r.failures if f["task"] == task)
-        case = ET.SubElement(suite, "testcase", name=f"{task}: {load.tasks} tasks", classname=load.pool,
-                             time=_seconds(load.work))  # fmt: skip
-        if bad:
-            ET.SubElement(case, "failure", message=f"{bad} of {load.tasks} {task} tasks did not succeed", type="failed")
-        ET.SubElement(
-            case, "system-out"
-        ).text = f"tasks: {load.tasks}\ncompleted: {load.completed}\nslots: {load.slots}\nwork: {load.work:.3f}s\n"
+    for task, load in r.task_types.items():
+        _task_type_case(suite, task, load, r.pools.get(load.pool))
     for f in failed_cases:
-        case = ET.SubElement(suite, "testcase", name=f"{f['task']} [{f['task_id']}]", classname=r.pools[f["task"]].pool
-                             if f["task"] in r.pools else f["task"], time=_seconds(0))  # fmt: skip
+        case = ET.SubElement(suite, "testcase", name=f"{f['task']} [{f['task_id']}]", classname=r.task_types[f["task"]].pool
+                             if f["task"] in r.task_types else f["task"], time=_seconds(0))  # fmt: skip
         reason = clean(f["error"] or f["state"])
         tag, kind = ("error", "unknown") if f["state"] == "unknown" else ("failure", reason.split(":", 1)[0][:100])
         ET.SubElement(case, tag, message=reason[:MAX_MESSAGE], type=kind).text = reason

@@ -1,6 +1,7 @@
-"""The load test's report: per run, the latency distributions (end to end, queue wait, execution), the
-tasks per worker, the ideal time on the live worker slots and the efficiency; the thresholds it missed;
-and the whole test (its runs, at one size or a sweep of sizes) as text and as its result file's JSON.
+"""The load test's report: per run, the latency distributions (end to end, queue wait, execution) in all
+and per task type, the tasks per worker, the failures by reason, per pool the ideal time on the worker
+slots it had (dts.reports.slots) and its efficiency; the thresholds it missed; and the whole test (its runs,
+at one size or a sweep of sizes) as text and as its result file's JSON.
 
     report = summarise_load(settings, table, slots, wall)       # table: the SampleTable of one run
     test = LoadTestReport(config, spec, (LoadRun(None, report, table),), tuple(threshold_failures(report, settings)))
@@ -16,7 +17,8 @@ from typing import Any
 
 from dts.config import Settings
 from dts.reports.documents import Stream
-from dts.runs.samples import SUCCEEDED, UNKNOWN, SampleTable
+from dts.reports.slots import ideal_on, pool_lanes, work_bound
+from dts.runs.samples import FAILED, SUCCEEDED, UNKNOWN, SampleTable
 
 
 @dataclass(frozen=True)
@@ -29,13 +31,34 @@ class Distribution:
 
 
 @dataclass(frozen=True)
-class PoolLoad:
+class TaskLoad:
+    """One task type of a run: its pool, counts, work (seconds of execution), latencies, failures by reason."""
+
+    pool: str
     tasks: int
     completed: int
-    pool: str
-    slots: int
+    failed: int
+    unknown: int
     work: float
+    latency: Distribution
+    queue_wait: Distribution
+    execution: Distribution
+    failures: dict[str, int]  # reason -> tasks
+
+
+@dataclass(frozen=True)
+class PoolLoad:
+    """One pool of a run: its tasks (of every type routed to it), the slots it had (at the start, and at
+    most: dts.reports.slots), its work, ideal time and efficiency (ideal / time to its last result)."""
+
+    tasks: int
+    completed: int
+    slots: int
+    slots_max: int
+    work: float
+    work_per_slot: float  # the work spread over its slots as they came (work / slots on a steady pool)
     ideal: float
+    efficiency: float | None
 
 
 @dataclass(frozen=True)
@@ -51,8 +74,10 @@ class LoadReport:
     queue_wait: Distribution
     execution: Distribution
     per_worker: dict[str, int]
-    slots: dict[str, int]
-    pools: dict[str, PoolLoad]  # per task type
+    failure_reasons: dict[str, int]  # reason -> tasks that failed or are unknown for it
+    task_types: dict[str, TaskLoad]
+    slots: dict[str, int]  # per pool, asked from the workers before the run
+    pools: dict[str, PoolLoad]  # per pool that served the load
     ideal_time: float
     work_per_slot: float
     efficiency: float | None
@@ -82,27 +107,80 @@ def distribution(values) -> Distribution:
 
 def ideal_time(executions: list[float], slots: int) -> float:
     """Lower bound on the time one pool needs for these tasks on `slots` slots: the work spread evenly,
-    but no less than ceil(tasks / slots) of the shortest task in a row, nor the longest task."""
-    if not executions:
-        return 0.0
-    if slots < 1:
-        return math.inf
-    return max(sum(executions) / slots, math.ceil(len(executions) / slots) * min(executions), max(executions))
+    but no less than ceil(tasks / slots) of the shortest task in a row, nor the longest task (a steady
+    pool's ideal_on)."""
+    return ideal_on(executions, [(0.0, slots)])
 
 
-def _pool_load(settings: Settings, task: str, table: SampleTable, slots: dict[str, int]) -> PoolLoad:
-    pool = settings.pool_for_task(task).name
-    times, n = list(table.executions(task)), slots.get(pool, 0)
-    return PoolLoad(table.tasks_of(task), len(times), pool, n, work=sum(times), ideal=ideal_time(times, n))
+def reason(error: str | None, state: str) -> str:
+    """A failure's reason as the report counts it: its error's kind (the text before the first colon)."""
+    return (error or state).split(":", 1)[0].strip()[:100] or state
+
+
+def _reasons(table: SampleTable, rows) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in rows:
+        if table.state[r] != SUCCEEDED:
+            key = reason(table.errors.get(r), "unknown" if table.state[r] == UNKNOWN else "failed")
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _task_load(table: SampleTable, task: str, pool: str) -> TaskLoad:
+    rows = list(table.rows(task))
+    states = [table.state[r] for r in rows]
+    return TaskLoad(
+        pool=pool,
+        tasks=len(rows),
+        completed=states.count(SUCCEEDED),
+        failed=states.count(FAILED),
+        unknown=states.count(UNKNOWN),
+        work=sum(table.executions(task)),
+        latency=distribution(table.latencies(task)),
+        queue_wait=distribution(table.queue_waits(task)),
+        execution=distribution(table.executions(task)),
+        failures=_reasons(table, rows),
+    )
+
+
+def _pool_load(settings: Settings, pool: str, table: SampleTable, rows: list[int], slots: int, t0: float) -> PoolLoad:
+    done = [r for r in rows if table.state[r] == SUCCEEDED]
+    times = [table.execution_time[r] for r in done if not math.isnan(table.execution_time[r])]
+    lanes = pool_lanes(table, done, slots, settings.pools[pool].concurrency, t0)
+    ideal = ideal_on(times, lanes)
+    span = max((table.received_at[r] for r in done), default=t0) - t0
+    return PoolLoad(
+        tasks=len(rows),
+        completed=len(done),
+        slots=slots,
+        slots_max=sum(n for _, n in lanes),
+        work=sum(times),
+        work_per_slot=work_bound(sum(times), lanes) if times else 0.0,
+        ideal=ideal,
+        efficiency=ideal / span if done and span > 0 else None,
+    )
+
+
+def _pools(settings: Settings, table: SampleTable, slots: dict[str, int]) -> dict[str, PoolLoad]:
+    """Per pool that served the load (in the config's order): its tasks of every type, on its lanes."""
+    pool_of = [settings.pool_for_task(name).name for name in table.task_names]
+    rows: dict[str, list[int]] = {pool: [] for pool in settings.pools}
+    for r in range(len(table)):
+        rows[pool_of[table.task[r]]].append(r)
+    t0 = min(table.sent_at, default=0.0)
+    return {
+        pool: _pool_load(settings, pool, table, mine, slots.get(pool, 0), t0) for pool, mine in rows.items() if mine
+    }
 
 
 def summarise_load(settings: Settings, samples, slots: dict[str, int], wall: float) -> LoadReport:
     """The report of one load run (pure: samples in, numbers out). `samples`: a SampleTable, or Sample objects."""
     table = samples if isinstance(samples, SampleTable) else SampleTable.of(samples)
     completed = table.count(SUCCEEDED)
-    pools = {task: _pool_load(settings, task, table, slots) for task in settings.tasks}
+    types = [name for name in settings.tasks if table.tasks_of(name)]
+    pools = _pools(settings, table, slots)
     ideal = max((p.ideal for p in pools.values()), default=0.0)
-    work_per_slot = max((p.work / p.slots for p in pools.values() if p.slots), default=0.0)
+    work_per_slot = max((p.work_per_slot for p in pools.values() if p.work_per_slot < math.inf), default=0.0)
     failures = tuple(
         {"task": s.task, "task_id": s.task_id, "state": s.state, "error": s.error}
         for s in (table.sample(row) for row in range(len(table)) if table.state[row] != SUCCEEDED)
@@ -119,6 +197,8 @@ def summarise_load(settings: Settings, samples, slots: dict[str, int], wall: flo
         queue_wait=distribution(table.queue_waits()),
         execution=distribution(table.executions()),
         per_worker=dict(sorted(table.per_worker().items())),
+        failure_reasons=_reasons(table, range(len(table))),
+        task_types={name: _task_load(table, name, settings.pool_for_task(name).name) for name in types},
         slots=slots,
         pools=pools,
         ideal_time=ideal,
@@ -159,6 +239,23 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _slots(pool: str, load: PoolLoad | None, at_start: int) -> str:
+    grew = load is not None and load.slots_max > at_start
+    return f"{pool} {at_start}" + (f"->{load.slots_max} (grew during the run)" if grew else "")
+
+
+def render_task_types(r: LoadReport) -> list[str]:
+    """A line per task type: its pool, counts, and its queue wait and execution (p50, p95)."""
+    lines = [f"{'per task type':<16}{'pool':<12}{'sent':>6}{'ok':>6}{'failed':>7}{'unknown':>8}"
+             f"{'wait p50':>9}{'p95':>7}{'exec p50':>9}{'p95':>7}  ms"]  # fmt: skip
+    for name, t in r.task_types.items():
+        lines.append(
+            f"{name:<16}{t.pool:<12}{t.tasks:>6}{t.completed:>6}{t.failed:>7}{t.unknown:>8}"
+            f"{_ms(t.queue_wait.p50):>9}{_ms(t.queue_wait.p95):>7}{_ms(t.execution.p50):>9}{_ms(t.execution.p95):>7}"
+        )
+    return lines
+
+
 def render_load(r: LoadReport) -> list[str]:
     lines = [
         f"Tasks: {r.tasks} sent, {r.completed} completed, {r.failed - _unknown_tasks(r)} failed, {_unknown_tasks(r)} unknown, "
@@ -168,16 +265,23 @@ def render_load(r: LoadReport) -> list[str]:
     ]
     for name, d in (("latency (end to end)", r.latency), ("  queue wait", r.queue_wait), ("  execution", r.execution)):
         lines.append(f"{name:<22}{_ms(d.p50):>7}{_ms(d.p95):>7}{_ms(d.p99):>7}{_ms(d.max):>7}")
+    lines += render_task_types(r)
     lines.append("Tasks per worker: " + ", ".join(f"{w} {n}" for w, n in r.per_worker.items()))
-    slots = ", ".join(f"{pool} {n}" for pool, n in r.slots.items())
+    slots = ", ".join(_slots(pool, r.pools.get(pool), n) for pool, n in r.slots.items())
     lines.append(
         f"Worker slots (replicas x concurrency): {slots}; ideal time {r.ideal_time:.3f}s "
         f"(work per slot {r.work_per_slot:.3f}s)"
     )
     lines.append(
+        "Efficiency per pool (ideal / time to its last result): "
+        + ", ".join(f"{pool} {_ratio(p.efficiency)}" for pool, p in r.pools.items())
+    )
+    lines.append(
         f"Efficiency (ideal / actual): {_ratio(r.efficiency)} "
         f"(work per slot / actual: {_ratio(r.efficiency_work_per_slot)})"
     )
+    if r.failure_reasons:
+        lines.append("Failures by reason: " + ", ".join(f"{why} {n}" for why, n in r.failure_reasons.items()))
     lines += [f"FAILED {f['task']} {f['task_id']}: {f['error']}" for f in r.failures[:10]]
     return lines
 
@@ -199,10 +303,11 @@ def render_sweep(runs: list[tuple[int, LoadReport]]) -> list[str]:
 
 @dataclass(frozen=True)
 class LoadSpec:
-    """The load asked for: tasks of each type, the share of task_a, the task durations (None: the config's)."""
+    """The load asked for: tasks of each type, --mix as given (the share of task_a, or {task: weight}), the
+    built-ins' durations (None: the config's)."""
 
     tasks: int
-    mix: float
+    mix: float | dict[str, float]
     duration_a: float | None
     duration_b: float | None
 

@@ -1,7 +1,7 @@
 """The load generator: the task plan, and a run that streams: tasks are published (confirmed in batches)
 while their results come back on the run's reply queue, with a bounded number in flight.
 
-    order = interleave(task_plan(tasks=20, mix=0.5))     # ['task_a', 'task_b', 'task_a', ...]
+    order = interleave(task_plan(20, {"task_a": 1, "task_b": 1}))   # ['task_a', 'task_b', 'task_a', ...]
     slots = live_slots(app, settings, workers=2)           # {'worker-a': 1, 'worker-b': 1}
     samples, wall, got = run_load(app, settings, order, kwargs, timeout, progress, watch)   # samples: a SampleTable
 """
@@ -27,11 +27,18 @@ from dts.runs.samples import SampleTable
 SLOTS_WAIT = 2.0  # seconds the slot count waits for a worker's reply (an answering one: a round trip)
 
 
-def task_plan(tasks: int, mix: float) -> dict[str, int]:
-    """2 × tasks in all; `mix` is the share of task_a (0.5 = as many of each, like the seed)."""
-    total = 2 * tasks
-    n_a = round(total * mix)
-    return {"task_a": n_a, "task_b": total - n_a}
+def task_plan(tasks: int, weights: dict[str, float]) -> dict[str, int]:
+    """How many of each task type: `tasks` x the number of types in all, split by the weights (positive
+    numbers, or a share and its complement), each count rounded so that they add up to the total exactly
+    (the running sum rounded: a type gets its share +- 1). Two types weighted mix and 1 - mix: 2 x tasks,
+    round(2 x tasks x mix) of the first, like the seed's --mix."""
+    total, whole = tasks * len(weights), sum(weights.values())
+    plan, running, given = {}, 0.0, 0
+    for name, weight in weights.items():
+        running += weight
+        upto = round(total * running / whole) if running < whole else total
+        plan[name], given = upto - given, upto
+    return plan
 
 
 def interleave(plan: dict[str, int]) -> list[str]:

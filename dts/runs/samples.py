@@ -164,15 +164,16 @@ class SampleTable:
     def tasks_of(self, task: str) -> int:
         return self.task.count(self._task_index[task]) if task in self._task_index else 0
 
-    def latencies(self) -> array:
-        """End-to-end seconds (sent -> result received) of the tasks that succeeded."""
-        return array("d", (self.received_at[r] - self.sent_at[r] for r in self.rows(state=SUCCEEDED)))
+    def latencies(self, task: str | None = None) -> array:
+        """End-to-end seconds (sent -> result received) of the tasks (of one type) that succeeded."""
+        return array("d", (self.received_at[r] - self.sent_at[r] for r in self.rows(task, SUCCEEDED)))
 
-    def queue_waits(self) -> array:
-        """Seconds from sent to started on the worker (never negative: two clocks) of the tasks that succeeded."""
+    def queue_waits(self, task: str | None = None) -> array:
+        """Seconds from sent to started on the worker (never negative: two clocks) of the tasks (of one type)
+        that succeeded."""
         started = self.started_at
         waits = (
-            max(0.0, started[r] - self.sent_at[r]) for r in self.rows(state=SUCCEEDED) if not math.isnan(started[r])
+            max(0.0, started[r] - self.sent_at[r]) for r in self.rows(task, SUCCEEDED) if not math.isnan(started[r])
         )
         return array("d", waits)
 
