@@ -328,6 +328,31 @@ def test_settings_are_frozen_and_broker_url_is_replaceable():
             "tasks.job.command has a placeholder with no value: {x} (declare it under params:) (got ['echo', '{x}'])",
         ),
         (
+            POOLS + "tasks: {job: {call: 'm:f', queue: queue_a, params: {b: x}, choices: {board: [x]}}}",
+            "tasks.job.choices.board names no declared param (params: b) (got 'board')",
+        ),
+        (
+            POOLS + "tasks: {job: {call: 'm:f', queue: queue_a, params: {b: x}, choices: {b: [y, z]}}}",
+            "tasks.job.params.b must be one of y, z (got 'x')",
+        ),
+        (
+            POOLS + "tasks: {job: {call: 'm:f', queue: queue_a, params: {b: x}, choices: {b: []}}}",
+            "tasks.job.choices.b must list 1 to 100 values (got [])",
+        ),
+        (
+            POOLS + "tasks: {job: {call: 'm:f', queue: queue_a, params: {b: x}, patterns: {b: 'rev-[a-'}}}",
+            "tasks.job.patterns.b must be a regular expression (unterminated character set at position 4) (got 'rev-[a-')",
+        ),
+        (
+            POOLS + "tasks: {job: {call: 'm:f', queue: queue_a, params: {b: x}, patterns: {b: 'rev-.'}}}",
+            "tasks.job.params.b must match rev-. (got 'x')",
+        ),
+        (
+            POOLS + "tasks: {job: {call: 'm:f', queue: queue_a, params: {b: rev-a}, choices: {b: [rev-a]}}}\n"
+            "scenarios: {night: ['job:b=rev-z']}",
+            "scenarios.night gives job:b a value it does not take: it must be one of rev-a (got 'job:b=rev-z')",
+        ),
+        (
             POOLS + "tasks: {job: {call: 'm:f', queue: queue_a, cleanup: [relay, 'off']}}",
             "tasks.job.cleanup applies to a command task only (got ['relay', 'off'])",
         ),

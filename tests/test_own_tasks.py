@@ -14,6 +14,7 @@ import pytest
 from helpers import CHECKOUT, local_fleet, run_cli, vhost_url
 
 pytestmark = pytest.mark.integration
+APPS = {}  # the fleet's config -> its Celery app (to send a message no dispatch would)
 VHOST = f"dts-test-own-{CHECKOUT}"
 JOBS = '''\
 import os
@@ -67,8 +68,13 @@ def project(folder, marker, call_of_add="labjobs:add"):
         tasks:
           task_a: {{duration: 0}}
           task_b: {{duration: 0}}
-          add: {{queue: queue_c, call: "{call_of_add}", params: {{x: 1, y: 2}}}}
-          flaky: {{queue: queue_c, call: "labjobs:flaky", params: {{marker: "{marker}"}}, retry_on: [labjobs.Glitch]}}
+          add: {{queue: queue_c, call: "{call_of_add}", params: {{x: 1, y: 2}}, choices: {{y: ["2", "3"]}}}}
+          flaky:
+            queue: queue_c
+            call: "labjobs:flaky"
+            params: {{marker: "{marker}"}}
+            patterns: {{marker: "/.*"}}
+            retry_on: [labjobs.Glitch]
           busy: {{queue: queue_c, call: "labjobs:busy"}}
           busy_once: {{queue: queue_c, call: "labjobs:busy", retry: {{max_retries: 1, backoff_base: 0.02}}}}
           broken: {{queue: queue_c, call: "labjobs:broken", retry_on: [labjobs.Glitch]}}
@@ -89,7 +95,8 @@ def fleet(rabbitmq, tmp_path_factory):
     fresh_vhost(VHOST)
     folder = tmp_path_factory.mktemp("own") / "lab"
     config = project(folder, folder / "flaky.count")
-    with local_fleet(config, vhost_url(VHOST), folder / ".run"):
+    with local_fleet(config, vhost_url(VHOST), folder / ".run") as (_, app, _):
+        APPS[config] = app
         yield config
 
 
@@ -140,6 +147,8 @@ def test_retry_on_and_transient_are_retried_any_other_exception_fails_at_once(fl
             ["--task", "flaky:marker=-rf"],
             "--task flaky:marker must not start with - (an option where an argument goes)",
         ),
+        (["--task", "add:y=7"], "--task add:y must be one of 2, 3 (got '7')"),
+        (["--task", "flaky:marker=relative"], "--task flaky:marker must match /.* (got 'relative')"),
         (["--task", "task_a:colour=red"], "--task task_a: unknown key 'colour' (a built-in takes duration,"),
         (["--task", "Bad Name"], "argument --task: takes NAME[:KEY=VALUE,...], NAME a task's name"),
     ],
@@ -147,6 +156,22 @@ def test_retry_on_and_transient_are_retried_any_other_exception_fails_at_once(fl
 def test_a_bad_task_is_refused_before_anything_is_sent(fleet, argv, line):
     proc, _ = dispatch(fleet, *argv)
     assert proc.returncode == 2 and line in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "why"),
+    [
+        ({"y": 7}, "param y must be one of 2, 3 (got '7')"),
+        ({"z": 1}, "param z is not a declared param (got '1')"),
+        ({"x": "-rf"}, "param x must not start with - (an option where an argument goes) (got '-rf')"),
+    ],
+)
+def test_the_worker_checks_a_messages_params_again(fleet, kwargs, why):
+    """A message that did not come from `dts dispatch` (any client can publish): refused by the worker."""
+    result = APPS[fleet].send_task("celery_app.add", kwargs=kwargs, queue="queue_c", routing_key="queue_c")
+    with pytest.raises(Exception) as failed:
+        result.get(timeout=30)
+    assert str(failed.value) == f"{why}; not run, not retried"
 
 
 def test_a_worker_whose_callable_cannot_be_imported_refuses_to_start(rabbitmq, tmp_path):
@@ -183,5 +208,6 @@ def test_a_scenario_sends_its_tasks_and_the_list_shows_it(fleet):
     ]
     listed = run_cli("dispatch.py", "--config", str(fleet), "--list", env={"BROKER_URL": vhost_url(VHOST)})
     assert "scenario lab: 2*add:x=10 task_b" in listed.stdout
+    assert "  params: x=1, y=2 (one of 2|3)" in listed.stdout and "(matching /.*)" in listed.stdout
     unknown, _ = dispatch(fleet, "--scenario", "nope")
     assert unknown.returncode == 2 and "unknown scenario 'nope': test-config.yml declares lab" in unknown.stderr

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import reprlib
 import typing
 from collections.abc import Callable
@@ -265,8 +266,8 @@ class _Section:
         return found
 
     def lists(self, name: str, default: dict[str, Any], rule: schema.Rule) -> dict[str, tuple[str, ...]]:
-        """A mapping of lists of strings (the scenarios): names by the rule's pattern, each list of 1 to
-        MAX_TASKS strings."""
+        """A mapping of lists of strings (the scenarios, a task's choices): names by the rule's pattern, each
+        list of 1 to MAX_TASKS strings (`rule.each`: what they are called)."""
         data = self.get(name, dict, default)
         if rule.max is not None and len(data) > self.resolve(rule.max):
             raise self.fail(name, data, f"must have at most {self.resolve(rule.max)} {rule.items or 'entries'}")
@@ -274,10 +275,11 @@ class _Section:
         for key, value in data.items():
             if not isinstance(key, str) or (rule.pattern and not rule.pattern.fullmatch(key)):
                 raise self.fail(f"{name}.{key}", key, rule.form or "must be a name")
+            noun, form = rule.each
             if not isinstance(value, list) or not 1 <= len(value) <= schema.MAX_TASKS:
-                raise self.fail(f"{name}.{key}", value, f"must list 1 to {schema.MAX_TASKS} tasks")
+                raise self.fail(f"{name}.{key}", value, f"must list 1 to {schema.MAX_TASKS} {noun}")
             if not all(isinstance(item, str) for item in value):
-                raise self.fail(f"{name}.{key}", value, "must hold strings: NAME[:KEY=VALUE,...]")
+                raise self.fail(f"{name}.{key}", value, f"must hold {form}")
             found[key] = tuple(value)
         return found
 
@@ -365,6 +367,10 @@ def _check_spec(sec: _Section, key: str, entry: str, tasks: dict[str, TaskSettin
     unknown = sorted(set(given) - takes)
     if unknown:
         raise sec.fail(key, entry, f"gives {name} a key it does not take: {unknown[0]}")
+    for param, value in given.items():
+        problem = schema.param_rule_problem(task, param, value) if task.call or task.command else None
+        if problem:
+            raise sec.fail(key, entry, f"gives {name}:{param} a value it does not take: it {problem}")
 
 
 @_validates(BrokerSettings)
@@ -432,12 +438,38 @@ def _own_task(sec: _Section, task: dict[str, Any]) -> None:
     for code in task["retry_on_exit"]:
         if not 1 <= code <= 255:
             raise sec.fail("retry_on_exit", code, "must hold exit codes from 1 to 255 (0 is success)")
+    _param_rules(sec, task)
     if task["call"] is not None:
         given = [k for k in COMMAND_ONLY if k in sec.data]
         if given:
             raise sec.fail(given[0], sec.data[given[0]], "applies to a command task only")
         return
     _command_placeholders(sec, task)
+
+
+def _param_rules(sec: _Section, task: dict[str, Any]) -> None:
+    """choices: and patterns: name declared params; a pattern compiles; each default obeys its rules."""
+    for key in ("choices", "patterns"):
+        for name, rule in task[key].items():
+            if name not in task["params"]:
+                declared = ", ".join(task["params"]) or "none"
+                raise sec.fail(f"{key}.{name}", name, f"names no declared param (params: {declared})")
+            if key == "patterns":
+                _check_pattern(sec, f"{key}.{name}", rule)
+    probe = schema.TaskSettings(name=sec.name, queue="", choices=task["choices"], patterns=task["patterns"])
+    for name, default in task["params"].items():
+        problem = schema.param_rule_problem(probe, name, default)
+        if problem:
+            raise sec.fail(f"params.{name}", default, problem)
+
+
+def _check_pattern(sec: _Section, key: str, pattern: str) -> None:
+    if len(pattern) > schema.MAX_PARAM_PATTERN:
+        raise sec.fail(key, pattern, f"must be at most {schema.MAX_PARAM_PATTERN} characters")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise sec.fail(key, pattern, f"must be a regular expression ({exc})") from None
 
 
 COMMAND_ONLY = ("cwd", "env", "retry_on_exit", "cleanup", "cleanup_timeout", "report")

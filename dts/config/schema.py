@@ -78,6 +78,7 @@ class Rule:
     form: str | None = None  # what a value (a list's item, a mapping's entry name) not matching `pattern` is told
     items: str | None = None  # what a list's or mapping's items are called, in its count's message
     kind: str | None = None  # a task's key that applies to one kind of task only: SIMULATED or OWN
+    each: tuple[str, str] = ("entries", "strings")  # a mapping of lists: what a list holds, what its items must be
 
     def allowed(self) -> tuple[str, ...] | None:
         """The choices, asked now where they are a registry's (the engine names)."""
@@ -219,6 +220,22 @@ def code_folders(settings: Settings) -> list[Path]:
     return [settings.path.parent / folder for folder in settings.code]
 
 
+MAX_PARAM_PATTERN = 200  # characters of a param's pattern
+
+
+def param_rule_problem(task: TaskSettings, name: str, value: Scalar) -> str | None:
+    """What is wrong with a value of param `name` of a task of your own, by its choices: and patterns:
+    (pure; the config's defaults, a dispatch's values and, on the worker, a message's), or None."""
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    allowed = task.choices.get(name)
+    if allowed is not None and text not in allowed:
+        return f"must be one of {', '.join(allowed)}"
+    pattern = task.patterns.get(name)
+    if pattern is not None and not re.fullmatch(pattern, text):
+        return f"must match {pattern}"
+    return None
+
+
 def param_problem(value: str) -> str | None:
     """What is wrong with a param's string value (a default in the file, or a dispatch's), or None: at most
     MAX_PARAM_CHARS characters, no NUL or newline, not starting with - (it may fill a command's argv: no
@@ -328,6 +345,31 @@ class TaskSettings:
             items="params",
             help="the callable's keyword arguments and their defaults (a dispatch may override them: "
             "--task NAME:KEY=VALUE)",
+        ),
+    )
+    choices: dict[str, tuple[str, ...]] = field(
+        default_factory=dict,
+        metadata=key(
+            max=MAX_PARAMS,
+            pattern=PARAM_NAME,
+            kind=OWN,
+            form="must name a declared param",
+            items="params",
+            each=("values", "strings"),
+            help="the only values a param takes, by its name (e.g. board: [rev-a, rev-b]); a dispatch giving "
+            "another is refused before anything is sent",
+        ),
+    )
+    patterns: dict[str, str] = field(
+        default_factory=dict,
+        metadata=key(
+            max=MAX_PARAMS,
+            pattern=PARAM_NAME,
+            kind=OWN,
+            form="must name a declared param",
+            items="params",
+            help="a regular expression a param's whole value must match, by its name (e.g. select: "
+            "'[a-z_ ]+'); without choices: or a pattern a string value is only held to the default rule",
         ),
     )
     retry_on: tuple[str, ...] = field(
@@ -572,6 +614,7 @@ class Settings:
             pattern=TASK_NAME,
             form="must be a lower-case name of letters, digits and _ (e.g. nightly)",
             items="scenarios",
+            each=("tasks", "strings: NAME[:KEY=VALUE,...]"),
             help="named test scenarios for `dts dispatch --scenario NAME`: each a list of tasks as --task takes "
             "them, NAME[:KEY=VALUE,...], a leading N* to send it N times (e.g. 3*board_smoke:board=rev-b)",
         ),

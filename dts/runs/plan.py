@@ -14,7 +14,7 @@ import argparse
 from typing import Any
 
 from dts.config import Settings, TaskSettings
-from dts.config.schema import SIMULATED_KEYS, param_problem, task_spec
+from dts.config.schema import SIMULATED_KEYS, param_problem, param_rule_problem, task_spec
 from dts.errors import CliError, ExitCode, excerpt
 
 Plan = list[tuple[str, dict[str, Any]]]  # (a declared task's name, its kwargs)
@@ -75,6 +75,9 @@ def _own(spec: TaskSettings, given: dict[str, str]) -> dict[str, Any]:
                 f"--task {spec.name}: unknown param {excerpt(key)} (declared params: {declared})", ExitCode.USAGE
             )
         kwargs[key] = _typed(spec.name, key, value, spec.params[key])
+        problem = param_rule_problem(spec, key, kwargs[key])
+        if problem:
+            raise CliError(f"--task {spec.name}:{key} {problem} (got {excerpt(value)})", ExitCode.USAGE)
     return kwargs
 
 
@@ -117,10 +120,17 @@ def task_list(settings: Settings) -> list[str]:
         work = f"call {spec.call}" if spec.call else "simulated work (built-in)"
         if spec.command:
             work = "command " + " ".join(spec.command)
-        params = ", ".join(f"{k}={v!r}" for k, v in spec.params.items())
+        params = ", ".join(f"{k}={v!r}{_rule_of(spec, k)}" for k, v in spec.params.items())
         lines.append(f"{spec.name}: {spec.queue} -> {settings.pool_for_task(spec.name).name}; {work}")
         if params:
             lines.append(f"  params: {params}")
     lines.append(f"dispatched without --task: {', '.join(settings.dispatch.tasks)}")
     lines += [f"scenario {name}: {' '.join(entries)}" for name, entries in settings.scenarios.items()]
     return lines
+
+
+def _rule_of(spec: TaskSettings, param: str) -> str:
+    """How --list shows a param's rule: ` (one of a|b)`, ` (matching RE)`, or nothing."""
+    if param in spec.choices:
+        return f" (one of {'|'.join(spec.choices[param])})"
+    return f" (matching {spec.patterns[param]})" if param in spec.patterns else ""

@@ -21,7 +21,8 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from dts.config import PoolSettings, Settings
+from dts.config import PoolSettings, Settings, TaskSettings
+from dts.config.schema import param_problem, param_rule_problem
 from dts.errors import Transient, excerpt
 from dts.runtime.work import TimeLimitError, envelope, retry_later, soft_limit_of
 
@@ -94,12 +95,26 @@ def message_of(value: Any) -> str:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
 
+def task_params(spec: TaskSettings, kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[float]]:
+    """A message's params checked again on the worker (a message need not come from `dts dispatch`): only
+    declared params, each obeying the default rule and its choices: and patterns: (else CallFailed, not
+    retried); and the retry delays so far, which travel beside them."""
+    params = dict(kwargs)
+    delays = list(params.pop(DELAYS_KEY, None) or [])
+    for key, value in params.items():
+        problem = "is not a declared param" if key not in spec.params else param_rule_problem(spec, key, value)
+        if problem is None and isinstance(value, str):
+            problem = param_problem(value)
+        if problem:
+            raise CallFailed(f"param {key} {problem} (got {excerpt(str(value))}); not run, not retried")
+    return params, delays
+
+
 def run_call(task, name: str, settings: Settings, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Body of a task of your own: its callable with the params (declared defaults, then the dispatch's), a
     retryable exception retried with backoff, any other failing at once with its type and message."""
     spec, policy = settings.tasks[name], settings.retry_for(name)
-    params = dict(kwargs)
-    delays = list(params.pop(DELAYS_KEY, None) or [])
+    params, delays = task_params(spec, kwargs)
     attempt = task.request.retries
     started_at, t0 = datetime.now(UTC), time.perf_counter()
     try:

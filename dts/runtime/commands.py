@@ -36,7 +36,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from dts.config import Settings, TaskSettings
 from dts.config.schema import REPORT_PLACEHOLDER
-from dts.runtime.calls import DELAYS_KEY, CallFailed
+from dts.runtime.calls import DELAYS_KEY, CallFailed, task_params
 from dts.runtime.work import TimeLimitError, envelope, retry_later, soft_limit_of
 
 log = logging.getLogger("dts.commands")
@@ -214,8 +214,7 @@ def run_command(task, name: str, settings: Settings, kwargs: dict[str, Any]) -> 
     the failure: CallFailed's output). A failed clean-up is said after the result's message, or the
     failure's reason."""
     spec, policy = settings.tasks[name], settings.retry_for(name)
-    params = dict(kwargs)
-    delays = list(params.pop(DELAYS_KEY, None) or [])
+    params, delays = task_params(spec, kwargs)
     retries = task.request.retries
     started_at, t0, attempt = datetime.now(UTC), time.perf_counter(), Attempt()
     try:
