@@ -1,19 +1,17 @@
 """`code:`: the folders of your own tasks' modules. Local workers get them on their import path; the
 container engines' image copies them under /app and puts them on its import path, its tag following their
 content. Real workers, through the real broker: a module only `code:` makes importable runs on local
-workers, and on compose containers built from the package and the folder."""
+workers. Compose containers built from the package and a code: folder (its requirements.txt installed)
+run the example's tasks in tests/test_example.py."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import CHECKOUT, ROOT, compose_problem, fresh_vhost, local_fleet, need_engine, run_cli, vhost_url
+from helpers import CHECKOUT, fresh_vhost, local_fleet, run_cli, vhost_url
 
 from dts.engines.image import context, worker_image
 
@@ -54,6 +52,17 @@ def test_the_image_copies_the_code_folders_and_its_tag_follows_them(tmp_path):
     assert worker_image(tmp_path, {}, ("lib",)) != before
 
 
+def test_a_code_folders_requirements_are_installed_in_the_image(tmp_path):
+    project(tmp_path)
+    plain = context(tmp_path, ("lib",))["Dockerfile"].decode()
+    (tmp_path / "lib" / "requirements.txt").write_text("pytest==9.2.0\n")
+    dockerfile = context(tmp_path, ("lib",))["Dockerfile"].decode()
+    assert "pip install" not in plain.split("(dts.engines.image)")[1]
+    assert dockerfile.endswith(
+        "USER root\nRUN /opt/venv/bin/pip install -r /app/lib/requirements.txt\nUSER 10001:10001\n"
+    )
+
+
 def test_a_code_folder_must_be_inside_the_project(tmp_path):
     from dts.config import load_settings
     from dts.errors import ConfigError
@@ -74,29 +83,3 @@ def test_local_workers_import_from_the_code_folders(rabbitmq, tmp_path):
     assert proc.returncode == 0, proc.stderr
     (task,) = json.loads(proc.stdout)["tasks"]
     assert task["result"]["value"] == {"sum": 7} and task["result"]["worker"].startswith("worker-c@")
-
-
-@pytest.mark.integration
-@pytest.mark.docker
-def test_compose_workers_run_the_code_folders_copied_into_their_image(rabbitmq, tmp_path):
-    need_engine(compose_problem())
-    folder = tmp_path / "lab"
-    project(folder)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DTS_", "BROKER_", "COMPOSE_"))}
-
-    def dts(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "dts", *args], cwd=folder, env={**env, "PYTHONPATH": str(ROOT)},
-                              capture_output=True, text=True, timeout=900)  # fmt: skip
-
-    try:
-        up = dts("up", "--engine", "compose")
-        assert up.returncode == 0, up.stdout + up.stderr
-        out = dts("dispatch", "--task", "add:x=5", "--json", "--no-save")
-        assert out.returncode == 0, out.stderr
-        (task,) = json.loads(out.stdout)["tasks"]
-        assert task["result"]["value"] == {"sum": 7} and task["result"]["worker"].startswith("worker-c@")
-    finally:
-        dts("down")
-        from test_package import forget_project
-
-        forget_project(folder)

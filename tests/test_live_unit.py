@@ -96,6 +96,26 @@ def test_the_next_attempt_on_another_worker_waits_for_the_retry_line_of_the_prev
     assert states(lines) == ["SUCCESS"] and tracker.finished()
 
 
+def test_the_retry_of_an_attempt_is_its_own_when_the_next_attempt_reached_the_same_worker_first():
+    """The retry's message (held for its countdown) may be received by the same worker before the event that
+    says the attempt before it failed: that RETRY is still attempt 1's."""
+    tracker = TaskTracker(max_retries=3)
+    tracker.expect(ID, "flash")
+    feed_all(tracker, [sent(), worker_event("task-received", 10.1, retries=0), worker_event("task-started", 10.2)])
+    early = feed_all(
+        tracker,
+        [
+            worker_event("task-received", 10.3, retries=1),
+            sent(retries=1, ts=10.3, kwargs="{'_dts_retry_delays': [0.2]}"),
+        ],
+    )
+    lines = early + tracker.feed(worker_event("task-retried", 10.31, exception="CallFailed('exit code 75: busy')"))
+    assert [(line.state, line.detail) for line in lines] == [
+        ("RETRY", "attempt 1 failed: exit code 75: busy; retry 1/3 in 0.20s"),
+        ("RECEIVED", "attempt 2"),
+    ]
+
+
 def test_flush_shows_what_is_held_in_order_when_events_stop():
     tracker = TaskTracker(max_retries=3)
     tracker.expect(ID, "task_a")

@@ -51,7 +51,8 @@ def _files_of(folder: Path) -> list[Path]:
 
 def context(project: Path, code: tuple[str, ...] = ()) -> dict[str, bytes]:
     """The worker image's build context, {path in it: content}: the package's files, and the project's
-    `code:` folders under app/ with a Dockerfile that copies them to /app and puts them on the import path."""
+    `code:` folders under app/ with a Dockerfile that copies them to /app, puts them on the import path and
+    installs a folder's requirements.txt."""
     files = {name: path.read_bytes() for name, path in package_files().items()}
     if code:
         for folder in code:
@@ -61,7 +62,22 @@ def context(project: Path, code: tuple[str, ...] = ()) -> dict[str, bytes]:
         files["Dockerfile"] += (
             f"\n# the project's code: folders (dts.engines.image)\nCOPY app/ /app/\nENV PYTHONPATH={paths}\n".encode()
         )
+        files["Dockerfile"] += requirements_step(project, code).encode()
     return files
+
+
+def requirements_step(project: Path, code: tuple[str, ...]) -> str:
+    """The Dockerfile lines that install each code: folder's requirements.txt (what your own tasks import or
+    run: pin them) into the image's environment, as root, then back to the unprivileged user; "" if none."""
+    found = [
+        f"/app/{Path(folder).as_posix()}/requirements.txt"
+        for folder in code
+        if (project / folder / "requirements.txt").is_file()
+    ]
+    if not found:
+        return ""
+    installs = " ".join(f"-r {path}" for path in found)
+    return f"USER root\nRUN /opt/venv/bin/pip install {installs}\nUSER 10001:10001\n"
 
 
 def context_hash(files: dict[str, bytes], base: str) -> str:

@@ -38,6 +38,7 @@ WORKER_ENV = (
     "BROKER_URL",
     "LOG_FORMAT",
     "PYTHONPATH",
+    "PATH",
 )  # set per program; the rest comes from supervisord's
 
 
@@ -67,6 +68,9 @@ class LocalEngine(Engine):
         paths = [str(folder.resolve()) for folder in code_folders(settings)]  # your own tasks' modules (code:)
         if paths:
             self.env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [self.env.get("PYTHONPATH")])])
+        # this interpreter's folder first (a venv's bin/): a command task's `python3` or `pytest` is the one the
+        # workers run on, as /opt/venv/bin is first in the worker image's PATH
+        self.env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), *filter(None, [self.env.get("PATH")])])
         self.supervisor = Supervisor(self.run_dir, self.env, self.project)
 
     # -- names and files

@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 from dts.amqp.deadline import close_quietly
 from dts.reports.console import interactive, table_lines
+from dts.runtime.calls import DELAYS_KEY
 
 log = logging.getLogger("dts.live")
 JOIN_BOUND = 0.2  # seconds the event thread gets to end after the run (a daemon: it never holds the exit)
@@ -73,11 +74,11 @@ class TaskEvent:
 
 def retry_delay(kwargs_repr: Any) -> float | None:
     """The backoff delay of a retry, from the retried message's kwargs (run_task appends it to
-    `retry_delays`); None when it cannot be read (the event carries kwargs as a repr string)."""
+    `retry_delays`, a task of your own to DELAYS_KEY); None when it cannot be read (the event carries kwargs as a repr string)."""
     try:
         kwargs = ast.literal_eval(kwargs_repr) if isinstance(kwargs_repr, str) else kwargs_repr
-        return float(kwargs["retry_delays"][-1])
-    except (ValueError, SyntaxError, TypeError, KeyError, IndexError, MemoryError, RecursionError):
+        return float((kwargs.get("retry_delays") or kwargs[DELAYS_KEY])[-1])  # a built-in's, or your own task's
+    except (ValueError, SyntaxError, TypeError, KeyError, IndexError, MemoryError, RecursionError, AttributeError):
         return None
 
 
@@ -94,6 +95,7 @@ class _Task:
     delays: dict[int, float | None] = field(default_factory=dict)  # attempt -> backoff before the next one
     done: bool = False  # its final line is shown
     max_retries: int | None = None  # its own retry.max_retries (None: the tracker's)
+    retried: set[int] = field(default_factory=set)  # attempts whose RETRY line is held or shown
 
 
 class TaskTracker:
@@ -138,11 +140,11 @@ class TaskTracker:
             attempt = self._attempt_of(task, host)
             self._hold(task, (attempt, 2), line(state="STARTED", detail=f"attempt {attempt}"))
         elif kind == "task-retried":
-            attempt = self._attempt_of(task, host)
+            attempt = self._retried_attempt(task, host)
             self._hold(
                 task,
                 (attempt, 3),
-                line(state="RETRY", detail=f"attempt {attempt} failed: {event.get('exception', '')}"),
+                line(state="RETRY", detail=f"attempt {attempt} failed: {unwrapped(event.get('exception', ''))}"),
             )
             self._complete_retry(task, attempt)
         elif kind == "task-succeeded":
@@ -172,6 +174,16 @@ class TaskTracker:
     def _attempt_of(task: _Task, host: str) -> int:
         """The attempt a worker's event is about: the latest attempt that worker received."""
         return max((a for a, h in task.hosts.items() if h == host), default=max(task.hosts, default=1))
+
+    @classmethod
+    def _retried_attempt(cls, task: _Task, host: str) -> int:
+        """The attempt a task-retried event is about: the earliest attempt that worker received and that has
+        no RETRY yet. Not simply its latest: the retry's own message may reach the same worker (received,
+        held for its countdown) before the event that says the attempt before it failed."""
+        open_ = [a for a, h in task.hosts.items() if h == host and a not in task.retried]
+        attempt = min(open_) if open_ else cls._attempt_of(task, host)
+        task.retried.add(attempt)
+        return attempt
 
     @staticmethod
     def _hold(task: _Task, key: Key, line: TaskEvent) -> None:
@@ -210,7 +222,7 @@ WRAPPED = re.compile(r"CallFailed\((['\"])(.*)\1\)", re.S)  # a task of your own
 
 
 def unwrapped(exception: str) -> str:
-    """A task-failed event's exception as the report says it: a task of your own's failure is the callable's
+    """A task-failed (or task-retried) event's exception as the report says it: a task of your own's failure is the callable's
     own exception (`CallFailed('ValueError: bad board; not retried')` -> `ValueError: bad board; ...`)."""
     found = WRAPPED.fullmatch(exception)
     return found.group(2) if found else exception

@@ -1,0 +1,100 @@
+"""The example a user copies (examples/bench-lab): run as a user would, from a copy of its folder, with the
+`dts` command — `dts up` (the broker vhost and user made for the folder), a scenario with its JUnit file,
+a busy board retried, a load test over its own tasks, a pool scaled, `dts down` — on the local engine,
+and in CI on the compose engine, whose worker image copies the example's code and installs its
+requirements (pytest)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, compose_problem, need_engine
+from junitparser import JUnitXml
+from test_package import forget_project
+
+pytestmark = pytest.mark.integration
+EXAMPLE = ROOT / "examples" / "bench-lab"
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A copy of the example's folder; its broker vhost and user removed afterwards."""
+    folder = tmp_path / "bench-lab"
+    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("__pycache__", ".run", ".env", "results"))
+    yield folder
+    forget_project(folder)
+
+
+def dts(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """`dts ARGS` in the folder, with none of the tests' broker settings (the folder's own .env is used)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DTS_", "BROKER_", "COMPOSE_"))}
+    env |= {"PYTHONPATH": str(ROOT), "LAB_DIR": str(folder / "bench")}
+    return subprocess.run([sys.executable, "-m", "dts", *args], cwd=folder, env=env, capture_output=True,
+                          text=True, timeout=900)  # fmt: skip
+
+
+def run_json(folder: Path, *args: str, code: int = 0) -> dict:
+    proc = dts(folder, *args, "--json", "--no-save")
+    assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr
+    return json.loads(proc.stdout)
+
+
+def the_nightly_scenario_reports_its_pytest_cases(folder: Path) -> None:
+    doc = run_json(folder, "dispatch", "--scenario", "nightly", "--junit", "nightly.xml")
+    assert sorted((t["task"], t["state"]) for t in doc["tasks"]) == [
+        ("board_tests", "succeeded"),
+        ("board_tests", "succeeded"),
+        ("flash", "succeeded"),
+    ]
+    assert all(t["result"]["worker"].startswith("worker-c@") for t in doc["tasks"])
+    xml = JUnitXml.fromfile(str(folder / "nightly.xml"))
+    suite = xml if xml._tag == "testsuite" else next(iter(xml))
+    merged = sorted(case.name.split(": ")[1] for case in suite if ": " in case.name)
+    assert merged == ["test_boot", "test_uart", "test_version"], [case.name for case in suite]
+
+
+def pools(folder: Path) -> dict[str, int]:
+    proc = dts(folder, "status", "--json")
+    assert proc.returncode == 0, proc.stderr
+    return {p["pool"]: p["alive"] for p in json.loads(proc.stdout)["pools"]}  # workers answering ping
+
+
+def test_the_example_on_local_workers(lab):
+    up = dts(lab, "up", "--engine", "local")
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        the_nightly_scenario_reports_its_pytest_cases(lab)
+        busy = run_json(lab, "dispatch", "--task", "board_tests:board=rev-busy", code=1)["tasks"][0]
+        assert (
+            busy["error"] == "exit code 75: rev-busy is held by another job; gave up after 3 attempts (max_retries=2)"
+        )
+        load = run_json(lab, "load-test", "--mix", "flash=2,board_tests=1", "--tasks", "3")
+        sent = {name: t["tasks"] for name, t in load["reports"][-1]["task_types"].items()}
+        assert sent == {"flash": 4, "board_tests": 2} and load["reports"][-1]["failed"] == 0, load["reports"][-1]
+        scaled = dts(lab, "scale", "worker-c", "2")
+        assert scaled.returncode == 0, scaled.stderr
+        assert pools(lab)["worker-c"] == 2
+    finally:
+        down = dts(lab, "down")
+    assert down.returncode == 0, down.stderr
+
+
+@pytest.mark.docker
+def test_the_example_on_compose_workers(lab):
+    need_engine(compose_problem())
+    up = dts(lab, "up", "--engine", "compose")
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        the_nightly_scenario_reports_its_pytest_cases(lab)  # pytest from lab/requirements.txt, in the image
+        scaled = dts(lab, "scale", "worker-c", "2")
+        assert scaled.returncode == 0, scaled.stderr
+        assert pools(lab)["worker-c"] == 2
+    finally:
+        down = dts(lab, "down")
+    assert down.returncode == 0, down.stderr
