@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from dts.config import TLS_ENV, PoolSettings, Settings
+from dts.config.schema import mount_parts
 from dts.engines.containers import CONFIG_IN_IMAGE
 from dts.errors import CliError, ExitCode, excerpt
 from dts.files import write_atomic
@@ -79,6 +80,7 @@ TLS_DIR = "/run/secrets/dts-broker-tls"
 TLS_FILES = {"ca_file": "ca.pem", "cert_file": "cert.pem", "key_file": "key.pem"}  # broker.tls key -> Secret key
 TLS_KEDA = {"ca_file": "ca", "cert_file": "cert", "key_file": "key"}  # broker.tls key -> KEDA's rabbitmq parameter
 TLS_SECRET_FILE = "broker-tls-secret.template.yaml"
+HOST_VOLUME = "host"  # a pool's own volumes (pools.<name>.volumes): hostPath volumes host-1, host-2, ...
 
 
 @dataclass(frozen=True)
@@ -174,8 +176,32 @@ def container(pool: PoolSettings, image: str, tls: dict[str, str]) -> dict[str, 
             {"name": "config", "mountPath": CONFIG_IN_IMAGE, "subPath": CONFIG_KEY, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
             *([{"name": "broker-tls", "mountPath": TLS_DIR, "readOnly": True}] if tls else []),
+            *(
+                {"name": f"{HOST_VOLUME}-{n}", "mountPath": target, "readOnly": mode == "ro"}
+                for n, (_, target, mode) in enumerate(map(mount_parts, pool.volumes), 1)
+            ),
         ],
     }
+
+
+def host_volumes(pool: PoolSettings) -> list[dict[str, Any]]:
+    """The pool's own volumes as hostPath volumes: the path on the node that runs the pod (no type: a folder
+    or a file, as given; the kubelet refuses the pod when it is not there)."""
+    return [
+        {"name": f"{HOST_VOLUME}-{n}", "hostPath": {"path": host}}
+        for n, (host, _, _) in enumerate(map(mount_parts, pool.volumes), 1)
+    ]
+
+
+def device_notes(settings: Settings) -> list[str]:
+    """What the manifests leave out, one line per pool with devices: a pod opens a host device through a
+    device plugin's resource (or a privileged container), which is the cluster's, not this renderer's."""
+    return [
+        f"pools.{pool.name}.devices are not in the manifests: Kubernetes gives a pod a device through a device "
+        "plugin's resource limit (or a privileged container); see docs/deploy/kubernetes.md"
+        for pool in settings.pools.values()
+        if pool.devices
+    ]
 
 
 def volumes(tls: dict[str, str]) -> list[dict[str, Any]]:
@@ -206,7 +232,7 @@ def deployment(settings: Settings, pool: PoolSettings, image: str, config_hash: 
                 **({"fsGroup": UID} if tls else {}),  # the TLS files: group-readable by the worker's group only
             },
             "containers": [container(pool, image, tls)],
-            "volumes": volumes(tls),
+            "volumes": [*volumes(tls), *host_volumes(pool)],
         },
     }
     return {

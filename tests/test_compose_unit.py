@@ -5,18 +5,22 @@ config: the static files name none, and every rendered service runs the engines'
 from __future__ import annotations
 
 import copy
+import os
 import re
 import shlex
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 from helpers import ROOT, write_config
 
 from dts.config import load_settings
+from dts.engines import compose
 from dts.engines.compose import render_pools
 from dts.engines.containers import COMPOSE_FILE, CONFIG_IN_IMAGE, worker_template
+from dts.errors import CliError, ExitCode
 from dts.naming import launch_argv
 
 SHIPPED = load_settings(ROOT / "test-config.yml")
@@ -217,6 +221,74 @@ def test_the_cli_url_lists_every_cluster_node_when_env_names_their_ports():
         f"amqp://u:p@localhost:{5680 + n}/v" for n in (1, 2, 3)
     )
     assert broker_url_from_env_file({**creds, "DTS_CLUSTER_PORT_1": "5681"}) == "amqp://u:p@localhost:5672/v"
+
+
+# --------------------------------------------------------------------------- a pool's devices and volumes
+
+HARDWARE = """\
+pools:
+  bench: {queues: [queue_a], devices: [/dev/null:/dev/board:rw], volumes: ["images:/images:ro", "/srv/out:/out"]}
+  plain: {queues: [queue_b]}
+"""
+
+
+def hardware(tmp_path: Path, text: str = HARDWARE):
+    path = tmp_path / "hw.yml"
+    path.write_text(text)
+    return load_settings(path)
+
+
+def test_a_pools_devices_and_volumes_are_on_its_service_only(tmp_path):
+    services = services_for(hardware(tmp_path))
+    bench, plain = services["bench"], services["plain"]
+    assert bench["devices"] == ["/dev/null:/dev/board:rw"]
+    assert bench["group_add"] == [str(os.stat("/dev/null").st_gid)]  # the image's user may open it
+    assert bench["volumes"][1:] == [
+        {"type": "bind", "source": str(tmp_path / "images"), "target": "/images", "read_only": True},
+        {"type": "bind", "source": "/srv/out", "target": "/out", "read_only": False},
+    ]
+    assert bench["volumes"][0] == plain["volumes"][0] == f"{tmp_path / 'hw.yml'}:{CONFIG_IN_IMAGE}:ro"
+    # the template's hardening stays: read-only root, the image's non-root user, no privileges
+    assert bench["read_only"] is True and "user" not in bench and "privileged" not in bench
+    assert bench["tmpfs"] == ["/tmp"]
+    assert "devices" not in plain and "group_add" not in plain and len(plain["volumes"]) == 1
+
+
+def test_the_groups_added_are_those_owning_the_devices_on_this_host(tmp_path):
+    owners = {"/dev/ttyUSB0": 20, "/dev/ttyACM0": 20, "/dev/video0": 44}
+
+    def stat(path: str) -> SimpleNamespace:
+        return SimpleNamespace(st_gid=owners[path]) if path in owners else os.stat(path)
+
+    devices = "[/dev/ttyUSB0, /dev/ttyACM0:/dev/board, /dev/video0, /dev/gone]"
+    settings = hardware(tmp_path, f"pools: {{bench: {{queues: [queue_a, queue_b], devices: {devices}}}}}")
+    assert compose.device_groups(settings.pools["bench"], stat) == [20, 44]  # once each; none for a missing one
+
+
+def test_up_refuses_a_device_not_on_this_host_in_one_line(tmp_path):
+    settings = hardware(tmp_path, "pools: {bench: {queues: [queue_a], devices: [/dev/gone]}, b: {queues: [queue_b]}}")
+    with pytest.raises(CliError) as err:
+        compose.check_devices(settings, {"bench": 1, "b": 1})
+    assert err.value.exit_code == ExitCode.USAGE
+    assert (
+        str(err.value)
+        == "pools.bench.devices names /dev/gone, which is not on this host: plug it in, or drop it from hw.yml"
+    )
+    compose.check_devices(settings, {"bench": 0})  # a pool scaled to 0 opens nothing
+
+
+def test_local_workers_warn_that_devices_and_volumes_are_the_containers(tmp_path, monkeypatch, caplog):
+    from dts.engines.local import LocalEngine
+
+    engine = LocalEngine(hardware(tmp_path), app=None, run_dir=tmp_path / ".run", env={})
+    monkeypatch.setattr(engine, "_resize", lambda desired: {})
+    monkeypatch.setattr(engine, "_stop_unsupervised", lambda: None)
+    engine.resize({"bench": 1, "plain": 1})
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [
+        "pools.bench: devices and volumes apply to the container engines only; local workers are processes of "
+        "this host and open its own paths"
+    ]
 
 
 # --------------------------------------------------------------------------- the image

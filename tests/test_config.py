@@ -132,6 +132,128 @@ def test_pool_with_two_queues_and_options(tmp_path):
     assert s.pool_for_task("task_b").name == "cpu"
 
 
+def test_devices_and_volumes_are_loaded_whole_with_host_paths_absolute(tmp_path):
+    pools = """\
+        pools:
+          worker-a:
+            queues: [queue_a]
+            devices: [/dev/ttyUSB0, "/dev/ttyACM0:/dev/board:rw"]
+            volumes: ["images/:/images:ro", "/srv/firmware:/firmware/"]
+          worker-b: {queues: [queue_b], volumes: "/srv/logs:/logs:rw"}
+        """
+    s = load_settings(write(tmp_path, pools))
+    assert s.pools["worker-a"].devices == ("/dev/ttyUSB0:/dev/ttyUSB0:rwm", "/dev/ttyACM0:/dev/board:rw")
+    assert s.pools["worker-a"].volumes == (f"{tmp_path}/images:/images:ro", "/srv/firmware:/firmware:rw")
+    assert s.pools["worker-b"].volumes == ("/srv/logs:/logs:rw",)  # one string is a list of one
+    assert s.pools["worker-b"].devices == ()
+
+
+MOUNT = "pools: {{worker-a: {{queues: [queue_a], {key}: {value}}}, worker-b: {{queues: [queue_b]}}}}"
+DEVICE_FORM = "must be HOST[:CONTAINER[:PERMISSIONS]] of letters, digits and _.@+/:- (e.g. /dev/ttyUSB0:/dev/board)"
+VOLUME_FORM = "must be HOST:CONTAINER[:ro|rw] of letters, digits and _.@+/:- (e.g. /srv/images:/images:ro)"
+
+
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        (
+            "devices",
+            "[ttyUSB0]",
+            "must name the device by its absolute path on the host (e.g. /dev/ttyUSB0) (got 'ttyUSB0')",
+        ),
+        (
+            "devices",
+            "[/dev/ttyUSB0:board]",
+            "must give an absolute path in the container (e.g. /dev/board) (got '/dev/ttyUSB0:board')",
+        ),
+        (
+            "devices",
+            "[/dev/a:/dev/b:rx]",
+            "must give the device's permissions as letters of rwm (e.g. rw) (got '/dev/a:/dev/b:rx')",
+        ),
+        (
+            "devices",
+            "[/dev/a:/dev/b:rr]",
+            "must give the device's permissions as letters of rwm (e.g. rw) (got '/dev/a:/dev/b:rr')",
+        ),
+        ("devices", "[/dev/a:/dev/b:rw:x]", "must be HOST[:CONTAINER[:PERMISSIONS]] (got '/dev/a:/dev/b:rw:x')"),
+        ("devices", "['/dev/a::rw']", "must be HOST[:CONTAINER[:PERMISSIONS]] (got '/dev/a::rw')"),
+        ("devices", "['/dev/a,b']", f"{DEVICE_FORM} (got '/dev/a,b')"),
+        ("devices", '["/dev/a\\n"]', f"{DEVICE_FORM} (got '/dev/a\\n')"),
+        ("devices", '["/dev/a\\0"]', f"{DEVICE_FORM} (got '/dev/a\\x00')"),
+        ("devices", "['/dev/my board']", f"{DEVICE_FORM} (got '/dev/my board')"),
+        (
+            "devices",
+            "[/dev/a, /dev/a]",
+            "mounts a second thing at /dev/a: give each its own container path (got '/dev/a')",
+        ),
+        ("devices", "[" + ", ".join(f"/dev/t{n}" for n in range(21)) + "]", "must list at most 20 devices (got ["),
+        ("devices", "5", "must be a list (got 5)"),
+        ("devices", "[5]", f"{DEVICE_FORM} (got 5)"),
+        ("volumes", "[/srv/images]", "must be HOST:CONTAINER[:ro|rw] (got '/srv/images')"),
+        (
+            "volumes",
+            "[/srv/images:images]",
+            "must give an absolute path in the container (e.g. /images) (got '/srv/images:images')",
+        ),
+        (
+            "volumes",
+            "[/srv/images:/images:rx]",
+            "must end in :ro or :rw (the mount's mode) (got '/srv/images:/images:rx')",
+        ),
+        (
+            "volumes",
+            "[../images:/images]",
+            "must not hold .. in a path: give the path itself (got '../images:/images')",
+        ),
+        (
+            "volumes",
+            "[/srv/../etc:/etc2]",
+            "must not hold .. in a path: give the path itself (got '/srv/../etc:/etc2')",
+        ),
+        (
+            "volumes",
+            "[/srv/x:/tmp]",
+            "must not cover /tmp, the worker's own: pick another path in the container (got '/srv/x:/tmp')",
+        ),
+        (
+            "volumes",
+            "[/srv/x:/app]",
+            "must not cover /app/test-config.yml, the worker's own: pick another path in the container (got '/srv/x:/app')",
+        ),
+        (
+            "volumes",
+            "[/srv/x:/]",
+            "must not cover /app/test-config.yml, the worker's own: pick another path in the container (got '/srv/x:/')",
+        ),
+        (
+            "volumes",
+            "[/srv/x:/opt]",
+            "must not cover /opt/venv, the worker's own: pick another path in the container (got '/srv/x:/opt')",
+        ),
+        (
+            "volumes",
+            "['/srv/a:/x', '/srv/b:/x/']",
+            "mounts a second thing at /x: give each its own container path (got '/srv/b:/x/')",
+        ),
+        ("volumes", "['/srv/a;rm:/x']", f"{VOLUME_FORM} (got '/srv/a;rm:/x')"),
+        ("volumes", "[" + ", ".join(f"/srv/{n}:/m{n}" for n in range(21)) + "]", "must list at most 20 volumes (got ["),
+    ],
+)
+def test_bad_devices_and_volumes_are_one_line_naming_the_key_and_the_fix(tmp_path, key, value, expected):
+    message = error_of(write(tmp_path, MOUNT.format(key=key, value=value)))
+    assert message.startswith(f"cfg.yml: pools.worker-a.{key} {expected}")
+    assert "\n" not in message
+
+
+def test_a_device_and_a_volume_may_not_share_a_container_path(tmp_path):
+    text = MOUNT.format(key="devices", value="[/dev/null:/data]").replace("]}", "], volumes: [/srv:/data]}", 1)
+    assert error_of(write(tmp_path, text)) == (
+        "cfg.yml: pools.worker-a.volumes mounts a second thing at /data: give each its own container path "
+        "(got '/srv:/data')"
+    )
+
+
 def test_max_replicas_raises_the_replicas_limit(tmp_path):
     s = load_settings(
         write(
@@ -194,7 +316,8 @@ def test_settings_are_frozen_and_broker_url_is_replaceable():
         (
             "pools: {worker-a: {queues: [queue_a], queue: queue_b}}",
             "pools.worker-a.queue is not a known key "
-            "(known: autoscale, concurrency, execution_pool, log_level, prefetch_multiplier, queues, replicas) (got 'queue_b')",
+            "(known: autoscale, concurrency, devices, execution_pool, log_level, prefetch_multiplier, queues, replicas, "
+            "volumes) (got 'queue_b')",
         ),
         # autoscale (per pool, and the loop)
         (

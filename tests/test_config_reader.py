@@ -134,6 +134,7 @@ def test_every_hook_is_a_declared_section():
         "BrokerSettings",
         "BrokerTLS",
         "TaskSettings",
+        "PoolSettings",
         "PoolAutoscale",
         "AutoscaleSettings",
     }

@@ -237,3 +237,58 @@ def test_sigterm_to_a_container_during_a_burst_loses_nothing(stack):
         ["docker", "inspect", "-f", "{{.State.ExitCode}}", victim], capture_output=True, text=True
     )
     assert exit_code.stdout.strip() == "0"  # celery (PID 1) got SIGTERM and shut down warm
+
+
+DEVICES_VHOST = f"dts-devices-{CHECKOUT}"
+SEES_BOARD = "test -c /dev/board && echo probe > /dev/board && grep -qx hello /images/hello.txt && id -G"
+
+
+def test_a_pools_device_and_volume_reach_its_worker_process(rabbitmq, tmp_path):
+    """pools.<name>.devices and volumes on the compose engine: a command task the worker runs opens the
+    device (a character device, written to) and reads the file of the mounted folder (a relative host path,
+    read-only), as the image's non-root user with the device's group added."""
+    need_engine(compose_problem())
+    from dts.config import load_settings
+    from dts.engines.compose import ComposeEngine
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "hello.txt").write_text("hello\n")
+    for path, mode in ((tmp_path, 0o755), (tmp_path / "images", 0o755), (tmp_path / "images" / "hello.txt", 0o644)):
+        path.chmod(mode)
+    config = tmp_path / "devices.yml"
+    config.write_text(
+        "pools:\n"
+        "  worker-dev: {queues: [dev_a, dev_b], devices: [/dev/null:/dev/board:rw], volumes: [images:/images:ro]}\n"
+        "tasks:\n  task_a: {queue: dev_a}\n  task_b: {queue: dev_b}\n"
+        f"  sees_board: {{queue: dev_a, command: [sh, -c, {SEES_BOARD!r}]}}\n"
+        "engine: {name: compose, stop_timeout: 10, start_timeout: 90}\n"
+    )
+    config.chmod(0o644)
+    password = secrets.token_hex(12)
+    fresh_vhost(DEVICES_VHOST, DEVICES_VHOST, password)
+    credentials = {"DTS_BROKER_USER": DEVICES_VHOST, "DTS_BROKER_PASSWORD": password, "DTS_BROKER_VHOST": DEVICES_VHOST}
+    env = {
+        "BROKER_URL": vhost_url(DEVICES_VHOST, DEVICES_VHOST, password),
+        "DTS_CONFIG": str(config),
+        "COMPOSE_PROJECT_NAME": f"dts-devices-{os.getpid()}",
+        "DTS_IMAGE": f"dts-worker:e2e-{CHECKOUT}",
+        "PY": sys.executable,
+        **credentials,
+    }
+    build_images(env, "scripts/build-image.sh")
+    settings = load_settings(config).with_broker_url(env["BROKER_URL"])
+    app = app_for(settings)
+    engine = ComposeEngine(
+        settings, app, project=env["COMPOSE_PROJECT_NAME"], env={"DTS_IMAGE": env["DTS_IMAGE"], **credentials}
+    )
+    try:
+        up = run_cli("scale.py", "up", "--engine", "compose", env=env, timeout=300)
+        assert up.returncode == 0, up.stdout + up.stderr
+        proc = run_cli("dispatch.py", "--task", "sees_board", "--no-save", "--json", env=env, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        (task,) = json.loads(proc.stdout)["tasks"]
+        assert task["result"]["worker"] in engine.workers()["worker-dev"]
+        assert "0" in task["result"]["value"]["stdout"].split()  # /dev/null's group (root) was added
+    finally:
+        engine.stop()
+        app.close()

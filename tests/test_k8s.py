@@ -503,3 +503,33 @@ def test_without_tls_no_tls_secret_is_mounted_or_asked_for(tmp_path):
     files = k8s.render(settings, text, IMAGE)
     assert k8s.TLS_SECRET_FILE not in files
     assert k8s.TLS_SECRET not in "".join(k8s.dump(docs, "x") for docs in files.values())
+
+
+def test_a_pools_volumes_are_host_paths_and_its_devices_a_warning(tmp_path, caplog):
+    path = tmp_path / "hw.yml"
+    path.write_text(
+        "pools:\n  bench: {queues: [queue_a], devices: [/dev/ttyUSB0], volumes: [images:/images:ro, /srv/o:/o]}\n"
+        "  b: {queues: [queue_b]}\n"
+    )
+    settings = load_settings(path)
+    files = k8s.render(settings, path.read_text(), IMAGE)
+    for doc in manifests(files):
+        validate(doc)
+    pod = of_kind(files, "Deployment")["bench"]["spec"]["template"]["spec"]
+    assert pod["volumes"][-2:] == [
+        {"name": "host-1", "hostPath": {"path": str(tmp_path / "images")}},
+        {"name": "host-2", "hostPath": {"path": "/srv/o"}},
+    ]
+    assert pod["containers"][0]["volumeMounts"][-2:] == [
+        {"name": "host-1", "mountPath": "/images", "readOnly": True},
+        {"name": "host-2", "mountPath": "/o", "readOnly": False},
+    ]
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "privileged" not in str(pod) and "ttyUSB0" not in str(pod["containers"])  # no device pretends to work
+    plain = of_kind(files, "Deployment")["b"]["spec"]["template"]["spec"]
+    assert [v["name"] for v in plain["volumes"]] == ["config", "tmp"]
+    assert scale.main(["k8s", "--config", str(path), "--output", str(tmp_path / "out")]) == 0
+    assert (
+        "pools.bench.devices are not in the manifests: Kubernetes gives a pod a device through a device plugin's "
+        "resource limit (or a privileged container); see docs/deploy/kubernetes.md"
+    ) in [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from helpers import write_config
 
 from dts.config import load_settings
 from dts.engines import resolve_engine
 from dts.engines.swarm import SECRET_PATH, WORKER_UID, content_name, render_stack
+from dts.errors import CliError, ExitCode
 from dts.naming import launch_argv
 
 
@@ -59,3 +61,22 @@ def test_the_workers_broker_host_is_the_nodes_own_unless_dts_broker_host_names_a
     assert "@host.docker.internal:5672/" in SwarmEngine(settings, None, env=creds).broker_url()
     other = SwarmEngine(settings, None, env={**creds, "DTS_BROKER_HOST": "rabbit.example.org"})
     assert other.broker_url() == "amqp://u:p@rabbit.example.org:5672/v"
+
+
+def test_a_pools_volumes_are_bind_mounts_and_its_devices_are_refused(tmp_path):
+    path = tmp_path / "hw.yml"
+    path.write_text("pools: {bench: {queues: [queue_a], volumes: [images:/images:ro]}, b: {queues: [queue_b]}}")
+    doc = render_stack(load_settings(path), "dts-worker:t", tmp_path / "url", "s_broker_url_1", "s_config_1")
+    assert doc["services"]["bench"]["volumes"] == [
+        {"type": "tmpfs", "target": "/tmp"},
+        {"type": "bind", "source": str(tmp_path / "images"), "target": "/images", "read_only": True},
+    ]
+    assert doc["services"]["b"]["volumes"] == [{"type": "tmpfs", "target": "/tmp"}]
+    path.write_text("pools: {bench: {queues: [queue_a], devices: [/dev/null]}, b: {queues: [queue_b]}}")
+    with pytest.raises(CliError) as err:  # `docker stack deploy` would drop them with a mere notice
+        render_stack(load_settings(path), "dts-worker:t", tmp_path / "url", "s_broker_url_1", "s_config_1")
+    assert err.value.exit_code == ExitCode.USAGE
+    assert str(err.value) == (
+        "pools.bench.devices: swarm services cannot be given devices (docker service create has no --device): "
+        "run this pool on the compose engine, or drop its devices from hw.yml"
+    )

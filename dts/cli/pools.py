@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -222,6 +223,8 @@ def k8s(args: argparse.Namespace) -> int:
     )  # $DTS_IMAGE, else the project's
     output = Path(args.output) if args.output else project_dir(settings) / K8S_DIR
     written = manifests.write(manifests.render(settings, text, image), output, settings.path.name)
+    for note in manifests.device_notes(settings):
+        logging.getLogger("dts.k8s").warning(note)
     print("\n".join(shown(path) for path in written))
     print(
         f"image: {image} (push it to a registry the cluster pulls from; --image names it)\n"

@@ -498,6 +498,26 @@ def _command_placeholders(sec: _Section, task: dict[str, Any]) -> None:
         )
 
 
+@_validates(PoolSettings)
+def _pool(sec: _Section, pool: dict[str, Any]) -> dict[str, Any]:
+    """Each device and volume is one (schema.mount), each at its own container path; a volume's relative host
+    path is made absolute here, from the config file's folder: loaded, every entry is host:container:mode."""
+    targets: set[str] = set()
+    for name in ("devices", "volumes"):
+        found = []
+        for entry in pool[name]:
+            spec = schema.mount(entry, device=name == "devices")
+            if isinstance(spec, str):
+                raise sec.fail(name, entry, spec)
+            host, target, mode = spec
+            if target in targets:
+                raise sec.fail(name, entry, f"mounts a second thing at {target}: give each its own container path")
+            targets.add(target)
+            found.append(f"{sec.path.parent.absolute() / host}:{target}:{mode}")  # an absolute host path stays
+        pool[name] = tuple(found)
+    return pool
+
+
 @_validates(PoolAutoscale)
 def _pool_autoscale(sec: _Section, scale: dict[str, Any]) -> dict[str, Any]:
     """min <= max."""

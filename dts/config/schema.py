@@ -49,6 +49,13 @@ MAX_URL_CHARS = 1024  # docs/reference/input-bounds.md
 MAX_BROKER_URLS = 9  # failover URLs of one broker cluster, separated by URL_SEPARATOR
 URL_SEPARATOR = ";"  # Celery's and kombu's separator of failover URLs
 DAY = 86400  # seconds: the upper bound of a duration that has no tighter one
+MAX_MOUNTS = 20  # a pool's devices, and its volumes
+# a pool's device or volume as written: HOST[:CONTAINER[:MODE]] of plain path characters (no space, comma, NUL)
+MOUNT_ENTRY = re.compile(r"[A-Za-z0-9_.@+/:-]{1,1024}")
+DEVICE_PERMISSIONS = "rwm"  # docker's cgroup permissions of a device: read, write, mknod
+VOLUME_MODES = ("rw", "ro")
+# where the image and the engines put the worker's own files: no device or volume may cover them
+RESERVED_TARGETS = ("/app/test-config.yml", "/opt/venv", "/opt/dts", "/tmp", "/run/secrets")
 
 
 @dataclass(frozen=True)
@@ -213,6 +220,40 @@ def task_spec(text: str) -> tuple[int, str, dict[str, str]] | str:
             return f"takes NAME:KEY=VALUE,... (not {pair[:40]!r})"
         values[name] = value
     return int(found["count"] or 1), found["name"], values
+
+
+def mount(text: str, device: bool) -> tuple[str, str, str] | str:
+    """A pool's `devices:` entry HOST[:CONTAINER[:PERMISSIONS]] or `volumes:` entry HOST:CONTAINER[:ro|rw] as
+    (host, container, mode), defaults filled in (the container path: the host's; rwm; rw), paths normalised;
+    or, when it is not one, why (pure). A volume's host path may still be relative (to the config file)."""
+    import posixpath
+
+    parts = text.split(":")
+    if len(parts) > 3 or "" in parts or (not device and len(parts) < 2):
+        return "must be HOST[:CONTAINER[:PERMISSIONS]]" if device else "must be HOST:CONTAINER[:ro|rw]"
+    host, target = parts[0], parts[1 if len(parts) > 1 else 0]
+    mode = parts[2] if len(parts) == 3 else DEVICE_PERMISSIONS if device else VOLUME_MODES[0]
+    if ".." in host.split("/") or ".." in target.split("/"):
+        return "must not hold .. in a path: give the path itself"
+    if device and not host.startswith("/"):
+        return "must name the device by its absolute path on the host (e.g. /dev/ttyUSB0)"
+    if not target.startswith("/"):
+        return "must give an absolute path in the container (e.g. " + ("/dev/board)" if device else "/images)")
+    host, target = posixpath.normpath(host), posixpath.normpath(target)
+    if device and (set(mode) - set(DEVICE_PERMISSIONS) or len(set(mode)) != len(mode)):
+        return "must give the device's permissions as letters of rwm (e.g. rw)"
+    if not device and mode not in VOLUME_MODES:
+        return "must end in :ro or :rw (the mount's mode)"
+    covered = next((r for r in RESERVED_TARGETS if r == target or r.startswith(target.rstrip("/") + "/")), None)
+    if covered:
+        return f"must not cover {covered}, the worker's own: pick another path in the container"
+    return host, target, mode
+
+
+def mount_parts(entry: str) -> tuple[str, str, str]:
+    """A pool's device or volume as loaded (host:container:mode, the host path absolute): its three parts."""
+    host, target, mode = entry.rsplit(":", 2)  # the host path may hold a colon (the config's folder): not the others
+    return host, target, mode
 
 
 def code_folders(settings: Settings) -> list[Path]:
@@ -482,6 +523,29 @@ class PoolSettings:
             choices=LOG_LEVELS,
             help="the workers' --loglevel: info logs two lines per task (received, succeeded); warning drops "
             "them (~0.1 ms of worker CPU per task, SCALING.md) and keeps retries, failures and warnings",
+        ),
+    )
+    devices: tuple[str, ...] = field(
+        default=(),
+        metadata=key(
+            max=MAX_MOUNTS,
+            pattern=MOUNT_ENTRY,
+            items="devices",
+            form="must be HOST[:CONTAINER[:PERMISSIONS]] of letters, digits and _.@+/:- (e.g. /dev/ttyUSB0:/dev/board)",
+            help="container engines: host devices the workers open, HOST[:CONTAINER[:PERMISSIONS]] as `docker run "
+            "--device` takes them (e.g. /dev/ttyUSB0:/dev/board:rw); compose adds the device's group to the "
+            "worker's user; swarm refuses them (no devices in swarm services); local workers use the host's",
+        ),
+    )
+    volumes: tuple[str, ...] = field(
+        default=(),
+        metadata=key(
+            max=MAX_MOUNTS,
+            pattern=MOUNT_ENTRY,
+            items="volumes",
+            form="must be HOST:CONTAINER[:ro|rw] of letters, digits and _.@+/:- (e.g. /srv/images:/images:ro)",
+            help="container engines: host folders or files mounted into the workers, HOST:CONTAINER[:ro|rw] "
+            "(default rw), HOST absolute or relative to this file (inside its folder); local workers use the host's",
         ),
     )
 

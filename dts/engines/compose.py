@@ -19,14 +19,16 @@ import logging
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
 
-from dts.config import Settings, env_file, project_dir, project_name, read_env_file
+from dts.config import PoolSettings, Settings, env_file, project_dir, project_name, read_env_file
 from dts.config import run_dir as project_run_dir
 from dts.config.env import CLUSTER_NODES
+from dts.config.schema import mount_parts
 from dts.engines.base import Engine, Option, check_sizes, declared_sizes, replicas, scale_plan, wait_for_pong
 from dts.engines.containers import COMPOSE_FILE, CONFIG_IN_IMAGE, container_tls_files, worker_template
 from dts.engines.docker import compose_command
@@ -89,10 +91,53 @@ def render_pools(settings: Settings, template: dict[str, Any], broker: str = "ho
             *template.get("volumes", []),
             f"{settings.path}:{CONFIG_IN_IMAGE}:ro",
             *(f"{host}:{path}:ro" for _, host, path in tls),
+            *pool_volumes(pool),
         ]
         service["stop_grace_period"] = f"{settings.engine.stop_timeout:g}s"
-        services[pool.name] = service
+        services[pool.name] = {**service, **pool_devices(pool)}
     return {"services": services}
+
+
+def pool_volumes(pool: PoolSettings) -> list[dict[str, Any]]:
+    """A pool's own volumes, as bind mounts in compose's long syntax: docker then refuses a host path that is
+    not there ("bind source path does not exist") rather than making an empty folder owned by root."""
+    return [
+        {"type": "bind", "source": host, "target": target, "read_only": mode == "ro"}
+        for host, target, mode in map(mount_parts, pool.volumes)
+    ]
+
+
+def pool_devices(pool: PoolSettings) -> dict[str, Any]:
+    """A pool's own devices as `--device` takes them, and the groups that own them on this host: the image's
+    user is not root, and a device is usually open to its owner and group only (dialout, plugdev)."""
+    if not pool.devices:
+        return {}
+    return {"devices": list(pool.devices), "group_add": [str(gid) for gid in device_groups(pool)]}
+
+
+def device_groups(pool: PoolSettings, stat: Callable[[str], os.stat_result] = os.stat) -> list[int]:
+    """The numeric groups that own the pool's devices on this host, once each (a device not there has none:
+    `up` refuses it, check_devices)."""
+    gids = set()
+    for host, _, _ in map(mount_parts, pool.devices):
+        try:
+            gids.add(stat(host).st_gid)
+        except OSError:
+            continue
+    return sorted(gids)
+
+
+def check_devices(settings: Settings, desired: dict[str, int]) -> None:
+    """CliError (exit 2) for a device of a pool that is to run here but is not on this host (unplugged, or
+    another name): one line naming the key, before compose says it in its own words."""
+    for name, count in desired.items():
+        for host, _, _ in map(mount_parts, settings.pools[name].devices if count else ()):
+            if not os.path.exists(host):
+                raise CliError(
+                    f"pools.{name}.devices names {host}, which is not on this host: plug it in, or drop it "
+                    f"from {settings.path.name}",
+                    ExitCode.USAGE,
+                )
 
 
 def cluster_status(cid: str) -> dict[str, Any] | None:
@@ -344,6 +389,7 @@ class ComposeEngine(Engine):
         """`compose up --scale` in one call for all pools (compose stops surplus replicas with SIGTERM and
         waits stop_grace_period); returns when the new workers answer ping."""
         check_sizes(desired, self.settings)
+        check_devices(self.settings, desired)
         self.check_credentials()
         plan = scale_plan(replicas(self), desired)
         scales = [arg for pool, count in desired.items() for arg in ("--scale", f"{pool}={count}")]

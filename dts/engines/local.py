@@ -114,6 +114,13 @@ class LocalEngine(Engine):
     # -- start / stop
     def resize(self, desired: dict[str, int]) -> dict[str, int]:
         check_sizes(desired, self.settings)
+        for name in (pool for pool, count in desired.items() if count):
+            if self.settings.pools[name].devices or self.settings.pools[name].volumes:
+                log.warning(
+                    "pools.%s: devices and volumes apply to the container engines only; local workers are "
+                    "processes of this host and open its own paths",
+                    name,
+                )
         with self.supervisor.lock():
             self._stop_unsupervised()
             return self._resize(desired)

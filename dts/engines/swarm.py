@@ -39,6 +39,7 @@ from dts.config import (
     read_env_file,
 )
 from dts.config import run_dir as project_run_dir
+from dts.config.schema import mount_parts
 from dts.engines.base import Engine, Option, check_sizes, declared_sizes, replicas, scale_plan, wait_for_pong
 from dts.engines.containers import CONFIG_IN_IMAGE, container_tls_files, worker_template
 from dts.engines.image import worker_image
@@ -87,7 +88,13 @@ def service(
         },
         "extra_hosts": list(template["extra_hosts"]),
         "read_only": bool(template.get("read_only", True)),
-        "volumes": [{"type": "tmpfs", "target": path} for path in template.get("tmpfs", [])],
+        "volumes": [
+            *({"type": "tmpfs", "target": path} for path in template.get("tmpfs", [])),
+            *(  # the pool's own: `docker service create --mount type=bind,...`, on whichever node runs the task
+                {"type": "bind", "source": host, "target": target, "read_only": mode == "ro"}
+                for host, target, mode in map(mount_parts, pool.volumes)
+            ),
+        ],
         "configs": [{"source": CONFIG, "target": CONFIG_IN_IMAGE, "mode": 0o444}],
         "secrets": [
             _secret(SECRET, Path(SECRET_PATH).name),
@@ -122,6 +129,7 @@ def render_stack(
 ) -> dict[str, Any]:
     """The stack file: one service per declared pool (pure). With broker.tls, each of its files is a secret
     too (`tls_names`: env var -> the secret's content name), at the path its $BROKER_TLS_* names."""
+    check_no_devices(settings)
     tls = container_tls_files(settings)
     tls_names = tls_names or {}
     return {
@@ -133,6 +141,18 @@ def render_stack(
         },
         "configs": {CONFIG: {"name": config_name, "file": str(settings.path)}},
     }
+
+
+def check_no_devices(settings: Settings) -> None:
+    """CliError (exit 2) for a pool with devices: a swarm service cannot have one (`docker service create` has
+    no --device, and `docker stack deploy` drops a service's `devices:` with a mere notice)."""
+    for pool in settings.pools.values():
+        if pool.devices:
+            raise CliError(
+                f"pools.{pool.name}.devices: swarm services cannot be given devices (docker service create has no "
+                f"--device): run this pool on the compose engine, or drop its devices from {settings.path.name}",
+                ExitCode.USAGE,
+            )
 
 
 def _docker(*args: str, timeout: float = DOCKER_TIMEOUT, check: bool = False) -> subprocess.CompletedProcess:
@@ -358,6 +378,7 @@ class SwarmEngine(Engine):
         """`docker service scale` in one call for every named pool (deploying the stack first when it is not
         there); on the way down swarm sends SIGTERM and waits stop_grace_period: a warm shutdown."""
         check_sizes(desired, self.settings)
+        check_no_devices(self.settings)
         missing = [pool for pool in self.settings.pools if self.service(pool) not in self.services()]
         if missing:
             self.deploy()
