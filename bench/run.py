@@ -343,8 +343,15 @@ def ours_config(url: str, path: Path, pools: dict[str, Any] | None = None) -> Pa
     for pool in doc["pools"].values():
         pool.update({"replicas": 1, "concurrency": 1, **(pools or {})})
     doc["engine"] = dict(doc.get("engine") or {}, name="local")
+    doc["tasks"] = dict(doc.get("tasks") or {}, **NOOP_TASKS)  # bench.ours kinds: beside task_a, on its pool
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+NOOP_TASKS = {  # a no-op task of your own of each kind: a callable of the standard library, and `true`
+    "noop_call": {"queue": "queue_a", "call": "os:getpid"},
+    "noop_command": {"queue": "queue_a", "command": ["true"]},
+}
 
 
 def consume_rate(samples: list[dict[str, Any]]) -> float | None:
@@ -430,6 +437,9 @@ def measure_warm(engine, config: Path, env: dict[str, str], plan: dict[str, Any]
         out["consume_rate"], out["load_sent_rate"] = consume_rate(samples), sent_rate(samples)
     rtt = ["-m", "bench.ours", "rtt", "--rate", "100", "--seconds", str(plan["rtt_seconds"])]
     measure(f"ours: round trips at 100/s for {plan['rtt_seconds']:g}s", out, "rtt", run_json, rtt, env)
+    kinds = ["-m", "bench.ours", "kinds", "--rate", "60", "--seconds", str(plan["rtt_seconds"])]
+    measure("ours: a no-op built-in, callable and command in turn, and fork/exec of true", out, "kinds", run_json,
+            kinds, env)  # fmt: skip
     repeat = ["dispatch.py", "--config", str(config), "--repeat", str(plan["rounds"]), "--json", "--no-save"]
     measure(f"ours: dispatch.py --repeat {plan['rounds']}", out, "dispatch", run_json, repeat, env)
     wall = ["dispatch.py", "--config", str(config), "--output", str(work / "dispatch-wall.json")]

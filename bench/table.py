@@ -30,6 +30,8 @@ FIRST_VS_WARM = 1.5  # the first dispatch after a fresh start: overhead <= 1.5x 
 WALL_MAX_S = 0.35  # `python dispatch.py` process wall, warm workers, median <= 0.35 s
 PUBLISH_VS_CONSUME = 2.0  # load-generator publish rate >= 2x the consume rate of 1+1 workers
 RSS_LARGE_VS_SMALL = 1.5  # peak RSS at 100k tasks <= 1.5x RSS at 10k
+CALL_VS_BUILTIN = 1.1  # a no-op callable's round trip p50 <= 1.1x the built-in no-op's (issue 31)
+COMMAND_EXTRA_MS = 2.0  # a no-op command's round trip p50 - the built-in's <= fork/exec of true + 2 ms
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,36 @@ def _get(m: dict[str, Any], *keys: str) -> float | None:
 
 def build_rows(m: dict[str, Any]) -> list[Row]:
     """The table's rows from the measurements (see bench/run.py for their keys; all optional)."""
-    return [*_ceiling_rows(m), *_throughput_rows(m), *_latency_rows(m), *_cpu_rows(m), *_generator_rows(m)]
+    return [
+        *_ceiling_rows(m),
+        *_throughput_rows(m),
+        *_latency_rows(m),
+        *_kind_rows(m),
+        *_cpu_rows(m),
+        *_generator_rows(m),
+    ]
+
+
+def _kind_rows(m: dict[str, Any]) -> list[Row]:
+    """Your own tasks' cost: a no-op callable and a no-op command beside the built-in no-op, one run."""
+    builtin, call, command = (_ms(_get(m, "ours", "kinds", kind, "p50")) for kind in ("builtin", "call", "command"))
+    fork = _ms(_get(m, "ours", "kinds", "fork_exec", "p50"))
+    extra = None if command is None or builtin is None else command - builtin
+    bound = None if fork is None else fork + COMMAND_EXTRA_MS
+    return [
+        Row("round trip p50: built-in no-op (task_a, duration 0)", "ms", builtin),
+        _target(
+            "  a no-op callable (os:getpid), vs the built-in", "ms", call, builtin, "built-in", "<=", CALL_VS_BUILTIN
+        ),
+        Row(
+            "  a no-op command (true), minus the built-in",
+            "ms",
+            extra,
+            target="<= fork/exec + 2 ms" + (f" ({bound:.2f})" if bound is not None else ""),
+            verdict=verdict([meets(extra, "<=", bound)]),
+        ),
+        Row("  (context) bare fork/exec of true from Python", "ms", fork),
+    ]
 
 
 def _target(measurement: str, unit: str, ours, other, of: str, op: str, bound: float, **cells) -> Row:

@@ -74,6 +74,12 @@ def measurements(**ours):
             "consume_rate": 100.0,
             "publish_rate": 250.0,
             "rss": {"small": {"tasks": 10000, "peak_rss_mib": 40.0}, "large": {"tasks": 100000, "peak_rss_mib": 50.0}},
+            "kinds": {
+                "builtin": {"p50": 0.0040},
+                "call": {"p50": 0.0043},
+                "command": {"p50": 0.0065},
+                "fork_exec": {"p50": 0.0006},
+            },
         }
         | ours,
     }
@@ -97,8 +103,29 @@ def test_rows_all_targets_met():
     assert rows["`python dispatch.py` process wall, median"].verdict == PASS
     fast = rows["  the same, fast profile (threads x4, prefetch 16)"]
     assert (fast.ratio, fast.verdict) == (pytest.approx(1.5), MISS)  # 0.5x the ceiling, and not 2x naive
+    call, command = (
+        rows["  a no-op callable (os:getpid), vs the built-in"],
+        rows["  a no-op command (true), minus the built-in"],
+    )
+    assert (call.ratio, call.target) == (pytest.approx(4.3 / 4.0), "<= 1.1x built-in")
+    assert (command.ours, command.target) == (pytest.approx(2.5), "<= fork/exec + 2 ms (2.60)")
     assert {r.verdict for name, r in rows.items() if r.target and r is not fast} == {PASS}
-    assert summary(list(rows.values())) == "targets: 9 PASS, 1 MISS"
+    assert summary(list(rows.values())) == "targets: 11 PASS, 1 MISS"
+
+
+@pytest.mark.parametrize(
+    ("kinds", "missed"),
+    [
+        ({"builtin": {"p50": 0.004}, "call": {"p50": 0.0045}}, "  a no-op callable (os:getpid), vs the built-in"),
+        (
+            {"builtin": {"p50": 0.004}, "command": {"p50": 0.0067}, "fork_exec": {"p50": 0.0006}},
+            "  a no-op command (true), minus the built-in",
+        ),
+    ],
+)
+def test_your_own_tasks_rows_miss_past_their_targets(kinds, missed):
+    rows = {r.measurement: r for r in build_rows(measurements(kinds=kinds))}
+    assert rows[missed].verdict == MISS
 
 
 def test_rows_misses_and_missing_numbers():

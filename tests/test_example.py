@@ -65,33 +65,31 @@ def pools(folder: Path) -> dict[str, int]:
     return {p["pool"]: p["alive"] for p in json.loads(proc.stdout)["pools"]}  # workers answering ping
 
 
-def test_the_example_on_local_workers(lab):
-    up = dts(lab, "up", "--engine", "local")
+def a_busy_board_is_retried_a_failing_test_reported_and_a_load_runs(folder: Path) -> None:
+    doc = run_json(folder, "dispatch", "--task", "board_tests:board=rev-busy", "--task", "board_tests:select=uart",
+                   "--junit", "failed.xml", code=1)  # fmt: skip
+    busy, uart = sorted(doc["tasks"], key=lambda t: t["output"]["exit_code"], reverse=True)
+    assert busy["error"] == "exit code 75: rev-busy is held by another job; gave up after 3 attempts (max_retries=2)"
+    assert uart["error"].startswith("exit code 1: 1 failed") and uart["output"]["report"]["text"]
+    xml = JUnitXml.fromfile(str(folder / "failed.xml"))
+    suite = xml if xml._tag == "testsuite" else next(iter(xml))
+    failed = [case for case in suite if case.result and case.name.endswith(": test_uart")]
+    assert len(failed) == 1 and "no banner" in failed[0].result[0].message
+    load = run_json(folder, "load-test", "--mix", "flash=2,board_tests=1", "--tasks", "3")
+    sent = {name: t["tasks"] for name, t in load["reports"][-1]["task_types"].items()}
+    assert sent == {"flash": 4, "board_tests": 2} and load["reports"][-1]["failed"] == 0, load["reports"][-1]
+
+
+@pytest.mark.parametrize("engine", ["local", pytest.param("compose", marks=pytest.mark.docker)])
+def test_the_example_as_a_user_runs_it(lab, engine):
+    """On compose, pytest comes from lab/requirements.txt, installed in the worker image."""
+    if engine == "compose":
+        need_engine(compose_problem())
+    up = dts(lab, "up", "--engine", engine)
     assert up.returncode == 0, up.stdout + up.stderr
     try:
         the_nightly_scenario_reports_its_pytest_cases(lab)
-        busy = run_json(lab, "dispatch", "--task", "board_tests:board=rev-busy", code=1)["tasks"][0]
-        assert (
-            busy["error"] == "exit code 75: rev-busy is held by another job; gave up after 3 attempts (max_retries=2)"
-        )
-        load = run_json(lab, "load-test", "--mix", "flash=2,board_tests=1", "--tasks", "3")
-        sent = {name: t["tasks"] for name, t in load["reports"][-1]["task_types"].items()}
-        assert sent == {"flash": 4, "board_tests": 2} and load["reports"][-1]["failed"] == 0, load["reports"][-1]
-        scaled = dts(lab, "scale", "worker-c", "2")
-        assert scaled.returncode == 0, scaled.stderr
-        assert pools(lab)["worker-c"] == 2
-    finally:
-        down = dts(lab, "down")
-    assert down.returncode == 0, down.stderr
-
-
-@pytest.mark.docker
-def test_the_example_on_compose_workers(lab):
-    need_engine(compose_problem())
-    up = dts(lab, "up", "--engine", "compose")
-    assert up.returncode == 0, up.stdout + up.stderr
-    try:
-        the_nightly_scenario_reports_its_pytest_cases(lab)  # pytest from lab/requirements.txt, in the image
+        a_busy_board_is_retried_a_failing_test_reported_and_a_load_runs(lab)
         scaled = dts(lab, "scale", "worker-c", "2")
         assert scaled.returncode == 0, scaled.stderr
         assert pools(lab)["worker-c"] == 2
