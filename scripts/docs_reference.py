@@ -184,6 +184,7 @@ def input_bounds_page() -> str:
             f"{MAX_CONFIG_BYTES:,} bytes of UTF-8, checked with `stat` before a bounded read",
         ),
         ("YAML anchors and aliases", "refused: a few hundred bytes of nested aliases expand into gigabytes"),
+        ("a YAML key written twice", "refused, at any level, naming the key and both lines (YAML would keep the last)"),
         (
             "YAML size",
             f"at most {MAX_YAML_NODES:,} values and {MAX_YAML_DEPTH} levels of nesting; integers of at "

@@ -77,6 +77,14 @@ CASES: list[Case] = [
     # --- config files (every CLI reads them through dts.config.load_settings)
     ("billion-laughs", ["dispatch.py", "--config", "{cfg}"], {}, BILLION_LAUGHS, 2, "anchors and aliases"),
     (
+        "key-twice",
+        ["load_test.py", "--config", "{cfg}", "--tasks", "1"],
+        {},
+        "pools:\n  worker-a:\n    queues: [queue_a]\n    replicas: 1\n    replicas: 3\n  worker-b: {queues: [queue_b]}\n",
+        2,
+        "bad.yml: YAML refused at line 5, column 5: key 'replicas' written twice (lines 4 and 5): keep one",
+    ),
+    (
         "anchor-merge-key",
         ["load_test.py", "--config", "{cfg}"],
         {},

@@ -1128,6 +1128,9 @@ BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
         ("a: !" + "t" * 10_000 + " 1\n", "could not determine a constructor"),
         ("a: 1\n---\nb: 2\n", "expected a single document in the stream"),
         ("a: \x00\n", "YAML syntax error: unacceptable character #x0000"),
+        ("a: 1\nb:\n  c: 1\n  c: 2\n", "line 4, column 3: key 'c' written twice (lines 3 and 4): keep one"),
+        ("a: {x: 1, x: 2}\n", "key 'x' written twice (line 1): keep one"),
+        ("1: a\n0x1: b\n", "key 1 written twice (lines 1 and 2): keep one"),  # one key, however it is written
     ],
 )
 def test_yaml_bounds_refuse_in_milliseconds(text, expected):

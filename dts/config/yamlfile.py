@@ -5,7 +5,8 @@
 
 Input is bounded before it is trusted (docs/reference/input-bounds.md): a config file is at most MAX_CONFIG_BYTES
 (checked with stat, then read with a bounded read); its YAML may not use anchors or aliases (`&x`, `*x`:
-no billion-laughs expansion), nor hold more than MAX_YAML_NODES nodes or nest deeper than MAX_YAML_DEPTH.
+no billion-laughs expansion), nor hold more than MAX_YAML_NODES nodes or nest deeper than MAX_YAML_DEPTH; a
+mapping may not hold a key twice.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import yaml
 from yaml.composer import Composer, ComposerError
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.events import AliasEvent, CollectionStartEvent
+from yaml.nodes import MappingNode
 from yaml.resolver import Resolver
 
 from dts.errors import ConfigError
@@ -64,6 +66,25 @@ class _BoundedComposer(Composer):
 
 
 class _BoundedConstructor(SafeConstructor):
+    def construct_mapping(self, node, deep=False):
+        """A mapping, refusing a key written twice (PyYAML keeps the last one silently: `replicas:` twice in
+        a pool would quietly win or lose)."""
+        if isinstance(node, MappingNode):
+            first_at: dict[Any, int] = {}  # key -> the line it was first written on
+            for key_node, _ in node.value:
+                key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+                try:
+                    first = first_at.get(key)
+                except TypeError:  # an unhashable key: SafeConstructor refuses it below
+                    continue
+                if first is not None:
+                    lines = f"line {line}" if first == line else f"lines {first} and {line}"
+                    raise ConstructorError(
+                        None, None, f"key {key!r} written twice ({lines}): keep one", key_node.start_mark
+                    )
+                first_at[key] = line
+        return super().construct_mapping(node, deep=deep)
+
     def construct_bounded_int(self, node):
         if len(node.value) > MAX_INT_DIGITS:
             raise ConstructorError(None, None, f"an integer of more than {MAX_INT_DIGITS} digits", node.start_mark)
