@@ -135,7 +135,7 @@ docs-samples: install ## Regenerate the docs' sample outputs from a real run (ne
 status: install ## Per pool: wanted/running workers, consumers, ready/unacked messages (WATCH=1: every second, tasks/s)
 	$(SCALE) status $(if $(WATCH),--watch) $(ENGINE_ARG)
 
-health: install ## Broker reachable, each queue's consumers and depth, each worker's ping; exit 0 ok, 3, 4
+health: install ## Broker reachable, each queue's consumers and depth, each worker's ping; make exits 2 on any failure (`dts health`: 3 broker, 4 a queue or worker)
 	$(SCALE) health $(ENGINE_ARG)
 
 ps: status ## Same as status

@@ -146,7 +146,11 @@ def exit_codes_page() -> str:
 def make_page() -> str:
     rows = ["| target | what it does |", "|---|---|"]
     rows += [f"| `make {target}` | {_cell(comment)} |" for target, comment in make_targets()]
-    intro = "# Make targets\n\n`make help` prints the same list.\n\n"
+    intro = (
+        "# Make targets\n\n`make help` prints the same list. A target that fails makes `make` exit 2, whatever the "
+        "exit code of the command it ran: for the commands' own codes ([Exit codes](exit-codes.md)) run them "
+        "directly, e.g. `dts health` (3: broker unreachable, 4: a queue without consumer or a worker silent).\n\n"
+    )
     return intro + "\n".join(rows) + "\n"
 
 

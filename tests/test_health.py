@@ -153,3 +153,9 @@ def test_make_health_and_make_status_watch(pools):
     assert "healthy" in proc.stdout
     dry = subprocess.run(["make", "-n", "status", "WATCH=1"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert "scale.py status --watch" in dry.stdout
+    # make cannot pass the command's exit 3 on: it exits 2, as its help says
+    env["BROKER_URL"] = "amqp://guest:guest@127.0.0.1:1/nowhere"
+    down = subprocess.run(["make", "-s", "health", "ENGINE=local"], cwd=ROOT, env=env, capture_output=True, text=True)
+    listed = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert down.returncode == 2 and "cannot reach the broker" in down.stderr, down.stderr
+    assert "make exits 2 on any failure (`dts health`: 3 broker" in listed

@@ -230,7 +230,8 @@ def require_consumers(
     """Every task's queue (of `tasks`, default every declared task) has a consumer, else CliError(exit 4)
     naming the queue and its pool. Found on a
     live connection (`conn`, a connected kombu Connection the caller keeps, else one of its own): a broker
-    that is away, or shutting down (it drops the consumers before it closes the connections), is exit 3.
+    that is away, or shutting down (it drops the consumers before it closes the connections), is exit 3: a
+    queue without consumers is asked about again on a new connection, which such a broker refuses.
     With check_queues, first what check_broker checks, on the same connection (a dispatch opens one
     connection for all of it: its reply queue's)."""
     queues = list(dict.fromkeys(settings.tasks[name].queue for name in (tasks or settings.tasks)))
@@ -245,6 +246,11 @@ def require_consumers(
         if any(stats[q].consumers == 0 for q in queues):
             with suppress(TimeoutError):  # nothing said: the connection is alive, and the verdict stands
                 conn.drain_events(timeout=min(NO_CONSUMER_CONFIRM, max(0.001, deadline.remaining())))
+    if any(stats[q].consumers == 0 for q in queues):
+        # asked again on a new connection: a broker on its way down stops taking connections before it closes
+        # the ones it has (its workers' first), so "no consumer" is said only by a broker still there
+        with reaching(app), session(app, deadline) as again:
+            stats |= stats_on(again, [q for q in queues if stats[q].consumers == 0])
     if any(stats[q].consumers == 0 for q in queues):
         why = lost_majority(app, max(0.1, min(settings.broker.connect_timeout, deadline.remaining())))
         if why:  # the workers are there, but a queue without a leader takes no consumer
