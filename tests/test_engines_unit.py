@@ -93,3 +93,31 @@ def test_no_engine_module_imports_another_or_the_factory_or_celery_app():
         assert not imports & (engine_modules - {module}), module  # no engine module imports another
         assert "dts.engines" not in imports and "celery_app" not in imports, module  # nor the factory, nor the app
     assert "celery_app" not in imported_modules(package / "__init__.py")
+
+
+def test_the_engine_up_started_is_the_one_used_and_another_is_refused(tmp_path, monkeypatch):
+    import pytest
+    from helpers import run_cli
+
+    from dts.config import project_dir, run_dir
+    from dts.engines import chosen_engine, engine_reason, refuse_a_second_engine, remember_engine
+    from dts.errors import CliError
+
+    monkeypatch.delenv("DTS_RUN_DIR", raising=False)
+    config = tmp_path / "test-config.yml"
+    config.write_text("pools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b]}}\n")
+    settings = load_settings(config)
+    remember_engine(run_dir(project_dir(settings)), "local")  # what `dts up --engine local` notes
+    assert chosen_engine(settings, None) == "local"
+    assert engine_reason(settings, None) == "the one `dts up` started the pools on"
+    refuse_a_second_engine(settings, "local")
+    with pytest.raises(CliError) as refused:
+        refuse_a_second_engine(settings, "compose")
+    assert refused.value.exit_code == 2 and str(refused.value).startswith(
+        "the pools run on the local engine (`dts up` started them there), not compose: run `dts down` first"
+    )
+    proc = run_cli("scale.py", "set", "worker-a", "2", "--engine", "compose", "--config", str(config))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "the pools run on the local engine" in proc.stderr
+    remember_engine(run_dir(project_dir(settings)), None)  # what `dts down` does: nothing runs, any engine goes
+    refuse_a_second_engine(settings, "compose")
+    assert engine_reason(settings, "swarm") == "asked for on the command line"

@@ -44,9 +44,11 @@ from dts.engines import (
     cli_commands,
     cli_options,
     engine_class,
+    engine_reason,
     engines_in_use,
     engines_with_command,
     make_engine,
+    refuse_a_second_engine,
     remember_engine,
 )
 from dts.engines import names as names_of_engines
@@ -59,6 +61,7 @@ from dts.reports.status_report import render_health, render_status
 K8S_DIR = Path("deploy", "k8s")  # in the project: where `k8s` writes the manifests by default
 # the pool commands every engine answers (the engines' own, `build`, `compose`, `stack`, come from the registry)
 COMMANDS = ("up", "down", "set", "all", "status", "health", "logs", "engine", "k8s", "auto")
+RESIZING = ("up", "set", "all", "auto")  # commands that start workers: on the engine the pools run on only
 # (command, its arguments, what it does): each pool command's --help, and scale.py's list, from this one table
 EXAMPLES = (
     ("up", "", "start every pool at its declared replicas (waits for ping)"),
@@ -169,6 +172,7 @@ def status(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
     else:
         print("\n".join(render_health(report) if args.command == "health" else render_status(report)))
         if args.command == "status":
+            print(f"engine {engine.name}: {engine_reason(settings, args.engine)}")
             for line in engine.status_lines():  # the engine's own count (the swarm's running/desired tasks)
                 print(line)
     if not report.broker_ok:
@@ -436,6 +440,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(
             "--volumes deletes the compose broker's data: it goes with --broker compose or cluster", ExitCode.USAGE
         )
+    if args.command in RESIZING:
+        refuse_a_second_engine(settings, args.engine)
     if args.prepare:
         settings = prepare(settings, args)
     # Celery is imported once the input is known good: a refusal does not wait for it (~0.3 s)

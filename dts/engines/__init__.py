@@ -113,6 +113,34 @@ def chosen_engine(settings: Settings, name: str | None) -> str:
     return resolve_engine(wanted)
 
 
+def engine_reason(settings: Settings, name: str | None) -> str:
+    """Why the engine chosen_engine picks is the one: what the command line, the config or `dts up` said,
+    or what `auto` found."""
+    from dts.config import project_dir, run_dir
+
+    if name and name != AUTO:
+        return "asked for on the command line"
+    if not name and settings.engine.name != AUTO:
+        return f"engine.name in {settings.path.name}"
+    if remembered_engine(run_dir(project_dir(settings))):
+        return "the one `dts up` started the pools on"
+    return f"auto: {'a Docker engine answers' if resolve_engine(AUTO) == 'compose' else 'no Docker engine answers'}"
+
+
+def refuse_a_second_engine(settings: Settings, name: str | None) -> None:
+    """CliError (exit 2) when the command line asks for another engine than the one `dts up` started the
+    pools on: starting workers there would run the pools on two engines at once."""
+    from dts.config import project_dir, run_dir
+
+    running = remembered_engine(run_dir(project_dir(settings)))
+    if name and name != AUTO and running and resolve_engine(name) != running:
+        raise CliError(
+            f"the pools run on the {running} engine (`dts up` started them there), not {name}: run `dts down` "
+            f"first to move them, then `dts up --engine {name}`; or leave --engine (ENGINE=) out",
+            ExitCode.USAGE,
+        )
+
+
 def make_engine(settings: Settings, name: str | None, app, **options) -> Engine:
     """The engine `name` (None: engine.name from the config; for auto, the engine `up` last used) for these
     settings, with its options; an option it does not take, or a Docker engine it needs and does not find,
@@ -147,9 +175,11 @@ __all__ = [
     "cli_options",
     "engine_class",
     "engine_classes",
+    "engine_reason",
     "engines_with_command",
     "make_engine",
     "names",
+    "refuse_a_second_engine",
     "register",
     "resolve_engine",
 ]
