@@ -324,3 +324,25 @@ def test_dockerfile_copies_what_the_worker_imports():
     copied = [shlex.split(c)[:-1] for c in dockerfile_instruction("COPY")]
     sources = {Path(src).as_posix().rstrip("/") for srcs in copied for src in srcs}
     assert {"requirements.txt", "dts"} == sources  # the pinned requirements and the package, nothing else
+
+
+def test_every_engine_bounds_a_workers_logs(tmp_path):
+    """Compose and swarm services get json-file rotated at engine.log_max_mb with engine.log_files kept (Docker's
+    default is one file that grows without bound); local workers get supervisord's rotation with the same
+    bound. Defaults: 10 MB x 3 files."""
+    from dts.engines.supervise import program
+    from dts.engines.swarm import render_stack
+
+    path = tmp_path / "logs.yml"
+    path.write_text("pools: {worker-a: {queues: [queue_a]}, worker-b: {queues: [queue_b]}}\n")
+    path.write_text(path.read_text() + "engine: {log_max_mb: 5, log_files: 4}\n")
+    for settings, size, files in (
+        (load_settings(path), "5m", "4"),
+        (load_settings(write_config(tmp_path / "d.yml")), "10m", "3"),
+    ):
+        bound = {"driver": "json-file", "options": {"max-size": size, "max-file": files}}
+        assert {svc["logging"] == bound for svc in services_for(settings).values()} == {True}
+        stack = render_stack(settings, "img:1", Path("/dev/null"), "s", "c")["services"]
+        assert {svc["logging"] == bound for svc in stack.values()} == {True}
+    local = program(["celery"], {}, tmp_path, tmp_path / "w.log", 60, (5, 4))
+    assert (local["stdout_logfile_maxbytes"], local["stdout_logfile_backups"]) == ("5MB", "3")

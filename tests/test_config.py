@@ -564,7 +564,7 @@ def test_settings_are_frozen_and_broker_url_is_replaceable():
         (POOLS + "engine: {health_interval: 1h}", "engine.health_interval must be a number (got '1h')"),
         (
             POOLS + "engine: {mode: docker}",
-            "engine.mode is not a known key (known: health_interval, max_replicas, name, start_timeout, stop_timeout) (got 'docker')",
+            "engine.mode is not a known key (known: health_interval, log_files, log_max_mb, max_replicas, name, start_timeout, stop_timeout) (got 'docker')",
         ),
         # broker, dispatch, load_test
         (POOLS + "broker: {url: 5}", "broker.url must be a string (got 5)"),

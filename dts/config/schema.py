@@ -465,6 +465,24 @@ class EngineSettings:
     health_interval: float = field(
         default=60.0, metadata=key(min=1, max=3600, help="seconds between health checks of a swarm worker")
     )
+    log_max_mb: int = field(
+        default=10,
+        metadata=key(
+            min=1,
+            max=10_000,
+            help="MB a worker's log file grows to before it is rotated (every engine: compose and swarm's json-file "
+            "max-size, supervisord's for local workers)",
+        ),
+    )
+    log_files: int = field(
+        default=3,
+        metadata=key(
+            min=1,
+            max=100,
+            help="log files kept per worker, the current one included: a worker's logs take at most "
+            "log_max_mb x log_files on disk",
+        ),
+    )
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,13 @@ from dts.config import run_dir as project_run_dir
 from dts.config.env import CLUSTER_NODES
 from dts.config.schema import mount_parts
 from dts.engines.base import Engine, Option, check_sizes, declared_sizes, replicas, scale_plan, wait_for_pong
-from dts.engines.containers import COMPOSE_FILE, CONFIG_IN_IMAGE, container_tls_files, worker_template
+from dts.engines.containers import (
+    COMPOSE_FILE,
+    CONFIG_IN_IMAGE,
+    bounded_logging,
+    container_tls_files,
+    worker_template,
+)
 from dts.engines.docker import compose_command
 from dts.engines.image import build_worker_image, worker_image
 from dts.errors import CliError, ExitCode
@@ -94,6 +100,7 @@ def render_pools(settings: Settings, template: dict[str, Any], broker: str = "ho
             *pool_volumes(pool),
         ]
         service["stop_grace_period"] = f"{settings.engine.stop_timeout:g}s"
+        service["logging"] = bounded_logging(settings)
         services[pool.name] = {**service, **pool_devices(pool)}
     return {"services": services}
 

@@ -35,3 +35,10 @@ def container_tls_files(settings: Settings) -> list[tuple[str, str, str]]:
         return []
     files = {"ca_file": tls.ca_file, "cert_file": tls.cert_file, "key_file": tls.key_file}
     return [(TLS_ENV[key], host, f"{TLS_DIR_IN_CONTAINER}/dts_tls_{key}.pem") for key, host in files.items() if host]
+
+
+def bounded_logging(settings: Settings) -> dict[str, Any]:
+    """A container's `logging:`: Docker's json-file driver, rotated at engine.log_max_mb, engine.log_files kept
+    (Docker's default keeps one file that grows without bound)."""
+    engine = settings.engine
+    return {"driver": "json-file", "options": {"max-size": f"{engine.log_max_mb}m", "max-file": str(engine.log_files)}}

@@ -90,7 +90,9 @@ class LocalEngine(Engine):
     def _program(self, pool: str, index: int) -> dict[str, str]:
         env = {key: self.env.get(key, "") for key in WORKER_ENV if key != "PYTHONPATH" or self.env.get(key)}
         argv = launch_argv(pool, f"%h-{index}", python=sys.executable)
-        return program(argv, env, self.project, self.logfile(pool, index), self.settings.engine.stop_timeout)
+        engine = self.settings.engine
+        log = (engine.log_max_mb, engine.log_files)
+        return program(argv, env, self.project, self.logfile(pool, index), engine.stop_timeout, log)
 
     def _mine(self, options: dict[str, str]) -> bool:
         """Started for this engine's broker (and config)?"""

@@ -72,10 +72,18 @@ def program_env(program: Program) -> dict[str, str]:
     return dict_of_key_value_pairs(raw) if raw else {}
 
 
-def program(argv: list[str], env: dict[str, str], directory: Path, logfile: Path, stop_timeout: float) -> Program:
+def program(
+    argv: list[str],
+    env: dict[str, str],
+    directory: Path,
+    logfile: Path,
+    stop_timeout: float,
+    log: tuple[int, int] = (10, 3),
+) -> Program:
     """One worker under supervisord: restarted whenever it exits (like compose's `restart:`), stopped with
     SIGTERM to the celery main process only (warm shutdown: its pool processes finish their tasks), and
-    after stopwaitsecs SIGKILLed with everything in its process group."""
+    after stopwaitsecs SIGKILLed with everything in its process group; its log rotated at `log` = (MB, files
+    kept, the current one included)."""
     return {
         "command": escape(shlex.join(argv)),
         "directory": escape(str(directory)),
@@ -90,6 +98,8 @@ def program(argv: list[str], env: dict[str, str], directory: Path, logfile: Path
         "killasgroup": "true",
         "redirect_stderr": "true",
         "stdout_logfile": escape(str(logfile)),
+        "stdout_logfile_maxbytes": f"{log[0]}MB",  # log = (MB per file, files kept): rotated, as the containers'
+        "stdout_logfile_backups": str(log[1] - 1),
     }
 
 

@@ -41,7 +41,7 @@ from dts.config import (
 from dts.config import run_dir as project_run_dir
 from dts.config.schema import mount_parts
 from dts.engines.base import Engine, Option, check_sizes, declared_sizes, replicas, scale_plan, wait_for_pong
-from dts.engines.containers import CONFIG_IN_IMAGE, container_tls_files, worker_template
+from dts.engines.containers import CONFIG_IN_IMAGE, bounded_logging, container_tls_files, worker_template
 from dts.engines.image import worker_image
 from dts.errors import CliError, ExitCode
 from dts.files import shown, write_atomic
@@ -109,6 +109,7 @@ def service(
             "retries": 3,
         },
         "stop_grace_period": f"{settings.engine.stop_timeout:g}s",  # SIGTERM, then this long for a warm stop
+        "logging": bounded_logging(settings),
         "deploy": {
             "replicas": pool.replicas,
             "update_config": {"parallelism": 1, "order": "stop-first", "failure_action": "rollback"},
