@@ -39,15 +39,9 @@ FLAKY = "import sys, pathlib; p = pathlib.Path(sys.argv[1]); n = int(p.read_text
 FLAKY += "p.write_text(str(n + 1)); sys.exit(75 if n < 2 else 0)"
 
 
-def config_for(folder: Path) -> Path:
-    (folder / "stubborn.py").write_text(STUBBORN)
-    (folder / "test_board.py").write_text(BOARD_TESTS)
-    log = folder / "cleanup.log"
-    config = folder / "test-config.yml"
-    config.write_text(
-        textwrap.dedent(f"""\
+CONFIG = """\
         name: Command tasks
-        broker: {{url: "{vhost_url(VHOST)}", connect_timeout: 5}}
+        broker: {{url: "{url}", connect_timeout: 5}}
         pools:
           worker-a: {{queues: [queue_a], replicas: 1}}
           worker-b: {{queues: [queue_b], replicas: 1}}
@@ -55,55 +49,69 @@ def config_for(folder: Path) -> Path:
         tasks:
           echo:
             queue: queue_c
-            command: ["{PY}", "-c", "import sys; print('hello', sys.argv[1]); print('to err', file=sys.stderr)", "{{who}}"]
+            command: ["{py}", "-c", "import sys; print('hello', sys.argv[1]); print('to err', file=sys.stderr)", "{{who}}"]
             params: {{who: world}}
           flaky:
             queue: queue_c
-            command: ["{PY}", "-c", "{FLAKY}", "{{marker}}"]
-            params: {{marker: "{folder / "flaky.count"}"}}
+            command: ["{py}", "-c", "{flaky}", "{{marker}}"]
+            params: {{marker: "{folder}/flaky.count"}}
             retry_on_exit: [75]
           fails:
             queue: queue_c
-            command: ["{PY}", "-c", "import sys; print('boom', file=sys.stderr); sys.exit(3)"]
+            command: ["{py}", "-c", "import sys; print('boom', file=sys.stderr); sys.exit(3)"]
             retry_on_exit: [75]
-          missing: {{queue: queue_c, command: [no-such-program-of-dts], cleanup: ["{PY}", "-c", "{NOTE}", "{log}", missing]}}
+          missing: {{queue: queue_c, command: [no-such-program-of-dts], cleanup: ["{py}", "-c", "{note}", "{log}", missing]}}
           pytested:
             queue: queue_c
-            command: ["{PY}", -m, pytest, -q, -p, no:cacheprovider, "--junitxml={{report}}", -k, "{{select}}", "{folder / "test_board.py"}"]
+            command: ["{py}", -m, pytest, -q, -p, no:cacheprovider, "--junitxml={{report}}", -k, "{{select}}", "{folder}/test_board.py"]
             params: {{select: "boots or uart or wifi"}}
             report: junit
-            cleanup: ["{PY}", "-c", "{NOTE}", "{log}", "pytested {{select}}"]
+            cleanup: ["{py}", "-c", "{note}", "{log}", "pytested {{select}}"]
           stuck_relay:
             queue: queue_c
-            command: ["{PY}", "-c", "print('flashed')"]
-            cleanup: ["{PY}", "-c", "import sys; print('relay stuck', file=sys.stderr); sys.exit(3)"]
+            command: ["{py}", "-c", "print('flashed')"]
+            cleanup: ["{py}", "-c", "import sys; print('relay stuck', file=sys.stderr); sys.exit(3)"]
           soft:
             queue: queue_c
-            command: ["{PY}", "{folder / "stubborn.py"}", "{{pidfile}}"]
-            params: {{pidfile: "{folder / "soft.pid"}"}}
-            cleanup: ["{PY}", "-c", "{NOTE}", "{log}", soft]
+            command: ["{py}", "{folder}/stubborn.py", "{{pidfile}}"]
+            params: {{pidfile: "{folder}/soft.pid"}}
+            cleanup: ["{py}", "-c", "{note}", "{log}", soft]
             soft_time_limit: 1
             time_limit: 30
           hard:
             queue: queue_c
-            command: ["{PY}", "{folder / "stubborn.py"}", "{{pidfile}}"]
-            params: {{pidfile: "{folder / "hard.pid"}"}}
-            cleanup: ["{PY}", "-c", "{NOTE}", "{log}", hard]
+            command: ["{py}", "{folder}/stubborn.py", "{{pidfile}}"]
+            params: {{pidfile: "{folder}/hard.pid"}}
+            cleanup: ["{py}", "-c", "{note}", "{log}", hard]
             time_limit: 2
           long:
             queue: queue_c
-            command: ["{PY}", "{folder / "stubborn.py"}", "{{pidfile}}"]
-            params: {{pidfile: "{folder / "long.pid"}"}}
+            command: ["{py}", "{folder}/stubborn.py", "{{pidfile}}"]
+            params: {{pidfile: "{folder}/long.pid"}}
           crash:
             queue: queue_c
-            command: ["{PY}", "{folder / "stubborn.py"}", "{{pidfile}}"]
-            params: {{pidfile: "{folder / "crash.pid"}"}}
-            cleanup: ["{PY}", "-c", "{NOTE}", "{log}", crash]
+            command: ["{py}", "{folder}/stubborn.py", "{{pidfile}}"]
+            params: {{pidfile: "{folder}/crash.pid"}}
+            cleanup: ["{py}", "-c", "{note}", "{log}", crash]
         retry: {{max_retries: 3, backoff_base: 0.05, backoff_max: 1.0, jitter: false}}
         engine: {{name: local, stop_timeout: 30, start_timeout: 60}}
         dispatch: {{timeout: 60}}
-        """)
-    )
+        """  # str.format: {url}, {py}, {folder}, ...; {{name}} a placeholder of the task
+
+
+def config_for(folder: Path) -> Path:
+    (folder / "stubborn.py").write_text(STUBBORN)
+    (folder / "test_board.py").write_text(BOARD_TESTS)
+    config = folder / "test-config.yml"
+    fills = {
+        "url": vhost_url(VHOST),
+        "py": PY,
+        "flaky": FLAKY,
+        "note": NOTE,
+        "folder": folder,
+        "log": folder / "cleanup.log",
+    }
+    config.write_text(textwrap.dedent(CONFIG).format(**fills))
     return config
 
 

@@ -280,6 +280,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine", choices=engines.names(), help="where the workers run, for --sweep (default: config)"
     )
+    add_output_arguments(parser)
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where load-test's report goes besides stdout: the result file, JUnit, a plot."""
     parser.add_argument(
         "--output",
         type=Path,
