@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Make a Docker engine answer on this machine (Debian bookworm, root).
 #
-# Idempotent: installs Debian's docker.io, docker-compose and debootstrap only when missing
-# (apt-get update once first), starts dockerd in the background (log: $DOCKERD_LOG) only when
+# Idempotent: installs Debian's docker.io, docker-compose (1.29) and debootstrap only when missing
+# (apt-get update once first), the compose v2 plugin (below), starts dockerd in the background (log: $DOCKERD_LOG) only when
 # `docker info` does not answer, then waits up to $DOCKER_WAIT_SECONDS for the engine.
 # Exit 0 when the engine answers; non-zero with a one-line message otherwise.
 #
@@ -36,6 +36,29 @@ if ((${#missing[@]})); then
         || { tail -n 5 "$apt_log" >&2; die "apt-get install ${missing[*]} failed (see above)"; }
 else
     say "packages present: ${PACKAGES[*]}"
+fi
+
+# Compose v2, the `docker compose` plugin users run today, from Debian 13's package (a static Go binary: it
+# needs libc6 >= 2.34, bookworm has 2.36); Debian 12 only has docker-compose 1.29, kept for the test that
+# covers it (DTS_COMPOSE=docker-compose). Pinned by version and sha256; installed where every docker CLI
+# looks for plugins.
+COMPOSE_DEB=docker-compose_2.26.1-4_amd64.deb
+COMPOSE_SHA256=47681197cb2b1ab88206b42a1a92fc75f50d9530a6322d03494a473eed0408ea
+COMPOSE_URL=${DEBIAN_MIRROR:-http://deb.debian.org/debian}/pool/main/d/docker-compose/$COMPOSE_DEB
+PLUGIN=/usr/local/lib/docker/cli-plugins/docker-compose
+if [[ -x $PLUGIN ]]; then
+    say "compose v2 plugin present: $($PLUGIN version --short 2>/dev/null)"
+elif [[ $(dpkg --print-architecture 2>/dev/null) != amd64 ]]; then
+    say "compose v2 plugin: no pinned package for $(dpkg --print-architecture); docker-compose 1.29 only"
+else
+    [[ $EUID -eq 0 ]] || die "need root to install the compose v2 plugin in $PLUGIN; run: sudo $0"
+    work=$(mktemp -d)
+    curl -fsS -m 300 -o "$work/$COMPOSE_DEB" "$COMPOSE_URL" || die "cannot download $COMPOSE_URL"
+    echo "$COMPOSE_SHA256  $work/$COMPOSE_DEB" | sha256sum -c --quiet - || die "$COMPOSE_DEB: sha256 mismatch"
+    dpkg-deb -x "$work/$COMPOSE_DEB" "$work/root"
+    install -D -m 755 "$work/root/usr/libexec/docker/cli-plugins/docker-compose" "$PLUGIN"
+    rm -rf "$work"
+    say "compose v2 plugin installed: $($PLUGIN version --short)"
 fi
 
 if engine_up; then

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from helpers import ROOT, write_config
+from helpers import ROOT, need_engine, write_config
 
 from dts.config import load_settings
 from dts.engines import compose
@@ -346,3 +346,21 @@ def test_every_engine_bounds_a_workers_logs(tmp_path):
         assert {svc["logging"] == bound for svc in stack.values()} == {True}
     local = program(["celery"], {}, tmp_path, tmp_path / "w.log", 60, (5, 4))
     assert (local["stdout_logfile_maxbytes"], local["stdout_logfile_backups"]) == ("5MB", "3")
+
+
+def test_compose_v2_is_used_where_it_answers_and_dts_compose_picks_v1(monkeypatch):
+    """.ci/install-docker.sh installs the v2 plugin beside Debian 12's docker-compose 1.29: CI runs the compose
+    tests on v2, and the one that sets DTS_COMPOSE=docker-compose on v1.29."""
+    import shutil
+
+    from dts.engines.docker import compose_command
+
+    need_engine(None if shutil.which("docker-compose") and shutil.which("docker") else "no docker or docker-compose")
+    monkeypatch.delenv("DTS_COMPOSE", raising=False)
+    assert compose_command() == ["docker", "compose"]
+    monkeypatch.setenv("DTS_COMPOSE", "docker-compose")
+    assert compose_command() == ["docker-compose"]
+    monkeypatch.setenv("DTS_COMPOSE", "podman-compose")
+    with pytest.raises(CliError) as refused:
+        compose_command()
+    assert refused.value.exit_code == ExitCode.USAGE and "DTS_COMPOSE must be one of" in str(refused.value)

@@ -32,8 +32,11 @@ def lab(tmp_path):
 
 
 def dts(folder: Path, *args: str) -> subprocess.CompletedProcess:
-    """`dts ARGS` in the folder, with none of the tests' broker settings (the folder's own .env is used)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DTS_", "BROKER_", "COMPOSE_"))}
+    """`dts ARGS` in the folder, with none of the tests' broker settings (the folder's own .env is used); the
+    test's DTS_COMPOSE, if it sets one."""
+    env = {
+        k: v for k, v in os.environ.items() if k == "DTS_COMPOSE" or not k.startswith(("DTS_", "BROKER_", "COMPOSE_"))
+    }
     env |= {"PYTHONPATH": str(ROOT), "LAB_DIR": str(folder / "bench")}
     return subprocess.run([sys.executable, "-m", "dts", *args], cwd=folder, env=env, capture_output=True,
                           text=True, timeout=900)  # fmt: skip
@@ -80,11 +83,21 @@ def a_busy_board_is_retried_a_failing_test_reported_and_a_load_runs(folder: Path
     assert sent == {"flash": 4, "board_tests": 2} and load["reports"][-1]["failed"] == 0, load["reports"][-1]
 
 
-@pytest.mark.parametrize("engine", ["local", pytest.param("compose", marks=pytest.mark.docker)])
-def test_the_example_as_a_user_runs_it(lab, engine):
-    """On compose, pytest comes from lab/requirements.txt, installed in the worker image."""
+@pytest.mark.parametrize(
+    ("engine", "compose"),
+    [
+        ("local", None),
+        pytest.param("compose", None, marks=pytest.mark.docker, id="compose-v2"),
+        pytest.param("compose", "docker-compose", marks=pytest.mark.docker, id="compose-v1.29"),
+    ],
+)
+def test_the_example_as_a_user_runs_it(lab, engine, compose, monkeypatch):
+    """On compose, pytest comes from lab/requirements.txt, installed in the worker image; compose v2 (the
+    plugin) by default, and Compose v1.29 (`DTS_COMPOSE=docker-compose`) kept covered."""
     if engine == "compose":
         need_engine(compose_problem())
+    if compose:
+        monkeypatch.setenv("DTS_COMPOSE", compose)
     up = dts(lab, "up", "--engine", engine)
     assert up.returncode == 0, up.stdout + up.stderr
     try:

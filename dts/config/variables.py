@@ -105,6 +105,12 @@ VARIABLES = (
         "the worker image's name (default: the project's own, `<project>-worker:<version>-<hash>`, `dts engine --image`)",
     ),
     Variable(
+        "DTS_COMPOSE",
+        IMAGES,
+        "the Compose the compose engine runs: `docker compose` (v2, the default when its plugin answers) or "
+        "`docker-compose` (v1.29); any other value is exit 2",
+    ),
+    Variable(
         "BASE_IMAGE",
         IMAGES,
         "the worker image's base (default `python:3.12-slim`; where no registry answers, a local Debian base is "
