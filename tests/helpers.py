@@ -100,6 +100,14 @@ def need_engine(problem: str | None) -> None:
         pytest.skip(problem)
 
 
+def current_image() -> str:
+    """The worker image of this checkout as it is now (`<project>-worker:<version>-<content hash>`): a fixed
+    tag would keep an image built from older code."""
+    from dts.engines.image import worker_image
+
+    return worker_image(ROOT, {})
+
+
 def build_images(env: dict[str, str], *scripts: str, timeout: float = 900) -> None:
     """Run the project's image build scripts (scripts/build-*.sh) with `env`; a failed build fails the test."""
     for script in scripts:

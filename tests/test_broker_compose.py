@@ -21,6 +21,7 @@ from helpers import (
     build_images,
     compose_leftovers,
     compose_problem,
+    current_image,
     free_port,
     need_engine,
     run_cli,
@@ -50,7 +51,7 @@ def broker_stack(tmp_path_factory):
         "BROKER_URL": f"amqp://{user}:{password}@127.0.0.1:{port}/{vhost}",
         "DTS_CONFIG": str(cfg_path),
         "COMPOSE_PROJECT_NAME": project,
-        "DTS_IMAGE": f"dts-worker:e2e-{CHECKOUT}",
+        "DTS_IMAGE": current_image(),
         "PY": sys.executable,
     }
     build_images(env, "scripts/build-broker-image.sh", "scripts/build-image.sh")  # both cached by tag / layers

@@ -23,6 +23,7 @@ from helpers import (
     app_for,
     build_images,
     compose_problem,
+    current_image,
     free_port,
     fresh_vhost,
     http_get,
@@ -61,7 +62,7 @@ def stack(rabbitmq, tmp_path_factory):
         "BROKER_URL": vhost_url(E2E_VHOST, E2E_USER, password),
         "DTS_CONFIG": str(cfg_path),
         "COMPOSE_PROJECT_NAME": project,
-        "DTS_IMAGE": f"dts-worker:e2e-{CHECKOUT}",
+        "DTS_IMAGE": current_image(),
         "PY": sys.executable,
         **credentials,
     }
@@ -271,7 +272,7 @@ def test_a_pools_device_and_volume_reach_its_worker_process(rabbitmq, tmp_path):
         "BROKER_URL": vhost_url(DEVICES_VHOST, DEVICES_VHOST, password),
         "DTS_CONFIG": str(config),
         "COMPOSE_PROJECT_NAME": f"dts-devices-{os.getpid()}",
-        "DTS_IMAGE": f"dts-worker:e2e-{CHECKOUT}",
+        "DTS_IMAGE": current_image(),
         "PY": sys.executable,
         **credentials,
     }

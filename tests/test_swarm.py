@@ -20,6 +20,7 @@ from helpers import (
     app_for,
     build_images,
     compose_problem,
+    current_image,
     fresh_vhost,
     need_engine,
     run_cli,
@@ -87,7 +88,7 @@ def swarm(rabbitmq, tmp_path_factory):
         "BROKER_URL": vhost_url(VHOST, USER, password),
         "DTS_CONFIG": str(cfg_path),
         "DTS_STACK": stack,
-        "DTS_IMAGE": f"dts-worker:swarm-{CHECKOUT}",
+        "DTS_IMAGE": current_image(),
         "PY": sys.executable,
         **credentials,
     }
