@@ -22,6 +22,7 @@ IMAGE   ?=
 DURATION ?=
 INTERVAL ?=
 BROKER  ?= host
+RABBITMQ ?=
 VOLUMES ?=
 NODES   ?=
 ifeq ($(filter $(BROKER),host compose cluster remote),)
@@ -40,8 +41,8 @@ empty :=
 space := $(empty) $(empty)
 ENGINE_ARG = $(if $(ENGINE),--engine $(ENGINE))
 # BROKER=compose: RabbitMQ as the compose `broker` service (profile `broker`); BROKER=cluster: three RabbitMQ
-# nodes (profile `cluster`); both on the compose engine
-BROKER_ARG = $(if $(filter compose cluster,$(BROKER)),--broker $(BROKER))
+# nodes (profile `cluster`); both on the compose engine. RABBITMQ=3.10|4.0|4.3: the line those containers run
+BROKER_ARG = $(if $(filter compose cluster,$(BROKER)),--broker $(BROKER)) $(if $(RABBITMQ),--rabbitmq $(RABBITMQ))
 BROKER_ENGINE = $(if $(filter compose cluster,$(BROKER)),--engine compose,$(ENGINE_ARG))
 # NODES=N: scale.py talks to the manager of `make swarm-nodes` (DOCKER_HOST), its image in the nodes' registry
 SCALE = $(if $(NODES),env $$(DTS_IMAGE=$$($(PY) scale.py engine --image) sh scripts/swarm-nodes.sh env)) $(PY) scale.py
@@ -53,7 +54,7 @@ export COMPOSE_DOCKER_CLI_BUILD ?= 0
 .PHONY: help install broker build compose stack deploy up down run test lint docs docs-serve docs-ref docs-check docs-samples logs monitor ps status health scale scale-all load-test autoscale bench bench-pools bench-profile bench-cluster swarm-nodes swarm-nodes-down k8s flower flower-login dlq dlq-replay purge migrate-queues clean
 
 help: ## List the targets
-	@echo "usage: make TARGET [VAR=value]   (ENGINE=$(subst $(space),|,$(ENGINE_NAMES)) (default: engine.name), BROKER=host|compose|cluster|remote, QUEUE=POOL COUNT=N, TASKS=20, WATCH=1, NODES=3 with ENGINE=swarm)"
+	@echo "usage: make TARGET [VAR=value]   (ENGINE=$(subst $(space),|,$(ENGINE_NAMES)) (default: engine.name), BROKER=host|compose|cluster|remote, RABBITMQ=3.10|4.0|4.3 with BROKER=compose|cluster, QUEUE=POOL COUNT=N, TASKS=20, WATCH=1, NODES=3 with ENGINE=swarm)"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: $(VENV)/.installed ## Create .venv, install the pinned requirements (+ dev tools) and this package (editable: the `dts` command)
@@ -70,10 +71,10 @@ ifeq ($(BROKER),remote)
 	@echo "BROKER=remote: the broker runs on another host; BROKER_URL (or .env) says where"
 else ifeq ($(BROKER),compose)
 	$(PY) -m dts broker --compose
-	sh scripts/build-broker-image.sh
+	RABBITMQ=$(RABBITMQ) sh scripts/build-broker-image.sh
 else ifeq ($(BROKER),cluster)
 	$(PY) -m dts broker --cluster
-	sh scripts/build-broker-image.sh
+	RABBITMQ=$(RABBITMQ) sh scripts/build-broker-image.sh
 else
 	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh
 	$(PY) -m dts broker

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Build a local base image (default name dts-base:bookworm) for machines that cannot pull one:
-# Debian bookworm minbase + python3 + python3-venv + ca-certificates, made with debootstrap and
+# Build a local base image (default name dts-base:SUITE) for machines that cannot pull one:
+# Debian SUITE minbase + python3 + python3-venv + ca-certificates, made with debootstrap and
 # `docker import`, with this host's CA bundle so pip inside trusts what the host trusts.
 # Use it as the project's base: docker build --build-arg BASE_IMAGE=dts-base:bookworm .
 #
-# Usage: docker/base_image.sh [--rebuild] [IMAGE_NAME]
+# Usage: docker/base_image.sh [--rebuild] [--suite bookworm|trixie|sid] [IMAGE_NAME]
+# SUITE (default bookworm, the project's base): trixie (Debian 13) and sid (unstable) are the bases of
+# the RabbitMQ 4.0 and 4.3 broker images (scripts/build-broker-image.sh).
 # Idempotent: does nothing when the image exists with the current recipe version. The debootstrap
 # rootfs tarball is cached in ${XDG_CACHE_HOME:-$HOME/.cache}/dts and reused across runs, also by
 # --rebuild (which remakes the image only); delete that directory to run debootstrap again.
@@ -14,15 +16,25 @@
 set -euo pipefail
 
 RECIPE_VERSION=1            # bump when anything below changes what the image contains
-SUITE=bookworm
 INCLUDE=python3,python3-venv,ca-certificates
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 HOST_CA_BUNDLE=${HOST_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 CACHE_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/dts
 
 rebuild=0
-if [[ ${1:-} == --rebuild ]]; then rebuild=1; shift; fi
-NAME=${1:-dts-base:bookworm}
+SUITE=bookworm
+while [[ ${1:-} == --* ]]; do
+    case $1 in
+        --rebuild) rebuild=1; shift ;;
+        --suite) SUITE=${2:-}; shift 2 ;;
+        *) echo "base_image: unknown option $1 (usage: $0 [--rebuild] [--suite SUITE] [IMAGE_NAME])" >&2; exit 2 ;;
+    esac
+done
+case $SUITE in
+    bookworm | trixie | sid) ;;
+    *) echo "base_image: unknown suite '$SUITE' (bookworm, trixie or sid)" >&2; exit 2 ;;
+esac
+NAME=${1:-dts-base:$SUITE}
 ROOTFS_IMAGE=${NAME%%:*}-rootfs:${SUITE}-v${RECIPE_VERSION}
 LABEL=dts.base.version
 
@@ -90,6 +102,11 @@ mkdir -p "$ctx"
         echo "COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt"
     fi
     echo "ENV LANG=C.UTF-8 PIP_CERT=/etc/ssl/certs/ca-certificates.crt"
+    if [[ $SUITE == sid ]]; then
+        # unstable's Release file can be past its Valid-Until on a mirror that syncs it late (seen
+        # here): apt-get update would refuse it. Only sid's image says so; the stable suites check.
+        echo "RUN echo 'Acquire::Check-Valid-Until \"false\";' >/etc/apt/apt.conf.d/99dts-no-valid-until"
+    fi
     echo "LABEL $LABEL=$RECIPE_VERSION"
     echo 'CMD ["python3"]'
 } >"$ctx/Dockerfile"

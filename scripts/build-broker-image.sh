@@ -1,13 +1,23 @@
 #!/bin/sh
-# Build the RabbitMQ image of the compose `broker` profile (docker/broker/Dockerfile), once per recipe:
-# an image with the tag $DTS_BROKER_IMAGE (default dts-broker:v2) is reused. BASE_IMAGE defaults to
-# debian:bookworm-slim; when that is neither present nor pullable (no registry reachable), the project's
-# local Debian base is made with docker/base_image.sh (cached) and used instead.
-# DTS_BROKER_IMAGE naming another image (e.g. rabbitmq:3-management, the official one): nothing is built,
+# Build the RabbitMQ image of the compose `broker` and `cluster` profiles (docker/broker/Dockerfile), once per
+# recipe and RabbitMQ line: an image with the line's tag (or $DTS_BROKER_IMAGE) is reused.
+#
+# Usage: RABBITMQ=3.10|4.0|4.3 sh scripts/build-broker-image.sh   (default 3.10; `make broker RABBITMQ=4.3`)
+# Each line is Debian's rabbitmq-server of one suite: 3.10 bookworm (dts-broker:v2), 4.0 trixie
+# (dts-broker:4.0-v2), 4.3 sid (dts-broker:4.3-v2); the same table as RABBITMQ_LINES in dts/engines/image.py.
+# BASE_IMAGE defaults to debian:SUITE-slim; when that is neither present nor pullable (no registry reachable),
+# the project's local Debian base of that suite is made with docker/base_image.sh (cached) and used instead.
+# DTS_BROKER_IMAGE naming another image (e.g. rabbitmq:4-management, the official one): nothing is built,
 # compose pulls it.
 set -eu
 cd "$(dirname "$0")/.."
-DEFAULT_TAG=dts-broker:v2   # bump with LABEL dts.amqp.checks.version in docker/broker/Dockerfile
+RABBITMQ="${RABBITMQ:-3.10}"
+case "$RABBITMQ" in
+    3.10) DEFAULT_TAG=dts-broker:v2 SUITE=bookworm ;;   # bump with LABEL dts.amqp.checks.version in docker/broker/Dockerfile
+    4.0) DEFAULT_TAG=dts-broker:4.0-v2 SUITE=trixie ;;
+    4.3) DEFAULT_TAG=dts-broker:4.3-v2 SUITE=sid ;;
+    *) echo "RabbitMQ line '$RABBITMQ' has no broker image: choose from 3.10, 4.0, 4.3" >&2; exit 2 ;;
+esac
 TAG="${DTS_BROKER_IMAGE:-$DEFAULT_TAG}"
 export DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}"
 
@@ -20,13 +30,13 @@ if docker image inspect "$TAG" >/dev/null 2>&1 && [ -z "${DTS_BROKER_REBUILD:-}"
     exit 0
 fi
 if [ -z "${BASE_IMAGE:-}" ]; then
-    BASE_IMAGE=debian:bookworm-slim
+    BASE_IMAGE=debian:$SUITE-slim
     if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 && ! docker pull -q "$BASE_IMAGE" >/dev/null 2>&1; then
         echo "cannot pull $BASE_IMAGE (no registry reachable?): making a local base image with docker/base_image.sh"
-        bash docker/base_image.sh dts-base:bookworm
-        BASE_IMAGE=dts-base:bookworm
+        bash docker/base_image.sh --suite "$SUITE" "dts-base:$SUITE"
+        BASE_IMAGE=dts-base:$SUITE
     fi
 fi
-echo "building the broker image $TAG on $BASE_IMAGE (apt-get install rabbitmq-server; about a minute)"
+echo "building the broker image $TAG (RabbitMQ $RABBITMQ) on $BASE_IMAGE (apt-get install rabbitmq-server; about a minute)"
 docker build -q --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$TAG" docker/broker >/dev/null
 echo "broker image: $TAG"

@@ -9,6 +9,7 @@ import json
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -416,3 +417,48 @@ def compose_leftovers(project: str) -> dict[str, list[str]]:
         argv = ["docker", kind, "ls", *(["-a"] if kind == "container" else []), "-q", "--filter", label]
         found[kind] = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.split()
     return found
+
+
+@contextlib.contextmanager
+def compose_broker_stack(cfg_path: Path, name: str, rabbitmq: str | None = None):
+    """The compose `broker` service (of the RabbitMQ line `rabbitmq`: None, the default) with the pools of
+    `cfg_path` as containers, from `scale.py up --broker compose`, in a compose project, vhost, user and free
+    port of its own; yields {env, engine, app, project}; then everything removed (data volume included)."""
+    need_engine(compose_problem())
+    from dts.config import load_settings
+    from dts.engines.compose import ComposeEngine
+
+    cfg_path.chmod(0o644)  # read by the container's unprivileged user through the bind mount
+    cfg_path.parent.chmod(0o755)
+    project, port = f"dts-{name}-{os.getpid()}", free_port()
+    vhost = user = f"dts-{name}-{CHECKOUT}-{os.getpid()}"
+    password = secrets.token_hex(12)
+    env = {
+        "DTS_BROKER_USER": user,
+        "DTS_BROKER_PASSWORD": password,
+        "DTS_BROKER_VHOST": vhost,
+        "DTS_BROKER_PORT": str(port),
+        "BROKER_URL": f"amqp://{user}:{password}@127.0.0.1:{port}/{vhost}",
+        "DTS_CONFIG": str(cfg_path),
+        "COMPOSE_PROJECT_NAME": project,
+        "DTS_IMAGE": current_image(),
+        "PY": sys.executable,
+        **({"RABBITMQ": rabbitmq} if rabbitmq else {}),
+    }
+    build_images(env, "scripts/build-broker-image.sh", "scripts/build-image.sh")  # both cached by tag / layers
+    settings = load_settings(cfg_path).with_broker_url(env["BROKER_URL"])
+    app = app_for(settings)
+    line, options = (("--rabbitmq", rabbitmq), {"rabbitmq": rabbitmq}) if rabbitmq else ((), {})
+    engine = ComposeEngine(settings, app, project=project, env=env, broker="compose", **options)
+    try:
+        up = run_cli("scale.py", "up", "--engine", "compose", "--broker", "compose", *line, env=env, timeout=400)
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield {"env": env, "engine": engine, "app": app, "project": project}
+    finally:
+        logs = subprocess.run([*engine.cmd, "logs", "--tail", "20"], env=engine.env, capture_output=True, text=True)
+        print(logs.stdout[-4000:])
+        app.close()
+        argv = ("scale.py", "down", "--engine", "compose", "--broker", "compose", *line, "--volumes")
+        down = run_cli(*argv, env=env, timeout=300)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert compose_leftovers(project) == {"container": [], "network": [], "volume": []}

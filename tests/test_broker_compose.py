@@ -8,69 +8,19 @@ containers nor the host's RabbitMQ on 5672 are touched.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import subprocess
-import sys
 
 import pytest
-from helpers import (
-    CHECKOUT,
-    app_for,
-    broker_answers,
-    build_images,
-    compose_leftovers,
-    compose_problem,
-    current_image,
-    free_port,
-    need_engine,
-    run_cli,
-    write_config,
-)
+from helpers import broker_answers, compose_broker_stack, run_cli, write_config
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
 def broker_stack(tmp_path_factory):
-    need_engine(compose_problem())
-    from dts.config import load_settings
-    from dts.engines.compose import ComposeEngine
-
     cfg_path = write_config(tmp_path_factory.mktemp("bc") / "bc.yml", replicas="1")
-    cfg_path.chmod(0o644)  # read by the container's unprivileged user through the bind mount
-    cfg_path.parent.chmod(0o755)
-    project, port = f"dts-bc-{os.getpid()}", free_port()
-    vhost = user = f"dts-bc-{CHECKOUT}-{os.getpid()}"
-    password = secrets.token_hex(12)
-    env = {
-        "DTS_BROKER_USER": user,
-        "DTS_BROKER_PASSWORD": password,
-        "DTS_BROKER_VHOST": vhost,
-        "DTS_BROKER_PORT": str(port),
-        "BROKER_URL": f"amqp://{user}:{password}@127.0.0.1:{port}/{vhost}",
-        "DTS_CONFIG": str(cfg_path),
-        "COMPOSE_PROJECT_NAME": project,
-        "DTS_IMAGE": current_image(),
-        "PY": sys.executable,
-    }
-    build_images(env, "scripts/build-broker-image.sh", "scripts/build-image.sh")  # both cached by tag / layers
-    settings = load_settings(cfg_path).with_broker_url(env["BROKER_URL"])
-    app = app_for(settings)
-    engine = ComposeEngine(settings, app, project=project, env=env, broker="compose")
-    try:
-        up = run_cli("scale.py", "up", "--engine", "compose", "--broker", "compose", env=env, timeout=400)
-        assert up.returncode == 0, up.stdout + up.stderr
-        yield {"env": env, "engine": engine, "app": app, "project": project}
-    finally:
-        logs = subprocess.run([*engine.cmd, "logs", "--tail", "20"], env=engine.env, capture_output=True, text=True)
-        print(logs.stdout[-4000:])
-        app.close()
-        down = run_cli(
-            "scale.py", "down", "--engine", "compose", "--broker", "compose", "--volumes", env=env, timeout=300
-        )
-        assert down.returncode == 0, down.stdout + down.stderr
-        assert compose_leftovers(project) == {"container": [], "network": [], "volume": []}
+    with compose_broker_stack(cfg_path, "bc") as stack:
+        yield stack
 
 
 def test_workers_reach_the_broker_service_by_name(broker_stack):

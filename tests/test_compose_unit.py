@@ -20,6 +20,7 @@ from dts.config import load_settings
 from dts.engines import compose
 from dts.engines.compose import render_pools
 from dts.engines.containers import COMPOSE_FILE, CONFIG_IN_IMAGE, worker_template
+from dts.engines.image import BROKER_IMAGE
 from dts.errors import CliError, ExitCode
 from dts.naming import launch_argv
 
@@ -185,8 +186,26 @@ def test_broker_service_profile_volume_port_and_healthcheck():
         "${DTS_BROKER_VHOST:-dts}",
     }
     assert "rabbitmqctl" in svc["healthcheck"]["test"][1] and svc["healthcheck"]["interval"] == "10s"
-    tag = re.search(r"^DEFAULT_TAG=(\S+)", (ROOT / "scripts/build-broker-image.sh").read_text(), re.M)
-    assert tag and svc["image"].endswith(f":-{tag.group(1)}}}")  # the script builds what compose runs
+    assert svc["image"].endswith(f":-{BROKER_IMAGE}}}")  # the default line's image
+
+
+def test_the_broker_script_and_the_package_build_the_same_image_per_rabbitmq_line():
+    from dts.engines.image import RABBITMQ_LINES
+
+    script = (ROOT / "scripts/build-broker-image.sh").read_text()
+    table = re.findall(r"^ *([0-9.]+)\) DEFAULT_TAG=(\S+) SUITE=(\w+) ;;", script, re.M)
+    assert {line: (tag, suite) for line, tag, suite in table} == RABBITMQ_LINES
+
+
+def test_the_rabbitmq_line_picks_the_broker_image_and_an_unknown_line_is_refused(monkeypatch):
+    from dts.engines.image import broker_image
+
+    monkeypatch.delenv("DTS_BROKER_IMAGE", raising=False)
+    assert broker_image("4.3") == "dts-broker:4.3-v2" and broker_image() == BROKER_IMAGE == "dts-broker:v2"
+    assert broker_image("4.3", {"DTS_BROKER_IMAGE": "rabbitmq:4-management"}) == "rabbitmq:4-management"
+    with pytest.raises(CliError) as err:
+        broker_image("3.8")
+    assert err.value.exit_code == ExitCode.USAGE and "choose from 3.10, 4.0, 4.3" in str(err.value)
 
 
 def test_with_the_cluster_the_workers_get_every_node_as_failover_urls_and_wait_for_each():
@@ -364,3 +383,11 @@ def test_compose_v2_is_used_where_it_answers_and_dts_compose_picks_v1(monkeypatc
     with pytest.raises(CliError) as refused:
         compose_command()
     assert refused.value.exit_code == ExitCode.USAGE and "DTS_COMPOSE must be one of" in str(refused.value)
+
+
+def test_an_unknown_rabbitmq_line_is_one_line_exit_2():
+    from helpers import run_cli
+
+    proc = run_cli("scale.py", "up", "--engine", "compose", "--broker", "compose", "--rabbitmq", "3.8")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "invalid choice: '3.8' (choose from '3.10', '4.0', '4.3')" in proc.stderr

@@ -459,13 +459,13 @@ def prepare(settings: Settings, args: argparse.Namespace) -> Settings:
     broker vhost and user in the project's .env, and the images the engine runs. Returns the settings
     read again, with .env's broker URL."""
     from dts.cli.broker import provision_broker
-    from dts.engines.image import build_broker_image, build_worker_image
+    from dts.engines.image import DEFAULT_RABBITMQ, build_broker_image, build_worker_image
 
     project = project_dir(settings)
-    broker = getattr(args, "broker", "host")  # the compose engine's option
+    broker = getattr(args, "broker", "host")  # the compose engine's options
     print(provision_broker(broker, env_file(project)), flush=True)
     if broker != "host":
-        print(f"broker image: {build_broker_image()}", flush=True)
+        print(f"broker image: {build_broker_image(getattr(args, 'rabbitmq', DEFAULT_RABBITMQ))}", flush=True)
     if engine_class(chosen_engine(settings, args.engine)).needs_image:
         print(f"worker image: {build_worker_image(project, settings.code)}", flush=True)
     return load_settings(settings.path)

@@ -38,7 +38,7 @@ from dts.engines.containers import (
     worker_template,
 )
 from dts.engines.docker import compose_command
-from dts.engines.image import build_worker_image, worker_image
+from dts.engines.image import DEFAULT_RABBITMQ, RABBITMQ_LINES, broker_image, build_worker_image, worker_image
 from dts.errors import CliError, ExitCode
 from dts.files import shown, write_atomic
 from dts.naming import launch_argv, nodename, pool_of_node
@@ -200,6 +200,14 @@ class ComposeEngine(Engine):
             "the compose engine (this run uses {engine}); add --engine compose, start Docker",
             choices=BROKERS,
         ),
+        Option(
+            "--rabbitmq",
+            help="the RabbitMQ line of the broker containers (--broker compose|cluster): 3.10 (default, Debian 12), "
+            "4.0 (Debian 13) or 4.3 (Debian unstable); one image each, built once",
+            refusal="--rabbitmq (RABBITMQ=) picks the RabbitMQ of the broker containers: it needs the compose "
+            "engine (this run uses {engine}); add --engine compose --broker compose",
+            choices=tuple(RABBITMQ_LINES),
+        ),
     )
     cli_commands: ClassVar[dict[str, str]] = {
         "build": "build the project's worker image (compose engine)",
@@ -217,6 +225,7 @@ class ComposeEngine(Engine):
         env: dict[str, str] | None = None,
         run_dir: Path | None = None,
         broker: str = "host",
+        rabbitmq: str = DEFAULT_RABBITMQ,
     ):
         cmd = compose_command()
         if cmd is None:
@@ -225,6 +234,12 @@ class ComposeEngine(Engine):
             )
         if broker not in BROKERS:
             raise CliError(f"BROKER must be one of {', '.join(BROKERS)} (got {broker!r})", ExitCode.USAGE)
+        if rabbitmq != DEFAULT_RABBITMQ and broker == "host":
+            raise CliError(
+                f"--rabbitmq {rabbitmq} (RABBITMQ=) is the line of the broker containers: add --broker compose "
+                "(BROKER=compose) or cluster; the host's RabbitMQ is the one installed there",
+                ExitCode.USAGE,
+            )
         self.settings, self.app, self.broker = settings, app, broker
         self.folder = project_dir(settings)  # compose's project directory: its .env, the relative paths
         self.project = project or os.environ.get("COMPOSE_PROJECT_NAME") or project_name(self.folder)
@@ -240,6 +255,8 @@ class ComposeEngine(Engine):
         self.env.setdefault(
             "DTS_IMAGE", worker_image(self.folder, self.env, settings.code)
         )  # the project's own worker image
+        # the broker containers' image: the line's (dts-broker:4.3-v2 ...), unless $DTS_BROKER_IMAGE names one
+        self.env["DTS_BROKER_IMAGE"] = broker_image(rabbitmq, self.env)
         if broker in PROFILES:  # the broker's profile on, beside any other (Flower's `monitoring`)
             profiles = [p for p in self.env.get("COMPOSE_PROFILES", "").split(",") if p]
             self.env["COMPOSE_PROFILES"] = ",".join(dict.fromkeys([*profiles, PROFILES[broker]]))

@@ -3,7 +3,7 @@ registry needed): the worker image from the package itself, the broker image fro
 
     worker_image(project)        # 'dts-1a2b3c4d-worker:0.9.0-3f2a1b4c5d': $DTS_IMAGE, else per project
     build_worker_image(project)  # docker build of that tag, unless it exists
-    build_broker_image()         # dts-broker:v2 ($DTS_BROKER_IMAGE) from the package's broker recipe
+    build_broker_image("4.3")    # dts-broker:4.3-v2 ($DTS_BROKER_IMAGE) from the package's broker recipe
 
 The worker image's build context is made in the project's run folder: the package's Dockerfile and pinned
 requirements.txt, and the package's own files (dts/), so the image runs the same `dts` as the host. Its tag
@@ -24,14 +24,23 @@ from pathlib import Path
 
 import dts
 from dts.config import project_name, run_dir
-from dts.errors import CliError
+from dts.errors import CliError, ExitCode
 from dts.files import DATA_DIR
 
 log = logging.getLogger("dts.image")
 PACKAGE_DIR = Path(dts.__file__).resolve().parent
-WORKER_BASE, BROKER_BASE = "python:3.12-slim", "debian:bookworm-slim"
-LOCAL_BASE = "dts-base:bookworm"  # made by base_image.sh where no registry answers
-BROKER_IMAGE = "dts-broker:v2"  # bump with LABEL dts.amqp.checks.version in the broker's Dockerfile
+WORKER_BASE = "python:3.12-slim"
+LOCAL_BASE = "dts-base:{suite}"  # made by base_image.sh --suite SUITE where no registry answers
+# The compose broker's RabbitMQ lines (--rabbitmq, RABBITMQ=): line -> (image tag, the Debian suite whose
+# rabbitmq-server package is that line). The same table is in scripts/build-broker-image.sh (a test checks).
+# Bump a tag with LABEL dts.amqp.checks.version or anything else the broker's Dockerfile puts in the image.
+RABBITMQ_LINES = {
+    "3.10": ("dts-broker:v2", "bookworm"),  # Debian 12
+    "4.0": ("dts-broker:4.0-v2", "trixie"),  # Debian 13
+    "4.3": ("dts-broker:4.3-v2", "sid"),  # Debian unstable: 4.3's strict defaults
+}
+DEFAULT_RABBITMQ = "3.10"
+BROKER_IMAGE = RABBITMQ_LINES[DEFAULT_RABBITMQ][0]
 BUILD_TIMEOUT = 1800  # seconds for one docker build (pip or apt inside it)
 
 
@@ -107,17 +116,19 @@ def docker(*args: str, timeout: float = 60, quiet: bool = True) -> bool:
         return False
 
 
-def base_image(default: str) -> str:
-    """$BASE_IMAGE, else `default` when present or pullable, else the local Debian base (made once)."""
+def base_image(default: str, suite: str = "bookworm") -> str:
+    """$BASE_IMAGE, else `default` when present or pullable, else the local Debian base of that suite (made
+    once)."""
     if os.environ.get("BASE_IMAGE"):
         return os.environ["BASE_IMAGE"]
     if docker("image", "inspect", default) or docker("pull", "-q", default, timeout=120):
         return default
-    log.warning("cannot pull %s (no registry reachable?): making a local Debian base, %s", default, LOCAL_BASE)
-    proc = subprocess.run(["bash", str(DATA_DIR / "base_image.sh"), LOCAL_BASE], timeout=BUILD_TIMEOUT)
-    if proc.returncode != 0:
-        raise CliError(f"cannot make the local base image {LOCAL_BASE}: set BASE_IMAGE to an image this engine has")
-    return LOCAL_BASE
+    local = LOCAL_BASE.format(suite=suite)
+    log.warning("cannot pull %s (no registry reachable?): making a local Debian base, %s", default, local)
+    argv = ["bash", str(DATA_DIR / "base_image.sh"), "--suite", suite, local]
+    if subprocess.run(argv, timeout=BUILD_TIMEOUT).returncode != 0:
+        raise CliError(f"cannot make the local base image {local}: set BASE_IMAGE to an image this engine has")
+    return local
 
 
 def docker_build(tag: str, base: str, context: Path) -> None:
@@ -149,14 +160,30 @@ def build_worker_image(project: Path, code: tuple[str, ...] = (), rebuild: bool 
     return tag
 
 
-def build_broker_image() -> str:
-    """The compose broker's image: $DTS_BROKER_IMAGE when it names another image (compose pulls it), else
-    dts-broker:v2, built once from the package's recipe. Returns the tag."""
-    tag = os.environ.get("DTS_BROKER_IMAGE") or BROKER_IMAGE
+def rabbitmq_line(line: str) -> tuple[str, str]:
+    """(image tag, Debian suite) of a RabbitMQ line; an unknown line is a one-line exit 2."""
+    if line not in RABBITMQ_LINES:
+        raise CliError(
+            f"RabbitMQ line {line!r} has no broker image: choose from {', '.join(RABBITMQ_LINES)}", ExitCode.USAGE
+        )
+    return RABBITMQ_LINES[line]
+
+
+def broker_image(line: str = DEFAULT_RABBITMQ, environ: dict[str, str] | None = None) -> str:
+    """The compose broker's image for a RabbitMQ line: $DTS_BROKER_IMAGE when set, else the line's tag."""
+    environ = os.environ if environ is None else environ
+    return environ.get("DTS_BROKER_IMAGE") or rabbitmq_line(line)[0]
+
+
+def build_broker_image(line: str = DEFAULT_RABBITMQ) -> str:
+    """The compose broker's image of a RabbitMQ line: $DTS_BROKER_IMAGE when it names another image (compose
+    pulls it), else the line's tag (dts-broker:v2 for 3.10), built once from the package's recipe on a
+    Debian base of the line's suite. Returns the tag."""
+    tag, suite = broker_image(line), rabbitmq_line(line)[1]
     cached = docker("image", "inspect", tag) and not os.environ.get("DTS_BROKER_REBUILD")
     if not tag.startswith("dts-broker:") or cached:
         return tag
-    base = base_image(BROKER_BASE)
+    base = base_image(f"debian:{suite}-slim", suite)
     print(f"building the broker image {tag} on {base} (apt-get install rabbitmq-server; about a minute)", flush=True)
     with tempfile.TemporaryDirectory(prefix="dts-broker-") as context:  # the recipe's files, not links to them
         for path in (DATA_DIR / "broker").iterdir():
