@@ -105,6 +105,12 @@ VARIABLES = (
         "the worker image's name (default: the project's own, `<project>-worker:<version>-<hash>`, `dts engine --image`)",
     ),
     Variable(
+        "RABBITMQ",
+        IMAGES,
+        "the RabbitMQ line of the compose broker's image that `scripts/build-broker-image.sh` builds: 3.10 "
+        "(default), 4.0 or 4.3 (`make up BROKER=compose RABBITMQ=4.3`, as `dts up --rabbitmq 4.3`)",
+    ),
+    Variable(
         "DTS_COMPOSE",
         IMAGES,
         "the Compose the compose engine runs: `docker compose` (v2, the default when its plugin answers) or "
