@@ -200,6 +200,7 @@ def test_the_package_carries_its_data_files(dts_bin):
         "base_image.sh",
         "broker/Dockerfile",
         "broker/entrypoint.sh",
+        "broker/rabbitmq-4.conf",
         "docker-compose.yml",
         "requirements.txt",
         "test-config.yml",
