@@ -228,6 +228,18 @@ def run(args: argparse.Namespace) -> int:
             if events:
                 events.wait_ready()
             rounds, waits = dispatch_rounds(settings, args, plan, replies, watch)
+    report, problem = written_report(settings, args, rounds, waits, result_file)
+    show_report(args, view, report, result_file)
+    if events:
+        events.finish()
+    if problem:
+        raise CliError(problem, report.exit_code)  # after the (partial) report: one line on stderr, exit 3 or 4
+    return report.exit_code
+
+
+def written_report(settings, args: argparse.Namespace, rounds, waits, result_file):
+    """The rounds' report with its verdict (a lost broker or pool: exit 3 or 4 and why), saved to the result
+    file and, with --junit, as JUnit XML beside it, whatever the verdict (a partial run's too)."""
     report = dispatch_report(settings, rounds)
     unknown = [o.task_id for o in report.outcomes if o.unknown]
     ids = f": {len(unknown)} task(s) unknown ({', '.join(unknown)})" if unknown else ""
@@ -236,16 +248,11 @@ def run(args: argparse.Namespace) -> int:
     )
     report = replace(report, exit_code=code)
     save(result_file, "dispatch", report.to_json())
-    if args.junit:  # beside the result file, whatever the verdict (a partial run's too)
+    if args.junit:
         from dts.reports.junit import dispatch_junit, write_junit  # xml.etree: only for --junit
 
         write_junit(args.junit, dispatch_junit(report))
-    show_report(args, view, report, result_file)
-    if events:
-        events.finish()
-    if problem:
-        raise CliError(problem, code)  # after the (partial) report: one line on stderr, exit 3 or 4
-    return report.exit_code
+    return report, problem
 
 
 def main(argv: list[str] | None = None, prog: str = "dispatch.py") -> int:
