@@ -420,7 +420,7 @@ def compose_leftovers(project: str) -> dict[str, list[str]]:
 
 
 @contextlib.contextmanager
-def compose_broker_stack(cfg_path: Path, name: str, rabbitmq: str | None = None):
+def compose_broker_stack(cfg_path: Path, name: str, rabbitmq: str | None = None, extra_env: dict | None = None):
     """The compose `broker` service (of the RabbitMQ line `rabbitmq`: None, the default) with the pools of
     `cfg_path` as containers, from `scale.py up --broker compose`, in a compose project, vhost, user and free
     port of its own; yields {env, engine, app, project}; then everything removed (data volume included)."""
@@ -444,6 +444,7 @@ def compose_broker_stack(cfg_path: Path, name: str, rabbitmq: str | None = None)
         "DTS_IMAGE": current_image(),
         "PY": sys.executable,
         **({"RABBITMQ": rabbitmq} if rabbitmq else {}),
+        **(extra_env or {}),  # e.g. DTS_BROKER_IMAGE: a broker image of the test's own
     }
     build_images(env, "scripts/build-broker-image.sh", "scripts/build-image.sh")  # both cached by tag / layers
     settings = load_settings(cfg_path).with_broker_url(env["BROKER_URL"])

@@ -592,7 +592,7 @@ def test_settings_are_frozen_and_broker_url_is_replaceable():
         ),
         (
             POOLS + "broker: {queue: quorum}",
-            "broker.queue is not a known key (known: connect_timeout, delivery_limit, heartbeat, queue_type, tls, url) (got 'quorum')",
+            "broker.queue is not a known key (known: connect_timeout, consumer_timeout, delivery_limit, heartbeat, queue_type, tls, url) (got 'quorum')",
         ),
         (POOLS + "broker: {tls: [ca.pem]}", "broker.tls must be a mapping (got ['ca.pem'])"),
         (

@@ -62,6 +62,13 @@ provision() {
     rabbitmqctl -q set_permissions -p "$vhost" "$user" '.*' '.*' '.*'
     echo "dts-broker: vhost $vhost, user $user: ready"
 }
+# broker.consumer_timeout, when `dts up` passes it: the node's consumer_timeout (unset: RabbitMQ's default)
+timeout_conf=/etc/rabbitmq/conf.d/90-dts-consumer-timeout.conf
+case "${DTS_CONSUMER_TIMEOUT_MS:-}" in
+    '') : > "$timeout_conf" ;;
+    *[!0-9]*) echo "dts-broker: DTS_CONSUMER_TIMEOUT_MS must be milliseconds (digits only)" >&2; exit 2 ;;
+    *) echo "consumer_timeout = $DTS_CONSUMER_TIMEOUT_MS" > "$timeout_conf" ;;
+esac
 provision &
 # Not Debian's /usr/sbin wrapper: it neither execs (SIGTERM would not reach the node) nor logs to stdout.
 # This script traps SIGTERM and stops the node cleanly.

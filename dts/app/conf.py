@@ -90,7 +90,18 @@ def work_queue(name: str, broker: BrokerSettings = CLASSIC) -> DeadLetteredQueue
         routing_key=name,
         durable=True,
         queue_arguments=dead_letter_arguments(name, broker),
+        consumer_arguments=consumer_arguments(broker),
     )
+
+
+def consumer_arguments(broker: BrokerSettings) -> dict[str, int] | None:
+    """The workers' basic.consume arguments: on quorum queues, broker.consumer_timeout as the consumer's own
+    timeout (`x-consumer-timeout`, ms). RabbitMQ 4.3 applies it to quorum queues over its global setting;
+    4.0 and 3.10 accept it and keep their global one (the compose broker sets that); classic queues take no
+    such argument on 4.3 (refused) and have no consumer timeout there."""
+    if broker.queues_type != "quorum":
+        return None
+    return {"x-consumer-timeout": round(broker.consumer_timeout * 1000)}
 
 
 def declared_queues(settings: Settings) -> tuple[Queue, ...]:

@@ -144,6 +144,8 @@ def resize(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
     from dts.amqp.checks import check_broker
 
     app = engine.app
+    if args.command == "up":
+        say_consumer_timeout_warnings(settings)
     engine.prepare()  # --broker compose: the `broker` service, healthy, before anything asks it
     check_broker(app, settings.broker.connect_timeout)
     plan = engine.start() if args.command == "up" else engine.resize(args.desired)
@@ -167,6 +169,8 @@ def status(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "status" and args.watch:
         return watch(settings, engines, app, interval=args.interval, count=args.count, as_json=args.json)
     report = collect_status(settings, engines, app)
+    if args.command == "health":
+        say_consumer_timeout_warnings(settings)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -178,6 +182,14 @@ def status(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
     if not report.broker_ok:
         print(f"scale.py: error: {report.broker_error}", file=sys.stderr)
     return report.exit_code
+
+
+def say_consumer_timeout_warnings(settings: Settings) -> None:
+    """On stderr: each queue whose declared time limits and backoff can outlast broker.consumer_timeout."""
+    from dts.config.holding import consumer_timeout_warnings
+
+    for line in consumer_timeout_warnings(settings):
+        print(line, file=sys.stderr)
 
 
 def down(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:

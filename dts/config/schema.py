@@ -49,6 +49,7 @@ MAX_URL_CHARS = 1024  # docs/reference/input-bounds.md
 MAX_BROKER_URLS = 9  # failover URLs of one broker cluster, separated by URL_SEPARATOR
 URL_SEPARATOR = ";"  # Celery's and kombu's separator of failover URLs
 DAY = 86400  # seconds: the upper bound of a duration that has no tighter one
+CONSUMER_TIMEOUT_MAX = 30 * DAY  # RabbitMQ keeps it in an Erlang timer: under 2**32 ms (49 days)
 MAX_MOUNTS = 20  # a pool's devices, and its volumes
 # a pool's device or volume as written: HOST[:CONTAINER[:MODE]] of plain path characters (no space, comma, NUL)
 MOUNT_ENTRY = re.compile(r"[A-Za-z0-9_.@+/:-]{1,1024}")
@@ -168,6 +169,16 @@ class BrokerSettings:
     delivery_limit: int = field(
         default=5,
         metadata=key(min=1, max=1000, help="quorum only: a message redelivered more often than this is dead-lettered"),
+    )
+    consumer_timeout: float = field(
+        default=1800.0,
+        metadata=key(
+            min=60,
+            max=CONSUMER_TIMEOUT_MAX,
+            help="seconds a worker may hold a message unacknowledged (a task running, a retry waiting out its "
+            "backoff) before RabbitMQ takes it back and it runs again: the compose broker's consumer_timeout "
+            "and the quorum queues' per-consumer timeout; set a broker you run to at least this",
+        ),
     )
     tls: BrokerTLS | None = field(
         default=None, metadata=key(help="TLS to the broker; absent: plain AMQP (refused for an amqps:// URL)")

@@ -135,9 +135,14 @@ VARIABLES = (
     Variable(
         "DTS_BROKER_IMAGE",
         IMAGES,
-        "the broker container's image (default `dts-broker:v2`, built locally); another name is pulled, not built",
+        "the broker container's image (default `dts-broker:v3`, built locally); another name is pulled, not built",
     ),
     Variable("DTS_BROKER_REBUILD", IMAGES, "set: rebuild the broker image even when its tag exists"),
+    Variable(
+        "DTS_CONSUMER_TIMEOUT_MS",
+        IMAGES,
+        "the broker containers' consumer_timeout in ms: `dts up` sets it from broker.consumer_timeout (default 1800000)",
+    ),
     Variable("COMPOSE_PROJECT_NAME", IMAGES, "the compose project (default `dts-<hash>`, the checkout's vhost name)"),
     Variable("DTS_STACK", IMAGES, "the swarm stack's name (default `dts-<hash>`)"),
     Variable("DTS_FLOWER_USER", OUTPUT, "Flower's login user (default `flower`); the environment wins over `.env`"),

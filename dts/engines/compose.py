@@ -257,6 +257,8 @@ class ComposeEngine(Engine):
         )  # the project's own worker image
         # the broker containers' image: the line's (dts-broker:4.3-v2 ...), unless $DTS_BROKER_IMAGE names one
         self.env["DTS_BROKER_IMAGE"] = broker_image(rabbitmq, self.env)
+        # the broker containers' consumer_timeout (their entrypoint writes it to the node's configuration)
+        self.env["DTS_CONSUMER_TIMEOUT_MS"] = str(round(settings.broker.consumer_timeout * 1000))
         if broker in PROFILES:  # the broker's profile on, beside any other (Flower's `monitoring`)
             profiles = [p for p in self.env.get("COMPOSE_PROFILES", "").split(",") if p]
             self.env["COMPOSE_PROFILES"] = ",".join(dict.fromkeys([*profiles, PROFILES[broker]]))
