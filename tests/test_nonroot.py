@@ -74,6 +74,7 @@ def user_venv(user: pwd.struct_passwd, venv: Path, env: dict[str, str]) -> None:
     """A venv at `venv` that `user` can run, with this test's packages: made from a Python of this test's
     X.Y the user may run (this test's venv may sit in root's home), seeing this test's site-packages (its
     .pth files too: the editable install) behind the copy's code on PYTHONPATH."""
+    reachable(Path(sysconfig.get_path("purelib")))
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
     candidates = [f"/usr/bin/python{version}", f"/usr/local/bin/python{version}", sys._base_executable]
     tried = []
@@ -94,6 +95,26 @@ def user_venv(user: pwd.struct_passwd, venv: Path, env: dict[str, str]) -> None:
             return
         tried.append(f"{candidate}: {(probe.stderr.strip().splitlines() or ['?'])[-1]}")
     pytest.fail(f"no Python {version} venv the user can run with {sysconfig.get_path('purelib')}: {'; '.join(tried)}")
+
+
+GRANTED: dict[Path, int] = {}  # folder: its mode before this test let others through it
+
+
+def reachable(path: Path) -> None:
+    """Let other users through every folder above `path` (this test's site-packages: a checkout may sit in a
+    mode-700 folder, e.g. mktemp's); restored by restore_modes()."""
+    for folder in reversed(path.parents):
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH and folder not in GRANTED:
+            GRANTED[folder] = stat.S_IMODE(mode)
+            folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
+def restore_modes() -> None:
+    while GRANTED:
+        folder, mode = GRANTED.popitem()
+        with contextlib.suppress(OSError):
+            folder.chmod(mode)
 
 
 def as_user(user: pwd.struct_passwd, argv: list, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -131,6 +152,7 @@ def project_of(user: pwd.struct_passwd):
             as_user(user, ["make", "down"], folder, env)
         forget(folder / ".env")
         shutil.rmtree(base, ignore_errors=True)
+        restore_modes()
 
 
 def forget(env_file: Path) -> None:
