@@ -84,7 +84,8 @@ CLI_EXIT_CODES: dict[str, dict[int, str]] = {
     "config": {0: "ok: the config is valid (printed resolved)", 2: "the config is invalid: one line naming the key"},
     "broker": {
         0: "ok",
-        1: "could not create the vhost or user",
+        1: "could not create the vhost or user (e.g. no root): .env is written and the sudo commands to run "
+        "once are printed",
         2: "bad usage (checked before anything is created)",
         3: "no broker listens",
         130: "interrupted",
@@ -102,11 +103,13 @@ class CliError(Exception):
     """An expected failure: one line for stderr and the exit code that goes with it."""
 
     exit_code: int = ExitCode.FAILED
+    then: tuple[str, ...] = ()  # lines printed after the error line: the exact commands that fix it
 
-    def __init__(self, message: str, exit_code: int | None = None):
+    def __init__(self, message: str, exit_code: int | None = None, then: list[str] | tuple[str, ...] = ()):
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+        self.then = tuple(then)
 
 
 class ConfigError(CliError):

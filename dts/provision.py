@@ -14,7 +14,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -30,7 +32,7 @@ from dts.config import broker_url_from_env_file, project_name, read_env_file, ru
 from dts.errors import CliError, ExitCode, excerpt
 from dts.files import shown, write_atomic
 
-MANAGEMENT_API = "http://localhost:15672/api"
+MANAGEMENT_API = "http://localhost:15672/api"  # $DTS_MANAGEMENT_API overrides it
 COMMAND_TIMEOUT = 120  # seconds for one rabbitmqctl call
 
 
@@ -43,8 +45,8 @@ def rabbitmqctl(*args: str) -> subprocess.CompletedProcess:
         proc = subprocess.run([exe, "-q", *args], capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise CliError(f"rabbitmqctl {args[0]} did not answer within {COMMAND_TIMEOUT}s") from None
-    if proc.returncode != 0:
-        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+    if proc.returncode != 0:  # Debian's wrapper, run by another user, says why last on stdout (after a usage)
+        last = f"{proc.stderr}\n{proc.stdout}".strip().splitlines()[-1:] or ["no output"]
         raise CliError(f"rabbitmqctl {' '.join(args[:2])} failed: {last[0]}")
     return proc
 
@@ -60,10 +62,14 @@ def ensure_vhost(vhost: str, user: str, password: str | None = None) -> None:
     rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
 
 
+def management_api() -> str:
+    return (os.environ.get("DTS_MANAGEMENT_API") or MANAGEMENT_API).rstrip("/")
+
+
 def _management_put(path: str, body: dict, auth: tuple[str, str] = ("guest", "guest")) -> None:
     token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
     req = urllib.request.Request(
-        f"{MANAGEMENT_API}/{path}",
+        f"{management_api()}/{path}",
         data=json.dumps(body).encode(),
         method="PUT",
         headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
@@ -72,14 +78,45 @@ def _management_put(path: str, body: dict, auth: tuple[str, str] = ("guest", "gu
         pass
 
 
-def create_vhost_user(vhost: str, user: str, password: str) -> str:
+def sudo_commands(vhost: str, user: str, password: str) -> list[str]:
+    """The shell commands that create `vhost` and `user` with `password` and its permissions, as root on the
+    broker's host: safe to run again (add_vhost is idempotent; an existing user gets this password)."""
+    v, u, p = shlex.quote(vhost), shlex.quote(user), shlex.quote(password)
+    ctl = "sudo rabbitmqctl"
+    return [
+        f"{ctl} add_vhost {v}",
+        f"{ctl} add_user {u} {p} || {ctl} change_password {u} {p}",
+        f"{ctl} set_permissions -p {v} {u} '.*' '.*' '.*'",
+    ]
+
+
+def needs_root(vhost: str, user: str, password: str, env_path: Path, reason: str) -> CliError:
+    """The failure when neither rabbitmqctl nor the management API could create them: one line (exit 1,
+    "could not create the vhost or user"), then the commands to run once with sudo, and where Docker answers
+    for this user, the broker in a container instead. .env already holds the credentials those commands
+    create, so running the same command again finds them and goes on."""
+    from dts.engines.docker import docker_answers
+
+    names = f"vhost and user {vhost!r}" if vhost == user else f"vhost {vhost!r} and user {user!r}"
+    who = "" if os.geteuid() == 0 else " without root"
+    then = sudo_commands(vhost, user, password)
+    if docker_answers():
+        then.append("or, with no root, RabbitMQ in a container: make run BROKER=compose  (dts up --broker compose)")
+    return CliError(
+        f"cannot create {names}{who} ({reason}); {shown(env_path)} has the password: run these once, then again",
+        ExitCode.FAILED,
+        then=then,
+    )
+
+
+def create_vhost_user(vhost: str, user: str, password: str, env_path: Path) -> str:
     """Create vhost and user (idempotent) with rabbitmqctl, else the management HTTP API.
-    Returns which one did it; CliError with the exact commands to run when neither can."""
+    Returns which one did it; CliError with the exact commands to run when neither can (needs_root)."""
     try:
         ensure_vhost(vhost, user, password)
         return "rabbitmqctl"
     except (CliError, OSError, subprocess.SubprocessError) as exc:
-        ctl_reason = str(exc)
+        ctl_reason = re.sub(r"^rabbitmqctl \S+( \S+)? failed: ", "rabbitmqctl: ", str(exc))
     v, u = quote(vhost, safe=""), quote(user, safe="")
     try:
         _management_put(f"vhosts/{v}", {})
@@ -87,12 +124,9 @@ def create_vhost_user(vhost: str, user: str, password: str) -> str:
         _management_put(f"permissions/{v}/{u}", {"configure": ".*", "write": ".*", "read": ".*"})
         return "management API"
     except OSError as exc:
-        raise CliError(
-            f"cannot create vhost {vhost!r} and user {user!r} ({ctl_reason}; management API: {exc}); on the broker "
-            f"host run: sudo rabbitmqctl add_vhost {vhost} && sudo rabbitmqctl add_user {user} '<password>' && "
-            f'sudo rabbitmqctl set_permissions -p {vhost} {user} ".*" ".*" ".*"  then put DTS_BROKER_USER, '
-            "DTS_BROKER_PASSWORD and DTS_BROKER_VHOST in .env"
-        ) from None
+        api_reason = getattr(exc, "reason", None) or exc
+        api_reason = getattr(api_reason, "strerror", None) or api_reason
+        raise needs_root(vhost, user, password, env_path, f"{ctl_reason}; management API: {api_reason}") from None
 
 
 def write_env_file(path: Path, values: dict[str, str]) -> None:
@@ -156,15 +190,17 @@ def provision(env_path: Path, vhost: str | None = None, user: str | None = None)
             f"broker vhost {values['DTS_BROKER_VHOST']!r}, user {values['DTS_BROKER_USER']!r}: ok ({shown(env_path)})"
         )
     require_listener(int(values.get("DTS_BROKER_PORT", 5672)))
-    values = {"DTS_BROKER_USER": user, "DTS_BROKER_PASSWORD": secrets.token_hex(16), "DTS_BROKER_VHOST": vhost}
-    how = create_vhost_user(vhost, user, values["DTS_BROKER_PASSWORD"])
-    try:
-        write_env_file(env_path, {**existing, **values})  # other keys (the Flower login) are kept
-    except OSError as exc:
-        raise CliError(
-            f"created user {user!r} on vhost {vhost!r} but cannot write {env_path} ({exc.strerror})", ExitCode.USAGE
-        ) from None
-    url = broker_url_from_env_file(values)
+    # .env's credentials when it has them (a login that fails is fixed, never rotated), else new ones;
+    # written first, so that when only root can create them, .env already names what the commands create
+    values = container_credentials(existing, vhost, user)
+    vhost, user = values["DTS_BROKER_VHOST"], values["DTS_BROKER_USER"]
+    if {**existing, **values} != existing:
+        try:
+            write_env_file(env_path, {**existing, **values})  # other keys (the Flower login) are kept
+        except OSError as exc:
+            raise CliError(f"cannot write {env_path} ({exc.strerror}); nothing was created", ExitCode.USAGE) from None
+    how = create_vhost_user(vhost, user, values["DTS_BROKER_PASSWORD"], env_path)
+    url = broker_url_from_env_file({**existing, **values})
     if not login_works(url):
         raise CliError(
             f"created user {user!r} on vhost {vhost!r} but cannot log in as it at {redact_url(url)}",

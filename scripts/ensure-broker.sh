@@ -1,6 +1,7 @@
 #!/bin/sh
 # Make sure a RabbitMQ answers on localhost:5672: start an installed one; on Debian/Ubuntu as root,
-# install rabbitmq-server first; otherwise print the command that installs it on this OS.
+# install rabbitmq-server first; otherwise print the command that installs it on this OS. Not root: print
+# the exact sudo command that starts (or installs) it, exit 1.
 set -eu
 PORT="${DTS_BROKER_PORT:-5672}"
 DEADLINE_S="${DTS_BROKER_WAIT:-90}"
@@ -45,14 +46,17 @@ if answers; then   # the package's post-install may have started it
     exit 0
 fi
 
-echo "starting RabbitMQ..."
 if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ]; then systemctl start rabbitmq-server; else sudo systemctl start rabbitmq-server; fi
-elif [ "$(id -u)" = 0 ]; then
-    PATH="$PATH:/usr/sbin" rabbitmq-server -detached
+    start="systemctl start rabbitmq-server"
 else
-    echo "cannot start RabbitMQ without root: run 'sudo rabbitmq-server -detached' (or 'sudo systemctl start rabbitmq-server')" >&2
+    start="rabbitmq-server -detached"
+fi
+if [ "$(id -u)" != 0 ]; then   # the command, to run once; nothing is run with sudo behind the user's back
+    echo "RabbitMQ is installed but not running on localhost:$PORT, and starting it needs root: run this once, then re-run:" >&2
+    echo "  sudo $start" >&2
     exit 1
 fi
+echo "starting RabbitMQ..."
+PATH="$PATH:/usr/sbin" $start
 wait_for_broker
 echo "RabbitMQ answers on localhost:$PORT"

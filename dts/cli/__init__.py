@@ -165,19 +165,21 @@ def setup_logging(verbosity: int) -> None:
     logging.basicConfig(level=level, handlers=[handler])
 
 
-def report(prog: str, line: str, exit_code: int) -> None:
+def report(prog: str, line: str, exit_code: int, then: tuple[str, ...] = ()) -> None:
     """The one line a CLI ends with on an expected failure, on stderr: as is, or a JSON line (event = the
     line, with prog and exit_code) when LOG_FORMAT=json. Always one line, of at most MAX_REPORT characters
-    (a safety net: messages quote excerpts of values, never whole ones)."""
+    (a safety net: messages quote excerpts of values, never whole ones). `then`: the exact commands that fix
+    it (CliError.then), one a line after it, indented; in the JSON line, its `then` list."""
     line = " ".join(line.splitlines())
     if len(line) > MAX_REPORT:
         line = line[: MAX_REPORT - 3] + "..."
     if not json_enabled():
-        print(line, file=sys.stderr)
+        print("\n".join([line, *(f"  {command}" for command in then)]), file=sys.stderr)
         return
     if not logging.getLogger().handlers:  # an error before (or in) setup_logging
         setup_logging(0)
-    logging.getLogger("dts.cli").error(line, extra={"prog": prog, "exit_code": int(exit_code)})
+    extra = {"prog": prog, "exit_code": int(exit_code), **({"then": list(then)} if then else {})}
+    logging.getLogger("dts.cli").error(line, extra=extra)
 
 
 def exit_now(code: int) -> None:
@@ -204,7 +206,7 @@ def run_main(
         setup_logging(args.verbose)
         return run(args)
     except CliError as exc:
-        report(prog, f"{prog}: error: {exc}", exc.exit_code)
+        report(prog, f"{prog}: error: {exc}", exc.exit_code, exc.then)
         return exc.exit_code
     except KeyboardInterrupt:
         report(prog, f"{prog}: interrupted; tasks already sent still run on the workers", ExitCode.INTERRUPTED)

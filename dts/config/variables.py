@@ -61,6 +61,13 @@ VARIABLES = (
         "workers and containers reach the `.env` vhost/user there. Unset: `localhost` for the CLIs and local "
         "workers, `host.docker.internal` (the host each container runs on) for compose and swarm workers",
     ),
+    Variable(
+        "DTS_MANAGEMENT_API",
+        BROKER,
+        "where `make broker` (`dts broker`, `dts up`) reaches RabbitMQ's management HTTP API when `rabbitmqctl` "
+        "cannot create the vhost and user (default `http://localhost:15672/api`, login guest/guest); when "
+        "neither can, it prints the `sudo rabbitmqctl` commands to run once",
+    ),
     *(
         Variable(
             f"DTS_CLUSTER_PORT_{n}",
