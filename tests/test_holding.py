@@ -86,3 +86,20 @@ def test_health_says_the_warning_on_stderr_and_keeps_its_exit_code(tmp_path):
     assert proc.returncode == 4, proc.stdout + proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 1 and "queue_a's messages can stay unacknowledged 3630s" in warnings[0], proc.stderr
+
+
+@pytest.mark.integration
+def test_up_says_the_warning_before_it_starts_the_pools(tmp_path):
+    """`scale.py up` (no workers: replicas 0) warns on stderr and goes on: exit 0."""
+    path = config(tmp_path, "connect_timeout: 5", "time_limit: 3600", "replicas: 0")
+    path.write_text(
+        path.read_text().replace("worker-b: {queues: [queue_b]}", "worker-b: {queues: [queue_b], replicas: 0}")
+    )
+    try:
+        proc = run_cli("scale.py", "up", "--config", str(path), "--engine", "local")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "worker-a: 0 worker(s) up" in proc.stdout
+        (warning,) = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
+        assert "queue_a's messages can stay unacknowledged 3630s" in warning
+    finally:
+        run_cli("scale.py", "down", "--config", str(path), "--engine", "local")
