@@ -87,7 +87,7 @@ def write_config(path: Path, **overrides: str) -> Path:
 TESTED_VERSIONS = ROOT / "docs" / "samples" / "tested-versions.json"  # the docs' table is drawn from it
 
 
-def tested_versions() -> dict:
+def versions_tested() -> dict:
     """docs/samples/tested-versions.json: each RabbitMQ line and Compose with the exact version the tests run on
     and the test modules (all their tests, or the ones named) that run on it."""
     return json.loads(TESTED_VERSIONS.read_text())
@@ -100,7 +100,7 @@ def module_name(path: str | Path) -> str:
 def lines_running(module: str, test: str) -> list[str]:
     """The RabbitMQ lines on which tested-versions.json says `test` of `module` (tests/NAME.py) runs."""
     lines = []
-    for line, entry in tested_versions()["rabbitmq"].items():
+    for line, entry in versions_tested()["rabbitmq"].items():
         scope = entry["tests"].get(module)
         if scope == "all" or (isinstance(scope, list) and test in scope):
             lines.append(line)
@@ -117,7 +117,7 @@ def parametrize_by_line(metafunc, fixture: str) -> None:
 
 def check_rabbitmq_version(line: str, reported: str) -> None:
     """The broker of RabbitMQ line `line` reported (`rabbitmqctl version`) the version the docs' table names."""
-    expected = tested_versions()["rabbitmq"][line]["version"]
+    expected = versions_tested()["rabbitmq"][line]["version"]
     assert reported.strip() == expected, (
         f"RabbitMQ {line} here is {reported.strip()!r}, but {module_name(TESTED_VERSIONS)} (the docs' table of "
         f"tested versions) says {expected}: rebuild the image or, if this is the version to test, update the file"
@@ -133,7 +133,7 @@ def check_compose_version() -> str:
     assert argv is not None, "no compose answers"
     name = next(n for n, a in COMPOSES.items() if a == argv)
     reported = subprocess.run([*argv, "version", "--short"], capture_output=True, text=True, timeout=60).stdout.strip()
-    expected = tested_versions()["compose"][name]["version"]
+    expected = versions_tested()["compose"][name]["version"]
     if reported != expected:
         why = f"`{name}` here is {reported!r}, not {expected} as {module_name(TESTED_VERSIONS)} (the docs' table) says"
         if IN_CI:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import ast
 
 import pytest
-from helpers import IN_CI, ROOT, check_compose_version, compose_problem, need_engine, tested_versions
+from helpers import IN_CI, ROOT, check_compose_version, compose_problem, need_engine, versions_tested
 
 
 def test_the_table_names_each_line_and_compose_and_tests_that_exist():
     from dts.engines.docker import COMPOSES
     from dts.engines.image import DEFAULT_RABBITMQ, RABBITMQ_LINES
 
-    table = tested_versions()
+    table = versions_tested()
     assert list(table["rabbitmq"]) == list(RABBITMQ_LINES)  # every line --rabbitmq offers, in its order
     assert list(table["compose"]) == list(COMPOSES)
     assert [line for line, e in table["rabbitmq"].items() if e.get("host")] == [DEFAULT_RABBITMQ]
@@ -42,7 +42,7 @@ def test_the_host_broker_is_the_tested_version(rabbitmq):
     with Connection(rabbitmq) as conn:
         reported = conn.connection.server_properties["version"]
         reported = reported.decode() if isinstance(reported, bytes) else reported
-    expected = tested_versions()["rabbitmq"]["3.10"]["version"]
+    expected = versions_tested()["rabbitmq"]["3.10"]["version"]
     if reported != expected:
         why = f"the host's RabbitMQ is {reported}, not {expected} as docs/samples/tested-versions.json says"
         if IN_CI:
