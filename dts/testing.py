@@ -66,11 +66,15 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def compose_cluster(settings: Settings, run_dir: Path, project: str, vhost: str) -> Iterator[Cluster]:
+def compose_cluster(
+    settings: Settings, run_dir: Path, project: str, vhost: str, rabbitmq: str | None = None
+) -> Iterator[Cluster]:
     """A three-node RabbitMQ cluster (the compose `cluster` profile) in a compose project, vhost, user, host
     ports and run folder (its Erlang cookie) of its own, yielded once every node is healthy and joined;
-    removed afterwards with its volumes. For the cluster's tests and benchmark: nothing of a user's is used."""
+    removed afterwards with its volumes. For the cluster's tests and benchmark: nothing of a user's is used.
+    `rabbitmq`: the nodes' RabbitMQ line (3.10, 4.0, 4.3: its broker image, built first), else the default."""
     from dts.engines.compose import CLUSTER_SERVICES, ComposeEngine
+    from dts.engines.image import DEFAULT_RABBITMQ
 
     (run_dir / "cluster").mkdir(mode=0o700, parents=True, exist_ok=True)
     cookie = run_dir / "cluster" / "erlang.cookie"
@@ -89,7 +93,13 @@ def compose_cluster(settings: Settings, run_dir: Path, project: str, vhost: str)
         "BROKER_URL": url,
     }
     engine = ComposeEngine(
-        settings.with_broker_url(url), None, project=project, env=env, run_dir=run_dir, broker="cluster"
+        settings.with_broker_url(url),
+        None,
+        project=project,
+        env=env,
+        run_dir=run_dir,
+        broker="cluster",
+        rabbitmq=rabbitmq or DEFAULT_RABBITMQ,
     )
     try:
         engine.prepare()  # the three nodes up, joined, the vhost and user made

@@ -12,7 +12,9 @@
 - make-targets.md: every make target and its `##` comment, from the Makefile;
 - README.md's generated blocks: the everyday make targets, the quickstart's output (docs/samples/dispatch.txt);
 - SCALING.md's benchmark table: the last full `make bench` run's result file (docs/samples/bench.json);
-- architecture.md's module table: every module of dts/, by layer, with its docstring's first sentence.
+- architecture.md's module table: every module of dts/, by layer, with its docstring's first sentence;
+- deploy/compose.md's table of tested versions: the RabbitMQ lines and Compose versions the tests run on and
+  assert (docs/samples/tested-versions.json), with each line's broker image (dts.engines.image).
 """
 
 from __future__ import annotations
@@ -308,6 +310,47 @@ def bench_table() -> str:
     return f"```text\n$ make bench\n{render(rows)}\n{summary(rows)}\n```\n"
 
 
+def _test_words(test: str) -> str:
+    name, _, param = test.partition("[")
+    return name.removeprefix("test_").replace("_", " ") + (f" ({param.rstrip(']')})" if param else "")
+
+
+def _tests_cell(tests: dict) -> str:
+    """A table cell naming the test modules (and, where not all, which of their tests) that run on a version."""
+    parts = []
+    for module, scope in tests.items():
+        shown = f"`{module}`"
+        if scope != "all":  # its tests' names, read as sentences: test_a_worker_killed[4.0] -> "a worker killed"
+            shown += f" (only: {'; '.join(_test_words(test) for test in scope)})"
+        parts.append(shown)
+    return ", ".join(parts)
+
+
+def tested_versions_table() -> str:
+    """The RabbitMQ lines and Compose versions the tests run on (docs/samples/tested-versions.json: the tests
+    take their lines from it and assert each exact version), with the broker image of each line (the code's)."""
+    from dts.engines.image import DEFAULT_RABBITMQ, RABBITMQ_LINES
+
+    doc = json.loads((ROOT / "docs" / "samples" / "tested-versions.json").read_text())
+    rows = [
+        "| `--rabbitmq` | RabbitMQ tested | Debian package | broker image | tests that run on it |",
+        "|---|---|---|---|---|",
+    ]
+    for line, entry in doc["rabbitmq"].items():
+        shown = f"`{line}`" + (" (default)" if line == DEFAULT_RABBITMQ else "")
+        tests = _tests_cell(entry["tests"])
+        if entry.get("host"):
+            tests = f"the host's RabbitMQ (`make broker`): every integration test; {tests}"
+        rows.append(f"| {shown} | {entry['version']} | {entry['package']} | `{RABBITMQ_LINES[line][0]}` | {tests} |")
+    rows += ["", "| Compose | version tested | from | tests that run on it |", "|---|---|---|---|"]
+    for command, entry in doc["compose"].items():
+        how = "v2, the default" if command == "docker compose" else f"v1, `DTS_COMPOSE={command}`"
+        rows.append(
+            f"| `{command}` ({how}) | {entry['version']} | {entry['package']} | {_tests_cell(entry['tests'])} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
 # the blocks between `<!-- generated: NAME -->` and `<!-- /generated -->` of hand-written pages
 # the layers, top down, as the architecture page lists them: (folder under dts/, what it is)
 LAYERS = (
@@ -351,6 +394,7 @@ BLOCKS: dict[Path, dict[str, Callable[[], str]]] = {
     README: {"everyday-targets": everyday_targets, "quickstart": quickstart_output},
     ROOT / "SCALING.md": {"bench": bench_table},
     ROOT / "docs" / "concepts" / "architecture.md": {"modules": modules_table},
+    ROOT / "docs" / "deploy" / "compose.md": {"tested-versions": tested_versions_table},
 }
 
 

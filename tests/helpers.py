@@ -82,6 +82,66 @@ def write_config(path: Path, **overrides: str) -> Path:
     return path
 
 
+# --------------------------------------------------------------------------- the versions the tests run on
+
+TESTED_VERSIONS = ROOT / "docs" / "samples" / "tested-versions.json"  # the docs' table is drawn from it
+
+
+def versions_tested() -> dict:
+    """docs/samples/tested-versions.json: each RabbitMQ line and Compose with the exact version the tests run on
+    and the test modules (all their tests, or the ones named) that run on it."""
+    return json.loads(TESTED_VERSIONS.read_text())
+
+
+def module_name(path: str | Path) -> str:
+    return Path(path).resolve().relative_to(ROOT).as_posix()
+
+
+def lines_running(module: str, test: str) -> list[str]:
+    """The RabbitMQ lines on which tested-versions.json says `test` of `module` (tests/NAME.py) runs."""
+    lines = []
+    for line, entry in versions_tested()["rabbitmq"].items():
+        scope = entry["tests"].get(module)
+        if scope == "all" or (isinstance(scope, list) and test in scope):
+            lines.append(line)
+    return lines
+
+
+def parametrize_by_line(metafunc, fixture: str) -> None:
+    """For a module's pytest_generate_tests: its module-scoped `fixture` (request.param: a RabbitMQ line)
+    given the lines tested-versions.json names for each test, so the docs' table is what runs."""
+    if fixture in metafunc.fixturenames:
+        lines = lines_running(module_name(metafunc.module.__file__), metafunc.function.__name__)
+        metafunc.parametrize(fixture, lines, indirect=True, scope="module")
+
+
+def check_rabbitmq_version(line: str, reported: str) -> None:
+    """The broker of RabbitMQ line `line` reported (`rabbitmqctl version`) the version the docs' table names."""
+    expected = versions_tested()["rabbitmq"][line]["version"]
+    assert reported.strip() == expected, (
+        f"RabbitMQ {line} here is {reported.strip()!r}, but {module_name(TESTED_VERSIONS)} (the docs' table of "
+        f"tested versions) says {expected}: rebuild the image or, if this is the version to test, update the file"
+    )
+
+
+def check_compose_version() -> str:
+    """The Compose the engine picks (`docker compose` unless DTS_COMPOSE says otherwise) reports the version the
+    docs' table names for it; returns its name. Outside CI another version skips (a developer's own Docker)."""
+    from dts.engines.docker import COMPOSES, compose_command
+
+    argv = compose_command()
+    assert argv is not None, "no compose answers"
+    name = next(n for n, a in COMPOSES.items() if a == argv)
+    reported = subprocess.run([*argv, "version", "--short"], capture_output=True, text=True, timeout=60).stdout.strip()
+    expected = versions_tested()["compose"][name]["version"]
+    if reported != expected:
+        why = f"`{name}` here is {reported!r}, not {expected} as {module_name(TESTED_VERSIONS)} (the docs' table) says"
+        if IN_CI:
+            pytest.fail(f"CI=true and {why}: install that one (.ci/install-docker.sh), or update the file")
+        pytest.skip(f"{why}: CI runs on that one")
+    return name
+
+
 def compose_problem() -> str | None:
     """Why the container tests cannot run here (no Docker engine, no compose to build the image), or None."""
     from dts.engines.docker import compose_command, docker_answers
@@ -427,6 +487,7 @@ def compose_broker_stack(cfg_path: Path, name: str, rabbitmq: str | None = None,
     need_engine(compose_problem())
     from dts.config import load_settings
     from dts.engines.compose import ComposeEngine
+    from dts.engines.image import DEFAULT_RABBITMQ
 
     cfg_path.chmod(0o644)  # read by the container's unprivileged user through the bind mount
     cfg_path.parent.chmod(0o755)
@@ -452,8 +513,13 @@ def compose_broker_stack(cfg_path: Path, name: str, rabbitmq: str | None = None,
     line, options = (("--rabbitmq", rabbitmq), {"rabbitmq": rabbitmq}) if rabbitmq else ((), {})
     engine = ComposeEngine(settings, app, project=project, env=env, broker="compose", **options)
     try:
+        check_compose_version()
         up = run_cli("scale.py", "up", "--engine", "compose", "--broker", "compose", *line, env=env, timeout=400)
         assert up.returncode == 0, up.stdout + up.stderr
+        (cid,) = engine.containers("broker")
+        version = subprocess.run(["docker", "exec", cid, "rabbitmqctl", "-q", "version"], capture_output=True,
+                                 text=True, timeout=60)  # fmt: skip
+        check_rabbitmq_version(rabbitmq or DEFAULT_RABBITMQ, version.stdout)
         yield {"env": env, "engine": engine, "app": app, "project": project}
     finally:
         logs = subprocess.run([*engine.cmd, "logs", "--tail", "20"], env=engine.env, capture_output=True, text=True)

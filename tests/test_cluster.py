@@ -20,12 +20,15 @@ from helpers import (
     CHECKOUT,
     app_for,
     build_images,
+    check_compose_version,
+    check_rabbitmq_version,
     compose_leftovers,
     compose_problem,
     ended_for_the_broker,
     finish,
     local_fleet,
     need_engine,
+    parametrize_by_line,
     popen_cli,
     run_cli,
     tally,
@@ -39,26 +42,50 @@ NODES = ("rabbit-1", "rabbit-2", "rabbit-3")
 BURST = ["load_test.py", "--tasks", "400", "--duration-a", "0.01", "--duration-b", "0.01"]
 
 
+def pytest_generate_tests(metafunc):
+    parametrize_by_line(metafunc, "cluster")  # the lines docs/samples/tested-versions.json names for each test
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(request, tmp_path_factory):
+    """The cluster on RabbitMQ line request.param (its broker image), the workers and CLIs on its nodes."""
     need_engine(compose_problem())
+    check_compose_version()
     from dts.config import load_settings
     from dts.testing import compose_cluster
 
-    build_images({}, "scripts/build-broker-image.sh")  # cached by tag
+    line = request.param
+    build_images({"RABBITMQ": line}, "scripts/build-broker-image.sh")  # cached by tag
     cfg = write_config(tmp_path_factory.mktemp("cluster") / "cluster.yml", replicas="1")
     settings = load_settings(cfg)
-    project, vhost = f"dts-cl-{os.getpid()}", f"dts-cl-{CHECKOUT}-{os.getpid()}"
-    with compose_cluster(settings, tmp_path_factory.mktemp("cluster-run"), project, vhost) as running:
+    name = f"{line.replace('.', '')}-{os.getpid()}"
+    project, vhost = f"dts-cl{name}", f"dts-cl-{CHECKOUT}-{name}"
+    with compose_cluster(settings, tmp_path_factory.mktemp("cluster-run"), project, vhost, line) as running:
         assert settings.with_broker_url(running.url).broker.queues_type == "quorum"  # auto: several nodes
         app = app_for(settings.with_broker_url(running.url))
         try:
             with local_fleet(cfg, running.url, tmp_path_factory.mktemp("cluster-workers")) as (_, _, workers):
                 env = {**running.env, "DTS_CONFIG": str(cfg)}
-                yield {"env": env, "engine": running.engine, "workers": workers, "app": app}
+                limit = settings.broker.delivery_limit
+                yield {
+                    "env": env,
+                    "engine": running.engine,
+                    "workers": workers,
+                    "app": app,
+                    "line": line,
+                    "delivery_limit": limit,
+                }
         finally:
             app.close()
     assert compose_leftovers(project) == {"container": [], "network": [], "volume": []}
+
+
+def rabbitmqctl(cluster, node: str, *args: str) -> str:
+    """`rabbitmqctl -q ARGS` on one node (its container)."""
+    argv = ["docker", "exec", container(cluster, node), "rabbitmqctl", "-q", *args]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
 
 
 def container(cluster, node: str) -> str:
@@ -103,20 +130,23 @@ def consumers_back(cluster, seconds: float = 60) -> None:
 
 
 def test_the_cluster_forms_and_every_queue_is_a_quorum_queue_on_three_nodes(cluster):
+    for node in NODES:  # every node runs the line's exact version (the docs' table of tested versions)
+        check_rabbitmq_version(cluster["line"], rabbitmqctl(cluster, node, "version"))
     proc = run_cli("dispatch.py", "--json", env=cluster["env"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     status = run_cli("scale.py", "status", "--engine", "compose", env=cluster["env"], timeout=60)
     assert status.returncode == 0, status.stdout + status.stderr
     assert "nodes: rabbit@rabbit-1 running, rabbit@rabbit-2 running, rabbit@rabbit-3 running" in status.stdout
-    out = subprocess.run(
-        ["docker", "exec", container(cluster, "rabbit-1"), "rabbitmqctl", "-q", "list_queues", "-p",
-         cluster["env"]["DTS_BROKER_VHOST"], "name", "type", "members", "--formatter", "json"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    queues = {q["name"]: q for q in json.loads(out.stdout)}
+    vhost = cluster["env"]["DTS_BROKER_VHOST"]
+    out = rabbitmqctl(cluster, "rabbit-1", "list_queues", "-p", vhost, "name", "type", "members", "arguments",
+                      "--formatter", "json")  # fmt: skip
+    queues = {q["name"]: q for q in json.loads(out)}
     for queue in ("queue_a", "queue_b", "queue_a.dead", "queue_b.dead"):
         assert queues[queue]["type"] == "quorum", queues[queue]
         assert sorted(queues[queue]["members"]) == [f"rabbit@{n}" for n in NODES]
+    for queue in ("queue_a", "queue_b"):  # the project's delivery limit, not the broker's (20 on 4.x)
+        arguments = {arg[0]: arg[-1] for arg in queues[queue]["arguments"]}  # [name, AMQP type, value]
+        assert arguments["x-delivery-limit"] == cluster["delivery_limit"], queues[queue]
     assert not [q for q in queues if q.startswith("dts.amqp.replies.")]  # the run deleted its (quorum) reply queue
 
 

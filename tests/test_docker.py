@@ -22,6 +22,7 @@ from helpers import (
     CHECKOUT,
     app_for,
     build_images,
+    check_compose_version,
     compose_problem,
     current_image,
     free_port,
@@ -46,6 +47,7 @@ QUEUES = {"worker-a": "boxed_a", "worker-b": "boxed_b"}  # renamed: the containe
 @pytest.fixture(scope="module")
 def stack(rabbitmq, tmp_path_factory):
     need_engine(compose_problem())
+    check_compose_version()  # the Compose the docs' table of tested versions names
     from dts.config import load_settings
     from dts.engines.compose import ComposeEngine
 

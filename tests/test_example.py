@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, compose_problem, need_engine
+from helpers import ROOT, check_compose_version, compose_problem, need_engine
 from junitparser import JUnitXml
 from test_package import forget_project
 
@@ -98,6 +98,8 @@ def test_the_example_as_a_user_runs_it(lab, engine, compose, monkeypatch):
         need_engine(compose_problem())
     if compose:
         monkeypatch.setenv("DTS_COMPOSE", compose)
+    if engine == "compose":
+        check_compose_version()  # v2 or v1.29, the version the docs' table of tested versions names
     up = dts(lab, "up", "--engine", engine)
     assert up.returncode == 0, up.stdout + up.stderr
     try:
