@@ -51,7 +51,7 @@ BUILD_IF_NEEDED = if [ "$$($(PY) scale.py engine --engine $$engine --needs-image
 export DOCKER_BUILDKIT ?= 0
 export COMPOSE_DOCKER_CLI_BUILD ?= 0
 
-.PHONY: help install broker build compose stack deploy up down run test lint docs docs-serve docs-ref docs-check docs-samples logs monitor ps status health scale scale-all load-test autoscale bench bench-pools bench-profile bench-cluster swarm-nodes swarm-nodes-down k8s flower flower-login dlq dlq-replay purge migrate-queues clean
+.PHONY: help install broker build compose stack deploy up down run test lint docs docs-serve docs-ref docs-check docs-samples logs monitor ps status health scale scale-all load-test autoscale bench bench-pools bench-profile bench-cluster bench-logs swarm-nodes swarm-nodes-down k8s flower flower-login dlq dlq-replay purge migrate-queues clean
 
 help: ## List the targets
 	@echo "usage: make TARGET [VAR=value]   (ENGINE=$(subst $(space),|,$(ENGINE_NAMES)) (default: engine.name), BROKER=host|compose|cluster|remote, RABBITMQ=3.10|4.0|4.3 with BROKER=compose|cluster, QUEUE=POOL COUNT=N, TASKS=20, WATCH=1, NODES=3 with ENGINE=swarm)"
@@ -171,6 +171,9 @@ bench-cluster: install ## One broker node against a three-node cluster (compose)
 	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh
 	sh scripts/build-broker-image.sh
 	$(PY) -m bench.cluster
+
+bench-logs: install ## Worker logs on disk against their bound: 100,000 no-op tasks through compose workers whose logs rotate (QUICK=1: 6,000; root, Docker)
+	$(PY) -m bench.logs $(if $(QUICK),--tasks 6000)
 
 bench-pools: install ## Pool settings side by side: no-op throughput, CPU per task, seed overhead (SETTINGS="threads:4:16 ...")
 	PYTHON=$(PYTHON) sh scripts/ensure-broker.sh

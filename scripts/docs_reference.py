@@ -11,7 +11,8 @@
 - result-files.md: the keys of the result files of real runs (docs/samples/*.json, make docs-samples);
 - make-targets.md: every make target and its `##` comment, from the Makefile;
 - README.md's generated blocks: the everyday make targets, the quickstart's output (docs/samples/dispatch.txt);
-- SCALING.md's benchmark table: the last full `make bench` run's result file (docs/samples/bench.json);
+- SCALING.md's benchmark tables: the last full `make bench` run's result file (docs/samples/bench.json), the
+  last `make bench-logs` run's (docs/samples/bench-logs.json);
 - architecture.md's module table: every module of dts/, by layer, with its docstring's first sentence;
 - deploy/compose.md's table of tested versions: the RabbitMQ lines and Compose versions the tests run on and
   assert (docs/samples/tested-versions.json), with each line's broker image (dts.engines.image).
@@ -351,6 +352,14 @@ def tested_versions_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def bench_logs_table() -> str:
+    """The last `make bench-logs` run kept in docs/samples/bench-logs.json, drawn by bench.logs as it printed it."""
+    from bench.logs import render
+
+    doc = json.loads((ROOT / "docs" / "samples" / "bench-logs.json").read_text())
+    return f"```text\n$ python -m bench.logs --tasks {doc['tasks']}\n{render(doc)}\n```\n"
+
+
 # the blocks between `<!-- generated: NAME -->` and `<!-- /generated -->` of hand-written pages
 # the layers, top down, as the architecture page lists them: (folder under dts/, what it is)
 LAYERS = (
@@ -392,7 +401,7 @@ def modules_table() -> str:
 
 BLOCKS: dict[Path, dict[str, Callable[[], str]]] = {
     README: {"everyday-targets": everyday_targets, "quickstart": quickstart_output},
-    ROOT / "SCALING.md": {"bench": bench_table},
+    ROOT / "SCALING.md": {"bench": bench_table, "bench-logs": bench_logs_table},
     ROOT / "docs" / "concepts" / "architecture.md": {"modules": modules_table},
     ROOT / "docs" / "deploy" / "compose.md": {"tested-versions": tested_versions_table},
 }

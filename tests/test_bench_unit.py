@@ -219,3 +219,53 @@ def test_profile_aggregate_counts_each_function_once_per_stack():
     assert inclusive["loop (kombu/hub.py)"] == 3  # on 3 samples, though twice on each stack (recursion)
     assert inclusive["main (w.py)"] == 4 and own["main (w.py)"] == 0
     assert own == {"loop (kombu/hub.py)": 3, "send (billiard/compat.py)": 1}
+
+
+def json_file_line(record: dict | str) -> bytes:
+    """One line as Docker's json-file driver writes it: the worker's line inside {"log": ...}."""
+    import json
+
+    text = record if isinstance(record, str) else json.dumps(record)
+    return (json.dumps({"log": text + "\n", "stream": "stderr", "time": "2026-01-01T00:00:00Z"}) + "\n").encode()
+
+
+def test_bench_logs_reads_what_a_container_kept_and_estimates_what_it_wrote(tmp_path):
+    """bench.logs on json-file logs as Docker leaves them: the banner (text), then per task Celery's received
+    line (data.id) and three lines with a task_id; the oldest file first of all, the rotated ones `.1`, `.2`."""
+    from bench.logs import MB, read_kept, summarise, verdict
+
+    def task(n: int) -> bytes:
+        tid = f"id-{n}"
+        return b"".join(
+            json_file_line(r)
+            for r in (
+                {
+                    "event": f"Task celery_app.task_a[{tid}] received",
+                    "logger": "celery.worker.strategy",
+                    "data": {"id": tid},
+                },
+                {"event": "task started", "logger": "dts.task", "task_id": tid},
+                {"event": f"Task celery_app.task_a[{tid}] succeeded", "logger": "celery.app.trace", "task_id": tid},
+                {"event": "task succeeded", "logger": "dts.task", "task_id": tid},
+            )
+        )
+
+    older, newer = tmp_path / "c-json.log.1", tmp_path / "c-json.log"
+    older.write_bytes(json_file_line(" -------------- celery@x v5.7.0") + task(1) + task(2))
+    newer.write_bytes(task(3))
+    kept = read_kept([newer, older])
+    assert (kept["tasks"], kept["task_lines"], kept["lines"]) == (3, 12, 13)
+    assert kept["bytes"] == older.stat().st_size + newer.stat().st_size
+    assert kept["one_task_events"][0].startswith("celery.worker.strategy: Task celery_app.task_a[id-1]")
+    per_task = len(task(3))
+    assert kept["task_bytes"] == 3 * per_task
+
+    row = summarise(kept, "worker-a@c", "c" * 64, tasks_run=10, max_mb=1, files=3)
+    assert row["tasks_rotated_away"] == 7
+    assert row["written_bytes_estimate"] == kept["bytes"] + 7 * per_task
+    assert row["bound_bytes"] == 3 * MB and row["within_bound"]
+    doc = {"tasks": 10, "succeeded": 10, "containers": [row]}
+    assert verdict(doc)[0]
+    assert not verdict({**doc, "succeeded": 9})[0]
+    assert not verdict({**doc, "containers": [{**row, "within_bound": False}]})[0]
+    assert not verdict({**doc, "containers": [{**row, "tasks_rotated_away": 0}]})[0]

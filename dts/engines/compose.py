@@ -240,7 +240,7 @@ class ComposeEngine(Engine):
                 "(BROKER=compose) or cluster; the host's RabbitMQ is the one installed there",
                 ExitCode.USAGE,
             )
-        self.settings, self.app, self.broker = settings, app, broker
+        self.settings, self.app, self.broker, self.rabbitmq = settings, app, broker, rabbitmq
         self.folder = project_dir(settings)  # compose's project directory: its .env, the relative paths
         self.project = project or os.environ.get("COMPOSE_PROJECT_NAME") or project_name(self.folder)
         self.pools_file = Path(run_dir or project_run_dir(self.folder)) / "compose" / f"{self.project}.pools.yml"
@@ -255,7 +255,7 @@ class ComposeEngine(Engine):
         self.env.setdefault(
             "DTS_IMAGE", worker_image(self.folder, self.env, settings.code)
         )  # the project's own worker image
-        # the broker containers' image: the line's (dts-broker:4.3-v2 ...), unless $DTS_BROKER_IMAGE names one
+        # the broker containers' image: the line's (dts-broker:4.3-v3 ...), unless $DTS_BROKER_IMAGE names one
         self.env["DTS_BROKER_IMAGE"] = broker_image(rabbitmq, self.env)
         # the broker containers' consumer_timeout (their entrypoint writes it to the node's configuration)
         self.env["DTS_CONSUMER_TIMEOUT_MS"] = str(round(settings.broker.consumer_timeout * 1000))
@@ -339,11 +339,39 @@ class ComposeEngine(Engine):
         services = broker_services(self.broker)
         if not services:
             return
+        self.check_broker_line()
         self.check_credentials()
         deadline = time.monotonic() + self.settings.engine.start_timeout + BROKER_START_PERIOD
         self.compose("up", "-d", "--no-recreate", *services)
         for service in services:
             self._wait_healthy(service, deadline)
+        self.line_record().write_text(self.rabbitmq + "\n")  # the line that booted on the volumes' data
+
+    def line_record(self) -> Path:
+        """The run-state file naming the RabbitMQ line whose node last came up healthy on this project's broker
+        data volumes (broker="compose" or "cluster")."""
+        return self.pools_file.parent / f"{self.project}.{self.broker}.rabbitmq"
+
+    def check_broker_line(self) -> None:
+        """CliError (exit 2), before any container starts, when the broker's data volumes exist and were last
+        booted by another RabbitMQ line: a node does not boot on another line's data."""
+        try:
+            recorded = self.line_record().read_text().strip()
+        except OSError:
+            return  # no line recorded: new volumes, or made before the record existed
+        if recorded == self.rabbitmq:
+            return
+        names = [f"{self.project}_{service}-data" for service in broker_services(self.broker)]  # compose's names
+        volumes = [name for name in names if _docker("volume", "ls", "-q", "--filter", f"name=^{name}$").strip()]
+        if not volumes:
+            return  # deleted meanwhile (docker volume rm): the next node starts afresh
+        raise CliError(
+            f"the {self.broker} broker's data volume {' '.join(volumes)} "
+            f"holds RabbitMQ {recorded}'s data, on which {self.rabbitmq} does not boot: keep RABBITMQ={recorded}, or "
+            f"first `make down BROKER={self.broker} VOLUMES=1` (dts down --broker {self.broker} --volumes), which "
+            "deletes it and the broker's queued messages with it",
+            ExitCode.USAGE,
+        )
 
     def _wait_healthy(self, service: str, deadline: float) -> None:
         cid = self._ps(service)[:1]
@@ -441,6 +469,9 @@ class ComposeEngine(Engine):
         before = replicas(self)
         timeout = f"{self.settings.engine.stop_timeout:.0f}"
         self.compose("down", "--remove-orphans", "--timeout", timeout, *(["--volumes"] if volumes else []))
+        if volumes:
+            for broker in PROFILES:  # the data is gone: no line is recorded for it any more
+                self.pools_file.parent.joinpath(f"{self.project}.{broker}.rabbitmq").unlink(missing_ok=True)
         return {pool: -count for pool, count in before.items()}
 
     def stopped_lines(self, volumes: bool) -> list[str]:
