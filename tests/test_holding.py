@@ -4,6 +4,7 @@ the compose broker is given. Pure: the brokers' side is tests/test_consumer_time
 
 from __future__ import annotations
 
+import os
 import textwrap
 
 import pytest
@@ -82,10 +83,12 @@ def test_health_says_the_warning_on_stderr_and_keeps_its_exit_code(tmp_path):
     """`dts health` against the host broker with nothing running: the exit code is the health's (no
     consumer, 4), the warning one line on stderr before the report's own error."""
     path = config(tmp_path, "connect_timeout: 5", "time_limit: 3600")
+    own = f"hold_{os.getpid()}"  # queues of this test's own: another module's workers serve queue_a on this vhost
+    path.write_text(path.read_text().replace("queue_a", f"{own}_a").replace("queue_b", f"{own}_b"))
     proc = run_cli("-m", "dts", "health", "--config", str(path), "--engine", "local")
     assert proc.returncode == 4, proc.stdout + proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
-    assert len(warnings) == 1 and "queue_a's messages can stay unacknowledged 3630s" in warnings[0], proc.stderr
+    assert len(warnings) == 1 and f"{own}_a's messages can stay unacknowledged 3630s" in warnings[0], proc.stderr
 
 
 @pytest.mark.integration
