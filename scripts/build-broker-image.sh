@@ -3,8 +3,8 @@
 # recipe and RabbitMQ line: an image with the line's tag (or $DTS_BROKER_IMAGE) is reused.
 #
 # Usage: RABBITMQ=3.10|4.0|4.3 sh scripts/build-broker-image.sh   (default 3.10; `make broker RABBITMQ=4.3`)
-# Each line is Debian's rabbitmq-server of one suite: 3.10 bookworm (dts-broker:v3), 4.0 trixie
-# (dts-broker:4.0-v3), 4.3 sid (dts-broker:4.3-v3); the same table as RABBITMQ_LINES in dts/engines/image.py.
+# Each line is Debian's rabbitmq-server of one suite: 3.10 bookworm (dts-broker:v4), 4.0 trixie
+# (dts-broker:4.0-v4), 4.3 sid (dts-broker:4.3-v4); the same table as RABBITMQ_LINES in dts/engines/image.py.
 # BASE_IMAGE defaults to debian:SUITE-slim; when that is neither present nor pullable (no registry reachable),
 # the project's local Debian base of that suite is made with docker/base_image.sh (cached) and used instead.
 # DTS_BROKER_IMAGE naming another image (e.g. rabbitmq:4-management, the official one): nothing is built,
@@ -13,9 +13,9 @@ set -eu
 cd "$(dirname "$0")/.."
 RABBITMQ="${RABBITMQ:-3.10}"
 case "$RABBITMQ" in
-    3.10) DEFAULT_TAG=dts-broker:v3 SUITE=bookworm ;;   # bump with a change to docker/broker/ (its LABELs)
-    4.0) DEFAULT_TAG=dts-broker:4.0-v3 SUITE=trixie ;;
-    4.3) DEFAULT_TAG=dts-broker:4.3-v3 SUITE=sid ;;
+    3.10) DEFAULT_TAG=dts-broker:v4 SUITE=bookworm ;;   # bump with a change to docker/broker/ (its LABELs)
+    4.0) DEFAULT_TAG=dts-broker:4.0-v4 SUITE=trixie ;;
+    4.3) DEFAULT_TAG=dts-broker:4.3-v4 SUITE=sid ;;
     *) echo "RabbitMQ line '$RABBITMQ' has no broker image: choose from 3.10, 4.0, 4.3" >&2; exit 2 ;;
 esac
 TAG="${DTS_BROKER_IMAGE:-$DEFAULT_TAG}"

@@ -177,7 +177,7 @@ def test_broker_service_profile_volume_port_and_healthcheck():
     svc = doc["services"]["broker"]
     assert svc["profiles"] == ["broker"] and svc["hostname"] == "broker"
     assert svc["environment"]["RABBITMQ_NODENAME"] == "rabbit@broker"  # data keyed by a fixed node name
-    assert svc["image"] == "${DTS_BROKER_IMAGE:-dts-broker:v3}"  # the override picks the official image
+    assert svc["image"] == "${DTS_BROKER_IMAGE:-dts-broker:v4}"  # the override picks the official image
     assert svc["volumes"] == ["broker-data:/var/lib/rabbitmq"] and "broker-data" in doc["volumes"]
     assert svc["ports"] == ["127.0.0.1:${DTS_BROKER_PORT:-5672}:5672"]  # loopback only
     assert {svc["environment"][f"RABBITMQ_DEFAULT_{k}"] for k in ("USER", "PASS", "VHOST")} == {
@@ -201,7 +201,7 @@ def test_the_rabbitmq_line_picks_the_broker_image_and_an_unknown_line_is_refused
     from dts.engines.image import broker_image
 
     monkeypatch.delenv("DTS_BROKER_IMAGE", raising=False)
-    assert broker_image("4.3") == "dts-broker:4.3-v3" and broker_image() == BROKER_IMAGE == "dts-broker:v3"
+    assert broker_image("4.3") == "dts-broker:4.3-v4" and broker_image() == BROKER_IMAGE == "dts-broker:v4"
     assert broker_image("4.3", {"DTS_BROKER_IMAGE": "rabbitmq:4-management"}) == "rabbitmq:4-management"
     with pytest.raises(CliError) as err:
         broker_image("3.8")

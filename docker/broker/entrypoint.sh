@@ -50,7 +50,14 @@ provision() {
             if [ "$tries" -ge 150 ]; then echo "dts-broker: could not join $seed within 5 min" >&2; return 1; fi
             sleep 2
         done
-        rabbitmqctl -q start_app
+        # RabbitMQ 4.0: the first start after the join can fail its deprecated-features check while the
+        # tables sync (BOOT FAILED, failed_to_deny_deprecated_features); the next start succeeds
+        tries=0
+        until rabbitmqctl -q start_app; do
+            tries=$((tries + 1))
+            if [ "$tries" -ge 10 ]; then echo "dts-broker: could not start after joining $seed" >&2; return 1; fi
+            sleep 2
+        done
         echo "dts-broker: $RABBITMQ_NODENAME joined the cluster of $seed"
     fi
     rabbitmqctl -q list_vhosts name | grep -qxF "$vhost" || rabbitmqctl -q add_vhost "$vhost"

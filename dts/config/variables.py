@@ -142,7 +142,7 @@ VARIABLES = (
     Variable(
         "DTS_BROKER_IMAGE",
         IMAGES,
-        "the broker container's image (default `dts-broker:v3`, built locally); another name is pulled, not built",
+        "the broker container's image (default `dts-broker:v4`, built locally); another name is pulled, not built",
     ),
     Variable("DTS_BROKER_REBUILD", IMAGES, "set: rebuild the broker image even when its tag exists"),
     Variable(

@@ -255,7 +255,7 @@ class ComposeEngine(Engine):
         self.env.setdefault(
             "DTS_IMAGE", worker_image(self.folder, self.env, settings.code)
         )  # the project's own worker image
-        # the broker containers' image: the line's (dts-broker:4.3-v3 ...), unless $DTS_BROKER_IMAGE names one
+        # the broker containers' image: the line's (dts-broker:4.3-v4 ...), unless $DTS_BROKER_IMAGE names one
         self.env["DTS_BROKER_IMAGE"] = broker_image(rabbitmq, self.env)
         # the broker containers' consumer_timeout (their entrypoint writes it to the node's configuration)
         self.env["DTS_CONSUMER_TIMEOUT_MS"] = str(round(settings.broker.consumer_timeout * 1000))

@@ -3,7 +3,7 @@ registry needed): the worker image from the package itself, the broker image fro
 
     worker_image(project)        # 'dts-1a2b3c4d-worker:0.9.0-3f2a1b4c5d': $DTS_IMAGE, else per project
     build_worker_image(project)  # docker build of that tag, unless it exists
-    build_broker_image("4.3")    # dts-broker:4.3-v3 ($DTS_BROKER_IMAGE) from the package's broker recipe
+    build_broker_image("4.3")    # dts-broker:4.3-v4 ($DTS_BROKER_IMAGE) from the package's broker recipe
 
 The worker image's build context is made in the project's run folder: the package's Dockerfile and pinned
 requirements.txt, and the package's own files (dts/), so the image runs the same `dts` as the host. Its tag
@@ -35,9 +35,9 @@ LOCAL_BASE = "dts-base:{suite}"  # made by base_image.sh --suite SUITE where no 
 # rabbitmq-server package is that line). The same table is in scripts/build-broker-image.sh (a test checks).
 # Bump the tags with any change to docker/broker/ (the recipe): an image of an older recipe is not rebuilt.
 RABBITMQ_LINES = {
-    "3.10": ("dts-broker:v3", "bookworm"),  # Debian 12
-    "4.0": ("dts-broker:4.0-v3", "trixie"),  # Debian 13
-    "4.3": ("dts-broker:4.3-v3", "sid"),  # Debian unstable: 4.3's strict defaults
+    "3.10": ("dts-broker:v4", "bookworm"),  # Debian 12
+    "4.0": ("dts-broker:4.0-v4", "trixie"),  # Debian 13
+    "4.3": ("dts-broker:4.3-v4", "sid"),  # Debian unstable: 4.3's strict defaults
 }
 DEFAULT_RABBITMQ = "3.10"
 BROKER_IMAGE = RABBITMQ_LINES[DEFAULT_RABBITMQ][0]
@@ -177,7 +177,7 @@ def broker_image(line: str = DEFAULT_RABBITMQ, environ: dict[str, str] | None = 
 
 def build_broker_image(line: str = DEFAULT_RABBITMQ) -> str:
     """The compose broker's image of a RabbitMQ line: $DTS_BROKER_IMAGE when it names another image (compose
-    pulls it), else the line's tag (dts-broker:v3 for 3.10), built once from the package's recipe on a
+    pulls it), else the line's tag (dts-broker:v4 for 3.10), built once from the package's recipe on a
     Debian base of the line's suite. Returns the tag."""
     tag, suite = broker_image(line), rabbitmq_line(line)[1]
     cached = docker("image", "inspect", tag) and not os.environ.get("DTS_BROKER_REBUILD")
