@@ -72,7 +72,8 @@ def make_app(settings: Settings) -> Celery:
     from dts.app.conf import celery_settings
 
     # task events without publisher confirms; no fixups (Celery's Django one costs every CLI ~4 ms to import)
-    app = Celery(APP_NAME, events="dts.app.events:UnconfirmedEvents", fixups=[])
+    # the control queue named afresh on each connection (dts.app.mailbox: a 4.3 cluster that lost a node)
+    app = Celery(APP_NAME, events="dts.app.events:UnconfirmedEvents", control="dts.app.mailbox:Control", fixups=[])
     app.add_defaults(lambda: celery_settings(settings))
     for task, spec in settings.tasks.items():  # not shared: another app (other settings) never gets them
         task_of = app.task(bind=True, name=task_name(task), Request=DEAD_LETTER_REQUEST, shared=False)
