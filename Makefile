@@ -114,7 +114,7 @@ test: install ## Run the whole test suite (unit, integration against a real Rabb
 lint: install ## ruff check + format check; the docs' generated reference matches the code; the docs site builds (strict)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) scripts/docs_reference.py --check
+	$(PY) scripts/docs_check.py
 	$(VENV)/bin/mkdocs build --strict --quiet
 
 docs: install docs-ref ## Build the docs site into site/ (mkdocs, strict: a broken link fails)
@@ -126,8 +126,8 @@ docs-serve: install docs-ref ## Serve the docs site on http://127.0.0.1:8000 whi
 docs-ref: install ## Regenerate the docs' reference pages (CLI, config, environment, exit codes, bounds, result files, make targets) and README's generated blocks
 	$(PY) scripts/docs_reference.py
 
-docs-check: install ## Fail when the docs' reference pages differ from what the code generates (in make lint)
-	$(PY) scripts/docs_reference.py --check
+docs-check: install ## Fail when the docs' reference differs from the code, or a guide carries a date, a commit or a machine's name (in make lint)
+	$(PY) scripts/docs_check.py
 
 docs-samples: install ## Regenerate the docs' sample outputs from a real run (needs `make up ENGINE=local` first), then the reference
 	$(PY) scripts/docs_samples.py

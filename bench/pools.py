@@ -1,7 +1,7 @@
 """Pool settings side by side: the no-op load and the seed scenario on 1 + 1 project workers, once per
 setting, one after the other, on one vhost (dts-bench-pools: made fresh, deleted at the end).
 
-    python -m bench.pools                                  # the settings SCALING.md compares (~4 min)
+    python -m bench.pools                                  # the settings docs/performance.md compares (~4 min)
     python -m bench.pools --tasks 3000 prefork:1:1 threads:4:16 solo:1:16
     make bench-pools                                       # the default settings
 

@@ -330,7 +330,7 @@ def run_naive(url: str, plan: dict[str, Any], durations: tuple[float, float], lo
 
 
 # -- ours
-# the pools of the second no-op load: the fast profile SCALING.md documents for short tasks, chosen by a
+# the pools of the second no-op load: the fast profile docs/performance.md documents for short tasks, chosen by a
 # sweep of `make bench-pools` (test-config.yml's comments say what it gives up)
 FAST_PROFILE = {"execution_pool": "threads", "concurrency": 8, "prefetch_multiplier": 32, "log_level": "warning"}
 

@@ -11,7 +11,7 @@
 - result-files.md: the keys of the result files of real runs (docs/samples/*.json, make docs-samples);
 - make-targets.md: every make target and its `##` comment, from the Makefile;
 - README.md's generated blocks: the everyday make targets, the quickstart's output (docs/samples/dispatch.txt);
-- SCALING.md's benchmark tables: the last full `make bench` run's result file (docs/samples/bench.json), the
+- performance.md's benchmark tables: the last full `make bench` run's result file (docs/samples/bench.json), the
   last `make bench-logs` run's (docs/samples/bench-logs.json);
 - architecture.md's module table: every module of dts/, by layer, with its docstring's first sentence;
 - deploy/compose.md's table of tested versions: the RabbitMQ lines and Compose versions the tests run on and
@@ -401,7 +401,7 @@ def modules_table() -> str:
 
 BLOCKS: dict[Path, dict[str, Callable[[], str]]] = {
     README: {"everyday-targets": everyday_targets, "quickstart": quickstart_output},
-    ROOT / "SCALING.md": {"bench": bench_table, "bench-logs": bench_logs_table},
+    ROOT / "docs" / "performance.md": {"bench": bench_table, "bench-logs": bench_logs_table},
     ROOT / "docs" / "concepts" / "architecture.md": {"modules": modules_table},
     ROOT / "docs" / "deploy" / "compose.md": {"tested-versions": tested_versions_table},
 }

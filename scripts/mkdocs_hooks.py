@@ -3,7 +3,7 @@ CHANGELOG.md), so that each fact is written once and reads well both on the code
 
 A docs page embeds one with a line `<!-- include: SCALING.md -->` (or `<!-- include: SCALING.md#name -->`
 for the part between `<!-- part: name -->` and `<!-- /part -->`). Links in the embedded text are written
-for the checkout (`docs/deploy/swarm.md`, `SCALING.md#benchmark`); here they become links between pages.
+for the checkout (`docs/deploy/swarm.md`, `SCALING.md#commands`); here they become links between pages.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ LINK = re.compile(r"\]\((?P<target>[^)#\s]+\.md)(?P<anchor>#[^)\s]*)?\)")
 PART_MARK = re.compile(r"^<!-- /?part(?:: [\w-]+)? -->\n?", re.MULTILINE)
 # a file at the top of the checkout -> the page it is in the site; a part of it -> that part's page
 HOMES = {"README.md": "index.md", "CHANGELOG.md": "changelog.md"}
-PART_HOMES = {"SCALING.md": {"guide": "guides/scaling.md", "performance": "performance.md"}}
+PART_HOMES = {"SCALING.md": {"guide": "guides/scaling.md"}}
 
 
 def part_of(text: str, part: str | None, name: str) -> str:

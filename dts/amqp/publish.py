@@ -7,7 +7,7 @@
 
 The message is the one `apply_async` builds (`app.amqp.as_task_v2`: protocol 2, JSON, persistent, the
 task's time limits, `reply_to` the run's reply queue), minus apply_async's per-task costs, measured with
-cProfile on dispatch.py's path (SCALING.md): a reply-queue declare per call (the rpc:// backend's
+cProfile on dispatch.py's path (CHANGELOG.md): a reply-queue declare per call (the rpc:// backend's
 `on_task_call`), a wait for each confirm, and a confirmed publish of the task-sent event. Here the
 task-sent event (with `monitoring.task_events`) goes out on a channel without confirms: it is monitoring.
 Both channels live on the ReplyQueue's connection; after a reconnect they are opened again.

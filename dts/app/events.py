@@ -5,7 +5,7 @@
 
 `broker_transport_options.confirm_publish` (dts.app.conf) applies to every connection the app opens, so
 without this each `task-received`/`task-started`/`task-succeeded` event a worker sends would wait for the
-broker's confirm: a profile of a no-op load put 62 % of a worker's main process there (SCALING.md). Events
+broker's confirm: a profile of a no-op load put 62 % of a worker's main process there (CHANGELOG.md). Events
 are transient monitoring messages, lost by design when nobody listens; confirms protect nothing there.
 Task messages and results keep their confirms (they carry the work).
 

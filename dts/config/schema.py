@@ -551,7 +551,7 @@ class PoolSettings:
         metadata=key(
             choices=LOG_LEVELS,
             help="the workers' --loglevel: info logs two lines per task (received, succeeded); warning drops "
-            "them (~0.1 ms of worker CPU per task, SCALING.md) and keeps retries, failures and warnings",
+            "them (~0.13 ms of worker CPU per task, docs/performance.md) and keeps retries, failures and warnings",
         ),
     )
     devices: tuple[str, ...] = field(
