@@ -111,6 +111,15 @@ def test_broker_unreachable_exits_3_with_one_line(pools, command):
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize("command", ["health", "status"])
+def test_a_login_the_broker_refuses_exits_3_with_one_line(pools, command):
+    cli, _ = pools
+    proc = cli(command, BROKER_URL="amqp://nobody:wrong@localhost:5672/nowhere")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1 and "refused the login" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
 def test_status_watch_refreshes_with_tasks_per_second(pools):
     cli, _ = pools
     proc = cli("status", "--watch", "--count", "2")

@@ -132,9 +132,10 @@ def reaching(app):
     pooled connections dropped."""
     try:
         yield
-    except (*LOST, ValueError) as exc:  # ValueError: a URL kombu cannot parse
+    except (*LOST, AccessRefused, ValueError) as exc:  # ValueError: a URL kombu cannot parse
         forget_connections(app)
-        why = None if isinstance(exc, ValueError) else lost_majority(app, MAJORITY_PROBE)
+        answered = isinstance(exc, (ValueError, AccessRefused))  # a login refused: the broker is there
+        why = None if answered else lost_majority(app, MAJORITY_PROBE)
         if why:  # a cluster's node answers but holds no leader: the cause, not the symptom (a silent declare)
             raise CliError(why, ExitCode.BROKER_UNREACHABLE) from None
         raise broker_error(app.conf.broker_url, exc) from None
@@ -260,7 +261,7 @@ def require_consumers(
             pool = settings.pool_for_queue(queue).name
             raise CliError(
                 f"{queue} has no consumer: no {pool} worker is running; start the workers with `make up` "
-                f"(or `python scale.py set {pool} 1`)",
+                f"(or `dts scale {pool} 1`)",
                 ExitCode.NO_CONSUMER,
             )
     return stats

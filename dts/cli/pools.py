@@ -180,7 +180,7 @@ def status(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
             for line in engine.status_lines():  # the engine's own count (the swarm's running/desired tasks)
                 print(line)
     if not report.broker_ok:
-        print(f"scale.py: error: {report.broker_error}", file=sys.stderr)
+        print(f"{getattr(args, 'prog', 'scale.py').split()[0]}: error: {report.broker_error}", file=sys.stderr)
     return report.exit_code
 
 
