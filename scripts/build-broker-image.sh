@@ -3,8 +3,9 @@
 # recipe and RabbitMQ line: an image with the line's tag (or $DTS_BROKER_IMAGE) is reused.
 #
 # Usage: RABBITMQ=3.10|4.0|4.3 sh scripts/build-broker-image.sh   (default 3.10; `make broker RABBITMQ=4.3`)
-# Each line is Debian's rabbitmq-server of one suite: 3.10 bookworm (dts-broker:v4), 4.0 trixie
-# (dts-broker:4.0-v4), 4.3 sid (dts-broker:4.3-v4); the same table as RABBITMQ_LINES in dts/engines/image.py.
+# Each line is Debian's rabbitmq-server of one suite (3.10 bookworm, 4.0 trixie, 4.3 sid). The tag and suite
+# come from dts.engines.image (RABBITMQ_LINES), the one place that knows them: 'dts-broker:<line>-<hash of
+# docker/broker/'s files>', so a changed recipe is a new tag and no tag is bumped by hand.
 # BASE_IMAGE defaults to debian:SUITE-slim; when that is neither present nor pullable (no registry reachable),
 # the project's local Debian base of that suite is made with docker/base_image.sh (cached) and used instead.
 # DTS_BROKER_IMAGE naming another image (e.g. rabbitmq:4-management, the official one): nothing is built,
@@ -12,12 +13,10 @@
 set -eu
 cd "$(dirname "$0")/.."
 RABBITMQ="${RABBITMQ:-3.10}"
-case "$RABBITMQ" in
-    3.10) DEFAULT_TAG=dts-broker:v4 SUITE=bookworm ;;   # bump with a change to docker/broker/ (its LABELs)
-    4.0) DEFAULT_TAG=dts-broker:4.0-v4 SUITE=trixie ;;
-    4.3) DEFAULT_TAG=dts-broker:4.3-v4 SUITE=sid ;;
-    *) echo "RabbitMQ line '$RABBITMQ' has no broker image: choose from 3.10, 4.0, 4.3" >&2; exit 2 ;;
-esac
+PY="${PY:-.venv/bin/python}"   # the project's venv (make install); else the system's python3 on this checkout
+[ -x "$PY" ] || PY=python3
+LINE=$("$PY" -m dts.engines.image broker "$RABBITMQ")   # "TAG SUITE"; an unknown line: exit 2, one line
+DEFAULT_TAG=${LINE% *} SUITE=${LINE#* }
 TAG="${DTS_BROKER_IMAGE:-$DEFAULT_TAG}"
 export DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}"
 

@@ -9,15 +9,24 @@ Checks, in order:
   carry no workshop notes in their prose: a date, a commit reference, "these machines", "previous commit",
   `git worktree`, "could not be run here", a path of the machine they were written on, this machine's host
   name. Pasted output in code blocks is
-  exempt (it is real output); history goes to CHANGELOG.md, a run's method to the performance page.
+  exempt (it is real output); history goes to CHANGELOG.md, a run's method to the performance page;
+- every command of a shell block on a guide (scripts/docs_blocks.py) that is `dts ...`, `python dispatch.py`,
+  `python scale.py`, `python load_test.py` or `make ...` parses: a sub-command and its options against the
+  real argparse parsers, a make target and each VAR=value against the Makefile (an ENGINE= value against
+  the engines). Broker-free and fast: `tests/test_docs_commands.py` runs the covered pages' commands for
+  real; the covered pages are listed on docs/development.md.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
+import shlex
 import socket
 import sys
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,12 +80,120 @@ def workshop_notes(page: Path, host: str | None = None) -> list[str]:
     return found
 
 
+SCRIPTS = {"dispatch.py": "dts.cli.dispatch", "scale.py": "dts.cli.pools", "load_test.py": "dts.cli.load_test"}
+PYTHONS = ("python", "python3", ".venv/bin/python")
+DEVELOPMENT = ROOT / "docs" / "development.md"
+
+
+@cache
+def dts_parser():
+    from dts.cli.main import build_parser
+
+    return build_parser()
+
+
+@cache
+def script_parser(script: str):
+    from importlib import import_module
+
+    return import_module(SCRIPTS[script]).build_parser(script)
+
+
+@cache
+def makefile() -> tuple[frozenset[str], frozenset[str]]:
+    """(the Makefile's targets, its variables)."""
+    text = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([A-Za-z0-9_.-]+)\s*:(?!=)", text, flags=re.M))
+    for phony in re.findall(r"^\.PHONY:(.*)$", text, flags=re.M):
+        targets |= set(phony.split())
+    variables = set(re.findall(r"^(?:export\s+)?([A-Z][A-Z0-9_]*)\s*[?:+]?=", text, flags=re.M))
+    return frozenset(targets), frozenset(variables)
+
+
+def engine_names() -> set[str]:
+    from dts.engines.registry import ENGINES
+
+    return {"auto", *ENGINES}
+
+
+def parse_error(parser, args: list[str]) -> str | None:
+    """argparse's complaint about `args`, or None when they parse (--help and --version print nothing here)."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            parser.parse_args(args)
+        except SystemExit as exc:
+            if exc.code not in (0, None):
+                return err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else f"exit {exc.code}"
+    return None
+
+
+def make_error(args: list[str]) -> str | None:
+    targets, variables = makefile()
+    for arg in args:
+        if arg.startswith("-"):
+            continue
+        name, eq, value = arg.partition("=")
+        if eq:
+            if name not in variables:
+                return f"the Makefile has no variable {name} (make {arg})"
+            if name == "ENGINE" and value and value not in engine_names():
+                return f"ENGINE={value} is no engine (engines: {', '.join(sorted(engine_names()))})"
+        elif arg not in targets:
+            return f"the Makefile has no target {arg!r} (make help lists them)"
+    return None
+
+
+def command_error(argv: list[str]) -> str | None:
+    """Why the command would be refused before it runs (an unknown sub-command, option or make target), or
+    None; commands other than dts, the scripts and make are not checked."""
+    if argv[0] == "dts":
+        return parse_error(dts_parser(), argv[1:])
+    if argv[0] in PYTHONS and len(argv) > 1 and argv[1] in SCRIPTS:
+        return parse_error(script_parser(argv[1]), argv[2:])
+    if argv[0] == "make":
+        return make_error(argv[1:])
+    return None
+
+
+def command_problems(page: Path) -> list[str]:
+    """One line per command of the page's shell blocks that would not parse: `page:line: what`."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import docs_blocks
+
+    found = []
+    for block in docs_blocks.blocks(page):
+        if not block.runnable:
+            continue
+        for command in block.commands():
+            for argv in docs_blocks.simple_commands(command.text):
+                error = command_error(argv)
+                if error:
+                    found.append(f"{block.where(command.line)}: `{shlex.join(argv)}`: {error}")
+    return found
+
+
+def coverage_problems() -> list[str]:
+    """The pages the command test runs are each named on the development page."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import docs_blocks
+
+    text = DEVELOPMENT.read_text()
+    return [
+        f"docs/development.md: does not list {c.page}, a page tests/test_docs_commands.py runs"
+        for c in docs_blocks.COVERED
+        if f"`{c.page}`" not in text
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT / "scripts"))
     import docs_reference
 
     status = docs_reference.main(["--check"])
     problems = [note for page in guide_pages() for note in workshop_notes(page)]
+    problems += [problem for page in guide_pages() for problem in command_problems(page)]
+    problems += coverage_problems()
     for problem in problems:
         print(problem, file=sys.stderr)
     return 1 if status or problems else 0

@@ -8,6 +8,8 @@ import copy
 import os
 import re
 import shlex
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from types import SimpleNamespace
@@ -177,7 +179,7 @@ def test_broker_service_profile_volume_port_and_healthcheck():
     svc = doc["services"]["broker"]
     assert svc["profiles"] == ["broker"] and svc["hostname"] == "broker"
     assert svc["environment"]["RABBITMQ_NODENAME"] == "rabbit@broker"  # data keyed by a fixed node name
-    assert svc["image"] == "${DTS_BROKER_IMAGE:-dts-broker:v4}"  # the override picks the official image
+    assert svc["image"] == "${DTS_BROKER_IMAGE:-dts-broker:latest}"  # dts up sets it; the override picks another
     assert svc["volumes"] == ["broker-data:/var/lib/rabbitmq"] and "broker-data" in doc["volumes"]
     assert svc["ports"] == ["127.0.0.1:${DTS_BROKER_PORT:-5672}:5672"]  # loopback only
     assert {svc["environment"][f"RABBITMQ_DEFAULT_{k}"] for k in ("USER", "PASS", "VHOST")} == {
@@ -186,22 +188,34 @@ def test_broker_service_profile_volume_port_and_healthcheck():
         "${DTS_BROKER_VHOST:-dts}",
     }
     assert "rabbitmqctl" in svc["healthcheck"]["test"][1] and svc["healthcheck"]["interval"] == "10s"
-    assert svc["image"].endswith(f":-{BROKER_IMAGE}}}")  # the default line's image
 
 
-def test_the_broker_script_and_the_package_build_the_same_image_per_rabbitmq_line():
+def test_the_broker_script_asks_the_package_for_each_rabbitmq_lines_tag_and_suite():
     from dts.engines.image import RABBITMQ_LINES
 
-    script = (ROOT / "scripts/build-broker-image.sh").read_text()
-    table = re.findall(r"^ *([0-9.]+)\) DEFAULT_TAG=(\S+) SUITE=(\w+) ;;", script, re.M)
-    assert {line: (tag, suite) for line, tag, suite in table} == RABBITMQ_LINES
+    for line, (tag, suite) in RABBITMQ_LINES.items():
+        proc = subprocess.run([sys.executable, "-m", "dts.engines.image", "broker", line], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert proc.stdout.split() == [tag, suite], proc.stdout + proc.stderr
+    assert "-m dts.engines.image broker" in (ROOT / "scripts/build-broker-image.sh").read_text()
+
+
+def test_the_broker_tag_follows_the_recipe(tmp_path):
+    from dts.engines.image import broker_tag, recipe_hash
+
+    assert BROKER_IMAGE == broker_tag("3.10") == f"dts-broker:3.10-{recipe_hash()}"
+    (tmp_path / "Dockerfile").write_text("FROM x\n")
+    before = recipe_hash(tmp_path)
+    (tmp_path / "entrypoint.sh").write_text("#!/bin/sh\n")
+    assert recipe_hash(tmp_path) != before and len(before) == 10
 
 
 def test_the_rabbitmq_line_picks_the_broker_image_and_an_unknown_line_is_refused(monkeypatch):
-    from dts.engines.image import broker_image
+    from dts.engines.image import RABBITMQ_LINES, broker_image
 
     monkeypatch.delenv("DTS_BROKER_IMAGE", raising=False)
-    assert broker_image("4.3") == "dts-broker:4.3-v4" and broker_image() == BROKER_IMAGE == "dts-broker:v4"
+    assert broker_image("4.3") == RABBITMQ_LINES["4.3"][0] and broker_image() == BROKER_IMAGE
+    assert re.fullmatch(r"dts-broker:4\.3-[0-9a-f]{10}", broker_image("4.3"))
     assert broker_image("4.3", {"DTS_BROKER_IMAGE": "rabbitmq:4-management"}) == "rabbitmq:4-management"
     with pytest.raises(CliError) as err:
         broker_image("3.8")

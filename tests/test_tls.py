@@ -14,6 +14,8 @@ import sys
 import pytest
 from helpers import ROOT, free_node_port, free_port, local_fleet, require_rabbitmq_server, start_node, write_config
 
+from dts.cli.broker import tls_snippet
+
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
 NODE = "dts-tls@localhost"
@@ -24,7 +26,8 @@ def openssl(cwd, *args: str) -> None:
 
 
 def make_certificates(d) -> None:
-    """ca.pem signs server.pem (localhost, 127.0.0.1) and client.pem; other-ca.pem signs nothing used."""
+    """ca.pem signs server.pem (localhost, 127.0.0.1, and `broker`: the compose broker service's name, see
+    test_tls_broker.py) and client.pem; other-ca.pem signs nothing used."""
     for ca in ("ca", "other-ca"):
         openssl(
             d,
@@ -42,7 +45,7 @@ def make_certificates(d) -> None:
             "-subj",
             f"/CN=dts-test-{ca}",
         )
-    (d / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    (d / "server.ext").write_text("subjectAltName=DNS:localhost,DNS:broker,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
     (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
     for name, cn in (("server", "localhost"), ("client", "dts-client")):
         openssl(
@@ -93,17 +96,8 @@ def tls_broker(tmp_path_factory):
         for name in ("ca.pem", "server.pem", "server.key"):
             shutil.copy(certs / name, base / "tls" / name)
 
-    conf = "\n".join(
-        [
-            f"listeners.ssl.default = {tls_port}",
-            "ssl_options.cacertfile = {base}/tls/ca.pem",
-            "ssl_options.certfile = {base}/tls/server.pem",
-            "ssl_options.keyfile = {base}/tls/server.key",
-            "ssl_options.verify = verify_peer",
-            "ssl_options.fail_if_no_peer_cert = true",
-            "",
-        ]
-    )
+    # the settings `dts broker --tls-snippet` prints for a host's RabbitMQ (plain AMQP on loopback only)
+    conf = tls_snippet("{base}/tls", tls_port, plain=f"127.0.0.1:{port}")
     broker = start_node(NODE, port, conf, prepare)
     yield broker, tls_port, certs
     broker.shutdown()

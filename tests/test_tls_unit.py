@@ -12,7 +12,7 @@ from dts.config import broker_url_from_env_file, load_settings, parse_settings
 from dts.engines.compose import render_pools
 from dts.engines.containers import worker_template
 from dts.engines.swarm import WORKER_UID, render_stack
-from dts.errors import ExitCode
+from dts.errors import CliError, ExitCode
 
 URL = "amqps://dts:s3cret@rabbit.example:5671/dts"
 
@@ -110,3 +110,74 @@ def test_tls_failures_name_their_cause_without_the_password(exc, cause):
         assert error.exit_code == ExitCode.BROKER_UNREACHABLE
         text = str(error)
         assert cause in text and "s3cret" not in text and "\n" not in text, text
+
+
+# ------------------------------------------------------------- the compose broker's own TLS listener
+
+
+def test_compose_workers_use_the_broker_services_tls_listener(tls_settings):
+    env = render_pools(tls_settings, worker_template(), broker="compose", broker_tls=True)["services"]["worker-a"]
+    env = env["environment"]
+    assert env["BROKER_URL"].startswith("amqps://") and env["BROKER_URL"].endswith(
+        "@broker:5671/${DTS_BROKER_VHOST:-dts}"
+    )
+    assert env["BROKER_TLS_CA_FILE"] == "/run/secrets/dts_tls_ca_file.pem"
+    plain = render_pools(tls_settings, worker_template(), broker="compose")["services"]["worker-a"]["environment"]
+    assert plain["BROKER_URL"].startswith("amqp://") and "@broker:5672/" in plain["BROKER_URL"]
+
+
+def test_the_broker_service_gets_the_folder_read_only_its_group_and_the_tls_port(tmp_path):
+    from dts.engines.compose import render_broker_tls
+
+    svc = render_broker_tls(tmp_path, [1000, 1000, 0])
+    assert svc["environment"] == {"DTS_BROKER_TLS_DIR": "/run/dts-broker-tls"}
+    assert svc["volumes"] == [f"{tmp_path}:/run/dts-broker-tls:ro"]
+    assert svc["ports"] == ["${DTS_BROKER_TLS_PORT:-5671}:5671"]  # every interface: other hosts reach it
+    assert svc["group_add"] == ["1000", "0"]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing-key", "has no server.key"),
+        ("no-broker-tls", "has no broker.tls"),
+        ("cluster", "not of --broker cluster"),
+        ("official-image", "needs the project's broker image"),
+    ],
+)
+def test_a_tls_broker_that_cannot_work_is_exit_2_before_any_container(tls_settings, tmp_path, case, message):
+    from dts.engines.compose import ComposeEngine
+    from dts.engines.docker import compose_command
+
+    if compose_command() is None:
+        pytest.skip("ComposeEngine needs a compose command")
+    certs = tmp_path / "broker-certs"
+    certs.mkdir()
+    for name in ("ca.pem", "server.pem", "server.key"):
+        (certs / name).write_text("pem")
+    settings = tls_settings
+    env = {"DTS_BROKER_TLS_DIR": str(certs), "DTS_IMAGE": "img:t"}
+    if case == "missing-key":
+        (certs / "server.key").unlink()
+    if case == "no-broker-tls":
+        settings = load_settings(write_config(tmp_path / "plain.yml"))
+    if case == "official-image":
+        env["DTS_BROKER_IMAGE"] = "rabbitmq:4-management"
+    broker = "cluster" if case == "cluster" else "compose"
+    engine = ComposeEngine(settings, None, project="p", env=env, run_dir=tmp_path / "run", broker=broker)
+    with pytest.raises(CliError) as err:
+        engine.write_pools_file()
+    assert err.value.exit_code == ExitCode.USAGE and message in str(err.value), str(err.value)
+    engine = ComposeEngine(settings, None, project="p", env={"DTS_IMAGE": "img:t"}, run_dir=tmp_path / "run")
+    assert engine.broker_tls_dir() is None  # unset, or the host's broker: nothing changes
+
+
+def test_the_host_snippet_and_the_compose_entrypoint_write_the_same_tls_settings():
+    from dts.cli.broker import tls_snippet
+    from dts.engines.image import BROKER_RECIPE
+
+    entrypoint = (BROKER_RECIPE / "entrypoint.sh").read_text().splitlines()
+    settings = [line for line in tls_snippet("$tls", plain=None).splitlines() if not line.startswith("#")]
+    assert "listeners.tcp = none" in settings and all(line in entrypoint for line in settings), settings
+    host = tls_snippet("/etc/rabbitmq/tls")
+    assert "listeners.tcp.default = 127.0.0.1:5672\n" in host and "ssl_options.fail_if_no_peer_cert = true" in host

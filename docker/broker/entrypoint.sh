@@ -7,6 +7,10 @@
 # (rabbit@rabbit-1), and the cluster's Erlang cookie as the file /run/secrets/erlang_cookie. On its first
 # start a node other than the seed joins the seed's cluster (stop_app, join_cluster, start_app); later
 # starts find it a member already (its data volume) and it rejoins on its own.
+#
+# DTS_BROKER_TLS_DIR, a folder of ca.pem, server.pem and server.key mounted read-only (the compose engine
+# mounts the host folder that DTS_BROKER_TLS_DIR names in the host's environment or .env): a TLS listener on
+# 5671 that requires a client certificate signed by ca.pem, and no plain AMQP listener at all.
 set -eu
 vhost=${RABBITMQ_DEFAULT_VHOST:-}
 user=${RABBITMQ_DEFAULT_USER:-}
@@ -76,6 +80,30 @@ case "${DTS_CONSUMER_TIMEOUT_MS:-}" in
     *[!0-9]*) echo "dts-broker: DTS_CONSUMER_TIMEOUT_MS must be milliseconds (digits only)" >&2; exit 2 ;;
     *) echo "consumer_timeout = $DTS_CONSUMER_TIMEOUT_MS" > "$timeout_conf" ;;
 esac
+# the TLS listener, when a folder of certificates is mounted (unset: plain AMQP on 5672 only)
+tls_conf=/etc/rabbitmq/conf.d/95-dts-tls.conf
+tls=${DTS_BROKER_TLS_DIR:-}
+if [ -n "$tls" ]; then
+    for file in ca.pem server.pem server.key; do
+        if [ ! -r "$tls/$file" ]; then
+            echo "dts-broker: $tls/$file (DTS_BROKER_TLS_DIR) is missing or unreadable by the container's rabbitmq user: give the folder ca.pem, server.pem and server.key, readable by their group (chmod 750 the folder, 640 the files)" >&2
+            exit 2
+        fi
+    done
+    cat > "$tls_conf" <<CONF
+# written by dts-broker-entrypoint (DTS_BROKER_TLS_DIR): TLS only, a client certificate required
+listeners.tcp = none
+listeners.ssl.default = 5671
+ssl_options.cacertfile = $tls/ca.pem
+ssl_options.certfile = $tls/server.pem
+ssl_options.keyfile = $tls/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = true
+CONF
+    echo "dts-broker: TLS on 5671, a client certificate signed by $tls/ca.pem required; plain AMQP off"
+else
+    : > "$tls_conf"
+fi
 provision &
 # Not Debian's /usr/sbin wrapper: it neither execs (SIGTERM would not reach the node) nor logs to stdout.
 # This script traps SIGTERM and stops the node cleanly.

@@ -4,6 +4,7 @@
     dts broker                  # the host's RabbitMQ: vhost and user named after the project (dts-<hash>)
     dts broker --compose        # for the compose `broker` service: .env only (the container makes them)
     dts broker --cluster        # for the compose `cluster` profile: .env and the cluster's Erlang cookie
+    dts broker --tls-snippet /etc/rabbitmq/tls   # prints the host RabbitMQ's TLS settings (a conf.d file)
 """
 
 from __future__ import annotations
@@ -22,9 +23,30 @@ EPILOG = """examples:
   dts broker                  the host's RabbitMQ: vhost and user named after the project (dts-<hash of its folder>)
   dts broker --compose        for the compose `broker` service: .env only (the container makes them)
   dts broker --cluster        for the compose `cluster` profile: .env and the cluster's Erlang cookie
+  dts broker --tls-snippet /etc/rabbitmq/tls > 60-dts-tls.conf
+                              the host RabbitMQ's TLS listener, for /etc/rabbitmq/conf.d/ (changes nothing)
 
 """ + exit_epilog("broker")
 PROVISIONERS = {"host": provision, "compose": provision_compose, "cluster": provision_cluster}
+
+
+def tls_snippet(folder: str, tls_port: int = 5671, plain: str | None = "127.0.0.1:5672") -> str:
+    """A RabbitMQ configuration file (conf.d) for a TLS listener on `tls_port` with the broker's certificate
+    (server.pem, server.key in `folder`) that requires a client certificate signed by folder/ca.pem; plain
+    AMQP only on `plain` (the host's loopback: its own tools), or nowhere (None). The compose broker's
+    entrypoint (docker/broker/entrypoint.sh) writes the same settings, with no plain listener (pure)."""
+    lines = [
+        f"# dts broker --tls-snippet: TLS on {tls_port}, a client certificate signed by ca.pem required",
+        "# plain AMQP: " + (f"only on {plain}, this host's own tools (make broker)" if plain else "none"),
+        f"listeners.tcp.default = {plain}" if plain else "listeners.tcp = none",
+        f"listeners.ssl.default = {tls_port}",
+        f"ssl_options.cacertfile = {folder}/ca.pem",
+        f"ssl_options.certfile = {folder}/server.pem",
+        f"ssl_options.keyfile = {folder}/server.key",
+        "ssl_options.verify = verify_peer",
+        "ssl_options.fail_if_no_peer_cert = true",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def provision_broker(broker: str, env_path: Path, vhost: str | None = None, user: str | None = None) -> str:
@@ -57,9 +79,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="for the compose `cluster` profile (three RabbitMQ nodes): write .env (vhost, user, password, "
         "host ports DTS_CLUSTER_PORT_1..3: 5681..5683) and the cluster's Erlang cookie; the nodes create them",
     )
+    parser.add_argument(
+        "--tls-snippet",
+        metavar="CERTDIR",
+        type=Path,
+        help="print the settings that give the host's RabbitMQ a TLS listener on 5671 (CERTDIR's ca.pem, "
+        "server.pem, server.key; client certificates required) and keep plain AMQP on loopback only, for "
+        "/etc/rabbitmq/conf.d/; nothing is changed or provisioned",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.tls_snippet is not None:
+        print(tls_snippet(str(args.tls_snippet.resolve())), end="")
+        return ExitCode.OK
     if args.compose and args.cluster:
         raise CliError("--compose and --cluster are two different brokers: give one", ExitCode.USAGE)
     path = args.env_file or env_file(find_config(args.config).parent)

@@ -96,6 +96,12 @@ VARIABLES = (
         "the port of the swarm nodes' image registry (default 5000; the nodes pull from 10.213.0.1:PORT)",
     ),
     Variable("DTS_BROKER_TLS_PORT", BROKER, "the broker's TLS port for containers (default 5671)"),
+    Variable(
+        "DTS_BROKER_TLS_DIR",
+        BROKER,
+        "a folder of ca.pem, server.pem, server.key: the compose `broker` service listens on TLS only "
+        "(`DTS_BROKER_TLS_PORT`, client certificates of ca.pem required), plain AMQP refused",
+    ),
     Variable("DTS_BROKER_WAIT", BROKER, "seconds `scripts/ensure-broker.sh` waits for RabbitMQ to answer (default 90)"),
     Variable("PYTHON", PATHS, "the Python that makes `.venv` and checks the broker (default `python3`)"),
     Variable("DTS_CONFIG", PATHS, "the config file when `--config` is not given (default `test-config.yml`)"),
@@ -142,7 +148,8 @@ VARIABLES = (
     Variable(
         "DTS_BROKER_IMAGE",
         IMAGES,
-        "the broker container's image (default `dts-broker:v4`, built locally); another name is pulled, not built",
+        "the broker container's image (default `dts-broker:<line>-<recipe hash>`, built locally); another name "
+        "is pulled, not built",
     ),
     Variable("DTS_BROKER_REBUILD", IMAGES, "set: rebuild the broker image even when its tag exists"),
     Variable(

@@ -9,6 +9,9 @@ The broker is the host's RabbitMQ (host.docker.internal) by default. With broker
 BROKER=compose`) it is the `broker` service of the `broker` profile: the rendered workers then reach it by
 service name and wait for it to be healthy (`depends_on: condition: service_healthy`), and the engine starts
 it (and waits for its healthcheck) before the workers, so the host's CLIs find it on 127.0.0.1:DTS_BROKER_PORT.
+With DTS_BROKER_TLS_DIR (a folder of ca.pem, server.pem, server.key) that service listens only on TLS (5671,
+published on every interface as DTS_BROKER_TLS_PORT), requiring client certificates, and its workers use
+amqps://broker:5671 with broker.tls's files (render_broker_tls).
 """
 
 from __future__ import annotations
@@ -62,6 +65,11 @@ def service_url(service: str) -> str:
 
 
 BROKER_SERVICE_URL = service_url(BROKER_SERVICE)
+# the broker service with its TLS listener on (DTS_BROKER_TLS_DIR): the workers' amqps:// URL, where the
+# container finds the folder, and the files the folder must hold
+BROKER_SERVICE_TLS_URL = BROKER_SERVICE_URL.replace("amqp://", "amqps://", 1).replace(":5672/", ":5671/", 1)
+BROKER_TLS_DIR_IN_CONTAINER = "/run/dts-broker-tls"
+BROKER_TLS_FILES = ("ca.pem", "server.pem", "server.key")
 CLUSTER_URL = ";".join(service_url(node) for node in CLUSTER_SERVICES)  # failover: every node, in turn
 
 
@@ -70,9 +78,12 @@ def broker_services(broker: str) -> tuple[str, ...]:
     return {"compose": (BROKER_SERVICE,), "cluster": CLUSTER_SERVICES}.get(broker, ())
 
 
-def render_pools(settings: Settings, template: dict[str, Any], broker: str = "host") -> dict[str, Any]:
+def render_pools(
+    settings: Settings, template: dict[str, Any], broker: str = "host", broker_tls: bool = False
+) -> dict[str, Any]:
     """One compose service per declared pool, from the worker template (pure). broker="compose": the
-    workers use the `broker` service (by name) and start only once it is healthy."""
+    workers use the `broker` service (by name) and start only once it is healthy; with `broker_tls`, over
+    its TLS listener (amqps://broker:5671, broker.tls's files)."""
     if broker not in BROKERS:
         raise CliError(f"BROKER must be one of {', '.join(BROKERS)} (got {broker!r})", ExitCode.USAGE)
     services = {}
@@ -89,8 +100,9 @@ def render_pools(settings: Settings, template: dict[str, Any], broker: str = "ho
             service["environment"]["BROKER_URL"] = url.replace("amqp://", "amqps://", 1).replace(
                 "${DTS_BROKER_PORT:-5672}", "${DTS_BROKER_TLS_PORT:-5671}"
             )
-        if broker != "host":  # broker services, by name, on the compose network (no TLS listener there)
-            service["environment"]["BROKER_URL"] = CLUSTER_URL if broker == "cluster" else BROKER_SERVICE_URL
+        if broker != "host":  # broker services, by name, on the compose network (TLS: the `broker` service's)
+            url = BROKER_SERVICE_TLS_URL if broker_tls else BROKER_SERVICE_URL
+            service["environment"]["BROKER_URL"] = CLUSTER_URL if broker == "cluster" else url
             service["depends_on"] = {name: {"condition": "service_healthy"} for name in broker_services(broker)}
         service["command"] = launch_argv(pool.name)
         service["volumes"] = [
@@ -103,6 +115,19 @@ def render_pools(settings: Settings, template: dict[str, Any], broker: str = "ho
         service["logging"] = bounded_logging(settings)
         services[pool.name] = {**service, **pool_devices(pool)}
     return {"services": services}
+
+
+def render_broker_tls(folder: Path, gids: list[int]) -> dict[str, Any]:
+    """What the `broker` service gets for its TLS listener (pure): the folder mounted read-only and named to
+    the entrypoint (DTS_BROKER_TLS_DIR, which writes the listener's settings), the TLS port published on
+    every interface (the plain one stays on the host's loopback, and nothing listens behind it), and the
+    folder's groups, so the container's rabbitmq user reads a key that is readable by its group only."""
+    return {
+        "environment": {"DTS_BROKER_TLS_DIR": BROKER_TLS_DIR_IN_CONTAINER},
+        "volumes": [f"{folder}:{BROKER_TLS_DIR_IN_CONTAINER}:ro"],
+        "ports": ["${DTS_BROKER_TLS_PORT:-5671}:5671"],
+        "group_add": [str(gid) for gid in dict.fromkeys(gids)],
+    }
 
 
 def pool_volumes(pool: PoolSettings) -> list[dict[str, Any]]:
@@ -255,7 +280,7 @@ class ComposeEngine(Engine):
         self.env.setdefault(
             "DTS_IMAGE", worker_image(self.folder, self.env, settings.code)
         )  # the project's own worker image
-        # the broker containers' image: the line's (dts-broker:4.3-v4 ...), unless $DTS_BROKER_IMAGE names one
+        # the broker containers' image: the line's (dts-broker:4.3-<recipe hash>), unless $DTS_BROKER_IMAGE names one
         self.env["DTS_BROKER_IMAGE"] = broker_image(rabbitmq, self.env)
         # the broker containers' consumer_timeout (their entrypoint writes it to the node's configuration)
         self.env["DTS_CONSUMER_TIMEOUT_MS"] = str(round(settings.broker.consumer_timeout * 1000))
@@ -274,12 +299,53 @@ class ComposeEngine(Engine):
             )
         self.pools_file.parent.mkdir(parents=True, exist_ok=True)
         text = f"# Rendered from the pools in {self.settings.path} by dts.engines.compose; do not edit.\n"
-        rendered = render_pools(self.settings, worker_template(), self.broker)
+        tls_dir = self.broker_tls_dir()
+        rendered = render_pools(self.settings, worker_template(), self.broker, broker_tls=tls_dir is not None)
+        if tls_dir is not None:
+            gids = [tls_dir.stat().st_gid, *((tls_dir / name).stat().st_gid for name in BROKER_TLS_FILES)]
+            rendered["services"][BROKER_SERVICE] = render_broker_tls(tls_dir, gids)
         # Flower's service (the `monitoring` profile) reads the same config as the workers
         rendered["services"][MONITOR_SERVICE] = {"volumes": [f"{self.settings.path}:{CONFIG_IN_IMAGE}:ro"]}
         text += yaml.safe_dump(rendered, sort_keys=False)
         write_atomic(self.pools_file, text)
         return self.pools_file
+
+    def broker_tls_dir(self) -> Path | None:
+        """The host folder of the `broker` service's TLS listener: DTS_BROKER_TLS_DIR from the environment or
+        .env (relative to the project's folder), with broker="compose" only; None when unset. CliError
+        (exit 2) when the folder lacks a file, the workers would have no CA (broker.tls), the broker is the
+        cluster, or the image is not the project's (only its entrypoint writes the listener's settings)."""
+        value = {**read_env_file(env_file(self.folder)), **self.env}.get("DTS_BROKER_TLS_DIR", "").strip()
+        if not value or self.broker == "host":
+            return None
+        if self.broker != "compose":
+            raise CliError(
+                f"DTS_BROKER_TLS_DIR turns on the TLS listener of the `broker` service (--broker compose), not of "
+                f"--broker {self.broker}: unset it, or use --broker compose",
+                ExitCode.USAGE,
+            )
+        folder = (self.folder / value).resolve()
+        missing = [name for name in BROKER_TLS_FILES if not (folder / name).is_file()]
+        if missing:
+            raise CliError(
+                f"DTS_BROKER_TLS_DIR={value}: {shown(folder)} has no {', '.join(missing)}: the broker's TLS "
+                "listener needs ca.pem (the CA of its clients), server.pem and server.key (its own)",
+                ExitCode.USAGE,
+            )
+        if self.settings.broker.tls is None:
+            raise CliError(
+                f"DTS_BROKER_TLS_DIR is set, so the broker accepts TLS connections only, but {self.settings.path.name} "
+                "has no broker.tls: add broker.tls with ca_file (the CA in that folder), cert_file and key_file "
+                "(a client certificate it signed)",
+                ExitCode.USAGE,
+            )
+        if not self.env["DTS_BROKER_IMAGE"].startswith("dts-broker:"):
+            raise CliError(
+                f"DTS_BROKER_TLS_DIR needs the project's broker image (its entrypoint writes the TLS settings), "
+                f"not DTS_BROKER_IMAGE={self.env['DTS_BROKER_IMAGE']}: unset DTS_BROKER_IMAGE",
+                ExitCode.USAGE,
+            )
+        return folder
 
     def render(self) -> tuple[Path, str]:
         """The pools file, and the compose command that uses it (with the `broker` service for broker="compose")."""

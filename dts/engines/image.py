@@ -3,11 +3,13 @@ registry needed): the worker image from the package itself, the broker image fro
 
     worker_image(project)        # 'dts-1a2b3c4d-worker:0.9.0-3f2a1b4c5d': $DTS_IMAGE, else per project
     build_worker_image(project)  # docker build of that tag, unless it exists
-    build_broker_image("4.3")    # dts-broker:4.3-v4 ($DTS_BROKER_IMAGE) from the package's broker recipe
+    build_broker_image("4.3")    # 'dts-broker:4.3-<recipe hash>' ($DTS_BROKER_IMAGE) from the broker recipe
 
 The worker image's build context is made in the project's run folder: the package's Dockerfile and pinned
 requirements.txt, and the package's own files (dts/), so the image runs the same `dts` as the host. Its tag
-names the project, the version and a hash of that context: a changed package is a new tag, never `latest`.
+names the project, the version and a hash of that context: a changed package is a new tag, never `latest`. The
+broker image's tag names the RabbitMQ line and a hash of the recipe's files (docker/broker/): a changed
+recipe is a new tag, and nothing is bumped by hand (scripts/build-broker-image.sh asks this module for it).
 The base is $BASE_IMAGE, else python:3.12-slim, else (no registry answers) a Debian base made here with
 debootstrap (the package's base_image.sh, cached; needs root).
 """
@@ -19,6 +21,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,14 +34,32 @@ log = logging.getLogger("dts.image")
 PACKAGE_DIR = Path(dts.__file__).resolve().parent
 WORKER_BASE = "python:3.12-slim"
 LOCAL_BASE = "dts-base:{suite}"  # made by base_image.sh --suite SUITE where no registry answers
-# The compose broker's RabbitMQ lines (--rabbitmq, RABBITMQ=): line -> (image tag, the Debian suite whose
-# rabbitmq-server package is that line). The same table is in scripts/build-broker-image.sh (a test checks).
-# Bump the tags with any change to docker/broker/ (the recipe): an image of an older recipe is not rebuilt.
-RABBITMQ_LINES = {
-    "3.10": ("dts-broker:v4", "bookworm"),  # Debian 12
-    "4.0": ("dts-broker:4.0-v4", "trixie"),  # Debian 13
-    "4.3": ("dts-broker:4.3-v4", "sid"),  # Debian unstable: 4.3's strict defaults
+BROKER_RECIPE = DATA_DIR / "broker"  # docker/broker/ in a checkout: Dockerfile, entrypoint, configuration
+# The compose broker's RabbitMQ lines (--rabbitmq, RABBITMQ=): line -> the Debian suite whose rabbitmq-server
+# package is that line. Each line's image is tagged 'dts-broker:<line>-<recipe hash>' (broker_tag).
+RABBITMQ_SUITES = {
+    "3.10": "bookworm",  # Debian 12
+    "4.0": "trixie",  # Debian 13
+    "4.3": "sid",  # Debian unstable: 4.3's strict defaults
 }
+
+
+def recipe_hash(folder: Path = BROKER_RECIPE) -> str:
+    """10 hex digits over the broker recipe's file names and contents (links followed)."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:10]
+
+
+def broker_tag(line: str, recipe: str | None = None) -> str:
+    """The broker image's tag of a RabbitMQ line: 'dts-broker:<line>-<recipe hash>' (pure given `recipe`)."""
+    return f"dts-broker:{line}-{recipe or recipe_hash()}"
+
+
+# line -> (image tag, Debian suite): what --rabbitmq offers, in its order
+RABBITMQ_LINES = {line: (broker_tag(line, recipe_hash()), suite) for line, suite in RABBITMQ_SUITES.items()}
 DEFAULT_RABBITMQ = "3.10"
 BROKER_IMAGE = RABBITMQ_LINES[DEFAULT_RABBITMQ][0]
 BUILD_TIMEOUT = 1800  # seconds for one docker build (pip or apt inside it)
@@ -177,8 +198,8 @@ def broker_image(line: str = DEFAULT_RABBITMQ, environ: dict[str, str] | None = 
 
 def build_broker_image(line: str = DEFAULT_RABBITMQ) -> str:
     """The compose broker's image of a RabbitMQ line: $DTS_BROKER_IMAGE when it names another image (compose
-    pulls it), else the line's tag (dts-broker:v4 for 3.10), built once from the package's recipe on a
-    Debian base of the line's suite. Returns the tag."""
+    pulls it), else the line's tag (dts-broker:3.10-<recipe hash>), built once from the package's recipe on
+    a Debian base of the line's suite. Returns the tag."""
     tag, suite = broker_image(line), rabbitmq_line(line)[1]
     cached = docker("image", "inspect", tag) and not os.environ.get("DTS_BROKER_REBUILD")
     if not tag.startswith("dts-broker:") or cached:
@@ -190,3 +211,21 @@ def build_broker_image(line: str = DEFAULT_RABBITMQ) -> str:
             shutil.copyfile(path, Path(context, path.name))
         docker_build(tag, base, Path(context))
     return tag
+
+
+def main(argv: list[str]) -> int:
+    """`python -m dts.engines.image broker LINE`: prints the line's tag and Debian suite (for
+    scripts/build-broker-image.sh); an unknown line is one line on stderr and exit 2."""
+    if len(argv) != 2 or argv[0] != "broker":
+        print("usage: python -m dts.engines.image broker 3.10|4.0|4.3", file=sys.stderr)
+        return ExitCode.USAGE
+    try:
+        print(*rabbitmq_line(argv[1]))
+    except CliError as err:
+        print(err, file=sys.stderr)
+        return err.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
