@@ -8,13 +8,14 @@ Checks, in order:
 - the guides (README.md, SCALING.md and docs/, not the generated reference, the samples or the changelog)
   carry no workshop notes in their prose: a date, a commit reference, "these machines", "previous commit",
   `git worktree`, "could not be run here", a path of the machine they were written on, this machine's host
-  name. Pasted output in code blocks is
-  exempt (it is real output); history goes to CHANGELOG.md, a run's method to the performance page;
+  name. Pasted output in code blocks is exempt (it is real output); history goes to CHANGELOG.md, a run's
+  method to the performance page;
 - every command of a shell block on a guide (scripts/docs_blocks.py) that is `dts ...`, `python dispatch.py`,
   `python scale.py`, `python load_test.py` or `make ...` parses: a sub-command and its options against the
   real argparse parsers, a make target and each VAR=value against the Makefile (an ENGINE= value against
   the engines). Broker-free and fast: `tests/test_docs_commands.py` runs the covered pages' commands for
-  real; the covered pages are listed on docs/development.md.
+  real; the covered pages are listed on docs/development.md;
+- every line of a command block (```bash) of a guide fits the site's content column: at most 88 characters.
 """
 
 from __future__ import annotations
@@ -186,6 +187,26 @@ def coverage_problems() -> list[str]:
     ]
 
 
+WIDTH = 88  # characters: a code block's line that fits the site's content column without scrolling
+BASH_BLOCK = re.compile(r"^```(?:bash|sh)\n(.*?)^```", re.S | re.M)
+
+
+def wide_commands(page: Path) -> list[str]:
+    """One line per line of a command block (```bash, what the reader types) wider than WIDTH."""
+    text = page.read_text()
+    shown = page.relative_to(ROOT) if page.is_relative_to(ROOT) else page
+    found = []
+    for block in BASH_BLOCK.finditer(text):
+        first = text.count("\n", 0, block.start(1)) + 1
+        for number, line in enumerate(block.group(1).splitlines(), first):
+            if len(line) > WIDTH:
+                found.append(
+                    f"{shown}:{number}: a command line of {len(line)} characters (at most {WIDTH}): "
+                    "put its comment in the text under the block, or break the command with \\"
+                )
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT / "scripts"))
     import docs_reference
@@ -194,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     problems = [note for page in guide_pages() for note in workshop_notes(page)]
     problems += [problem for page in guide_pages() for problem in command_problems(page)]
     problems += coverage_problems()
+    problems += [problem for page in guide_pages() for problem in wide_commands(page)]
     for problem in problems:
         print(problem, file=sys.stderr)
     return 1 if status or problems else 0

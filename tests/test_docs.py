@@ -103,3 +103,14 @@ def test_make_docs_check_fails_on_a_planted_workshop_note(tmp_path, monkeypatch,
     assert docs_check.main([]) == 1
     (line,) = [n for n in capsys.readouterr().err.splitlines() if what in n]  # the prose, not the code block
     assert line.startswith(f"{page}:9: {what}"), line
+
+
+def test_make_docs_check_fails_on_a_command_line_wider_than_the_page(tmp_path, monkeypatch, capsys):
+    page = tmp_path / "guide.md"
+    wide = "dts dispatch --no-save   # " + "a comment that belongs under the block, " * 2
+    page.write_text(f"# A guide\n\n```bash\ndts status\n{wide}\n```\n\n```text\n{wide}\n```\n")
+    monkeypatch.setattr(docs_check, "guide_pages", lambda: [page])
+    monkeypatch.setattr(docs_check, "coverage_problems", lambda: [])
+    assert docs_check.main([]) == 1
+    (line,) = [n for n in capsys.readouterr().err.splitlines() if "characters" in n]  # the command, not the output
+    assert line.startswith(f"{page}:5: a command line of {len(wide)} characters (at most 88)"), line
