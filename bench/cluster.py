@@ -16,7 +16,6 @@ Exit 0, 2 on bad usage, 3 without a broker or a Docker engine.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -30,7 +29,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import PROJECT_DIR, run
+from bench import PROJECT_DIR, parser_for, run
 from bench.run import Failed, load_test_argv, ours_config, progress
 from bench.table import columns
 
@@ -101,12 +100,7 @@ def render(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.cluster",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
-    )
+    parser = parser_for("bench.cluster", __doc__)
     parser.add_argument("--tasks", type=int, default=1000, metavar="N", help="no-op tasks of each type (default 1000)")
     args = parser.parse_args(argv)
     if not 1 <= args.tasks <= 50_000:

@@ -41,7 +41,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import PROJECT_DIR
+from bench import PROJECT_DIR, parser_for
 from bench.run import load_test_argv, progress
 from bench.table import columns
 
@@ -286,12 +286,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.logs",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
-    )
+    parser = parser_for("bench.logs", __doc__)
     parser.add_argument("--tasks", type=int, default=100_000, metavar="N", help="no-op tasks in all (default 100000)")
     parser.add_argument(
         "--max-mb", type=int, default=MAX_MB, metavar="MB", help=f"engine.log_max_mb (default {MAX_MB})"

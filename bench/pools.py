@@ -16,7 +16,6 @@ the raw numbers to results/bench-pools-<UTC time>.json. Exit 0, 2 on bad usage, 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -27,7 +26,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import PROJECT_DIR, run
+from bench import PROJECT_DIR, parser_for, run
 from bench.run import Failed, consume_rate, load_test_argv, load_with_cpu, ours_config, progress, worker_pids
 from bench.table import columns
 from dts.config.schema import LOG_LEVELS
@@ -116,12 +115,7 @@ def render(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.pools",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
-    )
+    parser = parser_for("bench.pools", __doc__)
     parser.add_argument("settings", nargs="*", metavar="POOL:CONCURRENCY:PREFETCH[:noevents]", default=DEFAULT)
     parser.add_argument("--tasks", type=int, default=2000, metavar="N", help="no-op tasks of each type (default 2000)")
     args = parser.parse_args(argv)

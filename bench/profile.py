@@ -16,7 +16,6 @@ Writes the table and the counts to results/bench-profile-<UTC time>.json. Needs 
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -29,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import run
+from bench import parser_for, run
 from bench.cpu import tree
 from bench.pools import parse_setting
 from bench.run import PROJECT_DIR, Failed, load_test_argv, ours_config, progress
@@ -140,12 +139,7 @@ def profile(url: str, setting: str, pool: str, tasks: int, seconds: float, work:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.profile",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
-    )
+    parser = parser_for("bench.profile", __doc__)
     parser.add_argument("setting", nargs="?", default="prefork:1:1", metavar="POOL:CONCURRENCY:PREFETCH[:...]")
     parser.add_argument("--pool", default="worker-a", help="the pool whose worker is profiled (default worker-a)")
     parser.add_argument("--tasks", type=int, default=5000, metavar="N", help="no-op tasks of each type (default 5000)")

@@ -36,7 +36,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import PROJECT_DIR, RUN_DIR, ceiling, startup
+from bench import PROJECT_DIR, RUN_DIR, ceiling, parser_for, startup
 from bench.cpu import CpuMeter
 from bench.table import build_rows, render, summary
 from dts.testing import uninterrupted
@@ -586,12 +586,7 @@ def bench(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.run",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
-    )
+    parser = parser_for("bench.run", __doc__)
     parser.add_argument(
         "--tasks",
         type=int,
