@@ -79,8 +79,13 @@ def _report_cases(suite: ET.Element, report: dict, label: str) -> str:
     cases = list(root.iter("testcase"))
     for case in cases[:MAX_REPORT_CASES]:
         name = f"{label}: {case.get('name') or '?'}"
-        merged = ET.SubElement(suite, "testcase", name=clean(name), classname=clean(case.get("classname") or label),
-                               time=_seconds(_float(case.get("time"))))  # fmt: skip
+        merged = ET.SubElement(
+            suite,
+            "testcase",
+            name=clean(name),
+            classname=clean(case.get("classname") or label),
+            time=_seconds(_float(case.get("time"))),
+        )
         for child in case:
             if child.tag in REPORT_CHILDREN:
                 attrs = {k: clean(v)[:MAX_MESSAGE] for k, v in child.attrib.items() if k in ("message", "type")}
@@ -153,8 +158,9 @@ def _ms(value: float | None) -> str:
 
 def _task_type_case(suite: ET.Element, task: str, load: TaskLoad, pool: PoolLoad | None) -> None:
     """A task type's aggregate testcase: failed when any of its tasks did not succeed (the reasons counted)."""
-    case = ET.SubElement(suite, "testcase", name=f"{task}: {load.tasks} tasks", classname=load.pool,
-                         time=_seconds(load.work))  # fmt: skip
+    case = ET.SubElement(
+        suite, "testcase", name=f"{task}: {load.tasks} tasks", classname=load.pool, time=_seconds(load.work)
+    )
     bad = load.failed + load.unknown
     if bad:
         why = ", ".join(f"{reason} {n}" for reason, n in load.failures.items())
@@ -175,26 +181,46 @@ def _load_suite(parent: ET.Element, run: LoadRun, name: str, problems: tuple[str
     """One load run: an aggregate testcase per task type, one per failed task (bounded), the thresholds."""
     r = run.report
     failed_cases = r.failures[:MAX_FAILED_CASES]
-    suite = ET.SubElement(parent, "testsuite", name=name, tests="0", failures="0", errors="0", skipped="0",
-                          time=_seconds(r.total_time), timestamp=stamp, hostname=host)  # fmt: skip
+    suite = ET.SubElement(
+        parent,
+        "testsuite",
+        name=name,
+        tests="0",
+        failures="0",
+        errors="0",
+        skipped="0",
+        time=_seconds(r.total_time),
+        timestamp=stamp,
+        hostname=host,
+    )
     props = ET.SubElement(suite, "properties")
-    for key, value in (("throughput", f"{r.throughput or 0:.1f} tasks/s"), ("latency_p50", _ms(r.latency.p50)),
-                       ("latency_p95", _ms(r.latency.p95)), ("latency_p99", _ms(r.latency.p99)),
-                       ("efficiency", "-" if r.efficiency is None else f"{r.efficiency:.3f}")):  # fmt: skip
+    for key, value in (
+        ("throughput", f"{r.throughput or 0:.1f} tasks/s"),
+        ("latency_p50", _ms(r.latency.p50)),
+        ("latency_p95", _ms(r.latency.p95)),
+        ("latency_p99", _ms(r.latency.p99)),
+        ("efficiency", "-" if r.efficiency is None else f"{r.efficiency:.3f}"),
+    ):
         ET.SubElement(props, "property", name=key, value=value)
     for task, load in r.task_types.items():
         _task_type_case(suite, task, load, r.pools.get(load.pool))
     for f in failed_cases:
-        case = ET.SubElement(suite, "testcase", name=f"{f['task']} [{f['task_id']}]", classname=r.task_types[f["task"]].pool
-                             if f["task"] in r.task_types else f["task"], time=_seconds(0))  # fmt: skip
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            name=f"{f['task']} [{f['task_id']}]",
+            classname=r.task_types[f["task"]].pool if f["task"] in r.task_types else f["task"],
+            time=_seconds(0),
+        )
         reason = clean(f["error"] or f["state"])
         tag, kind = ("error", "unknown") if f["state"] == "unknown" else ("failure", reason.split(":", 1)[0][:100])
         ET.SubElement(case, tag, message=reason[:MAX_MESSAGE], type=kind).text = reason
     if len(r.failures) > MAX_FAILED_CASES:
         more = len(r.failures) - MAX_FAILED_CASES
         case = ET.SubElement(suite, "testcase", name="more failed tasks", classname="load-test", time=_seconds(0))
-        ET.SubElement(case, "failure", message=f"{more} more tasks did not succeed (ids in the result file)",
-                      type="failed")  # fmt: skip
+        ET.SubElement(
+            case, "failure", message=f"{more} more tasks did not succeed (ids in the result file)", type="failed"
+        )
     if problems:
         case = ET.SubElement(suite, "testcase", name="thresholds", classname="load-test", time=_seconds(0))
         text = clean("; ".join(problems))

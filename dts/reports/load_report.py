@@ -246,8 +246,10 @@ def _slots(pool: str, load: PoolLoad | None, at_start: int) -> str:
 
 def render_task_types(r: LoadReport) -> list[str]:
     """A line per task type: its pool, counts, and its queue wait and execution (p50, p95)."""
-    lines = [f"{'per task type':<16}{'pool':<12}{'sent':>6}{'ok':>6}{'failed':>7}{'unknown':>8}"
-             f"{'wait p50':>9}{'p95':>7}{'exec p50':>9}{'p95':>7}  ms"]  # fmt: skip
+    lines = [
+        f"{'per task type':<16}{'pool':<12}{'sent':>6}{'ok':>6}{'failed':>7}{'unknown':>8}"
+        f"{'wait p50':>9}{'p95':>7}{'exec p50':>9}{'p95':>7}  ms"
+    ]
     for name, t in r.task_types.items():
         lines.append(
             f"{name:<16}{t.pool:<12}{t.tasks:>6}{t.completed:>6}{t.failed:>7}{t.unknown:>8}"

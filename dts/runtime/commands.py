@@ -128,9 +128,14 @@ def run_cleanup(cleanup: dict[str, Any], folder: Path) -> str | None:
     with err.open("wb") as stderr:
         try:
             proc = subprocess.Popen(
-                cleanup["argv"], cwd=cleanup["cwd"], env={**os.environ, **cleanup["env"]}, stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
-            )  # fmt: skip
+                cleanup["argv"],
+                cwd=cleanup["cwd"],
+                env={**os.environ, **cleanup["env"]},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
         except OSError as exc:
             return (
                 f"{'command not found' if isinstance(exc, FileNotFoundError) else exc.strerror}: {cleanup['argv'][0]}"
@@ -167,15 +172,28 @@ def _run(spec: TaskSettings, params: dict[str, Any], task_id: str, attempt: Atte
     with tempfile.TemporaryDirectory(prefix="dts-command-") as folder:
         out, err, report = Path(folder, "stdout"), Path(folder, "stderr"), Path(folder, "report.xml")
         params = {**params, REPORT_PLACEHOLDER: str(report)} if spec.report else params
-        cleanup = {"argv": argv_of(spec.cleanup, spec, params), "cwd": spec.cwd, "env": spec.env,
-                   "timeout": spec.cleanup_timeout} if spec.cleanup else None  # fmt: skip
+        cleanup = (
+            {
+                "argv": argv_of(spec.cleanup, spec, params),
+                "cwd": spec.cwd,
+                "env": spec.env,
+                "timeout": spec.cleanup_timeout,
+            }
+            if spec.cleanup
+            else None
+        )
         try:
             with out.open("wb") as stdout, err.open("wb") as stderr:
                 try:
                     proc = subprocess.Popen(
-                        argv_of(spec.command, spec, params), cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL,
-                        stdout=stdout, stderr=stderr, start_new_session=True,
-                    )  # fmt: skip
+                        argv_of(spec.command, spec, params),
+                        cwd=spec.cwd,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=stdout,
+                        stderr=stderr,
+                        start_new_session=True,
+                    )
                 except FileNotFoundError:
                     raise CallFailed(f"command not found: {spec.command[0]}; not retried") from None
                 except PermissionError:

@@ -172,8 +172,9 @@ def retry_later(task, exc: BaseException, delays: list[float], policy, key: str)
 _NO_VALUE = object()
 
 
-def envelope(task, spec: TaskSettings, message: str, delays: list[float], started_at: datetime, t0: float,
-             value: Any = _NO_VALUE) -> dict[str, Any]:  # fmt: skip
+def envelope(
+    task, spec: TaskSettings, message: str, delays: list[float], started_at: datetime, t0: float, value: Any = _NO_VALUE
+) -> dict[str, Any]:
     """The result dict every task returns and every report reads (with `value`: a task of your own's)."""
     delivery = task.request.delivery_info or {}
     return {
