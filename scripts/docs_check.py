@@ -30,8 +30,9 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
+import docs_blocks  # scripts/: this script's own folder, first on sys.path
+
 ROOT = Path(__file__).resolve().parent.parent
-FENCE = re.compile(r"^\s*```.*?^\s*```[^\n]*$", re.S | re.M)
 WORKSHOP = {
     r"\b20\d\d-\d\d-\d\d\b": "a date",
     r"\b(?:commit|checkout|at) `?[0-9a-f]{7,40}\b": "a commit reference",
@@ -54,16 +55,12 @@ def guide_pages(root: Path = ROOT) -> Iterator[Path]:
             yield page
 
 
-def prose_lines(text: str) -> Iterator[tuple[int, str]]:
-    """(line number, line) of the text outside fenced code blocks."""
-    fenced = {n for m in FENCE.finditer(text) for n in range(*line_span(text, m.start(), m.end()))}
-    for number, line in enumerate(text.splitlines(), 1):
+def prose_lines(page: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of the page outside its fenced code blocks (scripts/docs_blocks.py finds them)."""
+    fenced = {n for b in docs_blocks.blocks(page) for n in range(b.line, b.line + len(b.body) + 2)}
+    for number, line in enumerate(page.read_text().splitlines(), 1):
         if number not in fenced:
             yield number, line
-
-
-def line_span(text: str, start: int, end: int) -> tuple[int, int]:
-    return text.count("\n", 0, start) + 1, text.count("\n", 0, end) + 2
 
 
 def workshop_notes(page: Path, host: str | None = None) -> list[str]:
@@ -74,7 +71,7 @@ def workshop_notes(page: Path, host: str | None = None) -> list[str]:
         rules[rf"@{re.escape(host)}\b|\b{re.escape(host)}-\d+\b"] = "this machine's host name"
     shown = page.relative_to(ROOT) if page.is_relative_to(ROOT) else page
     found = []
-    for number, line in prose_lines(page.read_text()):
+    for number, line in prose_lines(page):
         for pattern, what in rules.items():
             for match in re.finditer(pattern, line, flags=re.I):
                 found.append(f"{shown}:{number}: {what} ({match.group(0)!r}); {FIX}")
@@ -159,9 +156,6 @@ def command_error(argv: list[str]) -> str | None:
 
 def command_problems(page: Path) -> list[str]:
     """One line per command of the page's shell blocks that would not parse: `page:line: what`."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import docs_blocks
-
     found = []
     for block in docs_blocks.blocks(page):
         if not block.runnable:
@@ -176,9 +170,6 @@ def command_problems(page: Path) -> list[str]:
 
 def coverage_problems() -> list[str]:
     """The pages the command test runs are each named on the development page."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import docs_blocks
-
     text = DEVELOPMENT.read_text()
     return [
         f"docs/development.md: does not list {c.page}, a page tests/test_docs_commands.py runs"
@@ -188,27 +179,21 @@ def coverage_problems() -> list[str]:
 
 
 WIDTH = 88  # characters: a code block's line that fits the site's content column without scrolling
-BASH_BLOCK = re.compile(r"^```(?:bash|sh)\n(.*?)^```", re.S | re.M)
 
 
 def wide_commands(page: Path) -> list[str]:
-    """One line per line of a command block (```bash, what the reader types) wider than WIDTH."""
-    text = page.read_text()
-    shown = page.relative_to(ROOT) if page.is_relative_to(ROOT) else page
-    found = []
-    for block in BASH_BLOCK.finditer(text):
-        first = text.count("\n", 0, block.start(1)) + 1
-        for number, line in enumerate(block.group(1).splitlines(), first):
-            if len(line) > WIDTH:
-                found.append(
-                    f"{shown}:{number}: a command line of {len(line)} characters (at most {WIDTH}): "
-                    "put its comment in the text under the block, or break the command with \\"
-                )
-    return found
+    """One line per line of a shell block (what the reader types) wider than WIDTH."""
+    return [
+        f"{block.where(number)}: a command line of {len(line)} characters (at most {WIDTH}): put its comment in "
+        "the text under the block, or break the command with \\"
+        for block in docs_blocks.blocks(page)
+        if block.runnable
+        for number, line in enumerate(block.body, block.line + 1)
+        if len(line) > WIDTH
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(ROOT / "scripts"))
     import docs_reference
 
     status = docs_reference.main(["--check"])
