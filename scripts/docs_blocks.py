@@ -13,7 +13,10 @@ tells the runner more:
 - `<!-- run: exits 0, 0|1, 1 -->`: the exit codes its commands may end with, one entry per command in order
   (or one entry for all); without it, every command must exit 0;
 - `<!-- run: output of `CMD` -->` above an output block: the output of CMD, which the page runs before the
-  block, has the block's shape (`shape_problem`).
+  block, has the block's shape (`shape_problem`);
+- `<!-- run: on HOST -->` on a page of several hosts (`Covered.hosts`): the host whose shell runs the block;
+- `<!-- run: add to test-config.yml -->` above a ```yaml block: its keys go into the test-config.yml of the
+  repository the page's hosts clone (`git clone <this repository> DIR`), as a reader's commit would.
 
 COVERED lists the pages the command test runs, in the order a reader meets them.
 """
@@ -40,12 +43,15 @@ ACTIVATE = ". .venv/bin/activate"  # getting started: how every other page's `dt
 class Covered:
     """A page the command test runs: `section` (a heading's text) limits it to that section; `before` is
     what the page says must have been done first (getting started's steps), run before its blocks;
-    `docker`: its blocks need a Docker engine (the others run as on a machine without one)."""
+    `docker`: its blocks need a Docker engine (the others run as on a machine without one); `hosts`: the
+    hosts a page of several hosts names in its `run: on HOST` markers, the first one this machine, each
+    other one a network namespace of its own."""
 
     page: str
     section: str | None = None
     before: tuple[str, ...] = (ACTIVATE,)
     docker: bool = False
+    hosts: tuple[str, ...] = ()
 
 
 COVERED = (
@@ -56,6 +62,7 @@ COVERED = (
     Covered("docs/guides/own-tasks.md"),
     Covered("docs/deploy/local.md"),
     Covered("docs/deploy/compose.md", docker=True),
+    Covered("docs/deploy/multi-host.md", before=(), docker=True, hosts=("rabbit.example.org", "worker-1")),
 )
 
 
@@ -92,6 +99,14 @@ class Block:
         return self.marker("skip")
 
     @property
+    def host(self) -> str | None:
+        return self.marker("on")
+
+    @property
+    def config_addition(self) -> bool:
+        return self.marker("add to test-config.yml") is not None
+
+    @property
     def output_of(self) -> str | None:
         found = self.marker("output of")
         return found.strip("`") if found is not None else None
@@ -99,20 +114,25 @@ class Block:
     def where(self, line: int | None = None) -> str:
         return f"{shown(self.page)}:{self.line if line is None else line}"
 
-    def text(self) -> str:
-        """The body, a `--8<-- "FILE"` line replaced by that file (docs/FILE), as the site shows it."""
+    def lines(self) -> list[tuple[int, str]]:
+        """(line of the page, line) of the body, a `--8<-- "FILE"` line replaced by that file's lines
+        (docs/FILE), as the site shows it; each of them on the `--8<--` line."""
         lines = []
-        for line in self.body:
+        for number, line in enumerate(self.body, self.line + 1):
             snippet = SNIPPET.match(line)
-            lines += (SNIPPETS / snippet["path"]).read_text().splitlines() if snippet else [line]
-        return "\n".join(lines)
+            included = (SNIPPETS / snippet["path"]).read_text().splitlines() if snippet else [line]
+            lines += [(number, each) for each in included]
+        return lines
+
+    def text(self) -> str:
+        return "\n".join(line for _, line in self.lines())
 
     def commands(self) -> list[Command]:
         """The block's commands: blank and comment-only lines dropped, `\\` continuations joined; each with
         the exit codes the block's `run: exits` marker allows it."""
         found: list[tuple[str, int]] = []
         pending, start = "", 0
-        for offset, line in enumerate(self.body, self.line + 1):
+        for offset, line in self.lines():
             if not pending and (not line.strip() or line.lstrip().startswith("#")):
                 continue
             if not pending:

@@ -864,8 +864,45 @@ def test_dts_broker_host_points_the_env_file_credentials_at_a_broker_elsewhere(t
     environment's DTS_BROKER_HOST wins over the file's, as in docker compose."""
     env = tmp_path / ".env"
     env.write_text("DTS_BROKER_USER=u\nDTS_BROKER_PASSWORD=p\nDTS_BROKER_VHOST=v\nDTS_BROKER_HOST=rabbit.lan\n")
-    assert deployment_env({}, env) == {"BROKER_URL": "amqp://u:p@rabbit.lan:5672/v"}
-    assert deployment_env({"DTS_BROKER_HOST": "10.0.0.5"}, env) == {"BROKER_URL": "amqp://u:p@10.0.0.5:5672/v"}
+    assert deployment_env({}, env)["BROKER_URL"] == "amqp://u:p@rabbit.lan:5672/v"
+    assert deployment_env({"DTS_BROKER_HOST": "10.0.0.5"}, env) == {
+        "BROKER_URL": "amqp://u:p@10.0.0.5:5672/v",
+        "BROKER_URL_TLS": "amqps://u:p@10.0.0.5:5671/v",  # taken by a config with broker.tls
+    }
+
+
+def test_the_env_file_url_is_the_tls_one_for_a_broker_elsewhere_or_behind_its_tls_listener(tmp_path, monkeypatch):
+    """With broker.tls set, the .env vhost/user is reached at the broker's TLS port when the broker is on
+    another host (DTS_BROKER_HOST) or is the compose broker with its TLS listener (DTS_BROKER_TLS_DIR: no
+    plain listener at all); this host's RabbitMQ over loopback stays plain, and so does a config without
+    broker.tls."""
+    from test_tls import make_certificates
+
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    make_certificates(certs)
+    write_config(tmp_path / "test-config.yml")
+    plain = (tmp_path / "test-config.yml").read_text()
+    tls = plain.replace(
+        "  connect_timeout: 5\n",
+        "  connect_timeout: 5\n  tls: {ca_file: certs/ca.pem, cert_file: certs/client.pem, key_file: certs/client.key}\n",
+    )
+    assert tls != plain
+    lines = "DTS_BROKER_USER=u\nDTS_BROKER_PASSWORD=p\nDTS_BROKER_VHOST=v\n"
+    cases = [
+        (tls, lines + "DTS_BROKER_HOST=rabbit.lan\n", {}, "amqps://u:p@rabbit.lan:5671/v"),
+        (tls, lines + "DTS_BROKER_TLS_DIR=certs\n", {"DTS_BROKER_TLS_PORT": "5699"}, "amqps://u:p@localhost:5699/v"),
+        (tls, lines, {}, "amqp://u:p@localhost:5672/v"),
+        (plain, lines + "DTS_BROKER_HOST=rabbit.lan\n", {}, "amqp://u:p@rabbit.lan:5672/v"),
+    ]
+    for config, env_lines, environ, url in cases:
+        (tmp_path / "test-config.yml").write_text(config)
+        (tmp_path / ".env").write_text(env_lines)
+        for name in ("BROKER_URL", "BROKER_URL_FILE", "DTS_BROKER_HOST", "DTS_BROKER_TLS_DIR", "DTS_BROKER_TLS_PORT"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in environ.items():
+            monkeypatch.setenv(name, value)
+        assert load_settings(tmp_path / "test-config.yml").broker.url == url, env_lines
 
 
 def test_broker_url_file_sits_between_broker_url_and_env_file(tmp_path):

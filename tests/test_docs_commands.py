@@ -17,6 +17,8 @@ its volume on the compose page) and its vhost and user deleted, whatever happene
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import re
 import shutil
@@ -46,9 +48,10 @@ class Shell:
     """bash, one command at a time, each from the state the one before left: its working folder and its
     exported variables."""
 
-    def __init__(self, sandbox: Path, cwd: Path, env: dict[str, str]):
-        self.state = sandbox / ".shell"
+    def __init__(self, sandbox: Path, cwd: Path, env: dict[str, str], name: str = "", prefix: tuple[str, ...] = ()):
+        self.state = sandbox / f".shell{name}"
         self.state.mkdir()
+        self.prefix = prefix  # e.g. `ip netns exec NS`: another host's network
         (self.state / "cwd").write_text(str(cwd))
         subprocess.run(
             ["bash", "--noprofile", "--norc", "-c", f'export -p > "{self.state}/env.sh"'], env=env, check=True
@@ -63,7 +66,7 @@ class Shell:
         )
         start = time.monotonic()
         proc = subprocess.Popen(
-            ["bash", "--noprofile", "--norc", "-c", script],
+            [*self.prefix, "bash", "--noprofile", "--norc", "-c", script],
             env={"PATH": "/usr/bin:/bin"},  # the rest comes from env.sh
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -135,28 +138,143 @@ def without_comment(command: str) -> str:
 
 
 def projects(sandbox: Path) -> list[Path]:
-    """The folders the page made a project of (a .env beside a config): the copy, and any copied beside it."""
-    folders = [sandbox / "checkout", *(p for p in sorted(sandbox.iterdir()) if p.is_dir() and p.name != "checkout")]
+    """The folders the page made a project of (a .env beside a config): the copy, any copied beside it, and
+    each host's clone (in the host's home folder)."""
+    folders = [p for p in sorted(sandbox.iterdir()) if p.is_dir()]
+    folders += [p for home in folders for p in sorted(home.iterdir()) if p.is_dir()]
     return [f for f in folders if (f / ".env").is_file() and (f / "test-config.yml").is_file()]
 
 
-def bring_down(sandbox: Path, env: dict[str, str], docker: bool) -> list[str]:
-    """Stop every project's workers (and on the compose page its broker container and volume), delete its
-    vhost and user; what was left behind, if anything."""
+def bring_down(sandbox: Path, env: dict[str, str], docker: bool, shells: dict[str, Shell] | None = None) -> list[str]:
+    """Stop every project's workers (and on the pages with Docker its broker container and volume), delete
+    its vhost and user; what was left behind, if anything. A host's project is stopped on that host."""
     from dts.config import read_env_file
 
     left = []
     for folder in projects(sandbox):
+        host = (shells or {}).get(folder.parent.name)
+        prefix = host.prefix if host else ()
         downs = [["down"]] + ([["down", "--engine", "compose", "--broker", "compose", "--volumes"]] if docker else [])
         for args in downs:
-            subprocess.run([sys.executable, "-m", "dts", *args], cwd=folder, env=env, capture_output=True,
-                           timeout=COMMAND_TIMEOUT)  # fmt: skip
+            argv = [*prefix, sys.executable, "-m", "dts", *args]
+            subprocess.run(argv, cwd=folder, env=env, capture_output=True, timeout=COMMAND_TIMEOUT)
         values = read_env_file(folder / ".env")
         if docker and values.get("DTS_BROKER_VHOST"):
             found = compose_leftovers(values["DTS_BROKER_VHOST"])
             left += [f"{folder.name}: {kind} {names}" for kind, names in found.items() if names]
         forget_project(folder)
     return left
+
+
+# --- a page of several hosts -------------------------------------------------------------------------------
+
+NETWORK = "10.214.0"  # the other hosts' bridge: this machine is .1, the first other host .11
+BRIDGE = "dtsdocs0"
+CLONE = re.compile(r"^git clone <this repository> (?P<dir>[\w.-]+) && cd (?P=dir)$")
+SCP = """#!{python}
+# scp between the page's hosts: they share this machine's file system, each host's home a folder of {homes}
+import pathlib, shutil, sys
+*sources, dest = sys.argv[1:]
+if not sources or any(a.startswith("-") or ":" not in a for a in sources):
+    sys.exit(f"scp (the docs test's): HOST:PATH... DEST only, got {{sys.argv[1:]}}")
+for source in sources:
+    host, _, path = source.partition(":")
+    target = pathlib.Path(dest)
+    shutil.copy(pathlib.Path("{homes}", host, path), target / pathlib.Path(path).name if target.is_dir() else target)
+"""
+
+
+def ip(*argv: str, check: bool = True) -> None:
+    subprocess.run(["ip", *argv], check=check, capture_output=True, timeout=30)
+
+
+@contextlib.contextmanager
+def network_hosts(names: tuple[str, ...], first: str):
+    """Each name a network namespace of its own on a bridge to this machine (as the swarm nodes are made):
+    its own address, network and host name; `first` (this machine, the bridge's .1) resolves by name in
+    each one. The argv prefix that runs a command on each."""
+    namespaces = [f"dtsdocs{n}" for n in range(1, len(names) + 1)]
+
+    def remove() -> None:
+        for ns in namespaces:
+            ip("netns", "del", ns, check=False)
+            shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)
+        ip("link", "del", BRIDGE, check=False)
+
+    remove()  # a run killed before its clean-up
+    try:
+        ip("link", "add", BRIDGE, "type", "bridge")
+        ip("addr", "add", f"{NETWORK}.1/24", "dev", BRIDGE)
+        ip("link", "set", BRIDGE, "up")
+        for n, ns in enumerate(namespaces, 1):
+            ip("netns", "add", ns)
+            ip("link", "add", f"{ns}h", "type", "veth", "peer", "name", f"{ns}n")
+            ip("link", "set", f"{ns}n", "netns", ns)
+            ip("-n", ns, "link", "set", f"{ns}n", "name", "eth0")
+            ip("-n", ns, "addr", "add", f"{NETWORK}.{10 + n}/24", "dev", "eth0")
+            for link in ("lo", "eth0"):
+                ip("-n", ns, "link", "set", link, "up")
+            ip("link", "set", f"{ns}h", "master", BRIDGE, "up")
+            ip("-n", ns, "route", "add", "default", "via", f"{NETWORK}.1")
+            Path(f"/etc/netns/{ns}").mkdir(parents=True, exist_ok=True)  # `ip netns exec` mounts it on /etc
+            Path(f"/etc/netns/{ns}/hosts").write_text(f"127.0.0.1 localhost\n{NETWORK}.1 {first}\n")
+        # each command in the host's network and under the host's name (its workers are <pool>@<host>)
+        hostname = ("unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"')
+        yield {name: ("ip", "netns", "exec", ns, *hostname, name) for name, ns in zip(names, namespaces, strict=True)}
+    finally:
+        remove()
+
+
+def clone(shell: Shell, repository: Path, folder: str) -> tuple[int, str]:
+    """`git clone <this repository> DIR && cd DIR`: the repository's files copied (as a clone has them),
+    the venv linked (`make install` then finds it installed), the cd, and the venv activated, as getting
+    started runs `dts` (docs_blocks.ACTIVATE)."""
+    target = Path((shell.state / "cwd").read_text().strip()) / folder
+    shutil.copytree(repository, target, symlinks=True)
+    venv_view(target)
+    return shell.run(f"cd {folder} && {docs_blocks.ACTIVATE}")
+
+
+def add_to_config(config: Path, addition: str) -> None:
+    """A ```yaml block's keys into the config: each top-level key's lines right under that key's line (the
+    config must have the key: its sub-keys are added, as a reader edits the file)."""
+    import yaml
+
+    text = config.read_text()
+    for key in yaml.safe_load(addition):
+        section = re.search(rf"^{key}:\s*\n", addition, flags=re.M)
+        body = addition[section.end() :].split("\n")
+        lines = "".join(f"{line}\n" for line in itertools.takewhile(lambda line: line.startswith(" "), body))
+        at = re.search(rf"^{key}:\s*\n", text, flags=re.M)
+        assert at, f"{config.name} has no `{key}:` to add to"
+        text = text[: at.end()] + lines + text[at.end() :]
+    config.write_text(text)
+
+
+@contextlib.contextmanager
+def page_shells(covered: docs_blocks.Covered, sandbox: Path, env: dict[str, str]):
+    """The shells the page's blocks run in, by host ("" on a page of one host), and the repository its hosts
+    clone (None on a page of one host: it runs in a copy of the checkout)."""
+    if not covered.hosts:
+        checkout = sandbox / "checkout"
+        checkout_copy(checkout)
+        venv_view(checkout)
+        yield {"": Shell(sandbox, checkout, env)}, None
+        return
+    repository = sandbox / "repository"
+    checkout_copy(repository)
+    bin_dir = sandbox / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scp").write_text(SCP.format(python=sys.executable, homes=sandbox))
+    (bin_dir / "scp").chmod(0o755)
+    env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"}
+    first, *others = covered.hosts
+    with network_hosts(tuple(others), first) as prefixes:
+        shells = {}
+        for n, host in enumerate(covered.hosts):
+            (sandbox / host).mkdir()
+            shells[host] = Shell(sandbox, sandbox / host, env, name=str(n), prefix=prefixes.get(host, ()))
+        yield shells, repository
 
 
 @pytest.fixture
@@ -170,22 +288,32 @@ def sandbox():
 
 def run_page(covered: docs_blocks.Covered, sandbox: Path) -> list[str]:
     """Run the page's blocks in order; the problems found, each `page:line: what`."""
-    checkout = sandbox / "checkout"
-    checkout_copy(checkout)
-    venv_view(checkout)
     env = user_env(sandbox, covered.docker)
-    shell = Shell(sandbox, checkout, env)
+    with page_shells(covered, sandbox, env) as (shells, repository):
+        return run_blocks(covered, sandbox, env, shells, repository)
+
+
+def run_blocks(covered, sandbox: Path, env: dict[str, str], shells: dict[str, Shell], repository: Path | None):
     outputs: dict[str, str] = {}
     problems: list[str] = []
     try:
         for command in covered.before:
-            code, output = shell.run(command)
+            code, output = shells[""].run(command)
             if code != 0:
                 return [f"{covered.page}: `{command}` (what the page needs first) exited {code}:\n{output[-3000:]}"]
         for block in docs_blocks.covered_blocks(covered):
-            if block.runnable and block.skip is None:
+            if block.config_addition and repository is not None:
+                add_to_config(repository / "test-config.yml", block.text())
+            elif block.runnable and block.skip is None:
+                shell = shells.get(block.host or "")
+                if shell is None:
+                    return [f"{block.where()}: runs on {block.host!r}, not one of the page's hosts {covered.hosts}"]
                 for command in block.commands():
-                    code, output = shell.run(command.text)
+                    cloned = CLONE.match(without_comment(command.text))
+                    if cloned and repository is not None:
+                        code, output = clone(shell, repository, cloned["dir"])
+                    else:
+                        code, output = shell.run(command.text)
                     outputs[without_comment(command.text)] = output
                     if code not in command.exits:
                         allowed = " or ".join(str(c) for c in sorted(command.exits))
@@ -206,10 +334,11 @@ def run_page(covered: docs_blocks.Covered, sandbox: Path) -> list[str]:
                         f"--- its output:\n{output[-3000:]}"
                     )
     finally:
-        left = bring_down(sandbox, env, covered.docker)
-        print(f"{covered.page}: {sum(t for t, _ in shell.log):.1f}s")
-        for seconds, command in shell.log:
-            print(f"  {seconds:6.1f}s  {command}")
+        left = bring_down(sandbox, env, covered.docker, shells)
+        for host, shell in shells.items():
+            print(f"{covered.page}{' on ' + host if host else ''}: {sum(t for t, _ in shell.log):.1f}s")
+            for seconds, command in shell.log:
+                print(f"  {seconds:6.1f}s  {command}")
     if not problems and left:
         problems.append(f"{covered.page}: left behind after `dts down`: {left}")
     return problems
@@ -227,6 +356,8 @@ def test_the_page_commands_run_as_written(covered, rabbitmq, sandbox):
         pytest.skip("run the tests with the project's venv (make test): the pages' commands use it")
     if covered.docker:
         need_engine(compose_problem())
+    if covered.hosts and os.geteuid() != 0:
+        need_engine("the page's other hosts are network namespaces: that needs root (sudo make test)")
     problems = run_page(covered, sandbox)
     assert not problems, "\n".join(problems)
 

@@ -128,7 +128,8 @@ def read_broker_url_file(path: str) -> str:
 def deployment_env(environ: dict[str, str] | None = None, env_file: Path | None = None) -> dict[str, str]:
     """The environment overrides, read in one place. Precedence: $BROKER_URL (set but empty is an error),
     else the file $BROKER_URL_FILE names (unreadable: an error), else the .env vhost/user (at $DTS_BROKER_HOST,
-    default localhost), else the config.
+    default localhost; with BROKER_URL_TLS, its amqps:// URL for a config with broker.tls, when the broker is
+    on another host or is the compose broker with its TLS listener), else the config.
     $BROKER_TLS_CA_FILE / _CERT_FILE / _KEY_FILE override broker.tls's files (where an engine mounted them)."""
     environ = os.environ if environ is None else environ
     tls = {name: environ[name] for name in TLS_ENV.values() if name in environ}  # files mounted into a container
@@ -144,6 +145,14 @@ def _broker_url_env(environ, env_file: Path) -> dict[str, str]:
         url = read_broker_url_file(environ["BROKER_URL_FILE"])
         return {"BROKER_URL": url, "BROKER_URL_SOURCE": "the URL in $BROKER_URL_FILE"}
     values = read_env_file(env_file) if env_file else {}
-    host = environ.get("DTS_BROKER_HOST") or values.get("DTS_BROKER_HOST") or "localhost"  # a broker elsewhere
-    url = broker_url_from_env_file(values, host=host)
-    return {"BROKER_URL": url} if url else {}
+    elsewhere = environ.get("DTS_BROKER_HOST") or values.get("DTS_BROKER_HOST")  # a broker on another host
+    url = broker_url_from_env_file(values, host=elsewhere or "localhost")
+    if not url:
+        return {}
+    if not (elsewhere or environ.get("DTS_BROKER_TLS_DIR") or values.get("DTS_BROKER_TLS_DIR")):
+        return {"BROKER_URL": url}
+    # a broker on another host, or the compose broker's TLS listener (it has no plain one): with broker.tls
+    # set, the config takes the amqps:// URL of its TLS port (config/parse.py)
+    port = {"DTS_BROKER_TLS_PORT": environ["DTS_BROKER_TLS_PORT"]} if environ.get("DTS_BROKER_TLS_PORT") else {}
+    tls_url = broker_url_from_env_file({**values, **port}, host=elsewhere or "localhost", tls=True)
+    return {"BROKER_URL": url, "BROKER_URL_TLS": tls_url}

@@ -391,6 +391,9 @@ def _broker(sec: _Section, broker: dict[str, Any]) -> dict[str, Any]:
     tls = broker["tls"]
     if tls is None and any(name in sec.env for name in TLS_ENV.values()):
         tls = sec.section("tls").build()
+    if tls is not None and "BROKER_URL_TLS" in sec.env:  # the .env vhost/user, at the broker's TLS listener
+        url, source = sec.env["BROKER_URL_TLS"], "the .env vhost/user at the broker's TLS port"
+        _check_amqp_url(sec.path, source, url)
     if tls is None and url.startswith("amqps://"):
         raise ConfigError(
             f"{sec.path.name}: {source} is an amqps:// URL but broker.tls.ca_file is not set: add "

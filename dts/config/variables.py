@@ -58,8 +58,9 @@ VARIABLES = (
         "DTS_BROKER_HOST",
         BROKER,
         "the broker's host name when it runs on another host (in `.env` or the environment): the CLIs, local "
-        "workers and containers reach the `.env` vhost/user there. Unset: `localhost` for the CLIs and local "
-        "workers, `host.docker.internal` (the host each container runs on) for compose and swarm workers",
+        "workers and containers reach the `.env` vhost/user there (over TLS at `DTS_BROKER_TLS_PORT` when the config "
+        "has `broker.tls`). Unset: `localhost` for the CLIs and local workers, `host.docker.internal` (the host "
+        "each container runs on) for compose and swarm workers",
     ),
     Variable(
         "DTS_MANAGEMENT_API",
@@ -100,7 +101,8 @@ VARIABLES = (
         "DTS_BROKER_TLS_DIR",
         BROKER,
         "a folder of ca.pem, server.pem, server.key: the compose `broker` service listens on TLS only "
-        "(`DTS_BROKER_TLS_PORT`, client certificates of ca.pem required), plain AMQP refused",
+        "(`DTS_BROKER_TLS_PORT`, client certificates of ca.pem required), plain AMQP refused; the CLIs and local "
+        "workers then reach the `.env` vhost/user at that port (the config's `broker.tls` says how)",
     ),
     Variable("DTS_BROKER_WAIT", BROKER, "seconds `scripts/ensure-broker.sh` waits for RabbitMQ to answer (default 90)"),
     Variable("PYTHON", PATHS, "the Python that makes `.venv` and checks the broker (default `python3`)"),
