@@ -12,8 +12,8 @@
 #   sh scripts/swarm-nodes.sh revive N       # node N's link and engine back (it rejoins the swarm)
 #   sh scripts/swarm-nodes.sh down           # everything removed: daemons, namespaces, links, data, registry
 #
-# Why namespaces and not Docker-in-Docker: `docker run --privileged` is refused on these machines (one
-# capability is not granted), while `ip netns` works. dockerd is entered into its namespace with nsenter
+# Why namespaces and not Docker-in-Docker: `docker run --privileged` is refused where the engine is not
+# granted every capability (shared CI machines often are not), while `ip netns` works. dockerd is entered into its namespace with nsenter
 # (network only): `ip netns exec` would also remount /sys and hide the cgroups dockerd needs.
 # Needs root, iproute2, nsenter (util-linux), dockerd, and docker-registry (installed with apt if missing).
 set -eu
