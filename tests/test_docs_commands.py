@@ -12,7 +12,15 @@ so `make up` picks local processes; the compose page runs with the engine, on th
 checkout (DTS_IMAGE, built once and cached by tag). A command must end with the exit code its block
 allows (`run: exits`); an output block marked `run: output of CMD` must have the shape of CMD's output.
 Afterwards every project folder the page made is brought down (`dts down`, with the broker container and
-its volume on the compose page) and its vhost and user deleted, whatever happened.
+its volume on the pages with Docker) and its vhost and user deleted, whatever happened.
+
+A page of several hosts (the multi-host page, as root) runs each block on the host its `run: on HOST` marker
+names, one bash session per host started in the host's home folder (a folder of the sandbox); every host
+but the first is a network namespace of its own with its own host name, on a bridge to this machine, where
+the first host's name resolves to this machine. The hosts share the file system: `scp HOST:PATH DEST` is a
+copy from that host's home folder (a stand-in on PATH), and `git clone <this repository> DIR && cd DIR` a
+copy of the repository the hosts share: the checkout's files with the page's `run: add to test-config.yml`
+blocks added to its config.
 """
 
 from __future__ import annotations
