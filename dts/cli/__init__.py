@@ -1,7 +1,8 @@
 """The command line: one `dts` command (dts.cli.main) whose sub-commands are this package's modules, one per
 command. What they share is here: the options every command takes (`--config`, `-v`, declared once in
-`shared_options`), argparse value types that say the allowed range, logging set-up, and `run_main`, the one
-path from a parsed command to its exit code (an expected failure, CliError, is one line on stderr).
+`shared_options`), argparse value types that say the allowed range, the help formatter (`HelpFormatter`:
+no --help line wider than the terminal), logging set-up, and `run_main`, the one path from a parsed command
+to its exit code (an expected failure, CliError, is one line on stderr).
 
     parser = command_parser("dispatch.py", __doc__, EPILOG)       # a command's own parser (its script's)
     parser.add_argument("--timeout", type=float_between(0, MAX_TIMEOUT, low_open=True))
@@ -19,6 +20,7 @@ import math
 import os
 import re
 import sys
+import textwrap
 from collections.abc import Callable
 
 from dts.errors import CliError, ExitCode, excerpt
@@ -127,6 +129,30 @@ class Parser(argparse.ArgumentParser):
         self.exit(ExitCode.USAGE)
 
 
+# where a too-long line of a description or epilog goes on: under an example's second column (after a run of
+# two spaces), after a one- or two-word `label: `, or under the line's first word
+HANG = re.compile(r"^\s*\S.*?\s{2,}(?=\S)|^\s*[A-Za-z]+(?: [A-Za-z]+)?: (?=\S)|^\s*")
+
+
+def fit(line: str, width: int) -> list[str]:
+    """A line of a description or epilog as lines of at most `width` characters (a word longer than that
+    stays whole), each continuation indented under the line's own text (HANG)."""
+    if len(line) <= width:
+        return [line]
+    hang = len(HANG.match(line)[0])
+    if hang > width - 30:  # a column too far right for the text left to it: under the first word instead
+        hang = len(line) - len(line.lstrip())
+    return textwrap.wrap(line, width, subsequent_indent=" " * hang, break_long_words=False, break_on_hyphens=False)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's help with the description and epilog as written (their line breaks, their columns), but no
+    wider than the terminal (COLUMNS): a longer line is wrapped, and goes on under its own text (`fit`)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n".join(indent + part for line in text.split("\n") for part in fit(line, width))
+
+
 CONFIG_HELP = "config file (default: ./test-config.yml or the nearest one above; $DTS_CONFIG)"
 
 
@@ -151,7 +177,7 @@ def command_parser(prog: str, description: str, epilog: str = "", parents=()) ->
         prog=prog,
         description=description,
         epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         parents=[shared_options(), *parents],
     )
 

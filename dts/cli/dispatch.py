@@ -63,8 +63,8 @@ EPILOG = """examples:
   dts dispatch --scenario nightly    the tasks of a scenario (scenarios: in the config)
   python dispatch.py                 the same command, from this repository's checkout
 
-live lines: HH:MM:SS.mmm STATE TASK ID WHERE [DETAIL], STATE one of SENT (WHERE = queue), RECEIVED,
-STARTED, RETRY (attempt, error, backoff delay), SUCCESS (run time), FAILURE, UNKNOWN (no result by the
+live lines: HH:MM:SS.mmm STATE TASK ID WHERE [DETAIL], STATE one of SENT (WHERE = queue), RECEIVED, \
+STARTED, RETRY (attempt, error, backoff delay), SUCCESS (run time), FAILURE, UNKNOWN (no result by the \
 deadline); WHERE = the worker. From Celery's task events (monitoring.task_events in the config).
 
 """

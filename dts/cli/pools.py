@@ -32,6 +32,7 @@ from dts.cli import (
     MAX_TIMEOUT,
     MAX_WATCH_COUNT,
     MAX_WORKERS,
+    HelpFormatter,
     Parser,
     float_between,
     int_between,
@@ -107,9 +108,9 @@ def examples(prog: str, names: dict[str, str], only: str | None = None) -> str:
 EPILOG = examples("python scale.py", {}) + exit_epilog("pools")
 
 
-AUTO_RULE = """Pools with an `autoscale: {min, max, target}` mapping in the config are resized through their
-engine: up at once to ceil(ready / target) replicas, down only `autoscale.cooldown` seconds after the
-pool's last change and only to a size the ready messages fill to at most half its target (hysteresis).
+AUTO_RULE = """Pools with an `autoscale: {min, max, target}` mapping in the config are resized through their \
+engine: up at once to ceil(ready / target) replicas, down only `autoscale.cooldown` seconds after the \
+pool's last change and only to a size the ready messages fill to at most half its target (hysteresis). \
 Surplus workers stop with a warm shutdown: running tasks finish, reserved ones go back to the queue.
 
 """
@@ -295,9 +296,7 @@ DTS_NAMES = {"set": "scale", "all": "scale-all", "auto": "autoscale"}
 
 
 def build_parser(prog: str = "scale.py") -> argparse.ArgumentParser:
-    parser = Parser(
-        prog=prog, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG
-    )
+    parser = Parser(prog=prog, description=DESCRIPTION, formatter_class=HelpFormatter, epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_commands(sub, {})
     return parser
@@ -323,7 +322,7 @@ def add_commands(sub, names: dict[str, str], under_dts: bool = False) -> None:
     def add(command: str, parents: list, **kwargs) -> argparse.ArgumentParser:
         codes = exit_epilog("autoscale" if command == "auto" else "pools")
         kwargs.setdefault("epilog", examples(prog, names, command) + codes)
-        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         parser = sub.add_parser(names.get(command, command), parents=parents, **kwargs)
         parser.set_defaults(command=command, prepare=False)
         for option in options:
