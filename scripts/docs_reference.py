@@ -443,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text)
             print(f"wrote {path.relative_to(ROOT)}")
     if stale:
-        print(f"docs out of date with the code: {', '.join(stale)}: run `make docs-ref` and commit", file=sys.stderr)
+        print(f"docs out of date: {', '.join(stale)}: run `make docs-ref` and commit", file=sys.stderr)
         return 1
     return 0
 

@@ -4,9 +4,12 @@
     python scripts/docs_samples.py       # runs each command below, writes docs/samples/NAME.txt (+ NAME.json)
 
 Each text file starts with the command as a user types it, then what it printed (stdout, or stderr for an
-error), piped (no colour). Where the command writes a result file or has --json, the JSON is kept beside
-it: tests/test_docs_samples.py renders it again with the report code and checks that the text matches,
-so a changed table header or line format fails until the samples are regenerated.
+error), piped (no colour), fitted to the page's code blocks (`for_the_page`: a line wider than 88
+characters, a live line, has its task ids shortened to their first 8 characters and `…`, then its middle
+cut out). Where the command writes a result file or has --json, the JSON is kept beside it:
+tests/test_docs_samples.py renders it again with the report code and checks that the text matches, so a
+changed table header or line format fails until the samples are regenerated (the reports themselves fit
+88 characters: a cut report line fails there too).
 """
 
 from __future__ import annotations
@@ -42,6 +45,28 @@ SAMPLES = {
     ),
 }
 RESULT_FILE = re.compile(r"^Result file: (?P<path>\S+)$", re.MULTILINE)
+TASK_ID = re.compile(r"\b([0-9a-f]{8})-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+CUT = " … "  # where a line's middle was cut out
+
+
+def for_the_page(text: str) -> str:
+    """The output as the page shows it: a line wider than the reports' width (88) with its task ids
+    shortened (`4f386f66…`), then, still too wide, its middle cut out at spaces (CUT), its start and its
+    end kept."""
+    sys.path.insert(0, str(ROOT))
+    from dts.reports.console import WIDTH as width
+
+    lines = []
+    for line in text.splitlines():
+        if len(line) > width:
+            line = TASK_ID.sub(r"\1…", line)
+        if len(line) > width:
+            tail = line[-(width // 4) :]
+            tail = tail[tail.find(" ") + 1 :]
+            head = line[: width - len(tail) - len(CUT)]
+            line = head[: head.rfind(" ")].rstrip() + CUT + tail
+        lines.append(line)
+    return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
 
 
 def run(args: list[str]) -> subprocess.CompletedProcess:
@@ -54,7 +79,7 @@ def run(args: list[str]) -> subprocess.CompletedProcess:
 def sample(name: str, shown: str, args: list[str], source: str | None) -> None:
     done = run(args)
     text = done.stdout if done.stdout.strip() else done.stderr
-    (OUT / f"{name}.txt").write_text(f"$ {shown}\n{text}")
+    (OUT / f"{name}.txt").write_text(for_the_page(f"$ {shown}\n{text}"))
     if source == "result":
         path = ROOT / RESULT_FILE.search(done.stdout)["path"]
         (OUT / f"{name}.json").write_text(path.read_text())

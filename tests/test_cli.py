@@ -48,7 +48,7 @@ def test_every_help_fits_the_terminal(columns, monkeypatch):
 
 
 def test_a_long_help_line_goes_on_under_its_own_text():
-    from dts.cli import fit
+    from dts.reports.console import fit
 
     example = "  dts up --engine swarm   deploy the pools as a swarm stack (makes a single-node swarm if needed)"
     assert fit(example, 60) == [

@@ -20,11 +20,11 @@ import math
 import os
 import re
 import sys
-import textwrap
 from collections.abc import Callable
 
 from dts.errors import CliError, ExitCode, excerpt
 from dts.logs import formatter, json_enabled, log_format
+from dts.reports.console import fit
 
 # Upper bounds of the CLIs' numbers (docs/reference/input-bounds.md, generated from them).
 MAX_TIMEOUT = 86400.0  # seconds (a day): --timeout of dispatch.py and load_test.py
@@ -127,22 +127,6 @@ class Parser(argparse.ArgumentParser):
             message = message[: MAX_USAGE_MESSAGE - 3] + "..."
         report(self.prog, f"{self.prog}: error: {message} (see {self.prog} --help)", ExitCode.USAGE)
         self.exit(ExitCode.USAGE)
-
-
-# where a too-long line of a description or epilog goes on: under an example's second column (after a run of
-# two spaces), after a one- or two-word `label: `, or under the line's first word
-HANG = re.compile(r"^\s*\S.*?\s{2,}(?=\S)|^\s*[A-Za-z]+(?: [A-Za-z]+)?: (?=\S)|^\s*")
-
-
-def fit(line: str, width: int) -> list[str]:
-    """A line of a description or epilog as lines of at most `width` characters (a word longer than that
-    stays whole), each continuation indented under the line's own text (HANG)."""
-    if len(line) <= width:
-        return [line]
-    hang = len(HANG.match(line)[0])
-    if hang > width - 30:  # a column too far right for the text left to it: under the first word instead
-        hang = len(line) - len(line.lstrip())
-    return textwrap.wrap(line, width, subsequent_indent=" " * hang, break_long_words=False, break_on_hyphens=False)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -34,6 +34,7 @@ from dts.errors import CliError, ExitCode, exit_epilog
 from dts.files import shown
 from dts.reports.dispatch_report import (
     DISPATCH_COLUMNS,
+    DISPATCH_LAYOUT,
     bare_results,
     dispatch_report,
     dispatch_rows,
@@ -173,7 +174,7 @@ def show_report(args: argparse.Namespace, view: LiveView | None, report, result_
     elif args.quiet:
         print("\n".join(bare_results(report)))
     else:
-        view.table(DISPATCH_COLUMNS, dispatch_rows(report))
+        view.table(DISPATCH_COLUMNS, dispatch_rows(report), **DISPATCH_LAYOUT)
         for line in dispatch_totals(report):
             view.message(line)
         if result_file:

@@ -244,9 +244,10 @@ def k8s(args: argparse.Namespace) -> int:
         logging.getLogger("dts.k8s").warning(note)
     print("\n".join(shown(path) for path in written))
     print(
-        f"image: {image} (push it to a registry the cluster pulls from; --image names it)\n"
-        f"use: kubectl create secret generic {manifests.SECRET} --from-literal={manifests.SECRET_KEY}="
-        f"amqp://USER:PASSWORD@BROKER_HOST:5672/VHOST\n     kubectl apply -k {shown(output)}   (KEDA installed)"
+        f"image: {image}\n       (push it to a registry the cluster pulls from; --image names it)\n"
+        f"use: kubectl create secret generic {manifests.SECRET} \\\n"
+        f"       --from-literal={manifests.SECRET_KEY}=amqp://USER:PASSWORD@BROKER_HOST:5672/VHOST\n"
+        f"     kubectl apply -k {shown(output)}   (KEDA installed)"
     )
     return ExitCode.OK
 
@@ -267,7 +268,7 @@ def autoscale(engine: Engine, settings: Settings, args: argparse.Namespace) -> i
     interval = args.interval or settings.autoscale.interval
     print(
         f"autoscaling on {engine.name}, a look every {interval:g}s, scale-down after {settings.autoscale.cooldown:g}s:"
-        + "".join(f" {pool} {r.min}..{r.max} (target {r.target} ready/replica)" for pool, r in rules.items()),
+        + "".join(f"\n  {pool} {r.min}..{r.max} (target {r.target} ready/replica)" for pool, r in rules.items()),
         flush=True,
     )
     before = signal.signal(signal.SIGTERM, stop_on_sigterm)  # `kill` and process supervisors stop it like Ctrl-C
