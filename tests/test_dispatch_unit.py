@@ -108,7 +108,9 @@ def test_retries_and_backoff_are_reported():
 
 
 def test_a_long_failure_fits_88_columns_cut_in_the_table_and_whole_under_it():
-    error = "TransientError: simulated transient failure in task_a (attempt 4); gave up after 4 attempts (max_retries=3)"
+    error = (
+        "TransientError: simulated transient failure in task_a (attempt 4); gave up after 4 attempts (max_retries=3)"
+    )
     outs = [TaskOutcome("task_a", "x", "worker-a", error=error), *outcomes()[1:]]
     lines = report_lines(outs, 0.3)
     assert max(len(line) for line in lines) <= 88
