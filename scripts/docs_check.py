@@ -19,7 +19,10 @@ Checks, in order:
   reference, a sample a page includes with `--8<--` as the site shows it) fits the site's content
   column: at most 88 characters (dts.reports.console.WIDTH, the width the reports are laid out for). A
   command's comment goes under the block, a generated block or sample is fixed in the code that draws
-  it, pasted output is wrapped or cut (`…`, said in the text).
+  it, pasted output is wrapped or cut (`…`, said in the text);
+- every sample that a program printed (docs/samples/*.txt) was made by its renderer's current code: the
+  hash of each renderer's source (scripts/docs_samples.py RENDERERS) matches the one `make docs-samples`
+  stored in docs/samples/renderers.json.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from functools import cache
 from pathlib import Path
 
 import docs_blocks  # scripts/: this script's own folder, first on sys.path
+import docs_samples
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKSHOP = {
@@ -237,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     problems += [problem for page in guide_pages() for problem in command_problems(page)]
     problems += coverage_problems()
     problems += [problem for page in all_pages() for problem in wide_lines(page)]
+    problems += docs_samples.changed_renderers()
     for problem in problems:
         print(problem, file=sys.stderr)
     return 1 if status or problems else 0

@@ -3,6 +3,7 @@ on the tree and fails as soon as a config key, a CLI flag or a make target is ad
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 
@@ -141,3 +142,26 @@ def test_make_docs_check_fails_on_an_output_line_wider_than_the_page(tmp_path, m
         f"{reference}:4: a line of 93 characters in a yaml block (at most 88): make the code that draws it fit, "
         "then `make docs-ref`",
     ]  # the 88-character line fits
+
+
+import docs_samples  # noqa: E402 - scripts/ is on sys.path above
+
+
+def test_every_samples_renderer_is_the_one_it_was_made_with():
+    assert set(docs_samples.RENDERERS) <= set(docs_samples.SAMPLES)
+    assert docs_samples.changed_renderers() == []
+
+
+def test_make_docs_check_fails_on_a_sample_whose_renderer_changed(tmp_path, monkeypatch, capsys):
+    stored = json.loads(docs_samples.HASHES.read_text())
+    stored["load-test"]["dts/reports/load_report.py:render_load"] = "0" * 12  # as if made by other code
+    (tmp_path / "renderers.json").write_text(json.dumps(stored))
+    monkeypatch.setattr(docs_samples, "HASHES", tmp_path / "renderers.json")
+    for nothing_else in ("guide_pages", "all_pages"):
+        monkeypatch.setattr(docs_check, nothing_else, lambda: [])
+    monkeypatch.setattr(docs_check, "coverage_problems", lambda: [])
+    assert docs_check.main([]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "docs/samples/load-test.txt: its renderer (dts/reports/load_report.py:render_load) changed since the "
+        "sample was made: run `make docs-samples`"
+    ]
