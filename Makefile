@@ -126,10 +126,10 @@ docs-serve: install docs-ref ## Serve the docs site on http://127.0.0.1:8000 whi
 docs-ref: install ## Regenerate the docs' reference pages (CLI, config, environment, exit codes, bounds, result files, make targets) and README's generated blocks
 	$(PY) scripts/docs_reference.py
 
-docs-check: install ## Fail when the docs' reference differs from the code, a guide carries a date, a commit or a machine's name, or a command in a guide does not parse (in make lint)
+docs-check: install ## Fail when the docs' reference differs from the code, a guide carries a date, a commit or a machine's name, a command in a guide does not parse, a code block's line is wider than 88 characters, or a sample's renderer changed since it was made (in make lint)
 	$(PY) scripts/docs_check.py
 
-docs-samples: install ## Regenerate the docs' sample outputs from a real run (needs `make up ENGINE=local` first), then the reference
+docs-samples: install ## Regenerate the docs' sample outputs from a real run (needs `make up ENGINE=local` first) and their renderers' hashes, then the reference
 	$(PY) scripts/docs_samples.py
 	$(PY) scripts/docs_reference.py
 

@@ -96,7 +96,7 @@ def render(rows: list[dict[str, Any]]) -> str:
                 ratio(r, base, "seed_overhead"),
             )
         )
-    return columns(lines)
+    return "\n".join(columns(lines))
 
 
 def main(argv: list[str] | None = None) -> int:

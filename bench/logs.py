@@ -208,13 +208,14 @@ def mb(n: float) -> str:
 
 
 def render(doc: dict[str, Any]) -> str:
-    """The run's table and verdict, as printed and as the performance page shows them."""
+    """The run's table and verdict, as printed and as the performance page shows them (a worker's container
+    id is in the result file)."""
     head = (
-        "worker container",
+        "worker",
         "tasks run",
         "lines/task",
         "bytes/task",
-        "written (est.)",
+        "written",
         "on disk",
         "files",
         "bound",
@@ -224,7 +225,7 @@ def render(doc: dict[str, Any]) -> str:
     for r in doc["containers"]:
         lines.append(
             (
-                f"{r['worker'].split('@')[0]} ({r['container']})",
+                r["worker"].split("@")[0],
                 f"{r['tasks_run']:,}",
                 f"{r['lines_per_task']:.2f}",
                 f"{r['bytes_per_task']:.0f}",
@@ -237,13 +238,16 @@ def render(doc: dict[str, Any]) -> str:
         )
     written = sum(r["written_bytes_estimate"] for r in doc["containers"])
     disk = sum(r["on_disk_bytes"] for r in doc["containers"])
-    return (
-        f"{doc['succeeded']:,} of {doc['tasks']:,} no-op tasks succeeded in {doc['load_seconds']:.0f} s "
-        f"({doc['throughput']:.0f} tasks/s); engine.log_max_mb {doc['log_max_mb']}, engine.log_files "
-        f"{doc['log_files']}, log_level info\n"
-        + columns(lines)
-        + f"\nall workers: {mb(written)} written (est.), {mb(disk)} on disk (bound: log_max_mb x log_files per "
-        "container, each file up to one line past max-size)\n" + doc["verdict"]
+    return "\n".join(
+        [
+            f"{doc['succeeded']:,} of {doc['tasks']:,} no-op tasks succeeded in {doc['load_seconds']:.0f} s "
+            f"({doc['throughput']:.0f} tasks/s)",
+            f"engine.log_max_mb {doc['log_max_mb']}, engine.log_files {doc['log_files']}, log_level info",
+            *columns(lines),
+            f"all workers: {mb(written)} written (estimated), {mb(disk)} on disk",
+            "bound: log_max_mb x log_files per container, each file up to one line past max-size",
+            doc["verdict"],
+        ]
     )
 
 

@@ -95,7 +95,7 @@ def measure_setting(url: str, text: str, tasks: int, work: Path) -> dict[str, An
 
 
 def render(rows: list[dict[str, Any]]) -> str:
-    head = ("setting", "tasks/s", "consume/s", "CPU ms/task (workers/broker/gen)", "seed overhead ms")
+    head = ("setting", "tasks/s", "consume/s", "CPU ms (wk/brk/gen)", "overhead ms")
     lines = [head]
     for r in rows:
         if "error" in r:
@@ -111,7 +111,7 @@ def render(rows: list[dict[str, Any]]) -> str:
                 f"{r['seed_overhead'] * 1000:.1f}",
             )
         )
-    return columns(lines)
+    return "\n".join(columns(lines))
 
 
 def main(argv: list[str] | None = None) -> int:

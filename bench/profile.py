@@ -70,7 +70,7 @@ def render(role: str, total: int, inclusive: Counter[str], own: Counter[str], to
     selfs = [name for name, _ in own.most_common(top) if name not in names]
     rows = [(name[:100], f"{100 * inclusive[name] / total:.1f}%", f"{100 * own[name] / total:.1f}%") for name in names]
     rows += [(name[:100], f"{100 * inclusive[name] / total:.1f}%", f"{100 * own[name] / total:.1f}%") for name in selfs]
-    return columns(head + rows)
+    return "\n".join(columns(head + rows))
 
 
 def py_spy() -> str | None:

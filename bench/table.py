@@ -305,12 +305,15 @@ def ratio_cell(row: Row) -> str:
     return f"{row.ratio:.2f}x {row.ratio_of}" if row.ratio is not None else "-"
 
 
-COLUMNS = ("measurement", "unit", "ours", "naive", "ceiling", "ratio", "target", "verdict")
+COLUMNS = ("measurement", "unit", "ours", "naive", "ceiling", "ratio")
+TARGET_COLUMNS = ("measurement", "ratio", "target", "verdict")
 
 
 def render(rows: list[Row]) -> str:
-    """The rows as one plain-text table: a rule under the header, the numbers right-aligned."""
-    cells = [
+    """The rows as two plain-text tables of at most 88 columns, a rule under each header, the numbers
+    right-aligned, a long measurement's name wrapped: every measurement with its numbers and ratio, then
+    each one with a target, its ratio again and its verdict."""
+    numbers = [
         (
             r.measurement,
             r.unit,
@@ -318,12 +321,17 @@ def render(rows: list[Row]) -> str:
             number(r.naive, r.unit),
             number(r.ceiling, r.unit),
             ratio_cell(r),
-            r.target or "-",
-            r.verdict,
         )
         for r in rows
     ]
-    return "\n".join(table_lines(COLUMNS, cells, right={2, 3, 4, 5}, align_headers=False, rule=True))
+    targets = [(r.measurement, ratio_cell(r), r.target, r.verdict) for r in rows if r.target]
+    return "\n".join(
+        [
+            *columns([COLUMNS, *numbers], right={2, 3, 4, 5}, align_headers=False),
+            "",
+            *columns([TARGET_COLUMNS, *targets], right={1}, align_headers=False),
+        ]
+    )
 
 
 def summary(rows: list[Row]) -> str:
@@ -333,9 +341,7 @@ def summary(rows: list[Row]) -> str:
     return text + (f", {counts[NO_DATA]} n/a (not measured)" if counts[NO_DATA] else "")
 
 
-def columns(lines: list[tuple[str, ...]]) -> str:
-    """Rows of cells (the first the header) as aligned columns, a rule under the header."""
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
-    text.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(text)
+def columns(lines: list[tuple[str, ...]], **layout: Any) -> list[str]:
+    """Rows of cells (the first the header) as aligned columns, a rule under the header, at most 88 wide:
+    the first column's long cells wrapped (table_lines, `layout`: its other options)."""
+    return table_lines(lines[0], lines[1:], rule=True, shrink=0, wrap=True, **layout)

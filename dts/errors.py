@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import textwrap
 
 
 class ExitCode(enum.IntEnum):
@@ -94,9 +93,9 @@ CLI_EXIT_CODES: dict[str, dict[int, str]] = {
 
 
 def exit_epilog(command: str) -> str:
-    """The `exit codes: 0 ok, 1 ...` lines that end `command`'s --help, from CLI_EXIT_CODES."""
-    text = "exit codes: " + ", ".join(f"{code} {meaning}" for code, meaning in CLI_EXIT_CODES[command].items())
-    return textwrap.fill(text, width=104, subsequent_indent=" " * 12, break_on_hyphens=False)
+    """The `exit codes: 0 ok, 1 ...` line that ends `command`'s --help, from CLI_EXIT_CODES (one line: the
+    help formatter, dts.cli.HelpFormatter, wraps it at the terminal's width)."""
+    return "exit codes: " + ", ".join(f"{code} {meaning}" for code, meaning in CLI_EXIT_CODES[command].items())
 
 
 class CliError(Exception):

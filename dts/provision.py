@@ -206,7 +206,7 @@ def provision(env_path: Path, vhost: str | None = None, user: str | None = None)
             f"created user {user!r} on vhost {vhost!r} but cannot log in as it at {redact_url(url)}",
             ExitCode.BROKER_UNREACHABLE,
         )
-    return f"broker vhost {vhost!r}, user {user!r}: created with {how}; credentials in {shown(env_path)} (mode 600)"
+    return f"broker vhost {vhost!r}, user {user!r}: created with {how}\ncredentials in {shown(env_path)} (mode 600)"
 
 
 COMPOSE_PORTS = (5672, 5674)  # the compose broker's host port: 5672, else 5674 (a host RabbitMQ has 5672)
@@ -269,7 +269,7 @@ def provision_compose(env_path: Path, vhost: str | None = None, user: str | None
             raise CliError(f"cannot write {env_path} ({exc.strerror})", ExitCode.USAGE) from None
     return (
         f"broker service (compose): vhost {values['DTS_BROKER_VHOST']!r}, user {values['DTS_BROKER_USER']!r}, "
-        f"127.0.0.1:{port}; credentials in {shown(env_path)} (mode 600)"
+        f"127.0.0.1:{port}\ncredentials in {shown(env_path)} (mode 600)"
     )
 
 
@@ -305,6 +305,6 @@ def provision_cluster(env_path: Path, vhost: str | None = None, user: str | None
         raise CliError(f"cannot write {exc.filename} ({exc.strerror})", ExitCode.USAGE) from None
     ports = ", ".join(values[f"DTS_CLUSTER_PORT_{n}"] for n in range(1, len(CLUSTER_PORTS) + 1))
     return (
-        f"broker cluster (compose): vhost {values['DTS_BROKER_VHOST']!r}, user {values['DTS_BROKER_USER']!r}, "
-        f"nodes on 127.0.0.1:{ports}; credentials in {shown(env_path)} (mode 600), Erlang cookie in {shown(cookie)}"
+        f"broker cluster (compose): vhost {values['DTS_BROKER_VHOST']!r}, user {values['DTS_BROKER_USER']!r}\n"
+        f"nodes on 127.0.0.1:{ports}; credentials in {shown(env_path)} (mode 600)\nErlang cookie in {shown(cookie)}"
     )

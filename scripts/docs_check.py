@@ -15,7 +15,14 @@ Checks, in order:
   real argparse parsers, a make target and each VAR=value against the Makefile (an ENGINE= value against
   the engines). Broker-free and fast: `tests/test_docs_commands.py` runs the covered pages' commands for
   real; the covered pages are listed on docs/development.md;
-- every line of a command block (```bash) of a guide fits the site's content column: at most 88 characters.
+- every line of every fenced block of every page (README.md, SCALING.md, docs/ with the generated
+  reference, a sample a page includes with `--8<--` as the site shows it) fits the site's content
+  column: at most 88 characters (dts.reports.console.WIDTH, the width the reports are laid out for). A
+  command's comment goes under the block, a generated block or sample is fixed in the code that draws
+  it, pasted output is wrapped or cut (`…`, said in the text);
+- every sample that a program printed (docs/samples/*.txt) was made by its renderer's current code: the
+  hash of each renderer's source (scripts/docs_samples.py RENDERERS) matches the one `make docs-samples`
+  stored in docs/samples/renderers.json.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from functools import cache
 from pathlib import Path
 
 import docs_blocks  # scripts/: this script's own folder, first on sys.path
+import docs_samples
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKSHOP = {
@@ -43,6 +51,13 @@ WORKSHOP = {
     r"(?<![\w.])/(?:work|home|root|tmp/fresh)/\S+": "a path on the machine the docs were written on",
 }
 FIX = "say how, for a user; history goes to CHANGELOG.md, a run's method to docs/performance.md"
+
+
+def all_pages(root: Path = ROOT) -> Iterator[Path]:
+    """Every page: README, SCALING.md and every page of docs/ (the generated reference too)."""
+    yield root / "README.md"
+    yield root / "SCALING.md"
+    yield from sorted((root / "docs").rglob("*.md"))
 
 
 def guide_pages(root: Path = ROOT) -> Iterator[Path]:
@@ -178,19 +193,44 @@ def coverage_problems() -> list[str]:
     ]
 
 
-WIDTH = 88  # characters: a code block's line that fits the site's content column without scrolling
+def block_lines(block: docs_blocks.Block) -> Iterator[tuple[str, str, bool]]:
+    """(where, line, from a sample) for each line of a fenced block as the site shows it: a `--8<-- "FILE"`
+    line replaced by that file's lines, each found at its own line and the page's."""
+    for number, line in enumerate(block.body, block.line + 1):
+        snippet = docs_blocks.SNIPPET.match(line)
+        if not snippet:
+            yield block.where(number), line, False
+            continue
+        path = docs_blocks.SNIPPETS / snippet["path"]
+        for n, included in enumerate(path.read_text().splitlines(), 1):
+            yield f"{docs_blocks.shown(path)}:{n} (included at {block.where(number)})", included, True
 
 
-def wide_commands(page: Path) -> list[str]:
-    """One line per line of a shell block (what the reader types) wider than WIDTH."""
-    return [
-        f"{block.where(number)}: a command line of {len(line)} characters (at most {WIDTH}): put its comment in "
-        "the text under the block, or break the command with \\"
-        for block in docs_blocks.blocks(page)
-        if block.runnable
-        for number, line in enumerate(block.body, block.line + 1)
-        if len(line) > WIDTH
-    ]
+def wide_lines(page: Path) -> list[str]:
+    """One line per line of a fenced block wider than the site's content column: `where: what; the fix`."""
+    from dts.reports.console import WIDTH
+
+    generated_page = page.parent.name == "reference"
+    found = []
+    for block in docs_blocks.blocks(page):
+        generated = generated_page or any(m.startswith("generated:") for m in block.markers)
+        for where, line, sample in block_lines(block):
+            if len(line) <= WIDTH:
+                continue
+            if block.runnable:
+                what = f"a command line of {len(line)} characters (at most {WIDTH})"
+                fix = "put its comment in the text under the block, or break the command with \\"
+            else:
+                what = f"a line of {len(line)} characters in a {block.lang or 'plain'} block (at most {WIDTH})"
+                fix = (
+                    "make the report that prints it fit, then `make docs-samples`"
+                    if sample
+                    else "make the code that draws it fit, then `make docs-ref`"
+                    if generated
+                    else "wrap it, cut it (`…`) and say so above the block, or draw it narrower"
+                )
+            found.append(f"{where}: {what}: {fix}")
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     problems = [note for page in guide_pages() for note in workshop_notes(page)]
     problems += [problem for page in guide_pages() for problem in command_problems(page)]
     problems += coverage_problems()
-    problems += [problem for page in guide_pages() for problem in wide_commands(page)]
+    problems += [problem for page in all_pages() for problem in wide_lines(page)]
+    problems += docs_samples.changed_renderers()
     for problem in problems:
         print(problem, file=sys.stderr)
     return 1 if status or problems else 0

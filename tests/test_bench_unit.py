@@ -145,11 +145,15 @@ def test_rows_from_nothing_do_not_fail():
     assert "n/a" in render(rows)
 
 
-def test_render_one_table():
+def test_render_two_tables_of_88_columns():
     lines = render(build_rows(measurements())).splitlines()
-    assert lines[0].split()[:3] == ["measurement", "unit", "ours"]
+    assert lines[0].split() == ["measurement", "unit", "ours", "naive", "ceiling", "ratio"]
     assert set(lines[1]) <= {"-", " "}
-    assert any("3.20x naive" in line and line.rstrip().endswith("PASS") for line in lines)
+    targets = lines.index("")  # then the measurements with a target, their verdicts
+    assert lines[targets + 1].split() == ["measurement", "ratio", "target", "verdict"]
+    assert any("3.20x naive" in line and line.rstrip().endswith("PASS") for line in lines[targets:])
+    assert max(len(line) for line in lines) <= 88
+    assert any(line.startswith("    ") for line in lines)  # a long measurement's name, wrapped
 
 
 def test_rates_from_samples():

@@ -1,5 +1,5 @@
-"""The one `dts` command: every sub-command's --help has examples and its exit codes, the shared options
-are declared once, and the top-level scripts are the same commands as `dts`'s."""
+"""The one `dts` command: every sub-command's --help has examples and its exit codes and fits the terminal,
+the shared options are declared once, and the top-level scripts are the same commands as `dts`'s."""
 
 from __future__ import annotations
 
@@ -37,6 +37,36 @@ def test_every_help_has_examples_and_exit_codes(prog):
     assert "examples:" in text and "exit codes:" in text, prog
     example = re.search(rf"^  {re.escape(prog)}\b", text, re.M)
     assert example, f"{prog} --help shows no example of itself"
+
+
+@pytest.mark.parametrize("columns", [90, 72])
+def test_every_help_fits_the_terminal(columns, monkeypatch):
+    monkeypatch.setenv("COLUMNS", str(columns))  # argparse formats for 2 columns fewer
+    for prog, parser in [("dts", build_parser()), *COMMANDS.items()]:
+        wide = [line for line in parser.format_help().splitlines() if len(line) > columns - 2]
+        assert not wide, f"{prog} --help at COLUMNS={columns}: {wide}"
+
+
+def test_a_long_help_line_goes_on_under_its_own_text():
+    from dts.reports.console import fit
+
+    example = "  dts up --engine swarm   deploy the pools as a swarm stack (makes a single-node swarm if needed)"
+    assert fit(example, 60) == [
+        "  dts up --engine swarm   deploy the pools as a swarm stack",
+        "                          (makes a single-node swarm if",
+        "                          needed)",
+    ]
+    codes = "exit codes: 0 ok, 1 a worker failed to start, 2 bad usage or config, 3 broker unreachable"
+    assert fit(codes, 60) == [
+        "exit codes: 0 ok, 1 a worker failed to start, 2 bad usage or",
+        "            config, 3 broker unreachable",
+    ]
+    prose = "Every command takes --config PATH (default: ./test-config.yml or the nearest one above) and -v."
+    assert fit(prose, 60) == [
+        "Every command takes --config PATH (default:",
+        "./test-config.yml or the nearest one above) and -v.",
+    ]
+    assert fit("  dts down   stop every worker", 60) == ["  dts down   stop every worker"]
 
 
 def test_the_shared_options_are_declared_once():

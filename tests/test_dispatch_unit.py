@@ -103,10 +103,22 @@ def test_retries_and_backoff_are_reported():
     lines = report_lines([o], 0.5)
     assert row(lines, "task_a")[-1] == "2 (backoff 0.05s, 0.10s)"
     assert "Total retries: 2" in lines
-    assert (
-        "Time includes backoff waits of up to 0.150s per task; speed-up is reported for runs without retries" in lines
-    )
+    assert "Time includes backoff waits of up to 0.150s per task (no speed-up: there were retries)" in lines
     assert not any(line.startswith("Speed-up") for line in lines)
+
+
+def test_a_long_failure_fits_88_columns_cut_in_the_table_and_whole_under_it():
+    error = (
+        "TransientError: simulated transient failure in task_a (attempt 4); gave up after 4 attempts (max_retries=3)"
+    )
+    outs = [TaskOutcome("task_a", "x", "worker-a", error=error), *outcomes()[1:]]
+    lines = report_lines(outs, 0.3)
+    assert max(len(line) for line in lines) <= 88
+    cell = row(lines, "task_a")[1]
+    assert cell.endswith("…") and f"FAILED: {error}".startswith(cell[:-1])
+    start = lines.index(next(line for line in lines if line.startswith("Result from task_a: ")))
+    said = " ".join(" ".join(lines[start : start + 2]).split())  # wrapped once, under the result
+    assert said == f"Result from task_a: FAILED: {error}" and lines[start + 1].startswith(" " * 20 + "(")
 
 
 @pytest.mark.parametrize(
@@ -127,7 +139,8 @@ def test_isolation_breach_fails_and_says_what_ran_where(worker, breach):
     assert report.exit_code == ExitCode.FAILED
     lines = render_dispatch(report)
     assert f"task_a ISOLATION BREACH: {breach}" in lines
-    assert row(lines, "task_a")[1] == f"FAILED: {breach}"
+    cell = row(lines, "task_a")[1]  # cut to fit the table; in full on the lines under it
+    assert cell.endswith("…") and f"FAILED: {breach}".startswith(cell[:-1])
     assert lines[-1] == "FAILED: task_a"
 
 

@@ -113,7 +113,8 @@ def test_poison_and_exhausted_retries_are_dead_lettered_once_with_the_reason(con
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "queue_a.dead: 5 dead letter(s)" and lines[-1] == "queue_b.dead: empty"
-    assert any(exhausted.id in line and " 4  TransientError" in line for line in lines), proc.stdout
+    at = next(i for i, line in enumerate(lines) if exhausted.id in line)  # its row, then its reason under it
+    assert lines[at].endswith(" 4") and lines[at + 1].startswith("  TransientError"), proc.stdout
     assert listed(config_path)["queue_a"]["count"] == 5  # listing consumed nothing
 
 

@@ -3,6 +3,7 @@ on the tree and fails as soon as a config key, a CLI flag or a make target is ad
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 
@@ -108,9 +109,59 @@ def test_make_docs_check_fails_on_a_planted_workshop_note(tmp_path, monkeypatch,
 def test_make_docs_check_fails_on_a_command_line_wider_than_the_page(tmp_path, monkeypatch, capsys):
     page = tmp_path / "guide.md"
     wide = "dts dispatch --no-save   # " + "a comment that belongs under the block, " * 2
-    page.write_text(f"# A guide\n\n```bash\ndts status\n{wide}\n```\n\n```text\n{wide}\n```\n")
+    page.write_text(f"# A guide\n\n```bash\ndts status\n{wide}\n```\n")
     monkeypatch.setattr(docs_check, "guide_pages", lambda: [page])
+    monkeypatch.setattr(docs_check, "all_pages", lambda: [page])
     monkeypatch.setattr(docs_check, "coverage_problems", lambda: [])
     assert docs_check.main([]) == 1
-    (line,) = [n for n in capsys.readouterr().err.splitlines() if "characters" in n]  # the command, not the output
-    assert line.startswith(f"{page}:5: a command line of {len(wide)} characters (at most 88)"), line
+    (line,) = [n for n in capsys.readouterr().err.splitlines() if "characters" in n]
+    assert line.startswith(f"{page}:5: a command line of {len(wide)} characters (at most 88): put its comment")
+
+
+def test_make_docs_check_fails_on_an_output_line_wider_than_the_page(tmp_path, monkeypatch, capsys):
+    """Every fenced block counts, as the site shows it: pasted output, yaml, a generated reference page, a
+    sample a page includes (reported at its own line and at the page's)."""
+    wide = "Result from task_a: FAILED: " + "a long error, " * 5
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "samples" / "run.txt").write_text(f"$ dts dispatch\n{wide}\n")
+    guide, reference = tmp_path / "guide.md", tmp_path / "reference" / "cli.md"
+    guide.write_text(f'# A guide\n\n```text\n$ dts dispatch\n{wide}\n```\n\n```\n--8<-- "samples/run.txt"\n```\n')
+    reference.parent.mkdir()
+    reference.write_text(f"# Command line\n\n```yaml\nkey: {'x' * 88}\n```\n\n```text\n{'y' * 88}\n```\n")
+    monkeypatch.setattr(docs_check, "guide_pages", lambda: [guide])
+    monkeypatch.setattr(docs_check, "all_pages", lambda: [guide, reference])
+    monkeypatch.setattr(docs_check, "coverage_problems", lambda: [])
+    monkeypatch.setattr(docs_check.docs_blocks, "SNIPPETS", tmp_path)
+    assert docs_check.main([]) == 1
+    found = [n for n in capsys.readouterr().err.splitlines() if "characters" in n]
+    assert found == [
+        f"{guide}:5: a line of {len(wide)} characters in a text block (at most 88): wrap it, cut it (`…`) and "
+        "say so above the block, or draw it narrower",
+        f"{tmp_path}/samples/run.txt:2 (included at {guide}:9): a line of {len(wide)} characters in a plain "
+        "block (at most 88): make the report that prints it fit, then `make docs-samples`",
+        f"{reference}:4: a line of 93 characters in a yaml block (at most 88): make the code that draws it fit, "
+        "then `make docs-ref`",
+    ]  # the 88-character line fits
+
+
+import docs_samples  # noqa: E402 - scripts/ is on sys.path above
+
+
+def test_every_samples_renderer_is_the_one_it_was_made_with():
+    assert set(docs_samples.RENDERERS) <= set(docs_samples.SAMPLES)
+    assert docs_samples.changed_renderers() == []
+
+
+def test_make_docs_check_fails_on_a_sample_whose_renderer_changed(tmp_path, monkeypatch, capsys):
+    stored = json.loads(docs_samples.HASHES.read_text())
+    stored["load-test"]["dts/reports/load_report.py:render_load"] = "0" * 12  # as if made by other code
+    (tmp_path / "renderers.json").write_text(json.dumps(stored))
+    monkeypatch.setattr(docs_samples, "HASHES", tmp_path / "renderers.json")
+    for nothing_else in ("guide_pages", "all_pages"):
+        monkeypatch.setattr(docs_check, nothing_else, lambda: [])
+    monkeypatch.setattr(docs_check, "coverage_problems", lambda: [])
+    assert docs_check.main([]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "docs/samples/load-test.txt: its renderer (dts/reports/load_report.py:render_load) changed since the "
+        "sample was made: run `make docs-samples`"
+    ]

@@ -14,6 +14,7 @@ from helpers import ROOT
 from dts.reports.console import table_lines
 from dts.reports.dispatch_report import (
     DISPATCH_COLUMNS,
+    DISPATCH_LAYOUT,
     DispatchReport,
     DispatchSummary,
     TaskOutcome,
@@ -52,7 +53,7 @@ def test_dispatch_samples_are_what_the_report_prints(name):
     text, doc = sample(name)
     report = dispatch_report(doc)
     assert text[0].startswith("$ python dispatch.py")
-    in_order(table_lines(DISPATCH_COLUMNS, dispatch_rows(report)) + dispatch_totals(report), text)
+    in_order(table_lines(DISPATCH_COLUMNS, dispatch_rows(report), **DISPATCH_LAYOUT) + dispatch_totals(report), text)
     assert f"Loaded config: {doc['config']['name']}" in text
 
 

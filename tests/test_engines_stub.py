@@ -242,13 +242,14 @@ def test_one_autoscaler_step_grows_the_pool_to_what_the_queue_needs(run, queues)
     code, out = run("auto", "--once")
     assert code == 0, out
     lines = out.splitlines()
-    assert lines[0] == (
-        f"autoscaling on stub, a look every 0.5s, scale-down after 30s: worker-a {MIN}..{MAX} (target {TARGET} "
-        "ready/replica)"
-    )
-    assert lines[1].endswith(" worker-a: 1 -> 3 replicas (up: 12 ready > 1 x target 5; 12 ready, 0 consumer(s))")
-    assert lines[2].endswith(" worker-a 3") and " resized in " in lines[2]
-    assert lines[3] == "done: 1 resize(s); the pools keep their current sizes"
+    assert lines[:2] == [
+        "autoscaling on stub, a look every 0.5s, scale-down after 30s:",
+        f"  worker-a {MIN}..{MAX} (target {TARGET} ready/replica)",
+    ]
+    change = " ".join(" ".join(lines[2:4]).split())  # 91 characters: wrapped at 88
+    assert change.endswith(" worker-a: 1 -> 3 replicas (up: 12 ready > 1 x target 5; 12 ready, 0 consumer(s))")
+    assert lines[4].endswith(" worker-a 3") and " resized in " in lines[4]
+    assert lines[5] == "done: 1 resize(s); the pools keep their current sizes"
     assert StubEngine.sizes == {"worker-a": 3}  # worker-b has no autoscale: mapping: left alone
     assert StubEngine.calls[-1] == ("resize", {"worker-a": 3})
 

@@ -141,7 +141,7 @@ def test_retry_on_and_transient_are_retried_any_other_exception_fails_at_once(fl
     ("argv", "line"),
     [
         (["--task", "nope"], "unknown task 'nope': test-config.yml declares task_a, task_b, add, flaky,"),
-        (["--task", "add:z=1"], "--task add: unknown param 'z' (declared params: x, y)"),
+        (["--task", "add:z=1"], "--task add: unknown param 'z' (declared: x, y)"),
         (["--task", "add:x=many"], "--task add:x must be an integer (got 'many')"),
         (
             ["--task", "flaky:marker=-rf"],

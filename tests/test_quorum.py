@@ -157,9 +157,10 @@ def test_switching_a_classic_vhost_to_quorum_names_the_migration_and_it_keeps_th
 
         proc = run_cli("-m", "dts", "dlq", "migrate", "--config", str(path), env=env)
         assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.splitlines()[:3] == [
+        assert proc.stdout.splitlines()[:4] == [
             "queue_a.dead: redeclared as a quorum queue (0 message(s) moved aside)",
-            "queue_a: redeclared as a quorum queue with dead-lettering to queue_a.dead (3 message(s) moved aside)",
+            "queue_a: redeclared as a quorum queue with dead-lettering to queue_a.dead (3 message(s)",
+            "  moved aside)",  # 100 characters: wrapped at 88
             "queue_a.dead: 0 message(s) moved back from queue_a.dead.migrating",
         ], proc.stdout
         types = queue_types(IDLE)

@@ -419,8 +419,8 @@ def test_a_clusters_nodes_from_its_own_status_and_in_the_header():
     url = "amqp://u:***@h:5681/v;amqp://u:***@h:5682/v;amqp://u:***@h:5683/v"
     lines = render_status(StatusReport("compose", (), broker=url, nodes=tuple(nodes_of(status))))
     assert lines[0] == "engine: compose   broker: amqp://u:***@h:5681/v (+2 failover nodes) (ok)"
-    assert lines[1] == (
-        "nodes: rabbit@rabbit-1 running (partitioned from rabbit@rabbit-3), rabbit@rabbit-2 running "
-        "(alarm memory), rabbit@rabbit-3 NOT RUNNING"
-    )
+    assert lines[1:3] == [  # one line, wrapped at 88 under its first node
+        "nodes: rabbit@rabbit-1 running (partitioned from rabbit@rabbit-3), rabbit@rabbit-2",
+        "       running (alarm memory), rabbit@rabbit-3 NOT RUNNING",
+    ]
     assert render_status(StatusReport("local", (), broker="amqp://u:***@h:5672/v"))[1].startswith("pool ")

@@ -1,7 +1,8 @@
 """The command line: one `dts` command (dts.cli.main) whose sub-commands are this package's modules, one per
 command. What they share is here: the options every command takes (`--config`, `-v`, declared once in
-`shared_options`), argparse value types that say the allowed range, logging set-up, and `run_main`, the one
-path from a parsed command to its exit code (an expected failure, CliError, is one line on stderr).
+`shared_options`), argparse value types that say the allowed range, the help formatter (`HelpFormatter`:
+no --help line wider than the terminal), logging set-up, and `run_main`, the one path from a parsed command
+to its exit code (an expected failure, CliError, is one line on stderr).
 
     parser = command_parser("dispatch.py", __doc__, EPILOG)       # a command's own parser (its script's)
     parser.add_argument("--timeout", type=float_between(0, MAX_TIMEOUT, low_open=True))
@@ -23,6 +24,7 @@ from collections.abc import Callable
 
 from dts.errors import CliError, ExitCode, excerpt
 from dts.logs import formatter, json_enabled, log_format
+from dts.reports.console import fit
 
 # Upper bounds of the CLIs' numbers (docs/reference/input-bounds.md, generated from them).
 MAX_TIMEOUT = 86400.0  # seconds (a day): --timeout of dispatch.py and load_test.py
@@ -127,6 +129,14 @@ class Parser(argparse.ArgumentParser):
         self.exit(ExitCode.USAGE)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's help with the description and epilog as written (their line breaks, their columns), but no
+    wider than the terminal (COLUMNS): a longer line is wrapped, and goes on under its own text (`fit`)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n".join(indent + part for line in text.split("\n") for part in fit(line, width))
+
+
 CONFIG_HELP = "config file (default: ./test-config.yml or the nearest one above; $DTS_CONFIG)"
 
 
@@ -151,7 +161,7 @@ def command_parser(prog: str, description: str, epilog: str = "", parents=()) ->
         prog=prog,
         description=description,
         epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         parents=[shared_options(), *parents],
     )
 

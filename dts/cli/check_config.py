@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dts.cli import Parser, json_option, run_main, shared_options
+from dts.cli import HelpFormatter, Parser, json_option, run_main, shared_options
 from dts.config import Settings, load_settings
 from dts.errors import ExitCode, exit_epilog
 
@@ -51,9 +51,7 @@ def resolved(settings: Settings) -> dict[str, Any]:
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    parser = Parser(
-        prog=prog, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG
-    )
+    parser = Parser(prog=prog, description=DESCRIPTION, formatter_class=HelpFormatter, epilog=EPILOG)
     add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     return parser
 
@@ -64,7 +62,7 @@ def add_commands(sub) -> None:
         parents=[shared_options(), json_option()],
         help="validate the config, print it resolved",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
 
 

@@ -34,6 +34,7 @@ from dts.errors import CliError, ExitCode, exit_epilog
 from dts.files import shown
 from dts.reports.dispatch_report import (
     DISPATCH_COLUMNS,
+    DISPATCH_LAYOUT,
     bare_results,
     dispatch_report,
     dispatch_rows,
@@ -63,8 +64,8 @@ EPILOG = """examples:
   dts dispatch --scenario nightly    the tasks of a scenario (scenarios: in the config)
   python dispatch.py                 the same command, from this repository's checkout
 
-live lines: HH:MM:SS.mmm STATE TASK ID WHERE [DETAIL], STATE one of SENT (WHERE = queue), RECEIVED,
-STARTED, RETRY (attempt, error, backoff delay), SUCCESS (run time), FAILURE, UNKNOWN (no result by the
+live lines: HH:MM:SS.mmm STATE TASK ID WHERE [DETAIL], STATE one of SENT (WHERE = queue), RECEIVED, \
+STARTED, RETRY (attempt, error, backoff delay), SUCCESS (run time), FAILURE, UNKNOWN (no result by the \
 deadline); WHERE = the worker. From Celery's task events (monitoring.task_events in the config).
 
 """
@@ -173,7 +174,7 @@ def show_report(args: argparse.Namespace, view: LiveView | None, report, result_
     elif args.quiet:
         print("\n".join(bare_results(report)))
     else:
-        view.table(DISPATCH_COLUMNS, dispatch_rows(report))
+        view.table(DISPATCH_COLUMNS, dispatch_rows(report), **DISPATCH_LAYOUT)
         for line in dispatch_totals(report):
             view.message(line)
         if result_file:

@@ -17,7 +17,7 @@ from dts.amqp import queue_ops
 from dts.amqp.checks import check_broker, reaching, require_current_queues
 from dts.amqp.deadline import Deadline, session
 from dts.app.conf import dead_letter_queue_name, declared_queues
-from dts.cli import Parser, json_option, run_main, shared_options
+from dts.cli import HelpFormatter, Parser, json_option, run_main, shared_options
 from dts.config import Settings, load_settings
 from dts.errors import CliError, ExitCode, exit_epilog
 from dts.reports.deadletter_report import (
@@ -95,9 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    parser = Parser(
-        prog=prog, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG
-    )
+    parser = Parser(prog=prog, description=DESCRIPTION, formatter_class=HelpFormatter, epilog=EPILOG)
     add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     return parser
 
@@ -107,9 +105,7 @@ def add_commands(sub) -> None:
     common = Parser(add_help=False, parents=[shared_options()])
 
     def add(name: str, parents: list, text: str) -> argparse.ArgumentParser:  # each with the examples, exit codes
-        return sub.add_parser(
-            name, parents=parents, help=text, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
-        )
+        return sub.add_parser(name, parents=parents, help=text, epilog=EPILOG, formatter_class=HelpFormatter)
 
     common.add_argument("--queue", action="append", metavar="Q", help="a work queue (repeatable; default: all)")
     add("list", [common, json_option()], "every dead letter: time, task, id, attempts, reason")

@@ -24,8 +24,8 @@ EPILOG = """examples:
 
 """ + exit_epilog("init")
 NEXT_STEPS = (
-    "next: dts up (broker vhost/user, then the pools: local processes, or containers where Docker answers); "
-    "dts dispatch; dts status; dts down\n"
+    "next: dts up (broker vhost/user, then the pools: local processes, or containers where\n"
+    "      Docker answers); dts dispatch; dts status; dts down\n"
     "keep .env (the broker credentials), .run/ and results/ out of version control"
 )
 

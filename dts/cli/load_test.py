@@ -59,28 +59,29 @@ DESCRIPTION = "Send a load of declared tasks and report throughput, latency, fai
 EPILOG = """examples:
   dts load-test --tasks 20                      20 task_a + 20 task_b on the running pools
   dts load-test --tasks 50 --mix 0.8            100 tasks, 80% task_a
-  dts load-test --tasks 20 --mix add=3,flash=1  40 tasks of declared tasks: 30 add, 10 flash (their
-                                                declared params; dts dispatch --list shows them)
-  dts load-test --tasks 40 --sweep 1,2,4,8      rescale every pool to each size, same load at each
-                                                (the pools are put back to their sizes afterwards)
+  dts load-test --tasks 20 --mix add=3,flash=1  40 tasks of declared tasks: 30 add, 10 flash (their \
+declared params; dts dispatch --list shows them)
+  dts load-test --tasks 40 --sweep 1,2,4,8      rescale every pool to each size, same load at each \
+(the pools are put back to their sizes afterwards)
   dts load-test --tasks 20 --json --output run.json --plot run.png
   dts load-test --tasks 20 --no-save            no result file (default: results/load_test-<UTC time>.json)
   dts load-test --tasks 20 --junit load.xml     JUnit XML for CI too: a testcase per task type
   python load_test.py --tasks 20                the same command, from this repository's checkout
 
---tasks counts tasks of each type: with --mix NAME=WEIGHT,... the load is TASKS x (number of types)
-tasks (at most 100000) split by weight, each count rounded and the total exact: --mix add=3,flash=1
+--tasks counts tasks of each type: with --mix NAME=WEIGHT,... the load is TASKS x (number of types) \
+tasks (at most 100000) split by weight, each count rounded and the total exact: --mix add=3,flash=1 \
 --tasks 20 sends 30 add and 10 flash. The default is task_a=1,task_b=1; --mix F is task_a=F,task_b=1-F.
 
-efficiency = ideal time / actual time. A pool's ideal is the lower bound for its tasks (of every type
-routed to it) on the worker slots it really had: the slots asked from the workers before the run, from
-the first send on, plus each worker that joined later, from the first task it started, with its pool's
-concurrency (or the most tasks it ran at once). The ideal is the earliest time by which that slot time
-holds all the work, the slots could have run every task at the shortest one's length, and the longest
-task could have run; on a steady pool: max(work / slots, ceil(tasks / slots) x shortest task, longest
-task). The run's efficiency: its slowest pool's ideal / the run's time; a pool's: its ideal / the time to
-its last result. A pool that grows during the run (autoscale, a scale command) never shows more than 1;
+efficiency = ideal time / actual time. A pool's ideal is the lower bound for its tasks (of every type \
+routed to it) on the worker slots it really had: the slots asked from the workers before the run, from \
+the first send on, plus each worker that joined later, from the first task it started, with its pool's \
+concurrency (or the most tasks it ran at once). The ideal is the earliest time by which that slot time \
+holds all the work, the slots could have run every task at the shortest one's length, and the longest \
+task could have run; on a steady pool: max(work / slots, ceil(tasks / slots) x shortest task, longest \
+task). The run's efficiency: its slowest pool's ideal / the run's time; a pool's: its ideal / the time to \
+its last result. A pool that grows during the run (autoscale, a scale command) never shows more than 1; \
 a worker lost mid-run still counts (lower, never higher).
+
 """
 EPILOG += exit_epilog("load-test")
 

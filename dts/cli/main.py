@@ -13,7 +13,7 @@ import sys
 from importlib import import_module
 
 from dts import __version__
-from dts.cli import Parser, run_main
+from dts.cli import HelpFormatter, Parser, run_main
 
 PROG = "dts"
 DESCRIPTION = "Route test jobs to isolated pools of Celery workers over RabbitMQ: start, dispatch, scale, measure."
@@ -27,7 +27,7 @@ EPILOG = """examples:
   dts down                          stop every worker
 
 Every command takes --config PATH (default: ./test-config.yml or the nearest one above; $DTS_CONFIG) and -v.
-Exit codes: 0 ok, 1 failed, 2 bad usage or config, 3 broker unreachable, 4 a queue has no consumer,
+Exit codes: 0 ok, 1 failed, 2 bad usage or config, 3 broker unreachable, 4 a queue has no consumer, \
 130 interrupted (each command's --help says what they mean for it).
 """
 # sub-commands with their own options, in the order `dts --help` lists them: name -> (module, help); a
@@ -49,9 +49,7 @@ GROUPS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"dts {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     from dts.cli import pools
@@ -74,7 +72,7 @@ def add_command(sub, name: str, dotted: str, text: str) -> None:
         help=text,
         description=module.DESCRIPTION,
         epilog=module.EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     command.set_defaults(run=module.run, prog=prog)
 

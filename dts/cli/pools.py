@@ -32,6 +32,7 @@ from dts.cli import (
     MAX_TIMEOUT,
     MAX_WATCH_COUNT,
     MAX_WORKERS,
+    HelpFormatter,
     Parser,
     float_between,
     int_between,
@@ -107,9 +108,9 @@ def examples(prog: str, names: dict[str, str], only: str | None = None) -> str:
 EPILOG = examples("python scale.py", {}) + exit_epilog("pools")
 
 
-AUTO_RULE = """Pools with an `autoscale: {min, max, target}` mapping in the config are resized through their
-engine: up at once to ceil(ready / target) replicas, down only `autoscale.cooldown` seconds after the
-pool's last change and only to a size the ready messages fill to at most half its target (hysteresis).
+AUTO_RULE = """Pools with an `autoscale: {min, max, target}` mapping in the config are resized through their \
+engine: up at once to ceil(ready / target) replicas, down only `autoscale.cooldown` seconds after the \
+pool's last change and only to a size the ready messages fill to at most half its target (hysteresis). \
 Surplus workers stop with a warm shutdown: running tasks finish, reserved ones go back to the queue.
 
 """
@@ -243,9 +244,10 @@ def k8s(args: argparse.Namespace) -> int:
         logging.getLogger("dts.k8s").warning(note)
     print("\n".join(shown(path) for path in written))
     print(
-        f"image: {image} (push it to a registry the cluster pulls from; --image names it)\n"
-        f"use: kubectl create secret generic {manifests.SECRET} --from-literal={manifests.SECRET_KEY}="
-        f"amqp://USER:PASSWORD@BROKER_HOST:5672/VHOST\n     kubectl apply -k {shown(output)}   (KEDA installed)"
+        f"image: {image}\n       (push it to a registry the cluster pulls from; --image names it)\n"
+        f"use: kubectl create secret generic {manifests.SECRET} \\\n"
+        f"       --from-literal={manifests.SECRET_KEY}=amqp://USER:PASSWORD@BROKER_HOST:5672/VHOST\n"
+        f"     kubectl apply -k {shown(output)}   (KEDA installed)"
     )
     return ExitCode.OK
 
@@ -266,7 +268,7 @@ def autoscale(engine: Engine, settings: Settings, args: argparse.Namespace) -> i
     interval = args.interval or settings.autoscale.interval
     print(
         f"autoscaling on {engine.name}, a look every {interval:g}s, scale-down after {settings.autoscale.cooldown:g}s:"
-        + "".join(f" {pool} {r.min}..{r.max} (target {r.target} ready/replica)" for pool, r in rules.items()),
+        + "".join(f"\n  {pool} {r.min}..{r.max} (target {r.target} ready/replica)" for pool, r in rules.items()),
         flush=True,
     )
     before = signal.signal(signal.SIGTERM, stop_on_sigterm)  # `kill` and process supervisors stop it like Ctrl-C
@@ -295,9 +297,7 @@ DTS_NAMES = {"set": "scale", "all": "scale-all", "auto": "autoscale"}
 
 
 def build_parser(prog: str = "scale.py") -> argparse.ArgumentParser:
-    parser = Parser(
-        prog=prog, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG
-    )
+    parser = Parser(prog=prog, description=DESCRIPTION, formatter_class=HelpFormatter, epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_commands(sub, {})
     return parser
@@ -323,7 +323,7 @@ def add_commands(sub, names: dict[str, str], under_dts: bool = False) -> None:
     def add(command: str, parents: list, **kwargs) -> argparse.ArgumentParser:
         codes = exit_epilog("autoscale" if command == "auto" else "pools")
         kwargs.setdefault("epilog", examples(prog, names, command) + codes)
-        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         parser = sub.add_parser(names.get(command, command), parents=parents, **kwargs)
         parser.set_defaults(command=command, prepare=False)
         for option in options:

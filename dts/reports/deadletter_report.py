@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from dts.app.conf import dead_letter_queue_name
+from dts.reports.console import fit, table_lines
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,12 @@ class MigrationStep:
     aside: str = ""  # moved_back: the queue they were kept in
 
 
+LIST_COLUMNS = ("TIME", "TASK", "ID", "ATTEMPTS")
+
+
 def render_list(letters: dict[str, list[DeadLetter]]) -> list[str]:
-    """Per work queue: its dead-letter queue, empty or a table of its dead letters."""
+    """Per work queue: its dead-letter queue, empty or a table of its dead letters, each with its reason
+    on the lines under it (indented)."""
     lines = []
     for queue, items in letters.items():
         dead = dead_letter_queue_name(queue)
@@ -47,12 +52,20 @@ def render_list(letters: dict[str, list[DeadLetter]]) -> list[str]:
             lines.append(f"{dead}: empty")
             continue
         lines.append(f"{dead}: {len(items)} dead letter(s)")
-        lines.append(f"  {'TIME':<25} {'TASK':<18} {'ID':<36} {'ATTEMPTS':>8}  REASON")
-        for d in items:
-            attempts = "-" if d.attempts is None else str(d.attempts)
+        rows = [
+            (
+                d.time[:19].replace("T", " ") + "Z" if d.time else "-",
+                d.task[:18],
+                d.id[:36],
+                "-" if d.attempts is None else str(d.attempts),
+            )
+            for d in items
+        ]
+        header, *table = table_lines(LIST_COLUMNS, rows, right={3})
+        lines.append(header)
+        for row, d in zip(table, items, strict=True):
             copies = f" [{d.copies} copies]" if d.copies > 1 else ""
-            when = d.time[:19].replace("T", " ") + "Z" if d.time else "-"
-            lines.append(f"  {when:<25} {d.task[:18]:<18} {d.id[:36]:<36} {attempts:>8}  {d.reason}{copies}")
+            lines += [row, *fit(f"  {d.reason}{copies}", hang=2)]
     return lines
 
 
@@ -86,6 +99,7 @@ def render_purge(purged: dict[str, int]) -> list[str]:
 
 
 def render_migration(steps: list[MigrationStep]) -> list[str]:
+    """A line per step (a long one going on, indented, on the next)."""
     lines = []
     for s in steps:
         if s.action == "retyped":
@@ -96,4 +110,4 @@ def render_migration(steps: list[MigrationStep]) -> list[str]:
             lines.append(f"{s.queue}: {s.moved} message(s) moved back from {s.aside}")
         else:
             lines.append(f"{s.queue}: ok")
-    return lines
+    return [part for line in lines for part in fit(line, hang=2)]

@@ -16,7 +16,7 @@ from dts.config import Settings
 from dts.config.schema import DEFAULT_ROUTES
 from dts.errors import ExitCode
 from dts.naming import pool_of_node
-from dts.reports.console import table_lines
+from dts.reports.console import fit, table_lines
 from dts.reports.documents import SCHEMA_VERSION
 
 
@@ -163,6 +163,8 @@ def dispatch_report(settings: Settings, rounds: list[tuple[list[TaskOutcome], Di
 
 
 DISPATCH_COLUMNS = ("Task", "Result", "Worker", "Queue", "Time", "Retries")
+# the table's layout (table_lines): the Result column gives way, cut with "…" (each result follows in full)
+DISPATCH_LAYOUT = {"shrink": 1}
 
 
 def dispatch_rows(report: DispatchReport) -> list[tuple[str, ...]]:
@@ -181,12 +183,12 @@ def dispatch_rows(report: DispatchReport) -> list[tuple[str, ...]]:
 
 
 def challenge_lines(outcomes: tuple[TaskOutcome, ...] | list[TaskOutcome]) -> list[str]:
-    """Per task, the challenge's own lines: `Result from task_a: Hello from Task A`, its execution time
-    (a task without a result has none) and its retries."""
+    """Per task, the challenge's own lines: `Result from task_a: Hello from Task A` (a long one goes on
+    under its result), its execution time (a task without a result has none) and its retries."""
     lines = []
     for o in outcomes:
         said = o.result["message"] if o.ok else f"{o.state.upper()}: {o.error or o.isolation_breach}"
-        lines.append(f"Result from {o.task}: {said}")
+        lines += fit(f"Result from {o.task}: {said}", hang=len(f"Result from {o.task}: "))
         if o.result:
             lines.append(f"{label(o.task)} execution time: {o.result['execution_time']:.3f}s")
         lines.append(f"{label(o.task)} retries: {o.retries}")
@@ -212,8 +214,7 @@ def dispatch_totals(report: DispatchReport) -> list[str]:
         lines.append(f"Sequential time would be: {s.sum_execution_time:.3f}s")
     if not s.failed and s.total_retries:
         lines.append(
-            f"Time includes backoff waits of up to {s.max_backoff:.3f}s per task; "
-            "speed-up is reported for runs without retries"
+            f"Time includes backoff waits of up to {s.max_backoff:.3f}s per task (no speed-up: there were retries)"
         )
     elif not s.failed:
         lines.append(
@@ -236,7 +237,7 @@ def dispatch_totals(report: DispatchReport) -> list[str]:
 
 def render_dispatch(report: DispatchReport) -> list[str]:
     """The summary as plain text: the table, then the totals."""
-    return table_lines(DISPATCH_COLUMNS, dispatch_rows(report)) + dispatch_totals(report)
+    return table_lines(DISPATCH_COLUMNS, dispatch_rows(report), **DISPATCH_LAYOUT) + dispatch_totals(report)
 
 
 def bare_results(report: DispatchReport) -> list[str]:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dts.config import Settings
+from dts.reports.console import fit
 from dts.reports.documents import Stream
 from dts.reports.slots import ideal_on, pool_lanes, work_bound
 from dts.runs.samples import FAILED, SUCCEEDED, UNKNOWN, SampleTable
@@ -247,12 +248,12 @@ def _slots(pool: str, load: PoolLoad | None, at_start: int) -> str:
 def render_task_types(r: LoadReport) -> list[str]:
     """A line per task type: its pool, counts, and its queue wait and execution (p50, p95)."""
     lines = [
-        f"{'per task type':<16}{'pool':<12}{'sent':>6}{'ok':>6}{'failed':>7}{'unknown':>8}"
+        f"{'per task type':<15}{'pool':<10}{'sent':>6}{'ok':>6}{'failed':>7}{'unknown':>8}"
         f"{'wait p50':>9}{'p95':>7}{'exec p50':>9}{'p95':>7}  ms"
     ]
     for name, t in r.task_types.items():
         lines.append(
-            f"{name:<16}{t.pool:<12}{t.tasks:>6}{t.completed:>6}{t.failed:>7}{t.unknown:>8}"
+            f"{name:<15}{t.pool:<10}{t.tasks:>6}{t.completed:>6}{t.failed:>7}{t.unknown:>8}"
             f"{_ms(t.queue_wait.p50):>9}{_ms(t.queue_wait.p95):>7}{_ms(t.execution.p50):>9}{_ms(t.execution.p95):>7}"
         )
     return lines
@@ -268,15 +269,14 @@ def render_load(r: LoadReport) -> list[str]:
     for name, d in (("latency (end to end)", r.latency), ("  queue wait", r.queue_wait), ("  execution", r.execution)):
         lines.append(f"{name:<22}{_ms(d.p50):>7}{_ms(d.p95):>7}{_ms(d.p99):>7}{_ms(d.max):>7}")
     lines += render_task_types(r)
-    lines.append("Tasks per worker: " + ", ".join(f"{w} {n}" for w, n in r.per_worker.items()))
+    lines += fit("Tasks per worker: " + ", ".join(f"{w} {n}" for w, n in r.per_worker.items()), hang=2)
     slots = ", ".join(_slots(pool, r.pools.get(pool), n) for pool, n in r.slots.items())
-    lines.append(
-        f"Worker slots (replicas x concurrency): {slots}; ideal time {r.ideal_time:.3f}s "
-        f"(work per slot {r.work_per_slot:.3f}s)"
-    )
-    lines.append(
+    lines += fit(f"Worker slots (replicas x concurrency): {slots}", hang=2)
+    lines.append(f"Ideal time: {r.ideal_time:.3f}s (work per slot {r.work_per_slot:.3f}s)")
+    lines += fit(
         "Efficiency per pool (ideal / time to its last result): "
-        + ", ".join(f"{pool} {_ratio(p.efficiency)}" for pool, p in r.pools.items())
+        + ", ".join(f"{pool} {_ratio(p.efficiency)}" for pool, p in r.pools.items()),
+        hang=2,
     )
     lines.append(
         f"Efficiency (ideal / actual): {_ratio(r.efficiency)} "

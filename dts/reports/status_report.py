@@ -14,7 +14,7 @@ from typing import Any
 
 from dts.config import Settings
 from dts.errors import ExitCode
-from dts.reports.console import rich_table, table_lines
+from dts.reports.console import fit, rich_table, table_lines
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,12 @@ def render_status(report: StatusReport) -> list[str]:
             lines.append(f"  {m.name}  ({state})")
         if r.other_consumers:
             lines.append(f"  + {r.other_consumers} consumer(s) of {','.join(r.queues)} not started by this engine")
-    return lines
+    return fitted(lines)
+
+
+def fitted(lines: list[str]) -> list[str]:
+    """The report's lines, a longer one going on under its own text (a long broker URL, a problem)."""
+    return [part for line in lines for part in fit(line, hang=2 if line.startswith("UNHEALTHY") else None)]
 
 
 HEALTH_QUEUE_HEADERS = ("queue", "pool", "consumers", "ready")
@@ -231,7 +236,7 @@ def render_health(report: StatusReport) -> list[str]:
     lines += ["", *_table(HEALTH_WORKER_HEADERS, workers)] if workers else ["", f"no workers ({report.engine})"]
     lines.append("")
     lines += [f"UNHEALTHY (exit {report.exit_code}): {p}" for p in report.problems] or ["healthy"]
-    return lines
+    return fitted(lines)
 
 
 def status_table(report: StatusReport):

@@ -377,9 +377,10 @@ class LiveView:
         self.stream.write(line + "\n")
         self.stream.flush()
 
-    def table(self, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-        """The summary table: plain aligned columns; on a terminal the header bold, a failed row red."""
-        header, *lines = table_lines(columns, rows)
+    def table(self, columns: tuple[str, ...], rows: list[tuple[str, ...]], **layout: Any) -> None:
+        """The summary table: plain aligned columns (`layout`: table_lines's options, one line a row); on a
+        terminal the header bold, a failed row red."""
+        header, *lines = table_lines(columns, rows, **layout)
         if self.colour:
             header = f"\x1b[1m{header}\x1b[0m"
             lines = [f"\x1b[31m{line}\x1b[0m" if _failed(row) else line for line, row in zip(lines, rows, strict=True)]

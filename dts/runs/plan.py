@@ -71,9 +71,7 @@ def _own(spec: TaskSettings, given: dict[str, str]) -> dict[str, Any]:
     for key, value in given.items():
         if key not in spec.params:
             declared = ", ".join(spec.params) or "none"
-            raise CliError(
-                f"--task {spec.name}: unknown param {excerpt(key)} (declared params: {declared})", ExitCode.USAGE
-            )
+            raise CliError(f"--task {spec.name}: unknown param {excerpt(key)} (declared: {declared})", ExitCode.USAGE)
         kwargs[key] = _typed(spec.name, key, value, spec.params[key])
         problem = param_rule_problem(spec, key, kwargs[key])
         if problem:
