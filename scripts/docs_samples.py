@@ -4,9 +4,9 @@
     python scripts/docs_samples.py       # runs each command below, writes docs/samples/NAME.txt (+ NAME.json)
 
 Each text file starts with the command as a user types it, then what it printed (stdout, or stderr for an
-error), piped (no colour), fitted to the page's code blocks (`for_the_page`: a line wider than 88
-characters, a live line, has its task ids shortened to their first 8 characters and `…`, then its middle
-cut out). Where the command writes a result file or has --json, the JSON is kept beside it:
+error), piped (no colour), fitted to the page's code blocks (`for_the_page`: the live view's lines, and any
+line wider than 88 characters, have their task ids shortened to their first 8 characters and `…`; a line
+still too wide has its middle cut out). Where the command writes a result file or has --json, the JSON is kept beside it:
 tests/test_docs_samples.py renders it again with the report code and checks that the text matches, so a
 changed table header or line format fails until the samples are regenerated (the reports themselves fit
 88 characters: a cut report line fails there too).
@@ -85,18 +85,19 @@ HASHES = OUT / "renderers.json"  # sample -> {file:function: the hash of its sou
 RESULT_FILE = re.compile(r"^Result file: (?P<path>\S+)$", re.MULTILINE)
 TASK_ID = re.compile(r"\b([0-9a-f]{8})-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 CUT = " … "  # where a line's middle was cut out
+LIVE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} ")  # a line of the live view (dts.live): its time first
 
 
 def for_the_page(text: str) -> str:
-    """The output as the page shows it: a line wider than the reports' width (88) with its task ids
-    shortened (`4f386f66…`), then, still too wide, its middle cut out at spaces (CUT), its start and its
+    """The output as the page shows it: a line of the live view, or any line wider than the reports' width
+    (88), with its task ids shortened (`4f386f66…`), then, still too wide, its middle cut out at spaces (CUT), its start and its
     end kept."""
     sys.path.insert(0, str(ROOT))
     from dts.reports.console import WIDTH as width
 
     lines = []
     for line in text.splitlines():
-        if len(line) > width:
+        if len(line) > width or LIVE.match(line):  # every live line alike: the same task, the same id
             line = TASK_ID.sub(r"\1…", line)
         if len(line) > width:
             tail = line[-(width // 4) :]
