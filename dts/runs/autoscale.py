@@ -32,7 +32,6 @@ from dts.amqp.checks import queue_stats
 from dts.amqp.deadline import Deadline
 from dts.config import Settings
 from dts.engines.base import Engine, replicas
-from dts.reports.console import fit
 
 log = logging.getLogger("dts.autoscale")
 DOWN_FILL = 0.5  # shrink only to a size the ready messages would fill to at most half its target
@@ -61,13 +60,13 @@ class Change:
     reason: str
 
     def line(self) -> str:
-        """`HH:MM:SS pool: 1 -> 3 replicas (why; ready, consumers)`, a longer one going on under the pool."""
+        """`HH:MM:SS pool: 1 -> 3 replicas (why; ready, consumers)`: one line per decision, however long (a
+        record to grep, as a log line is)."""
         stamp = time.strftime("%H:%M:%S", time.localtime(self.time))
-        text = (
+        return (
             f"{stamp} {self.pool}: {self.before} -> {self.after} replicas ({self.reason}; "
             f"{self.ready} ready, {self.consumers} consumer(s))"
         )
-        return "\n".join(fit(text, hang=len(stamp) + 1))
 
 
 # --------------------------------------------------------------------------- pure decision
