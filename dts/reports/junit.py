@@ -25,7 +25,7 @@ from pathlib import Path
 
 from dts.files import write_atomic
 from dts.reports.dispatch_report import DispatchReport, TaskOutcome
-from dts.reports.load_report import LoadRun, LoadTestReport, PoolLoad, TaskLoad
+from dts.reports.load_report import LoadReport, LoadRun, LoadTestReport, PoolLoad, TaskLoad
 
 MAX_MESSAGE = 500  # characters of a failure's message attribute (the element's text has the whole reason)
 NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # characters XML 1.0 cannot carry
@@ -177,10 +177,30 @@ def _task_type_case(suite: ET.Element, task: str, load: TaskLoad, pool: PoolLoad
     )
 
 
+def _failed_task_cases(suite: ET.Element, r: LoadReport) -> None:
+    """A testcase per task that did not succeed (at most MAX_FAILED_CASES, then one that counts the rest)."""
+    for f in r.failures[:MAX_FAILED_CASES]:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            name=f"{f['task']} [{f['task_id']}]",
+            classname=r.task_types[f["task"]].pool if f["task"] in r.task_types else f["task"],
+            time=_seconds(0),
+        )
+        reason = clean(f["error"] or f["state"])
+        tag, kind = ("error", "unknown") if f["state"] == "unknown" else ("failure", reason.split(":", 1)[0][:100])
+        ET.SubElement(case, tag, message=reason[:MAX_MESSAGE], type=kind).text = reason
+    if len(r.failures) > MAX_FAILED_CASES:
+        more = len(r.failures) - MAX_FAILED_CASES
+        case = ET.SubElement(suite, "testcase", name="more failed tasks", classname="load-test", time=_seconds(0))
+        ET.SubElement(
+            case, "failure", message=f"{more} more tasks did not succeed (ids in the result file)", type="failed"
+        )
+
+
 def _load_suite(parent: ET.Element, run: LoadRun, name: str, problems: tuple[str, ...], stamp: str, host: str) -> None:
     """One load run: an aggregate testcase per task type, one per failed task (bounded), the thresholds."""
     r = run.report
-    failed_cases = r.failures[:MAX_FAILED_CASES]
     suite = ET.SubElement(
         parent,
         "testsuite",
@@ -204,23 +224,7 @@ def _load_suite(parent: ET.Element, run: LoadRun, name: str, problems: tuple[str
         ET.SubElement(props, "property", name=key, value=value)
     for task, load in r.task_types.items():
         _task_type_case(suite, task, load, r.pools.get(load.pool))
-    for f in failed_cases:
-        case = ET.SubElement(
-            suite,
-            "testcase",
-            name=f"{f['task']} [{f['task_id']}]",
-            classname=r.task_types[f["task"]].pool if f["task"] in r.task_types else f["task"],
-            time=_seconds(0),
-        )
-        reason = clean(f["error"] or f["state"])
-        tag, kind = ("error", "unknown") if f["state"] == "unknown" else ("failure", reason.split(":", 1)[0][:100])
-        ET.SubElement(case, tag, message=reason[:MAX_MESSAGE], type=kind).text = reason
-    if len(r.failures) > MAX_FAILED_CASES:
-        more = len(r.failures) - MAX_FAILED_CASES
-        case = ET.SubElement(suite, "testcase", name="more failed tasks", classname="load-test", time=_seconds(0))
-        ET.SubElement(
-            case, "failure", message=f"{more} more tasks did not succeed (ids in the result file)", type="failed"
-        )
+    _failed_task_cases(suite, r)
     if problems:
         case = ET.SubElement(suite, "testcase", name="thresholds", classname="load-test", time=_seconds(0))
         text = clean("; ".join(problems))
