@@ -4,19 +4,33 @@
 # the exact sudo command that starts (or installs) it, exit 1.
 set -eu
 PORT="${DTS_BROKER_PORT:-5672}"
-DEADLINE_S="${DTS_BROKER_WAIT:-90}"
+DEADLINE_S="${DTS_BROKER_WAIT:-300}"
 PY="${PYTHON:-python3}"
 
 answers() {
     "$PY" -c "import socket,sys; s=socket.socket(); s.settimeout(1); sys.exit(s.connect_ex(('127.0.0.1', $PORT)))" 2>/dev/null
 }
 
-wait_for_broker() {
-    end=$(( $(date +%s) + DEADLINE_S ))
+node_up() {   # the node answers rabbitmqctl (as root): it is booting or running, whatever its listener does
+    PATH="$PATH:/usr/sbin" rabbitmqctl -q ping >/dev/null 2>&1
+}
+
+wait_for_broker() {   # a node recovers every vhost before it listens: many vhosts take minutes
+    started=$(date +%s)
+    next=$(( started + 15 ))
     while ! answers; do
-        if [ "$(date +%s)" -ge "$end" ]; then
-            echo "RabbitMQ did not answer on localhost:$PORT within ${DEADLINE_S}s; see /var/log/rabbitmq/" >&2
+        now=$(date +%s)
+        if [ "$now" -ge $(( started + DEADLINE_S )) ]; then
+            echo "RabbitMQ did not answer on localhost:$PORT within ${DEADLINE_S}s (DTS_BROKER_WAIT); see /var/log/rabbitmq/" >&2
             exit 1
+        fi
+        if [ "$now" -ge "$next" ]; then
+            if ! node_up; then
+                echo "RabbitMQ stopped while starting; see /var/log/rabbitmq/" >&2
+                exit 1
+            fi
+            echo "RabbitMQ is still starting ($(( now - started )) s; it recovers each vhost before it listens)"
+            next=$(( now + 15 ))
         fi
         sleep 1
     done
@@ -56,7 +70,11 @@ if [ "$(id -u)" != 0 ]; then   # the command, to run once; nothing is run with s
     echo "  sudo $start" >&2
     exit 1
 fi
-echo "starting RabbitMQ..."
-PATH="$PATH:/usr/sbin" $start
+if node_up; then   # started by an earlier call (or at boot) and not listening yet: wait for it, start nothing
+    echo "RabbitMQ is starting (its node is up, its listener not yet)..."
+else
+    echo "starting RabbitMQ..."
+    PATH="$PATH:/usr/sbin" $start
+fi
 wait_for_broker
 echo "RabbitMQ answers on localhost:$PORT"

@@ -10,7 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import IDLE_VHOST, IN_CI, TEST_BROKER_URL, TEST_VHOST, broker_answers, write_config
+from helpers import (
+    CHECKOUT,
+    IDLE_VHOST,
+    IN_CI,
+    TEST_BROKER_URL,
+    TEST_VHOST,
+    broker_answers,
+    forget_test_names,
+    write_config,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -23,6 +32,16 @@ def test_broker_url(tmp_path_factory):
     mp.delenv("LOG_FORMAT", raising=False)  # each format's default (text on the host, JSON in containers)
     yield TEST_BROKER_URL
     mp.undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def forget_test_vhosts():
+    """The vhosts and users this checkout's tests made on the host's RabbitMQ are deleted when the session
+    ends. Under CI=true (one suite at a time on the machine) those an interrupted earlier run left go first."""
+    if IN_CI:
+        forget_test_names()
+    yield
+    forget_test_names(CHECKOUT)
 
 
 @pytest.fixture(scope="session")

@@ -304,6 +304,38 @@ def fresh_vhost(vhost: str, user: str = "guest", password: str | None = None) ->
     ensure_vhost(vhost, user, password)
 
 
+# the vhosts and users the tests make: `dts-<what>-<checkout>[-<more>]`; a project's own is `dts-<hash>`
+TEST_NAME = re.compile(r"^dts-[a-z][\w-]*?-(?P<checkout>[0-9a-f]{8})(-[\w-]+)?$")
+
+
+def made_by_tests(names: list[str], checkout: str | None = None) -> list[str]:
+    """The names among `names` that the tests made: of one checkout's runs, or of any when `checkout` is None
+    (never a project's own `dts-<hash>`, never another name)."""
+    found = [(n, TEST_NAME.match(n)) for n in names]
+    return [n for n, m in found if m and checkout in (None, m["checkout"])]
+
+
+def forget_test_names(checkout: str | None = None) -> list[str]:
+    """Delete the vhosts and users the tests made on the host's RabbitMQ (made_by_tests): a broker keeps every
+    vhost and recovers each one when it starts, so vhosts left by past runs make it start slower and slower.
+    Returns what was deleted; nothing when no broker answers or rabbitmqctl cannot be run here."""
+    from dts.errors import CliError
+    from dts.provision import rabbitmqctl
+
+    if not broker_answers():
+        return []
+    deleted = []
+    try:
+        for listing, delete in (("list_vhosts", "delete_vhost"), ("list_users", "delete_user")):
+            names = [line.split("\t")[0] for line in rabbitmqctl(listing).stdout.splitlines()]
+            for name in made_by_tests(names, checkout):
+                rabbitmqctl(delete, name)
+                deleted.append(name)
+    except CliError:
+        pass  # rabbitmqctl needs root or the rabbitmq user; without it the tests made no vhosts either
+    return deleted
+
+
 @contextlib.contextmanager
 def local_fleet(path: Path, broker_url: str, run_dir: Path):
     """Real local workers for the config at `path` on `broker_url` (each pool at its replicas), stopped after:

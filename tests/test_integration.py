@@ -263,3 +263,32 @@ def test_failover_urls_reach_the_first_node_that_answers(settings, config_path, 
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["summary"]["failed"] == []
+
+
+def test_the_tests_forget_the_vhosts_and_users_they_made(rabbitmq):
+    """What one checkout's tests made is deleted (forget_test_names, run when the session ends); a project's
+    own `dts-<hash>`, another checkout's test vhosts and other names are kept."""
+    from helpers import forget_test_names, made_by_tests
+
+    from dts.provision import ensure_vhost, rabbitmqctl
+
+    ours, theirs, project = "dts-test-forget-0badc0de", "dts-test-forget-1badc0de", "dts-0badc0de"
+    assert made_by_tests(
+        [ours, f"{ours}-broken", "dts-cl-0badc0de-a", project, "/", "dts-test-x", theirs], "0badc0de"
+    ) == [
+        ours,
+        f"{ours}-broken",
+        "dts-cl-0badc0de-a",
+    ]
+    try:
+        for name in (ours, theirs, project):
+            ensure_vhost(name, "guest")
+        rabbitmqctl("add_user", ours, "secret")
+        assert sorted(forget_test_names("0badc0de")) == [ours, ours]  # the vhost, the user
+        vhosts = rabbitmqctl("list_vhosts", "name").stdout.split()
+        assert ours not in vhosts and theirs in vhosts and project in vhosts
+        assert ours not in rabbitmqctl("list_users").stdout.split()
+    finally:
+        for name in (ours, theirs, project):
+            if name in rabbitmqctl("list_vhosts", "name").stdout.split():
+                rabbitmqctl("delete_vhost", name)

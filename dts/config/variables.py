@@ -104,7 +104,11 @@ VARIABLES = (
         "(`DTS_BROKER_TLS_PORT`, client certificates of ca.pem required), plain AMQP refused; the CLIs and local "
         "workers then reach the `.env` vhost/user at that port (the config's `broker.tls` says how)",
     ),
-    Variable("DTS_BROKER_WAIT", BROKER, "seconds `scripts/ensure-broker.sh` waits for RabbitMQ to answer (default 90)"),
+    Variable(
+        "DTS_BROKER_WAIT",
+        BROKER,
+        "seconds `scripts/ensure-broker.sh` waits for a starting RabbitMQ to answer (default 300)",
+    ),
     Variable("PYTHON", PATHS, "the Python that makes `.venv` and checks the broker (default `python3`)"),
     Variable("DTS_CONFIG", PATHS, "the config file when `--config` is not given (default `test-config.yml`)"),
     Variable("DTS_RESULTS_DIR", PATHS, "where result files go (default `results/`)"),
