@@ -24,11 +24,19 @@ EXAMPLE = ROOT / "examples" / "bench-lab"
 
 @pytest.fixture
 def lab(tmp_path):
-    """A copy of the example's folder; its broker vhost and user removed afterwards."""
+    """A copy of the example's folder; its broker vhost and user removed afterwards, and the compose project's
+    volumes (Compose v1.29 creates every volume the file declares, the brokers' too, and `dts down` keeps them)."""
+    from dts.config import project_name
+
     folder = tmp_path / "bench-lab"
     shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("__pycache__", ".run", ".env", "results"))
     yield folder
     forget_project(folder)
+    if shutil.which("docker"):
+        label = f"label=com.docker.compose.project={project_name(folder)}"
+        listed = subprocess.run(["docker", "volume", "ls", "-q", "--filter", label], capture_output=True, text=True)
+        if listed.returncode == 0 and listed.stdout.split():
+            subprocess.run(["docker", "volume", "rm", *listed.stdout.split()], capture_output=True, timeout=60)
 
 
 def dts(folder: Path, *args: str) -> subprocess.CompletedProcess:
