@@ -143,7 +143,22 @@ def consumers_back(cluster, seconds: float = 60) -> None:
         time.sleep(0.5)  # polling the queues' consumers, bounded above
 
 
+def said_at(cluster, node: str, text: str) -> str:
+    """When the node's first log line holding `text` was written: docker's stamp (RFC 3339, up to 9 digits of
+    fraction, trailing zeros dropped) as a comparable 'YYYY-MM-DDTHH:MM:SS.nnnnnnnnn'."""
+    logs = subprocess.run(
+        ["docker", "logs", "-t", container(cluster, node)], capture_output=True, text=True, timeout=60
+    )
+    found = [line.split()[0] for line in (logs.stdout + logs.stderr).splitlines() if text in line]
+    assert found, f"{node} never said {text!r}"
+    seconds, _, fraction = found[0].rstrip("Z").partition(".")
+    return f"{seconds}.{fraction.ljust(9, '0')}"
+
+
 def test_the_cluster_forms_and_every_queue_is_a_quorum_queue_on_three_nodes(cluster):
+    # the nodes joined one at a time: rabbit-3 after rabbit-2 had joined and started (docker/broker/entrypoint.sh)
+    joined = said_at(cluster, "rabbit-2", "rabbit@rabbit-2 joined the cluster")
+    assert said_at(cluster, "rabbit-3", "rabbit@rabbit-2 runs in the cluster: rabbit@rabbit-3 joins it now") > joined
     for node in NODES:  # every node runs the line's exact version (the docs' table of tested versions)
         check_rabbitmq_version(cluster["line"], rabbitmqctl(cluster, node, "version"))
         if cluster["line"] == "4.3":  # a lost node's consumers' messages back after 10 s (docker/broker/entrypoint.sh)

@@ -5,8 +5,9 @@
 #
 # A cluster node (the compose `cluster` profile) is also given DTS_CLUSTER_SEED, the node it joins
 # (rabbit@rabbit-1), and the cluster's Erlang cookie as the file /run/secrets/erlang_cookie. On its first
-# start a node other than the seed joins the seed's cluster (stop_app, join_cluster, start_app); later
-# starts find it a member already (its data volume) and it rejoins on its own.
+# start a node other than the seed joins the seed's cluster (stop_app, join_cluster, start_app), one node at
+# a time (rabbit-3 after rabbit-2); later starts find it a member already (its data volume) and it rejoins
+# on its own.
 #
 # DTS_BROKER_TLS_DIR, a folder of ca.pem, server.pem and server.key mounted read-only (the compose engine
 # mounts the host folder that DTS_BROKER_TLS_DIR names in the host's environment or .env): a TLS listener on
@@ -39,6 +40,27 @@ if [ -z "$vhost" ] || [ -z "$user" ] || [ -z "$pass" ]; then
     exit 2
 fi
 
+running_in_seed() {   # the seed's cluster has node $1 running (booted after its join)
+    rabbitmqctl -q -n "$seed" cluster_status --formatter json 2>/dev/null \
+        | grep -o '"running_nodes":\[[^]]*\]' | grep -qF "\"$1\""
+}
+
+wait_for_the_node_before() {   # nodes join one at a time: rabbit@rabbit-N after rabbit@rabbit-(N-1) runs in
+    # the cluster (two joining at once can leave the second's tables unavailable: RabbitMQ 4.0's start then
+    # retries "Mnesia->Khepri fallback handling" for minutes); bounded, then it joins anyway
+    n=${RABBITMQ_NODENAME##*-}
+    case "$n" in ''|*[!0-9]*) return 0 ;; esac
+    [ "$n" -gt 2 ] || return 0
+    before="${RABBITMQ_NODENAME%-*}-$((n - 1))"
+    waited=0
+    until running_in_seed "$before"; do
+        waited=$((waited + 1))
+        if [ "$waited" -ge 90 ]; then echo "dts-broker: $before did not join within 3 min; joining anyway" >&2; return 0; fi
+        sleep 2
+    done
+    echo "dts-broker: $before runs in the cluster: $RABBITMQ_NODENAME joins it now"
+}
+
 provision() {
     tries=0   # await_startup fails at once while the node is not reachable yet: ask again, up to 5 min
     until rabbitmqctl -q await_startup --timeout 10 >/dev/null 2>&1; do
@@ -48,6 +70,7 @@ provision() {
     done
     if [ -n "$seed" ] && [ "$seed" != "$RABBITMQ_NODENAME" ] \
         && ! rabbitmqctl -q cluster_status --formatter json | grep -qF "\"$seed\""; then
+        wait_for_the_node_before
         rabbitmqctl -q stop_app
         until rabbitmqctl -q join_cluster "$seed"; do   # the seed may still be starting: bounded below
             tries=$((tries + 1))
