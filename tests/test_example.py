@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, check_compose_version, compose_problem, need_engine
+from helpers import ROOT, check_compose_version, compose_leftovers, compose_problem, need_engine
 from junitparser import JUnitXml
 from test_package import forget_project
 
@@ -32,11 +32,9 @@ def lab(tmp_path):
     shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("__pycache__", ".run", ".env", "results"))
     yield folder
     forget_project(folder)
-    if shutil.which("docker"):
-        label = f"label=com.docker.compose.project={project_name(folder)}"
-        listed = subprocess.run(["docker", "volume", "ls", "-q", "--filter", label], capture_output=True, text=True)
-        if listed.returncode == 0 and listed.stdout.split():
-            subprocess.run(["docker", "volume", "rm", *listed.stdout.split()], capture_output=True, timeout=60)
+    volumes = compose_leftovers(project_name(folder))["volume"] if shutil.which("docker") else []
+    if volumes:
+        subprocess.run(["docker", "volume", "rm", *volumes], capture_output=True, timeout=60)
 
 
 def dts(folder: Path, *args: str) -> subprocess.CompletedProcess:
