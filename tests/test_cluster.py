@@ -156,9 +156,9 @@ def said_at(cluster, node: str, text: str) -> str:
 
 
 def test_the_cluster_forms_and_every_queue_is_a_quorum_queue_on_three_nodes(cluster):
-    # the nodes joined one at a time: rabbit-3 after rabbit-2 had joined and started (docker/broker/entrypoint.sh)
-    joined = said_at(cluster, "rabbit-2", "rabbit@rabbit-2 joined the cluster")
-    assert said_at(cluster, "rabbit-3", "rabbit@rabbit-2 runs in the cluster: rabbit@rabbit-3 joins it now") > joined
+    # the nodes joined one at a time: rabbit-3 once rabbit-2 had joined and started (docker/broker/entrypoint.sh)
+    joined = said_at(cluster, "rabbit-2", "rabbit@rabbit-2 joined the cluster of rabbit@rabbit-1; starting")
+    assert said_at(cluster, "rabbit-3", "rabbit@rabbit-2 has joined and started: rabbit@rabbit-3 joins now") > joined
     for node in NODES:  # every node runs the line's exact version (the docs' table of tested versions)
         check_rabbitmq_version(cluster["line"], rabbitmqctl(cluster, node, "version"))
         if cluster["line"] == "4.3":  # a lost node's consumers' messages back after 10 s (docker/broker/entrypoint.sh)

@@ -40,25 +40,26 @@ if [ -z "$vhost" ] || [ -z "$user" ] || [ -z "$pass" ]; then
     exit 2
 fi
 
-running_in_seed() {   # the seed's cluster has node $1 running (booted after its join)
-    rabbitmqctl -q -n "$seed" cluster_status --formatter json 2>/dev/null \
-        | grep -o '"running_nodes":\[[^]]*\]' | grep -qF "\"$1\""
+started_in_cluster() {   # node $1 is a member of the seed's cluster and has started since its join (the
+    # seed's running_nodes lists a joined node while its start is still under way: not enough)
+    rabbitmqctl -q -n "$1" cluster_status --formatter json 2>/dev/null | grep -qF "\"$seed\"" \
+        && rabbitmqctl -q -n "$1" await_startup --timeout 5 >/dev/null 2>&1
 }
 
-wait_for_the_node_before() {   # nodes join one at a time: rabbit@rabbit-N after rabbit@rabbit-(N-1) runs in
-    # the cluster (two joining at once can leave the second's tables unavailable: RabbitMQ 4.0's start then
+wait_for_the_node_before() {   # nodes join one at a time: rabbit@rabbit-N once rabbit@rabbit-(N-1) has joined
+    # and started (two joining at once can leave the second's tables unavailable: RabbitMQ 4.0's start then
     # retries "Mnesia->Khepri fallback handling" for minutes); bounded, then it joins anyway
     n=${RABBITMQ_NODENAME##*-}
     case "$n" in ''|*[!0-9]*) return 0 ;; esac
     [ "$n" -gt 2 ] || return 0
     before="${RABBITMQ_NODENAME%-*}-$((n - 1))"
     waited=0
-    until running_in_seed "$before"; do
+    until started_in_cluster "$before"; do
         waited=$((waited + 1))
         if [ "$waited" -ge 90 ]; then echo "dts-broker: $before did not join within 3 min; joining anyway" >&2; return 0; fi
         sleep 2
     done
-    echo "dts-broker: $before runs in the cluster: $RABBITMQ_NODENAME joins it now"
+    echo "dts-broker: $before has joined and started: $RABBITMQ_NODENAME joins now"
 }
 
 provision() {
@@ -77,6 +78,7 @@ provision() {
             if [ "$tries" -ge 150 ]; then echo "dts-broker: could not join $seed within 5 min" >&2; return 1; fi
             sleep 2
         done
+        echo "dts-broker: $RABBITMQ_NODENAME joined the cluster of $seed; starting"
         # RabbitMQ 4.0: the first start after the join can fail its deprecated-features check while the
         # tables sync (BOOT FAILED, failed_to_deny_deprecated_features); the next start succeeds
         tries=0
@@ -85,7 +87,7 @@ provision() {
             if [ "$tries" -ge 10 ]; then echo "dts-broker: could not start after joining $seed" >&2; return 1; fi
             sleep 2
         done
-        echo "dts-broker: $RABBITMQ_NODENAME joined the cluster of $seed"
+        echo "dts-broker: $RABBITMQ_NODENAME started in the cluster of $seed"
     fi
     rabbitmqctl -q list_vhosts name | grep -qxF "$vhost" || rabbitmqctl -q add_vhost "$vhost"
     if rabbitmqctl -q list_users | cut -f1 | grep -qxF "$user"; then
